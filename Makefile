@@ -1,0 +1,37 @@
+# The two set-up commands of the README:
+#   make run   -> create .venv, install the package with the RL extra, run the default comparison
+#   make test  -> create .venv, install with the test extras, run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: run test install install-test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[rl]"
+	touch $@
+
+$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[rl,dev]"
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/pev-experiments compare
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+bench: install-test
+	$(BIN)/python benchmarks/env_step.py
+	$(BIN)/python benchmarks/mpc_step.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
