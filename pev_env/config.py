@@ -1,0 +1,216 @@
+"""Environment configuration: one frozen dataclass with the seed defaults.
+
+Every field is validated in one place (``EnvConfig.__post_init__``); a bad value
+raises ``ValueError("EnvConfig.<field> = <value>: <allowed>")``.  Configurations
+load from mappings, YAML or TOML files, and accept ``key=value`` overrides
+(strings are coerced to the field type, as they come from a command line).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Plant parameters (units in brackets); defaults are the seed's PEVChargeBattery."""
+
+    n_stations: int = 6
+    """Number of charging stations (agents)."""
+    n_pevs: int = 10
+    """Number of PEVs in a generated scenario."""
+    p_min: float = 0.0
+    """Minimum station power while plugged [kW]."""
+    p_max: float = 22.0
+    """Maximum station power while plugged [kW]."""
+    P_min: float = 0.0
+    """Minimum area power [kW] (observed only)."""
+    P_max: float = 200.0
+    """Maximum area power [kW] (observed only)."""
+    P_ref: float = 31.5
+    """Operational area limit [kW]; not enforced by the plant, violations are recorded."""
+    xi: float = 0.1
+    """Charging losses (fraction); efficiency eta = 1 - xi."""
+    soc_max: float = 24.0
+    """Battery capacity [kWh]."""
+    soc_ref: float = 24.0
+    """Target state of charge [kWh]."""
+    sampling_time: float = 5.0
+    """Control step [minutes]."""
+    total_time: float = 240.0
+    """Episode length [minutes]."""
+    charge_time_desired: float = 90.0
+    """Desired charging duration of a session [minutes]."""
+    initial_charge_max: float = 0.5
+    """Upper bound of the initial SOC as a fraction of soc_max."""
+    charge_duration_tolerance: float = 0.2
+    """Relative spread of session durations around charge_time_desired."""
+    random_start_coeff: float = 1.0
+    """Scale of the random jitter of arrival times in the seed generator (0 = none)."""
+    reward_weights: tuple[float, float, float] = (1.0, 2.0, 2.0)
+    """Weights of the reward components (remaining SOC, local limit, area limit)."""
+    shared_reward: bool = True
+    """True: every agent receives the mean of the per-station rewards."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived quantities -------------------------------------------------------
+    @property
+    def dt_h(self) -> float:
+        """Sampling time in hours."""
+        return self.sampling_time / 60.0
+
+    @property
+    def eta(self) -> float:
+        """Charging efficiency 1 - xi."""
+        return 1.0 - self.xi
+
+    @property
+    def n_steps(self) -> int:
+        """Number of control steps in an episode."""
+        return round(self.total_time / self.sampling_time)
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> EnvConfig:
+        """Build from a mapping; unknown keys raise ValueError listing the valid keys."""
+        return cls().with_overrides(mapping)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> EnvConfig:
+        """Load from a .yaml/.yml or .toml file holding a flat table of fields."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+        elif suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        else:
+            raise ValueError(f"EnvConfig file {str(path)!r}: suffix {suffix!r} not in ('.yaml', '.yml', '.toml')")
+        if not isinstance(data, Mapping):
+            raise ValueError(f"EnvConfig file {str(path)!r}: top level must be a mapping, got {type(data).__name__}")
+        return cls.from_mapping(data)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | Iterable[str]) -> EnvConfig:
+        """Return a copy with fields replaced; accepts a mapping or ``"key=value"`` strings."""
+        if not isinstance(overrides, Mapping):
+            overrides = dict(_split_assignment(item) for item in overrides)
+        valid = self.field_names()
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise ValueError(f"EnvConfig: unknown field(s) {unknown}; valid fields: {list(valid)}")
+        types = {f.name: f.type for f in fields(self)}
+        changes = {k: _coerce(k, v, types[k]) for k, v in overrides.items()}
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (reward_weights as a list), e.g. for results files."""
+        out = dataclasses.asdict(self)
+        out["reward_weights"] = list(self.reward_weights)
+        return out
+
+
+def _split_assignment(item: str) -> tuple[str, str]:
+    key, sep, value = str(item).partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"EnvConfig override {item!r}: expected 'field=value'")
+    return key.strip(), value.strip()
+
+
+def _coerce(name: str, value: Any, type_name: Any) -> Any:
+    """Coerce a string (CLI/text input) or a list (YAML/TOML) to the field's type."""
+    type_name = str(type_name)
+    if type_name.startswith("tuple"):
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]() ").replace(",", " ").split()]
+        try:
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"EnvConfig.{name} = {value!r}: must be a sequence of 3 numbers") from None
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if type_name == "bool":
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"EnvConfig.{name} = {value!r}: must be one of {sorted(_TRUE | _FALSE)}")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"EnvConfig.{name} = {value!r}: must be a number") from None
+    if type_name == "int":
+        return int(number) if number.is_integer() else number  # non-integers fail validation
+    return number
+
+
+# -- validation (the one place) -----------------------------------------------------
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"EnvConfig.{name} = {value!r}: {allowed}")
+
+
+def _number(cfg: EnvConfig, name: str) -> float:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _fail(name, value, "must be a finite number")
+    return float(value)
+
+
+def _integer(cfg: EnvConfig, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        _fail(name, value, f"must be an integer >= {minimum}")
+    object.__setattr__(cfg, name, int(value))
+
+
+def _check(cfg: EnvConfig, name: str, ok: bool, allowed: str) -> None:
+    if not ok:
+        _fail(name, getattr(cfg, name), allowed)
+
+
+def _validate(cfg: EnvConfig) -> None:
+    _integer(cfg, "n_stations", 1)
+    _integer(cfg, "n_pevs", 0)
+    for name in ("p_min", "p_max", "P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
+                 "total_time", "charge_time_desired", "initial_charge_max", "charge_duration_tolerance",
+                 "random_start_coeff"):
+        object.__setattr__(cfg, name, _number(cfg, name))
+    _check(cfg, "p_min", cfg.p_min >= 0, "must be >= 0")
+    _check(cfg, "p_max", cfg.p_max > 0 and cfg.p_max >= cfg.p_min, "must be > 0 and >= p_min")
+    _check(cfg, "P_min", cfg.P_min >= 0, "must be >= 0")
+    _check(cfg, "P_max", cfg.P_max > 0 and cfg.P_max >= cfg.P_min, "must be > 0 and >= P_min")
+    _check(cfg, "P_ref", 0 < cfg.P_ref <= cfg.P_max and cfg.P_ref >= cfg.P_min,
+           "must be > 0 and within [P_min, P_max]")
+    _check(cfg, "xi", 0 <= cfg.xi < 1, "must be in [0, 1)")
+    _check(cfg, "soc_max", cfg.soc_max > 0, "must be > 0")
+    _check(cfg, "soc_ref", 0 < cfg.soc_ref <= cfg.soc_max, "must be in (0, soc_max]")
+    _check(cfg, "sampling_time", cfg.sampling_time > 0, "must be > 0 (minutes)")
+    _check(cfg, "total_time", cfg.total_time >= cfg.sampling_time, "must be >= sampling_time (minutes)")
+    _check(cfg, "charge_time_desired", cfg.charge_time_desired > 0, "must be > 0 (minutes)")
+    _check(cfg, "initial_charge_max", 0 <= cfg.initial_charge_max <= 1, "must be in [0, 1]")
+    _check(cfg, "charge_duration_tolerance", 0 <= cfg.charge_duration_tolerance < 1, "must be in [0, 1)")
+    _check(cfg, "random_start_coeff", cfg.random_start_coeff >= 0, "must be >= 0")
+    weights = cfg.reward_weights
+    try:
+        weights = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        _fail("reward_weights", weights, "must be a sequence of 3 finite numbers >= 0")
+    _check(cfg, "reward_weights", len(weights) == 3 and all(math.isfinite(w) and w >= 0 for w in weights),
+           "must be a sequence of 3 finite numbers >= 0")
+    object.__setattr__(cfg, "reward_weights", weights)
+    _check(cfg, "shared_reward", isinstance(cfg.shared_reward, bool), "must be a bool")

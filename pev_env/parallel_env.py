@@ -1,0 +1,159 @@
+"""PettingZoo ParallelEnv of the plant: agents are charging stations."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from pev_env.config import EnvConfig
+from pev_env.core import ChargingCore, EpisodeSource
+from pev_env.observation import N_OBS, obs_bounds
+from pev_env.scenario import Scenario
+
+
+class PEVChargeEnv(ParallelEnv):
+    """PEV charging in a load area; every charging station ``cs_i`` is an agent.
+
+    A PEV plugs into the first free station at its arrival step and leaves at its departure
+    step (``pev_env.schedule``).  Each step, every station requests a power; the plant
+    applies it clipped to [p_min, p_max] while a PEV is plugged (0 while free) and charges
+    the battery by ``eta * dt_h * power`` up to its capacity.  The area limit P_ref is not
+    enforced: the sum of applied powers may exceed it and each such step is recorded.
+
+    ## Action space
+
+    ``Box(0, p_max, (1,), float32)`` per agent: requested power in kW.  Values outside the
+    box are accepted, clipped, and counted as local violations; NaN/inf raise ValueError.
+
+    ## Observation space
+
+    ``Box(0, inf, (10,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``):
+
+    | index | name | unit | description |
+    |---|---|---|---|
+    | 0 | `p_min` | kW | minimum station power while plugged |
+    | 1 | `p_max` | kW | maximum station power while plugged |
+    | 2 | `P_max` | kW | maximum area power |
+    | 3 | `P_min` | kW | minimum area power |
+    | 4 | `plugged` | {0,1} | 1 when a PEV is plugged at the station during this step |
+    | 5 | `soc_remain` | kWh | max(target - soc, 0) of the plugged PEV, 0 when free |
+    | 6 | `P` | kW | area power applied in the last step (sum over stations) |
+    | 7 | `action_last` | kW | power applied at this station in the last step |
+    | 8 | `P_ref` | kW | area power limit for this step |
+    | 9 | `steps_to_departure` | steps | departure - t of the plugged PEV, 0 when free |
+
+    ## Rewards
+
+    The seed's weighted penalties (``pev_env.reward``): remaining SOC, local limit, area
+    limit.  With ``config.shared_reward`` every agent receives the mean over stations.
+
+    ## Episode end
+
+    After ``config.n_steps`` steps every agent is truncated and ``agents`` becomes empty.
+    ``infos[agent]`` carries the raw step quantities (t, requested_kw, applied_kw,
+    local_violation of the station; area_power_kw, area_overload_kw of the area).
+
+    ## Arguments
+
+    ``config`` (EnvConfig, base of a named scenario), ``scenario`` (fixed Scenario; then
+    ``reset`` replays it), ``scenario_name`` (``pev_env.scenarios`` name, default ``"seed"``,
+    redrawn from the seed at every ``reset``), ``render_mode`` (None or ``"rgb_array"``).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "name": "pev_charge_v0", "is_parallelizable": True, "render_fps": 4}
+
+    def __init__(self, config: EnvConfig | None = None, scenario: Scenario | None = None,
+                 scenario_name: str | None = None, render_mode: str | None = None) -> None:
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        self.source = EpisodeSource(config, scenario, scenario_name)
+        self.config = self.source.config
+        self.possible_agents = [f"cs_{i}" for i in range(self.config.n_stations)]
+        self.agents: list[str] = []
+        low, high = obs_bounds(self.config.p_max)
+        obs_space = spaces.Box(low, high, (N_OBS,), np.float32)
+        act_space = spaces.Box(0.0, self.config.p_max, (1,), np.float32)
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        self.action_spaces = {a: act_space for a in self.possible_agents}
+        self.core: ChargingCore | None = None
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start an episode: replay the fixed scenario or draw the named one from ``seed``."""
+        self.core = self.source.start(seed, self.core)
+        self.config = self.core.config
+        obs = self.core.observations
+        self.agents = list(self.possible_agents)
+        return dict(zip(self.agents, obs)), {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """Apply one action (requested kW, shape (1,)) per agent."""
+        if not self.agents:
+            raise RuntimeError("PEVChargeEnv.step: no live agents; call reset()")
+        result = self.core.step(self._requests(actions))
+        agents = self.agents
+        done = result.terminated
+        info = result.info
+        t, area, overload = info["t"], result.area_power_kw, result.area_overload_kw
+        infos = {a: {"t": t, "requested_kw": r, "applied_kw": p, "local_violation": v, "area_power_kw": area,
+                     "area_overload_kw": overload}
+                 for a, r, p, v in zip(agents, info["requested_kw"].tolist(), result.applied_kw.tolist(),
+                                       result.local_violation.tolist())}
+        observations = dict(zip(agents, result.observations))
+        rewards = dict(zip(agents, result.rewards.tolist()))
+        terminations = dict.fromkeys(agents, False)
+        truncations = dict.fromkeys(agents, done)
+        if done:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def _requests(self, actions: dict[str, Any]) -> np.ndarray:
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions: got {type(actions).__name__}; expected a dict agent -> action of shape (1,)")
+        if actions.keys() != self.action_spaces.keys():
+            missing = [a for a in self.agents if a not in actions]
+            unknown = [a for a in actions if a not in self.action_spaces]
+            raise ValueError(f"actions: missing agents {missing[:5]}, unknown agents {unknown[:5]}; "
+                             f"expected one action per agent in {self.agents[:3]}...")
+        try:
+            requests = np.array([actions[a] for a in self.possible_agents], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"actions: every action must be a number or an array of shape (1,) kW ({exc})") from exc
+        if requests.shape not in ((self.config.n_stations,), (self.config.n_stations, 1)):
+            raise ValueError(f"actions: stacked shape {requests.shape}; each action must have shape (1,) kW")
+        return requests.reshape(-1)
+
+    def render(self) -> np.ndarray | None:
+        """RGB frame of the current state (render_mode ``"rgb_array"``), else None."""
+        return render_rgb(self.core, self.render_mode)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def check_render_mode(render_mode: str | None, allowed: list[str]) -> str | None:
+    """Return ``render_mode`` when it is None or in ``allowed``; else raise ValueError."""
+    if render_mode is not None and render_mode not in allowed:
+        raise ValueError(f"render_mode = {render_mode!r}: must be None or one of {allowed}")
+    return render_mode
+
+
+def render_rgb(core: ChargingCore | None, render_mode: str | None) -> np.ndarray | None:
+    """``pev_env.render.render_frame(core)`` in ``"rgb_array"`` mode after a reset, else None."""
+    if render_mode != "rgb_array" or core is None:
+        return None
+    from pev_env.render import render_frame
+
+    return render_frame(core)
+
+
+def parallel_env(**kwargs: Any) -> PEVChargeEnv:
+    """PettingZoo-style constructor: ``pev_env.parallel_env(scenario_name="seed-20")``."""
+    return PEVChargeEnv(**kwargs)

@@ -1,0 +1,226 @@
+"""`Scenario`: the validated, immutable list of PEV charging sessions of one episode."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datetime as _dt
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "arrival_step",
+    "departure_step",
+    "soc_init_kwh",
+    "soc_target_kwh",
+    "capacity_kwh",
+    "station",
+)
+_ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
+_INT_FIELDS = ("arrival", "departure", "station")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success move it onto `path` (os.replace)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _fail(field: str, index: int | None, value: Any, allowed: str) -> ValueError:
+    where = f"Scenario.{field}" if index is None else f"Scenario.{field}[{index}]"
+    return ValueError(f"{where} = {value!r}: {allowed}")
+
+
+def _first_bad(mask: np.ndarray) -> int | None:
+    bad = np.flatnonzero(mask)
+    return int(bad[0]) if bad.size else None
+
+
+def _as_int_array(field: str, values: Any) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu" or arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        i = _first_bad(~np.isfinite(arr) | (arr != np.round(arr)))
+        if i is None:
+            return arr.astype(np.int64)
+        raise _fail(field, i, arr[i].item(), "must be a finite integer (steps / station index)")
+    raise _fail(field, None, arr.dtype.name, "must be an integer array")
+
+
+def _as_float_array(field: str, values: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise _fail(field, None, values, "must be numeric (kWh)") from exc
+    i = _first_bad(~np.isfinite(arr) | (arr < 0))
+    if i is not None:
+        raise _fail(field, i, arr[i].item(), "must be finite and >= 0 kWh")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """PEV sessions of one episode; all arrays have length M (one entry per PEV).
+
+    Arrays are read-only after construction; `Scenario` is immutable and validated.
+    """
+
+    arrival: np.ndarray
+    """int steps: the PEV is present from the start of this step (0 <= arrival < departure)."""
+    departure: np.ndarray
+    """int steps, exclusive: the PEV leaves before step `departure` is applied (<= n_steps)."""
+    soc_init: np.ndarray
+    """kWh: state of charge on arrival (0 <= soc_init <= capacity)."""
+    soc_target: np.ndarray
+    """kWh: the PEV's target state of charge (0 <= soc_target <= capacity)."""
+    capacity: np.ndarray
+    """kWh: battery capacity (> 0)."""
+    station: np.ndarray
+    """int: preferred station index in [0, n_stations), or -1 = first free station."""
+    n_stations: int
+    """number of charging stations (>= 1)."""
+    n_steps: int
+    """episode length in steps (>= 1)."""
+    name: str = "custom"
+    """scenario label (for tables and plots)."""
+
+    def __post_init__(self) -> None:
+        for field, limit in (("n_stations", 1), ("n_steps", 1)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < limit:
+                raise _fail(field, None, value, f"must be an integer >= {limit}")
+            object.__setattr__(self, field, int(value))
+        if not isinstance(self.name, str):
+            raise _fail("name", None, self.name, "must be a str")
+        arrays = {
+            f: (_as_int_array if f in _INT_FIELDS else _as_float_array)(f, getattr(self, f))
+            for f in _ARRAY_FIELDS
+        }
+        m = arrays["arrival"].shape
+        for f, arr in arrays.items():
+            if arr.ndim != 1 or arr.shape != m:
+                raise _fail(f, None, f"shape {arr.shape}", f"must be 1-D with the length of arrival {m}")
+        self._check_ranges(arrays)
+        for f, arr in arrays.items():
+            arr = arr.copy()
+            arr.flags.writeable = False
+            object.__setattr__(self, f, arr)
+
+    def _check_ranges(self, a: dict[str, np.ndarray]) -> None:
+        arr, dep, cap = a["arrival"], a["departure"], a["capacity"]
+        checks = (
+            ("arrival", arr < 0, lambda i: f"must be >= 0 (and < departure[{i}] = {dep[i]})"),
+            (
+                "departure",
+                (dep <= arr) | (dep > self.n_steps),
+                lambda i: f"must be > arrival[{i}] = {arr[i]} and <= n_steps = {self.n_steps}",
+            ),
+            ("capacity", cap <= 0, lambda i: "must be > 0 kWh"),
+            ("soc_init", a["soc_init"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
+            ("soc_target", a["soc_target"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
+            (
+                "station",
+                (a["station"] < -1) | (a["station"] >= self.n_stations),
+                lambda i: f"must be -1 (first free) or in [0, {self.n_stations})",
+            ),
+        )
+        for field, bad, allowed in checks:
+            i = _first_bad(bad)
+            if i is not None:
+                raise _fail(field, i, a[field][i].item(), allowed(i))
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def n_pevs(self) -> int:
+        """Number of PEVs M."""
+        return int(self.arrival.shape[0])
+
+    @property
+    def energy_requested(self) -> np.ndarray:
+        """kWh per PEV: (soc_target - soc_init)+."""
+        return np.maximum(self.soc_target - self.soc_init, 0.0)
+
+    @property
+    def duration(self) -> np.ndarray:
+        """Steps per PEV between arrival and departure."""
+        return self.departure - self.arrival
+
+    def equals(self, other: object) -> bool:
+        """True when `other` is a Scenario with identical scalars and arrays."""
+        if not isinstance(other, Scenario):
+            return False
+        same_scalars = (self.n_stations, self.n_steps, self.name) == (other.n_stations, other.n_steps, other.name)
+        return same_scalars and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _ARRAY_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return self.equals(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays: not hashable
+
+    def __repr__(self) -> str:
+        return f"Scenario(name={self.name!r}, n_pevs={self.n_pevs}, n_stations={self.n_stations}, n_steps={self.n_steps})"
+
+    # ---------------------------------------------------------------------- I/O
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the sessions as CSV (columns `CSV_COLUMNS`), atomically; return the path."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {col: getattr(self, f) for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}
+        )
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.17g")
+        return Path(path)
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike[str], n_stations: int, n_steps: int, name: str | None = None
+    ) -> Scenario:
+        """Read sessions written by `to_csv` (exactly the columns `CSV_COLUMNS`, any order)."""
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        columns = [str(c).strip() for c in frame.columns]
+        if sorted(columns) != sorted(CSV_COLUMNS):
+            unknown = sorted(set(columns) - set(CSV_COLUMNS))
+            missing = [c for c in CSV_COLUMNS if c not in columns]
+            raise ValueError(
+                f"Scenario CSV {os.fspath(path)!r}: unknown columns {unknown}, missing columns {missing}; "
+                f"expected exactly {list(CSV_COLUMNS)}"
+            )
+        frame.columns = columns
+        fields = {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}
+        return cls(**fields, n_stations=n_stations, n_steps=n_steps, name=name or Path(path).stem)
+
+    @classmethod
+    def from_acn(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        day: str | _dt.date | None = None,
+        sampling_time: float = 5.0,
+        **kwargs: Any,
+    ) -> Scenario:
+        """One local day of real ACN-Data sessions (see `pev_env.acn.acn_scenario`).
+
+        `path=None` reads the packaged Caltech sample; `day=None` takes the first day in the file.
+        """
+        from pev_env.acn import acn_scenario
+
+        return acn_scenario(path, day=day, sampling_time=sampling_time, **kwargs)
