@@ -17,7 +17,7 @@ $(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[rl,dev]"
+	$(PIP) install --quiet -e ".[rl,dev,distributed]"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run

@@ -1,0 +1,238 @@
+"""The area coordinator: dual price updates on the coupling sum_i p_i[k] <= P_ref[k].
+
+It broadcasts prices lambda (H,) to the stations, receives their plans (and, for the dual
+Newton update, each station's local price sensitivity -dp_i/dlambda summed over stations),
+and updates lambda >= 0 until the area residual is within tolerance or the iteration cap is
+reached. The applied plans are always projected onto the area limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pev_mpc.problem import ChargingProblem
+from pev_mpc.settings import MPCSettings
+
+_ARMIJO = 1e-4
+_DAMPING_DOWN = 0.1
+_DAMPING_UP = 8.0
+_BISECTION_STEPS = 60
+
+
+@dataclass(frozen=True, eq=False)
+class StationReplies:
+    """What the stations send back for one price broadcast."""
+
+    p: np.ndarray
+    """(N, H) plans (kW)."""
+    value: np.ndarray
+    """(N,) local optimal values f_i(p_i) + lambda . p_i."""
+    answered: np.ndarray
+    """(N,) bool, False where a reply did not arrive (p and value there are ignored)."""
+    failed: np.ndarray
+    """(N,) bool, True where the local QP failed and the station sent its safe fallback plan."""
+    sensitivity: np.ndarray | None = None
+    """(H, H) sum over stations of -dp_i/dlambda (PSD), when requested."""
+
+
+class StationPool(Protocol):
+    """The stations as the coordinator sees them (BatchStations, OSQPStations)."""
+
+    n_stations: int
+    horizon: int
+
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies: ...
+
+
+@dataclass
+class CoordinationResult:
+    """Outcome of one coordination (one control step)."""
+
+    p: np.ndarray
+    prices: np.ndarray
+    iterations: int
+    converged: bool
+    residual_kw: float
+    messages: int
+    fallbacks: int
+    missing_replies: int
+    history: dict = field(default_factory=dict)
+
+
+def shift_prices(prices: np.ndarray | None, horizon: int) -> np.ndarray:
+    """Warm start for the next control step: drop the first price, repeat the last; fit to horizon."""
+    if prices is None or len(prices) == 0:
+        return np.zeros(horizon)
+    prices = np.maximum(np.asarray(prices, dtype=float), 0.0)
+    shifted = np.concatenate([prices[1:], prices[-1:]])
+    if shifted.shape[0] >= horizon:
+        return shifted[:horizon].copy()
+    return np.concatenate([shifted, np.full(horizon - shifted.shape[0], shifted[-1])])
+
+
+def project_to_limit(p: np.ndarray, lower: np.ndarray, P_ref: np.ndarray) -> np.ndarray:
+    """Lower every column k of p (N, H) with sum_i p[i, k] > P_ref[k] by a common offset theta_k
+    (found by bisection), clipped at each station's lower bound, so the column sum meets P_ref.
+
+    Only decreases powers, so battery caps stay satisfied; the result never exceeds P_ref when the
+    lower plan itself does not.
+    """
+    lower = np.minimum(lower, p)
+    over = p.sum(axis=0) - P_ref
+    cols = np.flatnonzero(over > 0)
+    if cols.size == 0:
+        return p
+    pc, lc, ref = p[:, cols], lower[:, cols], P_ref[cols]
+    lo, hi = np.zeros(cols.size), np.max(pc - lc, axis=0)
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        too_much = np.maximum(pc - mid, lc).sum(axis=0) > ref
+        lo, hi = np.where(too_much, mid, lo), np.where(too_much, hi, mid)
+    out = p.copy()
+    out[:, cols] = np.maximum(pc - hi, lc)
+    return out
+
+
+def strong_convexity(problem: ChargingProblem, settings: MPCSettings) -> np.ndarray:
+    """(N,) smallest Hessian eigenvalue mu_i of each f_i in p (inf for stations without a PEV)."""
+    mu = np.full(problem.n_stations, np.inf)
+    c = problem.c
+    for d in np.unique(problem.d[problem.d > 0]):
+        L = np.tril(np.ones((d, d)))
+        w = np.full(d, settings.tracking_weight)
+        w[-1] += settings.terminal_weight
+        Q = 2.0 * (c**2 * L.T @ (w[:, None] * L) + settings.power_reg * np.eye(d))
+        mu[problem.d == d] = np.linalg.eigvalsh(Q)[0]
+    return mu
+
+
+def dual_step_size(problem: ChargingProblem, settings: MPCSettings) -> float:
+    """alpha = 1 / Lipschitz constant of the dual gradient = 1 / sum_i 1/mu_i."""
+    if settings.step_size is not None:
+        return float(settings.step_size)
+    inv = np.sum(1.0 / strong_convexity(problem, settings))
+    return 1.0 / inv if inv > 0 else 1.0
+
+
+class AreaCoordinator:
+    """Runs the price coordination of one control step against a StationPool."""
+
+    def __init__(self, pool: StationPool, problem: ChargingProblem, settings: MPCSettings) -> None:
+        self.pool, self.problem, self.settings = pool, problem, settings
+        N, H = problem.n_stations, problem.horizon
+        self._plan = problem.lower_plan()  # last plan received from each station (safe default)
+        self._fval = np.zeros(N)           # f_i of that plan as last reported
+        self._iterations = self._messages = self._fallbacks = self._missing = 0
+        self._trace: list[float] = []
+
+    # ---- one round -----------------------------------------------------------------------
+    def _round(self, prices: np.ndarray, want_sensitivity: bool) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Broadcast prices; return (area residual r (H,), dual value g, summed sensitivity).
+
+        A station that does not answer keeps its last plan, valued at the new prices; the round is
+        then repeated once (same prices) before the coordinator acts on it.
+        """
+        rep = self.pool.respond(prices, want_sensitivity)
+        if not rep.answered.all() and self._iterations + 1 < self.settings.max_iterations:
+            self._count(rep, prices)
+            rep = self.pool.respond(prices, want_sensitivity)
+        self._count(rep, prices)
+        r = self._plan.sum(axis=0) - self.problem.P_ref
+        g = float(self._fval.sum() + np.sum(self._plan @ prices) - prices @ self.problem.P_ref)
+        return r, g, rep.sensitivity
+
+    def _count(self, rep: StationReplies, prices: np.ndarray) -> None:
+        """Record a round: keep the plans that arrived, count iterations, messages and failures."""
+        ok = rep.answered
+        self._plan[ok] = rep.p[ok]
+        self._fval[ok] = rep.value[ok] - rep.p[ok] @ prices
+        self._iterations += 1
+        self._messages += self.problem.n_stations + int(ok.sum())
+        self._fallbacks += int(np.sum(rep.failed & ok))
+        self._missing += int(np.sum(~ok))
+
+    def _residual(self, prices: np.ndarray, r: np.ndarray) -> float:
+        kkt = np.where(prices > 0, np.abs(r), np.maximum(r, 0.0))
+        return float(kkt.max(initial=0.0))
+
+    def _stop(self, prices: np.ndarray, r: np.ndarray, step: np.ndarray) -> bool:
+        s = self.settings
+        res = self._residual(prices, r)
+        self._trace.append(res)
+        return res <= s.primal_tol_kw and float(np.max(np.abs(step), initial=0.0)) <= s.price_tol * max(
+            1.0, float(np.max(prices, initial=0.0)))
+
+    # ---- methods -------------------------------------------------------------------------
+    def _newton(self, lam: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Projected dual Newton on 0 <= lambda <= ceiling, Levenberg-Marquardt damped.
+
+        The step solves (S_FF + delta I) step_F = r_F on the free prices F (S = sum_i -dp_i/dlambda as
+        reported by the stations). A step is kept only if it raises the dual value enough (Armijo);
+        delta shrinks after a kept step and grows after a rejected one, so kinks of the piecewise
+        quadratic dual (stations hitting their bounds) cannot cause divergence.
+        """
+        s = self.settings
+        # each station reports once the largest marginal value of its energy per step (H numbers)
+        ceiling = self.problem.price_ceiling(s) * 1.01 + 1e-6
+        self._messages += self.problem.n_stations
+        lam = np.minimum(lam, ceiling)
+        r, g, S = self._round(lam, True)
+        delta = None
+        while True:
+            free = (lam > 0) | (r > 0)
+            if delta is None:  # first damping: a step of at most a quarter of the price ceiling
+                delta = float(np.max(np.abs(r[free]), initial=0.0)) / max(0.25 * float(ceiling.max()), 1e-12)
+                delta = max(delta, 1e-12)
+            step = np.zeros_like(lam)
+            if np.any(free):
+                Sf = S[np.ix_(free, free)]
+                step[free] = np.linalg.solve(Sf + delta * np.eye(Sf.shape[0]), r[free])
+            if self._stop(lam, r, step):
+                return lam, True
+            if self._iterations >= s.max_iterations:
+                return lam, False
+            new = np.clip(lam + step, 0.0, ceiling)
+            r_new, g_new, S_new = self._round(new, True)
+            if g_new >= g + _ARMIJO * float(r @ (new - lam)) - 1e-12 * abs(g):
+                lam, r, g, S = new, r_new, g_new, S_new
+                delta *= _DAMPING_DOWN
+            else:
+                delta *= _DAMPING_UP
+
+    def _gradient(self, lam: np.ndarray, accelerated: bool) -> tuple[np.ndarray, bool]:
+        s = self.settings
+        alpha = dual_step_size(self.problem, s)
+        prev, t_k, query = lam.copy(), 1.0, lam.copy()
+        while True:
+            r, _, _ = self._round(query, False)
+            new = np.maximum(query + alpha * r, 0.0)
+            if self._stop(query, r, new - query):
+                return query, True
+            if self._iterations >= s.max_iterations:
+                return query, False
+            if accelerated:
+                t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_k**2))
+                query = np.maximum(new + (t_k - 1.0) / t_next * (new - prev), 0.0)
+                prev, t_k = new, t_next
+            else:
+                query = new
+
+    def run(self, warm_prices: np.ndarray | None = None) -> CoordinationResult:
+        """Coordinate from warm_prices (H,) (zeros if None) and return projected plans and prices."""
+        H = self.problem.horizon
+        lam = np.zeros(H) if warm_prices is None else np.maximum(np.asarray(warm_prices, dtype=float), 0.0)
+        if lam.shape != (H,):
+            raise ValueError(f"warm_prices has shape {lam.shape}: must be ({H},)")
+        method = self.settings.coordination
+        if method == "newton":
+            lam, converged = self._newton(lam)
+        else:
+            lam, converged = self._gradient(lam, accelerated=method == "nesterov")
+        residual = self._trace[-1] if self._trace else np.inf
+        p = project_to_limit(self._plan, self.problem.lower_plan(), self.problem.P_ref)
+        return CoordinationResult(p=p, prices=lam, iterations=self._iterations, converged=converged,
+                                  residual_kw=float(residual), messages=self._messages, fallbacks=self._fallbacks,
+                                  missing_replies=self._missing, history={"residual_kw": list(self._trace)})

@@ -1,0 +1,110 @@
+"""Receding-horizon MPC policies (decentralised price coordination and centralised QP).
+
+At every step the policy builds a :class:`~pev_mpc.ChargingProblem` from the
+observations alone (plus the plant model eta, dt_h from the config), solves it and
+applies the first move.  Coordinates are relative to the current charge: for a
+plugged station ``x0 = 0``, target ``r = soc_remain`` (kWh still missing) and cap
+``s = soc_remain``.  With ``p_min = 0`` overshooting the target never lowers the
+objective, so capping at the target loses nothing and needs no knowledge of the
+battery capacity (which the observations do not carry).  With ``p_min > 0`` the
+plant forces at least ``d * p_min * eta * dt_h`` kWh over the plugged horizon, so
+the cap becomes ``s = max(r, that forced energy)`` and the QP stays feasible (the
+plant saturates the battery at its capacity). ``d = min(steps_to_departure, H)``
+for plugged stations and 0 for free ones; ``P_ref[k]`` is the observed area limit
+for every k (raised to the sum of the plugged floors if those alone exceed it, the
+only feasible choice).
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from pev_mpc.centralised import solve_centralised
+from pev_mpc.decentralised import solve_decentralised
+from pev_mpc.policies.allocation import scale_to_budget
+from pev_mpc.policies.base import Observed, Policy
+from pev_mpc.problem import ChargingProblem
+from pev_mpc.settings import MPCSettings
+
+
+def build_problem(ob: Observed, eta: float, dt_h: float, horizon: int) -> ChargingProblem:
+    """The MPC problem seen from one step's observations (vectorised over stations)."""
+    d = np.where(ob.plugged, np.minimum(np.rint(ob.steps_to_departure), horizon), 0).astype(np.int64)
+    r = ob.soc_remain
+    forced = np.where(ob.plugged, ob.p_min, 0.0) * eta * dt_h * d
+    return ChargingProblem(
+        x0=np.zeros_like(r),
+        r=r,
+        s=np.maximum(r, forced),
+        d=d,
+        p_min=ob.p_min,
+        p_max=ob.p_max,
+        eta=eta,
+        dt_h=dt_h,
+        P_ref=np.full(horizon, max(ob.P_ref, float(ob.floor_kw().sum()))),
+        horizon=horizon,
+    )
+
+
+def safe_first_move(p0: np.ndarray, ob: Observed, eta: float, dt_h: float) -> np.ndarray:
+    """Clip a planned first move to the station bounds and the PEV's need, then onto P_ref.
+
+    Solver tolerances can leave tiny bound or area excesses; this guarantees
+    ``floor <= a <= max(floor, need)`` per station and ``sum(a) <= P_ref`` (unless the
+    floors alone exceed it).
+    """
+    floor = ob.floor_kw()
+    upper = np.maximum(ob.need_kw(eta, dt_h), floor)
+    extra = np.clip(p0, floor, upper) - floor
+    return floor + scale_to_budget(extra, ob.P_ref - float(floor.sum()))
+
+
+class _RecedingHorizon(Policy):
+    """Shared receding-horizon loop: build, solve, apply the first move."""
+
+    def __init__(self, settings: MPCSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else MPCSettings()
+
+    def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
+        eta, dt_h = self.config.eta, self.config.dt_h
+        solution = self._solve(build_problem(ob, eta, dt_h, self.settings.horizon))
+        info = {
+            "iterations": solution.iterations,
+            "converged": solution.converged,
+            "residual_kw": float(solution.residual_kw),
+            "objective": float(solution.objective),
+            "messages": int(solution.messages),
+            "fallbacks": int(solution.fallbacks),
+        }
+        return safe_first_move(solution.p[:, 0], ob, eta, dt_h), info
+
+    @abstractmethod
+    def _solve(self, problem: ChargingProblem) -> Any:
+        """Solve the horizon problem; return an MPCSolution."""
+
+
+class DecentralisedMPC(_RecedingHorizon):
+    """Stations solve their own QPs; the coordinator's prices are warm-started, shifted one step."""
+
+    name = "mpc-decentralised"
+
+    def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        self._prices: np.ndarray | None = None
+
+    def _solve(self, problem: ChargingProblem) -> Any:
+        solution = solve_decentralised(problem, self.settings, warm_prices=self._prices)
+        prices = np.asarray(solution.prices, dtype=np.float64)
+        self._prices = np.concatenate([prices[1:], prices[-1:]])  # shift: next step's horizon
+        return solution
+
+
+class CentralisedMPC(_RecedingHorizon):
+    """One QP over all stations with the area constraint (same information as the decentralised MPC)."""
+
+    name = "mpc-centralised"
+
+    def _solve(self, problem: ChargingProblem) -> Any:
+        return solve_centralised(problem, self.settings)

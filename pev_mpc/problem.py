@@ -1,0 +1,180 @@
+"""One control step's charging problem (DESIGN.md, "The controller: reference formulation").
+
+Horizon convention: p[i, k] for k = 0..H-1 is the power of station i during step k,
+x[i, k+1] = x[i, k] + eta * dt_h * p[i, k], and p[i, k] = 0 for k >= d[i] (d = 0: no PEV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pev_mpc.settings import MPCSettings
+
+
+class InfeasibleProblemError(ValueError):
+    """The constraints of a ChargingProblem admit no plan; the message names the reason."""
+
+
+def _vector(name: str, value: object, n: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"ChargingProblem.{name} has shape {arr.shape}: must be a scalar or have length {n}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"ChargingProblem.{name} = {arr}: must be finite (no NaN/inf)")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class ChargingProblem:
+    """Data of one MPC step for N stations; arrays are normalised to float vectors on construction."""
+
+    x0: np.ndarray
+    """Current SOC per station (kWh), length N (any value where d = 0)."""
+    r: np.ndarray
+    """Target SOC per station (kWh), length N."""
+    s: np.ndarray
+    """Battery cap per station (kWh), length N; x0 <= s."""
+    d: np.ndarray
+    """Steps the PEV stays within the horizon (int, 0..H; 0 = no PEV), length N."""
+    p_min: np.ndarray | float
+    """Minimum station power while plugged (kW), scalar or length N."""
+    p_max: np.ndarray | float
+    """Maximum station power while plugged (kW), scalar or length N; >= p_min."""
+    eta: float
+    """Charging efficiency (1 - xi), in (0, 1]."""
+    dt_h: float
+    """Sampling time (h)."""
+    P_ref: np.ndarray | float
+    """Area limit per horizon step (kW), scalar or length >= H (the first H values are used)."""
+    horizon: int
+    """Horizon H (steps)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
+            raise ValueError(f"ChargingProblem.horizon = {self.horizon!r}: must be an int >= 1")
+        H = int(self.horizon)
+        x0 = np.asarray(self.x0, dtype=float)
+        if x0.ndim != 1:
+            raise ValueError(f"ChargingProblem.x0 has shape {x0.shape}: must be a vector of length N")
+        n = x0.shape[0]
+        fields = {name: _vector(name, getattr(self, name), n) for name in ("x0", "r", "s", "d", "p_min", "p_max")}
+        d = fields["d"]
+        if np.any(d < 0) or np.any(d > H) or np.any(d != np.round(d)):
+            raise ValueError(f"ChargingProblem.d = {d}: must be integers in [0, horizon={H}]")
+        fields["d"] = d.astype(np.int64)
+        for name in ("eta", "dt_h"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v > 0.0 and (name != "eta" or v <= 1.0)):
+                allowed = "in (0, 1]" if name == "eta" else "> 0"
+                raise ValueError(f"ChargingProblem.{name} = {v!r}: must be {allowed}")
+            fields[name] = v
+        bad = fields["p_max"] < fields["p_min"]
+        if np.any(bad):
+            raise ValueError(f"ChargingProblem.p_max = {fields['p_max'][bad]}: must be >= p_min {fields['p_min'][bad]}")
+        plugged = d > 0
+        over = plugged & (fields["x0"] > fields["s"])
+        if np.any(over):
+            raise ValueError(f"ChargingProblem.x0 = {fields['x0'][over]}: must be <= s = {fields['s'][over]} "
+                             f"(stations {np.flatnonzero(over)})")
+        P_ref = np.asarray(self.P_ref, dtype=float)
+        if P_ref.ndim == 0:
+            P_ref = np.full(H, float(P_ref))
+        if P_ref.ndim != 1 or P_ref.shape[0] < H:
+            raise ValueError(f"ChargingProblem.P_ref has shape {P_ref.shape}: must be a scalar or have length >= horizon={H}")
+        P_ref = P_ref[:H].copy()
+        if not np.all(np.isfinite(P_ref)):
+            raise ValueError(f"ChargingProblem.P_ref = {P_ref}: must be finite (no NaN/inf)")
+        fields["P_ref"] = P_ref
+        fields["horizon"] = H
+        for name, value in fields.items():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    # ---- derived quantities -------------------------------------------------------------
+    @property
+    def n_stations(self) -> int:
+        return int(self.x0.shape[0])
+
+    @property
+    def c(self) -> float:
+        """kWh stored per kW applied over one step (eta * dt_h)."""
+        return self.eta * self.dt_h
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, H) bool, True where p[i, k] is a decision variable (k < d_i)."""
+        return np.arange(self.horizon)[None, :] < self.d[:, None]
+
+    def lower_plan(self) -> np.ndarray:
+        """(N, H) the station-wise minimum plan (p_min while plugged, else 0), kW."""
+        return np.where(self.mask, self.p_min[:, None], 0.0)
+
+    def check_feasible(self) -> None:
+        """Raise InfeasibleProblemError naming the reason if no plan satisfies all constraints.
+
+        Exact: the minimum plan is station-feasible iff any plan is, and it has the least area power.
+        """
+        mask, c = self.mask, self.c
+        forced = mask * self.p_min[:, None]
+        x_forced = self.x0[:, None] + c * np.cumsum(forced, axis=1)
+        over = np.any(mask & (x_forced > self.s[:, None] + 1e-9), axis=1)
+        if np.any(over):
+            i = np.flatnonzero(over)
+            raise InfeasibleProblemError(
+                f"stations {i.tolist()}: p_min = {self.p_min[i].tolist()} kW forced over {self.d[i].tolist()} steps "
+                f"exceeds the battery cap s = {self.s[i].tolist()} kWh from x0 = {self.x0[i].tolist()} kWh")
+        area = forced.sum(axis=0)
+        short = area > self.P_ref + 1e-9
+        if np.any(short):
+            k = np.flatnonzero(short)
+            raise InfeasibleProblemError(
+                f"steps {k.tolist()}: area limit P_ref = {self.P_ref[k].tolist()} kW is below the forced "
+                f"sum of p_min = {area[k].tolist()} kW" + (" (P_ref < 0)" if np.any(self.P_ref[k] < 0) else ""))
+
+    def station_objective(self, p: np.ndarray, settings: MPCSettings) -> np.ndarray:
+        """(N,) f_i(p_i) of plans p (N, H); entries beyond d_i are ignored (treated as 0)."""
+        mask = self.mask
+        p = np.where(mask, np.asarray(p, dtype=float), 0.0)
+        x = self.x0[:, None] + self.c * np.cumsum(p, axis=1)
+        dev = self.r[:, None] - x
+        x_end = self.x0 + self.c * p.sum(axis=1)
+        return (settings.tracking_weight * np.sum(mask * dev**2, axis=1)
+                + settings.terminal_weight * (self.r - x_end) ** 2
+                + settings.power_reg * np.sum(p**2, axis=1))
+
+    def objective(self, p: np.ndarray, settings: MPCSettings) -> float:
+        """sum_i f_i(p_i): the objective both solvers minimise."""
+        return float(self.station_objective(p, settings).sum())
+
+    def price_ceiling(self, settings: MPCSettings) -> np.ndarray:
+        """(H,) max over stations of the marginal value -df_i/dp_i[k] at the minimum plan.
+
+        Every f_i has monotone marginal values (x grows with p), so at any price above this ceiling
+        every station draws its minimum at step k: optimal area prices lie in [0, ceiling].
+        """
+        mask, c = self.mask, self.c
+        low = self.lower_plan()
+        x = self.x0[:, None] + c * np.cumsum(low, axis=1)
+        x_end = self.x0 + c * low.sum(axis=1)
+        tail = np.cumsum((mask * (self.r[:, None] - x))[:, ::-1], axis=1)[:, ::-1]
+        marginal = mask * (2 * c * (settings.tracking_weight * tail
+                                    + settings.terminal_weight * (self.r - x_end)[:, None])
+                           - 2 * settings.power_reg * low)
+        return np.maximum(marginal.max(axis=0, initial=0.0), 0.0)
+
+    def violation(self, p: np.ndarray) -> dict[str, float]:
+        """Largest violation of each constraint family by plans p (N, H): kW or kWh, 0 when satisfied."""
+        mask = self.mask
+        x = self.x0[:, None] + self.c * np.cumsum(p, axis=1)
+        return {
+            "box_kw": float(max(np.max(np.where(mask, self.p_min[:, None] - p, 0.0), initial=0.0),
+                                np.max(np.where(mask, p - self.p_max[:, None], 0.0), initial=0.0))),
+            "outside_kw": float(np.max(np.abs(np.where(mask, 0.0, p)), initial=0.0)),
+            "cap_kwh": float(np.max(np.where(mask, x - self.s[:, None], 0.0), initial=0.0)),
+            "area_kw": float(np.max(p.sum(axis=0) - self.P_ref, initial=0.0)),
+        }

@@ -1,0 +1,75 @@
+"""MPC settings: horizon, objective weights, coordination and solver options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COORDINATIONS = ("newton", "nesterov", "gradient")
+STATION_SOLVERS = ("batch", "osqp")
+CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
+
+
+def _require(ok: bool, field: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"MPCSettings.{field} = {value!r}: must be {allowed}")
+
+
+@dataclass(frozen=True)
+class MPCSettings:
+    """Settings shared by the decentralised and centralised MPC.
+
+    The objective weights define f_i (see DESIGN.md); both solvers use them identically.
+    """
+
+    horizon: int = 24
+    """Prediction horizon H (steps); policies build problems with this horizon."""
+    terminal_weight: float = 10.0
+    """wT, weight of (r - x[d])^2 (1/kWh^2)."""
+    tracking_weight: float = 1.0
+    """wS, weight of sum_k (r - x[k])^2 (1/kWh^2)."""
+    power_reg: float = 1e-3
+    """eps, weight of sum_k p[k]^2 (1/kW^2); > 0 makes every f_i strongly convex."""
+    coordination: str = "newton"
+    """Price update: 'newton' (dual Newton with locally reported price sensitivities, default),
+    'nesterov' (accelerated projected gradient) or 'gradient' (plain projected gradient)."""
+    max_iterations: int = 200
+    """Cap on coordination rounds per control step."""
+    primal_tol_kw: float = 1e-4
+    """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
+    is zero) is below this value ..."""
+    price_tol: float = 1e-6
+    """... and the last price change (objective units per kW) is below this value."""
+    step_size: float | None = None
+    """Gradient/Nesterov step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
+    station_solver: str = "batch"
+    """'batch': all station QPs in one vectorised interior-point solve (separable, exact);
+    'osqp': one StationQP (OSQP) per station."""
+    station_tol: float = 1e-9
+    """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel)."""
+    station_max_iter: int = 80
+    """Interior-point iteration cap for the batched station solve."""
+    station_time_limit_s: float = 0.0
+    """OSQP time limit per station solve (0 = none); a timeout is handled as a failure."""
+    centralised_solver: str = "CLARABEL"
+    """Solver of the coupled QP: 'CLARABEL' or 'OSQP' (eps 1e-8 and polishing)."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.horizon, int) and self.horizon >= 1, "horizon", self.horizon, "an int >= 1")
+        for name in ("terminal_weight", "tracking_weight"):
+            v = getattr(self, name)
+            _require(float(v) >= 0.0 and v == v, name, v, ">= 0")
+        _require(float(self.power_reg) > 0.0, "power_reg", self.power_reg, "> 0")
+        _require(self.coordination in COORDINATIONS, "coordination", self.coordination, f"one of {COORDINATIONS}")
+        _require(isinstance(self.max_iterations, int) and self.max_iterations >= 1,
+                 "max_iterations", self.max_iterations, "an int >= 1")
+        for name in ("primal_tol_kw", "price_tol", "station_tol"):
+            v = getattr(self, name)
+            _require(float(v) > 0.0, name, v, "> 0")
+        _require(self.step_size is None or float(self.step_size) > 0.0, "step_size", self.step_size, "None or > 0")
+        _require(self.station_solver in STATION_SOLVERS, "station_solver", self.station_solver,
+                 f"one of {STATION_SOLVERS}")
+        _require(isinstance(self.station_max_iter, int) and self.station_max_iter >= 1,
+                 "station_max_iter", self.station_max_iter, "an int >= 1")
+        _require(float(self.station_time_limit_s) >= 0.0, "station_time_limit_s", self.station_time_limit_s, ">= 0")
+        _require(self.centralised_solver in CENTRAL_SOLVERS, "centralised_solver", self.centralised_solver,
+                 f"one of {CENTRAL_SOLVERS}")

@@ -1,0 +1,111 @@
+"""Area coordinator: projection, warm starts, iteration caps, missing replies, price update variants."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st_
+
+from pev_mpc import (AreaCoordinator, BatchStations, ChargingProblem, MPCSettings, StationReplies, project_to_limit,
+                     shift_prices, solve_centralised, solve_decentralised)
+
+H = 8
+
+
+def binding_problem(n=6, seed=0, P_ref=None):
+    rng = np.random.default_rng(seed)
+    return ChargingProblem(x0=rng.uniform(0, 15, n), r=np.full(n, 24.0), s=np.full(n, 24.0),
+                           d=rng.integers(1, H + 1, n), p_min=0.0, p_max=22.0, eta=0.9, dt_h=5 / 60,
+                           P_ref=np.full(H, 0.3 * 22 * n) if P_ref is None else P_ref, horizon=H)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(seed=st_.integers(0, 10_000), limit=st_.floats(0.0, 100.0))
+def test_projection_never_exceeds_limit(seed, limit):
+    rng = np.random.default_rng(seed)
+    lower = rng.uniform(0, 2, (7, 3)) * (rng.random((7, 3)) < 0.5)
+    p = lower + rng.uniform(0, 22, (7, 3))
+    P_ref = np.full(3, max(limit, lower.sum(0).max()))
+    out = project_to_limit(p, lower, P_ref)
+    assert np.all(out.sum(0) <= P_ref + 1e-9)
+    assert np.all(out <= p + 1e-12) and np.all(out >= lower - 1e-12)
+    untouched = p.sum(0) <= P_ref
+    np.testing.assert_array_equal(out[:, untouched], p[:, untouched])
+
+
+def test_shift_prices():
+    np.testing.assert_array_equal(shift_prices(np.array([1.0, 2.0, 3.0]), 3), [2.0, 3.0, 3.0])
+    np.testing.assert_array_equal(shift_prices(np.array([1.0, 2.0]), 4), [2.0, 2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(shift_prices(None, 2), [0.0, 0.0])
+
+
+@pytest.mark.parametrize("method", ["newton", "nesterov", "gradient"])
+def test_iteration_cap_still_respects_limit(method):
+    pr = binding_problem(n=12, seed=2)
+    sol = solve_decentralised(pr, MPCSettings(horizon=H, coordination=method, max_iterations=3))
+    assert sol.iterations <= 3
+    assert np.all(sol.p.sum(0) <= pr.P_ref + 1e-9)
+    v = pr.violation(sol.p)
+    assert v["box_kw"] <= 1e-12 and v["cap_kwh"] <= 1e-9 and v["outside_kw"] == 0.0
+
+
+# the conservative step 1/sum_i(1/mu_i) is only practical for a well-conditioned f_i (large eps)
+@pytest.mark.parametrize("method, rounds", [("nesterov", 150), ("gradient", 600)])
+def test_gradient_variants_converge(method, rounds):
+    pr = binding_problem(n=3, seed=1)
+    st = MPCSettings(horizon=H, coordination=method, max_iterations=rounds, power_reg=0.5, primal_tol_kw=1e-2)
+    ref = solve_centralised(pr, st)
+    sol = solve_decentralised(pr, st)
+    assert sol.converged
+    assert abs(sol.objective - ref.objective) / max(1.0, ref.objective) < 1e-3
+    np.testing.assert_allclose(sol.prices, ref.prices, atol=0.05 * ref.prices.max())
+
+
+def test_nesterov_faster_than_gradient():
+    pr = binding_problem(n=3, seed=1)
+    sol = {m: solve_decentralised(pr, MPCSettings(horizon=H, coordination=m, max_iterations=250, power_reg=0.02,
+                                                   primal_tol_kw=1e-2))
+           for m in ("gradient", "nesterov")}
+    assert sol["nesterov"].converged and sol["nesterov"].iterations < sol["gradient"].iterations
+
+
+def test_warm_start_reduces_iterations():
+    pr = binding_problem(n=20, seed=4)
+    st = MPCSettings(horizon=H)
+    cold = solve_decentralised(pr, st)
+    warm_prices = np.r_[0.0, cold.prices[:-1]]  # shifting this by one gives back cold.prices
+    warm = solve_decentralised(pr, st, warm_prices=warm_prices)
+    assert cold.converged and warm.converged and warm.iterations <= 2 < cold.iterations
+
+
+class DroppingPool:
+    """Wraps a pool; station 0's reply is lost in every second round."""
+
+    def __init__(self, inner):
+        self.inner, self.n_stations, self.horizon, self.rounds = inner, inner.n_stations, inner.horizon, 0
+
+    def respond(self, prices, want_sensitivity=False):
+        rep = self.inner.respond(prices, want_sensitivity)
+        self.rounds += 1
+        answered = rep.answered.copy()
+        if self.rounds % 2 == 0:
+            answered[0] = False
+        return StationReplies(p=np.where(answered[:, None], rep.p, np.nan), value=rep.value, answered=answered,
+                              failed=rep.failed, sensitivity=rep.sensitivity)
+
+
+def test_missing_replies_use_last_plan():
+    pr = binding_problem(n=8, seed=5)
+    st = MPCSettings(horizon=H)
+    sol = solve_decentralised(pr, st, pool=DroppingPool(BatchStations(pr, st)))
+    ref = solve_centralised(pr, st)
+    assert sol.missing_replies >= 1 and np.all(np.isfinite(sol.p))
+    assert np.all(sol.p.sum(0) <= pr.P_ref + 1e-9)
+    assert abs(sol.objective - ref.objective) / max(1.0, ref.objective) < 1e-3
+
+
+def test_messages_and_stats():
+    pr = binding_problem(n=5, seed=6)
+    st = MPCSettings(horizon=H)
+    coord = AreaCoordinator(BatchStations(pr, st), pr, st).run()
+    assert coord.messages == 5 + 2 * 5 * coord.iterations  # ceiling report + broadcast and reply per round
+    assert coord.converged and coord.residual_kw <= st.primal_tol_kw
+    assert len(coord.history["residual_kw"]) >= 1

@@ -1,0 +1,59 @@
+"""Decentralised (price coordination) equals centralised (one QP) on random instances; KKT checks."""
+
+import numpy as np
+import pytest
+
+from pev_mpc import ChargingProblem, MPCSettings, solve_centralised, solve_decentralised
+
+H = 24
+
+
+def random_problem(n, binding, seed):
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(0, 20, n)
+    d = rng.integers(0, H + 1, n)
+    P = (0.35 if binding else 3.0) * 22.0 * n * (1 + 0.3 * np.sin(np.arange(H) / 4))
+    return ChargingProblem(x0=x0, r=np.minimum(x0 + rng.uniform(2, 16, n), 24.0), s=np.full(n, 24.0), d=d,
+                           p_min=0.0, p_max=rng.choice([11.0, 22.0], n), eta=0.9, dt_h=5 / 60, P_ref=P, horizon=H)
+
+
+CASES = [(1, True, 0), (1, False, 1), (7, True, 2), (7, False, 3), (40, True, 4), (40, False, 5), (200, True, 6)]
+
+
+@pytest.mark.parametrize("n, binding, seed", CASES)
+def test_decentralised_equals_centralised(n, binding, seed):
+    pr = random_problem(n, binding, seed)
+    st = MPCSettings(horizon=H)
+    dec, cen = solve_decentralised(pr, st), solve_centralised(pr, st)
+    assert dec.converged and cen.converged
+    gap = abs(dec.objective - cen.objective) / max(1.0, abs(cen.objective))
+    assert gap < 1e-4
+    assert np.max(np.abs(dec.p[:, 0] - cen.p[:, 0])) < 0.01
+    assert np.all(dec.p.sum(0) <= pr.P_ref + 1e-9)
+    assert dec.p.shape == (n, H) and dec.prices.shape == (H,)
+    # KKT / duals: prices >= 0, positive only where the limit binds, complementary slackness
+    slack = pr.P_ref - dec.p.sum(0)
+    assert np.all(dec.prices >= 0)
+    assert np.all(slack[dec.prices > 1e-3] < 1e-2)
+    assert np.max(np.abs(dec.prices * slack)) < 1e-2
+    np.testing.assert_allclose(dec.prices, cen.prices, atol=max(1e-2, 1e-3 * cen.prices.max()))
+    if not binding:
+        assert np.all(dec.prices == 0.0) and dec.iterations == 1
+
+
+def test_osqp_station_path_equals_batch_path():
+    pr = random_problem(6, True, 7)
+    batch = solve_decentralised(pr, MPCSettings(horizon=H))
+    per = solve_decentralised(pr, MPCSettings(horizon=H, station_solver="osqp"))
+    assert per.converged
+    assert abs(batch.objective - per.objective) / max(1.0, batch.objective) < 1e-5
+    assert np.max(np.abs(batch.p[:, 0] - per.p[:, 0])) < 0.01
+
+
+def test_osqp_centralised_agrees_with_clarabel():
+    pr = random_problem(10, True, 8)
+    a = solve_centralised(pr, MPCSettings(horizon=H))
+    b = solve_centralised(pr, MPCSettings(horizon=H, centralised_solver="OSQP"))
+    c = solve_centralised(pr, MPCSettings(horizon=H), reuse=False)
+    assert abs(a.objective - b.objective) / max(1.0, a.objective) < 1e-5
+    assert abs(a.objective - c.objective) / max(1.0, a.objective) < 1e-8
