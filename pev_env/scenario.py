@@ -27,6 +27,16 @@ _ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_targe
 _INT_FIELDS = ("arrival", "departure", "station")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""Mode of files written by `atomic_path` (mkstemp alone would create them 0600)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success move it onto `path` (os.replace)."""
@@ -36,6 +46,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
