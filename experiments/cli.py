@@ -1,0 +1,139 @@
+"""Command line: `pev-experiments {compare,train,evaluate,tune,scale}` (also `python -m experiments`).
+
+Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
+< --set KEY=VALUE < the dedicated options (--seeds, --out, ...). Bad values exit with code 2 and a
+message naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from experiments.config import CONFIGS, load_config, parse_assignments
+
+log = logging.getLogger("experiments")
+
+_COMMON: tuple[tuple[str, str], ...] = (
+    ("--scenarios", "comma-separated scenario names (seed, seed-20, seed-30, acn-caltech, synthetic-N)"),
+    ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
+    ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
+                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo)"),
+    ("--out", "output directory"),
+)
+_HELP = {
+    "compare": "run every controller on every scenario x seed; write metrics.csv, summary.md, traces, plots",
+    "train": "train PPO with parameter sharing (one policy for all stations) on training seeds",
+    "evaluate": "run a saved PPO model (plus optional controllers) in compare's format on held-out seeds",
+    "tune": "sweep decentralised-MPC solver settings against the centralised optimum; CSV + Pareto plot",
+    "scale": "time per control step and memory against the number of stations; CSV + log-log plot",
+}
+# command -> extra options: (flag, config key, help, argparse kwargs)
+_EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
+    "compare": (
+        ("--resume", "resume", "keep finished rows in OUT/metrics.csv and skip them", {"action": "store_const", "const": True}),
+        ("--jobs", "jobs", "worker processes (default 2; 1 gives the cleanest step times)", {}),
+        ("--ppo-model", "ppo_model", "saved PPO model.zip (default: the committed reference model)", {}),
+        ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
+        ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
+    ),
+    "train": (
+        ("--timesteps", "timesteps", "training budget in station-samples", {}),
+        ("--seed", "seed", "seed of the learner", {}),
+    ),
+    "tune": (
+        ("--grid", "grid", "MPCSettings field=v1,v2 (repeatable); replaces the default grid", {"action": "append"}),
+        ("--max-steps", "max_steps", "control steps per episode (0 = full episode)", {}),
+    ),
+    "scale": (
+        ("--sizes", "sizes", "comma-separated numbers of stations", {}),
+        ("--steps", "steps", "timed control steps per size", {}),
+        ("--centralised-max", "centralised_max", "largest size run for the centralised MPC", {}),
+    ),
+}
+_EXTRA["evaluate"] = _EXTRA["compare"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(prog="pev-experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, help_text in _HELP.items():
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        for flag, text in _COMMON:
+            if flag == "--controllers" and command == "train":
+                continue  # training has one learner; there is nothing to select
+            p.add_argument(flag, help=text)
+        for flag, key, text, kwargs in _EXTRA.get(command, ()):
+            p.add_argument(flag, dest=f"opt_{key}", help=text, **kwargs)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = parse_assignments(args.set)
+    for flag, _ in _COMMON:
+        key = flag.lstrip("-")
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    for name, value in vars(args).items():
+        if name.startswith("opt_") and value is not None:
+            values[name[4:]] = value
+    if isinstance(values.get("grid"), list):
+        values["grid"] = dict(_grid_item(item) for item in values["grid"])
+    return values
+
+
+def _grid_item(item: str) -> tuple[str, list[str]]:
+    key, sep, values = item.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise ValueError(f"--grid {item!r}: must be FIELD=v1,v2,...")
+    return key.strip(), [v.strip() for v in values.split(",")]
+
+
+def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
+    if command in ("compare", "evaluate"):
+        from experiments.compare import compare
+
+        title = "Controller comparison" if command == "compare" else "Evaluation of a saved PPO model"
+        return compare(cfg, argv=argv, progress=progress, title=title)
+    if command == "train":
+        from experiments.rl import train
+
+        path = train(cfg, progress=progress, argv=argv)
+        print(f"saved {path} (+ normalizer.npz, train_config.json, training_log.csv)")
+        return 0
+    if command == "tune":
+        from experiments.tune import tune
+
+        return tune(cfg, argv=argv, progress=progress)
+    from experiments.scale import scale
+
+    return scale(cfg, argv=argv, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code (0 ok, 1 failed runs, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no command: the main job
+        argv = [*argv, "compare"]
+        args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(CONFIGS[args.command], args.config, _overrides(args))
+    except ValueError as exc:
+        parser.exit(2, f"pev-experiments {args.command}: error: {exc}\n")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # small networks: threads cost more than they give on 2 cores
+    except ImportError:  # pragma: no cover - the rl extra is optional
+        pass
+    return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)

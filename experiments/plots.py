@@ -1,0 +1,149 @@
+"""Figures from results tables (matplotlib, Agg backend): labelled axes with units, legends, 150 dpi."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from experiments.summary import mean_ci  # noqa: E402
+
+LABELS: dict[str, str] = {
+    "unmet_energy_kwh": "Unmet energy (kWh)",
+    "unmet_energy_pct": "Unmet energy (%)",
+    "area_violation_steps": "Area-limit violations (steps)",
+    "area_overload_kwh": "Energy above the area limit (kWh)",
+    "local_violation_steps": "Local violations (steps)",
+    "step_time_median_ms": "Median time per step (ms)",
+}
+
+
+def _grid(n: int, width: float = 4.2, height: float = 2.6) -> tuple[plt.Figure, np.ndarray]:
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def area_power(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
+    """Area power against P_ref over one episode, one panel per controller."""
+    fig, axes = _grid(len(traces))
+    for ax, (controller, trace) in zip(axes.flat, traces.items()):
+        ax.step(trace["time_min"], trace["area_power_kw"], where="post", lw=1.2, label="area power")
+        ax.step(trace["time_min"], trace["P_ref_kw"], where="post", lw=1.0, ls="--", color="k", label="P_ref")
+        over = trace["area_power_kw"] > trace["P_ref_kw"] + 1e-6
+        if over.any():
+            ax.fill_between(trace["time_min"], trace["P_ref_kw"], trace["area_power_kw"], where=over,
+                            step="post", color="tab:red", alpha=0.35, label="above limit")
+        ax.set_title(controller, fontsize=10)
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="upper right", fontsize=9)
+    return _finish_panels(fig, axes, "Power (kW)", title)
+
+
+def _legend_entries(axes: np.ndarray) -> tuple[list, list]:
+    entries: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    return list(entries.values()), list(entries)
+
+
+def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "area_violation_steps"),
+                title: str = "Unmet energy and area violations") -> plt.Figure:
+    """Grouped bars (scenario groups, one bar per controller) with 95% t-interval error bars."""
+    controllers = list(dict.fromkeys(metrics["controller"]))
+    scenarios = list(dict.fromkeys(metrics["scenario"]))
+    fig, axes = plt.subplots(1, len(columns), figsize=(max(5.0, 1.0 + 0.5 * len(controllers) * len(scenarios))
+                                                       * len(columns) / 1.4, 3.8), squeeze=False)
+    width = 0.8 / max(len(controllers), 1)
+    colors = plt.get_cmap("tab10")
+    for ax, col in zip(axes[0], columns):
+        for i, controller in enumerate(controllers):
+            stats = [mean_ci(metrics.loc[(metrics["controller"] == controller) & (metrics["scenario"] == s), col])
+                     for s in scenarios]
+            means = np.array([m for m, _ in stats])
+            errs = np.nan_to_num(np.array([h for _, h in stats]))
+            x = np.arange(len(scenarios)) + (i - (len(controllers) - 1) / 2) * width
+            ax.bar(x, means, width, yerr=errs, capsize=2, color=colors(i % 10), label=controller)
+        ax.set_xticks(np.arange(len(scenarios)), scenarios)
+        ax.set_xlabel("Scenario")
+        ax.set_ylabel(LABELS.get(col, col))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, -1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{title} (mean, 95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def soc_trajectories(socs: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
+    """SOC of every PEV over one episode (one line per PEV), one panel per controller."""
+    fig, axes = _grid(len(socs))
+    for ax, (controller, soc) in zip(axes.flat, socs.items()):
+        cols = [c for c in soc.columns if c.startswith("soc_")]
+        ax.plot(soc["time_min"], soc[cols].to_numpy(), lw=0.9)
+        ax.set_title(controller, fontsize=10)
+    return _finish_panels(fig, axes, "SOC (kWh)", title)
+
+
+def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str) -> plt.Figure:
+    """Grid lines, time axis labels on the bottom row, `ylabel` on the left column, title, tight layout."""
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("Time (min)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pareto(frame: pd.DataFrame, x: str, y: str, label: str, front: pd.Series, title: str) -> plt.Figure:
+    """Scatter of `y` against `x` (log x), Pareto-optimal points highlighted and joined."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    ax.scatter(frame[x], frame[y], s=18, color="0.6", label="setting")
+    best = frame[front].sort_values(x)
+    ax.plot(best[x], best[y], "o-", color="tab:red", ms=5, label="Pareto front")
+    for _, r in best.iterrows():
+        ax.annotate(str(r[label]), (r[x], r[y]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def loglog(frame: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title: str) -> plt.Figure:
+    """One log-log panel per column in `ys` (column -> axis label), one line per `group` value."""
+    fig, axes = plt.subplots(1, len(ys), figsize=(5.0 * len(ys), 3.8), squeeze=False)
+    for ax, (col, label) in zip(axes[0], ys.items()):
+        for name, part in frame.groupby(group, sort=False):
+            part = part.sort_values(x)
+            ax.plot(part[x], part[col], "o-", label=str(name))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("Number of stations")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def close(fig: plt.Figure) -> None:
+    """Release a figure."""
+    plt.close(fig)

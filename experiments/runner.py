@@ -1,0 +1,247 @@
+"""The only place that wires the plant (pev_env.ChargingCore) to controllers.
+
+`run_episode` runs one full episode through the array API and returns the metrics row (the plant's
+episode metrics plus the controller columns) and per-step traces. `run_grid` runs every
+(controller, scenario, seed) key, in this process or in worker processes, and hands each finished
+result to a callback; a failing run is logged and reported, never fatal for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from experiments import registry
+from pev_env.metrics import CONTROLLER_COLUMNS
+from pev_env.observation import OBS_INDEX
+
+__all__ = ["CONTROLLER_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
+
+log = logging.getLogger(__name__)
+
+P_REF_INDEX = OBS_INDEX["P_ref"]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One cell of the comparison grid."""
+
+    controller: str
+    scenario: str
+    seed: int
+
+    def stem(self) -> str:
+        """File-name stem of this run's traces."""
+        return f"{self.scenario}_seed{self.seed}_{self.controller}"
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """Outcome of one episode: the metrics row and per-step traces."""
+
+    row: dict[str, Any]
+    """Keys (controller, scenario, seed), the plant's episode metrics and CONTROLLER_COLUMNS."""
+    trace: pd.DataFrame
+    """Per step: step, time_min, area_power_kw, P_ref_kw, price, iterations, p_<i>_kw per station."""
+    soc: pd.DataFrame
+    """Per step boundary (n_steps + 1 rows): step, time_min, soc_<j>_kwh per PEV."""
+
+
+def _price(stats: dict[str, Any]) -> float:
+    prices = stats.get("prices")
+    if prices is not None and np.size(prices):
+        return float(np.ravel(prices)[0])
+    return float(stats.get("price", np.nan))
+
+
+def _drive(core: Any, policy: Any, obs: np.ndarray, steps: int,
+           record: Callable[[np.ndarray, float], None] | None = None) -> np.ndarray:
+    """Apply `policy` for `steps` steps (or until the episode ends); return the next observations.
+
+    `record(obs, act_seconds)` is called after every act, before the plant steps.
+    """
+    for _ in range(steps):
+        if core.done:
+            break
+        start = time.perf_counter()
+        action = policy.act_array(obs)
+        elapsed = time.perf_counter() - start
+        if record is not None:
+            record(obs, elapsed)
+        obs = core.step(action).observations
+    return obs
+
+
+def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey | None = None) -> EpisodeResult:
+    """Run `policy` for one full episode of `scenario` and time every act."""
+    from pev_env.core import ChargingCore
+
+    core = ChargingCore(config, scenario)
+    policy.reset(config, scenario, seed)
+    times: list[float] = []
+    iterations: list[float] = []
+    prices: list[float] = []
+    p_ref: list[float] = []
+
+    def record(obs: np.ndarray, seconds: float) -> None:
+        stats = getattr(policy, "last_stats", None) or {}
+        p_ref.append(float(obs[0, P_REF_INDEX]) if obs.shape[0] else float(config.P_ref))
+        times.append(seconds)
+        iterations.append(float(stats.get("iterations", np.nan)))
+        prices.append(_price(stats))
+
+    _drive(core, policy, core.reset(), config.n_steps, record)
+    history = core.history
+    applied, area, soc = (np.asarray(history[name]) for name in ("applied_kw", "area_power_kw", "soc"))
+    steps = np.arange(len(area))
+    dt = float(config.sampling_time)
+    trace = pd.DataFrame({"step": steps, "time_min": steps * dt, "area_power_kw": area, "P_ref_kw": p_ref,
+                          "price": prices, "iterations": iterations})
+    trace = pd.concat([trace, pd.DataFrame(applied, columns=[f"p_{i}_kw" for i in range(applied.shape[1])])], axis=1)
+    soc_steps = np.arange(soc.shape[0])
+    soc_frame = pd.concat([pd.DataFrame({"step": soc_steps, "time_min": soc_steps * dt}),
+                           pd.DataFrame(soc, columns=[f"soc_{j}_kwh" for j in range(soc.shape[1])])], axis=1)
+    ms = np.asarray(times) * 1e3
+    finite_iter = np.asarray(iterations)[np.isfinite(iterations)]
+    row: dict[str, Any] = {}
+    if key is not None:
+        row.update(controller=key.controller, scenario=key.scenario, seed=key.seed)
+    row.update(core.episode_metrics())
+    row.update(
+        step_time_median_ms=float(np.median(ms)) if ms.size else float("nan"),
+        step_time_p95_ms=float(np.percentile(ms, 95)) if ms.size else float("nan"),
+        coordination_iterations_mean=float(finite_iter.mean()) if finite_iter.size else float("nan"),
+    )
+    return EpisodeResult(row=row, trace=trace, soc=soc_frame)
+
+
+def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,
+                       steps: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Seconds per act and `last_stats` for `steps` steps from `start_step` (earlier steps request 0 kW).
+
+    The first act is a warm-up and is not returned (so `steps + 1` acts run).
+    """
+    from pev_env.core import ChargingCore
+
+    core = ChargingCore(config, scenario)
+    policy.reset(config, scenario, seed)
+    obs = core.reset()
+    zeros = np.zeros(config.n_stations)
+    for _ in range(min(start_step, config.n_steps - steps - 1)):
+        obs = core.step(zeros).observations
+    times: list[float] = []
+    stats: list[dict[str, Any]] = []
+
+    def record(_obs: np.ndarray, seconds: float) -> None:
+        times.append(seconds)
+        stats.append(dict(getattr(policy, "last_stats", None) or {}))
+
+    _drive(core, policy, obs, steps + 1, record)
+    return np.asarray(times[1:]), stats[1:]
+
+
+class ControllerCache:
+    """One controller instance per name in a process (PPO models are loaded once); reset per episode."""
+
+    def __init__(self, ppo_model: str | Path | None = None) -> None:
+        self.ppo_model = ppo_model
+        self._made: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self._made:
+            self._made[name] = registry.make_controller(name, ppo_model=self.ppo_model)
+        return self._made[name]
+
+
+def run_key(key: RunKey, cache: ControllerCache) -> EpisodeResult:
+    """Build the scenario of `key` and run its controller for one episode."""
+    from pev_env.scenarios import make_scenario
+
+    config, scenario = make_scenario(key.scenario, key.seed)
+    return run_episode(cache.get(key.controller), config, scenario, key.seed, key)
+
+
+_WORKER_CACHE: ControllerCache | None = None
+
+
+def _init_worker(ppo_model: str | None) -> None:
+    global _WORKER_CACHE
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is an optional extra
+        pass
+    _WORKER_CACHE = ControllerCache(ppo_model)
+
+
+def _worker_run(key: RunKey) -> EpisodeResult:
+    assert _WORKER_CACHE is not None
+    return run_key(key, _WORKER_CACHE)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A run that raised: its key and the formatted traceback."""
+
+    key: RunKey
+    error: str
+
+
+def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> list[RunKey]:
+    """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together)."""
+    return [RunKey(c, sc, int(sd)) for sc in scenarios for sd in seeds for c in controllers]
+
+
+def run_grid(
+    keys: list[RunKey],
+    on_result: Callable[[RunKey, EpisodeResult], None],
+    ppo_model: str | Path | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[Failure]:
+    """Run every key, calling `on_result` in this process as each finishes; return the failures."""
+    failures: list[Failure] = []
+    bar = tqdm(total=len(keys), desc="episodes", unit="ep", disable=not progress or not keys)
+
+    def record_failure(key: RunKey, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(exc))
+        log.error("run %s failed:\n%s", key, text)
+        failures.append(Failure(key, text))
+
+    if jobs <= 1:
+        cache = ControllerCache(ppo_model)
+        for key in keys:
+            bar.set_postfix_str(key.stem())
+            try:
+                result = run_key(key, cache)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+                record_failure(key, exc)
+            else:
+                on_result(key, result)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                                 initargs=(None if ppo_model is None else str(ppo_model),)) as pool:
+            futures = {pool.submit(_worker_run, key): key for key in keys}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001
+                    record_failure(key, exc)
+                else:
+                    on_result(key, result)
+                bar.update()
+    bar.close()
+    return failures

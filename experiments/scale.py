@@ -1,0 +1,82 @@
+"""`scale`: time per control step and memory against the number of stations (synthetic-N scenarios).
+
+For every size N and controller, the plant runs to a quarter of the episode with 0 kW requests (so
+about as many PEVs are plugged as in mid-episode), then the controller acts once (warm-up, untimed)
+and `steps` timed steps. Memory: `peak_traced_mb` is the peak of Python/numpy allocations during one
+extra step (tracemalloc; solver-internal C allocations are not seen); `max_rss_mb` is the process's peak
+resident set so far (sizes run in increasing order). The centralised MPC is skipped above
+`centralised_max` stations and the row says so.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from experiments import plots, registry
+from experiments.config import ScaleConfig, to_dict
+from experiments.provenance import environment_info
+from experiments.results import save_figure, write_csv, write_text
+from experiments.runner import time_control_steps
+
+CENTRALISED = "mpc-centralised"
+
+
+def measure(controller: str, n_stations: int, seed: int, steps: int) -> dict[str, Any]:
+    """Timing and memory of `controller` on synthetic-<n_stations>."""
+    from pev_env.scenarios import make_scenario
+
+    config, scenario = make_scenario(f"synthetic-{n_stations}", seed)
+    start = config.n_steps // 4
+    policy = registry.make_controller(controller)
+    times, stats = time_control_steps(policy, config, scenario, seed, start, steps)
+    tracemalloc.start()
+    try:
+        time_control_steps(policy, config, scenario, seed, start, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    ms = times * 1e3
+    iterations = [s.get("iterations", np.nan) for s in stats]
+    return {"step_time_median_ms": float(np.median(ms)), "step_time_p95_ms": float(np.percentile(ms, 95)),
+            "iterations_mean": float(np.nanmean(iterations)) if stats else float("nan"),
+            "peak_traced_mb": peak / 2**20,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "n_pevs": scenario.n_pevs, "skipped": ""}
+
+
+def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True) -> int:
+    """Run every size x controller; write scale.csv, scale.png and scale.json into cfg.out."""
+    out = Path(cfg.out)
+    rows: list[dict[str, Any]] = []
+    jobs = [(n, c) for n in sorted(cfg.sizes) for c in cfg.controllers]
+    for n, controller in tqdm(jobs, desc="scale", unit="size", disable=not progress):
+        row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": cfg.seeds[0]}
+        if controller == CENTRALISED and n > cfg.centralised_max:
+            row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
+        else:
+            row.update(measure(controller, n, cfg.seeds[0], cfg.steps))
+        rows.append(row)
+        write_csv(out / "scale.csv", pd.DataFrame(rows))
+    frame = pd.DataFrame(rows)
+    done = frame[frame["skipped"].fillna("") == ""]
+    if not done.empty:
+        fig = plots.loglog(done, "n_stations", {"step_time_median_ms": "Median time per control step (ms)",
+                                                "peak_traced_mb": "Peak traced memory per step (MB)"},
+                           "controller", "Scaling with the number of stations")
+        save_figure(fig, out / "scale.png")
+        plots.close(fig)
+    write_text(out / "scale.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
+                                               "environment": environment_info()}, indent=2) + "\n")
+    with pd.option_context("display.width", 200):
+        print(frame.to_string(index=False))
+    print(f"wrote {out / 'scale.csv'} and {out / 'scale.png'}")
+    return 0

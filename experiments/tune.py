@@ -1,0 +1,185 @@
+"""`tune`: sweep decentralised-MPC settings (`pev_mpc.settings.MPCSettings`) in closed loop.
+
+For every setting of the grid (cartesian product) and every scenario x seed, the decentralised MPC runs a
+closed-loop episode; at every step the centralised QP of the same step's problem (same settings) is solved
+as the reference. Recorded per setting: relative objective gap to the centralised optimum (mean, max of
+|f_dec - f_cen| / max(|f_cen|, 1e-9)), area violations, unmet energy, coordination iterations, convergence
+rate and the decentralised solve time per step. Writes tune.csv and pareto.png (time vs gap); prints the
+Pareto-optimal settings and the fastest one within 1e-3 gap and without area violations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from experiments import plots
+from experiments.config import TuneConfig, to_dict
+from experiments.provenance import environment_info
+from experiments.results import save_figure, write_csv, write_text
+from experiments.runner import run_episode
+
+DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
+    "coordination": ("newton", "nesterov", "gradient"),
+    "max_iterations": (10, 50, 200),
+    "primal_tol_kw": (1e-2, 1e-4),
+    "horizon": (12, 24),
+}
+GAP_OK = 1e-3
+"""Relative objective gap regarded as 'equal to the centralised optimum'."""
+
+
+def _coerce_setting(name: str, tp: Any, value: Any) -> Any:
+    """A grid value from the command line (a string) to the type of MPCSettings.<name>."""
+    if not isinstance(value, str):
+        return value
+    allowed = typing.get_args(tp) or (tp,)
+    if value.lower() == "none" and type(None) in allowed:
+        return None
+    for kind in (int, float):
+        if kind in allowed:
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"tune.grid.{name} = {value!r}: must be {kind.__name__}"
+                                 + (" or None" if type(None) in allowed else "")) from None
+    return value
+
+
+def settings_grid(grid: Mapping[str, tuple[Any, ...]]) -> list[Any]:
+    """MPCSettings for every combination of `grid` (field -> values); errors name the field."""
+    from pev_mpc.settings import MPCSettings
+
+    hints = typing.get_type_hints(MPCSettings)
+    valid = [f.name for f in fields(MPCSettings)]
+    for name in grid:
+        if name not in valid:
+            raise ValueError(f"tune.grid: unknown setting {name!r}; valid settings: {', '.join(valid)}")
+    names = list(grid)
+    values = [[_coerce_setting(n, hints[n], v) for v in grid[n]] for n in names]
+    return [replace(MPCSettings(), **dict(zip(names, combo))) for combo in itertools.product(*values)]
+
+
+class _GapProbe:
+    """Wraps a decentralised MPC policy; after each act, solves the centralised QP of the same step."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.gaps: list[float] = []
+        self.solve_s: list[float] = []
+        self.converged: list[bool] = []
+
+    @property
+    def last_stats(self) -> dict[str, Any]:
+        return self.policy.last_stats
+
+    def reset(self, config: Any, scenario: Any = None, seed: int | None = None) -> None:
+        self.config = config
+        self.policy.reset(config, scenario, seed)
+
+    def act_array(self, obs: np.ndarray) -> np.ndarray:
+        from pev_mpc.centralised import solve_centralised
+        from pev_mpc.policies.base import Observed
+        from pev_mpc.policies.mpc import build_problem
+
+        action = self.policy.act_array(obs)
+        stats = self.policy.last_stats
+        settings = self.policy.settings
+        problem = build_problem(Observed(obs, self.config.P_ref), self.config.eta, self.config.dt_h, settings.horizon)
+        reference = solve_centralised(problem, settings).objective
+        self.gaps.append(abs(float(stats["objective"]) - reference) / max(abs(reference), 1e-9))
+        self.solve_s.append(float(stats["solve_time_s"]))
+        self.converged.append(bool(stats.get("converged", True)))
+        return action
+
+
+def _label(settings: Any, grid: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={getattr(settings, k)}" for k in grid)
+
+
+def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: int) -> dict[str, Any]:
+    """Closed-loop metrics of the decentralised MPC with `settings` on one scenario x seed."""
+    from pev_env.scenarios import make_scenario
+    from pev_mpc.policies.mpc import DecentralisedMPC
+
+    config, scenario = make_scenario(scenario_name, seed)
+    if max_steps:
+        config, scenario = _truncate(config, scenario, max_steps)
+    probe = _GapProbe(DecentralisedMPC(settings=settings))
+    row = run_episode(probe, config, scenario, seed).row
+    times_ms = np.asarray(probe.solve_s) * 1e3
+    return {
+        "gap_mean": float(np.mean(probe.gaps)), "gap_max": float(np.max(probe.gaps)),
+        "area_violation_steps": row["area_violation_steps"], "area_overload_kwh": row["area_overload_kwh"],
+        "unmet_energy_kwh": row["unmet_energy_kwh"], "iterations_mean": row["coordination_iterations_mean"],
+        "converged_fraction": float(np.mean(probe.converged)),
+        "step_time_median_ms": float(np.median(times_ms)), "step_time_p95_ms": float(np.percentile(times_ms, 95)),
+    }
+
+
+def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
+    """The first `max_steps` steps of a scenario (sessions clipped to the shorter episode)."""
+    from pev_env.scenario import Scenario
+
+    steps = min(max_steps, config.n_steps)
+    keep = scenario.arrival < steps
+    short = Scenario(arrival=scenario.arrival[keep], departure=np.minimum(scenario.departure[keep], steps),
+                     soc_init=scenario.soc_init[keep], soc_target=scenario.soc_target[keep],
+                     capacity=scenario.capacity[keep], station=scenario.station[keep],
+                     n_stations=scenario.n_stations, n_steps=steps, name=f"{scenario.name}[:{steps}]")
+    cfg = config.with_overrides({"total_time": steps * config.sampling_time, "n_pevs": short.n_pevs})
+    return cfg, short
+
+
+def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """True for rows not dominated in (x, y), both minimised."""
+    xs, ys = frame[x].to_numpy(), frame[y].to_numpy()
+    dominated = ((xs[None, :] <= xs[:, None]) & (ys[None, :] <= ys[:, None])
+                 & ((xs[None, :] < xs[:, None]) | (ys[None, :] < ys[:, None]))).any(axis=1)
+    return pd.Series(~dominated, index=frame.index)
+
+
+def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) -> int:
+    """Run the sweep; write tune.csv, pareto.png and tune.json into cfg.out; print the best settings."""
+    grid = dict(cfg.grid) or DEFAULT_GRID
+    candidates = settings_grid(grid)
+    out = Path(cfg.out)
+    rows: list[dict[str, Any]] = []
+    jobs = [(s, sc, sd) for s in candidates for sc in cfg.scenarios for sd in cfg.seeds]
+    for settings, scenario, seed in tqdm(jobs, desc="tune", unit="run", disable=not progress):
+        rows.append({"setting": _label(settings, grid), **{k: getattr(settings, k) for k in grid},
+                     "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, cfg.max_steps)})
+        write_csv(out / "tune.csv", pd.DataFrame(rows))
+    frame = pd.DataFrame(rows)
+    per_setting = frame.groupby("setting", sort=False).agg(
+        gap_mean=("gap_mean", "mean"), gap_max=("gap_max", "max"), area_violation_steps=("area_violation_steps", "sum"),
+        unmet_energy_kwh=("unmet_energy_kwh", "mean"), iterations_mean=("iterations_mean", "mean"),
+        step_time_median_ms=("step_time_median_ms", "median")).reset_index()
+    front = pareto_front(per_setting, "step_time_median_ms", "gap_mean")
+    fig = plots.pareto(per_setting, "step_time_median_ms", "gap_mean", "setting", front,
+                       "Decentralised MPC: time per step vs gap to the centralised optimum")
+    save_figure(fig, out / "pareto.png")
+    plots.close(fig)
+    ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
+    best = ok.nsmallest(1, "step_time_median_ms") if len(ok) else per_setting.nsmallest(1, "gap_mean")
+    write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
+                                              "grid": {k: list(map(str, v)) for k, v in grid.items()},
+                                              "best": best.to_dict("records"), "environment": environment_info()},
+                                             indent=2, default=str) + "\n")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print("Pareto-optimal settings (time per step vs mean relative gap):")
+        print(per_setting[front].sort_values("step_time_median_ms").to_string(index=False))
+        print(f"\nBest (fastest with gap <= {GAP_OK:g} and no area violations; else smallest gap):")
+        print(best.to_string(index=False))
+    print(f"wrote {out / 'tune.csv'} and {out / 'pareto.png'}")
+    return 0

@@ -1,0 +1,155 @@
+"""End-to-end smoke tests of every subcommand on tiny configurations, resume and failure handling."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import compare as compare_mod
+from experiments import runner
+from experiments.cli import main
+from experiments.results import KEY_COLUMNS
+from pev_env.metrics import CONTROLLER_COLUMNS, METRIC_COLUMNS
+
+TINY = ["--scenarios", "seed", "--seeds", "0-1", "--controllers", "uncontrolled,edf", "--jobs", "1", "-q"]
+
+
+def test_compare_writes_every_output(tmp_path, capsys) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", *TINY, "--out", str(out)]) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns[:3]) == list(KEY_COLUMNS)
+    assert set(METRIC_COLUMNS) | set(CONTROLLER_COLUMNS) <= set(metrics.columns)
+    assert len(metrics) == 4 and set(metrics["controller"]) == {"uncontrolled", "edf"}
+    assert (metrics.loc[metrics["controller"] == "edf", "area_violation_steps"] == 0).all()
+    summary = (out / "summary.md").read_text()
+    assert "| edf | 2 |" in summary and "## seed" in summary
+    assert "| uncontrolled | 2 |" in capsys.readouterr().out  # the table is printed
+    trace = pd.read_csv(out / "traces" / "seed_seed0_edf.csv")
+    assert {"area_power_kw", "P_ref_kw", "price", "p_0_kw", "p_5_kw"} <= set(trace.columns)
+    assert (out / "traces" / "seed_seed0_edf_soc.csv").exists()
+    for name in ("violations_unmet.png", "area_power_seed.png", "soc_seed.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "run.json").read_text())["config"]["seeds"] == [0, 1]
+
+
+def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "cmp"
+    calls: list[runner.RunKey] = []
+    real = runner.run_key
+
+    def interrupt_after_two(key, cache):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(key)
+        return real(key, cache)
+
+    monkeypatch.setattr(runner, "run_key", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        main(["compare", *TINY, "--out", str(out), "--no-plots", "--no-traces"])
+    assert len(pd.read_csv(out / "metrics.csv")) == 2  # completed rows survived
+    done = {(k.controller, k.scenario, k.seed) for k in calls}
+
+    resumed: list[runner.RunKey] = []
+    monkeypatch.setattr(runner, "run_key", lambda key, cache: resumed.append(key) or real(key, cache))
+    assert main(["compare", *TINY, "--out", str(out), "--no-plots", "--no-traces", "--resume"]) == 0
+    assert not done & {(k.controller, k.scenario, k.seed) for k in resumed} and len(resumed) == 2
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 4 and not metrics.duplicated(list(KEY_COLUMNS)).any()
+
+
+def test_a_failed_run_is_reported_and_the_others_kept(tmp_path, monkeypatch) -> None:
+    real = runner.run_key
+
+    def fail_edf_seed1(key, cache):
+        if key.controller == "edf" and key.seed == 1:
+            raise RuntimeError("boom")
+        return real(key, cache)
+
+    monkeypatch.setattr(runner, "run_key", fail_edf_seed1)
+    out = tmp_path / "cmp"
+    assert main(["compare", *TINY, "--out", str(out), "--no-plots"]) == 1
+    assert len(pd.read_csv(out / "metrics.csv")) == 3
+    assert "seed_seed1_edf" in (out / "summary.md").read_text()
+
+
+def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
+    out = tmp_path / "tune"
+    argv = ["tune", "--grid", "coordination=newton,gradient", "--grid", "max_iterations=3",
+            "--grid", "horizon=6", "--max-steps", "6", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    frame = pd.read_csv(out / "tune.csv")
+    assert len(frame) == 2 and set(frame["coordination"]) == {"newton", "gradient"}
+    assert (frame["gap_mean"] >= 0).all() and (frame["iterations_mean"] <= 3).all()
+    assert (out / "pareto.png").exists()
+    assert "Best" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["tune", "--grid", "colour=red", "--out", str(out), "-q"])
+
+
+def test_tune_unknown_setting_lists_valid_ones() -> None:
+    from experiments.tune import settings_grid
+
+    with pytest.raises(ValueError, match=r"unknown setting 'colour'; valid settings: horizon"):
+        settings_grid({"colour": ("red",)})
+    with pytest.raises(ValueError, match=r"tune.grid.horizon = 'x': must be int"):
+        settings_grid({"horizon": ("x",)})
+
+
+def test_scale_writes_csv_and_plot(tmp_path) -> None:
+    out = tmp_path / "scale"
+    assert main(["scale", "--sizes", "3,6", "--steps", "1", "--centralised-max", "3", "--out", str(out), "-q"]) == 0
+    frame = pd.read_csv(out / "scale.csv")
+    assert len(frame) == 4
+    skipped = frame[(frame["controller"] == "mpc-centralised") & (frame["n_stations"] == 6)]
+    assert skipped["skipped"].str.contains("centralised_max").all()
+    assert (frame.dropna(subset=["step_time_median_ms"])["step_time_median_ms"] > 0).all()
+    assert (out / "scale.png").exists()
+
+
+def test_train_save_reload_and_compare(tmp_path) -> None:
+    """A short PPO training saves a model that reloads, acts deterministically and runs in compare."""
+    from experiments.rl import PPOPolicy
+    from pev_env.scenarios import make_scenario
+
+    model_dir = tmp_path / "ppo"
+    assert main(["train", "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "2000",
+                 "--set", "n_steps=64", "--out", str(model_dir), "-q"]) == 0
+    for name in ("model.zip", "normalizer.npz", "train_config.json", "training_log.csv"):
+        assert (model_dir / name).exists()
+    info = json.loads((model_dir / "train_config.json").read_text())
+    assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 2000
+    assert len(pd.read_csv(model_dir / "training_log.csv")) >= 1
+
+    config, scenario = make_scenario("seed", 0)
+    policy = PPOPolicy.load(model_dir / "model.zip")
+    policy.reset(config, scenario, 0)
+    obs = np.zeros((config.n_stations, 10), dtype=np.float32)
+    obs[:, 1], obs[:, 4], obs[:, 5], obs[:, 8], obs[:, 9] = 22.0, 1.0, 10.0, 31.5, 12.0
+    first, second = policy.act_array(obs), policy.act_array(obs)
+    assert np.array_equal(first, second) and ((first >= 0) & (first <= 22.0)).all()
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--ppo-model", str(model_dir / "model.zip"),
+                 "--controllers", "ppo,edf", "--out", str(out), "-q"]) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["controller"]) == {"ppo", "edf"}
+    assert metrics["local_violation_steps"].eq(0).all()
+
+
+def test_missing_ppo_model_is_trained_on_the_fly(tmp_path, monkeypatch) -> None:
+    trained: list = []
+
+    def fake_train(cfg, progress=True):
+        trained.append(cfg)
+        return tmp_path / "x" / "model.zip"
+
+    import experiments.rl
+
+    monkeypatch.setattr(experiments.rl, "train", fake_train)
+    cfg = compare_mod.CompareConfig(controllers=("ppo",), ppo_model=str(tmp_path / "none.zip"),
+                                    ppo_fallback_steps=1234)
+    assert compare_mod.resolve_ppo_model(cfg, tmp_path) == tmp_path / "x" / "model.zip"
+    assert trained[0].timesteps == 1234 and trained[0].out == str(tmp_path / "ppo")

@@ -1,0 +1,84 @@
+"""Runner metrics on a hand-checkable plant, atomic resumable results and the summary statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments.results import ResultsTable
+from experiments.runner import P_REF_INDEX, RunKey, run_episode
+from experiments.summary import markdown, mean_ci, summarise
+from pev_env.config import EnvConfig
+from pev_env.observation import OBS_INDEX
+from pev_env.scenario import Scenario
+from pev_mpc.policies import POLICIES
+
+
+def test_one_station_one_pev_by_hand() -> None:
+    """1 station, P_ref 10 kW, one PEV plugged for steps 1..3 charging at 22 kW (1.65 kWh per step)."""
+    config = EnvConfig(n_stations=1, n_pevs=1, p_max=22.0, P_ref=10.0, total_time=30.0)
+    scenario = Scenario(arrival=[1], departure=[4], soc_init=[10.0], soc_target=[24.0], capacity=[24.0],
+                        station=[0], n_stations=1, n_steps=6, name="hand")
+    result = run_episode(POLICIES["uncontrolled"](), config, scenario, 0, RunKey("uncontrolled", "hand", 0))
+    row = result.row
+    gain = 0.9 * 22.0 * 5.0 / 60.0  # kWh per step at 22 kW
+    assert gain == pytest.approx(1.65)
+    delivered = 3 * gain
+    expected = {
+        "controller": "uncontrolled", "scenario": "hand", "seed": 0,
+        "energy_requested_kwh": 14.0, "energy_delivered_kwh": delivered, "unmet_energy_kwh": 14.0 - delivered,
+        "unmet_energy_pct": 100.0 * (14.0 - delivered) / 14.0, "pevs_total": 1, "pevs_fully_served": 0,
+        "pevs_never_plugged": 0, "area_violation_steps": 3, "area_overload_max_kw": 12.0,
+        "area_overload_kwh": 3 * 12.0 * 5.0 / 60.0, "local_violation_steps": 0, "peak_power_kw": 22.0,
+    }
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value), key
+    assert row["step_time_median_ms"] > 0 and row["step_time_p95_ms"] >= row["step_time_median_ms"]
+    trace = result.trace
+    assert list(trace["area_power_kw"]) == pytest.approx([0, 22, 22, 22, 0, 0])
+    assert list(trace["P_ref_kw"]) == pytest.approx([10.0] * 6)
+    assert list(trace["p_0_kw"]) == list(trace["area_power_kw"])
+    assert list(result.soc["soc_0_kwh"]) == pytest.approx([10, 10, 10 + gain, 10 + 2 * gain] + [10 + 3 * gain] * 3)
+
+
+def test_p_ref_index_matches_the_observation_contract() -> None:
+    assert P_REF_INDEX == OBS_INDEX["P_ref"] == 8
+
+
+def _row(c: str, s: str, seed: int, v: float) -> dict:
+    return {"controller": c, "scenario": s, "seed": seed, "unmet_energy_kwh": v}
+
+
+def test_results_table_is_rewritten_after_every_row_and_resumes(tmp_path) -> None:
+    path = tmp_path / "metrics.csv"
+    table = ResultsTable(path)
+    table.add(_row("edf", "seed", 0, 1.0))
+    assert pd.read_csv(path).shape[0] == 1  # on disk immediately
+    table.add(_row("edf", "seed", 1, 2.0))
+    assert not list(tmp_path.glob(".metrics*"))  # no temporary files left behind
+    again = ResultsTable(path, resume=True)
+    assert again.done() == {("edf", "seed", 0), ("edf", "seed", 1)}
+    assert ResultsTable(path, resume=False).done() == set()
+    with pytest.raises(ValueError, match="missing key columns"):
+        table.add({"controller": "edf"})
+
+
+def test_mean_ci_matches_the_t_interval() -> None:
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, half = mean_ci(x)
+    lo, hi = stats.t.interval(0.95, df=3, loc=x.mean(), scale=stats.sem(x))
+    assert mean == pytest.approx(3.5) and half == pytest.approx((hi - lo) / 2)
+    assert np.isnan(mean_ci([3.0])[1]) and mean_ci([3.0])[0] == 3.0
+    assert mean_ci([2.0, 2.0, 2.0]) == (2.0, 0.0)
+
+
+def test_summary_table() -> None:
+    frame = pd.DataFrame([_row("edf", "seed", s, v) for s, v in enumerate([1.0, 2.0, 3.0])]
+                         + [_row("llf", "seed", 0, 5.0)])
+    table = summarise(frame, ["unmet_energy_kwh"])
+    assert table.set_index("controller").loc["edf", "mean"] == pytest.approx(2.0)
+    text = markdown(frame, ["unmet_energy_kwh"])
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
+    assert f"| edf | 3 | 2.00 ± {half:.2f} |" in text
+    assert "| llf | 1 | 5.00 |" in text
