@@ -8,6 +8,10 @@ Parameters), with ratios.
 
     python benchmarks/mpc_step.py            # N = 10, 100, 1000, 10000
     python benchmarks/mpc_step.py --quick    # N = 10, 100
+    python benchmarks/mpc_step.py --sizes 1000 --baseline   # also the previous method, same process
+
+--baseline reruns each episode with the previous station solver (station_solver='batch', the
+interior point, and cold_start_sample=0) and prints its medians and the ratio baseline/new.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import time
 import numpy as np
 
 from pev_mpc import ChargingProblem, MPCSettings, solve_centralised, solve_decentralised
+
+BASELINE = dict(station_solver="batch", cold_start_sample=0)
 
 H = 48
 P_MAX = 22.0
@@ -89,6 +95,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only N = 10 and 100, fewer steps")
     ap.add_argument("--sizes", type=int, nargs="*", help="station counts (default 10 100 1000 10000)")
     ap.add_argument("--steps", type=int, default=None, help="receding-horizon steps per size")
+    ap.add_argument("--baseline", action="store_true", help="also run the previous method (IPM, cold from zero)")
     args = ap.parse_args()
     sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000, 10000])
     settings = MPCSettings(horizon=H)
@@ -105,6 +112,11 @@ def main() -> None:
               f"{res['iters_first']:>10d} {res['gap']:>9.1e} {res['move_kw']:>10.1e} {res['cen_fresh_s']:>14.3f} "
               f"{res['cen_cached_s']:>14.3f} {res['cen_fresh_s'] / res['dec_s']:>9.2f} "
               f"{res['cen_cached_s'] / res['dec_s']:>9.2f}", flush=True)
+        if args.baseline:
+            old = run(n, steps, MPCSettings(horizon=H, **BASELINE), with_cvxpy=False)
+            print(f"{'':>6} baseline {BASELINE}: step med {old['dec_s']:.4f} s (x{old['dec_s'] / res['dec_s']:.1f}), "
+                  f"cold {old['dec_first_s']:.4f} s (x{old['dec_first_s'] / res['dec_first_s']:.1f}), "
+                  f"iters mean {old['iters']:.1f}, iters cold {old['iters_first']}", flush=True)
     if any(n > CVXPY_MAX_N for n in sizes):
         print(f"cvxpy runs skipped for N > {CVXPY_MAX_N} (canonicalisation too slow): nan above.")
 

@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from experiments.backends import BACKENDS
 from experiments.config import CONFIGS, load_config, parse_assignments
 
 log = logging.getLogger("experiments")
@@ -34,7 +35,6 @@ _HELP = {
 _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     "compare": (
         ("--resume", "resume", "keep finished rows in OUT/metrics.csv and skip them", {"action": "store_const", "const": True}),
-        ("--jobs", "jobs", "worker processes (default 2; 1 gives the cleanest step times)", {}),
         ("--ppo-model", "ppo_model", "saved PPO model.zip (default: the committed reference model)", {}),
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
@@ -54,6 +54,14 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     ),
 }
 _EXTRA["evaluate"] = _EXTRA["compare"]
+# where the runs execute (experiments.backends): compare, evaluate, tune, scale
+_EXECUTION: tuple[tuple[tuple[str, ...], str, str, dict[str, Any]], ...] = (
+    (("--backend",), "backend", "local (process pool on this machine) or ray (Ray tasks)", {"choices": BACKENDS}),
+    (("--workers", "--jobs"), "workers", "local: worker processes (0 = one per core, 1 = in this process; "
+                                         "scale defaults to 1); ray: runs in flight (0 = 2 x cluster CPUs)", {"metavar": "N"}),
+    (("--ray-address",), "ray_address", "existing Ray cluster: auto, or ray://HOST:10001 (default: start a local "
+                                        "Ray instance)", {"metavar": "ADDRESS"}),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, help=text)
         for flag, key, text, kwargs in _EXTRA.get(command, ()):
             p.add_argument(flag, dest=f"opt_{key}", help=text, **kwargs)
+        if command != "train":
+            for flags, key, text, kwargs in _EXECUTION:
+                p.add_argument(*flags, dest=f"opt_{key}", help=text, **kwargs)
     return parser
 
 
@@ -128,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(CONFIGS[args.command], args.config, _overrides(args))
-    except ValueError as exc:
+        if getattr(cfg, "backend", None) == "ray":
+            from pev_mpc.distributed import import_ray
+
+            import_ray()  # without the extra: fail now, with the install command
+    except (ValueError, ImportError) as exc:
         parser.exit(2, f"pev-experiments {args.command}: error: {exc}\n")
     try:
         import torch

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from experiments import plots, registry
+from experiments.backends import open_backend
 from experiments.config import CompareConfig, TrainConfig, to_dict
 from experiments.provenance import environment_info
 from experiments.results import ResultsTable, save_figure, write_csv, write_text
@@ -113,7 +114,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             write_csv(soc, result.soc)
         table.add(result.row)
 
-    failures = run_grid(keys, on_result, ppo_model=ppo_model, jobs=cfg.jobs, progress=progress)
+    with open_backend(cfg) as backend:
+        failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress)
     metrics = _in_config_order(table.frame(), cfg)
     text = markdown(metrics, title=title)
     if failures:

@@ -39,7 +39,27 @@ def _positive(section: str, key: str, value: float, allow_zero: bool = False) ->
 
 
 @dataclass(frozen=True)
-class CompareConfig:
+class Execution:
+    """Where the runs of a grid execute (`experiments.backends`): shared by compare, tune and scale."""
+
+    backend: str = "local"
+    """'local' (this machine: a process pool, or this process with workers = 1) or 'ray' (Ray tasks)."""
+    workers: int = 0
+    """local: worker processes (0 = one per core; 1 = this process, the cleanest step times);
+    ray: runs in flight at once (0 = twice the cluster's CPUs)."""
+    ray_address: str = ""
+    """Ray cluster address ('auto', 'ray://host:10001'); empty: start a local Ray instance."""
+
+    def _check_execution(self, section: str) -> None:
+        from experiments.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"{section}.backend = {self.backend!r}: allowed values: {', '.join(BACKENDS)}")
+        _positive(section, "workers", self.workers, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class CompareConfig(Execution):
     """`compare` / `evaluate`: every controller on every scenario x seed, full episodes."""
 
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
@@ -60,8 +80,6 @@ class CompareConfig:
     """Saved PPO model (.zip written by `train`); trained on the fly with `ppo_fallback_steps` if missing."""
     ppo_fallback_steps: int = 20_000
     """Training budget (environment steps over all stations) when the PPO model is missing."""
-    jobs: int = 2
-    """Worker processes (1 = run in this process: the cleanest step times; 2 = the default on 2 cores)."""
 
     def __post_init__(self) -> None:
         _names_ok("compare", "scenarios", self.scenarios, registry.check_scenario)
@@ -69,7 +87,7 @@ class CompareConfig:
         if not self.seeds:
             raise ValueError("compare.seeds = (): must list at least one seed")
         _positive("compare", "ppo_fallback_steps", self.ppo_fallback_steps)
-        _positive("compare", "jobs", self.jobs)
+        self._check_execution("compare")
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(Execution):
     """`tune`: sweep of decentralised-MPC solver settings against the centralised optimum."""
 
     scenarios: tuple[str, ...] = ("seed",)
@@ -137,13 +155,14 @@ class TuneConfig:
         if not self.seeds:
             raise ValueError("tune.seeds = (): must list at least one seed")
         _positive("tune", "max_steps", self.max_steps, allow_zero=True)
+        self._check_execution("tune")
         from experiments.tune import settings_grid
 
         settings_grid(self.grid)  # validates setting names and values
 
 
 @dataclass(frozen=True)
-class ScaleConfig:
+class ScaleConfig(Execution):
     """`scale`: time per control step and memory against the number of stations."""
 
     sizes: tuple[int, ...] = (10, 30, 100, 300, 1000)
@@ -157,6 +176,8 @@ class ScaleConfig:
     """Scenario family; `synthetic` is the only scalable one (synthetic-N)."""
     seeds: tuple[int, ...] = (0,)
     out: str = str(Path("results") / "scale")
+    workers: int = 1
+    """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
 
     def __post_init__(self) -> None:
         if self.scenarios != ("synthetic",):
@@ -168,6 +189,7 @@ class ScaleConfig:
             raise ValueError("scale.seeds = (): must list at least one seed")
         _positive("scale", "centralised_max", self.centralised_max, allow_zero=True)
         _positive("scale", "steps", self.steps)
+        self._check_execution("scale")
 
 
 CONFIGS: dict[str, type] = {

@@ -2,8 +2,9 @@
 
 `run_episode` runs one full episode through the array API and returns the metrics row (the plant's
 episode metrics plus the controller columns) and per-step traces. `run_grid` runs every
-(controller, scenario, seed) key, in this process or in worker processes, and hands each finished
-result to a callback; a failing run is logged and reported, never fatal for the others.
+(controller, scenario, seed) key on a backend (`experiments.backends`: this process, a process pool
+or Ray tasks) and hands each finished result to a callback in this process; a failing run is logged
+and reported, never fatal for the others.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from experiments import registry
+from experiments.backends import Backend, LocalBackend
 from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
 
@@ -171,23 +173,14 @@ def run_key(key: RunKey, cache: ControllerCache) -> EpisodeResult:
     return run_episode(cache.get(key.controller), config, scenario, key.seed, key)
 
 
-_WORKER_CACHE: ControllerCache | None = None
+_CACHES: dict[str | None, ControllerCache] = {}
 
 
-def _init_worker(ppo_model: str | None) -> None:
-    global _WORKER_CACHE
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is an optional extra
-        pass
-    _WORKER_CACHE = ControllerCache(ppo_model)
-
-
-def _worker_run(key: RunKey) -> EpisodeResult:
-    assert _WORKER_CACHE is not None
-    return run_key(key, _WORKER_CACHE)
+def run_cached(key: RunKey, ppo_model: str | None = None) -> EpisodeResult:
+    """`run_key` with this process's controller cache (one per PPO model): what the backends run."""
+    if ppo_model not in _CACHES:
+        _CACHES[ppo_model] = ControllerCache(ppo_model)
+    return run_key(key, _CACHES[ppo_model])
 
 
 @dataclass(frozen=True)
@@ -207,41 +200,22 @@ def run_grid(
     keys: list[RunKey],
     on_result: Callable[[RunKey, EpisodeResult], None],
     ppo_model: str | Path | None = None,
-    jobs: int = 1,
+    backend: Backend | None = None,
     progress: bool = True,
 ) -> list[Failure]:
-    """Run every key, calling `on_result` in this process as each finishes; return the failures."""
+    """Run every key on `backend` (default: this process), calling `on_result` in this process as each
+    finishes; return the failures."""
     failures: list[Failure] = []
-    bar = tqdm(total=len(keys), desc="episodes", unit="ep", disable=not progress or not keys)
-
-    def record_failure(key: RunKey, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc))
-        log.error("run %s failed:\n%s", key, text)
-        failures.append(Failure(key, text))
-
-    if jobs <= 1:
-        cache = ControllerCache(ppo_model)
-        for key in keys:
-            bar.set_postfix_str(key.stem())
-            try:
-                result = run_key(key, cache)
-            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
-                record_failure(key, exc)
+    backend = LocalBackend(1) if backend is None else backend
+    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model))
+    with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
+        for done in backend.map(fn, keys):
+            if done.error is not None:
+                text = "".join(traceback.format_exception(done.error))
+                log.error("run %s failed:\n%s", done.item, text)
+                failures.append(Failure(done.item, text))
             else:
-                on_result(key, result)
+                on_result(done.item, done.result)
+            bar.set_postfix_str(done.item.stem())
             bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
-                                 initargs=(None if ppo_model is None else str(ppo_model),)) as pool:
-            futures = {pool.submit(_worker_run, key): key for key in keys}
-            for future in as_completed(futures):
-                key = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # noqa: BLE001
-                    record_failure(key, exc)
-                else:
-                    on_result(key, result)
-                bar.update()
-    bar.close()
     return failures

@@ -14,14 +14,15 @@ import json
 import resource
 import sys
 import tracemalloc
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from experiments import plots, registry
+from experiments.backends import map_in_order, open_backend
 from experiments.config import ScaleConfig, to_dict
 from experiments.provenance import environment_info
 from experiments.results import save_figure, write_csv, write_text
@@ -53,19 +54,24 @@ def measure(controller: str, n_stations: int, seed: int, steps: int) -> dict[str
             "n_pevs": scenario.n_pevs, "skipped": ""}
 
 
+def _measure_job(job: tuple[int, str], cfg: ScaleConfig) -> dict[str, Any]:
+    """The row of one (n_stations, controller) job (what the backends run)."""
+    n, controller = job
+    row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": cfg.seeds[0]}
+    if controller == CENTRALISED and n > cfg.centralised_max:
+        row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
+    else:
+        row.update(measure(controller, n, cfg.seeds[0], cfg.steps))
+    return row
+
+
 def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True) -> int:
     """Run every size x controller; write scale.csv, scale.png and scale.json into cfg.out."""
     out = Path(cfg.out)
-    rows: list[dict[str, Any]] = []
     jobs = [(n, c) for n in sorted(cfg.sizes) for c in cfg.controllers]
-    for n, controller in tqdm(jobs, desc="scale", unit="size", disable=not progress):
-        row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": cfg.seeds[0]}
-        if controller == CENTRALISED and n > cfg.centralised_max:
-            row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
-        else:
-            row.update(measure(controller, n, cfg.seeds[0], cfg.steps))
-        rows.append(row)
-        write_csv(out / "scale.csv", pd.DataFrame(rows))
+    with open_backend(cfg) as backend:
+        rows = map_in_order(backend, partial(_measure_job, cfg=cfg), jobs,
+                            lambda done: write_csv(out / "scale.csv", pd.DataFrame(done)), "scale", progress)
     frame = pd.DataFrame(rows)
     done = frame[frame["skipped"].fillna("") == ""]
     if not done.empty:

@@ -16,14 +16,15 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from experiments import plots
+from experiments.backends import map_in_order, open_backend
 from experiments.config import TuneConfig, to_dict
 from experiments.provenance import environment_info
 from experiments.results import save_figure, write_csv, write_text
@@ -127,6 +128,13 @@ def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: in
     }
 
 
+def _tune_row(job: tuple[Any, str, int], grid: Mapping[str, Any], max_steps: int) -> dict[str, Any]:
+    """The tune.csv row of one (settings, scenario, seed) job (what the backends run)."""
+    settings, scenario, seed = job
+    return {"setting": _label(settings, grid), **{k: getattr(settings, k) for k in grid},
+            "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, max_steps)}
+
+
 def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
     """The first `max_steps` steps of a scenario (sessions clipped to the shorter episode)."""
     from pev_env.scenario import Scenario
@@ -154,12 +162,10 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
     grid = dict(cfg.grid) or DEFAULT_GRID
     candidates = settings_grid(grid)
     out = Path(cfg.out)
-    rows: list[dict[str, Any]] = []
     jobs = [(s, sc, sd) for s in candidates for sc in cfg.scenarios for sd in cfg.seeds]
-    for settings, scenario, seed in tqdm(jobs, desc="tune", unit="run", disable=not progress):
-        rows.append({"setting": _label(settings, grid), **{k: getattr(settings, k) for k in grid},
-                     "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, cfg.max_steps)})
-        write_csv(out / "tune.csv", pd.DataFrame(rows))
+    with open_backend(cfg) as backend:
+        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps), jobs,
+                            lambda done: write_csv(out / "tune.csv", pd.DataFrame(done)), "tune", progress)
     frame = pd.DataFrame(rows)
     per_setting = frame.groupby("setting", sort=False).agg(
         gap_mean=("gap_mean", "mean"), gap_max=("gap_max", "max"), area_violation_steps=("area_violation_steps", "sum"),

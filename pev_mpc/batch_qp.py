@@ -1,4 +1,5 @@
-"""All station QPs of one coordination round in one vectorised interior-point solve.
+"""All station QPs of one coordination round in one vectorised solve: interior point (BatchStations)
+or warm-started active set (ActiveSetStations, the default pool; see its docstring).
 
 Each station's subproblem min f_i(p_i) + lambda . p_i stays separate: it is written in its SOC
 trajectory z_i[k] = x_i[k+1] (kWh), where f_i is a tridiagonal quadratic and every constraint
@@ -160,15 +161,18 @@ class BatchStations:
         return p, done
 
     def sensitivity(self) -> np.ndarray:
-        """(H, H) sum_i -dp_i/dlambda = sum_i B_i^T K_i^{-1} B_i at the last solve (PSD), B_i = D^T / c.
-
-        With K_i = L_i P_i L_i^T (the solve's factorisation): sum_i Y_i^T P_i^{-1} Y_i, Y_i = L_i^{-1} B_i,
-        one vectorised forward substitution and one matrix product.
-        """
+        """(H, H) sum_i -dp_i/dlambda = sum_i B_i^T K_i^{-1} B_i at the last solve (PSD), B_i = D^T / c."""
         if self._theta is None:
             raise RuntimeError("BatchStations.sensitivity() needs a prior solve()")
-        q, a = self._theta
-        N, H, c = self.n_stations, self.horizon, self.c
+        return self._gram(*self._theta, self.m)
+
+    def _gram(self, q: np.ndarray, a: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """sum over the rows of (q, a, m) of B^T K^{-1} B.
+
+        With K = L P L^T (the solve's factorisation): sum_i Y_i^T P_i^{-1} Y_i, Y_i = L_i^{-1} B_i,
+        one vectorised forward substitution and one matrix product.
+        """
+        N, H, c = q.shape[0], self.horizon, self.c
         basis = (np.eye(H) - np.eye(H, k=1)) / c
         total = np.zeros((H, H))
         for lo in range(0, N, _SENSITIVITY_CHUNK):
@@ -176,7 +180,7 @@ class BatchStations:
             piv, mult = self._factor(q[lo:hi], a[lo:hi])
             piv = piv.reshape(hi - lo, H)
             mult = np.concatenate([[0.0], mult]).reshape(hi - lo, H)
-            Y = basis[None] * self.m[lo:hi, None, :]
+            Y = basis[None] * m[lo:hi, None, :]
             for k in range(1, H):
                 Y[:, k] -= mult[:, k, None] * Y[:, k - 1]
             Yw = (Y / np.sqrt(piv)[:, :, None]).reshape(-1, H)
@@ -191,3 +195,173 @@ class BatchStations:
         value = self.problem.station_objective(p, self.settings) + p @ np.asarray(prices, dtype=float)
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool), failed=~ok,
                               sensitivity=self.sensitivity() if want_sensitivity else None)
+
+
+_BIG = 1e12  # stiffness standing in for an active constraint in the sensitivity's KKT matrix (relative)
+
+
+class ActiveSetStations(BatchStations):
+    """The same station QPs solved by a warm-started primal-dual active-set method (a StationPool).
+
+    A station's QP is a chain: SOC nodes z[k] with costs w[k] (z[k] - r)^2 linked by steps
+    p[k] = (z[k] - z[k-1]) / c with costs eps p^2 + lambda[k] p. For a guessed active set (steps at
+    p_min / p_max: rigid links; SOCs at the cap s: pinned nodes) the equality-constrained QP is
+    solved exactly by one forward sweep of the chain's value functions (compliance form, so rigid
+    links and pins are exact zeros, not big numbers) and one backward sweep that also recovers the
+    link forces, hence every multiplier. The guess is then updated from primal violations and
+    negative multipliers until the KKT conditions hold. All stations advance in lockstep ((H, N)
+    arrays, loops over the horizon only); after the first sweep only unsettled stations are
+    re-solved. The active sets persist between calls, so a round whose prices moved little
+    settles in one or two sweeps. Stations not settled within active_set_max_sweeps sweeps are handed
+    to the interior-point solver of BatchStations (exact), then to the safe plan if that fails too.
+    """
+
+    def __init__(self, problem: ChargingProblem, settings: MPCSettings) -> None:
+        super().__init__(problem, settings)
+        N, H = self.n_stations, self.horizon
+        self._M = problem.mask.T.copy()                            # (H, N) plugged
+        self._wc = np.where(self._M, self.w.T, 0.0)                 # node weights, 0 beyond d
+        self._r, self._s, self._x0 = problem.r.copy(), problem.s.copy(), problem.x0.copy()
+        self._cmin, self._cmax = self.c * problem.p_min, self.c * problem.p_max   # kWh per step
+        self._h = self.c**2 / (2.0 * self.eps)                      # compliance of a free link
+        self._U = np.zeros((H, N), dtype=bool)                      # links at p_max
+        self._L = np.zeros((H, N), dtype=bool)                      # links at p_min
+        self._P = np.zeros((H, N), dtype=bool)                      # SOCs pinned at s
+        self._z = np.zeros((H, N))                                  # last sweep's SOCs ...
+        self._pin = np.zeros((H, N), dtype=bool)                    # ... and effective pins
+        self.sweeps = 0                                             # chain sweeps done (statistics)
+        self.ipm_fallbacks = 0                                      # stations handed to the IPM
+        self._S: np.ndarray | None = None                           # last summed sensitivity ...
+        self._theta_S: tuple[np.ndarray, np.ndarray] | None = None  # ... and the KKT data it was built from
+
+    def sensitivity(self) -> np.ndarray:
+        """Summed -dp_i/dlambda, updated incrementally: only stations whose active set (KKT matrix)
+        changed since the last call are subtracted with their old and added with their new matrix."""
+        if self._theta is None:
+            raise RuntimeError("ActiveSetStations.sensitivity() needs a prior solve()")
+        q, a = self._theta
+        if self._S is None or self._theta_S is None:
+            self._S = self._gram(q, a, self.m)
+        else:
+            q0, a0 = self._theta_S
+            ch = np.flatnonzero(np.any((q != q0) | (a != a0), axis=1))
+            if 2 * ch.size >= self.n_stations:
+                self._S = self._gram(q, a, self.m)
+            elif ch.size:
+                m = self.m[ch]
+                self._S = self._S - self._gram(q0[ch], a0[ch], m) + self._gram(q[ch], a[ch], m)
+        self._theta_S = (q, a)
+        return self._S.copy()
+
+    def _sweep(self, cols: np.ndarray | slice, lam: np.ndarray):
+        """Solve the equality-constrained chains of stations cols for the current active sets.
+
+        Returns (H, n) arrays: SOCs z (kWh), steps z[k] - z[k-1] (kWh), link forces F and step-cost
+        slopes d(eps p^2 + lambda p)/d(step) (objective per kWh; F - slope is the bound multiplier),
+        effective pins, and the pin multipliers nu.
+        """
+        U, L, P, M = self._U[:, cols], self._L[:, cols], self._P[:, cols], self._M[:, cols]
+        w, r, s, x0 = self._wc[:, cols], self._r[cols], self._s[cols], self._x0[cols]
+        H, n = M.shape
+        c, h = self.c, self._h
+        rigid = U | L | ~M
+        free_off = -lam[:, None] * c / (2.0 * self.eps) * M         # link offset of a free link (kWh)
+        off = np.where(U, self._cmax[cols], np.where(L, self._cmin[cols], free_off))
+        off[~M] = 0.0
+        hh = np.where(rigid, 0.0, h)
+        gt, mt, gf, mf = (np.empty((H, n)) for _ in range(4))
+        pin = np.empty((H, n), dtype=bool)
+        g, m = np.zeros(n), x0.copy()
+        for k in range(H):  # forward: V_k(z) = (z - m)^2 / (2 g), g = 0 pins z = m
+            g = g + hh[k]
+            m = m + off[k]
+            gt[k], mt[k] = g, m
+            pin[k] = P[k] & (g > 0)  # a node already fixed by rigid links from a pin is not pinned again
+            f = 1.0 + 2.0 * w[k] * g  # add the node cost w (z - r)^2: stiffnesses add
+            m = np.where(pin[k], s, (m + 2.0 * w[k] * g * r) / f)
+            g = np.where(pin[k], 0.0, g / f)
+            gf[k], mf[k] = g, m
+        z, F = np.empty((H, n)), np.empty((H, n))
+        zk, Fn = mf[H - 1], np.zeros(n)
+        for k in range(H - 1, -1, -1):  # backward: SOCs and link forces F[k] = dL/d(z[k] - z[k-1])
+            z[k] = zk
+            ok = gt[k] > 0
+            Fk = np.where(ok, (zk - mt[k]) / np.where(ok, gt[k], 1.0), Fn - 2.0 * w[k] * (zk - r))
+            F[k] = Fk = np.where(M[k], Fk, 0.0)
+            Fn = Fk
+            if k:
+                den = gf[k - 1] + hh[k]
+                pos = den > 0
+                zk = np.where(pos, (hh[k] * mf[k - 1] + gf[k - 1] * (zk - off[k])) / np.where(pos, den, 1.0),
+                              mf[k - 1])
+        step = z - _shift_down(z, x0)
+        slope = M * (2.0 * self.eps * step / c + lam[:, None]) / c   # d(eps p^2 + lam p)/d(step)
+        Fnext = np.vstack([F[1:], np.zeros((1, n))])
+        nu = np.where(pin, Fnext - F - 2.0 * w * (z - r), 0.0)
+        return z, step, F, slope, pin, nu
+
+    def _update(self, cols: np.ndarray | slice, lam: np.ndarray, tol: float) -> np.ndarray:
+        """One sweep for stations cols, then their active-set update; returns the settled flags (n,)."""
+        z, step, F, slope, pin, nu = self._sweep(cols, lam)
+        U, L, M = self._U[:, cols], self._L[:, cols], self._M[:, cols]
+        cmin, cmax, s = self._cmin[cols], self._cmax[cols], self._s[cols]
+        scale = tol * (1.0 + np.max(np.abs(lam), initial=0.0)) / self.c
+        muU = np.where(U, F - slope, 0.0)
+        muL = np.where(L, slope - F, 0.0)
+        ptol = tol * (1.0 + np.abs(s))
+        over = M & ~U & (step > cmax + ptol)
+        under = M & ~L & (step < cmin - ptol)
+        above = M & ~pin & (z > s + ptol)
+        settled = ~np.any(over | under | above | (muU < -scale) | (muL < -scale) | (nu < -scale), axis=0)
+        newU = (U & (muU > 0)) | over
+        newL = (L & (muL > 0)) | under
+        newP = (pin & (nu > 0)) | above
+        keep = settled[None, :]
+        self._U[:, cols] = np.where(keep, U, newU)
+        self._L[:, cols] = np.where(keep, L, newL & ~newU)
+        self._P[:, cols] = np.where(keep, self._P[:, cols], newP)
+        self._z[:, cols] = z
+        self._pin[:, cols] = pin
+        return settled
+
+    def solve(self, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
+        N, H = self.n_stations, self.horizon
+        lam = np.asarray(prices, dtype=float)
+        tol = self.settings.station_tol
+        todo = np.arange(N)
+        for _ in range(self.settings.active_set_max_sweeps):
+            self.sweeps += 1
+            settled = self._update(todo if todo.size < N else slice(None), lam, tol)
+            todo = todo[~settled]
+            if todo.size == 0:
+                break
+        done = np.ones(N, dtype=bool)
+        z = self._z.T
+        p = self.m * (z - _shift_right(z, self.x0[:, 0])) / self.c
+        p = np.clip(p, self.m * self.pmin, self.m * self.pmax)
+        rigid = (self._U | self._L).T
+        q = self.m * (2.0 * self.eps + _BIG * rigid) / self.c**2
+        a = 2.0 * self.w + _BIG * self._pin.T
+        if todo.size:
+            self.ipm_fallbacks += todo.size
+            sub = BatchStations(_subproblem(self.problem, todo), self.settings)
+            p[todo], done[todo] = sub.solve(lam)
+            q[todo], a[todo] = sub._theta
+        self._theta = (q, a)
+        return p, done
+
+
+def _shift_down(v: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(H, n) -> rows shifted down by one, first row = first."""
+    out = np.empty_like(v)
+    out[0] = first
+    out[1:] = v[:-1]
+    return out
+
+
+def _subproblem(problem: ChargingProblem, idx: np.ndarray, P_ref: np.ndarray | None = None) -> ChargingProblem:
+    """The stations idx of problem as a problem of their own (area limit P_ref, default unchanged)."""
+    return ChargingProblem(x0=problem.x0[idx], r=problem.r[idx], s=problem.s[idx], d=problem.d[idx],
+                           p_min=problem.p_min[idx], p_max=problem.p_max[idx], eta=problem.eta, dt_h=problem.dt_h,
+                           P_ref=problem.P_ref if P_ref is None else P_ref, horizon=problem.horizon)

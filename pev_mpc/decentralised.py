@@ -6,19 +6,40 @@ import time
 
 import numpy as np
 
-from pev_mpc.batch_qp import BatchStations
+from pev_mpc.batch_qp import ActiveSetStations, BatchStations, _subproblem
 from pev_mpc.coordinator import AreaCoordinator, StationPool, shift_prices
-from pev_mpc.problem import ChargingProblem
+from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations
 
+_SAMPLE_FRACTION = 8  # a cold start's sample has max(cold_start_sample, N / 8) stations
+
 
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:
-    """The stations of the problem: one vectorised batch ('batch') or one StationQP each ('osqp')."""
+    """The stations of the problem: vectorised active set ('active_set'), vectorised interior point
+    ('batch') or one StationQP each ('osqp')."""
     if settings.station_solver == "osqp":
         return OSQPStations(problem, settings)
-    return BatchStations(problem, settings)
+    if settings.station_solver == "batch":
+        return BatchStations(problem, settings)
+    return ActiveSetStations(problem, settings)
+
+
+def sample_prices(problem: ChargingProblem, settings: MPCSettings) -> MPCSolution | None:
+    """Cold-start prices: coordinate an evenly spaced sample of the stations under the area limit
+    scaled by the sample's share (recursively cold-started), or None if the problem is small
+    enough (N <= cold_start_sample) or the scaled sample problem is infeasible."""
+    n, size = problem.n_stations, settings.cold_start_sample
+    if size == 0 or n <= size:
+        return None
+    size = max(size, n // _SAMPLE_FRACTION)
+    idx = np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
+    sub = _subproblem(problem, idx, P_ref=problem.P_ref * (idx.size / n))
+    try:
+        return solve_decentralised(sub, settings)
+    except InfeasibleProblemError:
+        return None
 
 
 def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_prices: np.ndarray | None = None,
@@ -26,15 +47,26 @@ def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_pr
     """Solve one control step by price coordination.
 
     warm_prices: the previous control step's prices (any length); they are shifted by one step
-    here (drop the first, repeat the last). pool: the stations (default: make_station_pool).
+    here (drop the first, repeat the last). Without them, prices coordinated on a sample of the
+    stations are the warm start (see MPCSettings.cold_start_sample; history['cold_start_iterations']
+    counts its rounds, messages include its messages). pool: the stations (default: make_station_pool).
     Raises InfeasibleProblemError if the constraints admit no plan.
     """
     start = time.perf_counter()
     problem.check_feasible()
     pool = make_station_pool(problem, settings) if pool is None else pool
-    warm = None if warm_prices is None else shift_prices(warm_prices, problem.horizon)
+    warm, extra = None, None
+    if warm_prices is not None:
+        warm = shift_prices(warm_prices, problem.horizon)
+    else:
+        extra = sample_prices(problem, settings)
+        warm = None if extra is None else extra.prices
     out = AreaCoordinator(pool, problem, settings).run(warm)
+    history = dict(out.history)
+    if extra is not None:
+        history["cold_start_iterations"] = extra.iterations + extra.history.get("cold_start_iterations", 0)
     return MPCSolution(p=out.p, prices=out.prices, objective=problem.objective(out.p, settings),
                        iterations=out.iterations, converged=out.converged, residual_kw=out.residual_kw,
-                       messages=out.messages, solve_time_s=time.perf_counter() - start, fallbacks=out.fallbacks,
-                       missing_replies=out.missing_replies, history=out.history)
+                       messages=out.messages + (extra.messages if extra is not None else 0),
+                       solve_time_s=time.perf_counter() - start, fallbacks=out.fallbacks,
+                       missing_replies=out.missing_replies, history=history)

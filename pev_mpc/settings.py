@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COORDINATIONS = ("newton", "nesterov", "gradient")
-STATION_SOLVERS = ("batch", "osqp")
+STATION_SOLVERS = ("active_set", "batch", "osqp")
 CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
 
 
@@ -41,13 +41,22 @@ class MPCSettings:
     """... and the last price change (objective units per kW) is below this value."""
     step_size: float | None = None
     """Gradient/Nesterov step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
-    station_solver: str = "batch"
-    """'batch': all station QPs in one vectorised interior-point solve (separable, exact);
+    station_solver: str = "active_set"
+    """'active_set': all station QPs by one vectorised primal-dual active-set method, warm-started
+    from the previous round's active sets (exact; unsettled stations go to the interior point);
+    'batch': all station QPs in one vectorised interior-point solve (separable, exact);
     'osqp': one StationQP (OSQP) per station."""
     station_tol: float = 1e-9
     """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel)."""
     station_max_iter: int = 80
     """Interior-point iteration cap for the batched station solve."""
+    active_set_max_sweeps: int = 30
+    """Cap on active-set sweeps per round ('active_set'); stations still unsettled are solved by the
+    interior point (station_max_iter)."""
+    cold_start_sample: int = 32
+    """Cold control step (no warm prices) with more stations than this: prices are first coordinated
+    on an evenly spaced sample of max(this, N // 8) stations (area limit scaled to the sample, itself
+    cold-started the same way) and used as the warm start; 0 disables."""
     station_time_limit_s: float = 0.0
     """OSQP time limit per station solve (0 = none); a timeout is handled as a failure."""
     centralised_solver: str = "CLARABEL"
@@ -70,6 +79,10 @@ class MPCSettings:
                  f"one of {STATION_SOLVERS}")
         _require(isinstance(self.station_max_iter, int) and self.station_max_iter >= 1,
                  "station_max_iter", self.station_max_iter, "an int >= 1")
+        _require(isinstance(self.active_set_max_sweeps, int) and self.active_set_max_sweeps >= 1,
+                 "active_set_max_sweeps", self.active_set_max_sweeps, "an int >= 1")
+        _require(isinstance(self.cold_start_sample, int) and self.cold_start_sample >= 0,
+                 "cold_start_sample", self.cold_start_sample, "an int >= 0")
         _require(float(self.station_time_limit_s) >= 0.0, "station_time_limit_s", self.station_time_limit_s, ">= 0")
         _require(self.centralised_solver in CENTRAL_SOLVERS, "centralised_solver", self.centralised_solver,
                  f"one of {CENTRAL_SOLVERS}")

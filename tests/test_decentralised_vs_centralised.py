@@ -57,3 +57,22 @@ def test_osqp_centralised_agrees_with_clarabel():
     c = solve_centralised(pr, MPCSettings(horizon=H), reuse=False)
     assert abs(a.objective - b.objective) / max(1.0, a.objective) < 1e-5
     assert abs(a.objective - c.objective) / max(1.0, a.objective) < 1e-8
+
+
+@pytest.mark.parametrize("solver", ["active_set", "batch"])
+def test_station_solvers_agree(solver):
+    pr = random_problem(30, True, 9)
+    st = MPCSettings(horizon=H, station_solver=solver)
+    dec, cen = solve_decentralised(pr, st), solve_centralised(pr, st)
+    assert dec.converged and abs(dec.objective - cen.objective) / max(1.0, cen.objective) < 1e-4
+
+
+def test_cold_start_from_sample_equals_centralised():
+    pr = random_problem(300, True, 10)
+    st = MPCSettings(horizon=H, cold_start_sample=40)
+    dec, cen = solve_decentralised(pr, st), solve_centralised(pr, st)
+    plain = solve_decentralised(pr, MPCSettings(horizon=H, cold_start_sample=0))
+    assert dec.converged and abs(dec.objective - cen.objective) / max(1.0, cen.objective) < 1e-4
+    assert dec.history["cold_start_iterations"] >= 1 and "cold_start_iterations" not in plain.history
+    assert dec.iterations < plain.iterations  # the sampled prices are a good warm start
+    assert np.all(dec.p.sum(0) <= pr.P_ref + 1e-9)

@@ -20,10 +20,10 @@ def test_defaults_are_the_main_job() -> None:
 
 def test_file_then_overrides(tmp_path) -> None:
     toml = tmp_path / "c.toml"
-    toml.write_text('[compare]\nscenarios = ["seed"]\nseeds = "0-2"\ncontrollers = ["edf", "llf"]\njobs = 2\n')
+    toml.write_text('[compare]\nscenarios = ["seed"]\nseeds = "0-2"\ncontrollers = ["edf", "llf"]\nworkers = 2\n')
     cfg = load_config(CompareConfig, toml, {"seeds": "7", "resume": "true"})
     assert cfg.scenarios == ("seed",) and cfg.seeds == (7,) and cfg.controllers == ("edf", "llf")
-    assert cfg.jobs == 2 and cfg.resume is True
+    assert cfg.workers == 2 and cfg.resume is True
     yml = tmp_path / "c.yaml"
     yml.write_text("scenarios: seed-20\nseeds: [3, 4]\n")
     cfg = load_config(CompareConfig, yml)
@@ -33,13 +33,14 @@ def test_file_then_overrides(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"colour": "red"}, r"compare: unknown key 'colour'; valid keys: scenarios, seeds, controllers"),
+        ({"colour": "red"}, r"compare: unknown key 'colour'; valid keys: backend, workers, ray_address, scenarios, seeds"),
         ({"controllers": "edf,foo"}, r"unknown controller 'foo'; valid controllers: uncontrolled, edf"),
         ({"scenarios": "seed,nowhere"}, r"unknown scenario 'nowhere'; valid scenarios: seed, seed-20"),
         ({"seeds": "a-b"}, r"compare.seeds = 'a-b': must be integers >= 0"),
         ({"seeds": "4-2"}, r"compare.seeds = '4-2'"),
-        ({"jobs": "0"}, r"compare.jobs = 0: must be > 0"),
-        ({"jobs": "1.5"}, r"compare.jobs = '1.5': must be an integer"),
+        ({"workers": "-1"}, r"compare.workers = -1: must be >= 0"),
+        ({"workers": "1.5"}, r"compare.workers = '1.5': must be an integer"),
+        ({"backend": "spark"}, r"compare.backend = 'spark': allowed values: local, ray"),
         ({"resume": "maybe"}, r"compare.resume = 'maybe': must be a boolean"),
     ],
 )

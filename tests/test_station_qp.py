@@ -78,3 +78,81 @@ def test_edge_departures(d):
     p_o = OSQPStations(pr, SET).respond(np.zeros(H)).p
     np.testing.assert_allclose(p_b, p_o, atol=1e-4)
     assert np.all(p_b[0, d:] == 0.0)
+
+
+# ---- ActiveSetStations (default pool): exact, warm-started, incremental sensitivity ----------------
+from pev_mpc.batch_qp import ActiveSetStations  # noqa: E402
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(seed=st_.integers(0, 10_000), scale=st_.floats(0.0, 80.0), full=st_.booleans())
+def test_active_set_equals_station_qp(seed, scale, full):
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 8, p_min=float(rng.choice([0.0, 1.0])))
+    if full:  # targets above the cap: the cap constraints become active
+        pr = ChargingProblem(x0=pr.x0, r=pr.r + 6.0, s=np.maximum(pr.x0 + 1.0, 20.0), d=pr.d, p_min=pr.p_min,
+                             p_max=pr.p_max, eta=pr.eta, dt_h=pr.dt_h, P_ref=pr.P_ref, horizon=H)
+    pr.check_feasible()
+    prices = rng.uniform(0, scale, H)
+    pool = ActiveSetStations(pr, SET)
+    act = pool.respond(prices, want_sensitivity=True)
+    per = OSQPStations(pr, SET).respond(prices, want_sensitivity=True)
+    assert not act.failed.any()
+    np.testing.assert_allclose(act.p, per.p, atol=2e-3)
+    np.testing.assert_allclose(act.value, per.value, rtol=1e-7, atol=1e-6)
+    v = pr.violation(act.p)
+    assert v["cap_kwh"] <= 1e-9 and v["box_kw"] == 0.0 and v["outside_kw"] == 0.0
+    # warm re-solve at nearby prices equals a fresh solve, and the incremental sensitivity the full one
+    moved = prices * 1.1 + rng.uniform(0, 1, H)
+    warm = pool.respond(moved, want_sensitivity=True)
+    other = ActiveSetStations(pr, SET)
+    fresh = other.respond(moved, want_sensitivity=True)
+    exact = pool.ipm_fallbacks == other.ipm_fallbacks == 0  # else interior-point accuracy (cap-bound stations)
+    np.testing.assert_allclose(warm.p, fresh.p, atol=1e-7 if exact else 1e-4)
+    if exact:
+        np.testing.assert_allclose(warm.sensitivity, fresh.sensitivity,
+                                   atol=1e-8 * (1 + np.abs(fresh.sensitivity).max()))
+
+
+def test_active_set_sensitivity_matches_finite_difference():
+    rng = np.random.default_rng(3)
+    pr = random_problem(rng, 4)
+    prices = rng.uniform(0, 20, H)
+    pool = ActiveSetStations(pr, SET)
+    pool.solve(prices)
+    S = pool.sensitivity()
+    h = 1e-4
+    fd = np.column_stack([-(pool.solve(prices + h * e)[0].sum(0) - pool.solve(prices - h * e)[0].sum(0)) / (2 * h)
+                          for e in np.eye(H)])
+    np.testing.assert_allclose(S, fd, atol=1e-3)
+    assert np.all(np.linalg.eigvalsh(S) >= -1e-9)
+
+
+def test_active_set_warm_start_saves_sweeps():
+    rng = np.random.default_rng(13)
+    pr = random_problem(rng, 200)
+    prices = rng.uniform(0, 30, H)
+    pool = ActiveSetStations(pr, SET)
+    pool.solve(prices)
+    cold = pool.sweeps
+    assert pool.ipm_fallbacks == 0
+    pool.solve(prices)
+    assert pool.sweeps - cold == 1 < cold  # same prices: the kept active sets settle in one sweep
+
+
+def test_active_set_unsettled_stations_go_to_interior_point():
+    rng = np.random.default_rng(5)
+    pr = random_problem(rng, 30, p_min=1.0)
+    prices = rng.uniform(0, 40, H)
+    capped = ActiveSetStations(pr, MPCSettings(horizon=H, active_set_max_sweeps=1))
+    p, ok = capped.solve(prices)
+    ref, _ = BatchStations(pr, SET).solve(prices)
+    assert capped.ipm_fallbacks > 0 and ok.all()
+    np.testing.assert_allclose(p, ref, atol=1e-5)
+
+
+def test_new_settings_validated():
+    for kw in ({"active_set_max_sweeps": 0}, {"cold_start_sample": -1}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            MPCSettings(**kw)
+    assert MPCSettings().station_solver == "active_set"

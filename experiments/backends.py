@@ -1,0 +1,205 @@
+"""Where the runs of a grid execute: `local` (this process, or a process pool over the cores) or `ray`
+(one Ray task per run, on a local Ray instance or an existing cluster).
+
+A backend maps a picklable function over a list of items and yields a `Finished(item, result, error)`
+as each run completes. The caller records it in its own process (atomic, resumable result files), so
+the files do not depend on the backend, only the completion order does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+__all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "make_backend", "map_in_order", "open_backend"]
+
+BACKENDS: tuple[str, ...] = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One completed run: its item and either its result or the exception it raised."""
+
+    item: Any
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Backend(Protocol):
+    name: str
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Finished]: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _limit_threads() -> None:
+    """Worker initialiser: one thread per worker process (the workers already use every core)."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - the rl extra is optional
+        pass
+
+
+def _bounded(submit: Callable[[Any], Any], items: Iterable[Any], cap: int,
+             pending: dict[Any, Any]) -> Callable[[], None]:
+    """A refill function keeping at most `cap` submitted, unfinished runs in `pending` (handle -> item)."""
+    todo = iter(items)
+
+    def refill() -> None:
+        for item in itertools.islice(todo, max(0, cap - len(pending))):
+            pending[submit(item)] = item
+    return refill
+
+
+class LocalBackend:
+    """Runs in this process (workers = 1) or in a pool of `workers` processes (0: one per core)."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 0) -> None:
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers = {workers!r}: must be an int >= 0 (0 = one per core)")
+        self.workers = workers or default_workers()
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Finished]:
+        items = list(items)
+        if min(self.workers, len(items)) <= 1:
+            for item in items:
+                try:
+                    result = fn(item)
+                except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+                    yield Finished(item, error=exc)
+                else:
+                    yield Finished(item, result)
+            return
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(items)), initializer=_limit_threads)
+        pending: dict[Future, Any] = {}
+        refill = _bounded(lambda item: pool.submit(fn, item), items, 2 * self.workers, pending)
+        try:
+            refill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = pending.pop(future)
+                    error = future.exception()
+                    yield Finished(item, error=error) if error is not None else Finished(item, future.result())
+                refill()
+        finally:  # also on an interrupt: drop queued runs instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Nothing to release (each map owns its pool)."""
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+class RayBackend:
+    """One Ray task (1 CPU) per run; at most `workers` runs in flight (0: twice the cluster's CPUs).
+
+    address: None or "" starts a local Ray instance (or reuses the session already initialised in this
+    process); "auto" joins the cluster this machine belongs to; "ray://host:10001" connects a client.
+    On a cluster, this checkout's packages (pev_env, pev_mpc, experiments) are shipped to the workers
+    (runtime_env py_modules), so the nodes need only the dependencies installed.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int = 0, **init_kwargs: Any) -> None:
+        from pev_mpc.distributed import ensure_ray, import_ray
+
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers = {workers!r}: must be an int >= 0 (0 = twice the cluster's CPUs)")
+        import_ray()  # fail early with the install hint
+        if address:
+            import experiments
+            import pev_env
+            import pev_mpc
+
+            init_kwargs.setdefault("runtime_env", {"py_modules": [pev_env, pev_mpc, experiments]})
+        self._ray, self._started = ensure_ray(address or None, **init_kwargs)
+        cpus = int(self._ray.cluster_resources().get("CPU", 1))
+        self.workers = workers or max(1, 2 * cpus)
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Finished]:
+        ray = self._ray
+        task = ray.remote(num_cpus=1)(_call)
+        fn_ref = ray.put(fn)
+        pending: dict[Any, Any] = {}
+        refill = _bounded(lambda item: task.remote(fn_ref, item), items, self.workers, pending)
+        try:
+            refill()
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    item = pending.pop(ref)
+                    try:
+                        yield Finished(item, ray.get(ref))
+                    except ray.exceptions.RayError as exc:  # the run raised, or its worker died
+                        yield Finished(item, error=exc)
+                refill()
+        finally:  # also on an interrupt: stop the runs still in flight
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        """Stop Ray if this backend started it."""
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def make_backend(name: str, workers: int = 0, ray_address: str | None = None) -> Backend:
+    """The backend called `name` ('local' or 'ray'); errors name the value and the allowed ones."""
+    if name == "local":
+        return LocalBackend(workers)
+    if name == "ray":
+        return RayBackend(ray_address, workers)
+    raise ValueError(f"backend = {name!r}: must be one of {BACKENDS}")
+
+
+def _indexed(fn: Callable[[Any], Any], job: tuple[int, Any]) -> Any:
+    return fn(job[1])
+
+
+def map_in_order(backend: Backend, fn: Callable[[Any], Any], items: Iterable[Any],
+                 on_update: Callable[[list[Any]], None], desc: str, progress: bool = True) -> list[Any]:
+    """Results of fn over items, in item order; after every finished run, on_update(results so far, in
+    item order) (e.g. rewrite a CSV). The first failed run raises its exception."""
+    jobs = list(enumerate(items))
+    finished: dict[int, Any] = {}
+    with tqdm(total=len(jobs), desc=f"{desc} ({backend.name})", unit="run", disable=not progress) as bar:
+        for done in backend.map(partial(_indexed, fn), jobs):
+            if done.error is not None:
+                raise done.error
+            finished[done.item[0]] = done.result
+            on_update([finished[i] for i in sorted(finished)])
+            bar.update()
+    return [finished[i] for i in sorted(finished)]
+
+
+@contextlib.contextmanager
+def open_backend(cfg: Any) -> Iterator[Backend]:
+    """The backend of a run configuration (fields backend, workers, ray_address), closed afterwards."""
+    backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address)
+    try:
+        yield backend
+    finally:
+        backend.close()
