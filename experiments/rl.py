@@ -2,16 +2,18 @@
 
 `StationVecEnv` is an SB3 `VecEnv` over vectorised plants (`pev_env.core.ChargingCore`): every station of
 every plant is one sub-environment, so one rollout step yields one sample per station and the policy is
-shared by construction. Observations are normalised for learning by SB3's `VecNormalize` wrapper (the
-environment is unchanged); its running mean/variance are saved next to the model and applied by
-`PPOPolicy`, the controller that runs a saved model through the common policy interface.
-
-Action: a in [-1, 1] per station, the fraction (a + 1) / 2 of the useful power range
-[p_min, max(p_min, min(p_max, need))] of the plugged PEV (need = power that finishes it this step); free
-stations request 0. The same mapping is used in training and evaluation (`action_to_kw`).
+shared by construction. The learning wrappers of `experiments.rl_station` sit between the plant and PPO
+(the plant and its reward are unchanged): each station's policy input is `station_features` of its own
+observation, its action maps to kW by `action_to_kw`, and it learns from `station_rewards` (energy
+delivered towards the target minus a penalty on power drawn while the area is over P_ref). The features
+are normalised by SB3's `VecNormalize`; its running mean/variance are saved next to the model and applied
+by `PPOPolicy`, the controller that runs a saved model through the common policy interface with the
+same features and action mapping.
 
 Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099); the
-comparison uses seeds 0..4, which training never sees (recorded in train_config.json).
+comparison uses seeds 0..4, which training never sees (recorded in train_config.json). Caveat:
+acn-caltech has only five shipped weekdays (day = seed % 5), so for that scenario training seeds and
+evaluation seeds share days; `held_out_days` in train_config.json records which days training used.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import cycle
 from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import torch
 import pandas as pd
 from gymnasium import spaces
 from stable_baselines3 import PPO
@@ -36,20 +40,16 @@ from tqdm import tqdm
 from experiments.config import TrainConfig, to_dict
 from experiments.provenance import environment_info
 from experiments.results import atomic_path, write_csv, write_text
-from pev_env.observation import N_OBS
+from experiments.rl_station import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
+                                    station_rewards)
 from pev_mpc.policies.base import Observed, Policy
 
 MODEL_FILE = "model.zip"
 NORMALIZER_FILE = "normalizer.npz"
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training_log.csv"
-
-
-def action_to_kw(action: np.ndarray, ob: Observed, config: Any) -> np.ndarray:
-    """Map actions in [-1, 1] (N,) to requested powers (N,) kW for one step's observations."""
-    fraction = (np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0) + 1.0) / 2.0
-    upper = np.maximum(ob.need_kw(config.eta, config.dt_h), ob.p_min)
-    return np.where(ob.plugged, ob.p_min + fraction * (upper - ob.p_min), 0.0)
+LOG_STD_INIT = -1.0
+"""Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
 
 
 class _Plant:
@@ -73,6 +73,10 @@ class _Plant:
         self.obs = self.core.reset()
         return self.obs
 
+    def features(self) -> np.ndarray:
+        """(stations, N_FEATURES) policy inputs of the current observations."""
+        return station_features(self.obs, self.config.eta, self.config.dt_h)
+
 
 class StationVecEnv(VecEnv):
     """SB3 VecEnv: sub-environment i is one station of one plant; plants restart with the next seed."""
@@ -91,7 +95,7 @@ class StationVecEnv(VecEnv):
         self._actions = np.zeros(offset)
         self._returns = np.zeros(offset)
         self._lengths = np.zeros(offset, dtype=np.int64)
-        box = spaces.Box(-np.inf, np.inf, (N_OBS,), np.float32)
+        box = spaces.Box(-np.inf, np.inf, (N_FEATURES,), np.float32)
         super().__init__(offset, box, spaces.Box(-1.0, 1.0, (1,), np.float32))
 
     def reset(self) -> np.ndarray:
@@ -102,7 +106,7 @@ class StationVecEnv(VecEnv):
         return self._stacked()
 
     def _stacked(self) -> np.ndarray:
-        return np.concatenate([p.obs for p in self.plants]).astype(np.float32)
+        return np.concatenate([p.features() for p in self.plants])
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs)
@@ -112,13 +116,14 @@ class StationVecEnv(VecEnv):
         dones = np.zeros(self.num_envs, dtype=bool)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for plant in self.plants:
-            sl = plant.slice
-            result = plant.core.step(action_to_kw(self._actions[sl], Observed(plant.obs, plant.config.P_ref), plant.config))
-            rewards[sl] = result.rewards
+            sl, cfg = plant.slice, plant.config
+            ob = Observed(plant.obs, cfg.P_ref)
+            result = plant.core.step(action_to_kw(self._actions[sl], ob, cfg))
+            rewards[sl] = station_rewards(ob, result.applied_kw, result.area_overload_kw, cfg)
             plant.obs = result.observations
             if result.terminated:
                 dones[sl] = True
-                self._finish(plant, result.observations, infos)
+                self._finish(plant, infos)
         self._returns += rewards
         self._lengths += 1
         for i in np.flatnonzero(dones):
@@ -127,10 +132,11 @@ class StationVecEnv(VecEnv):
         self._lengths[dones] = 0
         return self._stacked(), rewards, dones, infos
 
-    def _finish(self, plant: _Plant, last_obs: np.ndarray, infos: list[dict[str, Any]]) -> None:
+    def _finish(self, plant: _Plant, infos: list[dict[str, Any]]) -> None:
         self.finished.append({"scenario": plant.name, "seed": plant.seed, **plant.core.episode_metrics()})
+        last = plant.features()
         for row, i in enumerate(range(plant.slice.start, plant.slice.stop)):
-            infos[i]["terminal_observation"] = last_obs[row].astype(np.float32)
+            infos[i]["terminal_observation"] = last[row]
             infos[i]["TimeLimit.truncated"] = False
         plant.reset()
 
@@ -173,18 +179,32 @@ def _batch_size(wanted: int, buffer: int) -> int:
     return max(b for b in range(1, min(wanted, buffer) + 1) if buffer % b == 0)
 
 
+def _linear_decay(initial: float) -> Callable[[float], float]:
+    """Learning-rate schedule falling linearly from `initial` to 0 (SB3 passes the remaining progress 1 -> 0)."""
+    return lambda remaining: initial * remaining
+
+
+def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
+    """acn-caltech days (seed % 5) seen in training, and the evaluation seeds 0..4 whose day training never saw."""
+    if "acn-caltech" not in cfg.scenarios:
+        return None
+    seen = sorted({s % 5 for s in cfg.seeds})
+    return {"acn_days_trained": seen, "acn_seeds_held_out": [s for s in range(5) if s not in seen]}
+
+
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train PPO on cfg.scenarios x cfg.seeds; write model, normaliser, config and log into cfg.out."""
     start = time.perf_counter()
+    torch.set_num_threads(1)  # one core: the CPU is shared, and small MLPs gain nothing from more threads
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     set_random_seed(cfg.seed)
     env = StationVecEnv(cfg.scenarios, cfg.seeds)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
-    model = PPO("MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
+    model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=cfg.n_steps,
                 batch_size=_batch_size(cfg.batch_size, cfg.n_steps * env.num_envs), n_epochs=cfg.n_epochs,
                 gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
-                policy_kwargs={"net_arch": list(cfg.net_arch)})
+                policy_kwargs={"net_arch": list(cfg.net_arch), "log_std_init": LOG_STD_INIT})
     with tqdm(total=cfg.timesteps, desc="PPO", unit="sample", disable=not progress) as bar:
         model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(env, out / LOG_FILE, bar)]))
     with atomic_path(out / MODEL_FILE) as tmp:
@@ -197,7 +217,10 @@ def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None
         "stations_per_sample_batch": env.num_envs,
         "samples_trained": int(model.num_timesteps),
         "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4)",
-        "action": "a in [-1,1] -> p_min + (a+1)/2 * (max(p_min, min(p_max, need)) - p_min) while plugged, else 0",
+        "held_out_days": _acn_days(cfg),
+        "features": list(FEATURES),
+        "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
+        "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
         "wall_time_s": round(time.perf_counter() - start, 2),
         "environment": environment_info(),
     }
@@ -206,7 +229,7 @@ def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None
 
 
 class PPOPolicy(Policy):
-    """A saved PPO model as a controller: normalise each station's observation, act deterministically."""
+    """A saved PPO model as a controller: each station's normalised features -> deterministic action -> kW."""
 
     name = "ppo"
 
@@ -216,6 +239,9 @@ class PPOPolicy(Policy):
         self._mean = np.asarray(normalizer["mean"], dtype=np.float64)
         self._std = np.sqrt(np.asarray(normalizer["var"], dtype=np.float64) + float(normalizer["epsilon"]))
         self._clip = float(normalizer["clip"])
+        if self._mean.shape != (N_FEATURES,):
+            raise ValueError(f"ppo_model: normaliser has {self._mean.shape} entries; allowed: ({N_FEATURES},) "
+                             "station features (retrain with this version of `pev-experiments train`)")
         self._raw: np.ndarray | None = None
 
     @classmethod
@@ -232,11 +258,12 @@ class PPOPolicy(Policy):
         return cls(PPO.load(path, device="cpu"), normalizer)
 
     def act_array(self, obs: np.ndarray) -> np.ndarray:
-        """Requested powers (N,) kW: the shared policy applied to each station's normalised observation."""
+        """Requested powers (N,) kW: the shared policy applied to each station's normalised features."""
         self._raw = obs
         return super().act_array(obs)
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
-        normed = np.clip((np.asarray(self._raw, dtype=np.float64) - self._mean) / self._std, -self._clip, self._clip)
+        features = station_features(self._raw, self.config.eta, self.config.dt_h)
+        normed = np.clip((features - self._mean) / self._std, -self._clip, self._clip)
         action, _ = self.model.predict(normed.astype(np.float32), deterministic=True)
         return action_to_kw(action, ob, self.config), {}

@@ -11,12 +11,12 @@ from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations, StationQP
 
-from pev_mpc.policies import (EDF, LLF, POLICIES, CentralisedMPC, DecentralisedMPC, EqualShare, OfflineOptimal,
-                              Uncontrolled)
+from pev_mpc.policies import (EDF, LLF, POLICIES, CentralisedMPC, DecentralisedMPC, DistributedMPC, EqualShare,
+                              OfflineOptimal, Uncontrolled)
 
 __all__ = [
     "AreaCoordinator", "BatchStations", "ChargingProblem", "CoordinationResult", "InfeasibleProblemError",
     "MPCSettings", "MPCSolution", "OSQPStations", "StationPool", "StationQP", "StationReplies", "dual_step_size",
     "make_station_pool", "project_to_limit", "shift_prices", "solve_centralised", "solve_decentralised",
-    "CentralisedMPC", "DecentralisedMPC", "EDF", "LLF", "EqualShare", "OfflineOptimal", "POLICIES", "Uncontrolled",
+    "CentralisedMPC", "DecentralisedMPC", "DistributedMPC", "EDF", "LLF", "EqualShare", "OfflineOptimal", "POLICIES", "Uncontrolled",
 ]

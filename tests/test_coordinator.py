@@ -109,3 +109,20 @@ def test_messages_and_stats():
     assert coord.messages == 5 + 2 * 5 * coord.iterations  # ceiling report + broadcast and reply per round
     assert coord.converged and coord.residual_kw <= st.primal_tol_kw
     assert len(coord.history["residual_kw"]) >= 1
+
+
+def test_steps_without_pevs_get_zero_price_at_once():
+    """Horizon steps where no PEV is plugged have no effect on any plan: their price ceiling is zero, so a
+    warm start with spurious prices there converges as fast as a clean one, with zero prices there."""
+    pr = ChargingProblem(x0=np.array([2.0, 5.0, 1.0]), r=np.full(3, 24.0), s=np.full(3, 24.0), d=np.array([3, 5, 4]),
+                         p_min=0.0, p_max=22.0, eta=0.9, dt_h=5 / 60, P_ref=np.full(H, 30.0), horizon=H)
+    st = MPCSettings(horizon=H)
+    ref = solve_centralised(pr, st)
+    clean = np.r_[0.0, ref.prices[:-1]]  # shifted by one inside solve_decentralised: gives back ref.prices
+    spurious = clean.copy()
+    spurious[6:] = 40.0                  # steps 5..7 after the shift: nobody plugged
+    a = solve_decentralised(pr, st, warm_prices=clean)
+    b = solve_decentralised(pr, st, warm_prices=spurious)
+    assert a.converged and b.converged and b.iterations <= a.iterations <= 2
+    np.testing.assert_array_equal(b.prices[5:], 0.0)
+    assert abs(b.objective - ref.objective) / max(1.0, ref.objective) < 1e-6

@@ -76,3 +76,26 @@ def test_cold_start_from_sample_equals_centralised():
     assert dec.history["cold_start_iterations"] >= 1 and "cold_start_iterations" not in plain.history
     assert dec.iterations < plain.iterations  # the sampled prices are a good warm start
     assert np.all(dec.p.sum(0) <= pr.P_ref + 1e-9)
+
+
+def two_pev_cold_step():
+    """Step 4 of the 'seed' scenario (seed 0): two PEVs, area limit 31.5 kW below their joint demand,
+    cold prices. With eps = 1e-3 each station's response is nearly bang-bang in the prices, so the
+    dual is nearly piecewise linear and the summed sensitivity is singular wherever both stations sit
+    at a bound (observed: S eigenvalues ~1e-12 on the priced steps during most rounds)."""
+    r = np.array([20.36, 22.51, 0.0])
+    return ChargingProblem(x0=np.zeros(3), r=r, s=r, d=np.array([15, 14, 0]), p_min=0.0, p_max=22.0, eta=0.9,
+                           dt_h=5 / 60, P_ref=31.5, horizon=H)
+
+
+def test_degenerate_cold_step_converges_to_centralised():
+    pr, st = two_pev_cold_step(), MPCSettings(horizon=H)
+    dec, cen = solve_decentralised(pr, st), solve_centralised(pr, st)
+    assert dec.converged and abs(dec.objective - cen.objective) / max(1.0, cen.objective) < 1e-6
+
+
+@pytest.mark.xfail(strict=True, reason="known: the damped dual Newton needs ~40 rounds on this near-LP dual "
+                                       "(kinks with singular sensitivity); target <= 10")
+def test_degenerate_cold_step_converges_in_few_rounds():
+    sol = solve_decentralised(two_pev_cold_step(), MPCSettings(horizon=H))
+    assert sol.converged and sol.iterations <= 10

@@ -137,3 +137,22 @@ def test_dead_actor_counts_as_missing_replies(actors):
 def test_invalid_actor_count():
     with pytest.raises(ValueError, match="n_actors = 0"):
         StationActors(n_actors=0)
+
+
+def test_distributed_policy_acts_like_the_in_process_policy(actors):
+    """mpc-distributed (station QPs in Ray actors) applies the in-process decentralised MPC's moves."""
+    from pev_env import ChargingCore, make_scenario
+    from pev_mpc.policies import make_policy
+
+    config, scenario = make_scenario("seed", 1)
+    in_process, distributed = make_policy("mpc-decentralised"), make_policy("mpc-distributed", actors=actors)
+    for policy in (in_process, distributed):
+        policy.reset(config, scenario, 1)
+    core = ChargingCore(config, scenario)
+    obs = core.reset()
+    for _ in range(15):
+        expected, got = in_process.act_array(obs), distributed.act_array(obs)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        obs = core.step(expected).observations
+    distributed.close()  # not its actors: they belong to the fixture
+    assert actors.n_actors == 2

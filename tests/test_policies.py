@@ -7,8 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pev_env.config import EnvConfig
+from pev_env.core import ChargingCore
 from pev_env.observation import N_OBS, OBS_INDEX, build_observations
 from pev_env.scenario import Scenario
+from pev_env.scenarios import make_scenario
 from pev_env.schedule import plug_schedule
 from pev_mpc.policies import EDF, LLF, POLICIES, EqualShare, OfflineOptimal, Uncontrolled, make_policy
 from pev_mpc.policies.allocation import priority_fill, scale_to_budget, water_fill
@@ -148,7 +150,8 @@ def test_exact_limit_never_rounds_up():
 # ---------------------------------------------------------------------------- interface
 def test_registry_and_make_policy():
     assert set(POLICIES) == {
-        "uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised", "mpc-centralised", "offline-optimal"
+        "uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised", "mpc-distributed", "mpc-centralised",
+        "offline-optimal",
     }
     for name, factory in POLICIES.items():
         assert make_policy(name).name == name == factory.name
@@ -256,8 +259,6 @@ def test_offline_plan_unmet_when_overbooked():
 def test_offline_matches_an_independent_cvxpy_model():
     import cvxpy as cp
 
-    from pev_env.scenarios import make_scenario
-
     config, scenario = make_scenario("seed", 3)
     station_pev = plug_schedule(scenario).station_pev
     _, unmet = offline_plan(config, scenario, station_pev)
@@ -282,3 +283,28 @@ def test_offline_detects_a_different_scenario():
     obs = make_obs(config, [0, 1], [0.0, 1.0], [0, 6])  # the schedule has both stations plugged at t=0
     with pytest.raises(RuntimeError, match="differ from the scenario"):
         policy.act_array(obs)
+
+
+def test_decentralised_mpc_warm_starts_from_the_previous_prices(monkeypatch):
+    """The policy hands the previous step's prices to solve_decentralised unshifted (it shifts them once)."""
+    import pev_mpc.policies.mpc as mpc_module
+
+    calls = []
+    original = mpc_module.solve_decentralised
+
+    def spy(problem, settings, warm_prices=None, pool=None):
+        solution = original(problem, settings, warm_prices=warm_prices, pool=pool)
+        calls.append((None if warm_prices is None else np.array(warm_prices), np.array(solution.prices)))
+        return solution
+
+    monkeypatch.setattr(mpc_module, "solve_decentralised", spy)
+    config, scenario = make_scenario("seed", 0)
+    core = ChargingCore(config, scenario)
+    policy = make_policy("mpc-decentralised")
+    policy.reset(config, scenario, 0)
+    obs = core.reset()
+    for _ in range(12):
+        obs = core.step(policy.act_array(obs)).observations
+    assert calls[0][0] is None
+    for (_, previous), (warm, _) in zip(calls, calls[1:]):
+        np.testing.assert_array_equal(warm, previous)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pev_mpc.centralised import solve_centralised
+from pev_mpc.coordinator import StationPool
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
@@ -94,11 +95,46 @@ class DecentralisedMPC(_RecedingHorizon):
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
         self._prices: np.ndarray | None = None
 
+    def _pool(self, problem: ChargingProblem) -> StationPool | None:
+        """Where the station QPs live for this step (None: in process, `make_station_pool`)."""
+        return None
+
     def _solve(self, problem: ChargingProblem) -> Any:
-        solution = solve_decentralised(problem, self.settings, warm_prices=self._prices)
-        prices = np.asarray(solution.prices, dtype=np.float64)
-        self._prices = np.concatenate([prices[1:], prices[-1:]])  # shift: next step's horizon
+        # solve_decentralised shifts the previous step's prices by one step itself
+        solution = solve_decentralised(problem, self.settings, warm_prices=self._prices, pool=self._pool(problem))
+        self._prices = np.asarray(solution.prices, dtype=np.float64)
         return solution
+
+
+class DistributedMPC(DecentralisedMPC):
+    """The decentralised MPC with its station QPs in Ray actors (`pev_mpc.distributed.StationActors`).
+
+    actors: an existing StationActors group to use; otherwise one with n_actors shards (Ray at
+    `address`, default: the running session or a local instance) starts at the first control
+    step, is reused for every later step, and is stopped by :meth:`close`. Its actors reserve no
+    CPU, so they are placed even when the policy itself runs in a Ray task holding every CPU.
+    """
+
+    name = "mpc-distributed"
+
+    def __init__(self, settings: MPCSettings | None = None, n_actors: int = 2,
+                 address: str | None = None, actors: Any = None) -> None:
+        super().__init__(settings)
+        self._n_actors, self._address = n_actors, address
+        self._actors, self._owns_actors = actors, actors is None
+
+    def _pool(self, problem: ChargingProblem) -> StationPool:
+        if self._actors is None:
+            from pev_mpc.distributed import StationActors
+
+            self._actors = StationActors(self._n_actors, self._address, cpus_per_actor=0.0)
+        return self._actors.pool(problem, self.settings)
+
+    def close(self) -> None:
+        """Stop the actors this policy started (and Ray, when they started it)."""
+        if self._owns_actors and self._actors is not None:
+            self._actors.shutdown()
+            self._actors = None
 
 
 class CentralisedMPC(_RecedingHorizon):

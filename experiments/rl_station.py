@@ -1,0 +1,106 @@
+"""What one learning station sees, does and is rewarded for (training wrappers; the plant is unchanged).
+
+Everything here is per station and uses only that station's observation plus the plant constants
+every controller knows (p_max, eta, dt_h), so the shared policy stays decentralised.
+
+* `station_features`: scale-free features of the station's own observation (fractions of p_max,
+  P_ref and departure time), so one policy serves plants with 22 kW and 6.6 kW stations alike.
+* `action_to_kw`: a in [-1, 1] -> request (a + 1) / 2 * p_max, capped by the power that finishes the
+  PEV this step and raised to p_min; free stations request 0.
+* `station_rewards`: the training reward, aligned with the evaluation metrics: energy delivered
+  towards the target this step (summed over an episode it is the requested energy minus the unmet
+  energy), minus a penalty on the power a station draws while the area is over P_ref.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pev_env.observation import OBS_INDEX
+from pev_mpc.policies.base import Observed
+
+FEATURES: tuple[str, ...] = (
+    "plugged",            # {0, 1}
+    "need_frac",          # power that finishes the PEV this step / p_max
+    "rate_needed_frac",   # mean power that finishes the PEV by departure / p_max (clipped to 4)
+    "laxity_frac",        # (steps to departure - steps needed at p_max) / steps to departure, in [-1, 1]
+    "log_steps_to_departure",
+    "area_frac",          # last area power P / P_ref
+    "headroom_frac",      # (P_ref - P) / p_max: full-power stations that still fit under the limit
+    "last_frac",          # power applied here last step / p_max
+    "scaled_last_frac",   # last power scaled so that every station scaling alike would meet P_ref, / p_max
+    "limit_frac",         # P_ref / p_max
+    "just_plugged",       # plugged and drew nothing last step
+)
+N_FEATURES = len(FEATURES)
+_MAX_RATE = 4.0
+
+
+def station_features(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
+    """(N, N_FEATURES) float32 features of each station's own observation row (see FEATURES)."""
+    o = np.asarray(obs, dtype=np.float64)
+    p_max = np.maximum(o[:, OBS_INDEX["p_max"]], 1e-9)
+    plugged = (o[:, OBS_INDEX["plugged"]] > 0.5).astype(np.float64)
+    remain = np.maximum(o[:, OBS_INDEX["soc_remain"]], 0.0) * plugged
+    to_go = np.maximum(o[:, OBS_INDEX["steps_to_departure"]], 0.0) * plugged
+    area, last, limit = o[:, OBS_INDEX["P"]], o[:, OBS_INDEX["action_last"]], o[:, OBS_INDEX["P_ref"]]
+    per_step = eta * dt_h * p_max  # kWh per step at full power
+    steps_needed = remain / per_step
+    safe_to_go = np.maximum(to_go, 1.0)
+    limit_safe = np.maximum(limit, 1e-9)
+    columns = (
+        plugged,
+        np.minimum(steps_needed, 1.0) * plugged,
+        np.minimum(steps_needed / safe_to_go, _MAX_RATE) * plugged,
+        np.clip((to_go - steps_needed) / safe_to_go, -1.0, 1.0) * plugged,
+        np.log1p(to_go),
+        area / limit_safe,
+        (limit - area) / p_max,
+        last / p_max,
+        np.minimum(last * limit / np.maximum(area, 1e-9), limit) / p_max,
+        limit / p_max,
+        plugged * (last <= 1e-9),
+    )
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def action_to_kw(action: np.ndarray, ob: Observed, config: object) -> np.ndarray:
+    """Requested powers (N,) kW for actions in [-1, 1] (N,): clip((a+1)/2 * p_max, p_min, max(p_min, need))."""
+    fraction = (np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0) + 1.0) / 2.0
+    upper = np.maximum(ob.need_kw(config.eta, config.dt_h), ob.p_min)
+    return np.where(ob.plugged, np.clip(fraction * ob.p_max, ob.p_min, upper), 0.0)
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the training reward (dimensionless; energies in units of one full-power step)."""
+
+    violation: float = 8.0
+    """Penalty per full-power step drawn while the area power exceeds P_ref."""
+    overload: float = 3.0
+    """Extra penalty per full-power step drawn, per unit of overload / P_ref."""
+
+    def __post_init__(self) -> None:
+        for name in ("violation", "overload"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RewardWeights.{name} = {getattr(self, name)!r}: must be >= 0")
+
+
+def station_rewards(ob: Observed, applied_kw: np.ndarray, overload_kw: float, config: object,
+                    weights: RewardWeights = RewardWeights()) -> np.ndarray:
+    """(N,) training rewards for one step: progress - (violation + overload * overload/P_ref) * applied/p_max.
+
+    `ob` is the observation the step acted on (its soc_remain is the energy still missing before the
+    step), `applied_kw` the powers the plant applied and `overload_kw` the area power above P_ref.
+    Progress is the energy delivered towards the target, min(eta dt_h applied, soc_remain), divided by
+    the energy of one full-power step eta dt_h p_max.
+    """
+    applied = np.asarray(applied_kw, dtype=np.float64)
+    full_step = config.eta * config.dt_h * np.maximum(ob.p_max, 1e-9)
+    progress = np.minimum(config.eta * config.dt_h * applied, ob.soc_remain) / full_step
+    if overload_kw <= 0.0:
+        return progress
+    severity = weights.violation + weights.overload * overload_kw / max(config.P_ref, 1e-9)
+    return progress - severity * applied / np.maximum(ob.p_max, 1e-9)
