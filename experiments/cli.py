@@ -1,8 +1,9 @@
 """Command line: `pev-experiments {compare,train,evaluate,tune,scale}` (also `python -m experiments`).
 
 Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
-< --set KEY=VALUE < the dedicated options (--seeds, --out, ...). Bad values exit with code 2 and a
-message naming the key and the allowed values.
+< --set KEY=VALUE < the dedicated options (--seeds, --out, ...). A dotted key sets one item of a
+mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate). Bad values exit with
+code 2 and a message naming the key and the allowed values.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command, help_text in _HELP.items():
         p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable); a dotted key sets one "
+                       "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate) or grid.horizon=12,24 (tune)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         for flag, text in _COMMON:
             if flag == "--controllers" and command == "train":

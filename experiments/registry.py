@@ -6,9 +6,13 @@ Scenarios are `pev_env.scenarios.SCENARIO_NAMES` plus `synthetic-N`.
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pev_mpc.settings import MPCSettings
 
 PPO = "ppo"
 DEFAULT_CONTROLLERS: tuple[str, ...] = (
@@ -29,6 +33,13 @@ def controller_names() -> tuple[str, ...]:
     from pev_mpc.policies import POLICIES
 
     return (*POLICIES, PPO)
+
+
+def mpc_controllers() -> tuple[str, ...]:
+    """Names of the controllers configured by `MPCSettings` (their factories take `settings`)."""
+    from pev_mpc.policies import POLICIES
+
+    return tuple(name for name, factory in POLICIES.items() if "settings" in inspect.signature(factory).parameters)
 
 
 def scenario_names() -> tuple[str, ...]:
@@ -54,8 +65,10 @@ def check_scenario(name: str, key: str = "scenario") -> None:
     raise ValueError(f"{key}: unknown scenario {name!r}; valid scenarios: {', '.join(valid)}, synthetic-N (N >= 1)")
 
 
-def make_controller(name: str, ppo_model: str | Path | None = None, **settings: Any) -> Any:
-    """A fresh controller. `ppo` loads `ppo_model`; MPC factories receive `settings` (e.g. `settings=MPCSettings`)."""
+def make_controller(name: str, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None,
+                    **settings: Any) -> Any:
+    """A fresh controller. `ppo` loads `ppo_model`; the MPC controllers (`mpc_controllers()`) run with the
+    `MPCSettings` `mpc` (None: the defaults), the others ignore it; `settings` go to the factory."""
     check_controller(name)
     if name == PPO:
         from experiments.rl import PPOPolicy
@@ -65,4 +78,6 @@ def make_controller(name: str, ppo_model: str | Path | None = None, **settings: 
         return PPOPolicy.load(ppo_model)
     from pev_mpc.policies import POLICIES
 
+    if mpc is not None and name in mpc_controllers():
+        settings = {"settings": mpc, **settings}
     return POLICIES[name](**settings)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from experiments import registry
 from experiments.backends import Backend, LocalBackend
 from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
+
+if TYPE_CHECKING:
+    from pev_mpc.settings import MPCSettings
 
 __all__ = ["CONTROLLER_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
 
@@ -153,15 +156,19 @@ def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start
 
 
 class ControllerCache:
-    """One controller instance per name in a process (PPO models are loaded once); reset per episode."""
+    """One controller instance per name in a process (PPO models are loaded once); reset per episode.
 
-    def __init__(self, ppo_model: str | Path | None = None) -> None:
+    mpc: the `MPCSettings` of the MPC controllers (None: their defaults); the others ignore it.
+    """
+
+    def __init__(self, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None) -> None:
         self.ppo_model = ppo_model
+        self.mpc = mpc
         self._made: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
         if name not in self._made:
-            self._made[name] = registry.make_controller(name, ppo_model=self.ppo_model)
+            self._made[name] = registry.make_controller(name, ppo_model=self.ppo_model, mpc=self.mpc)
         return self._made[name]
 
 
@@ -173,14 +180,16 @@ def run_key(key: RunKey, cache: ControllerCache) -> EpisodeResult:
     return run_episode(cache.get(key.controller), config, scenario, key.seed, key)
 
 
-_CACHES: dict[str | None, ControllerCache] = {}
+_CACHES: dict[tuple[str | None, MPCSettings | None], ControllerCache] = {}
 
 
-def run_cached(key: RunKey, ppo_model: str | None = None) -> EpisodeResult:
-    """`run_key` with this process's controller cache (one per PPO model): what the backends run."""
-    if ppo_model not in _CACHES:
-        _CACHES[ppo_model] = ControllerCache(ppo_model)
-    return run_key(key, _CACHES[ppo_model])
+def run_cached(key: RunKey, ppo_model: str | None = None, mpc: MPCSettings | None = None) -> EpisodeResult:
+    """`run_key` with this process's controller cache (one per PPO model and MPCSettings): what the
+    backends run (picklable: `mpc` is a frozen MPCSettings or None)."""
+    cache_key = (ppo_model, mpc)
+    if cache_key not in _CACHES:
+        _CACHES[cache_key] = ControllerCache(ppo_model, mpc)
+    return run_key(key, _CACHES[cache_key])
 
 
 @dataclass(frozen=True)
@@ -202,12 +211,13 @@ def run_grid(
     ppo_model: str | Path | None = None,
     backend: Backend | None = None,
     progress: bool = True,
+    mpc: MPCSettings | None = None,
 ) -> list[Failure]:
     """Run every key on `backend` (default: this process), calling `on_result` in this process as each
-    finishes; return the failures."""
+    finishes; return the failures. `mpc`: MPCSettings of the MPC controllers (None: their defaults)."""
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
-    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model))
+    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model), mpc=mpc)
     with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
         for done in backend.map(fn, keys):
             if done.error is not None:

@@ -153,3 +153,59 @@ def test_missing_ppo_model_is_trained_on_the_fly(tmp_path, monkeypatch) -> None:
                                     ppo_fallback_steps=1234)
     assert compare_mod.resolve_ppo_model(cfg, tmp_path) == tmp_path / "x" / "model.zip"
     assert trained[0].timesteps == 1234 and trained[0].out == str(tmp_path / "ppo")
+
+
+def _spy_settings(monkeypatch) -> dict:
+    """Record the MPCSettings of every controller run in this process (runs with --jobs 1)."""
+    seen: dict = {}
+    real = runner.run_key
+
+    def spy(key, cache):
+        seen[key.controller] = getattr(cache.get(key.controller), "settings", None)
+        return real(key, cache)
+
+    monkeypatch.setattr(runner, "run_key", spy)
+    return seen
+
+
+def test_compare_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None:
+    """`--set mpc.horizon=6` changes the centralised MPC's horizon (and its actions), also in a process pool."""
+    from pev_mpc.settings import MPCSettings
+
+    base = ["compare", "--scenarios", "seed", "--seeds", "0", "--no-plots", "-q"]
+    seen = _spy_settings(monkeypatch)
+    assert main([*base, "--controllers", "mpc-centralised", "--jobs", "1", "--out", str(tmp_path / "default")]) == 0
+    assert seen["mpc-centralised"] == MPCSettings()
+    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "1", "--set", "mpc.horizon=6",
+                 "--out", str(tmp_path / "h6")]) == 0
+    assert seen["mpc-centralised"] == MPCSettings(horizon=6) and seen["edf"] is None
+    info = json.loads((tmp_path / "h6" / "run.json").read_text())
+    assert info["config"]["mpc"] == {"horizon": 6} and info["mpc_settings"]["horizon"] == 6
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["mpc_settings"]["horizon"] == 24
+
+    def power(out):
+        trace = pd.read_csv(out / "traces" / "seed_seed0_mpc-centralised.csv")
+        return trace.filter(like="p_").to_numpy()
+
+    assert not np.allclose(power(tmp_path / "default"), power(tmp_path / "h6"))  # the horizon changed the actions
+    # two runs -> a pool of 2 worker processes: the settings travel with the (pickled) run function
+    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "2", "--set", "mpc.horizon=6",
+                 "--out", str(tmp_path / "pool")]) == 0
+    np.testing.assert_allclose(power(tmp_path / "pool"), power(tmp_path / "h6"))
+
+
+def test_run_function_with_mpc_settings_pickles() -> None:
+    import pickle
+    from functools import partial
+
+    from pev_mpc.settings import MPCSettings
+
+    fn = partial(runner.run_cached, ppo_model=None, mpc=MPCSettings(horizon=6))
+    assert pickle.loads(pickle.dumps(fn)).keywords["mpc"] == MPCSettings(horizon=6)
+
+
+def test_compare_bad_mpc_setting_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["compare", "--set", "mpc.horizon=0"])
+    assert err.value.code == 2
+    assert "compare.mpc: MPCSettings.horizon = 0: must be an int >= 1" in capsys.readouterr().err

@@ -1,12 +1,17 @@
 """Config loading and validation of the experiment harness (errors name key, value and allowed values)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments.cli import main
-from experiments.config import CompareConfig, ScaleConfig, TrainConfig, load_config, parse_seeds
+from experiments import registry
+from experiments.config import (CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig, load_config,
+                                parse_seeds, to_dict)
+from pev_mpc.settings import MPCSettings
 
 
 def test_defaults_are_the_main_job() -> None:
@@ -16,6 +21,65 @@ def test_defaults_are_the_main_job() -> None:
     assert set(cfg.controllers) == {"uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised",
                                     "mpc-centralised", "offline-optimal", "ppo"}
     assert not set(TrainConfig().seeds) & set(cfg.seeds)  # PPO is evaluated on held-out seeds
+
+
+def test_train_defaults_are_the_reference_recipe() -> None:
+    """A plain `train` reproduces results/reference/ppo/train_config.json (all but the output directory)."""
+    from pathlib import Path
+
+    reference = json.loads((Path(__file__).parents[1] / "results/reference/ppo/train_config.json").read_text())
+    recorded = {k: v for k, v in reference["config"].items() if k != "out"}
+    assert {k: to_dict(TrainConfig())[k] for k in recorded} == recorded
+    cfg = TrainConfig()
+    assert len(cfg.seeds) == 60 and {s % 5 for s in cfg.seeds} == {0, 1, 2}  # acn-caltech days 3, 4 held out
+    assert cfg.timesteps == 2_400_000 and CompareConfig().ppo_fallback_steps == 20_000  # fallback stays small
+
+
+def test_mpc_settings_default_empty_is_the_mpc_defaults() -> None:
+    cfg = load_config(CompareConfig)
+    assert cfg.mpc == {} and cfg.mpc_settings() == MPCSettings()
+    assert load_config(EvaluateConfig, None, {"mpc.horizon": "6"}).mpc_settings().horizon == 6
+
+
+def test_mpc_settings_from_dotted_set_coerced_to_field_types() -> None:
+    cfg = load_config(CompareConfig, None, {"mpc.horizon": "48", "mpc.terminal_weight": "100",
+                                            "mpc.coordination": "nesterov", "mpc.step_size": "none"})
+    assert cfg.mpc == {"horizon": 48, "terminal_weight": 100.0, "coordination": "nesterov", "step_size": None}
+    assert type(cfg.mpc["horizon"]) is int and type(cfg.mpc["terminal_weight"]) is float
+    assert cfg.mpc_settings() == MPCSettings(horizon=48, terminal_weight=100.0, coordination="nesterov")
+    assert to_dict(cfg)["mpc"] == {"horizon": 48, "terminal_weight": 100.0, "coordination": "nesterov",
+                                   "step_size": None}
+    assert CompareConfig(mpc={"step_size": "0.5"}).mpc_settings().step_size == 0.5
+
+
+@pytest.mark.parametrize("name,text", [
+    ("c.yaml", "mpc: {horizon: 48, terminal_weight: 100}\n"),
+    ("c.yaml", "compare:\n  mpc:\n    horizon: 48\n    terminal_weight: 100\n"),
+    ("c.yaml", "mpc.horizon: 48\nmpc.terminal_weight: 100\n"),
+    ("c.toml", "[compare.mpc]\nhorizon = 48\nterminal_weight = 100\n"),
+    ("c.toml", "[mpc]\nhorizon = 48\nterminal_weight = 100\n"),
+])
+def test_mpc_settings_from_file_and_set_merges_into_it(tmp_path, name, text) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert load_config(CompareConfig, path).mpc_settings() == MPCSettings(horizon=48, terminal_weight=100.0)
+    cfg = load_config(CompareConfig, path, {"mpc.horizon": "6"})  # --set overrides one item of the file's mapping
+    assert cfg.mpc == {"horizon": 6, "terminal_weight": 100.0}
+
+
+def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
+    assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed"}
+    settings = MPCSettings(horizon=6)
+    for name in registry.controller_names():
+        if name == registry.PPO:
+            continue
+        controller = registry.make_controller(name, mpc=settings)
+        assert (getattr(controller, "settings", None) is settings) == (name in registry.mpc_controllers())
+    assert registry.make_controller("mpc-centralised").settings == MPCSettings()
+
+
+def test_dotted_grid_of_tune() -> None:
+    assert load_config(TuneConfig, None, {"grid.horizon": "12,24"}).grid == {"horizon": ("12", "24")}
 
 
 def test_file_then_overrides(tmp_path) -> None:
@@ -42,6 +106,16 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"workers": "1.5"}, r"compare.workers = '1.5': must be an integer"),
         ({"backend": "spark"}, r"compare.backend = 'spark': allowed values: local, ray"),
         ({"resume": "maybe"}, r"compare.resume = 'maybe': must be a boolean"),
+        ({"mpc.colour": "red"}, r"compare.mpc: unknown MPCSettings field 'colour'; valid fields: horizon, "
+                                r"terminal_weight, .*centralised_solver"),
+        ({"mpc.horizon": "0"}, r"compare.mpc: MPCSettings.horizon = 0: must be an int >= 1"),
+        ({"mpc.horizon": "x"}, r"compare.mpc.horizon = 'x': must be an integer"),
+        ({"mpc.horizon": "2.5"}, r"compare.mpc.horizon = '2.5': must be an integer"),
+        ({"mpc.power_reg": "0"}, r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
+        ({"mpc.coordination": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
+        ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
+        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: mpc"),
+        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: mpc"),
     ],
 )
 def test_bad_values_name_key_and_allowed(overrides, message) -> None:
