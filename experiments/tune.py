@@ -13,9 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import typing
 from collections.abc import Mapping
-from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,35 +38,13 @@ GAP_OK = 1e-3
 """Relative objective gap regarded as 'equal to the centralised optimum'."""
 
 
-def _coerce_setting(name: str, tp: Any, value: Any) -> Any:
-    """A grid value from the command line (a string) to the type of MPCSettings.<name>."""
-    if not isinstance(value, str):
-        return value
-    allowed = typing.get_args(tp) or (tp,)
-    if value.lower() == "none" and type(None) in allowed:
-        return None
-    for kind in (int, float):
-        if kind in allowed:
-            try:
-                return kind(value)
-            except ValueError:
-                raise ValueError(f"tune.grid.{name} = {value!r}: must be {kind.__name__}"
-                                 + (" or None" if type(None) in allowed else "")) from None
-    return value
-
-
 def settings_grid(grid: Mapping[str, tuple[Any, ...]]) -> list[Any]:
-    """MPCSettings for every combination of `grid` (field -> values); errors name the field."""
-    from pev_mpc.settings import MPCSettings
+    """MPCSettings for every combination of `grid` (field -> values); errors name the field and value."""
+    from experiments.config import parse_mpc_settings
 
-    hints = typing.get_type_hints(MPCSettings)
-    valid = [f.name for f in fields(MPCSettings)]
-    for name in grid:
-        if name not in valid:
-            raise ValueError(f"tune.grid: unknown setting {name!r}; valid settings: {', '.join(valid)}")
     names = list(grid)
-    values = [[_coerce_setting(n, hints[n], v) for v in grid[n]] for n in names]
-    return [replace(MPCSettings(), **dict(zip(names, combo))) for combo in itertools.product(*values)]
+    return [parse_mpc_settings("tune.grid", dict(zip(names, combo)))
+            for combo in itertools.product(*(grid[name] for name in names))]
 
 
 class _GapProbe:

@@ -1,7 +1,7 @@
 """Controllers for PEV charging in a load area: station QPs, area coordinator, decentralised and
 centralised MPC (reference formulation in DESIGN.md), plus the environment policies."""
 
-from pev_mpc.batch_qp import BatchStations
+from pev_mpc.batch_qp import ActiveSetStations, BatchStations
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import (AreaCoordinator, CoordinationResult, StationPool, StationReplies, dual_step_size,
                                  project_to_limit, shift_prices)
@@ -15,7 +15,7 @@ from pev_mpc.policies import (EDF, LLF, POLICIES, CentralisedMPC, DecentralisedM
                               OfflineOptimal, Uncontrolled)
 
 __all__ = [
-    "AreaCoordinator", "BatchStations", "ChargingProblem", "CoordinationResult", "InfeasibleProblemError",
+    "ActiveSetStations", "AreaCoordinator", "BatchStations", "ChargingProblem", "CoordinationResult", "InfeasibleProblemError",
     "MPCSettings", "MPCSolution", "OSQPStations", "StationPool", "StationQP", "StationReplies", "dual_step_size",
     "make_station_pool", "project_to_limit", "shift_prices", "solve_centralised", "solve_decentralised",
     "CentralisedMPC", "DecentralisedMPC", "DistributedMPC", "EDF", "LLF", "EqualShare", "OfflineOptimal", "POLICIES", "Uncontrolled",

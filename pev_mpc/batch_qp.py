@@ -326,7 +326,7 @@ class ActiveSetStations(BatchStations):
 
     def solve(self, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
-        N, H = self.n_stations, self.horizon
+        N = self.n_stations
         lam = np.asarray(prices, dtype=float)
         tol = self.settings.station_tol
         todo = np.arange(N)

@@ -122,7 +122,7 @@ class AreaCoordinator:
 
     def __init__(self, pool: StationPool, problem: ChargingProblem, settings: MPCSettings) -> None:
         self.pool, self.problem, self.settings = pool, problem, settings
-        N, H = problem.n_stations, problem.horizon
+        N = problem.n_stations
         self._plan = problem.lower_plan()  # last plan received from each station (safe default)
         self._fval = np.zeros(N)           # f_i of that plan as last reported
         self._iterations = self._messages = self._fallbacks = self._missing = 0

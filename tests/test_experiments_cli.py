@@ -92,9 +92,9 @@ def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
 def test_tune_unknown_setting_lists_valid_ones() -> None:
     from experiments.tune import settings_grid
 
-    with pytest.raises(ValueError, match=r"unknown setting 'colour'; valid settings: horizon"):
+    with pytest.raises(ValueError, match=r"tune.grid: unknown MPCSettings field 'colour'; valid fields: horizon"):
         settings_grid({"colour": ("red",)})
-    with pytest.raises(ValueError, match=r"tune.grid.horizon = 'x': must be int"):
+    with pytest.raises(ValueError, match=r"tune.grid.horizon = 'x': must be an integer"):
         settings_grid({"horizon": ("x",)})
 
 
