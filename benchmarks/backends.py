@@ -9,7 +9,7 @@ rounds:
 Per-round latency (one price broadcast + all station QPs + gathering plans and the summed price
 sensitivity) of the decentralised MPC's coordination, for N stations (H = 24, binding area limit,
 prices at the converged solution so every round does full work):
-  in-process   BatchStations.respond in the driver,
+  in-process   the default station pool (make_station_pool: the same solver the actors run) in the driver,
   ray xK       RayStations.respond with K actors (shards of N/K stations), on a local Ray instance,
   overhead     the ray round trip with 2 stations (almost no solver work),
 plus a whole control step (solve_decentralised) both ways, and the crossover N where the
@@ -31,8 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pev_mpc import ChargingProblem, MPCSettings, solve_decentralised
-from pev_mpc.batch_qp import BatchStations
+from pev_mpc import ChargingProblem, MPCSettings, make_station_pool, solve_decentralised
 from pev_mpc.distributed import StationActors
 
 H = 24
@@ -62,7 +61,7 @@ def round_times(group: StationActors, n: int, repeats: int) -> dict[str, float]:
     """Median seconds per round: in process and with the group's actors (prices at the solution)."""
     pr = fleet_problem(n)
     prices = solve_decentralised(pr, SETTINGS).prices
-    local, remote = BatchStations(pr, SETTINGS), group.pool(pr, SETTINGS)
+    local, remote = make_station_pool(pr, SETTINGS), group.pool(pr, SETTINGS)
     return {"local": median_s(lambda: local.respond(prices, True), repeats),
             "ray": median_s(lambda: remote.respond(prices, True), repeats)}
 
