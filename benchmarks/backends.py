@@ -106,7 +106,7 @@ def rounds(sizes: list[int], scan: list[int], repeats: int) -> None:
         one.shutdown()
 
 
-def grids(quick: bool) -> None:
+def grids(quick: bool, repeats: int) -> None:
     import tempfile
 
     import ray
@@ -116,11 +116,17 @@ def grids(quick: bool) -> None:
     small = ["--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf,llf,mpc-decentralised"] if quick else []
     args = ["compare", *small, "-q", "--no-plots", "--no-traces"]
 
-    def wall(*backend: str) -> float:
+    def run(*backend: str) -> None:
         with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
             assert cli([*args, *backend, "--out", out]) == 0
-            return time.perf_counter() - start
+
+    def wall(*backend: str) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(*backend)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
     times = {"local, 1 worker": wall("--backend", "local", "--workers", "1"),
              "local, 2 workers": wall("--backend", "local", "--workers", "2")}
@@ -131,7 +137,8 @@ def grids(quick: bool) -> None:
     times["ray (local instance, 2 CPUs)"] = wall("--backend", "ray")
     ray.shutdown()
     base = times["local, 1 worker"]
-    print(f"\ncomparison grid {'(quick) ' if quick else ''}wall time; ray start-up {ray_start:.1f} s not included")
+    print(f"\ncomparison grid {'(quick) ' if quick else ''}wall time, median of {repeats} run(s); "
+          f"ray start-up {ray_start:.1f} s not included")
     for name, t in times.items():
         print(f"  {name:<30} {t:8.1f} s   x{t / base:.2f} of local, 1 worker")
 
@@ -143,7 +150,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per figure")
     args = ap.parse_args()
     if args.part == "grid":
-        grids(args.quick)
+        grids(args.quick, args.repeats or (3 if args.quick else 1))
     if args.part == "rounds":
         sizes = [1000] if args.quick else [1000, 10_000]
         scan = [250, 1000, 4000] if args.quick else [250, 500, 1000, 2000, 4000, 8000, 16_000]

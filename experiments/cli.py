@@ -2,8 +2,9 @@
 
 Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
 < --set KEY=VALUE < the dedicated options (--seeds, --out, ...). A dotted key sets one item of a
-mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate). Bad values exit with
-code 2 and a message naming the key and the allowed values.
+mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the
+base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`). Bad
+values exit with code 2 and a message naming the key and the allowed values.
 """
 
 from __future__ import annotations
@@ -55,13 +56,15 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     ),
 }
 _EXTRA["evaluate"] = _EXTRA["compare"]
-# where the runs execute (experiments.backends): compare, evaluate, tune, scale
+# where the runs execute (experiments.backends) and the plant they run: compare, evaluate, tune, scale
 _EXECUTION: tuple[tuple[tuple[str, ...], str, str, dict[str, Any]], ...] = (
     (("--backend",), "backend", "local (process pool on this machine) or ray (Ray tasks)", {"choices": BACKENDS}),
     (("--workers", "--jobs"), "workers", "local: worker processes (0 = one per core, 1 = in this process; "
                                          "scale defaults to 1); ray: runs in flight (0 = 2 x cluster CPUs)", {"metavar": "N"}),
     (("--ray-address",), "ray_address", "existing Ray cluster: auto, or ray://HOST:10001 (default: start a local "
                                         "Ray instance)", {"metavar": "ADDRESS"}),
+    (("--env-file",), "env_file", "YAML/TOML file of EnvConfig fields: the base plant of every scenario "
+                                  "(--set env.FIELD=VALUE overrides one field)", {"metavar": "FILE"}),
 )
 
 
@@ -74,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable); a dotted key sets one "
-                       "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate) or grid.horizon=12,24 (tune)")
+                       "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate), grid.horizon=12,24 (tune) or "
+                       "env.P_ref=40 (the plant, an EnvConfig field; not train)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         for flag, text in _COMMON:
             if flag == "--controllers" and command == "train":

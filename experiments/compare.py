@@ -5,8 +5,8 @@ Output directory layout:
 ```
 metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run)
 summary.md           mean ± 95% CI per controller and scenario (also printed)
-run.json             the configuration, the MPC settings in effect, the command line, versions, wall time,
-                     failures
+run.json             the configuration, the MPC settings and the base plant (EnvConfig) in effect, the command
+                     line, versions, wall time, failures
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, per-station power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png
@@ -109,6 +109,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
     ppo_model = resolve_ppo_model(cfg, out) if keys else None
     mpc = cfg.mpc_settings()
+    env = cfg.env_config()
 
     def on_result(key: RunKey, result: EpisodeResult) -> None:
         if cfg.traces:
@@ -118,7 +119,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         table.add(result.row)
 
     with open_backend(cfg) as backend:
-        failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress, mpc=mpc)
+        failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress, mpc=mpc,
+                            env=env)
     metrics = _in_config_order(table.frame(), cfg)
     text = markdown(metrics, title=title)
     if failures:
@@ -128,7 +130,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         write_plots(cfg, out, metrics)
     wall = time.perf_counter() - start
     info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
-            "mpc_settings": dataclasses.asdict(mpc),
+            "mpc_settings": dataclasses.asdict(mpc), "env_config": env.as_dict(),
             "ppo_model": None if ppo_model is None else str(ppo_model), "wall_time_s": round(wall, 2),
             "failures": [f.key.stem() for f in failures], "environment": environment_info()}
     write_text(out / "run.json", json.dumps(info, indent=2) + "\n")

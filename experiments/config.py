@@ -15,13 +15,14 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import yaml
 
 from experiments import registry
 
 if TYPE_CHECKING:
+    from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
 DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech")
@@ -64,30 +65,85 @@ class Execution:
         _positive(section, "workers", self.workers, allow_zero=True)
 
 
-def parse_mpc_settings(key: str, values: Mapping[str, Any]) -> MPCSettings:
-    """`pev_mpc.settings.MPCSettings` from a mapping field -> value (strings coerced to the field types).
+C = TypeVar("C")
 
-    An unknown field lists the valid ones; a bad value raises MPCSettings' message prefixed by `key`.
-    """
-    from pev_mpc.settings import MPCSettings
 
+def field_values(cls: type, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` (field -> value of the dataclass `cls`) coerced to the field types; an unknown field lists the
+    valid ones; errors name `key`."""
     if not isinstance(values, Mapping):
-        raise ValueError(f"{key} = {values!r}: must be a mapping of MPCSettings field -> value")
-    valid = [f.name for f in dataclasses.fields(MPCSettings)]
+        raise ValueError(f"{key} = {values!r}: must be a mapping of {cls.__name__} field -> value")
+    valid = [f.name for f in dataclasses.fields(cls)]
     unknown = [name for name in values if name not in valid]
     if unknown:
-        raise ValueError(f"{key}: unknown MPCSettings field {unknown[0]!r}; valid fields: {', '.join(valid)}")
-    hints = typing.get_type_hints(MPCSettings)
-    coerced = {name: _coerce(f"{key}.{name}", hints[name], value) for name, value in values.items()}
+        raise ValueError(f"{key}: unknown {cls.__name__} field {unknown[0]!r}; valid fields: {', '.join(valid)}")
+    hints = typing.get_type_hints(cls)
+    return {name: _coerce(f"{key}.{name}", hints[name], value) for name, value in values.items()}
+
+
+def _construct(cls: type[C], key: str, values: Mapping[str, Any]) -> C:
+    """`cls(**values)`; its own validation message is prefixed by `key`."""
     try:
-        return MPCSettings(**coerced)
+        return cls(**values)
     except ValueError as exc:
         raise ValueError(f"{key}: {exc}") from None
 
 
+def parse_fields(cls: type[C], key: str, values: Mapping[str, Any]) -> C:
+    """The frozen dataclass `cls` from a mapping field -> value (strings coerced to the field types; unset
+    fields keep their defaults). An unknown field lists the valid ones; a bad value raises `cls`'s own
+    message prefixed by `key`."""
+    return _construct(cls, key, field_values(cls, key, values))
+
+
+def parse_mpc_settings(key: str, values: Mapping[str, Any]) -> MPCSettings:
+    """`pev_mpc.settings.MPCSettings` from a mapping field -> value (`parse_fields`)."""
+    from pev_mpc.settings import MPCSettings
+
+    return parse_fields(MPCSettings, key, values)
+
+
+def parse_env_config(section: str, env: Mapping[str, Any], env_file: str = "") -> EnvConfig:
+    """The base `pev_env.config.EnvConfig` of a run: the fields of `env_file` (a flat YAML/TOML table; empty:
+    none) with `env` (field -> value) on top, the rest EnvConfig defaults. The two are validated together
+    (e.g. a file's P_max may be below the default P_ref that `env` lowers); errors name
+    `<section>.env_file` and / or `<section>.env`."""
+    from pev_env.config import EnvConfig
+
+    key = f"{section}.env"
+    from_file: dict[str, Any] = {}
+    if env_file:
+        try:
+            data = read_file(env_file)
+        except ValueError as exc:
+            raise ValueError(f"{section}.env_file = {env_file!r}: {exc}") from None
+        from_file = field_values(EnvConfig, f"{section}.env_file {env_file}", data)
+        key = f"{section}.env_file {env_file} + {key}"
+    return _construct(EnvConfig, key, {**from_file, **field_values(EnvConfig, f"{section}.env", env)})
+
+
+class Plant:
+    """Mixin of the configurations with the fields `env` and `env_file`: the plant every scenario is built on."""
+
+    section: ClassVar[str]
+    env: Mapping[str, Any]
+    env_file: str
+
+    def env_config(self) -> EnvConfig:
+        """The base EnvConfig of every scenario: EnvConfig defaults < `env_file` < `env`."""
+        return parse_env_config(self.section, self.env, self.env_file)
+
+    def _check_env(self) -> None:
+        """Validate `env` and `env_file`; keep `env` as the coerced values."""
+        plant = self.env_config()
+        object.__setattr__(self, "env", {name: getattr(plant, name) for name in self.env})
+
+
 @dataclass(frozen=True)
-class CompareConfig(Execution):
+class CompareConfig(Execution, Plant):
     """`compare` / `evaluate`: every controller on every scenario x seed, full episodes."""
+
+    section: ClassVar[str] = "compare"
 
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     """Scenario names (`pev_env.scenarios`), e.g. seed, seed-20, acn-caltech, synthetic-50."""
@@ -111,10 +167,23 @@ class CompareConfig(Execution):
     """MPCSettings field -> value for every MPC controller (mpc-decentralised, mpc-centralised,
     mpc-distributed), e.g. {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field.
     Unset fields keep the MPCSettings defaults; the other controllers ignore it."""
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """EnvConfig field -> value: the base plant every scenario is built on (units of `pev_env.config.EnvConfig`:
+    kW, kWh, minutes), e.g. {P_ref: 40, xi: 0.05}; `--set env.P_ref=40` sets one field. Applied on top of
+    `env_file`; unset fields keep the EnvConfig defaults (the seed's plant). `seed` runs the base as is;
+    `seed-20` / `seed-30` fix n_stations = 5, n_pevs = 20 / 30, total_time = 960 min. The binding scenarios
+    recompute on top of the base: acn-caltech n_stations, n_pevs, total_time (1440 min), p_min (0), p_max
+    (6.6 kW), soc_max = soc_ref (largest session), P_ref (binding) and P_max; synthetic-N n_stations (N),
+    n_pevs, P_ref (binding) and P_max (it draws its sessions with the base p_max, xi, soc_max, total_time).
+    So e.g. env.P_ref changes only seed, seed-20 and seed-30."""
+    env_file: str = ""
+    """YAML/TOML file with a flat table of EnvConfig fields (the base plant; `env` entries override it);
+    a relative path is relative to the working directory. Empty: the EnvConfig defaults."""
 
     def __post_init__(self) -> None:
         settings = parse_mpc_settings("compare.mpc", self.mpc)
         object.__setattr__(self, "mpc", {name: getattr(settings, name) for name in self.mpc})
+        self._check_env()
         _names_ok("compare", "scenarios", self.scenarios, registry.check_scenario)
         _names_ok("compare", "controllers", self.controllers, registry.check_controller)
         if not self.seeds:
@@ -181,8 +250,10 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TuneConfig(Execution):
+class TuneConfig(Execution, Plant):
     """`tune`: sweep of decentralised-MPC solver settings against the centralised optimum."""
+
+    section: ClassVar[str] = "tune"
 
     scenarios: tuple[str, ...] = ("seed",)
     seeds: tuple[int, ...] = (0,)
@@ -193,8 +264,13 @@ class TuneConfig(Execution):
     max_steps: int = 0
     """Control steps per episode (0 = full episode)."""
     out: str = str(Path("results") / "tune")
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """As in compare: EnvConfig field -> value of the base plant (on top of `env_file`)."""
+    env_file: str = ""
+    """As in compare: YAML/TOML file of EnvConfig fields (empty: the EnvConfig defaults)."""
 
     def __post_init__(self) -> None:
+        self._check_env()
         _names_ok("tune", "scenarios", self.scenarios, registry.check_scenario)
         _names_ok("tune", "controllers", self.controllers, registry.check_controller)
         if not self.seeds:
@@ -207,8 +283,10 @@ class TuneConfig(Execution):
 
 
 @dataclass(frozen=True)
-class ScaleConfig(Execution):
+class ScaleConfig(Execution, Plant):
     """`scale`: time per control step and memory against the number of stations."""
+
+    section: ClassVar[str] = "scale"
 
     sizes: tuple[int, ...] = (10, 30, 100, 300, 1000)
     """Numbers of stations (synthetic-N scenarios)."""
@@ -223,8 +301,13 @@ class ScaleConfig(Execution):
     out: str = str(Path("results") / "scale")
     workers: int = 1
     """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """As in compare (synthetic-N recomputes n_stations, n_pevs, P_ref, P_max): EnvConfig field -> value."""
+    env_file: str = ""
+    """As in compare: YAML/TOML file of EnvConfig fields (empty: the EnvConfig defaults)."""
 
     def __post_init__(self) -> None:
+        self._check_env()
         if self.scenarios != ("synthetic",):
             raise ValueError(f"scale.scenarios = {self.scenarios!r}: allowed values: ('synthetic',)")
         _names_ok("scale", "controllers", self.controllers, registry.check_controller)
@@ -244,7 +327,6 @@ CONFIGS: dict[str, type] = {
     "tune": TuneConfig,
     "scale": ScaleConfig,
 }
-C = TypeVar("C")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -28,6 +28,7 @@ from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
 
 if TYPE_CHECKING:
+    from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
 __all__ = ["CONTROLLER_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
@@ -172,24 +173,26 @@ class ControllerCache:
         return self._made[name]
 
 
-def run_key(key: RunKey, cache: ControllerCache) -> EpisodeResult:
-    """Build the scenario of `key` and run its controller for one episode."""
+def run_key(key: RunKey, cache: ControllerCache, env: EnvConfig | None = None) -> EpisodeResult:
+    """Build the scenario of `key` on the base plant `env` (None: the EnvConfig defaults) and run its
+    controller for one episode."""
     from pev_env.scenarios import make_scenario
 
-    config, scenario = make_scenario(key.scenario, key.seed)
+    config, scenario = make_scenario(key.scenario, key.seed, base=env)
     return run_episode(cache.get(key.controller), config, scenario, key.seed, key)
 
 
 _CACHES: dict[tuple[str | None, MPCSettings | None], ControllerCache] = {}
 
 
-def run_cached(key: RunKey, ppo_model: str | None = None, mpc: MPCSettings | None = None) -> EpisodeResult:
+def run_cached(key: RunKey, ppo_model: str | None = None, mpc: MPCSettings | None = None,
+               env: EnvConfig | None = None) -> EpisodeResult:
     """`run_key` with this process's controller cache (one per PPO model and MPCSettings): what the
-    backends run (picklable: `mpc` is a frozen MPCSettings or None)."""
+    backends run (picklable: `mpc` and `env` are frozen dataclasses or None)."""
     cache_key = (ppo_model, mpc)
     if cache_key not in _CACHES:
         _CACHES[cache_key] = ControllerCache(ppo_model, mpc)
-    return run_key(key, _CACHES[cache_key])
+    return run_key(key, _CACHES[cache_key], env)
 
 
 @dataclass(frozen=True)
@@ -212,12 +215,14 @@ def run_grid(
     backend: Backend | None = None,
     progress: bool = True,
     mpc: MPCSettings | None = None,
+    env: EnvConfig | None = None,
 ) -> list[Failure]:
     """Run every key on `backend` (default: this process), calling `on_result` in this process as each
-    finishes; return the failures. `mpc`: MPCSettings of the MPC controllers (None: their defaults)."""
+    finishes; return the failures. `mpc`: MPCSettings of the MPC controllers (None: their defaults);
+    `env`: the base plant of every scenario (None: the EnvConfig defaults)."""
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
-    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model), mpc=mpc)
+    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model), mpc=mpc, env=env)
     with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
         for done in backend.map(fn, keys):
             if done.error is not None:

@@ -16,7 +16,7 @@ import sys
 import tracemalloc
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,14 +28,18 @@ from experiments.provenance import environment_info
 from experiments.results import save_figure, write_csv, write_text
 from experiments.runner import time_control_steps
 
+if TYPE_CHECKING:
+    from pev_env.config import EnvConfig
+
 CENTRALISED = "mpc-centralised"
 
 
-def measure(controller: str, n_stations: int, seed: int, steps: int) -> dict[str, Any]:
-    """Timing and memory of `controller` on synthetic-<n_stations>."""
+def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvConfig | None = None) -> dict[str, Any]:
+    """Timing and memory of `controller` on synthetic-<n_stations> built on the base plant `env`
+    (None: the EnvConfig defaults)."""
     from pev_env.scenarios import make_scenario
 
-    config, scenario = make_scenario(f"synthetic-{n_stations}", seed)
+    config, scenario = make_scenario(f"synthetic-{n_stations}", seed, base=env)
     start = config.n_steps // 4
     policy = registry.make_controller(controller)
     times, stats = time_control_steps(policy, config, scenario, seed, start, steps)
@@ -54,23 +58,24 @@ def measure(controller: str, n_stations: int, seed: int, steps: int) -> dict[str
             "n_pevs": scenario.n_pevs, "skipped": ""}
 
 
-def _measure_job(job: tuple[int, str], cfg: ScaleConfig) -> dict[str, Any]:
+def _measure_job(job: tuple[int, str], cfg: ScaleConfig, env: EnvConfig | None = None) -> dict[str, Any]:
     """The row of one (n_stations, controller) job (what the backends run)."""
     n, controller = job
     row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": cfg.seeds[0]}
     if controller == CENTRALISED and n > cfg.centralised_max:
         row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
     else:
-        row.update(measure(controller, n, cfg.seeds[0], cfg.steps))
+        row.update(measure(controller, n, cfg.seeds[0], cfg.steps, env))
     return row
 
 
 def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True) -> int:
     """Run every size x controller; write scale.csv, scale.png and scale.json into cfg.out."""
     out = Path(cfg.out)
+    env = cfg.env_config()
     jobs = [(n, c) for n in sorted(cfg.sizes) for c in cfg.controllers]
     with open_backend(cfg) as backend:
-        rows = map_in_order(backend, partial(_measure_job, cfg=cfg), jobs,
+        rows = map_in_order(backend, partial(_measure_job, cfg=cfg, env=env), jobs,
                             lambda done: write_csv(out / "scale.csv", pd.DataFrame(done)), "scale", progress)
     frame = pd.DataFrame(rows)
     done = frame[frame["skipped"].fillna("") == ""]
@@ -81,7 +86,8 @@ def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True
         save_figure(fig, out / "scale.png")
         plots.close(fig)
     write_text(out / "scale.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
-                                               "environment": environment_info()}, indent=2) + "\n")
+                                               "env_config": env.as_dict(), "environment": environment_info()},
+                                              indent=2) + "\n")
     with pd.option_context("display.width", 200):
         print(frame.to_string(index=False))
     print(f"wrote {out / 'scale.csv'} and {out / 'scale.png'}")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from experiments.config import TuneConfig, to_dict
 from experiments.provenance import environment_info
 from experiments.results import save_figure, write_csv, write_text
 from experiments.runner import run_episode
+
+if TYPE_CHECKING:
+    from pev_env.config import EnvConfig
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "coordination": ("newton", "nesterov", "gradient"),
@@ -84,12 +87,14 @@ def _label(settings: Any, grid: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={getattr(settings, k)}" for k in grid)
 
 
-def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: int) -> dict[str, Any]:
-    """Closed-loop metrics of the decentralised MPC with `settings` on one scenario x seed."""
+def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: int,
+                     env: EnvConfig | None = None) -> dict[str, Any]:
+    """Closed-loop metrics of the decentralised MPC with `settings` on one scenario x seed, built on the
+    base plant `env` (None: the EnvConfig defaults)."""
     from pev_env.scenarios import make_scenario
     from pev_mpc.policies.mpc import DecentralisedMPC
 
-    config, scenario = make_scenario(scenario_name, seed)
+    config, scenario = make_scenario(scenario_name, seed, base=env)
     if max_steps:
         config, scenario = _truncate(config, scenario, max_steps)
     probe = _GapProbe(DecentralisedMPC(settings=settings))
@@ -104,11 +109,12 @@ def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: in
     }
 
 
-def _tune_row(job: tuple[Any, str, int], grid: Mapping[str, Any], max_steps: int) -> dict[str, Any]:
+def _tune_row(job: tuple[Any, str, int], grid: Mapping[str, Any], max_steps: int,
+              env: EnvConfig | None = None) -> dict[str, Any]:
     """The tune.csv row of one (settings, scenario, seed) job (what the backends run)."""
     settings, scenario, seed = job
     return {"setting": _label(settings, grid), **{k: getattr(settings, k) for k in grid},
-            "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, max_steps)}
+            "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, max_steps, env)}
 
 
 def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
@@ -138,9 +144,10 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
     grid = dict(cfg.grid) or DEFAULT_GRID
     candidates = settings_grid(grid)
     out = Path(cfg.out)
+    env = cfg.env_config()
     jobs = [(s, sc, sd) for s in candidates for sc in cfg.scenarios for sd in cfg.seeds]
     with open_backend(cfg) as backend:
-        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps), jobs,
+        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=env), jobs,
                             lambda done: write_csv(out / "tune.csv", pd.DataFrame(done)), "tune", progress)
     frame = pd.DataFrame(rows)
     per_setting = frame.groupby("setting", sort=False).agg(
@@ -155,6 +162,7 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
     ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
     best = ok.nsmallest(1, "step_time_median_ms") if len(ok) else per_setting.nsmallest(1, "gap_mean")
     write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
+                                              "env_config": env.as_dict(),
                                               "grid": {k: list(map(str, v)) for k, v in grid.items()},
                                               "best": best.to_dict("records"), "environment": environment_info()},
                                              indent=2, default=str) + "\n")

@@ -40,11 +40,11 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
     calls: list[runner.RunKey] = []
     real = runner.run_key
 
-    def interrupt_after_two(key, cache):
+    def interrupt_after_two(key, cache, env=None):
         if len(calls) == 2:
             raise KeyboardInterrupt
         calls.append(key)
-        return real(key, cache)
+        return real(key, cache, env)
 
     monkeypatch.setattr(runner, "run_key", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
@@ -53,7 +53,7 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
     done = {(k.controller, k.scenario, k.seed) for k in calls}
 
     resumed: list[runner.RunKey] = []
-    monkeypatch.setattr(runner, "run_key", lambda key, cache: resumed.append(key) or real(key, cache))
+    monkeypatch.setattr(runner, "run_key", lambda key, cache, env=None: resumed.append(key) or real(key, cache, env))
     assert main(["compare", *TINY, "--out", str(out), "--no-plots", "--no-traces", "--resume"]) == 0
     assert not done & {(k.controller, k.scenario, k.seed) for k in resumed} and len(resumed) == 2
     metrics = pd.read_csv(out / "metrics.csv")
@@ -63,10 +63,10 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
 def test_a_failed_run_is_reported_and_the_others_kept(tmp_path, monkeypatch) -> None:
     real = runner.run_key
 
-    def fail_edf_seed1(key, cache):
+    def fail_edf_seed1(key, cache, env=None):
         if key.controller == "edf" and key.seed == 1:
             raise RuntimeError("boom")
-        return real(key, cache)
+        return real(key, cache, env)
 
     monkeypatch.setattr(runner, "run_key", fail_edf_seed1)
     out = tmp_path / "cmp"
@@ -160,9 +160,9 @@ def _spy_settings(monkeypatch) -> dict:
     seen: dict = {}
     real = runner.run_key
 
-    def spy(key, cache):
+    def spy(key, cache, env=None):
         seen[key.controller] = getattr(cache.get(key.controller), "settings", None)
-        return real(key, cache)
+        return real(key, cache, env)
 
     monkeypatch.setattr(runner, "run_key", spy)
     return seen
@@ -209,3 +209,66 @@ def test_compare_bad_mpc_setting_exits_2(capsys) -> None:
         main(["compare", "--set", "mpc.horizon=0"])
     assert err.value.code == 2
     assert "compare.mpc: MPCSettings.horizon = 0: must be an int >= 1" in capsys.readouterr().err
+
+
+def test_compare_env_reaches_the_plant(tmp_path) -> None:
+    """`--set env.P_ref=60` raises the seed's area limit: EDF (which respects it) leaves less energy unmet,
+    uncontrolled charging violates it less; run.json records the base plant. Also through a pool of 2."""
+    from pev_env.config import EnvConfig
+
+    base = ["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "edf,uncontrolled", "--no-plots", "-q"]
+    assert main([*base, "--jobs", "1", "--out", str(tmp_path / "default")]) == 0
+    assert main([*base, "--jobs", "2", "--set", "env.P_ref=60", "--out", str(tmp_path / "p60")]) == 0
+    default, p60 = (pd.read_csv(tmp_path / d / "metrics.csv").set_index("controller") for d in ("default", "p60"))
+    assert p60.loc["edf", "unmet_energy_kwh"] < default.loc["edf", "unmet_energy_kwh"] - 1.0
+    assert p60.loc["uncontrolled", "area_violation_steps"] < default.loc["uncontrolled", "area_violation_steps"]
+    assert (pd.read_csv(tmp_path / "p60" / "traces" / "seed_seed0_edf.csv")["P_ref_kw"] == 60.0).all()
+    info = json.loads((tmp_path / "p60" / "run.json").read_text())
+    assert info["config"]["env"] == {"P_ref": 60.0} and info["env_config"] == EnvConfig(P_ref=60.0).as_dict()
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["env_config"] == EnvConfig().as_dict()
+
+
+def test_env_file_option_with_set_on_top(tmp_path) -> None:
+    plant = tmp_path / "plant.toml"
+    plant.write_text("P_ref = 60\nxi = 0.2\n")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--jobs", "1", "--no-plots",
+                 "--env-file", str(plant), "--set", "env.xi=0.05", "--out", str(out), "-q"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["env_file"] == str(plant)
+    assert (info["env_config"]["P_ref"], info["env_config"]["xi"]) == (60.0, 0.05)
+
+
+def test_tune_and_scale_record_and_use_the_env(tmp_path) -> None:
+    tune_out, scale_out = tmp_path / "tune", tmp_path / "scale"
+    assert main(["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "4",
+                 "--set", "env.P_ref=60", "--out", str(tune_out), "-q"]) == 0
+    assert json.loads((tune_out / "tune.json").read_text())["env_config"]["P_ref"] == 60.0
+    assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "edf", "--set", "env.soc_max=48",
+                 "--set", "env.soc_ref=48", "--out", str(scale_out), "-q"]) == 0
+    assert json.loads((scale_out / "scale.json").read_text())["env_config"]["soc_max"] == 48.0
+
+
+def test_run_function_with_env_pickles() -> None:
+    import pickle
+    from functools import partial
+
+    from pev_env.config import EnvConfig
+
+    fn = partial(runner.run_cached, ppo_model=None, mpc=None, env=EnvConfig(P_ref=60.0))
+    again = pickle.loads(pickle.dumps(fn))
+    assert again.keywords["env"] == EnvConfig(P_ref=60.0)
+    result = again(runner.RunKey("edf", "seed", 0))
+    assert result.trace["P_ref_kw"].eq(60.0).all()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "env.p_max=-1"], "compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
+    (["--set", "env.colour=red"], "compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations"),
+    (["--env-file", "missing.yaml"], "compare.env_file = 'missing.yaml': config file missing.yaml: cannot read"),
+])
+def test_compare_bad_env_exits_2(args, message, capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["compare", *args])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err

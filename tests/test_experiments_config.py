@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from experiments.cli import main
 from experiments import registry
 from experiments.config import (CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig, load_config,
-                                parse_seeds, to_dict)
+                                parse_fields, parse_seeds, to_dict)
+from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
 
@@ -78,6 +79,95 @@ def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
     assert registry.make_controller("mpc-centralised").settings == MPCSettings()
 
 
+@pytest.mark.parametrize("cls", [CompareConfig, EvaluateConfig, TuneConfig, ScaleConfig])
+def test_env_default_empty_is_the_env_defaults(cls) -> None:
+    cfg = load_config(cls)
+    assert cfg.env == {} and cfg.env_file == "" and cfg.env_config() == EnvConfig()
+    assert load_config(cls, None, {"env.xi": "0.05"}).env_config() == EnvConfig(xi=0.05)
+
+
+def test_env_from_dotted_set_coerced_to_field_types() -> None:
+    cfg = load_config(CompareConfig, None, {"env.P_ref": "40", "env.n_stations": "4", "env.shared_reward": "false",
+                                            "env.reward_weights": "1,2,3"})
+    assert cfg.env == {"P_ref": 40.0, "n_stations": 4, "shared_reward": False, "reward_weights": (1.0, 2.0, 3.0)}
+    assert type(cfg.env["P_ref"]) is float and type(cfg.env["n_stations"]) is int
+    assert cfg.env_config() == EnvConfig(P_ref=40.0, n_stations=4, shared_reward=False, reward_weights=(1, 2, 3))
+    assert to_dict(cfg)["env"]["reward_weights"] == [1.0, 2.0, 3.0]
+    assert json.loads(json.dumps(to_dict(cfg)))["env"]["P_ref"] == 40.0
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("c.yaml", "env: {P_ref: 40, xi: 0.05}\n"),
+    ("c.yaml", "compare:\n  env:\n    P_ref: 40\n    xi: 0.05\n"),
+    ("c.yaml", "env.P_ref: 40\nenv.xi: 0.05\n"),
+    ("c.toml", "[compare.env]\nP_ref = 40\nxi = 0.05\n"),
+    ("c.toml", "[env]\nP_ref = 40\nxi = 0.05\n"),
+])
+def test_env_from_file_and_set_merges_into_it(tmp_path, name, text) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert load_config(CompareConfig, path).env_config() == EnvConfig(P_ref=40.0, xi=0.05)
+    cfg = load_config(CompareConfig, path, {"env.P_ref": "60"})  # --set overrides one item of the file's mapping
+    assert cfg.env == {"P_ref": 60.0, "xi": 0.05} and cfg.env_config() == EnvConfig(P_ref=60.0, xi=0.05)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("plant.yaml", "P_ref: 40\nxi: 0.05\nreward_weights: [1, 1, 1]\n"),
+    ("plant.toml", "P_ref = 40\nxi = 0.05\nreward_weights = [1, 1, 1]\n"),
+])
+@pytest.mark.parametrize("cls", [CompareConfig, TuneConfig, ScaleConfig])
+def test_env_file_with_env_on_top(tmp_path, name, text, cls) -> None:
+    plant = tmp_path / name
+    plant.write_text(text)
+    expected = EnvConfig(P_ref=40.0, xi=0.05, reward_weights=(1.0, 1.0, 1.0))
+    assert load_config(cls, None, {"env_file": str(plant)}).env_config() == expected
+    cfg = load_config(cls, None, {"env_file": str(plant), "env.xi": "0.2", "env.p_max": "11"})
+    assert cfg.env_config() == EnvConfig(P_ref=40.0, xi=0.2, p_max=11.0, reward_weights=(1.0, 1.0, 1.0))
+    config_file = tmp_path / "c.yaml"  # the file form of the same
+    config_file.write_text(f"env_file: {plant}\nenv: {{xi: 0.2, p_max: 11}}\n")
+    assert load_config(cls, config_file).env_config() == cfg.env_config()
+
+
+def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("P_ref: 40\ncolour: red\n")
+    with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml: unknown EnvConfig field 'colour'; valid "
+                                         r"fields: n_stations"):
+        load_config(CompareConfig, None, {"env_file": str(plant)})
+    plant.write_text("xi: 1.5\n")
+    with pytest.raises(ValueError, match=r"tune.env_file .*plant.yaml \+ tune.env: EnvConfig.xi = 1.5: must be in "
+                                         r"\[0, 1\)"):
+        load_config(TuneConfig, None, {"env_file": str(plant)})
+    plant.write_text("- 1\n")
+    with pytest.raises(ValueError, match=r"scale.env_file = .*plant.yaml.*top level must be a mapping"):
+        load_config(ScaleConfig, None, {"env_file": str(plant)})
+    plant.write_text("P_max: 30\nn_pevs: 4.5\n")
+    with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml.n_pevs = 4.5: must be an integer"):
+        load_config(CompareConfig, None, {"env_file": str(plant)})
+    plant.write_text("P_max: 30\n")  # below the default P_ref (31.5 kW): valid with env.P_ref lowered on top
+    with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml \+ compare.env: EnvConfig.P_ref = 31.5"):
+        load_config(CompareConfig, None, {"env_file": str(plant)})
+    assert load_config(CompareConfig, None, {"env_file": str(plant), "env.P_ref": "25"}).env_config() == EnvConfig(
+        P_max=30.0, P_ref=25.0)
+
+
+def test_parse_fields_is_the_one_parser_of_mpc_and_env() -> None:
+    assert parse_fields(EnvConfig, "k", {"xi": "0.2", "n_pevs": 4.0}) == EnvConfig(xi=0.2, n_pevs=4)
+    assert parse_fields(MPCSettings, "k", {"horizon": "6"}) == MPCSettings(horizon=6)
+    with pytest.raises(ValueError, match=r"^k: EnvConfig.P_ref = 300.0: must be > 0"):
+        parse_fields(EnvConfig, "k", {"P_ref": 300})
+    with pytest.raises(ValueError, match=r"^k = \[1\]: must be a mapping of MPCSettings field -> value"):
+        parse_fields(MPCSettings, "k", [1])
+
+
+def test_configs_with_env_pickle() -> None:
+    import pickle
+
+    cfg = load_config(CompareConfig, None, {"env.P_ref": "40"})
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert pickle.loads(pickle.dumps(cfg.env_config())) == EnvConfig(P_ref=40.0)
+
+
 def test_dotted_grid_of_tune() -> None:
     assert load_config(TuneConfig, None, {"grid.horizon": "12,24"}).grid == {"horizon": ("12", "24")}
 
@@ -114,8 +204,21 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"mpc.power_reg": "0"}, r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
         ({"mpc.coordination": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
-        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: mpc"),
-        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: mpc"),
+        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, mpc"),
+        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, mpc"),
+        ({"env.colour": "red"}, r"compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations, n_pevs, "
+                                r"p_min, p_max, .*shared_reward$"),
+        ({"env.p_max": "-1"}, r"compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
+        ({"env.P_ref": "500"}, r"compare.env: EnvConfig.P_ref = 500.0: must be > 0 and within \[P_min, P_max\]"),
+        ({"env.n_stations": "2.5"}, r"compare.env.n_stations = '2.5': must be an integer"),
+        ({"env.xi": "lots"}, r"compare.env.xi = 'lots': must be a number"),
+        ({"env.shared_reward": "maybe"}, r"compare.env.shared_reward = 'maybe': must be a boolean"),
+        ({"env.reward_weights": "1,2"}, r"compare.env: EnvConfig.reward_weights = \(1.0, 2.0\): must be a sequence "
+                                        r"of 3"),
+        ({"env": "P_ref=40"}, r"compare.env = 'P_ref=40': must be a mapping"),
+        ({"env_file": "plant.json"}, r"compare.env_file = 'plant.json': config file plant.json: suffix '.json' not "
+                                     r"allowed"),
+        ({"env_file": "missing.yaml"}, r"compare.env_file = 'missing.yaml': config file missing.yaml: cannot read"),
     ],
 )
 def test_bad_values_name_key_and_allowed(overrides, message) -> None:
