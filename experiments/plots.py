@@ -21,7 +21,10 @@ LABELS: dict[str, str] = {
     "area_overload_kwh": "Energy above the area limit (kWh)",
     "local_violation_steps": "Local violations (steps)",
     "step_time_median_ms": "Median time per step (ms)",
+    "gap_mean": "Mean relative objective gap\nto the centralised MPC",
 }
+GAP_FLOOR = 1e-16
+"""Gaps below this (solver round-off, or exactly 0) are drawn at it on the log axis."""
 
 
 def _grid(n: int, width: float = 4.2, height: float = 2.6) -> tuple[plt.Figure, np.ndarray]:
@@ -109,14 +112,16 @@ def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str) -
 
 
 def pareto(frame: pd.DataFrame, x: str, y: str, label: str, front: pd.Series, title: str) -> plt.Figure:
-    """Scatter of `y` against `x` (log x), Pareto-optimal points highlighted and joined."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    ax.scatter(frame[x], frame[y], s=18, color="0.6", label="setting")
+    """Scatter of `y` against `x` (log-log; y floored at GAP_FLOOR), Pareto-optimal points highlighted and joined."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ys = frame[y].clip(lower=GAP_FLOOR)
+    ax.scatter(frame[x], ys, s=18, color="0.6", label="setting")
     best = frame[front].sort_values(x)
-    ax.plot(best[x], best[y], "o-", color="tab:red", ms=5, label="Pareto front")
-    for _, r in best.iterrows():
-        ax.annotate(str(r[label]), (r[x], r[y]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.plot(best[x], ys[best.index], "o-", color="tab:red", ms=5, label="Pareto front")
+    for i, r in best.iterrows():
+        ax.annotate(str(r[label]), (r[x], ys[i]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
     ax.grid(alpha=0.3, which="both")

@@ -156,7 +156,7 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
         step_time_median_ms=("step_time_median_ms", "median")).reset_index()
     front = pareto_front(per_setting, "step_time_median_ms", "gap_mean")
     fig = plots.pareto(per_setting, "step_time_median_ms", "gap_mean", "setting", front,
-                       "Decentralised MPC: time per step vs gap to the centralised optimum")
+                       "Decentralised MPC: speed vs accuracy")
     save_figure(fig, out / "pareto.png")
     plots.close(fig)
     ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
