@@ -93,8 +93,12 @@ class BatchStations:
         return piv.ravel(), mult.ravel()[1:]
 
     # ---- solve -------------------------------------------------------------------------
-    def solve(self, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
+    def solve(self, prices: np.ndarray, barrier: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,).
+
+        barrier > 0 (objective units): minimise f_i + prices . p_i - barrier * sum log(slacks) instead
+        (fixed-barrier mode: the iterates are driven to the central point slack * multiplier = barrier).
+        """
         m, c, N, H = self.m, self.c, self.n_stations, self.horizon
         lam = m * np.asarray(prices, dtype=float)[None, :]
         tol = self.settings.station_tol
@@ -115,7 +119,11 @@ class BatchStations:
             mu = np.sum(m * (sU * yU + sL * yL + sC * yC), axis=1) / self.n_rows
             res = np.max(np.abs(rd), axis=1) / (1.0 + np.max(np.abs(lam), axis=1))
             prim = np.max(np.maximum(np.maximum(np.abs(rU), np.abs(rL)), np.abs(rC)), axis=1)
-            done = (mu <= tol) & (res <= 100.0 * tol) & (prim <= tol)
+            if barrier > 0.0:
+                comp = np.max(m * np.abs(np.stack([sU * yU, sL * yL, sC * yC]) - barrier), axis=(0, 2))
+                done = (comp <= max(tol, 1e-9 * barrier)) & (res <= 100.0 * tol) & (prim <= tol)
+            else:
+                done = (mu <= tol) & (res <= 100.0 * tol) & (prim <= tol)
             active = ~done
             if not np.any(active):
                 break
@@ -143,20 +151,26 @@ class BatchStations:
                     alpha = np.minimum(alpha, ratio.min(axis=1))
                 return alpha
 
-            aff = direction(sU * yU, sL * yL, sC * yC)
-            a = step_length(*aff[1:])[:, None]
-            mu_aff = np.sum(m * ((sU + a * aff[1]) * (yU + a * aff[4]) + (sL + a * aff[2]) * (yL + a * aff[5])
-                                 + (sC + a * aff[3]) * (yC + a * aff[6])), axis=1) / self.n_rows
-            sigma = (np.minimum(mu_aff / np.maximum(mu, 1e-300), 1.0) ** 3)[:, None]
-            smu = sigma * mu[:, None]
-            dz, dsU, dsL, dsC, dyU, dyL, dyC = direction(sU * yU + aff[1] * aff[4] - smu,
-                                                          sL * yL + aff[2] * aff[5] - smu,
-                                                          sC * yC + aff[3] * aff[6] - smu)
+            if barrier > 0.0:  # path following towards the fixed barrier's central point
+                smu = np.maximum(0.1 * mu, barrier)[:, None]
+                dz, dsU, dsL, dsC, dyU, dyL, dyC = direction(sU * yU - smu, sL * yL - smu, sC * yC - smu)
+            else:
+                aff = direction(sU * yU, sL * yL, sC * yC)
+                a = step_length(*aff[1:])[:, None]
+                mu_aff = np.sum(m * ((sU + a * aff[1]) * (yU + a * aff[4]) + (sL + a * aff[2]) * (yL + a * aff[5])
+                                     + (sC + a * aff[3]) * (yC + a * aff[6])), axis=1) / self.n_rows
+                sigma = (np.minimum(mu_aff / np.maximum(mu, 1e-300), 1.0) ** 3)[:, None]
+                smu = sigma * mu[:, None]
+                dz, dsU, dsL, dsC, dyU, dyL, dyC = direction(sU * yU + aff[1] * aff[4] - smu,
+                                                              sL * yL + aff[2] * aff[5] - smu,
+                                                              sC * yC + aff[3] * aff[6] - smu)
             a = (np.minimum(1.0, _STEP_FRACTION * step_length(dsU, dsL, dsC, dyU, dyL, dyC)) * active)[:, None]
             z = z + a * dz
             sU, sL, sC = sU + a * dsU, sL + a * dsL, sC + a * dsC
             yU, yL, yC = yU + a * dyU, yL + a * dyL, yC + a * dyC
         self._theta = self._kkt_matrix(m * yU / sU, m * yL / sL, m * yC / sC)
+        self._log_slack = np.sum(m * (np.log(np.where(m > 0, sU, 1.0)) + np.log(np.where(m > 0, sL, 1.0))
+                                      + np.log(np.where(m > 0, sC, 1.0))), axis=1)
         p = np.clip(self._power(z), m * self.pmin, m * self.pmax)
         return p, done
 
@@ -187,12 +201,23 @@ class BatchStations:
             total += Yw.T @ Yw
         return total
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies:
-        """Every station's reply to the broadcast prices (StationPool protocol)."""
-        p, ok = self.solve(prices)
+    smoothing = True
+    """respond() takes barrier > 0 (StationPool protocol: smoothed replies)."""
+
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0) -> StationReplies:
+        """Every station's reply to the broadcast prices (StationPool protocol). barrier > 0: replies of
+        the log-barrier-smoothed QPs (interior point in fixed-barrier mode), their values including
+        -barrier * sum log(slacks) and the sensitivity that of the smoothed QPs."""
+        prices = np.asarray(prices, dtype=float)
+        if barrier > 0.0:
+            p, ok = BatchStations.solve(self, prices, barrier)
+            smooth = barrier * self._log_slack
+        else:
+            p, ok = self.solve(prices)
+            smooth = np.zeros(self.n_stations)
+            self._safe[ok] = p[ok]
         p[~ok] = self._safe[~ok]
-        self._safe[ok] = p[ok]
-        value = self.problem.station_objective(p, self.settings) + p @ np.asarray(prices, dtype=float)
+        value = self.problem.station_objective(p, self.settings) + p @ prices - np.where(ok, smooth, 0.0)
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool), failed=~ok,
                               sensitivity=self.sensitivity() if want_sensitivity else None)
 

@@ -39,7 +39,13 @@ class StationReplies:
 
 
 class StationPool(Protocol):
-    """The stations as the coordinator sees them (BatchStations, OSQPStations)."""
+    """The stations as the coordinator sees them (BatchStations, OSQPStations, RayStations).
+
+    A pool with a true attribute `smoothing` also takes respond(..., barrier=tau) with tau > 0
+    (objective units): each station then solves its QP with the log-barrier term
+    -tau * sum log(slacks of p_min, p_max and the SOC cap) and reports that smoothed optimum, its
+    value (barrier term included) and sensitivity. Pools without it are only asked without barrier.
+    """
 
     n_stations: int
     horizon: int
@@ -127,18 +133,34 @@ class AreaCoordinator:
         self._fval = np.zeros(N)           # f_i of that plan as last reported
         self._iterations = self._messages = self._fallbacks = self._missing = 0
         self._trace: list[float] = []
+        self._ceil: np.ndarray | None = None
+
+    def _ceiling(self) -> np.ndarray:
+        """(H,) upper bound on optimal prices; each station reports once the largest marginal value
+        of its energy per step (H numbers)."""
+        if self._ceil is None:
+            self._ceil = self.problem.price_ceiling(self.settings) * 1.01 + 1e-6
+            self._messages += self.problem.n_stations
+        return self._ceil
 
     # ---- one round -----------------------------------------------------------------------
-    def _round(self, prices: np.ndarray, want_sensitivity: bool) -> tuple[np.ndarray, float, np.ndarray | None]:
-        """Broadcast prices; return (area residual r (H,), dual value g, summed sensitivity).
+    def _round(self, prices: np.ndarray, want_sensitivity: bool,
+               barrier: float = 0.0) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Broadcast prices (and a barrier > 0 for smoothed replies); return (area residual r (H,),
+        dual value g, summed sensitivity).
 
         A station that does not answer keeps its last plan, valued at the new prices; the round is
         then repeated once (same prices) before the coordinator acts on it.
         """
-        rep = self.pool.respond(prices, want_sensitivity)
+        def ask() -> StationReplies:
+            if barrier > 0.0:
+                return self.pool.respond(prices, want_sensitivity, barrier=barrier)
+            return self.pool.respond(prices, want_sensitivity)
+
+        rep = ask()
         if not rep.answered.all() and self._iterations + 1 < self.settings.max_iterations:
             self._count(rep, prices)
-            rep = self.pool.respond(prices, want_sensitivity)
+            rep = ask()
         self._count(rep, prices)
         r = self._plan.sum(axis=0) - self.problem.P_ref
         g = float(self._fval.sum() + np.sum(self._plan @ prices) - prices @ self.problem.P_ref)
@@ -158,26 +180,32 @@ class AreaCoordinator:
         kkt = np.where(prices > 0, np.abs(r), np.maximum(r, 0.0))
         return float(kkt.max(initial=0.0))
 
-    def _stop(self, prices: np.ndarray, r: np.ndarray, step: np.ndarray) -> bool:
+    def _stop(self, prices: np.ndarray, r: np.ndarray, step: np.ndarray, gap_ok: bool = False) -> bool:
+        """Residual within tolerance and either the price step small or (gap_ok) the dual gap certified."""
         s = self.settings
         res = self._residual(prices, r)
         self._trace.append(res)
-        return res <= s.primal_tol_kw and float(np.max(np.abs(step), initial=0.0)) <= s.price_tol * max(
-            1.0, float(np.max(prices, initial=0.0)))
+        scale = max(1.0, float(np.max(prices, initial=0.0)))
+        small_step = float(np.max(np.abs(step), initial=0.0)) <= s.price_tol * scale
+        return res <= s.primal_tol_kw and (gap_ok or small_step)
 
     # ---- methods -------------------------------------------------------------------------
-    def _newton(self, lam: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _newton(self, lam: np.ndarray, rejections: int | None = None) -> tuple[np.ndarray, bool]:
         """Projected dual Newton on 0 <= lambda <= ceiling, Levenberg-Marquardt damped.
 
         The step solves (S_FF + delta I) step_F = r_F on the free prices F (S = sum_i -dp_i/dlambda as
         reported by the stations). A step is kept only if it raises the dual value enough (Armijo);
         delta shrinks after a kept step and grows after a rejected one, so kinks of the piecewise
-        quadratic dual (stations hitting their bounds) cannot cause divergence.
+        quadratic dual (stations hitting their bounds) cannot cause divergence; a rejected step's plans
+        are discarded. Converged: residual within primal_tol_kw and either the step within price_tol
+        or the dual gap certified below price_tol * |g| (g concave: g(mu) <= g + r.(mu - lambda) for
+        every mu in [0, ceiling], which holds the optimum; this ends the search for a kink in flat,
+        singular directions). Stops unconverged after max_iterations rounds in all or after `rejections`
+        rejected steps (None: no limit).
         """
         s = self.settings
-        # each station reports once the largest marginal value of its energy per step (H numbers)
-        ceiling = self.problem.price_ceiling(s) * 1.01 + 1e-6
-        self._messages += self.problem.n_stations
+        ceiling = self._ceiling()
+        rejected = 0
         lam = np.minimum(lam, ceiling)
         r, g, S = self._round(lam, True)
         delta = None
@@ -190,17 +218,64 @@ class AreaCoordinator:
             if np.any(free):
                 Sf = S[np.ix_(free, free)]
                 step[free] = np.linalg.solve(Sf + delta * np.eye(Sf.shape[0]), r[free])
-            if self._stop(lam, r, step):
+            # concavity: no prices in [0, ceiling] beat g by more than the linearisation's maximum
+            gap = float(np.sum(np.where(r > 0, r * (ceiling - lam), -r * lam)))
+            if self._stop(lam, r, step, gap <= s.price_tol * max(1.0, abs(g))):
                 return lam, True
-            if self._iterations >= s.max_iterations:
+            if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
             new = np.clip(lam + step, 0.0, ceiling)
+            kept = self._plan.copy(), self._fval.copy()
             r_new, g_new, S_new = self._round(new, True)
             if g_new >= g + _ARMIJO * float(r @ (new - lam)) - 1e-12 * abs(g):
                 lam, r, g, S = new, r_new, g_new, S_new
                 delta *= _DAMPING_DOWN
-            else:
+            else:  # rejected: the plans answering lam stay the result
+                self._plan, self._fval = kept
                 delta *= _DAMPING_UP
+                rejected += 1
+
+    def _smoothed(self, lam: np.ndarray) -> np.ndarray:
+        """Barrier continuation: Newton with backtracking on the dual of the log-barrier-smoothed
+        station QPs (smooth and strictly concave, well-conditioned sensitivity), the barrier tau
+        shrinking geometrically from barrier_start to barrier_end (times the largest price ceiling)
+        once a level is solved; returns the prices to start the exact Newton from."""
+        s = self.settings
+        ceiling = self._ceiling()
+        lam = np.minimum(lam, ceiling)
+        top = float(ceiling.max(initial=0.0))
+        tau = s.barrier_start * top
+        while self._iterations < s.max_iterations - 1:
+            lam = self._newton_level(lam, ceiling, tau)
+            if tau <= s.barrier_end * top:
+                return lam
+            tau *= s.barrier_shrink
+        return lam
+
+    def _newton_level(self, lam: np.ndarray, ceiling: np.ndarray, tau: float) -> np.ndarray:
+        """Newton with backtracking on the tau-smoothed dual until the Newton decrement r.step is
+        below barrier_accuracy * tau (or the level's round budget is used)."""
+        s = self.settings
+        last = min(s.max_iterations - 1, self._iterations + s.barrier_rounds)
+        r, g, S = self._round(lam, True, barrier=tau)
+        t = 1.0
+        while self._iterations < last:
+            free = (lam > 0) | (r > 0)
+            if not np.any(free):
+                break
+            Sf = S[np.ix_(free, free)]
+            step = np.zeros_like(lam)
+            step[free] = np.linalg.solve(Sf + 1e-12 * max(np.trace(Sf), 1e-12) * np.eye(Sf.shape[0]), r[free])
+            if float(r[free] @ step[free]) <= s.barrier_accuracy * tau:
+                break
+            new = np.clip(lam + t * step, 0.0, ceiling)
+            r_new, g_new, S_new = self._round(new, True, barrier=tau)
+            if g_new >= g + _ARMIJO * float(r @ (new - lam)) - 1e-12 * abs(g):
+                lam, r, g, S = new, r_new, g_new, S_new
+                t = min(1.0, 4.0 * t)
+            else:
+                t *= 0.25
+        return lam
 
     def _gradient(self, lam: np.ndarray, accelerated: bool) -> tuple[np.ndarray, bool]:
         s = self.settings
@@ -227,7 +302,11 @@ class AreaCoordinator:
         if lam.shape != (H,):
             raise ValueError(f"warm_prices has shape {lam.shape}: must be ({H},)")
         method = self.settings.coordination
-        if method == "newton":
+        if method == "smoothed-newton" and getattr(self.pool, "smoothing", False):
+            lam, converged = self._newton(lam, self.settings.smoothing_after)
+            if not converged and self._iterations < self.settings.max_iterations:
+                lam, converged = self._newton(self._smoothed(lam))
+        elif method in ("newton", "smoothed-newton"):
             lam, converged = self._newton(lam)
         else:
             lam, converged = self._gradient(lam, accelerated=method == "nesterov")

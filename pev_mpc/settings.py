@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COORDINATIONS = ("newton", "nesterov", "gradient")
+COORDINATIONS = ("newton", "smoothed-newton", "nesterov", "gradient")
 STATION_SOLVERS = ("active_set", "batch", "osqp")
 CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
 
@@ -31,7 +31,22 @@ class MPCSettings:
     """eps, weight of sum_k p[k]^2 (1/kW^2); > 0 makes every f_i strongly convex."""
     coordination: str = "newton"
     """Price update: 'newton' (dual Newton with locally reported price sensitivities, default),
-    'nesterov' (accelerated projected gradient) or 'gradient' (plain projected gradient)."""
+    'smoothed-newton' ('newton' until smoothing_after steps were rejected, then a barrier continuation
+    on log-barrier-smoothed station QPs followed by 'newton'; pools that cannot smooth, e.g. 'osqp',
+    just continue with 'newton'), 'nesterov' (accelerated projected gradient) or 'gradient'."""
+    smoothing_after: int = 4
+    """'smoothed-newton': rejected exact Newton steps after which the barrier continuation takes over."""
+    barrier_start: float = 0.25
+    """'smoothed-newton': first barrier tau (objective units), as a multiple of the largest price
+    ceiling (objective units per kW) times 1 kW."""
+    barrier_shrink: float = 0.1
+    """'smoothed-newton': barrier factor between levels (0 < . < 1)."""
+    barrier_end: float = 1e-4
+    """'smoothed-newton': last barrier level (relative, as barrier_start); the exact Newton follows."""
+    barrier_rounds: int = 12
+    """'smoothed-newton': round budget per barrier level."""
+    barrier_accuracy: float = 1.0
+    """'smoothed-newton': a level is solved once the Newton decrement r.step is below this times tau."""
     max_iterations: int = 200
     """Cap on coordination rounds per control step."""
     primal_tol_kw: float = 1e-4
@@ -69,6 +84,15 @@ class MPCSettings:
             _require(float(v) >= 0.0 and v == v, name, v, ">= 0")
         _require(float(self.power_reg) > 0.0, "power_reg", self.power_reg, "> 0")
         _require(self.coordination in COORDINATIONS, "coordination", self.coordination, f"one of {COORDINATIONS}")
+        for name in ("smoothing_after", "barrier_rounds"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and v >= 1, name, v, "an int >= 1")
+        for name in ("barrier_start", "barrier_end", "barrier_accuracy"):
+            v = getattr(self, name)
+            _require(float(v) > 0.0, name, v, "> 0")
+        _require(0.0 < float(self.barrier_shrink) < 1.0, "barrier_shrink", self.barrier_shrink, "in (0, 1)")
+        _require(self.barrier_end <= self.barrier_start, "barrier_end", self.barrier_end,
+                 f"<= barrier_start ({self.barrier_start})")
         _require(isinstance(self.max_iterations, int) and self.max_iterations >= 1,
                  "max_iterations", self.max_iterations, "an int >= 1")
         for name in ("primal_tol_kw", "price_tol", "station_tol"):

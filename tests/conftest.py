@@ -1,7 +1,14 @@
-"""Shared fixtures: a tiny hand-checked plant (2 stations, 6 steps, 4 PEVs)."""
+"""Shared fixtures: a tiny hand-checked plant (2 stations, 6 steps, 4 PEVs); the Hypothesis profile."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# Every run (CI, `make test`, a developer's) tests the same examples: the suite cannot pass or fail by
+# chance, and a failure reproduces anywhere. Explore more with `pytest --hypothesis-profile=explore`.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile("deterministic")
 
 from pev_env.config import EnvConfig
 from pev_env.scenario import Scenario

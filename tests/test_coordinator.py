@@ -37,7 +37,7 @@ def test_shift_prices():
     np.testing.assert_array_equal(shift_prices(None, 2), [0.0, 0.0])
 
 
-@pytest.mark.parametrize("method", ["newton", "nesterov", "gradient"])
+@pytest.mark.parametrize("method", ["newton", "smoothed-newton", "nesterov", "gradient"])
 def test_iteration_cap_still_respects_limit(method):
     pr = binding_problem(n=12, seed=2)
     sol = solve_decentralised(pr, MPCSettings(horizon=H, coordination=method, max_iterations=3))

@@ -73,6 +73,18 @@ def test_sharded_replies_merge_to_the_whole_pool():
     assert not missing.answered[lo:hi].any() and missing.answered[:lo].all() and missing.sensitivity is None
 
 
+def test_shard_passes_the_barrier_through():
+    pr, st = random_instance(9, 1), MPCSettings(horizon=H)
+    prices = np.linspace(0.0, 3.0, H)
+    shard = StationShard()
+    shard.load(pr, st)
+    whole = BatchStations(pr, st).respond(prices, True, barrier=0.5)
+    rep = shard.respond(prices, True, barrier=0.5)
+    np.testing.assert_allclose(rep.p, whole.p, atol=1e-9)
+    np.testing.assert_allclose(rep.value, whole.value, rtol=1e-9)
+    assert np.max(np.abs(rep.p - shard.respond(prices, True).p)) > 1e-3  # smoothed replies differ
+
+
 def test_shard_respond_before_load_is_an_error():
     with pytest.raises(RuntimeError, match="load"):
         StationShard().respond(np.zeros(H), False)
@@ -92,6 +104,7 @@ def test_clear_error_without_ray(monkeypatch):
     (60, 2, "newton", "batch"),
     (60, 3, "nesterov", "batch"),     # stops at the iteration cap: same iterates either way
     (9, 4, "newton", "osqp"),         # one OSQP QP per station inside the actors
+    (60, 2, "smoothed-newton", "active_set"),  # barrier rounds pass through the actors
 ])
 def test_distributed_equals_in_process(actors, n, seed, coordination, solver):
     pr = random_instance(n, seed)

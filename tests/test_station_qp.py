@@ -31,6 +31,17 @@ def test_batch_equals_station_qp(seed, scale):
     assert pr.violation(batch.p)["cap_kwh"] <= 1e-9 and pr.violation(batch.p)["box_kw"] == 0.0
 
 
+@pytest.mark.xfail(strict=True, reason="known: the batched interior point stalls on one station of this "
+                   "instance (about 4 in 900 random 6-station problems); stations that fail fall back to a "
+                   "safe plan and are counted (test_batch_failure_falls_back_to_safe_plan)")
+def test_batch_interior_point_converges_where_it_stalled():
+    """Regression example found by Hypothesis in test_batch_equals_station_qp (seed=1223, scale=44.0)."""
+    rng = np.random.default_rng(1223)
+    pr = random_problem(rng, 6, p_min=float(rng.choice([0.0, 1.0])))
+    prices = rng.uniform(0, 44.0, H)
+    assert not BatchStations(pr, SET).respond(prices, want_sensitivity=True).failed.any()
+
+
 @pytest.mark.parametrize("stations", [BatchStations, ActiveSetStations])
 def test_sensitivity_matches_finite_difference(stations):
     rng = np.random.default_rng(3)
@@ -138,7 +149,44 @@ def test_active_set_unsettled_stations_go_to_interior_point():
 
 
 def test_new_settings_validated():
-    for kw in ({"active_set_max_sweeps": 0}, {"cold_start_sample": -1}):
+    for kw in ({"active_set_max_sweeps": 0}, {"cold_start_sample": -1}, {"smoothing_after": 0},
+               {"barrier_rounds": 0}, {"barrier_start": 0.0}, {"barrier_shrink": 1.0}, {"barrier_accuracy": -1.0},
+               {"barrier_end": 1.0}, {"coordination": "smooth"}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             MPCSettings(**kw)
     assert MPCSettings().station_solver == "active_set"
+
+
+@pytest.mark.parametrize("stations", [BatchStations, ActiveSetStations])
+@pytest.mark.parametrize("barrier", [5.0, 0.05])
+def test_barrier_replies_are_the_smoothed_dual_derivatives(stations, barrier):
+    """Fixed-barrier replies: sum of values is the smoothed dual term, its gradient the summed plans
+    (envelope theorem) and -d(sum p)/dlambda the reported sensitivity; all strictly interior."""
+    rng = np.random.default_rng(5)
+    pr = random_problem(rng, 5, p_min=1.0)
+    prices = rng.uniform(0, 20, H)
+    pool = stations(pr, SET)
+    rep = pool.respond(prices, want_sensitivity=True, barrier=barrier)
+    assert not rep.failed.any() and stations.smoothing
+    m = pr.mask
+    assert np.all(rep.p[m] > pr.p_min[:, None].repeat(H, 1)[m]) and np.all(rep.p[m] < pr.p_max[:, None].repeat(H, 1)[m])
+    h = 1e-5
+    plus = [pool.respond(prices + h * e, barrier=barrier) for e in np.eye(H)]
+    minus = [pool.respond(prices - h * e, barrier=barrier) for e in np.eye(H)]
+    grad = np.array([(a.value.sum() - b.value.sum()) / (2 * h) for a, b in zip(plus, minus)])
+    np.testing.assert_allclose(grad, rep.p.sum(0), atol=1e-4 * max(1.0, barrier))
+    fd = np.column_stack([-(a.p.sum(0) - b.p.sum(0)) / (2 * h) for a, b in zip(plus, minus)])
+    np.testing.assert_allclose(rep.sensitivity, fd, atol=1e-3, rtol=1e-4)
+    assert np.all(np.linalg.eigvalsh(rep.sensitivity) >= -1e-9)
+
+
+def test_barrier_replies_tend_to_exact_replies():
+    rng = np.random.default_rng(8)
+    pr = random_problem(rng, 6)
+    prices = rng.uniform(0, 30, H)
+    exact = ActiveSetStations(pr, SET).respond(prices)
+    pool = ActiveSetStations(pr, SET)
+    errs = [np.max(np.abs(pool.respond(prices, barrier=b).p - exact.p)) for b in (1.0, 1e-2, 1e-4)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-2
+    # a barrier round leaves the exact replies (and their warm start) intact
+    np.testing.assert_allclose(pool.respond(prices).p, exact.p, atol=1e-9)
