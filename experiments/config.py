@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -17,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import yaml
-
 from experiments import registry
+from pev_env.config import read_mapping_file
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
@@ -334,22 +332,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def read_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) mapping; errors name the file."""
-    p = Path(path)
-    if p.suffix not in (".yaml", ".yml", ".toml"):
-        raise ValueError(f"config file {p}: suffix {p.suffix!r} not allowed; allowed: .yaml, .yml, .toml")
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ValueError(f"config file {p}: cannot read ({exc.strerror})") from exc
-    try:
-        data = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"config file {p}: not valid {p.suffix[1:].upper()}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {p}: top level must be a mapping of keys, got {type(data).__name__}")
-    return data
+    return read_mapping_file(path, "config file")
 
 
 _SEED_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")

@@ -93,19 +93,7 @@ class EnvConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> EnvConfig:
         """Load from a .yaml/.yml or .toml file holding a flat table of fields."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text()) or {}
-        elif suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        else:
-            raise ValueError(f"EnvConfig file {str(path)!r}: suffix {suffix!r} not in ('.yaml', '.yml', '.toml')")
-        if not isinstance(data, Mapping):
-            raise ValueError(f"EnvConfig file {str(path)!r}: top level must be a mapping, got {type(data).__name__}")
-        return cls.from_mapping(data)
+        return cls.from_mapping(read_mapping_file(path, "EnvConfig file"))
 
     def with_overrides(self, overrides: Mapping[str, Any] | Iterable[str]) -> EnvConfig:
         """Return a copy with fields replaced; accepts a mapping or ``"key=value"`` strings."""
@@ -124,6 +112,35 @@ class EnvConfig:
         out = dataclasses.asdict(self)
         out["reward_weights"] = list(self.reward_weights)
         return out
+
+
+MAPPING_SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+def read_mapping_file(path: str | Path, label: str = "config file") -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file whose top level is a mapping (empty file: {}).
+
+    Errors (bad suffix, unreadable file, invalid syntax, non-mapping top level) raise ValueError
+    starting with ``f"{label} {path}: "``.
+    """
+    import yaml
+
+    p = Path(path)
+    if p.suffix.lower() not in MAPPING_SUFFIXES:
+        raise ValueError(f"{label} {p}: suffix {p.suffix!r} not allowed; allowed: {', '.join(MAPPING_SUFFIXES)}")
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValueError(f"{label} {p}: cannot read ({exc.strerror})") from exc
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{label} {p}: not valid {p.suffix[1:].upper()}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{label} {p}: top level must be a mapping of keys, got {type(data).__name__}")
+    return dict(data)
 
 
 def _split_assignment(item: str) -> tuple[str, str]:

@@ -89,7 +89,7 @@ def test_from_yaml_and_toml(tmp_path):
 
 def test_bad_files(tmp_path):
     (tmp_path / "plant.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"suffix '\.json' not in"):
+    with pytest.raises(ValueError, match=r"EnvConfig file .*plant\.json: suffix '\.json' not allowed; allowed: \.yaml, \.yml, \.toml"):
         EnvConfig.from_file(tmp_path / "plant.json")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="top level must be a mapping"):
