@@ -47,8 +47,10 @@ def fleet_problem(n: int, seed: int = 0) -> ChargingProblem:
                            P_ref=0.3 * 22.0 * n * (1 + 0.2 * np.sin(np.arange(H) / 6)), horizon=H)
 
 
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
+def median_s(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    """Median seconds of `repeats` timed calls of fn (after one untimed call when warm_up)."""
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -120,13 +122,8 @@ def grids(quick: bool, repeats: int) -> None:
         with tempfile.TemporaryDirectory() as out:
             assert cli([*args, *backend, "--out", out]) == 0
 
-    def wall(*backend: str) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run(*backend)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+    def wall(*backend: str) -> float:  # whole grids: no untimed warm-up run
+        return median_s(lambda: run(*backend), repeats, warm_up=False)
 
     times = {"local, 1 worker": wall("--backend", "local", "--workers", "1"),
              "local, 2 workers": wall("--backend", "local", "--workers", "2")}
