@@ -9,8 +9,12 @@ the files do not depend on the backend, only the completion order does.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
+import re
+import signal
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,9 +23,15 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-__all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "make_backend", "map_in_order", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "check_ray_address", "check_ray_reachable",
+           "make_backend", "map_in_order", "open_backend"]
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
+RAY_CONNECT_TIMEOUT_S = 10.0
+"""How long to wait for an existing Ray cluster's port to answer."""
+RAY_CLIENT_MISSING = "ray:// addresses need the Ray client, which is not installed: pip install 'ray[client]'"
+_RAY_ADDRESS = re.compile(r"^(ray://)?([A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,42 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _limit_threads() -> None:
-    """Worker initialiser: one thread per worker process (the workers already use every core)."""
+def check_ray_address(address: str) -> None:
+    """ValueError unless `address` is empty (a local instance), 'auto', HOST:PORT or ray://HOST:PORT."""
+    if address and address != "auto" and not _RAY_ADDRESS.match(address):
+        raise ValueError(f"ray_address = {address!r}: must be empty (a local Ray instance), auto, HOST:PORT or "
+                         "ray://HOST:PORT")
+
+
+def check_ray_reachable(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """For HOST:PORT and ray:// addresses: ImportError without the Ray client (ray://), ConnectionError when
+    the port does not answer within `timeout_s` (Ray itself would retry for minutes)."""
+    match = _RAY_ADDRESS.match(address)
+    if match is None:
+        return
+    if match.group(1):
+        try:
+            import grpc  # noqa: F401 - what ray[client] adds
+        except ImportError:
+            raise ImportError(RAY_CLIENT_MISSING) from None
+    host, port = match.group(2).strip("[]"), int(match.group(3))
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"ray_address = {address!r}: no Ray cluster answers there "
+                              f"({exc.strerror or exc}, waited up to {timeout_s:g} s)") from None
+
+
+def _init_worker(parent: int) -> None:
+    """Worker initialiser: die with the driver (Linux: PR_SET_PDEATHSIG), leave Ctrl-C to the driver, and
+    use one thread per worker process (the workers already use every core)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the driver died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import torch
 
@@ -88,7 +132,8 @@ class LocalBackend:
                 else:
                     yield Finished(item, result)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(items)), initializer=_limit_threads)
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(items)), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         pending: dict[Future, Any] = {}
         refill = _bounded(lambda item: pool.submit(fn, item), items, 2 * self.workers, pending)
         try:
@@ -100,7 +145,11 @@ class LocalBackend:
                     error = future.exception()
                     yield Finished(item, error=error) if error is not None else Finished(item, future.result())
                 refill()
-        finally:  # also on an interrupt: drop queued runs instead of finishing them
+        except BaseException:  # an interrupt, or the caller stopped early: stop the runs in flight
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            raise
+        finally:  # drop queued runs instead of finishing them
             pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
@@ -128,6 +177,7 @@ class RayBackend:
         if not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers = {workers!r}: must be an int >= 0 (0 = twice the cluster's CPUs)")
         import_ray()  # fail early with the install hint
+        check_ray_reachable(address or "")
         if address:
             import experiments
             import pev_env

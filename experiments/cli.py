@@ -3,8 +3,12 @@
 Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
 < --set KEY=VALUE < the dedicated options (--seeds, --out, ...). A dotted key sets one item of a
 mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the
-base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`). Bad
-values exit with code 2 and a message naming the key and the allowed values.
+base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`).
+
+Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found before any work starts
+(a bad key or value, a scenario that cannot be built, an output folder that is busy, holds results without
+--resume/--overwrite or cannot be written, rows that would mix settings), one line naming the problem;
+130 interrupted (Ctrl-C; finished rows are kept).
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import sys
 from typing import Any
 
 from experiments.backends import BACKENDS
-from experiments.config import CONFIGS, load_config, parse_assignments
+from experiments.config import CONFIGS
+from experiments.errors import UsageError
+from experiments.loader import load_config, parse_assignments
+from experiments.preflight import preflight
+from experiments.provenance import package_version
 
 log = logging.getLogger("experiments")
 
@@ -33,10 +41,16 @@ _HELP = {
     "tune": "sweep decentralised-MPC solver settings against the centralised optimum; CSV + Pareto plot",
     "scale": "time per control step and memory against the number of stations; CSV + log-log plot",
 }
+_NO_CONTROLLERS = ("train", "tune")
+"""Commands without a choice of controller (one learner; the tuned decentralised MPC)."""
+_TRUE: dict[str, Any] = {"action": "store_const", "const": True}
 # command -> extra options: (flag, config key, help, argparse kwargs)
 _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     "compare": (
-        ("--resume", "resume", "keep finished rows in OUT/metrics.csv and skip them", {"action": "store_const", "const": True}),
+        ("--resume", "resume", "keep the complete rows in OUT/metrics.csv made with the same settings and skip "
+                               "them", _TRUE),
+        ("--reference", "reference", "controller of the paired differences in summary.md (default: "
+                                     "offline-optimal when it runs)", {}),
         ("--ppo-model", "ppo_model", "saved PPO model.zip (default: the committed reference model)", {}),
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
@@ -71,6 +85,7 @@ _EXECUTION: tuple[tuple[tuple[str, ...], str, str, dict[str, Any]], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per command."""
     parser = argparse.ArgumentParser(prog="pev-experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, help_text in _HELP.items():
@@ -80,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate), grid.horizon=12,24 (tune) or "
                        "env.P_ref=40 (the plant, an EnvConfig field; not train)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--overwrite", dest="opt_overwrite", help="replace the results already in OUT", **_TRUE)
         for flag, text in _COMMON:
-            if flag == "--controllers" and command == "train":
-                continue  # training has one learner; there is nothing to select
+            if flag == "--controllers" and command in _NO_CONTROLLERS:
+                continue
             p.add_argument(flag, help=text)
         for flag, key, text, kwargs in _EXTRA.get(command, ()):
             p.add_argument(flag, dest=f"opt_{key}", help=text, **kwargs)
@@ -143,18 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         argv = [*argv, "compare"]
         args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    prefix = f"pev-experiments {args.command}"
     try:
         cfg = load_config(CONFIGS[args.command], args.config, _overrides(args))
-        if getattr(cfg, "backend", None) == "ray":
-            from pev_mpc.distributed import import_ray
-
-            import_ray()  # without the extra: fail now, with the install command
-    except (ValueError, ImportError) as exc:
-        parser.exit(2, f"pev-experiments {args.command}: error: {exc}\n")
+        preflight(cfg)
+    except (ValueError, ImportError, ConnectionError) as exc:
+        parser.exit(2, f"{prefix}: error: {exc}\n")
     try:
         import torch
 
         torch.set_num_threads(1)  # small networks: threads cost more than they give on 2 cores
     except ImportError:  # pragma: no cover - the rl extra is optional
         pass
-    return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)
+    try:
+        return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)
+    except UsageError as exc:
+        parser.exit(2, f"{prefix}: error: {exc}\n")
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted; finished results are kept (compare: --resume goes on)", file=sys.stderr)
+        return 130

@@ -3,23 +3,33 @@
 Output directory layout:
 
 ```
-metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run)
-summary.md           mean ± 95% CI per controller and scenario (also printed)
-run.json             the configuration, the MPC settings and the base plant (EnvConfig) in effect, the command
-                     line, versions, wall time, failures
-traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, per-station power
+metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run), with
+                     the solver-failure columns and, last, package_version and settings_fingerprint
+settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the PPO
+                     model's checksum for ppo, the package version)
+summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
+                     controller, solver failures marked (also printed)
+run.json             the configuration (plant and MPC settings included), the command line, versions, wall
+                     time, failures, rows re-run because they were incomplete
+traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png
 ```
+
+The folder is locked while the run lasts (`experiments.outdir`). With `resume`, only complete rows whose
+fingerprint matches the current settings are kept; other settings stop the run (UsageError naming the
+differing keys). With `overwrite`, the earlier outputs are removed when the first new row is written. A
+run in which no episode finishes leaves the folder as it was.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +37,94 @@ import pandas as pd
 
 from experiments import plots, registry
 from experiments.backends import open_backend
-from experiments.config import CompareConfig, TrainConfig, to_dict
-from experiments.provenance import environment_info
-from experiments.results import ResultsTable, save_figure, write_csv, write_text
-from experiments.runner import CONTROLLER_COLUMNS, EpisodeResult, RunKey, grid, run_grid
-from experiments.summary import markdown
+from experiments.config import CompareConfig, TrainConfig
+from experiments.errors import UsageError
+from experiments.outdir import claim
+from experiments.provenance import (differing_keys, environment_info, file_checksum, fingerprint, package_version,
+                                    to_dict)
+from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
+from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
+from experiments.summary import failure_note, markdown
 
 log = logging.getLogger(__name__)
 
+METRICS, SETTINGS, SUMMARY, RUN = "metrics.csv", "settings.json", "summary.md", "run.json"
+OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces", "plots")
+"""What a run writes (removed by `overwrite` once the first new row is ready)."""
+
+
+def find_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
+    """The PPO model already there: cfg.ppo_model, else one from an earlier fallback training in out/ppo."""
+    for path in (Path(cfg.ppo_model), out / "ppo" / "model.zip"):
+        if path.exists():
+            return path
+    return None
+
 
 def resolve_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
-    """The PPO model to use: cfg.ppo_model, or one trained now (bounded budget) into out/ppo when missing."""
+    """The PPO model to use: `find_ppo_model`, or one trained now (bounded budget) into out/ppo when missing."""
     if registry.PPO not in cfg.controllers:
         return None
-    path = Path(cfg.ppo_model)
-    if path.exists():
-        return path
+    found = find_ppo_model(cfg, out)
+    if found is not None:
+        if found != Path(cfg.ppo_model):
+            log.warning("PPO model %s missing; using %s from an earlier fallback training", cfg.ppo_model, found)
+        return found
     from experiments.rl import train
 
     fallback = out / "ppo"
-    if (fallback / "model.zip").exists():
-        log.warning("PPO model %s missing; using %s from an earlier fallback training", path, fallback)
-        return fallback / "model.zip"
-    log.warning("PPO model %s missing: training one now (%d steps) into %s", path, cfg.ppo_fallback_steps, fallback)
-    return train(TrainConfig(timesteps=cfg.ppo_fallback_steps, out=str(fallback)), progress=False)
+    log.warning("PPO model %s missing: training one now (%d steps) into %s", cfg.ppo_model, cfg.ppo_fallback_steps,
+                fallback)
+    return train(TrainConfig(timesteps=cfg.ppo_fallback_steps, out=str(fallback), overwrite=True), progress=False)
+
+
+def model_checksum(model: Path | None) -> str:
+    """Checksum of a PPO model and its normaliser ('' for none)."""
+    return file_checksum(model, model.parent / "normalizer.npz") if model is not None else ""
+
+
+def row_settings(cfg: CompareConfig, controller: str, model_sha: str) -> dict[str, Any]:
+    """Everything that affects a row of `controller` besides its key: the plant, the package version, the MPC
+    settings (MPC controllers) and the model checksum (ppo)."""
+    settings: dict[str, Any] = {"env": cfg.env, "package_version": package_version()}
+    if controller in registry.mpc_controllers():
+        settings["mpc"] = cfg.mpc
+    if controller == registry.PPO:
+        settings["ppo_model_sha256"] = model_sha
+    return to_dict(settings)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def resumed_rows(cfg: CompareConfig, out: Path, model_sha: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of out/metrics.csv to keep, and the problems of the rows left out (they run again).
+
+    Raises UsageError naming the differing keys if a complete row was computed with other settings.
+    """
+    if not (out / METRICS).exists():
+        return [], []
+    rows, problems = read_rows(out / METRICS, PROVENANCE_COLUMNS)
+    known = _read_json(out / SETTINGS)
+    differs: dict[str, list[str]] = {}
+    for row in rows:
+        now = row_settings(cfg, row["controller"], model_sha)
+        if row["settings_fingerprint"] != fingerprint(now):
+            before = known.get(row["settings_fingerprint"])
+            differs.setdefault(row["controller"], differing_keys(before, now) if isinstance(before, Mapping)
+                               else [f"fingerprint {row['settings_fingerprint']} not in {SETTINGS}"])
+    if differs:
+        detail = "; ".join(f"{c}: {', '.join(d)}" for c, d in differs.items())
+        raise UsageError(f"{cfg.section}.resume: {out / METRICS} holds rows computed with other settings "
+                         f"({detail}); use the same settings, --overwrite, or another --out")
+    for problem in problems:
+        log.warning("%s %s: incomplete or corrupt row left out; it runs again", out / METRICS, problem)
+    return rows, problems
 
 
 def trace_paths(out: Path, key: RunKey) -> tuple[Path, Path]:
@@ -94,47 +168,75 @@ def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:
         ["_scenario", "_controller", "_seed"]).drop(columns=["_scenario", "_controller", "_seed"])
 
 
+def _clear(out: Path) -> None:
+    """Remove the outputs of an earlier run (`overwrite`)."""
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = True,
             title: str = "Controller comparison") -> int:
     """Run the grid of `cfg`; write metrics, summary, traces and plots into cfg.out. Exit code 0 or 1."""
     from pev_env.metrics import METRIC_COLUMNS
 
     start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = ResultsTable(out / "metrics.csv", resume=cfg.resume, columns=[*METRIC_COLUMNS, *CONTROLLER_COLUMNS])
-    done = table.done()
-    keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds) if (k.controller, k.scenario, k.seed) not in done]
-    if done:
-        log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
-    ppo_model = resolve_ppo_model(cfg, out) if keys else None
-    mpc = cfg.mpc_settings()
-    env = cfg.env_config()
+    with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
+        kept, rejected = resumed_rows(cfg, out, model_checksum(find_ppo_model(cfg, out))) if cfg.resume else ([], [])
+        table = ResultsTable(out / METRICS, [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS], kept)
+        if rejected:
+            table.save()  # the rows left out leave the file now, whether or not their keys run again
+        done = table.done()
+        keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds)
+                if (k.controller, k.scenario, k.seed) not in done]
+        if done:
+            log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
+        ppo_model = resolve_ppo_model(cfg, out) if keys else None
+        model_sha = model_checksum(ppo_model)
+        settings = {c: row_settings(cfg, c, model_sha) for c in cfg.controllers}
+        added: list[RunKey] = []
 
-    def on_result(key: RunKey, result: EpisodeResult) -> None:
-        if cfg.traces:
-            power, soc = trace_paths(out, key)
-            write_csv(power, result.trace)
-            write_csv(soc, result.soc)
-        table.add(result.row)
+        def on_result(key: RunKey, result: EpisodeResult) -> None:
+            if not added:  # the first new row: only now may earlier outputs go
+                if cfg.overwrite:
+                    _clear(out)
+                store = {**_read_json(out / SETTINGS), **{fingerprint(s): s for s in settings.values()}}
+                write_text(out / SETTINGS, json.dumps(store, indent=2, sort_keys=True) + "\n")
+            if cfg.traces:
+                power, soc = trace_paths(out, key)
+                write_csv(power, result.trace)
+                write_csv(soc, result.soc)
+            table.add({**result.row, "package_version": package_version(),
+                       "settings_fingerprint": fingerprint(settings[key.controller])})
+            added.append(key)
 
-    with open_backend(cfg) as backend:
-        failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress, mpc=mpc,
-                            env=env)
-    metrics = _in_config_order(table.frame(), cfg)
-    text = markdown(metrics, title=title)
-    if failures:
-        text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
-    write_text(out / "summary.md", text)
-    if cfg.plots:
-        write_plots(cfg, out, metrics)
-    wall = time.perf_counter() - start
-    info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
-            "mpc_settings": dataclasses.asdict(mpc), "env_config": env.as_dict(),
-            "ppo_model": None if ppo_model is None else str(ppo_model), "wall_time_s": round(wall, 2),
-            "failures": [f.key.stem() for f in failures], "environment": environment_info()}
-    write_text(out / "run.json", json.dumps(info, indent=2) + "\n")
+        with open_backend(cfg) as backend:
+            failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress,
+                                mpc=cfg.mpc, env=cfg.env)
+        if failures and not added:
+            print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
+            return 1
+        metrics = _in_config_order(table.frame(), cfg)
+        text = markdown(metrics, title=title, reference=cfg.reference_controller())
+        if failures:
+            text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
+        write_text(out / SUMMARY, text)
+        if cfg.plots:
+            write_plots(cfg, out, metrics)
+        wall = time.perf_counter() - start
+        info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
+                "ppo_model": None if ppo_model is None else str(ppo_model), "ppo_model_sha256": model_sha or None,
+                "rows": {c: sorted(set(metrics[c].tolist()), key=str) for c in ("controller", "scenario", "seed")},
+                "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
+                "rerun_rows": rejected, "environment": environment_info()}
+        write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
-    print(f"{len(metrics)} rows in {out / 'metrics.csv'}; wall time {wall:.1f} s"
+    note = failure_note(metrics)
+    if note:
+        log.warning("%s", note)
+    print(f"{len(metrics)} rows in {out / METRICS}; wall time {wall:.1f} s"
           + (f"; {len(failures)} runs FAILED" if failures else ""))
     return 1 if failures else 0

@@ -1,22 +1,80 @@
-"""What produced a result: package versions and the machine, recorded next to every output."""
+"""What produced a result: package versions and the machine, the canonical form of the settings and their
+fingerprint (a short hash recorded in every row of metrics.csv)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import platform
+from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+PACKAGE = "pev-mpc"
+FINGERPRINT_LENGTH = 12
 _PACKAGES = ("numpy", "scipy", "cvxpy", "osqp", "gymnasium", "pettingzoo", "pandas", "torch", "stable-baselines3")
+
+
+def version_of(name: str) -> str | None:
+    """The installed version of the distribution `name` (None when not installed)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def package_version() -> str:
+    """The version of this project (pev-mpc), 'unknown' when it is not installed."""
+    return version_of(PACKAGE) or "unknown"
 
 
 def environment_info() -> dict[str, Any]:
     """Python, platform, CPU count and the installed versions of the key packages."""
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "packages": versions}
+            "packages": {PACKAGE: package_version(), **{name: version_of(name) for name in _PACKAGES}}}
+
+
+def to_dict(value: Any) -> Any:
+    """JSON-friendly form of a configuration: dataclasses (nested too) and mappings -> dicts, tuples -> lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_dict(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [to_dict(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def canonical(value: Any) -> str:
+    """The canonical serialisation: compact JSON of `to_dict(value)` with sorted keys."""
+    return json.dumps(to_dict(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def fingerprint(value: Any) -> str:
+    """Short hash (hex) of the canonical serialisation of `value`."""
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def file_checksum(*paths: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of the bytes of `paths`, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings, as 'key: old -> new'."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += differing_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out

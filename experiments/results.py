@@ -1,23 +1,38 @@
 """Atomic result files: every write goes to a temporary file in the same directory, then `os.replace`.
 
 `ResultsTable` is the tidy metrics.csv of a run: rewritten atomically after every finished row, so an
-interrupted run keeps its completed rows and `--resume` skips their keys.
+interrupted run keeps its completed rows. `read_rows` reads such a file back for `--resume` and keeps
+only complete, well-formed rows (every cell present and parseable, a valid fingerprint last): a
+truncated or corrupt row is reported and left out, so it is run again.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from experiments.errors import UsageError
+from experiments.provenance import FINGERPRINT_LENGTH
 from pev_env.scenario import atomic_path
 
-__all__ = ["KEY_COLUMNS", "ResultsTable", "atomic_path", "save_figure", "write_csv", "write_text"]
+__all__ = ["KEY_COLUMNS", "PROVENANCE_COLUMNS", "ResultsTable", "atomic_path", "read_rows", "save_figure",
+           "write_csv", "write_text"]
 
 KEY_COLUMNS: tuple[str, ...] = ("controller", "scenario", "seed")
+PROVENANCE_COLUMNS: tuple[str, ...] = ("package_version", "settings_fingerprint")
+"""The last columns of every row: the version of this package and the fingerprint of the row's settings (last,
+so that a row cut short always loses or shortens it)."""
+NULLABLE: frozenset[str] = frozenset({"coordination_iterations_mean"})
+"""Numeric columns that may be empty (NaN) in a complete row."""
+_INT = re.compile(r"-?\d+")
+_FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_LENGTH}}}")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -38,22 +53,75 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 150) -> None:
         fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
 
 
-class ResultsTable:
-    """metrics.csv of one run: rows keyed by (controller, scenario, seed)."""
+def _cell(column: str, text: str) -> Any:
+    """One cell of a metrics row as its value; ValueError naming the column if it is missing or corrupt."""
+    if column in ("controller", "scenario", "package_version"):
+        if not text or "\ufffd" in text:
+            raise ValueError(f"{column} {text!r}")
+        return text
+    if column == "seed":
+        if not text.isdigit():
+            raise ValueError(f"seed {text!r}")
+        return int(text)
+    if column == "settings_fingerprint":
+        if not _FINGERPRINT.fullmatch(text):
+            raise ValueError(f"settings_fingerprint {text!r}")
+        return text
+    if not text and column in NULLABLE:
+        return math.nan
+    try:
+        value = int(text) if _INT.fullmatch(text) else float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{column} {text!r}")
+    return value
 
-    def __init__(self, path: str | os.PathLike[str], resume: bool = False, columns: Sequence[str] = ()) -> None:
+
+def read_rows(path: Path, required: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The complete rows of a metrics.csv and one problem line per row left out (line number and reason).
+
+    A header without the key and `required` columns raises UsageError (not a table this version can resume).
+    """
+    text = path.read_bytes().decode("utf-8", errors="replace").replace("\0", "\ufffd")
+    lines = list(csv.reader(text.splitlines()))
+    if not lines:
+        return [], []
+    header, *body = lines
+    missing = [c for c in (*KEY_COLUMNS, *required) if c not in header]
+    if missing:
+        raise UsageError(f"{path}: cannot resume, the header lacks {', '.join(missing)} (written by another "
+                         "version?); use --overwrite or another --out")
+    rows, problems, seen = [], [], set()
+    for number, cells in enumerate(body, start=2):
+        if len(cells) != len(header):
+            problems.append(f"line {number}: {len(cells)} of {len(header)} cells")
+            continue
+        try:
+            row = {column: _cell(column, cell) for column, cell in zip(header, cells)}
+        except ValueError as exc:
+            problems.append(f"line {number}: bad cell {exc}")
+            continue
+        key = tuple(row[c] for c in KEY_COLUMNS)
+        if key in seen:
+            problems.append(f"line {number}: repeats {'/'.join(map(str, key))}")
+            continue
+        seen.add(key)
+        rows.append(row)
+    return rows, problems
+
+
+class ResultsTable:
+    """metrics.csv of one run: rows keyed by (controller, scenario, seed), provenance columns last."""
+
+    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str] = (),
+                 rows: Sequence[Mapping[str, Any]] = ()) -> None:
         self.path = Path(path)
         self._columns = list(columns)
-        self._rows: list[dict[str, Any]] = []
-        if resume and self.path.exists() and self.path.stat().st_size > 0:
-            frame = pd.read_csv(self.path)
-            missing = [c for c in KEY_COLUMNS if c not in frame.columns]
-            if missing:
-                raise ValueError(f"{self.path}: cannot resume, missing key columns {missing}")
-            self._rows = frame.to_dict("records")
+        self._rows = [dict(r) for r in rows]
 
     def done(self) -> set[tuple[str, str, int]]:
-        """Keys of the rows already recorded."""
+        """Keys of the rows recorded."""
         return {(str(r["controller"]), str(r["scenario"]), int(r["seed"])) for r in self._rows}
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -62,12 +130,17 @@ class ResultsTable:
         if missing:
             raise ValueError(f"result row: missing key columns {missing}; got {sorted(row)}")
         self._rows.append(dict(row))
+        self.save()
+
+    def save(self) -> None:
+        """Rewrite the file atomically."""
         write_csv(self.path, self.frame())
 
     def frame(self) -> pd.DataFrame:
-        """All rows, key columns first, then `columns` in order, then any others."""
+        """All rows: key columns first, then `columns` in order, then any others, the provenance last."""
         frame = pd.DataFrame(self._rows)
         if frame.empty:
             return pd.DataFrame(columns=[*KEY_COLUMNS, *self._columns])
         order = list(dict.fromkeys([*KEY_COLUMNS, *self._columns, *frame.columns]))
+        order = [c for c in order if c not in PROVENANCE_COLUMNS] + list(PROVENANCE_COLUMNS)
         return frame.reindex(columns=[c for c in order if c in frame.columns])

@@ -23,9 +23,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from itertools import cycle
-from pathlib import Path
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,12 +37,15 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
-from experiments.config import TrainConfig, to_dict
-from experiments.provenance import environment_info
+from experiments.outdir import claim
+from experiments.provenance import environment_info, to_dict
 from experiments.results import atomic_path, write_csv, write_text
 from experiments.rl_station import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
 from pev_mpc.policies.base import Observed, Policy
+
+if TYPE_CHECKING:
+    from experiments.config import TrainConfig
 
 MODEL_FILE = "model.zip"
 NORMALIZER_FILE = "normalizer.npz"
@@ -193,11 +196,14 @@ def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
 
 
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
-    """Train PPO on cfg.scenarios x cfg.seeds; write model, normaliser, config and log into cfg.out."""
+    """Train PPO on cfg.scenarios x cfg.seeds; write model, normaliser, config and log into cfg.out (locked)."""
+    with claim(cfg.out, (MODEL_FILE,), overwrite=cfg.overwrite) as out:
+        return _train(cfg, out, progress, argv)
+
+
+def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) -> Path:
     start = time.perf_counter()
     torch.set_num_threads(1)  # one core: the CPU is shared, and small MLPs gain nothing from more threads
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     set_random_seed(cfg.seed)
     env = StationVecEnv(cfg.scenarios, cfg.seeds)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)

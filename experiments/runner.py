@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
-__all__ = ["CONTROLLER_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
+__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
 
 log = logging.getLogger(__name__)
 
 P_REF_INDEX = OBS_INDEX["P_ref"]
+FAILURE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps", "coordination_iterations_max")
+"""Solver trouble per episode: station solves replaced by a fallback, steps not converged (a step with
+fallbacks counts as not converged), and the most coordination rounds of any step."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,10 @@ class EpisodeResult:
     """Outcome of one episode: the metrics row and per-step traces."""
 
     row: dict[str, Any]
-    """Keys (controller, scenario, seed), the plant's episode metrics and CONTROLLER_COLUMNS."""
+    """Keys (controller, scenario, seed), the plant's episode metrics, CONTROLLER_COLUMNS and FAILURE_COLUMNS."""
     trace: pd.DataFrame
-    """Per step: step, time_min, area_power_kw, P_ref_kw, price, iterations, p_<i>_kw per station."""
+    """Per step: step, time_min, area_power_kw, P_ref_kw, price, iterations, converged, fallbacks,
+    p_<i>_kw per station."""
     soc: pd.DataFrame
     """Per step boundary (n_steps + 1 rows): step, time_min, soc_<j>_kwh per PEV."""
 
@@ -96,6 +100,8 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
     policy.reset(config, scenario, seed)
     times: list[float] = []
     iterations: list[float] = []
+    fallbacks: list[int] = []
+    converged: list[bool] = []
     prices: list[float] = []
     p_ref: list[float] = []
 
@@ -104,6 +110,8 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         p_ref.append(float(obs[0, P_REF_INDEX]) if obs.shape[0] else float(config.P_ref))
         times.append(seconds)
         iterations.append(float(stats.get("iterations", np.nan)))
+        fallbacks.append(int(stats.get("fallbacks", 0)))
+        converged.append(bool(stats.get("converged", True)) and fallbacks[-1] == 0)
         prices.append(_price(stats))
 
     _drive(core, policy, core.reset(), config.n_steps, record)
@@ -112,7 +120,8 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
     steps = np.arange(len(area))
     dt = float(config.sampling_time)
     trace = pd.DataFrame({"step": steps, "time_min": steps * dt, "area_power_kw": area, "P_ref_kw": p_ref,
-                          "price": prices, "iterations": iterations})
+                          "price": prices, "iterations": iterations, "converged": converged,
+                          "fallbacks": fallbacks})
     trace = pd.concat([trace, pd.DataFrame(applied, columns=[f"p_{i}_kw" for i in range(applied.shape[1])])], axis=1)
     soc_steps = np.arange(soc.shape[0])
     soc_frame = pd.concat([pd.DataFrame({"step": soc_steps, "time_min": soc_steps * dt}),
@@ -127,6 +136,9 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         step_time_median_ms=float(np.median(ms)) if ms.size else float("nan"),
         step_time_p95_ms=float(np.percentile(ms, 95)) if ms.size else float("nan"),
         coordination_iterations_mean=float(finite_iter.mean()) if finite_iter.size else float("nan"),
+        station_fallbacks=int(sum(fallbacks)),
+        nonconverged_steps=int(len(converged) - sum(converged)),
+        coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
     return EpisodeResult(row=row, trace=trace, soc=soc_frame)
 

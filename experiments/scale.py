@@ -23,8 +23,9 @@ import pandas as pd
 
 from experiments import plots, registry
 from experiments.backends import map_in_order, open_backend
-from experiments.config import ScaleConfig, to_dict
-from experiments.provenance import environment_info
+from experiments.config import ScaleConfig
+from experiments.outdir import claim
+from experiments.provenance import environment_info, to_dict
 from experiments.results import save_figure, write_csv, write_text
 from experiments.runner import time_control_steps
 
@@ -58,24 +59,27 @@ def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvCon
             "n_pevs": scenario.n_pevs, "skipped": ""}
 
 
-def _measure_job(job: tuple[int, str], cfg: ScaleConfig, env: EnvConfig | None = None) -> dict[str, Any]:
-    """The row of one (n_stations, controller) job (what the backends run)."""
-    n, controller = job
-    row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": cfg.seeds[0]}
+def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
+    """The row of one (n_stations, controller, seed) job (what the backends run)."""
+    n, controller, seed = job
+    row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": seed}
     if controller == CENTRALISED and n > cfg.centralised_max:
         row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
     else:
-        row.update(measure(controller, n, cfg.seeds[0], cfg.steps, env))
+        row.update(measure(controller, n, seed, cfg.steps, cfg.env))
     return row
 
 
 def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True) -> int:
-    """Run every size x controller; write scale.csv, scale.png and scale.json into cfg.out."""
-    out = Path(cfg.out)
-    env = cfg.env_config()
-    jobs = [(n, c) for n in sorted(cfg.sizes) for c in cfg.controllers]
+    """Run every size x controller x seed; write scale.csv, scale.png and scale.json into cfg.out (locked)."""
+    with claim(cfg.out, ("scale.csv",), overwrite=cfg.overwrite) as out:
+        return _measure_all(cfg, out, argv, progress)
+
+
+def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: bool) -> int:
+    jobs = [(n, c, seed) for n in sorted(cfg.sizes) for c in cfg.controllers for seed in cfg.seeds]
     with open_backend(cfg) as backend:
-        rows = map_in_order(backend, partial(_measure_job, cfg=cfg, env=env), jobs,
+        rows = map_in_order(backend, partial(_measure_job, cfg=cfg), jobs,
                             lambda done: write_csv(out / "scale.csv", pd.DataFrame(done)), "scale", progress)
     frame = pd.DataFrame(rows)
     done = frame[frame["skipped"].fillna("") == ""]
@@ -86,8 +90,7 @@ def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True
         save_figure(fig, out / "scale.png")
         plots.close(fig)
     write_text(out / "scale.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
-                                               "env_config": env.as_dict(), "environment": environment_info()},
-                                              indent=2) + "\n")
+                                               "environment": environment_info()}, indent=2) + "\n")
     with pd.option_context("display.width", 200):
         print(frame.to_string(index=False))
     print(f"wrote {out / 'scale.csv'} and {out / 'scale.png'}")

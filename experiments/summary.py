@@ -1,4 +1,5 @@
-"""Mean and 95% confidence interval (Student t) per controller x scenario, as a markdown report."""
+"""Mean and 95% confidence interval (Student t) per controller x scenario, paired per-seed differences
+against a reference controller, and marks for solver failures, as a markdown report."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "local_violation_steps",
     "step_time_median_ms",
 )
+PAIRED_METRICS: tuple[str, ...] = SUMMARY_METRICS[:-1]
+"""Metrics compared seed by seed against the reference (step times are not paired quantities)."""
+FAILURE_MARK = "⚠"
+TROUBLE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps")
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -48,21 +53,77 @@ def _cell(mean: float, half: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
     digits = 2 if abs(mean) < 1000 else 0
-    return f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    text = f"{mean:.{digits}f}".removeprefix("-") if round(mean, digits) == 0 else f"{mean:.{digits}f}"
+    return text if not np.isfinite(half) else f"{text} ± {half:.{digits}f}"
 
 
-def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary") -> str:
-    """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI."""
-    table = summarise(metrics, columns)
-    lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
-             f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))})." if len(metrics) else "No rows.", ""]
+def paired(metrics: pd.DataFrame, reference: str, columns: Sequence[str] = PAIRED_METRICS) -> pd.DataFrame:
+    """Long table: scenario, controller, metric, n (seeds run by both), mean and ci95 of the per-seed
+    differences controller - `reference`."""
+    records = []
+    present = [c for c in columns if c in metrics.columns]
+    for scenario, block in metrics.groupby("scenario", sort=False):
+        ref = block[block["controller"] == reference].set_index("seed")
+        for controller, group in block[block["controller"] != reference].groupby("controller", sort=False):
+            both = group.set_index("seed").index.intersection(ref.index)
+            for col in present:
+                diff = group.set_index("seed").loc[both, col].to_numpy(float) - ref.loc[both, col].to_numpy(float)
+                mean, half = mean_ci(diff)
+                records.append({"scenario": scenario, "controller": controller, "metric": col,
+                                "n": int(np.isfinite(diff).sum()), "mean": mean, "ci95": half})
+    return pd.DataFrame(records, columns=["scenario", "controller", "metric", "n", "mean", "ci95"])
+
+
+def troubled(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows with station fallbacks or non-converged steps."""
+    present = [c for c in TROUBLE_COLUMNS if c in metrics.columns]
+    if not present or metrics.empty:
+        return metrics.iloc[0:0]
+    return metrics[(metrics[present].fillna(0) > 0).any(axis=1)]
+
+
+def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: set[tuple[str, str]]) -> list[str]:
+    """One markdown table per scenario of a long table (scenario, controller, metric, n, mean, ci95)."""
+    lines: list[str] = []
     for scenario, block in table.groupby("scenario", sort=False):
         shown = [c for c in columns if c in set(block["metric"])]
-        lines += [f"## {scenario}", "", "| controller | n | " + " | ".join(shown) + " |",
+        lines += [heading.format(scenario=scenario), "", "| controller | n | " + " | ".join(shown) + " |",
                   "|---|---:|" + "---:|" * len(shown)]
         for controller, rows in block.groupby("controller", sort=False):
             by_metric = rows.set_index("metric")
             cells = [_cell(by_metric.at[c, "mean"], by_metric.at[c, "ci95"]) for c in shown]
-            lines.append(f"| {controller} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
+            mark = f" {FAILURE_MARK}" if (scenario, controller) in marked else ""
+            lines.append(f"| {controller}{mark} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def failure_note(metrics: pd.DataFrame) -> str:
+    """One line on the rows with solver failures ('' when there are none)."""
+    bad = troubled(metrics)
+    if bad.empty:
+        return ""
+    steps, fallbacks = (int(bad[c].sum()) if c in bad else 0 for c in ("nonconverged_steps", "station_fallbacks"))
+    return (f"{len(bad)} of {len(metrics)} runs had solver failures ({steps} non-converged steps, {fallbacks} "
+            f"station fallbacks): "
+            + ", ".join(f"{r.controller}/{r.scenario}/{r.seed}" for r in bad.itertuples()))
+
+
+def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
+             reference: str = "") -> str:
+    """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
+    `reference` ran, the paired per-seed differences against it; controllers with solver failures marked."""
+    table = summarise(metrics, columns)
+    lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
+             f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))})." if len(metrics) else "No rows.", ""]
+    marked = {(r.scenario, r.controller) for r in troubled(metrics).itertuples()}
+    lines += _tables(table, columns, "## {scenario}", marked)
+    if reference and len(metrics) and reference in set(metrics["controller"]):
+        lines += [f"Paired differences against {reference}: mean ± half-width of the 95% t interval of the per-seed "
+                  f"differences (controller - {reference}) over the seeds both ran.", ""]
+        lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}", marked)
+    note = failure_note(metrics)
+    if note:
+        lines += [f"{FAILURE_MARK} {note}. See station_fallbacks, nonconverged_steps and "
+                  "coordination_iterations_max in metrics.csv.", ""]
     return "\n".join(lines)

@@ -10,7 +10,6 @@ Pareto-optimal settings and the fastest one within 1e-3 gap and without area vio
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from collections.abc import Mapping
@@ -23,31 +22,17 @@ import pandas as pd
 
 from experiments import plots
 from experiments.backends import map_in_order, open_backend
-from experiments.config import TuneConfig, to_dict
-from experiments.provenance import environment_info
+from experiments.config import TuneConfig, settings_grid
+from experiments.outdir import claim
+from experiments.provenance import environment_info, to_dict
 from experiments.results import save_figure, write_csv, write_text
 from experiments.runner import run_episode
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
 
-DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
-    "coordination": ("newton", "nesterov", "gradient"),
-    "max_iterations": (10, 50, 200),
-    "primal_tol_kw": (1e-2, 1e-4),
-    "horizon": (12, 24),
-}
 GAP_OK = 1e-3
 """Relative objective gap regarded as 'equal to the centralised optimum'."""
-
-
-def settings_grid(grid: Mapping[str, tuple[Any, ...]]) -> list[Any]:
-    """MPCSettings for every combination of `grid` (field -> values); errors name the field and value."""
-    from experiments.config import parse_mpc_settings
-
-    names = list(grid)
-    return [parse_mpc_settings("tune.grid", dict(zip(names, combo)))
-            for combo in itertools.product(*(grid[name] for name in names))]
 
 
 class _GapProbe:
@@ -140,14 +125,16 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.Series:
 
 
 def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) -> int:
-    """Run the sweep; write tune.csv, pareto.png and tune.json into cfg.out; print the best settings."""
-    grid = dict(cfg.grid) or DEFAULT_GRID
-    candidates = settings_grid(grid)
-    out = Path(cfg.out)
-    env = cfg.env_config()
-    jobs = [(s, sc, sd) for s in candidates for sc in cfg.scenarios for sd in cfg.seeds]
+    """Run the sweep; write tune.csv, pareto.png and tune.json into cfg.out (locked); print the best settings."""
+    with claim(cfg.out, ("tune.csv",), overwrite=cfg.overwrite) as out:
+        return _sweep(cfg, out, argv, progress)
+
+
+def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -> int:
+    grid = cfg.grid
+    jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in cfg.seeds]
     with open_backend(cfg) as backend:
-        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=env), jobs,
+        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env), jobs,
                             lambda done: write_csv(out / "tune.csv", pd.DataFrame(done)), "tune", progress)
     frame = pd.DataFrame(rows)
     per_setting = frame.groupby("setting", sort=False).agg(
@@ -162,8 +149,6 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
     ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
     best = ok.nsmallest(1, "step_time_median_ms") if len(ok) else per_setting.nsmallest(1, "gap_mean")
     write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
-                                              "env_config": env.as_dict(),
-                                              "grid": {k: list(map(str, v)) for k, v in grid.items()},
                                               "best": best.to_dict("records"), "environment": environment_info()},
                                              indent=2, default=str) + "\n")
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
