@@ -47,9 +47,9 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
         return real(key, cache, env)
 
     monkeypatch.setattr(runner, "run_key", interrupt_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        main(["compare", *TINY, "--out", str(out), "--no-plots", "--no-traces"])
+    assert main(["compare", *TINY, "--out", str(out), "--no-plots", "--no-traces"]) == 130  # Ctrl-C: no traceback
     assert len(pd.read_csv(out / "metrics.csv")) == 2  # completed rows survived
+    assert not (out / ".lock").exists()  # the lock went with the run
     done = {(k.controller, k.scenario, k.seed) for k in calls}
 
     resumed: list[runner.RunKey] = []
@@ -90,12 +90,12 @@ def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
 
 
 def test_tune_unknown_setting_lists_valid_ones() -> None:
-    from experiments.tune import settings_grid
+    from experiments.config import typed_grid
 
     with pytest.raises(ValueError, match=r"tune.grid: unknown MPCSettings field 'colour'; valid fields: horizon"):
-        settings_grid({"colour": ("red",)})
+        typed_grid({"colour": ("red",)})
     with pytest.raises(ValueError, match=r"tune.grid.horizon = 'x': must be an integer"):
-        settings_grid({"horizon": ("x",)})
+        typed_grid({"horizon": ("x",)})
 
 
 def test_scale_writes_csv_and_plot(tmp_path) -> None:
@@ -180,8 +180,8 @@ def test_compare_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> No
                  "--out", str(tmp_path / "h6")]) == 0
     assert seen["mpc-centralised"] == MPCSettings(horizon=6) and seen["edf"] is None
     info = json.loads((tmp_path / "h6" / "run.json").read_text())
-    assert info["config"]["mpc"] == {"horizon": 6} and info["mpc_settings"]["horizon"] == 6
-    assert json.loads((tmp_path / "default" / "run.json").read_text())["mpc_settings"]["horizon"] == 24
+    assert info["config"]["mpc"]["horizon"] == 6
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["mpc"]["horizon"] == 24
 
     def power(out):
         trace = pd.read_csv(out / "traces" / "seed_seed0_mpc-centralised.csv")
@@ -224,8 +224,8 @@ def test_compare_env_reaches_the_plant(tmp_path) -> None:
     assert p60.loc["uncontrolled", "area_violation_steps"] < default.loc["uncontrolled", "area_violation_steps"]
     assert (pd.read_csv(tmp_path / "p60" / "traces" / "seed_seed0_edf.csv")["P_ref_kw"] == 60.0).all()
     info = json.loads((tmp_path / "p60" / "run.json").read_text())
-    assert info["config"]["env"] == {"P_ref": 60.0} and info["env_config"] == EnvConfig(P_ref=60.0).as_dict()
-    assert json.loads((tmp_path / "default" / "run.json").read_text())["env_config"] == EnvConfig().as_dict()
+    assert info["config"]["env"] == EnvConfig(P_ref=60.0).as_dict()
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["env"] == EnvConfig().as_dict()
 
 
 def test_env_file_option_with_set_on_top(tmp_path) -> None:
@@ -236,17 +236,17 @@ def test_env_file_option_with_set_on_top(tmp_path) -> None:
                  "--env-file", str(plant), "--set", "env.xi=0.05", "--out", str(out), "-q"]) == 0
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["env_file"] == str(plant)
-    assert (info["env_config"]["P_ref"], info["env_config"]["xi"]) == (60.0, 0.05)
+    assert (info["config"]["env"]["P_ref"], info["config"]["env"]["xi"]) == (60.0, 0.05)
 
 
 def test_tune_and_scale_record_and_use_the_env(tmp_path) -> None:
     tune_out, scale_out = tmp_path / "tune", tmp_path / "scale"
     assert main(["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "4",
                  "--set", "env.P_ref=60", "--out", str(tune_out), "-q"]) == 0
-    assert json.loads((tune_out / "tune.json").read_text())["env_config"]["P_ref"] == 60.0
+    assert json.loads((tune_out / "tune.json").read_text())["config"]["env"]["P_ref"] == 60.0
     assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "edf", "--set", "env.soc_max=48",
                  "--set", "env.soc_ref=48", "--out", str(scale_out), "-q"]) == 0
-    assert json.loads((scale_out / "scale.json").read_text())["env_config"]["soc_max"] == 48.0
+    assert json.loads((scale_out / "scale.json").read_text())["config"]["env"]["soc_max"] == 48.0
 
 
 def test_run_function_with_env_pickles() -> None:

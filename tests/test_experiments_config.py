@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from experiments.cli import main
 from experiments import registry
-from experiments.config import (CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig, load_config,
-                                parse_fields, parse_seeds, to_dict)
+from experiments.coerce import build, parse_seeds
+from experiments.config import CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig
+from experiments.loader import load_config
+from experiments.provenance import to_dict
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -36,21 +38,18 @@ def test_train_defaults_are_the_reference_recipe() -> None:
     assert cfg.timesteps == 2_400_000 and CompareConfig().ppo_fallback_steps == 20_000  # fallback stays small
 
 
-def test_mpc_settings_default_empty_is_the_mpc_defaults() -> None:
-    cfg = load_config(CompareConfig)
-    assert cfg.mpc == {} and cfg.mpc_settings() == MPCSettings()
-    assert load_config(EvaluateConfig, None, {"mpc.horizon": "6"}).mpc_settings().horizon == 6
+def test_mpc_settings_default_are_the_mpc_defaults() -> None:
+    assert load_config(CompareConfig).mpc == MPCSettings()
+    assert load_config(EvaluateConfig, None, {"mpc.horizon": "6"}).mpc.horizon == 6
 
 
 def test_mpc_settings_from_dotted_set_coerced_to_field_types() -> None:
     cfg = load_config(CompareConfig, None, {"mpc.horizon": "48", "mpc.terminal_weight": "100",
                                             "mpc.coordination": "nesterov", "mpc.step_size": "none"})
-    assert cfg.mpc == {"horizon": 48, "terminal_weight": 100.0, "coordination": "nesterov", "step_size": None}
-    assert type(cfg.mpc["horizon"]) is int and type(cfg.mpc["terminal_weight"]) is float
-    assert cfg.mpc_settings() == MPCSettings(horizon=48, terminal_weight=100.0, coordination="nesterov")
-    assert to_dict(cfg)["mpc"] == {"horizon": 48, "terminal_weight": 100.0, "coordination": "nesterov",
-                                   "step_size": None}
-    assert CompareConfig(mpc={"step_size": "0.5"}).mpc_settings().step_size == 0.5
+    assert cfg.mpc == MPCSettings(horizon=48, terminal_weight=100.0, coordination="nesterov", step_size=None)
+    assert type(cfg.mpc.horizon) is int and type(cfg.mpc.terminal_weight) is float
+    assert to_dict(cfg)["mpc"]["horizon"] == 48 and to_dict(cfg)["mpc"]["step_size"] is None
+    assert load_config(CompareConfig, None, {"mpc.step_size": "0.5"}).mpc.step_size == 0.5
 
 
 @pytest.mark.parametrize("name,text", [
@@ -63,9 +62,9 @@ def test_mpc_settings_from_dotted_set_coerced_to_field_types() -> None:
 def test_mpc_settings_from_file_and_set_merges_into_it(tmp_path, name, text) -> None:
     path = tmp_path / name
     path.write_text(text)
-    assert load_config(CompareConfig, path).mpc_settings() == MPCSettings(horizon=48, terminal_weight=100.0)
+    assert load_config(CompareConfig, path).mpc == MPCSettings(horizon=48, terminal_weight=100.0)
     cfg = load_config(CompareConfig, path, {"mpc.horizon": "6"})  # --set overrides one item of the file's mapping
-    assert cfg.mpc == {"horizon": 6, "terminal_weight": 100.0}
+    assert cfg.mpc == MPCSettings(horizon=6, terminal_weight=100.0)
 
 
 def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
@@ -82,16 +81,15 @@ def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
 @pytest.mark.parametrize("cls", [CompareConfig, EvaluateConfig, TuneConfig, ScaleConfig])
 def test_env_default_empty_is_the_env_defaults(cls) -> None:
     cfg = load_config(cls)
-    assert cfg.env == {} and cfg.env_file == "" and cfg.env_config() == EnvConfig()
-    assert load_config(cls, None, {"env.xi": "0.05"}).env_config() == EnvConfig(xi=0.05)
+    assert cfg.env == EnvConfig() and cfg.env_file == ""
+    assert load_config(cls, None, {"env.xi": "0.05"}).env == EnvConfig(xi=0.05)
 
 
 def test_env_from_dotted_set_coerced_to_field_types() -> None:
     cfg = load_config(CompareConfig, None, {"env.P_ref": "40", "env.n_stations": "4", "env.shared_reward": "false",
                                             "env.reward_weights": "1,2,3"})
-    assert cfg.env == {"P_ref": 40.0, "n_stations": 4, "shared_reward": False, "reward_weights": (1.0, 2.0, 3.0)}
-    assert type(cfg.env["P_ref"]) is float and type(cfg.env["n_stations"]) is int
-    assert cfg.env_config() == EnvConfig(P_ref=40.0, n_stations=4, shared_reward=False, reward_weights=(1, 2, 3))
+    assert type(cfg.env.P_ref) is float and type(cfg.env.n_stations) is int
+    assert cfg.env == EnvConfig(P_ref=40.0, n_stations=4, shared_reward=False, reward_weights=(1, 2, 3))
     assert to_dict(cfg)["env"]["reward_weights"] == [1.0, 2.0, 3.0]
     assert json.loads(json.dumps(to_dict(cfg)))["env"]["P_ref"] == 40.0
 
@@ -106,9 +104,9 @@ def test_env_from_dotted_set_coerced_to_field_types() -> None:
 def test_env_from_file_and_set_merges_into_it(tmp_path, name, text) -> None:
     path = tmp_path / name
     path.write_text(text)
-    assert load_config(CompareConfig, path).env_config() == EnvConfig(P_ref=40.0, xi=0.05)
+    assert load_config(CompareConfig, path).env == EnvConfig(P_ref=40.0, xi=0.05)
     cfg = load_config(CompareConfig, path, {"env.P_ref": "60"})  # --set overrides one item of the file's mapping
-    assert cfg.env == {"P_ref": 60.0, "xi": 0.05} and cfg.env_config() == EnvConfig(P_ref=60.0, xi=0.05)
+    assert cfg.env == EnvConfig(P_ref=60.0, xi=0.05)
 
 
 @pytest.mark.parametrize(("name", "text"), [
@@ -120,12 +118,12 @@ def test_env_file_with_env_on_top(tmp_path, name, text, cls) -> None:
     plant = tmp_path / name
     plant.write_text(text)
     expected = EnvConfig(P_ref=40.0, xi=0.05, reward_weights=(1.0, 1.0, 1.0))
-    assert load_config(cls, None, {"env_file": str(plant)}).env_config() == expected
+    assert load_config(cls, None, {"env_file": str(plant)}).env == expected
     cfg = load_config(cls, None, {"env_file": str(plant), "env.xi": "0.2", "env.p_max": "11"})
-    assert cfg.env_config() == EnvConfig(P_ref=40.0, xi=0.2, p_max=11.0, reward_weights=(1.0, 1.0, 1.0))
+    assert cfg.env == EnvConfig(P_ref=40.0, xi=0.2, p_max=11.0, reward_weights=(1.0, 1.0, 1.0))
     config_file = tmp_path / "c.yaml"  # the file form of the same
     config_file.write_text(f"env_file: {plant}\nenv: {{xi: 0.2, p_max: 11}}\n")
-    assert load_config(cls, config_file).env_config() == cfg.env_config()
+    assert load_config(cls, config_file).env == cfg.env
 
 
 def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
@@ -147,17 +145,17 @@ def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
     plant.write_text("P_max: 30\n")  # below the default P_ref (31.5 kW): valid with env.P_ref lowered on top
     with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml \+ compare.env: EnvConfig.P_ref = 31.5"):
         load_config(CompareConfig, None, {"env_file": str(plant)})
-    assert load_config(CompareConfig, None, {"env_file": str(plant), "env.P_ref": "25"}).env_config() == EnvConfig(
+    assert load_config(CompareConfig, None, {"env_file": str(plant), "env.P_ref": "25"}).env == EnvConfig(
         P_max=30.0, P_ref=25.0)
 
 
-def test_parse_fields_is_the_one_parser_of_mpc_and_env() -> None:
-    assert parse_fields(EnvConfig, "k", {"xi": "0.2", "n_pevs": 4.0}) == EnvConfig(xi=0.2, n_pevs=4)
-    assert parse_fields(MPCSettings, "k", {"horizon": "6"}) == MPCSettings(horizon=6)
+def test_build_is_the_one_parser_of_mpc_and_env() -> None:
+    assert build(EnvConfig, "k", {"xi": "0.2", "n_pevs": 4.0}) == EnvConfig(xi=0.2, n_pevs=4)
+    assert build(MPCSettings, "k", {"horizon": "6"}) == MPCSettings(horizon=6)
     with pytest.raises(ValueError, match=r"^k: EnvConfig.P_ref = 300.0: must be > 0"):
-        parse_fields(EnvConfig, "k", {"P_ref": 300})
+        build(EnvConfig, "k", {"P_ref": 300})
     with pytest.raises(ValueError, match=r"^k = \[1\]: must be a mapping of MPCSettings field -> value"):
-        parse_fields(MPCSettings, "k", [1])
+        build(MPCSettings, "k", [1])
 
 
 def test_configs_with_env_pickle() -> None:
@@ -165,11 +163,11 @@ def test_configs_with_env_pickle() -> None:
 
     cfg = load_config(CompareConfig, None, {"env.P_ref": "40"})
     assert pickle.loads(pickle.dumps(cfg)) == cfg
-    assert pickle.loads(pickle.dumps(cfg.env_config())) == EnvConfig(P_ref=40.0)
+    assert pickle.loads(pickle.dumps(cfg.env)) == EnvConfig(P_ref=40.0)
 
 
-def test_dotted_grid_of_tune() -> None:
-    assert load_config(TuneConfig, None, {"grid.horizon": "12,24"}).grid == {"horizon": ("12", "24")}
+def test_dotted_grid_of_tune_is_typed() -> None:
+    assert load_config(TuneConfig, None, {"grid.horizon": "12,24"}).grid == {"horizon": (12, 24)}
 
 
 def test_file_then_overrides(tmp_path) -> None:
@@ -187,7 +185,8 @@ def test_file_then_overrides(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"colour": "red"}, r"compare: unknown key 'colour'; valid keys: backend, workers, ray_address, scenarios, seeds"),
+        ({"colour": "red"}, r"compare: unknown key 'colour'; valid keys: out, overwrite, env, env_file, backend, workers, "
+                            r"ray_address, scenarios, seeds"),
         ({"controllers": "edf,foo"}, r"unknown controller 'foo'; valid controllers: uncontrolled, edf"),
         ({"scenarios": "seed,nowhere"}, r"unknown scenario 'nowhere'; valid scenarios: seed, seed-20"),
         ({"seeds": "a-b"}, r"compare.seeds = 'a-b': must be integers >= 0"),
@@ -206,6 +205,16 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
         ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, mpc"),
         ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, mpc"),
+        ({"mpc.terminal_weight": "inf"}, r"compare.mpc.terminal_weight = 'inf': must be a finite number"),
+        ({"mpc.station_tol": "nan"}, r"compare.mpc.station_tol = 'nan': must be a finite number"),
+        ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),
+        ({"seeds": "5000000000"}, r"compare.seeds = '5000000000': seeds must be <= 4294967295"),
+        ({"env.total_time": "1e9"}, r"compare.env = 'total_time / sampling_time = 200000000 steps': must be <= "
+                                    r"100000 control steps"),
+        ({"ray_address": "bogus"}, r"compare.ray_address = 'bogus': must be empty \(a local Ray instance\), auto, "
+                                   r"HOST:PORT or ray://HOST:PORT"),
+        ({"resume": "true", "overwrite": "true"}, r"compare.resume = True: cannot be combined with overwrite"),
+        ({"reference": "llf", "controllers": "edf"}, r"compare.reference = 'llf': must be one of the controllers"),
         ({"env.colour": "red"}, r"compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations, n_pevs, "
                                 r"p_min, p_max, .*shared_reward$"),
         ({"env.p_max": "-1"}, r"compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
