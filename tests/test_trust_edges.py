@@ -1,0 +1,171 @@
+"""Clean edges: every bad input of issue 9 stops with exit 2 and one line naming the problem, before any
+episode runs; Ctrl-C exits 130 without a traceback; pool workers die with their driver; --version; LICENSE."""
+from __future__ import annotations
+
+import configparser
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import runner
+from experiments.backends import check_ray_address
+from experiments.cli import main
+from experiments.provenance import package_version
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--workers", "1", "-q", "--no-plots"]
+
+
+@pytest.fixture
+def no_episodes(monkeypatch):
+    """Fail the test if any episode starts (the checks must come first)."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an episode ran before the input was checked")
+
+    monkeypatch.setattr(runner, "run_key", forbidden)
+
+
+def stops(capsys, *argv: str) -> str:
+    """stderr of a command that must exit 2 with one line."""
+    with pytest.raises(SystemExit) as err:
+        main(list(argv))
+    assert err.value.code == 2
+    text = capsys.readouterr().err
+    assert text.count("\n") == 1 and "Traceback" not in text, text
+    return text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "mpc.terminal_weight=inf"], "compare.mpc.terminal_weight = 'inf': must be a finite number"),
+    (["--scenarios", "acn-caltech", "--set", "env.sampling_time=7"],
+     "compare.scenarios: acn-caltech: sampling_time = 7.0: must be > 0 minutes and divide 1440"),
+    (["--set", "env.total_time=1e9"], "must be <= 100000 control steps per episode"),
+    (["--seeds", "0-99999999", "--controllers", "bogus"], "compare.seeds = '0-99999999': at most 100000 seeds"),
+    (["--ray-address", "bogus"], "compare.ray_address = 'bogus': must be empty (a local Ray instance), auto"),
+])
+def test_bad_values_stop_before_any_work(tmp_path, capsys, no_episodes, args, message) -> None:
+    start = time.perf_counter()
+    assert message in stops(capsys, "compare", *FAST, "--out", str(tmp_path / "out"), *args)
+    assert time.perf_counter() - start < 5 and not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_or_cannot_be_written(tmp_path, capsys, no_episodes) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert "out = '" + str(afile) + "': is a file; must be a directory" in stops(capsys, "compare", *FAST, "--out",
+                                                                                  str(afile))
+    assert "cannot write there" in stops(capsys, "compare", *FAST, "--out", "/proc/pev-experiments")
+    (tmp_path / "ro").mkdir()
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").chmod(0o500)
+        assert "cannot write there" in stops(capsys, "compare", *FAST, "--out", str(tmp_path / "ro" / "x"))
+
+
+def test_a_model_that_is_not_a_zip_file(tmp_path, capsys, no_episodes) -> None:
+    model = tmp_path / "model.zip"
+    model.write_text("not a zip")
+    text = stops(capsys, "compare", *FAST, "--controllers", "ppo", "--ppo-model", str(model), "--out",
+                 str(tmp_path / "out"))
+    assert f"compare.ppo_model = '{model}': not a zip file" in text
+
+
+def test_ray_addresses(monkeypatch, tmp_path, capsys, no_episodes) -> None:
+    pytest.importorskip("ray")
+    start = time.perf_counter()
+    text = stops(capsys, "compare", *FAST, "--backend", "ray", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path))
+    assert "ray_address = '127.0.0.1:1': no Ray cluster answers there" in text and time.perf_counter() - start < 15
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as without ray[client]
+    text = stops(capsys, "compare", *FAST, "--backend", "ray", "--ray-address", "ray://127.0.0.1:10001", "--out",
+                 str(tmp_path))
+    assert "pip install 'ray[client]'" in text
+    for good in ("", "auto", "10.0.0.1:6379", "ray://head-node:10001", "[::1]:6379"):
+        check_ray_address(good)
+
+
+def test_duplicate_names_are_removed_with_a_note(tmp_path, caplog) -> None:
+    assert main(["compare", *FAST[:2], "--seeds", "0,0", "--controllers", "edf,edf", "--scenarios", "seed,seed",
+                 "--workers", "1", "-q", "--no-plots", "--out", str(tmp_path)]) == 0
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
+    for key in ("compare.controllers: duplicate edf removed", "compare.scenarios: duplicate seed removed",
+                "compare.seeds: duplicate 0 removed"):
+        assert key in caplog.text
+
+
+def test_unused_options_and_stray_keys_are_rejected(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["tune", "--controllers", "edf"])
+    assert err.value.code == 2 and "unrecognized arguments: --controllers edf" in capsys.readouterr().err
+    assert "tune: unknown key 'controllers'" in stops(capsys, "tune", "--set", "controllers=edf")
+    config = tmp_path / "c.toml"
+    config.write_text('seeds = "0-9"\n[compare]\ncontrollers = ["edf"]\n[train]\ntimesteps = 10\n')
+    assert ("top-level key 'seeds' is outside the [compare] section" in
+            stops(capsys, "compare", "--config", str(config)))
+    assert "scale.steps = 1000: must be <= 47" in stops(capsys, "scale", "--steps", "1000")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path, monkeypatch, capsys) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_key", interrupt)
+    assert main(["compare", *FAST, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_die_with_their_driver(tmp_path) -> None:
+    cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-9", "--controllers",
+           "mpc-centralised", "--workers", "2", "-q", "--no-plots", "--no-traces", "--out", str(tmp_path)]
+    driver = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(driver.pid)) < 2:
+            assert driver.poll() is None and time.monotonic() < deadline, "no pool started"
+            time.sleep(0.1)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [w for w in workers if _running(w)]
+    for pid in survivors:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "workers outlived the driver"
+
+
+def test_version_and_license(capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--version"])
+    assert err.value.code == 0 and capsys.readouterr().out.strip() == f"pev-experiments {package_version()}"
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert setup["metadata"]["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
