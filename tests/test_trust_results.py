@@ -208,3 +208,30 @@ def test_compare_writes_paired_differences_against_the_reference(tmp_path) -> No
     assert run(tmp_path, "--controllers", "edf,llf", "--seeds", "0-1", "--reference", "llf") == 0
     summary = (tmp_path / "summary.md").read_text()
     assert "## seed: minus llf" in summary and "| edf | 2 |" in summary
+
+
+def test_the_issue_s_starved_osqp_stations_are_reported(tmp_path, caplog) -> None:
+    """Issue 9, item 4: OSQP stations with a 1e-9 s time limit deliver nothing; the rows and the summary say so."""
+    assert run(tmp_path, "--controllers", "mpc-decentralised", "--seeds", "0", "--set", "mpc.station_solver=osqp",
+               "--set", "mpc.station_time_limit_s=1e-9") == 0
+    row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert row["station_fallbacks"] > 0 and row["nonconverged_steps"] > 0
+    assert f"| mpc-decentralised {FAILURE_MARK} |" in (tmp_path / "summary.md").read_text()
+    assert "runs had solver failures" in caplog.text
+
+
+def test_run_json_describes_every_row_after_a_resume_with_other_controllers(tmp_path) -> None:
+    assert run(tmp_path, "--controllers", "edf", "--seeds", "0") == 0
+    assert run(tmp_path, "--controllers", "llf", "--seeds", "0", "--resume") == 0
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["rows"]["controller"] == ["edf", "llf"] and info["config"]["controllers"] == ["llf"]
+
+
+def test_tune_scale_and_train_refuse_a_folder_with_results(tmp_path, capsys) -> None:
+    args = ["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "2", "-q", "--out",
+            str(tmp_path)]
+    assert main(args) == 0
+    with pytest.raises(SystemExit) as err:
+        main(args)
+    assert err.value.code == 2 and "holds results (tune.csv); use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
