@@ -1,5 +1,8 @@
 """Command line: `pev-experiments {compare,train,evaluate,tune,scale}` (also `python -m experiments`).
 
+Every command writes into `--out`, locked while it runs; a folder that holds results needs `--overwrite`
+(or, for compare/evaluate, `--resume`). `pev-experiments --version` prints the package version.
+
 Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
 < --set KEY=VALUE < the dedicated options (--seeds, --out, ...). A dotted key sets one item of a
 mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the

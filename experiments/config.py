@@ -99,8 +99,8 @@ class Plant(_Checks):
     sessions with the base p_max, xi, soc_max, total_time). So e.g. env.P_ref changes only seed, seed-20
     and seed-30."""
     env_file: str = ""
-    """YAML/TOML file with a flat table of EnvConfig fields under `env` (read by `experiments.loader`; kept
-    here as the record of where `env` came from). Empty: the EnvConfig defaults."""
+    """YAML/TOML file with a flat table of EnvConfig fields, the base that `env` entries override (read by
+    `experiments.loader` into `env`; kept here as the record of where `env` came from). Empty: none."""
 
     def _check_plant(self) -> None:
         if self.env.n_steps > MAX_EPISODE_STEPS:
