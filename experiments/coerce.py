@@ -33,8 +33,9 @@ def unique(key: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
     """`values` without repeats (first occurrence kept); a note names the removed duplicates."""
     kept = tuple(dict.fromkeys(values))
     if len(kept) < len(values):
-        dropped = sorted({str(v) for i, v in enumerate(values) if v in values[:i]})
-        log.warning("%s: duplicate %s removed", key, ", ".join(dropped))
+        seen: set[Any] = set()
+        dropped = {str(v) for v in values if v in seen or seen.add(v)}
+        log.warning("%s: duplicate %s removed", key, ", ".join(sorted(dropped)))
     return kept
 
 
