@@ -154,8 +154,15 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code (0 ok, 1 failed runs, 2 bad input)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the console script; returns the exit code (0 ok, 1 failed runs, 2 bad input, 130 Ctrl-C)."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("pev-experiments: interrupted; finished results are kept (compare: --resume goes on)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # no command: the main job
@@ -178,6 +185,3 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)
     except UsageError as exc:
         parser.exit(2, f"{prefix}: error: {exc}\n")
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; finished results are kept (compare: --resume goes on)", file=sys.stderr)
-        return 130

@@ -138,27 +138,47 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_pool_workers_die_with_their_driver(tmp_path) -> None:
+def _start_pool(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen, list[int]]:
+    """A CLI compare with a pool of 2 workers, once both workers run: (driver, worker pids)."""
     cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-9", "--controllers",
            "mpc-centralised", "--workers", "2", "-q", "--no-plots", "--no-traces", "--out", str(tmp_path)]
-    driver = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while len(workers := _children(driver.pid)) < 2:
-            assert driver.poll() is None and time.monotonic() < deadline, "no pool started"
-            time.sleep(0.1)
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    driver = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(driver.pid)) < 2:
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail("no pool of 2 workers started")
+        time.sleep(0.1)
+    return driver, workers
+
+
+def _gone(workers: list[int]) -> None:
+    """Assert that the workers end within 10 s (killing any left, so that a failure leaves nothing behind)."""
     deadline = time.monotonic() + 10
     while any(_running(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     survivors = [w for w in workers if _running(w)]
-    for pid in survivors:  # do not leave them behind when the test fails
+    for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert not survivors, "workers outlived the driver"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_die_with_their_driver(tmp_path) -> None:
+    driver, workers = _start_pool(tmp_path, stderr=subprocess.DEVNULL)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    _gone(workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_a_pool_run_with_130_and_no_traceback(tmp_path) -> None:
+    """Ctrl-C reaches the whole process group (driver and workers), as from a terminal."""
+    driver, workers = _start_pool(tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    _gone(workers)
 
 
 def test_version_and_license(capsys) -> None:
