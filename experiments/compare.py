@@ -229,7 +229,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         wall = time.perf_counter() - start
         info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
                 "ppo_model": None if ppo_model is None else str(ppo_model), "ppo_model_sha256": model_sha or None,
-                "rows": {c: sorted(set(metrics[c].tolist()), key=str) for c in ("controller", "scenario", "seed")},
+                "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
                 "rerun_rows": rejected, "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
