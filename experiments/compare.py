@@ -32,6 +32,7 @@ from experiments.provenance import environment_info
 from experiments.results import ResultsTable, save_figure, write_csv, write_text
 from experiments.runner import CONTROLLER_COLUMNS, EpisodeResult, RunKey, grid, run_grid
 from experiments.summary import markdown
+from pev_env.scenarios import scenario_label, scenario_provenance
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,9 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
         written.append(out / "plots" / name)
 
     save(plots.metric_bars(metrics), "violations_unmet.png")
-    for scenario in cfg.scenarios:
-        seed = cfg.seeds[0]
-        found = {c: trace_paths(out, RunKey(c, scenario, seed)) for c in cfg.controllers}
+    for spec in cfg.scenarios:
+        seed, scenario = cfg.seeds[0], scenario_label(spec)
+        found = {c: trace_paths(out, RunKey(c, spec, seed)) for c in cfg.controllers}
         found = {c: p for c, p in found.items() if p[0].exists() and p[1].exists()}
         if not found:
             continue
@@ -88,7 +89,7 @@ def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:
     """Rows sorted by the configured scenario, controller and seed order (workers finish in any order)."""
     if metrics.empty:
         return metrics
-    rank = {"scenario": cfg.scenarios, "controller": cfg.controllers, "seed": cfg.seeds}
+    rank = {"scenario": [scenario_label(s) for s in cfg.scenarios], "controller": cfg.controllers, "seed": cfg.seeds}
     keys = {c: metrics[c].map({v: i for i, v in enumerate(order)}).fillna(len(order)) for c, order in rank.items()}
     return metrics.assign(**{f"_{c}": k for c, k in keys.items()}).sort_values(
         ["_scenario", "_controller", "_seed"]).drop(columns=["_scenario", "_controller", "_seed"])
@@ -104,7 +105,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     out.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out / "metrics.csv", resume=cfg.resume, columns=[*METRIC_COLUMNS, *CONTROLLER_COLUMNS])
     done = table.done()
-    keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds) if (k.controller, k.scenario, k.seed) not in done]
+    keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds) if (k.controller, k.label, k.seed) not in done]
     if done:
         log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
     ppo_model = resolve_ppo_model(cfg, out) if keys else None
@@ -131,6 +132,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     wall = time.perf_counter() - start
     info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
             "mpc_settings": dataclasses.asdict(mpc), "env_config": env.as_dict(),
+            "scenario_files": scenario_provenance(cfg.scenarios),
             "ppo_model": None if ppo_model is None else str(ppo_model), "wall_time_s": round(wall, 2),
             "failures": [f.key.stem() for f in failures], "environment": environment_info()}
     write_text(out / "run.json", json.dumps(info, indent=2) + "\n")
