@@ -46,7 +46,7 @@ def check_scenario(spec: str, key: str = "scenario") -> None:
     try:
         family.check(args)
     except ValueError as exc:
-        raise ValueError(f"{key}: {spec!r}: {exc}") from None
+        raise ValueError(f"{key}: {exc}") from None
 
 
 def make_scenario(spec: str, seed: int, base: EnvConfig | None = None) -> tuple[EnvConfig, Scenario]:
