@@ -62,8 +62,12 @@ def make_scenario(spec: str, seed: int, base: EnvConfig | None = None) -> tuple[
 
 
 def scenario_label(spec: str) -> str:
-    """Readable name of `spec` for results and file names: a name itself, acn-<site>-<day>, csv-<file stem>."""
-    family, args = resolve(spec)
+    """Readable name of `spec` for results and file names: a name itself, acn-<site>-<day>, csv-<file stem>
+    (a string that is no spec, e.g. a hand-made scenario's label, stays as it is)."""
+    try:
+        family, args = resolve(spec)
+    except ValueError:
+        return spec
     return family.label(spec, args)
 
 
