@@ -146,7 +146,8 @@ class Scenario:
             arr.flags.writeable = False
             object.__setattr__(self, f, arr)
         if self.sampling_time is not None:
-            if isinstance(self.sampling_time, bool) or not np.isfinite(self.sampling_time) or self.sampling_time <= 0:
+            ok = isinstance(self.sampling_time, (int, float, np.number)) and not isinstance(self.sampling_time, bool)
+            if not (ok and np.isfinite(self.sampling_time) and self.sampling_time > 0):
                 raise _fail("sampling_time", None, self.sampling_time, "must be None or > 0 minutes")
             object.__setattr__(self, "sampling_time", float(self.sampling_time))
 
@@ -225,7 +226,10 @@ class Scenario:
 
     # ---------------------------------------------------------------------- I/O
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the sessions as CSV (columns `CSV_COLUMNS`), atomically; return the path."""
+        """Write the sessions as CSV (columns `CSV_COLUMNS`), atomically; return the path.
+
+        Station bounds and sampling time are not written (plant constants: `from_csv(..., **fixed)`).
+        """
         import pandas as pd
 
         frame = pd.DataFrame(
