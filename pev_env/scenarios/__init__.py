@@ -5,8 +5,8 @@
 | `seed`                | base (6)              | base (10) | base                | base P_ref (31.5 kW) |
 | `seed-20`, `seed-30`  | 5                     | 20 / 30   | 960 min             | base P_ref |
 | `acn-caltech`         | 42 (the shipped week) | sessions  | the day (>= 24 h)   | binding    |
-| `acn-caltech-train`   | 54 (May-Dec 2019)     | sessions  | the day (>= 24 h)   | binding    |
-| `acn-caltech-eval`    | 54 (May-Dec 2019)     | sessions  | the day (>= 24 h)   | binding    |
+| `acn-caltech-train`   | 53 (May-Dec 2019)     | sessions  | the day (>= 24 h)   | binding    |
+| `acn-caltech-eval`    | 53 (May-Dec 2019)     | sessions  | the day (>= 24 h)   | binding    |
 | `synthetic-N`         | N                     | ~2 N      | base                | binding    |
 | `acn:PATH:YYYY-MM-DD` | every station id of the file | sessions | the day (>= 24 h) | binding |
 | `csv:PATH`            | base or from the file | rows      | base or last departure | binding |
