@@ -31,7 +31,8 @@ from experiments.provenance import package_version
 log = logging.getLogger("experiments")
 
 _COMMON: tuple[tuple[str, str], ...] = (
-    ("--scenarios", "comma-separated scenario names (seed, seed-20, seed-30, acn-caltech, synthetic-N)"),
+    ("--scenarios", "comma-separated scenarios: seed, seed-20, seed-30, acn-caltech, acn-caltech-train, "
+                    "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
     ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
     ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
                       "mpc-decentralised, mpc-centralised, offline-optimal, ppo)"),

@@ -45,6 +45,7 @@ from experiments.provenance import (differing_keys, environment_info, file_check
 from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
 from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
 from experiments.summary import failure_note, markdown
+from pev_env.scenarios import scenario_label, scenario_provenance
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,9 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
         written.append(out / "plots" / name)
 
     save(plots.metric_bars(metrics), "violations_unmet.png")
-    for scenario in cfg.scenarios:
-        seed = cfg.seeds[0]
-        found = {c: trace_paths(out, RunKey(c, scenario, seed)) for c in cfg.controllers}
+    for spec in cfg.scenarios:
+        seed, scenario = cfg.seeds[0], scenario_label(spec)
+        found = {c: trace_paths(out, RunKey(c, spec, seed)) for c in cfg.controllers}
         found = {c: p for c, p in found.items() if p[0].exists() and p[1].exists()}
         if not found:
             continue
@@ -162,7 +163,7 @@ def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:
     """Rows sorted by the configured scenario, controller and seed order (workers finish in any order)."""
     if metrics.empty:
         return metrics
-    rank = {"scenario": cfg.scenarios, "controller": cfg.controllers, "seed": cfg.seeds}
+    rank = {"scenario": [scenario_label(s) for s in cfg.scenarios], "controller": cfg.controllers, "seed": cfg.seeds}
     keys = {c: metrics[c].map({v: i for i, v in enumerate(order)}).fillna(len(order)) for c, order in rank.items()}
     return metrics.assign(**{f"_{c}": k for c, k in keys.items()}).sort_values(
         ["_scenario", "_controller", "_seed"]).drop(columns=["_scenario", "_controller", "_seed"])
@@ -191,7 +192,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             table.save()  # the rows left out leave the file now, whether or not their keys run again
         done = table.done()
         keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds)
-                if (k.controller, k.scenario, k.seed) not in done]
+                if (k.controller, k.label, k.seed) not in done]
         if done:
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
         ppo_model = resolve_ppo_model(cfg, out) if keys else None
@@ -231,7 +232,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "ppo_model": None if ppo_model is None else str(ppo_model), "ppo_model_sha256": model_sha or None,
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
-                "rerun_rows": rejected, "environment": environment_info()}
+                "rerun_rows": rejected, "scenario_files": scenario_provenance(cfg.scenarios),
+                "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
     note = failure_note(metrics)

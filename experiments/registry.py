@@ -1,13 +1,12 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
 Controllers are `pev_mpc.policies.POLICIES` plus `ppo` (a saved Stable-Baselines3 model, `experiments.rl`).
-Scenarios are `pev_env.scenarios.SCENARIO_NAMES` plus `synthetic-N`.
+Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "offline-optimal",
     PPO,
 )
-_SYNTHETIC = re.compile(r"^synthetic-(\d+)$")
 
 
 def controller_names() -> tuple[str, ...]:
@@ -43,10 +41,10 @@ def mpc_controllers() -> tuple[str, ...]:
 
 
 def scenario_names() -> tuple[str, ...]:
-    """The fixed scenario names of pev_env (plus the parsed family `synthetic-N`)."""
-    from pev_env.scenarios import SCENARIO_NAMES
+    """Every scenario form pev_env accepts: fixed names, synthetic-N, acn:PATH:YYYY-MM-DD, csv:PATH."""
+    from pev_env.scenarios import scenario_names as names
 
-    return tuple(SCENARIO_NAMES)
+    return names()
 
 
 def check_controller(name: str, key: str = "controller") -> None:
@@ -57,12 +55,10 @@ def check_controller(name: str, key: str = "controller") -> None:
 
 
 def check_scenario(name: str, key: str = "scenario") -> None:
-    """Raise ValueError naming `key` and listing the valid names when `name` is unknown."""
-    valid = scenario_names()
-    match = _SYNTHETIC.match(name)
-    if name in valid or (match is not None and int(match.group(1)) >= 1):
-        return
-    raise ValueError(f"{key}: unknown scenario {name!r}; valid scenarios: {', '.join(valid)}, synthetic-N (N >= 1)")
+    """Raise ValueError naming `key` (and listing the valid forms) unless pev_env can build scenario `name`."""
+    from pev_env.scenarios import check_scenario as check
+
+    check(name, key)
 
 
 def make_controller(name: str, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None,

@@ -49,9 +49,16 @@ class RunKey:
     scenario: str
     seed: int
 
+    @property
+    def label(self) -> str:
+        """Readable scenario name in results (a file spec becomes acn-<site>-<day> / csv-<stem>)."""
+        from pev_env.scenarios import scenario_label
+
+        return scenario_label(self.scenario)
+
     def stem(self) -> str:
         """File-name stem of this run's traces."""
-        return f"{self.scenario}_seed{self.seed}_{self.controller}"
+        return f"{self.label}_seed{self.seed}_{self.controller}"
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
     finite_iter = np.asarray(iterations)[np.isfinite(iterations)]
     row: dict[str, Any] = {}
     if key is not None:
-        row.update(controller=key.controller, scenario=key.scenario, seed=key.seed)
+        row.update(controller=key.controller, scenario=key.label, seed=key.seed)
     row.update(core.episode_metrics())
     row.update(
         step_time_median_ms=float(np.median(ms)) if ms.size else float("nan"),

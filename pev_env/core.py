@@ -23,6 +23,7 @@ import numpy as np
 from pev_env import metrics
 from pev_env.config import EnvConfig
 from pev_env.observation import build_observations
+from pev_env.plant import check_consistent, plant_config
 from pev_env.reward import agent_rewards, station_rewards
 from pev_env.scenario import Scenario
 from pev_env.schedule import PlugSchedule, plug_schedule
@@ -84,18 +85,16 @@ class ChargingCore:
     """The plant on arrays; see the module doc for the dynamics and ``docs/INTERFACES.md`` for the API."""
 
     def __init__(self, config: EnvConfig, scenario: Scenario) -> None:
-        for name in ("n_stations", "n_steps"):
-            if getattr(config, name) != getattr(scenario, name):
-                raise ValueError(f"ChargingCore: scenario.{name} = {getattr(scenario, name)} must equal "
-                                 f"config.{name} = {getattr(config, name)}")
+        check_consistent(config, scenario)
         self.config = config
         self.scenario = scenario
         self.schedule: PlugSchedule = plug_schedule(scenario)
         n, m, n_steps = config.n_stations, scenario.n_pevs, config.n_steps
         self._gain = config.eta * config.dt_h
-        self._lo = min(config.p_min, float(np.float32(config.p_min))) - TOL_KW
-        self._hi = max(config.p_max, float(np.float32(config.p_max))) + TOL_KW
-        self._constants = {"p_min": config.p_min, "p_max": config.p_max, "P_max": config.P_max, "P_min": config.P_min}
+        self._p_min, self._p_max = config.station_p_min, config.station_p_max
+        self._lo = np.minimum(self._p_min, self._p_min.astype(np.float32)) - TOL_KW
+        self._hi = np.maximum(self._p_max, self._p_max.astype(np.float32)) + TOL_KW
+        self._constants = {"p_min": self._p_min, "p_max": self._p_max, "P_max": config.P_max, "P_min": config.P_min}
         self._free = np.full(n, -1, dtype=np.int64)
         self._requested = np.zeros((n_steps, n))
         self._applied = np.zeros((n_steps, n))
@@ -166,7 +165,7 @@ class ChargingCore:
         occ = self.schedule.station_pev[t]
         plugged = occ >= 0
         pev = occ[plugged]
-        applied = np.where(plugged, np.clip(req, cfg.p_min, cfg.p_max), 0.0)
+        applied = np.where(plugged, np.clip(req, self._p_min, self._p_max), 0.0)
         local = np.where(plugged, (req < self._lo) | (req > self._hi), np.abs(req) > TOL_KW)
         soc = self._soc
         soc[pev] = np.minimum(soc[pev] + self._gain * applied[plugged], self.scenario.capacity[pev])
@@ -233,6 +232,9 @@ class ChargingCore:
 class EpisodeSource:
     """Config and scenario for each reset: a fixed scenario, or a named generator drawn per seed.
 
+    A fixed scenario without a config gets ``plant.plant_config(scenario)``; a given config must agree
+    with it (``plant.check_consistent``, ValueError otherwise).
+
     ``draw(seed)`` with a seed returns ``make_scenario(name, seed, base)`` exactly; without a seed
     it draws the next scenario seed from a generator seeded by the last explicit seed.  A named
     scenario may change config fields per draw (e.g. a binding P_ref), but not the ones that
@@ -250,8 +252,8 @@ class EpisodeSource:
         self._base = config
         self._rng = np.random.default_rng()
         if scenario is not None:
-            self.config = config or EnvConfig(n_stations=scenario.n_stations,
-                                              total_time=scenario.n_steps * EnvConfig.sampling_time)
+            self.config = config or plant_config(scenario)
+            check_consistent(self.config, scenario, type(self).__name__)
         else:
             self.config = self._generate(0)[0]
 

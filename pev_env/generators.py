@@ -113,17 +113,20 @@ def synthetic(
     )
 
 
-def min_feasible_area_power(scenario: Scenario, p_max: float, eta: float, dt_h: float) -> float:
+def min_feasible_area_power(scenario: Scenario, p_max: float | np.ndarray, eta: float, dt_h: float) -> float:
     """kW: the least constant area limit under which every session's deliverable energy fits.
 
-    Deliverable energy e_i = min(energy_requested_i, eta * p_max * dt_h * stay_i) (kWh). Ignoring
+    Deliverable energy e_i = min(energy_requested_i, eta * p_max * dt_h * stay_i) (kWh), with p_max a
+    scalar or per station (a session without a preferred station counts the largest). Ignoring
     the per-station cap when sharing, the least feasible constant limit is the largest density
     over windows [a, b) of the energy of sessions lying inside it: max sum e_i / (eta * (b - a) * dt_h)
     (earliest-deadline-first is optimal for one shared resource). Computed on a (T+1, T+1) grid.
     """
     if scenario.n_pevs == 0:
         return 0.0
-    energy = np.minimum(scenario.energy_requested, eta * p_max * dt_h * scenario.duration)
+    rating = np.broadcast_to(np.asarray(p_max, dtype=np.float64), (scenario.n_stations,))
+    session_p_max = np.where(scenario.station >= 0, rating[scenario.station], rating.max())
+    energy = np.minimum(scenario.energy_requested, eta * session_p_max * dt_h * scenario.duration)
     size = scenario.n_steps + 1
     grid = np.zeros((size, size))
     np.add.at(grid, (scenario.arrival, scenario.departure), energy)

@@ -20,7 +20,7 @@ class PEVChargeGymEnv(gym.Env):
     Same dynamics, scenarios and arguments as ``pev_env.PEVChargeEnv`` (see its docstring
     for the observation table).
 
-    * Action: ``Box(0, p_max, (N,), float32)``, requested kW per station; values outside
+    * Action: ``Box(0, p_max, (N,), float32)`` (p_max per station), requested kW per station; values outside
       the box are clipped and counted as local violations, NaN/inf raise ValueError.
     * Observation: the (N, N_OBS) per-station observations flattened row-major to
       ``Box(0, inf, (N * N_OBS,), float32)``; station i's fields are ``obs[i*N_OBS:(i+1)*N_OBS]``.
@@ -39,9 +39,10 @@ class PEVChargeGymEnv(gym.Env):
         self.source = EpisodeSource(config, scenario, scenario_name)
         self.config = self.source.config
         n = self.config.n_stations
-        low, high = obs_bounds(self.config.p_max)
-        self.observation_space = spaces.Box(np.tile(low, n), np.tile(high, n), (n * N_OBS,), np.float32)
-        self.action_space = spaces.Box(0.0, self.config.p_max, (n,), np.float32)
+        p_max = self.config.station_p_max
+        low, high = obs_bounds(p_max)
+        self.observation_space = spaces.Box(low.reshape(-1), high.reshape(-1), (n * N_OBS,), np.float32)
+        self.action_space = spaces.Box(np.zeros(n, np.float32), p_max.astype(np.float32), (n,), np.float32)
         self.core: ChargingCore | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:

@@ -29,13 +29,13 @@ N_OBS: int = len(OBS_FIELDS)
 _CONSTANT = ("p_min", "p_max", "P_max", "P_min")
 
 
-def obs_bounds(p_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) float32 vectors of length N_OBS for an observation Box."""
-    low = np.zeros(N_OBS, dtype=np.float32)
-    high = np.full(N_OBS, np.inf, dtype=np.float32)
-    high[OBS_INDEX["plugged"]] = 1.0
-    high[OBS_INDEX["action_last"]] = p_max
-    return low, high
+def obs_bounds(p_max: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 bounds of an observation Box: (N_OBS,) for a scalar p_max, (N, N_OBS) per station."""
+    p_max = np.asarray(p_max, dtype=np.float32)
+    high = np.full((*p_max.shape, N_OBS), np.inf, dtype=np.float32)
+    high[..., OBS_INDEX["plugged"]] = 1.0
+    high[..., OBS_INDEX["action_last"]] = p_max
+    return np.zeros_like(high), high
 
 
 def fields_table() -> str:
@@ -49,7 +49,8 @@ def build_observations(
     constants: dict[str, float], plugged: np.ndarray, soc_remain_kwh: np.ndarray, area_power_kw: float,
     applied_last_kw: np.ndarray, p_ref_kw: float, steps_to_departure: np.ndarray,
 ) -> np.ndarray:
-    """Fresh (N, N_OBS) float32 array; per-station inputs are length-N arrays (0 where free)."""
+    """Fresh (N, N_OBS) float32 array; per-station inputs are length-N arrays (0 where free), constants
+    scalars or length-N arrays (p_min / p_max per station)."""
     obs = np.empty((plugged.shape[0], N_OBS), dtype=np.float32)
     for name in _CONSTANT:
         obs[:, OBS_INDEX[name]] = constants[name]

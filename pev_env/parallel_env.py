@@ -25,7 +25,7 @@ class PEVChargeEnv(ParallelEnv):
 
     ## Action space
 
-    ``Box(0, p_max, (1,), float32)`` per agent: requested power in kW.  Values outside the
+    ``Box(0, p_max_i, (1,), float32)`` per agent: requested power in kW (p_max of that station).  Values outside the
     box are accepted, clipped, and counted as local violations; NaN/inf raise ValueError.
 
     ## Observation space
@@ -59,8 +59,10 @@ class PEVChargeEnv(ParallelEnv):
     ## Arguments
 
     ``config`` (EnvConfig, base of a named scenario), ``scenario`` (fixed Scenario; then
-    ``reset`` replays it), ``scenario_name`` (``pev_env.scenarios`` name, default ``"seed"``,
-    redrawn from the seed at every ``reset``), ``render_mode`` (None or ``"rgb_array"``).
+    ``reset`` replays it; without ``config`` the plant is derived from it, ``pev_env.plant``; a
+    ``config`` that disagrees with it raises ValueError), ``scenario_name`` (``pev_env.scenarios``
+    name or spec, default ``"seed"``, redrawn from the seed at every ``reset``), ``render_mode``
+    (None or ``"rgb_array"``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "name": "pev_charge_v0", "is_parallelizable": True, "render_fps": 4}
@@ -72,11 +74,12 @@ class PEVChargeEnv(ParallelEnv):
         self.config = self.source.config
         self.possible_agents = [f"cs_{i}" for i in range(self.config.n_stations)]
         self.agents: list[str] = []
-        low, high = obs_bounds(self.config.p_max)
-        obs_space = spaces.Box(low, high, (N_OBS,), np.float32)
-        act_space = spaces.Box(0.0, self.config.p_max, (1,), np.float32)
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: act_space for a in self.possible_agents}
+        p_max = self.config.station_p_max
+        low, high = obs_bounds(p_max)
+        self.observation_spaces = {a: spaces.Box(low[i], high[i], (N_OBS,), np.float32)
+                                   for i, a in enumerate(self.possible_agents)}
+        self.action_spaces = {a: spaces.Box(0.0, float(p_max[i]), (1,), np.float32)
+                              for i, a in enumerate(self.possible_agents)}
         self.core: ChargingCore | None = None
 
     def observation_space(self, agent: str) -> spaces.Box:

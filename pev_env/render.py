@@ -53,8 +53,10 @@ def render_frame(core: Any) -> np.ndarray:
     # 1. station power of the last applied step, with p_max
     last = applied[-1, :n] if len(applied) else np.zeros(n)
     ax_p.bar(stations, last, width=0.6, color="tab:blue")
-    ax_p.axhline(cfg.p_max, color="tab:red", lw=1, ls="--", label="p_max")
-    ax_p.set_ylim(0, cfg.p_max * 1.15)
+    p_max = cfg.station_p_max[:n]
+    ax_p.step(np.append(stations, stations[-1] + 1) - 0.5, np.append(p_max, p_max[-1]), where="post",
+              color="tab:red", lw=1, ls="--", label="p_max")
+    ax_p.set_ylim(0, p_max.max() * 1.15)
     _title(ax_p, "station power kW (dashed: p_max)")
     _station_ticks(ax_p, [f"CS{i}\n" + (f"EV{j}" if j >= 0 else "-") for i, j in enumerate(occupant)])
 

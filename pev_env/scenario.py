@@ -25,6 +25,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 _ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
 _INT_FIELDS = ("arrival", "departure", "station")
+_BOUND_FIELDS = ("p_min", "p_max")
 
 
 def _read_umask() -> int:
@@ -63,6 +64,10 @@ def _first_bad(mask: np.ndarray) -> int | None:
     return int(bad[0]) if bad.size else None
 
 
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is None and b is None or a is not None and b is not None and np.array_equal(a, b)
+
+
 def _as_int_array(field: str, values: Any) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind in "iu" or arr.size == 0:
@@ -75,14 +80,14 @@ def _as_int_array(field: str, values: Any) -> np.ndarray:
     raise _fail(field, None, arr.dtype.name, "must be an integer array")
 
 
-def _as_float_array(field: str, values: Any) -> np.ndarray:
+def _as_float_array(field: str, values: Any, unit: str = "kWh") -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise _fail(field, None, values, "must be numeric (kWh)") from exc
-    i = _first_bad(~np.isfinite(arr) | (arr < 0))
+        raise _fail(field, None, values, f"must be numeric ({unit})") from exc
+    i = _first_bad(~np.isfinite(arr.reshape(-1)) | (arr.reshape(-1) < 0))
     if i is not None:
-        raise _fail(field, i, arr[i].item(), "must be finite and >= 0 kWh")
+        raise _fail(field, i, arr.reshape(-1)[i].item(), f"must be finite and >= 0 {unit}")
     return arr
 
 
@@ -111,6 +116,12 @@ class Scenario:
     """episode length in steps (>= 1)."""
     name: str = "custom"
     """scenario label (for tables and plots)."""
+    p_min: Any = None
+    """kW per station (scalar or (n_stations,)), stored as (n_stations,); None: the plant config decides."""
+    p_max: Any = None
+    """kW per station (the stations' ratings), as `p_min`; None: the plant config decides."""
+    sampling_time: float | None = None
+    """minutes per step of the sessions' grid; None: the plant config decides."""
 
     def __post_init__(self) -> None:
         for field, limit in (("n_stations", 1), ("n_steps", 1)):
@@ -129,10 +140,34 @@ class Scenario:
             if arr.ndim != 1 or arr.shape != m:
                 raise _fail(f, None, f"shape {arr.shape}", f"must be 1-D with the length of arrival {m}")
         self._check_ranges(arrays)
+        arrays.update(self._station_bounds())
         for f, arr in arrays.items():
             arr = arr.copy()
             arr.flags.writeable = False
             object.__setattr__(self, f, arr)
+        if self.sampling_time is not None:
+            ok = isinstance(self.sampling_time, (int, float, np.number)) and not isinstance(self.sampling_time, bool)
+            if not (ok and np.isfinite(self.sampling_time) and self.sampling_time > 0):
+                raise _fail("sampling_time", None, self.sampling_time, "must be None or > 0 minutes")
+            object.__setattr__(self, "sampling_time", float(self.sampling_time))
+
+    def _station_bounds(self) -> dict[str, np.ndarray]:
+        """p_min / p_max given as a scalar or per station -> (n_stations,) arrays (None stays None)."""
+        out = {}
+        for f in _BOUND_FIELDS:
+            value = getattr(self, f)
+            if value is None:
+                continue
+            arr = _as_float_array(f, value, "kW")
+            if arr.ndim > 1 or arr.size not in (1, self.n_stations):
+                raise _fail(f, None, f"shape {arr.shape}", f"must be a scalar or one value per station ({self.n_stations})")
+            out[f] = np.broadcast_to(arr.reshape(-1), (self.n_stations,))
+        if "p_max" in out:
+            low = out.get("p_min", np.zeros(self.n_stations))
+            i = _first_bad((out["p_max"] <= 0) | (out["p_max"] < low))
+            if i is not None:
+                raise _fail("p_max", i, out["p_max"][i].item(), f"must be > 0 kW and >= p_min[{i}] = {low[i]}")
+        return out
 
     def _check_ranges(self, a: dict[str, np.ndarray]) -> None:
         arr, dep, cap = a["arrival"], a["departure"], a["capacity"]
@@ -177,8 +212,9 @@ class Scenario:
         """True when `other` is a Scenario with identical scalars and arrays."""
         if not isinstance(other, Scenario):
             return False
-        same_scalars = (self.n_stations, self.n_steps, self.name) == (other.n_stations, other.n_steps, other.name)
-        return same_scalars and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _ARRAY_FIELDS)
+        scalars = ("n_stations", "n_steps", "name", "sampling_time")
+        same_scalars = all(getattr(self, f) == getattr(other, f) for f in scalars)
+        return same_scalars and all(_same(getattr(self, f), getattr(other, f)) for f in _ARRAY_FIELDS + _BOUND_FIELDS)
 
     def __eq__(self, other: object) -> bool:
         return self.equals(other)
@@ -190,7 +226,10 @@ class Scenario:
 
     # ---------------------------------------------------------------------- I/O
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the sessions as CSV (columns `CSV_COLUMNS`), atomically; return the path."""
+        """Write the sessions as CSV (columns `CSV_COLUMNS`), atomically; return the path.
+
+        Station bounds and sampling time are not written (plant constants: `from_csv(..., **fixed)`).
+        """
         import pandas as pd
 
         frame = pd.DataFrame(
@@ -202,23 +241,14 @@ class Scenario:
 
     @classmethod
     def from_csv(
-        cls, path: str | os.PathLike[str], n_stations: int, n_steps: int, name: str | None = None
+        cls, path: str | os.PathLike[str], n_stations: int, n_steps: int, name: str | None = None, **fixed: Any
     ) -> Scenario:
-        """Read sessions written by `to_csv` (exactly the columns `CSV_COLUMNS`, any order)."""
-        import pandas as pd
+        """Read sessions written by `to_csv` (exactly the columns `CSV_COLUMNS`, any order).
 
-        frame = pd.read_csv(path)
-        columns = [str(c).strip() for c in frame.columns]
-        if sorted(columns) != sorted(CSV_COLUMNS):
-            unknown = sorted(set(columns) - set(CSV_COLUMNS))
-            missing = [c for c in CSV_COLUMNS if c not in columns]
-            raise ValueError(
-                f"Scenario CSV {os.fspath(path)!r}: unknown columns {unknown}, missing columns {missing}; "
-                f"expected exactly {list(CSV_COLUMNS)}"
-            )
-        frame.columns = columns
-        fields = {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}
-        return cls(**fields, n_stations=n_stations, n_steps=n_steps, name=name or Path(path).stem)
+        `fixed`: the optional fields `p_min`, `p_max`, `sampling_time`.
+        """
+        return cls(**read_sessions_csv(path), n_stations=n_stations, n_steps=n_steps,
+                   name=name or Path(path).stem, **fixed)
 
     @classmethod
     def from_acn(
@@ -228,10 +258,31 @@ class Scenario:
         sampling_time: float = 5.0,
         **kwargs: Any,
     ) -> Scenario:
-        """One local day of real ACN-Data sessions (see `pev_env.acn.acn_scenario`).
+        """One local day of real ACN-Data sessions (`pev_env.acn.acn_day_fields`: arguments and rules).
 
-        `path=None` reads the packaged Caltech sample; `day=None` takes the first day in the file.
+        `path=None` reads the packaged Caltech week; `day=None` takes the first day in the file.
+        Every station id of the file is an agent, with its rating inferred from the data.
         """
-        from pev_env.acn import acn_scenario
+        from pev_env.acn import acn_day_fields
 
-        return acn_scenario(path, day=day, sampling_time=sampling_time, **kwargs)
+        return cls(**acn_day_fields(path, day=day, sampling_time=sampling_time, **kwargs))
+
+
+def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The session arrays of a scenario CSV (`CSV_COLUMNS`, any order), keyed by Scenario field."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"Scenario CSV {os.fspath(path)!r}: cannot read ({exc})") from None
+    columns = [str(c).strip() for c in frame.columns]
+    if sorted(columns) != sorted(CSV_COLUMNS):
+        unknown = sorted(set(columns) - set(CSV_COLUMNS))
+        missing = [c for c in CSV_COLUMNS if c not in columns]
+        raise ValueError(
+            f"Scenario CSV {os.fspath(path)!r}: unknown columns {unknown}, missing columns {missing}; "
+            f"expected exactly {list(CSV_COLUMNS)}"
+        )
+    frame.columns = columns
+    return {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import pev_env
-from pev_env.acn import acn_scenario, day_sessions, load_acn_sessions, session_days
+from pev_env.acn import day_sessions, load_acn_sessions, session_days
 from pev_env.scenario import Scenario
 
 HEADER = "arrival,departure,requested_energy (kWh),delivered_energy (kWh),station_id,session_id,estimated_departure,claimed\n"
@@ -29,8 +29,8 @@ def test_sample_is_packaged_small_and_attributed():
 
 
 def test_package_never_reads_the_shared_data_folder():
-    sources = Path(pev_env.__file__).parent.glob("*.py")
-    assert not [p.name for p in sources if "/work/shared" in p.read_text()]
+    sources = Path(pev_env.__file__).parent.rglob("*.py")
+    assert not [p.name for p in sources if "/work/shared" in p.read_text() or "shared/data" in p.read_text()]
 
 
 def test_load_sample_sessions(sample):
@@ -57,30 +57,32 @@ def test_day_sessions_on_the_step_grid(sample):
     day = day_sessions(sample, "2019-05-07", sampling_time=5)
     assert len(day) == 48
     assert (day["arrival"].dt.date == dt.date(2019, 5, 7)).all()
-    assert day["arrival_step"].between(0, 287).all() and day["departure_step"].between(1, 288).all()
+    assert day["arrival_step"].between(0, 287).all() and (day["departure_step"] >= 1).all()
     assert (day["departure_step"] > day["arrival_step"]).all()
     local = day["arrival"].dt.hour * 60 + day["arrival"].dt.minute
     np.testing.assert_array_equal(day["arrival_step"], local // 5)
-    assert sorted(day["station"].unique()) == list(range(day["station_id"].nunique()))
+    stations = sorted(sample["station_id"].unique())  # every station of the file is an agent
+    np.testing.assert_array_equal(day["station"], [stations.index(i) for i in day["station_id"]])
 
 
 def test_from_acn_scenario(sample):
     s = Scenario.from_acn(day="2019-05-07")
     assert isinstance(s, Scenario) and s.name == "acn-caltech-2019-05-07"
-    assert (s.n_pevs, s.n_steps) == (48, 288)
-    assert s.n_stations == len(set(day_sessions(sample, "2019-05-07")["station_id"]))
+    day = day_sessions(sample, "2019-05-07")
+    assert (s.n_pevs, s.n_stations, s.sampling_time) == (48, 42, 5.0)
+    assert s.n_steps == max(288, day["departure_step"].max()) > 288  # a PEV leaves after midnight: kept
     assert np.all(s.soc_init == 0) and np.all(s.soc_target <= s.capacity)
     assert np.all((s.capacity >= 60.0) & (s.capacity <= 100.0))
-    day = day_sessions(sample, "2019-05-07")
     np.testing.assert_allclose(s.soc_target, np.minimum(day["requested_energy_kwh"], 100.0))
     assert Scenario.from_acn(day=None).name == "acn-caltech-2019-05-06"  # first day of the file
 
 
 def test_from_acn_with_fixed_stations_and_coarser_steps(sample):
-    stations = sorted(sample["station_id"].unique())
+    stations = sorted(sample["station_id"].unique())[::-1]
     s = Scenario.from_acn(day=dt.date(2019, 5, 11), sampling_time=15, stations=stations)
-    assert (s.n_stations, s.n_steps) == (len(stations), 96)
-    ids = day_sessions(sample, "2019-05-11", 15)["station_id"]
+    day = day_sessions(sample, "2019-05-11", 15)
+    assert (s.n_stations, s.n_steps) == (len(stations), max(96, day["departure_step"].max()))
+    ids = day["station_id"]
     np.testing.assert_array_equal(s.station, [stations.index(i) for i in ids])
 
 
@@ -100,26 +102,27 @@ def test_missing_request_uses_delivered_clips_next_day_and_drops_short(tmp_path)
             "2019-05-07 01:00:00-07:00,2019-05-07 09:00:00-07:00,5,4,CA-3,d,x,True",  # another day
         ],
     )
-    s = acn_scenario(path, day="2019-05-06")
+    s = Scenario.from_acn(path, day="2019-05-06")
     np.testing.assert_array_equal(s.arrival, [84, 120])
-    np.testing.assert_array_equal(s.departure, [119, 288])
+    np.testing.assert_array_equal(s.departure, [119, (1440 + 540) // 5])  # next morning: the episode extends
+    assert s.n_steps == (1440 + 540) // 5 and s.name == "acn-sessions-2019-05-06"
     np.testing.assert_allclose(s.soc_target, [100.0, 12.5])  # capped to 100 kWh; delivered fallback
     np.testing.assert_allclose(s.capacity, [100.0, 60.0])
     np.testing.assert_array_equal(s.station, [0, 1])
-    assert s.n_stations == 2
+    assert s.n_stations == 3  # CA-3 arrives only on another day, but is a station of the file
 
 
 def test_loader_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("arrival,departure,station_id\n")
-    with pytest.raises(ValueError, match=r"missing column 'requested_energy \(kWh\)'; expected columns"):
+    with pytest.raises(ValueError, match=r"missing columns \['requested_energy \(kWh\)', 'delivered_energy \(kWh\)'\]"):
         load_acn_sessions(bad)
     path = _write(tmp_path, ["2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,CA-1,a,x,True"])
-    with pytest.raises(ValueError, match=r"ACN day = '2019-05-09': no sessions arrive that day; available days: \['2019-05-06'\]"):
-        acn_scenario(path, day="2019-05-09")
+    with pytest.raises(ValueError, match=r"ACN day = 2019-05-09: no sessions arrive that day in .*nearest days with sessions: 2019-05-06"):
+        Scenario.from_acn(path, day="2019-05-09")
     with pytest.raises(ValueError, match="sampling_time = 7: must be > 0 minutes and divide 1440"):
-        acn_scenario(path, day="2019-05-06", sampling_time=7)
+        Scenario.from_acn(path, day="2019-05-06", sampling_time=7)
     with pytest.raises(ValueError, match="station_id 'CA-1' not in stations"):
-        acn_scenario(path, day="2019-05-06", stations=["CA-9"])
+        Scenario.from_acn(path, day="2019-05-06", stations=["CA-9"])
     with pytest.raises(ValueError, match="battery_kwh"):
-        acn_scenario(path, battery_kwh=200.0)
+        Scenario.from_acn(path, battery_kwh=200.0)

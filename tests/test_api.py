@@ -136,7 +136,7 @@ def test_constructor_errors(tiny_scenario):
         PEVChargeEnv(scenario=tiny_scenario, scenario_name="seed")
     with pytest.raises(ValueError, match="render_mode = 'human'"):
         PEVChargeEnv(render_mode="human")
-    with pytest.raises(ValueError, match="scenario name = 'nope'"):
+    with pytest.raises(ValueError, match="unknown scenario 'nope'"):
         PEVChargeGymEnv(scenario_name="nope")
 
 

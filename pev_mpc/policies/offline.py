@@ -9,7 +9,7 @@ powers of the plugged (step, station) cells of the action-independent plug sched
                eta dt_h sum_{cells of j} p <= max(req_j, forced_j)   (no charging past the target;
                                               forced_j = the p_min energy the plant applies anyway)
                sum_{cells at t} p <= max(P_ref, sum of floors at t)     every step t
-               p_min <= p <= p_max on plugged cells
+               p_min_i <= p <= p_max_i on plugged cells of station i (per-station bounds)
 
 with ``req_j = (target - soc_init)+``.  Since the target is <= capacity the battery
 cap never binds.  Stage 2 (lexicographic tie-break) fixes ``sum u <= U* (1 + 1e-9)
@@ -49,8 +49,9 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray)
     n_cells, m, n_steps = steps.size, scenario.n_pevs, scenario.n_steps
     gain = config.eta * config.dt_h
     req = scenario.energy_requested
-    forced = np.bincount(pev, minlength=m) * config.p_min * gain
-    floors = np.bincount(steps, minlength=n_steps) * config.p_min
+    low, high = config.station_p_min[stations], config.station_p_max[stations]  # per cell
+    forced = np.bincount(pev, weights=low, minlength=m) * gain
+    floors = np.bincount(steps, weights=low, minlength=n_steps)
     cells = np.arange(n_cells)
 
     area = sp.csr_matrix((np.ones(n_cells), (steps, cells)), shape=(n_steps, n_cells + m))
@@ -58,9 +59,7 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray)
     unmet = sp.hstack([sp.csr_matrix((m, n_cells)), sp.identity(m, format="csr")], format="csr")
     a_ub = sp.vstack([area, energy, -energy - unmet], format="csr")
     b_ub = np.concatenate([np.maximum(config.P_ref, floors), np.maximum(req, forced), -req])
-    bounds = np.concatenate(
-        [np.tile([[config.p_min, config.p_max]], (n_cells, 1)), np.tile([[0.0, np.inf]], (m, 1))]
-    )
+    bounds = np.concatenate([np.column_stack([low, high]), np.tile([[0.0, np.inf]], (m, 1))])
     c_unmet = np.concatenate([np.zeros(n_cells), np.ones(m)])
 
     best = _solve(c_unmet, a_ub, b_ub, bounds, "minimise unmet energy")
@@ -71,7 +70,7 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray)
     plan_x = _solve(c_early, a_fix, b_fix, bounds, "earliest charging at optimal unmet").x
 
     plan = np.zeros((n_steps, config.n_stations))
-    plan[steps, stations] = np.clip(plan_x[:n_cells], config.p_min, config.p_max)
+    plan[steps, stations] = np.clip(plan_x[:n_cells], low, high)
     return _within_area(plan, station_pev >= 0, config), u_star
 
 
@@ -84,7 +83,7 @@ def _solve(c: np.ndarray, a_ub: sp.csr_matrix, b_ub: np.ndarray, bounds: np.ndar
 
 def _within_area(plan: np.ndarray, plugged: np.ndarray, config: EnvConfig) -> np.ndarray:
     """Scale each step's power above the floors onto P_ref (removes LP tolerance excesses)."""
-    floor = plugged * config.p_min
+    floor = plugged * config.station_p_min
     extra = plan - floor
     total = extra.sum(axis=1)
     budget = np.maximum(config.P_ref - floor.sum(axis=1), 0.0)

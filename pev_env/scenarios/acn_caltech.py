@@ -1,0 +1,70 @@
+"""`acn-caltech`, `acn-caltech-train`, `acn-caltech-eval`: real Caltech weekdays shipped with the package.
+
+* `acn-caltech`: the weekday `seed % 5` of the shipped week (2019-05-06 to 05-10); the agents are the
+  42 stations of that week's file. It lies in the evaluation split (ISO week 19 is odd).
+* `acn-caltech-train` / `acn-caltech-eval`: the weekday `seed % len(days)` of the training / evaluation
+  days (even / odd ISO weeks, `pev_env.acn.split_days`) of Caltech May-December 2019; the agents are the
+  stations of both files, so both splits have the same spaces. Train on `acn-caltech-train` and
+  evaluate on `acn-caltech-eval` (or `acn-caltech`): the days never overlap.
+
+Plant and overrides as for `acn:` specs (`pev_env.scenarios.acn_file`). Names: acn-caltech-<day>.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from pev_env import acn
+from pev_env.config import EnvConfig
+from pev_env.scenario import Scenario
+from pev_env.scenarios.acn_file import build_acn_day
+from pev_env.scenarios.base import ScenarioFamily
+
+
+class _Source(NamedTuple):
+    files: tuple[Path, ...]
+    split: str | None
+
+
+_SOURCES = {
+    "acn-caltech": _Source((acn.SAMPLE_FILE,), None),
+    "acn-caltech-train": _Source(acn.MONTH_FILES, "train"),
+    "acn-caltech-eval": _Source(acn.MONTH_FILES, "eval"),
+}
+
+
+def caltech_days(name: str) -> list[dt.date]:
+    """The weekdays the named scenario draws from (`seed % len(days)` picks one)."""
+    return _days(name, _frame(name))
+
+
+def _frame(name: str) -> pd.DataFrame:
+    return acn.load_acn_sessions(list(_SOURCES[name].files))
+
+
+def _days(name: str, frame: pd.DataFrame) -> list[dt.date]:
+    days = acn.session_days(frame, weekdays_only=True)
+    split = _SOURCES[name].split
+    return days if split is None else acn.split_days(days, split)
+
+
+class AcnCaltechFamily(ScenarioFamily):
+    """The shipped Caltech days (module doc)."""
+
+    names = tuple(_SOURCES)
+
+    def parse(self, spec: str) -> str | None:
+        return spec if spec in _SOURCES else None
+
+    def build(self, args: str, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
+        frame = _frame(args)
+        days = _days(args, frame)
+        day = days[seed % len(days)]
+        return build_acn_day(frame, day, base, name=f"acn-caltech-{day}")
+
+    def files(self, args: str) -> tuple[Path, ...]:
+        return _SOURCES[args].files

@@ -1,0 +1,70 @@
+"""`acn:PATH:YYYY-MM-DD`: one local day of any ACN-Data session file of the shipped format (any site).
+
+Every station id of the file is an agent, rated by `pev_env.acn.station_ratings`; the plant is derived
+from the sessions (`pev_env.plant.plant_config`: stations, PEVs, capacities, ratings, episode length,
+binding P_ref). The base config's overrides: P_ref, p_min and p_max when they differ from the EnvConfig
+defaults (a p_max replaces the inferred ratings), sampling_time (must divide 1440), acn_battery_kwh,
+acn_battery_max_kwh and area_limit_fraction. The seed is not used (the day is fixed). A relative PATH is
+resolved against the working directory of the process that builds the scenario.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pev_env import acn
+from pev_env.config import EnvConfig
+from pev_env.plant import plant_config
+from pev_env.scenario import Scenario
+from pev_env.scenarios.base import ScenarioFamily
+
+PREFIX = "acn:"
+
+
+def build_acn_day(
+    source: str | os.PathLike[str] | pd.DataFrame, day: dt.date, base: EnvConfig, name: str | None = None
+) -> tuple[EnvConfig, Scenario]:
+    """Config and scenario of one ACN day (`acn.acn_day_fields`) on the base plant's settings and overrides."""
+    fields = acn.acn_day_fields(
+        source, day, sampling_time=base.sampling_time, battery_kwh=base.acn_battery_kwh,
+        max_battery_kwh=base.acn_battery_max_kwh, name=name,
+        ratings=base.p_max if base.is_set("p_max") else None,
+    )
+    if base.is_set("p_min"):
+        fields["p_min"] = base.p_min
+    scenario = Scenario(**fields)
+    return plant_config(scenario, base), scenario
+
+
+class AcnFileFamily(ScenarioFamily):
+    """`acn:PATH:YYYY-MM-DD` (module doc)."""
+
+    patterns = ("acn:PATH:YYYY-MM-DD",)
+
+    def parse(self, spec: str) -> tuple[Path, dt.date] | None:
+        if not spec.startswith(PREFIX):
+            return None
+        path, sep, day = spec[len(PREFIX):].rpartition(":")
+        if not sep or not path:
+            raise ValueError(f"scenario {spec!r}: expected acn:PATH:YYYY-MM-DD (a session file and a local day)")
+        return Path(path), acn.parse_day(day)
+
+    def check(self, args: tuple[Path, dt.date]) -> None:
+        path, day = args
+        acn.day_sessions(acn.load_acn_sessions(path), day, where=repr(str(path)))
+
+    def build(self, args: tuple[Path, dt.date], seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
+        path, day = args
+        return build_acn_day(path, day, base, name=self.label("", args))
+
+    def label(self, spec: str, args: Any) -> str:
+        path, day = args
+        return f"acn-{acn.site_name(path)}-{day.isoformat()}"
+
+    def files(self, args: tuple[Path, dt.date]) -> tuple[Path, ...]:
+        return (args[0].expanduser().resolve(),)

@@ -1,0 +1,50 @@
+"""The base of every scenario family: parse a spec, check it, build `(EnvConfig, Scenario)` from a seed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from pev_env.config import EnvConfig
+from pev_env.scenario import Scenario
+
+
+class ScenarioFamily(ABC):
+    """One family of scenarios (one file per family, registered in `pev_env.scenarios.registry`)."""
+
+    names: tuple[str, ...] = ()
+    """The family's fixed names."""
+    patterns: tuple[str, ...] = ()
+    """How its parsed specs are written (for help and errors), e.g. 'synthetic-N (N >= 1)'."""
+
+    @abstractmethod
+    def parse(self, spec: str) -> Any | None:
+        """The spec's arguments when it belongs to this family, else None; a malformed spec of the family
+        raises ValueError."""
+
+    @abstractmethod
+    def build(self, args: Any, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
+        """The consistent config and the scenario of `args` drawn with `seed`; `base` supplies the rest."""
+
+    def check(self, args: Any) -> None:
+        """Validate beyond the syntax (files, days) without building; default: nothing to check."""
+
+    def label(self, spec: str, args: Any) -> str:
+        """Readable name of the spec in results (file names too); default: the spec."""
+        return spec
+
+    def files(self, args: Any) -> tuple[Path, ...]:
+        """Data files the scenario is read from (for provenance); default: none."""
+        return ()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (provenance of the data a scenario was built from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,51 @@
+"""`csv:PATH`: the sessions of a scenario CSV (`Scenario.to_csv` / `Scenario.from_csv` format).
+
+The plant constants come from the base config (`--env-file`, `--set env.*`). n_stations is the base's
+when set (differs from the default 6), else the largest station index + 1 (the default when every
+session takes the first free station); n_steps is the base's (total_time / sampling_time) when
+total_time is set, else the last departure. The rest of the plant follows `pev_env.plant.plant_config`
+(binding P_ref unless P_ref is set). The seed is not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pev_env.acn import site_name
+from pev_env.config import EnvConfig
+from pev_env.plant import plant_config
+from pev_env.scenario import Scenario, read_sessions_csv
+from pev_env.scenarios.base import ScenarioFamily
+
+PREFIX = "csv:"
+
+
+class CsvFileFamily(ScenarioFamily):
+    """`csv:PATH` (module doc)."""
+
+    patterns = ("csv:PATH",)
+
+    def parse(self, spec: str) -> Path | None:
+        if not spec.startswith(PREFIX):
+            return None
+        if not spec[len(PREFIX):]:
+            raise ValueError(f"scenario {spec!r}: expected csv:PATH (a scenario CSV file)")
+        return Path(spec[len(PREFIX):])
+
+    def check(self, args: Path) -> None:
+        read_sessions_csv(args)
+
+    def build(self, args: Path, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
+        fields = read_sessions_csv(args)
+        stations, departures = fields["station"], fields["departure"]
+        n_stations = base.n_stations if base.is_set("n_stations") or not (stations >= 0).any() else int(stations.max()) + 1
+        n_steps = base.n_steps if base.is_set("total_time") else max(int(departures.max(initial=1)), 1)
+        scenario = Scenario(**fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),
+                            sampling_time=base.sampling_time)
+        return plant_config(scenario, base), scenario
+
+    def label(self, spec: str, args: Path) -> str:
+        return f"csv-{site_name(args)}"
+
+    def files(self, args: Path) -> tuple[Path, ...]:
+        return (args.expanduser().resolve(),)

@@ -1,0 +1,82 @@
+"""The one place a scenario name or spec is resolved: `FAMILIES` (one builder per family, in order).
+
+A new family is one file with a `ScenarioFamily` subclass (`pev_env.scenarios.base`) and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pev_env.config import EnvConfig
+from pev_env.scenario import Scenario
+from pev_env.scenarios.acn_caltech import AcnCaltechFamily
+from pev_env.scenarios.acn_file import AcnFileFamily
+from pev_env.scenarios.base import ScenarioFamily, file_sha256
+from pev_env.scenarios.csv_file import CsvFileFamily
+from pev_env.scenarios.seed import SeedFamily
+from pev_env.scenarios.synthetic import SyntheticFamily
+
+FAMILIES: tuple[ScenarioFamily, ...] = (SeedFamily(), AcnCaltechFamily(), SyntheticFamily(), AcnFileFamily(),
+                                        CsvFileFamily())
+SCENARIO_NAMES: tuple[str, ...] = tuple(name for family in FAMILIES for name in family.names)
+"""The fixed names; the parsed forms are in `scenario_names()`."""
+
+
+def scenario_names() -> tuple[str, ...]:
+    """Every accepted form: the fixed names, then the patterns (synthetic-N, acn:PATH:YYYY-MM-DD, csv:PATH)."""
+    return SCENARIO_NAMES + tuple(p for family in FAMILIES for p in family.patterns)
+
+
+def resolve(spec: str, key: str = "scenario") -> tuple[ScenarioFamily, Any]:
+    """The family of `spec` and its parsed arguments; errors start with `key`."""
+    for family in FAMILIES if isinstance(spec, str) else ():
+        try:
+            args = family.parse(spec)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        if args is not None:
+            return family, args
+    raise ValueError(f"{key}: unknown scenario {spec!r}; valid scenarios: {', '.join(scenario_names())}")
+
+
+def check_scenario(spec: str, key: str = "scenario") -> None:
+    """Raise ValueError (starting with `key`) unless `spec` names a scenario that can be built (files, days)."""
+    family, args = resolve(spec, key)
+    try:
+        family.check(args)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def make_scenario(spec: str, seed: int, base: EnvConfig | None = None) -> tuple[EnvConfig, Scenario]:
+    """The config and the scenario named by `spec` (a name or a file spec), drawn with `seed` (int >= 0).
+
+    `base` supplies every field the scenario does not fix (default: the seed's EnvConfig). The returned
+    config is consistent with the scenario (`pev_env.plant.check_consistent`).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"make_scenario: seed = {seed!r}: must be an integer >= 0")
+    family, args = resolve(spec)
+    return family.build(args, seed, base or EnvConfig())
+
+
+def scenario_label(spec: str) -> str:
+    """Readable name of `spec` for results and file names: a name itself, acn-<site>-<day>, csv-<file stem>
+    (a string that is no spec, e.g. a hand-made scenario's label, stays as it is)."""
+    try:
+        family, args = resolve(spec)
+    except ValueError:
+        return spec
+    return family.label(spec, args)
+
+
+def scenario_files(spec: str) -> dict[str, str]:
+    """Data files of `spec` -> their sha256 (provenance; {} for generated scenarios)."""
+    family, args = resolve(spec)
+    return {str(path): file_sha256(path) for path in family.files(args)}
+
+
+def scenario_provenance(specs: Iterable[str]) -> dict[str, dict[str, str]]:
+    """`scenario_files` of every spec that reads files, keyed by spec (for run.json)."""
+    return {spec: files for spec in specs if (files := scenario_files(spec))}
