@@ -21,6 +21,7 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "equal-share",
     "mpc-decentralised",
     "mpc-centralised",
+    "mpc-decentralised-tracking",
     "offline-optimal",
     PPO,
 )

@@ -60,7 +60,7 @@ class _GapProbe:
         action = self.policy.act_array(obs)
         stats = self.policy.last_stats
         settings = self.policy.settings
-        problem = build_problem(Observed(obs, self.config.P_ref), self.config.eta, self.config.dt_h, settings.horizon)
+        problem = build_problem(Observed(obs, self.config.P_ref), self.config.eta, self.config.dt_h, settings)
         reference = solve_centralised(problem, settings).objective
         self.gaps.append(abs(float(stats["objective"]) - reference) / max(abs(reference), 1e-9))
         self.solve_s.append(float(stats["solve_time_s"]))

@@ -17,11 +17,20 @@ import numpy as np
 from scipy.linalg.lapack import dpttrs
 
 from pev_mpc.coordinator import StationReplies
+from pev_mpc.objective import station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
+from pev_mpc.station_qp import StationQP
 
 _STEP_FRACTION = 0.995
 _SENSITIVITY_CHUNK = 2048  # stations per block of the sensitivity solve (bounds memory to ~40 MB at H = 48)
+
+
+def _in_series(q: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """q e / (q + e) (two springs in series) without overflow: the smaller over 1 + smaller/larger."""
+    small, large = np.minimum(q, e), np.maximum(q, e)
+    ratio = np.divide(small, large, out=np.zeros_like(small), where=large > 0)
+    return small / (1.0 + ratio)
 
 
 def _shift_right(v: np.ndarray, first: np.ndarray | float) -> np.ndarray:
@@ -39,20 +48,18 @@ class BatchStations:
         N, H = problem.n_stations, problem.horizon
         self.n_stations, self.horizon = N, H
         self.c = problem.c
-        self.eps = settings.power_reg
+        self.costs = station_costs(problem, settings)
+        self.eps = self.costs.power_reg[:, None]                    # (N, 1) eps_i
         self.m = problem.mask.astype(float)
-        d = problem.d
-        self.n_rows = np.maximum(3 * d, 1).astype(float)
-        last = np.zeros((N, H))
-        plugged = d > 0
-        last[np.flatnonzero(plugged), d[plugged] - 1] = 1.0
+        self.n_rows = np.maximum(3 * problem.d, 1).astype(float)
         # objective weights on z (dummy entries: weight 1, target 0 -> z = 0)
-        self.w = np.where(self.m > 0, settings.tracking_weight * self.m + settings.terminal_weight * last, 1.0)
+        self.w = np.where(self.m > 0, self.costs.node_weight, 1.0)
+        self.linear = self.costs.linear
         self.target = np.where(self.m > 0, problem.r[:, None], 0.0)
         self.x0 = problem.x0[:, None]
         self.pmin = problem.p_min[:, None]
         self.pmax = problem.p_max[:, None]
-        self.s = problem.s[:, None]
+        self.s = self.costs.cap[:, None]
         self._theta: tuple[np.ndarray, np.ndarray] | None = None  # (q, a) of the last KKT matrix
         self._safe = problem.lower_plan()  # fallback plans: last solved plan, else p_min while plugged
 
@@ -87,7 +94,7 @@ class BatchStations:
         e = a[:, 0] + q[:, 0]
         for k in range(H):
             if k > 0:
-                e = a[:, k] + q[:, k] * e / (q[:, k] + e)
+                e = a[:, k] + _in_series(q[:, k], e)
                 mult[:, k] = -q[:, k] / piv[:, k - 1]
             piv[:, k] = e + (q[:, k + 1] if k + 1 < H else 0.0)
         return piv.ravel(), mult.ravel()[1:]
@@ -100,7 +107,7 @@ class BatchStations:
         (fixed-barrier mode: the iterates are driven to the central point slack * multiplier = barrier).
         """
         m, c, N, H = self.m, self.c, self.n_stations, self.horizon
-        lam = m * np.asarray(prices, dtype=float)[None, :]
+        lam = m * (np.asarray(prices, dtype=float)[None, :] + self.linear)
         tol = self.settings.station_tol
         p0 = m * np.clip(0.5 * (self.pmin + self.pmax), self.pmin, self.pmax)
         z = np.where(m > 0, self.x0 + c * np.cumsum(p0, axis=1), 0.0)
@@ -204,7 +211,8 @@ class BatchStations:
     smoothing = True
     """respond() takes barrier > 0 (StationPool protocol: smoothed replies)."""
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0) -> StationReplies:
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None) -> StationReplies:
         """Every station's reply to the broadcast prices (StationPool protocol). barrier > 0: replies of
         the log-barrier-smoothed QPs (interior point in fixed-barrier mode), their values including
         -barrier * sum log(slacks) and the sensitivity that of the smoothed QPs."""
@@ -214,12 +222,18 @@ class BatchStations:
             smooth = barrier * self._log_slack
         else:
             p, ok = self.solve(prices)
+            for i in np.flatnonzero(~ok):  # last resort before the safe plan: the station's own OSQP QP
+                p[i], ok[i] = StationQP.from_problem(self.problem, int(i), self.settings, self.costs).solve(prices)
             smooth = np.zeros(self.n_stations)
             self._safe[ok] = p[ok]
         p[~ok] = self._safe[~ok]
-        value = self.problem.station_objective(p, self.settings) + p @ prices - np.where(ok, smooth, 0.0)
+        value = self.costs.value(self.problem, p) + p @ prices - np.where(ok, smooth, 0.0)
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool), failed=~ok,
-                              sensitivity=self.sensitivity() if want_sensitivity else None)
+                              sensitivity=self._reported_sensitivity(barrier, smoothing) if want_sensitivity else None)
+
+    def _reported_sensitivity(self, barrier: float, smoothing: np.ndarray | None) -> np.ndarray:
+        """The sensitivity of this round's replies (smoothing is only used by ActiveSetStations)."""
+        return BatchStations.sensitivity(self)
 
 
 _BIG = 1e12  # stiffness standing in for an active constraint in the sensitivity's KKT matrix (relative)
@@ -246,9 +260,10 @@ class ActiveSetStations(BatchStations):
         N, H = self.n_stations, self.horizon
         self._M = problem.mask.T.copy()                            # (H, N) plugged
         self._wc = np.where(self._M, self.w.T, 0.0)                 # node weights, 0 beyond d
-        self._r, self._s, self._x0 = problem.r.copy(), problem.s.copy(), problem.x0.copy()
+        self._r, self._s, self._x0 = problem.r.copy(), self.costs.cap.copy(), problem.x0.copy()
+        self._linT = self.linear.T.copy()                           # (H, N) linear cost per kW
         self._cmin, self._cmax = self.c * problem.p_min, self.c * problem.p_max   # kWh per step
-        self._h = self.c**2 / (2.0 * self.eps)                      # compliance of a free link
+        self._h = self.c**2 / (2.0 * self.costs.power_reg)          # (N,) compliance of a free link
         self._U = np.zeros((H, N), dtype=bool)                      # links at p_max
         self._L = np.zeros((H, N), dtype=bool)                      # links at p_min
         self._P = np.zeros((H, N), dtype=bool)                      # SOCs pinned at s
@@ -256,15 +271,49 @@ class ActiveSetStations(BatchStations):
         self._pin = np.zeros((H, N), dtype=bool)                    # ... and effective pins
         self.sweeps = 0                                             # chain sweeps done (statistics)
         self.ipm_fallbacks = 0                                      # stations handed to the IPM
+        self._y = np.zeros((H, N))                                  # bound multipliers of the links (per kW)
+        self._nu = np.zeros((H, N))                                 # pin multipliers (per kWh)
+        self._ipm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (stations, q, a) solved by the IPM
         self._S: np.ndarray | None = None                           # last summed sensitivity ...
         self._theta_S: tuple[np.ndarray, np.ndarray] | None = None  # ... and the KKT data it was built from
 
-    def sensitivity(self) -> np.ndarray:
-        """Summed -dp_i/dlambda, updated incrementally: only stations whose active set (KKT matrix)
-        changed since the last call are subtracted with their old and added with their new matrix."""
+    smooth_sensitivity = True
+    """sensitivity()/respond() take `smoothing` (StationPool protocol)."""
+
+    def _kkt(self, smoothing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(q, a) of every station's KKT matrix at the current active sets.
+
+        smoothing None: active bounds and pins are rigid (the exact sensitivity). smoothing (H,) kW:
+        a bound of step k with multiplier y (objective per kW) gets the stiffness y / smoothing[k] and a
+        pin with multiplier nu the stiffness nu / (c max(smoothing)), as a log barrier of weight
+        y * smoothing would give: a bound the prices are about to release (small y) or that the
+        area residual (smoothing) is about to move counts as nearly free.
+        """
+        if smoothing is None:
+            rigid_q = _BIG * (self._U | self._L).T
+            rigid_a = _BIG * self._pin.T
+        else:
+            omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
+            rigid_q = np.minimum(np.where((self._U | self._L).T, self._y.T / omega[None, :], 0.0), _BIG)
+            rigid_a = np.minimum(np.where(self._pin.T, self._nu.T / (self.c * omega.max()), 0.0), _BIG)
+        q = self.m * (2.0 * self.eps + rigid_q) / self.c**2
+        a = 2.0 * self.w + rigid_a
+        if self._ipm is not None:
+            idx, q_ipm, a_ipm = self._ipm
+            q[idx], a[idx] = q_ipm, a_ipm
+        return q, a
+
+    def _reported_sensitivity(self, barrier: float, smoothing: np.ndarray | None) -> np.ndarray:
+        """Barrier replies: the interior point's sensitivity; exact replies: the active sets' (smoothed)."""
+        return BatchStations.sensitivity(self) if barrier > 0.0 else self.sensitivity(smoothing)
+
+    def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
+        """Summed -dp_i/dlambda (exact, or smoothed: see _kkt), updated incrementally: only stations
+        whose KKT matrix changed since the last call are subtracted with their old and added with their
+        new matrix."""
         if self._theta is None:
             raise RuntimeError("ActiveSetStations.sensitivity() needs a prior solve()")
-        q, a = self._theta
+        q, a = self._kkt(smoothing)
         if self._S is None or self._theta_S is None:
             self._S = self._gram(q, a, self.m)
         else:
@@ -288,9 +337,9 @@ class ActiveSetStations(BatchStations):
         U, L, P, M = self._U[:, cols], self._L[:, cols], self._P[:, cols], self._M[:, cols]
         w, r, s, x0 = self._wc[:, cols], self._r[cols], self._s[cols], self._x0[cols]
         H, n = M.shape
-        c, h = self.c, self._h
+        c, h, eps = self.c, self._h[cols], self.costs.power_reg[cols]
         rigid = U | L | ~M
-        free_off = -lam[:, None] * c / (2.0 * self.eps) * M         # link offset of a free link (kWh)
+        free_off = -lam * c / (2.0 * eps) * M                       # link offset of a free link (kWh)
         off = np.where(U, self._cmax[cols], np.where(L, self._cmin[cols], free_off))
         off[~M] = 0.0
         hh = np.where(rigid, 0.0, h)
@@ -320,7 +369,7 @@ class ActiveSetStations(BatchStations):
                 zk = np.where(pos, (hh[k] * mf[k - 1] + gf[k - 1] * (zk - off[k])) / np.where(pos, den, 1.0),
                               mf[k - 1])
         step = z - _shift_down(z, x0)
-        slope = M * (2.0 * self.eps * step / c + lam[:, None]) / c   # d(eps p^2 + lam p)/d(step)
+        slope = M * (2.0 * eps * step / c + lam) / c                 # d(eps p^2 + lam p)/d(step)
         Fnext = np.vstack([F[1:], np.zeros((1, n))])
         nu = np.where(pin, Fnext - F - 2.0 * w * (z - r), 0.0)
         return z, step, F, slope, pin, nu
@@ -347,17 +396,21 @@ class ActiveSetStations(BatchStations):
         self._P[:, cols] = np.where(keep, self._P[:, cols], newP)
         self._z[:, cols] = z
         self._pin[:, cols] = pin
+        self._y[:, cols] = self.c * np.maximum(muU + muL, 0.0)
+        self._nu[:, cols] = np.maximum(nu, 0.0)
         return settled
 
     def solve(self, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
         N = self.n_stations
-        lam = np.asarray(prices, dtype=float)
+        prices = np.asarray(prices, dtype=float)
+        lam = prices[:, None] + self._linT                          # (H, N) price + linear cost per kW
         tol = self.settings.station_tol
         todo = np.arange(N)
         for _ in range(self.settings.active_set_max_sweeps):
             self.sweeps += 1
-            settled = self._update(todo if todo.size < N else slice(None), lam, tol)
+            cols = todo if todo.size < N else slice(None)
+            settled = self._update(cols, lam[:, cols], tol)
             todo = todo[~settled]
             if todo.size == 0:
                 break
@@ -365,15 +418,13 @@ class ActiveSetStations(BatchStations):
         z = self._z.T
         p = self.m * (z - _shift_right(z, self.x0[:, 0])) / self.c
         p = np.clip(p, self.m * self.pmin, self.m * self.pmax)
-        rigid = (self._U | self._L).T
-        q = self.m * (2.0 * self.eps + _BIG * rigid) / self.c**2
-        a = 2.0 * self.w + _BIG * self._pin.T
+        self._ipm = None
         if todo.size:
             self.ipm_fallbacks += todo.size
             sub = BatchStations(_subproblem(self.problem, todo), self.settings)
-            p[todo], done[todo] = sub.solve(lam)
-            q[todo], a[todo] = sub._theta
-        self._theta = (q, a)
+            p[todo], done[todo] = sub.solve(prices)
+            self._ipm = (todo, *sub._theta)
+        self._theta = self._kkt(None)
         return p, done
 
 
@@ -389,4 +440,5 @@ def _subproblem(problem: ChargingProblem, idx: np.ndarray, P_ref: np.ndarray | N
     """The stations idx of problem as a problem of their own (area limit P_ref, default unchanged)."""
     return ChargingProblem(x0=problem.x0[idx], r=problem.r[idx], s=problem.s[idx], d=problem.d[idx],
                            p_min=problem.p_min[idx], p_max=problem.p_max[idx], eta=problem.eta, dt_h=problem.dt_h,
-                           P_ref=problem.P_ref if P_ref is None else P_ref, horizon=problem.horizon)
+                           P_ref=problem.P_ref if P_ref is None else P_ref, horizon=problem.horizon,
+                           departure=problem.departure[idx])

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 
+from pev_mpc.objective import CvxpyCosts, station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 
 _SOLVER_OPTIONS = {
-    "CLARABEL": dict(tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9),
+    "CLARABEL": dict(tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11, tol_ktratio=1e-9),
     "OSQP": dict(eps_abs=1e-8, eps_rel=1e-8, polishing=True, max_iter=200000),
 }
 
@@ -23,56 +24,61 @@ class _Model:
     problem: cp.Problem
     p: cp.Variable
     params: dict[str, cp.Parameter]
+    costs: CvxpyCosts
     coupling: cp.Constraint
 
 
-def _build(n: int, H: int, c: float, settings: MPCSettings) -> _Model:
-    """The QP in (p, e), e[i, k] = energy added after step k (kWh); data enter as Parameters."""
-    par = {name: cp.Parameter((n, H), name=name) for name in ("lo", "hi", "cap", "target")}
-    par["mask"] = cp.Parameter((n, H), nonneg=True, name="mask")
-    par["delta"] = cp.Parameter(n, name="delta")
+def _build(n: int, H: int) -> _Model:
+    """The QP in (p, e), e[i, k] = energy added after step k (in kWh per unit of c); every datum,
+    c and the objective's weights included, enters as a Parameter."""
+    par = {name: cp.Parameter((n, H), name=name) for name in ("lo", "hi", "room")}
+    par["c"] = cp.Parameter(nonneg=True, name="c")
     par["P_ref"] = cp.Parameter(H, name="P_ref")
     p, e = cp.Variable((n, H), name="p"), cp.Variable((n, H), name="e")
+    costs = CvxpyCosts.create(n, H)
     coupling = cp.sum(p, axis=0) <= par["P_ref"]
-    constraints = [e[:, 0] == c * p[:, 0], p >= par["lo"], p <= par["hi"], e <= par["cap"], coupling]
+    constraints = [e[:, 0] == par["c"] * p[:, 0], p >= par["lo"], p <= par["hi"], e <= par["room"], coupling]
     if H > 1:
-        constraints.append(e[:, 1:] == e[:, :-1] + c * p[:, 1:])
-    objective = (settings.tracking_weight * cp.sum_squares(cp.multiply(par["mask"], e) - par["target"])
-                 + settings.terminal_weight * cp.sum_squares(par["delta"] - e[:, H - 1])
-                 + settings.power_reg * cp.sum_squares(p))
-    return _Model(cp.Problem(cp.Minimize(objective), constraints), p, par, coupling)
+        constraints.append(e[:, 1:] == e[:, :-1] + par["c"] * p[:, 1:])
+    return _Model(cp.Problem(cp.Minimize(costs.expression(p, e)), constraints), p, par, costs, coupling)
 
 
-_CACHE: dict[tuple, _Model] = {}
+_CACHE: dict[tuple[int, int], _Model] = {}
 
 
-def _model(problem: ChargingProblem, settings: MPCSettings, reuse: bool) -> _Model:
-    key = (problem.n_stations, problem.horizon, problem.c, settings.tracking_weight, settings.terminal_weight,
-           settings.power_reg)
+def _model(problem: ChargingProblem, reuse: bool) -> _Model:
+    key = (problem.n_stations, problem.horizon)
     if not reuse:
-        return _build(*key[:3], settings)
+        return _build(*key)
     if key not in _CACHE:
-        _CACHE[key] = _build(*key[:3], settings)
+        _CACHE[key] = _build(*key)
     return _CACHE[key]
 
 
 def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bool = True) -> MPCSolution:
     """Minimise sum_i f_i subject to all constraints in one QP; prices are the coupling duals.
 
-    reuse=True keeps one compiled cvxpy problem per (N, H, model, weights) and only updates its
-    Parameters; reuse=False rebuilds and recompiles it (as ad-hoc scripts do).
+    reuse=True keeps one compiled cvxpy problem per (N, H) and only updates its Parameters (data,
+    objective and weights); reuse=False rebuilds and recompiles it (as ad-hoc scripts do).
     Raises InfeasibleProblemError if the constraints admit no plan.
     """
     start = time.perf_counter()
     problem.check_feasible()
-    model = _model(problem, settings, reuse)
-    mask = problem.mask.astype(float)
-    delta = problem.r - problem.x0
+    costs = station_costs(problem, settings)
+    H = problem.horizon
+    if problem.n_stations == 0:
+        return MPCSolution(p=np.zeros((0, H)), prices=np.zeros(H), objective=0.0, iterations=0, converged=True,
+                           solve_time_s=time.perf_counter() - start)
+    model = _model(problem, reuse)
+    mask = problem.mask
+    room = costs.cap - problem.x0
     values = {"lo": mask * problem.p_min[:, None], "hi": mask * problem.p_max[:, None],
-              "cap": np.broadcast_to((problem.s - problem.x0)[:, None], mask.shape).copy(),
-              "target": mask * delta[:, None], "mask": mask, "delta": delta, "P_ref": problem.P_ref}
+              # the cap binds only while plugged (a free station's SOC may exceed its cap)
+              "room": np.where(mask, room[:, None], np.maximum(room, 0.0)[:, None]),
+              "c": problem.c, "P_ref": problem.P_ref}
     for name, value in values.items():
         model.params[name].value = value
+    model.costs.assign(problem, costs)
     solver = settings.centralised_solver
     model.problem.solve(solver=solver, **_SOLVER_OPTIONS[solver])
     status = model.problem.status
@@ -80,8 +86,8 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     if model.p.value is None:
         raise RuntimeError(f"centralised QP not solved: solver {solver} returned status {status!r}")
     p = np.clip(model.p.value, values["lo"], values["hi"])
-    prices = np.maximum(np.asarray(model.coupling.dual_value, dtype=float).reshape(problem.horizon), 0.0)
+    prices = np.maximum(np.asarray(model.coupling.dual_value, dtype=float).reshape(H), 0.0)
     stats = model.problem.solver_stats
-    return MPCSolution(p=p, prices=prices, objective=problem.objective(p, settings),
+    return MPCSolution(p=p, prices=prices, objective=float(costs.value(problem, p).sum()),
                        iterations=int(stats.num_iters or 0), converged=converged, residual_kw=0.0, messages=0,
                        solve_time_s=time.perf_counter() - start)

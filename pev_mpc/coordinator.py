@@ -13,13 +13,17 @@ from typing import Protocol
 
 import numpy as np
 
+from pev_mpc.objective import station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
 _ARMIJO = 1e-4
+_G_NOISE = 1e-9  # relative accuracy of the dual value (sum of station values solved to station_tol)
 _DAMPING_DOWN = 0.1
 _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
+_EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
+_EXPAND = 4.0           # ... makes the next step this much longer
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,24 +106,11 @@ def project_to_limit(p: np.ndarray, lower: np.ndarray, P_ref: np.ndarray) -> np.
     return out
 
 
-def strong_convexity(problem: ChargingProblem, settings: MPCSettings) -> np.ndarray:
-    """(N,) smallest Hessian eigenvalue mu_i of each f_i in p (inf for stations without a PEV)."""
-    mu = np.full(problem.n_stations, np.inf)
-    c = problem.c
-    for d in np.unique(problem.d[problem.d > 0]):
-        L = np.tril(np.ones((d, d)))
-        w = np.full(d, settings.tracking_weight)
-        w[-1] += settings.terminal_weight
-        Q = 2.0 * (c**2 * L.T @ (w[:, None] * L) + settings.power_reg * np.eye(d))
-        mu[problem.d == d] = np.linalg.eigvalsh(Q)[0]
-    return mu
-
-
 def dual_step_size(problem: ChargingProblem, settings: MPCSettings) -> float:
     """alpha = 1 / Lipschitz constant of the dual gradient = 1 / sum_i 1/mu_i."""
     if settings.step_size is not None:
         return float(settings.step_size)
-    inv = np.sum(1.0 / strong_convexity(problem, settings))
+    inv = np.sum(1.0 / station_costs(problem, settings).strong_convexity(problem))
     return 1.0 / inv if inv > 0 else 1.0
 
 
@@ -139,13 +130,14 @@ class AreaCoordinator:
         """(H,) upper bound on optimal prices; each station reports once the largest marginal value
         of its energy per step (H numbers)."""
         if self._ceil is None:
-            self._ceil = self.problem.price_ceiling(self.settings) * 1.01 + 1e-6
+            raw = station_costs(self.problem, self.settings).price_ceiling(self.problem)
+            self._ceil = np.where(raw > 0.0, raw * 1.01 + 1e-6, 0.0)  # zero: no station values power at k
             self._messages += self.problem.n_stations
         return self._ceil
 
     # ---- one round -----------------------------------------------------------------------
-    def _round(self, prices: np.ndarray, want_sensitivity: bool,
-               barrier: float = 0.0) -> tuple[np.ndarray, float, np.ndarray | None]:
+    def _round(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
+               smoothing: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
         """Broadcast prices (and a barrier > 0 for smoothed replies); return (area residual r (H,),
         dual value g, summed sensitivity).
 
@@ -155,6 +147,8 @@ class AreaCoordinator:
         def ask() -> StationReplies:
             if barrier > 0.0:
                 return self.pool.respond(prices, want_sensitivity, barrier=barrier)
+            if smoothing is not None and getattr(self.pool, "smooth_sensitivity", False):
+                return self.pool.respond(prices, want_sensitivity, smoothing=smoothing)
             return self.pool.respond(prices, want_sensitivity)
 
         rep = ask()
@@ -191,48 +185,57 @@ class AreaCoordinator:
 
     # ---- methods -------------------------------------------------------------------------
     def _newton(self, lam: np.ndarray, rejections: int | None = None) -> tuple[np.ndarray, bool]:
-        """Projected dual Newton on 0 <= lambda <= ceiling, Levenberg-Marquardt damped.
+        """Projected dual Newton on 0 <= lambda <= ceiling with barrier-smoothed sensitivities.
 
-        The step solves (S_FF + delta I) step_F = r_F on the free prices F (S = sum_i -dp_i/dlambda as
-        reported by the stations). A step is kept only if it raises the dual value enough (Armijo);
-        delta shrinks after a kept step and grows after a rejected one, so kinks of the piecewise
-        quadratic dual (stations hitting their bounds) cannot cause divergence; a rejected step's plans
-        are discarded. Converged: residual within primal_tol_kw and either the step within price_tol
-        or the dual gap certified below price_tol * |g| (g concave: g(mu) <= g + r.(mu - lambda) for
-        every mu in [0, ceiling], which holds the optimum; this ends the search for a kink in flat,
-        singular directions). Stops unconverged after max_iterations rounds in all or after `rejections`
-        rejected steps (None: no limit).
+        The step solves (S_FF + delta I) step_F = r_F on the free prices F (positive price or overload),
+        S = sum_i -dp_i/dlambda as reported by the stations, which smooth it with the last round's
+        |residual| (docs/FORMULATION.md): at a kink of the piecewise-quadratic dual, where the exact S is
+        singular, the smoothed S still tells how far the nearest station bound is. A step is kept only
+        if it raises the dual value enough (Armijo); a rejected step's plans are discarded and delta is
+        raised so that the next step is at most half as long. A kept step that raised the dual far more
+        than the quadratic model predicted (a nearly linear stretch of the dual) makes the next one
+        longer. Converged: residual within primal_tol_kw and either the step within price_tol or the
+        dual gap certified below price_tol * |g| (g concave: g(mu) <= g + r.(mu - lambda) for every mu
+        in [0, ceiling], which holds the optimum). Stops unconverged after max_iterations rounds in all
+        or after `rejections` rejected steps (None: no limit).
         """
         s = self.settings
         ceiling = self._ceiling()
         rejected = 0
         lam = np.minimum(lam, ceiling)
-        r, g, S = self._round(lam, True)
-        delta = None
+        r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
+        delta = 1e-9 * max(float(np.max(np.diag(S), initial=0.0)), 1e-12)
+        length = 1.0
         while True:
             free = (lam > 0) | (r > 0)
-            if delta is None:  # first damping: a step of at most a quarter of the price ceiling
-                delta = float(np.max(np.abs(r[free]), initial=0.0)) / max(0.25 * float(ceiling.max()), 1e-12)
-                delta = max(delta, 1e-12)
             step = np.zeros_like(lam)
             if np.any(free):
                 Sf = S[np.ix_(free, free)]
                 step[free] = np.linalg.solve(Sf + delta * np.eye(Sf.shape[0]), r[free])
-            # concavity: no prices in [0, ceiling] beat g by more than the linearisation's maximum
             gap = float(np.sum(np.where(r > 0, r * (ceiling - lam), -r * lam)))
             if self._stop(lam, r, step, gap <= s.price_tol * max(1.0, abs(g))):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
-            new = np.clip(lam + step, 0.0, ceiling)
+            new = np.clip(lam + length * step, 0.0, ceiling)
+            move = new - lam
+            predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
-            r_new, g_new, S_new = self._round(new, True)
-            if g_new >= g + _ARMIJO * float(r @ (new - lam)) - 1e-12 * abs(g):
+            r_new, g_new, S_new = self._round(new, True, smoothing=np.abs(r))
+            armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
+            # below the noise of g (station tolerances), a step that does not lower g and shrinks the
+            # KKT residual is kept too
+            closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
+            if armijo or closer:
+                expand = predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 lam, r, g, S = new, r_new, g_new, S_new
                 delta *= _DAMPING_DOWN
+                length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
-                delta *= _DAMPING_UP
+                length = 1.0
+                half = 0.5 * float(np.max(np.abs(move), initial=0.0))
+                delta = max(delta * _DAMPING_UP, float(np.max(np.abs(r[free]), initial=0.0)) / max(half, 1e-12))
                 rejected += 1
 
     def _smoothed(self, lam: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from pev_mpc.batch_qp import ActiveSetStations, BatchStations, _subproblem
 from pev_mpc.coordinator import AreaCoordinator, StationPool, shift_prices
+from pev_mpc.objective import objective_value
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
@@ -65,8 +66,9 @@ def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_pr
     history = dict(out.history)
     if extra is not None:
         history["cold_start_iterations"] = extra.iterations + extra.history.get("cold_start_iterations", 0)
-    return MPCSolution(p=out.p, prices=out.prices, objective=problem.objective(out.p, settings),
-                       iterations=out.iterations, converged=out.converged, residual_kw=out.residual_kw,
+    return MPCSolution(p=out.p, prices=out.prices, objective=objective_value(problem, settings, out.p),
+                       iterations=out.iterations, converged=out.converged and out.fallbacks == 0,
+                       residual_kw=out.residual_kw,
                        messages=out.messages + (extra.messages if extra is not None else 0),
                        solve_time_s=time.perf_counter() - start, fallbacks=out.fallbacks,
                        missing_replies=out.missing_replies, history=history)

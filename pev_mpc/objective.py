@@ -3,7 +3,7 @@
 Every objective of this package is separable over stations and has the same *chain form* in
 each station's SOC trajectory z_i[k] = x_i[k+1] = x0_i + c * sum_{j<=k} p_i[j] (c = eta dt_h):
 
-    f_i(p_i) = sum_{k<d_i} node_weight[i,k] (z_i[k] - r_i)^2 + linear[i,k] p_i[k] + eps p_i[k]^2  + offset_i
+    f_i(p_i) = sum_{k<d_i} node_weight[i,k] (z_i[k] - r_i)^2 + linear[i,k] p_i[k] + eps_i p_i[k]^2  + offset_i
 
 subject to the station's own constraints p_min <= p <= p_max (k < d_i), p = 0 (k >= d_i) and
 z_i[k] <= cap_i. An objective is therefore a function from (problem, settings) to
@@ -13,11 +13,11 @@ station solvers, the coordinator, the centralised MPC and the checks share one d
 
 - ``tracking`` (the reference formulation): node_weight = wS on every plugged step plus wT on the
   last one, linear = 0, cap = s.
-- ``deadline`` (the default): linear = -c W (1 + gamma rho_i (1 - k/H)), node_weight = 0 and
+- ``deadline`` (the default): linear = -c W (1 + gamma rho_i e_k), node_weight = 0 and
   cap = min(s, max(r, forced energy)). Maximising delivered energy up to the target is the same
   as minimising the energy left unmet at departure when the horizon reaches the departure; the
-  bonus gamma rho_i (1 - k/H) < 1 breaks ties towards early delivery, most strongly for PEVs with
-  little laxity (rho_i = 1 / (1 + laxity_i / tau)).
+  bonus gamma rho_i e_k < 1 (e_k = 1 / (1 + kappa k dt_h)) breaks ties towards early delivery and
+  towards the PEVs with the least laxity (rho_i = 1 / (1 + laxity_i / tau)).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
 
+_KW = 1e-3  # kW, floor of p_max in the deadline regularisation (a station rated 0 kW)
+
+
 @dataclass(frozen=True, eq=False)
 class StationCosts:
     """The chain-form objective of every station of one problem (see the module docstring)."""
@@ -39,8 +42,8 @@ class StationCosts:
     """(N, H) weight of (z[k] - r)^2 (objective units per kWh^2), 0 for k >= d."""
     linear: np.ndarray
     """(N, H) cost per kW of p[k] (objective units per kW), 0 for k >= d."""
-    power_reg: float
-    """eps (objective units per kW^2), > 0: every f_i is strongly convex."""
+    power_reg: np.ndarray
+    """(N,) eps_i (objective units per kW^2), > 0: every f_i is strongly convex."""
     cap: np.ndarray
     """(N,) SOC bound z[k] <= cap used by every solver (kWh); <= the battery cap s."""
     offset: np.ndarray
@@ -54,7 +57,7 @@ class StationCosts:
         """(N,) f_i(p_i) for plans p (N, H); entries beyond d_i count as 0."""
         p = np.where(problem.mask, np.asarray(p, dtype=float), 0.0)
         dev = self.trajectory(problem, p) - problem.r[:, None]
-        return (np.sum(self.node_weight * dev**2 + self.linear * p + self.power_reg * p**2, axis=1)
+        return (np.sum(self.node_weight * dev**2 + self.linear * p + self.power_reg[:, None] * p**2, axis=1)
                 + self.offset)
 
     def gradient(self, problem: ChargingProblem, p: np.ndarray) -> np.ndarray:
@@ -62,7 +65,7 @@ class StationCosts:
         p = np.where(problem.mask, np.asarray(p, dtype=float), 0.0)
         dev = self.trajectory(problem, p) - problem.r[:, None]
         tail = np.cumsum((2.0 * self.node_weight * dev)[:, ::-1], axis=1)[:, ::-1]
-        return problem.mask * (problem.c * tail + self.linear + 2.0 * self.power_reg * p)
+        return problem.mask * (problem.c * tail + self.linear + 2.0 * self.power_reg[:, None] * p)
 
     def price_ceiling(self, problem: ChargingProblem) -> np.ndarray:
         """(H,) max over stations of the marginal value -df_i/dp_i[k] at the minimum plan.
@@ -79,7 +82,7 @@ class StationCosts:
         plugged = np.flatnonzero(problem.d > 0)
         if plugged.size == 0:
             return mu
-        rows = np.column_stack([problem.d[plugged], self.node_weight[plugged]])
+        rows = np.column_stack([problem.d[plugged], self.power_reg[plugged], self.node_weight[plugged]])
         _, first, group = np.unique(rows, axis=0, return_index=True, return_inverse=True)
         for g, i in enumerate(plugged[first]):  # stations with equal d and weights share their Hessian
             mu[plugged[group.ravel() == g]] = np.linalg.eigvalsh(self.hessian(problem, i))[0]
@@ -90,7 +93,7 @@ class StationCosts:
         d = int(problem.d[i])
         L = np.tril(np.ones((d, d)))
         w = self.node_weight[i, :d]
-        return 2.0 * (problem.c**2 * L.T @ (w[:, None] * L) + self.power_reg * np.eye(d))
+        return 2.0 * (problem.c**2 * L.T @ (w[:, None] * L) + self.power_reg[i] * np.eye(d))
 
     def linear_term(self, problem: ChargingProblem, i: int) -> np.ndarray:
         """(d_i,) gradient of f_i at p_i = 0: the linear coefficient of the station QP in p_i."""
@@ -108,7 +111,8 @@ def tracking_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCo
     last[plugged, problem.d[plugged] - 1] = 1.0
     weight = mask * settings.tracking_weight + last * settings.terminal_weight
     zeros = np.zeros(problem.n_stations)
-    return StationCosts(node_weight=weight, linear=np.zeros(mask.shape), power_reg=settings.power_reg,
+    return StationCosts(node_weight=weight, linear=np.zeros(mask.shape),
+                        power_reg=np.full(problem.n_stations, settings.power_reg),
                         cap=problem.s.copy(), offset=zeros)
 
 
@@ -121,24 +125,25 @@ def laxity_steps(problem: ChargingProblem) -> np.ndarray:
 
 
 def deadline_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCosts:
-    """f_i = W (cap_i - x_i[d_i]) - W gamma c sum_k rho_i (1 - k/H) p_i[k] + eps sum_k p_i[k]^2.
+    """f_i = W (cap_i - x_i[d_i]) - W gamma c sum_k rho_i e_k p_i[k] + eps sum_k p_i[k]^2,
+    e_k = 1 / (1 + kappa k dt_h), eps_i = deadline_reg c W / p_max_i (each station's own, so a station's
+    costs never depend on the other stations).
 
     With the horizon reaching the departure, W (cap - x[d]) is W times the energy left unmet at
     departure (cap = the target unless the plant forces more). The bonus is < W per kWh, so it
     only ranks plans that leave the same energy unmet: earlier delivery first, and among PEVs the
-    least laxity first (rho_i = 1 / (1 + laxity_i / tau), tau = laxity_scale_h).
+    least laxity first (rho_i = 1 / (1 + laxity_i / tau), tau = laxity_scale_h; kappa = early_decay_per_h).
     """
     mask, c, H = problem.mask, problem.c, problem.horizon
     forced = problem.x0 + c * problem.p_min * problem.d
     cap = np.where(problem.d > 0, np.minimum(problem.s, np.maximum(problem.r, forced)), problem.s)
-    tau = settings.laxity_scale_h / problem.dt_h
-    rho = 1.0 / (1.0 + laxity_steps(problem) / tau)
-    early = 1.0 - np.arange(H) / H
+    rho = 1.0 / (1.0 + laxity_steps(problem) * problem.dt_h / settings.laxity_scale_h)
+    early = 1.0 / (1.0 + settings.early_decay_per_h * problem.dt_h * np.arange(H))
     unit = c * settings.unmet_weight
     linear = -unit * mask * (1.0 + settings.early_weight * rho[:, None] * early[None, :])
     offset = np.where(problem.d > 0, settings.unmet_weight * (cap - problem.x0), 0.0)
-    return StationCosts(node_weight=np.zeros(mask.shape), linear=linear, power_reg=settings.power_reg,
-                        cap=cap, offset=offset)
+    reg = settings.deadline_reg * unit / np.maximum(problem.p_max, _KW)
+    return StationCosts(node_weight=np.zeros(mask.shape), linear=linear, power_reg=reg, cap=cap, offset=offset)
 
 
 OBJECTIVES = {"deadline": deadline_costs, "tracking": tracking_costs}
@@ -165,19 +170,19 @@ class CvxpyCosts:
     sqrt_weight: cp.Parameter
     weighted_target: cp.Parameter
     linear: cp.Parameter
-    power_reg: cp.Parameter
+    sqrt_power_reg: cp.Parameter
 
     @classmethod
     def create(cls, n: int, H: int) -> "CvxpyCosts":
         return cls(sqrt_weight=cp.Parameter((n, H), nonneg=True, name="sqrt_weight"),
                    weighted_target=cp.Parameter((n, H), name="weighted_target"),
                    linear=cp.Parameter((n, H), name="linear"),
-                   power_reg=cp.Parameter(nonneg=True, name="power_reg"))
+                   sqrt_power_reg=cp.Parameter((n, H), nonneg=True, name="sqrt_power_reg"))
 
     def expression(self, p: cp.Variable, e: cp.Variable) -> cp.Expression:
         """sum_i f_i - offset in p (kW) and e = cumulative energy added (kWh), z = x0 + e."""
         return (cp.sum_squares(cp.multiply(self.sqrt_weight, e) - self.weighted_target)
-                + cp.sum(cp.multiply(self.linear, p)) + self.power_reg * cp.sum_squares(p))
+                + cp.sum(cp.multiply(self.linear, p)) + cp.sum_squares(cp.multiply(self.sqrt_power_reg, p)))
 
     def assign(self, problem: ChargingProblem, costs: StationCosts) -> None:
         """Set the Parameters to the costs of problem."""
@@ -185,4 +190,4 @@ class CvxpyCosts:
         self.sqrt_weight.value = sw
         self.weighted_target.value = sw * (problem.r - problem.x0)[:, None]
         self.linear.value = costs.linear
-        self.power_reg.value = costs.power_reg
+        self.sqrt_power_reg.value = np.broadcast_to(np.sqrt(costs.power_reg)[:, None], costs.linear.shape).copy()

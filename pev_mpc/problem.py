@@ -1,4 +1,4 @@
-"""One control step's charging problem (DESIGN.md, "The controller: reference formulation").
+"""One control step's charging problem (docs/FORMULATION.md, "The problem").
 
 Horizon convention: p[i, k] for k = 0..H-1 is the power of station i during step k,
 x[i, k+1] = x[i, k] + eta * dt_h * p[i, k], and p[i, k] = 0 for k >= d[i] (d = 0: no PEV).
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pev_mpc.settings import MPCSettings
 
 
 class InfeasibleProblemError(ValueError):
@@ -26,6 +25,18 @@ def _vector(name: str, value: object, n: int) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"ChargingProblem.{name} = {arr}: must be finite (no NaN/inf)")
     return arr
+
+
+def _departure(value: object, d: np.ndarray, H: int) -> np.ndarray:
+    """Validated steps to departure: equal to d below the horizon, >= H where d = H."""
+    if value is None:
+        return d.copy()
+    dep = _vector("departure", value, d.shape[0])
+    ok = (dep == np.round(dep)) & np.where(d < H, dep == d, dep >= H)
+    if not np.all(ok):
+        raise ValueError(f"ChargingProblem.departure = {dep[~ok]}: must be integers equal to d = {d[~ok]} "
+                         f"where d < horizon={H} and >= horizon where d = horizon")
+    return dep.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +63,10 @@ class ChargingProblem:
     """Area limit per horizon step (kW), scalar or length >= H (the first H values are used)."""
     horizon: int
     """Horizon H (steps)."""
+    departure: np.ndarray | None = None
+    """Steps until each PEV departs (int, length N), uncapped by the horizon: = d where d < H, >= H
+    where d = H; None means d (every departure within the horizon). The deadline objective ranks
+    PEVs by the laxity it implies."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
@@ -66,6 +81,7 @@ class ChargingProblem:
         if np.any(d < 0) or np.any(d > H) or np.any(d != np.round(d)):
             raise ValueError(f"ChargingProblem.d = {d}: must be integers in [0, horizon={H}]")
         fields["d"] = d.astype(np.int64)
+        fields["departure"] = _departure(self.departure, fields["d"], H)
         for name in ("eta", "dt_h"):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v > 0.0 and (name != "eta" or v <= 1.0)):
@@ -135,37 +151,6 @@ class ChargingProblem:
             raise InfeasibleProblemError(
                 f"steps {k.tolist()}: area limit P_ref = {self.P_ref[k].tolist()} kW is below the forced "
                 f"sum of p_min = {area[k].tolist()} kW" + (" (P_ref < 0)" if np.any(self.P_ref[k] < 0) else ""))
-
-    def station_objective(self, p: np.ndarray, settings: MPCSettings) -> np.ndarray:
-        """(N,) f_i(p_i) of plans p (N, H); entries beyond d_i are ignored (treated as 0)."""
-        mask = self.mask
-        p = np.where(mask, np.asarray(p, dtype=float), 0.0)
-        x = self.x0[:, None] + self.c * np.cumsum(p, axis=1)
-        dev = self.r[:, None] - x
-        x_end = self.x0 + self.c * p.sum(axis=1)
-        return (settings.tracking_weight * np.sum(mask * dev**2, axis=1)
-                + settings.terminal_weight * (self.r - x_end) ** 2
-                + settings.power_reg * np.sum(p**2, axis=1))
-
-    def objective(self, p: np.ndarray, settings: MPCSettings) -> float:
-        """sum_i f_i(p_i): the objective both solvers minimise."""
-        return float(self.station_objective(p, settings).sum())
-
-    def price_ceiling(self, settings: MPCSettings) -> np.ndarray:
-        """(H,) max over stations of the marginal value -df_i/dp_i[k] at the minimum plan.
-
-        Every f_i has monotone marginal values (x grows with p), so at any price above this ceiling
-        every station draws its minimum at step k: optimal area prices lie in [0, ceiling].
-        """
-        mask, c = self.mask, self.c
-        low = self.lower_plan()
-        x = self.x0[:, None] + c * np.cumsum(low, axis=1)
-        x_end = self.x0 + c * low.sum(axis=1)
-        tail = np.cumsum((mask * (self.r[:, None] - x))[:, ::-1], axis=1)[:, ::-1]
-        marginal = mask * (2 * c * (settings.tracking_weight * tail
-                                    + settings.terminal_weight * (self.r - x_end)[:, None])
-                           - 2 * settings.power_reg * low)
-        return np.maximum(marginal.max(axis=0, initial=0.0), 0.0)
 
     def violation(self, p: np.ndarray) -> dict[str, float]:
         """Largest violation of each constraint family by plans p (N, H): kW or kWh, 0 when satisfied."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
+OBJECTIVES = ("deadline", "tracking")
 COORDINATIONS = ("newton", "smoothed-newton", "nesterov", "gradient")
 STATION_SOLVERS = ("active_set", "batch", "osqp")
 CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
@@ -18,17 +20,36 @@ def _require(ok: bool, field: str, value: object, allowed: str) -> None:
 class MPCSettings:
     """Settings shared by the decentralised and centralised MPC.
 
-    The objective weights define f_i (see DESIGN.md); both solvers use them identically.
+    The objective and its weights define f_i (docs/FORMULATION.md, pev_mpc.objective); every solver
+    uses them identically.
     """
 
     horizon: int = 24
-    """Prediction horizon H (steps); policies build problems with this horizon."""
+    """Prediction horizon H (steps); the MPC policies extend it to the latest departure when
+    horizon_to_departure is set."""
+    objective: str = "deadline"
+    """'deadline' (default: unmet energy at departure, early delivery by laxity as tie-break) or
+    'tracking' (the reference formulation: wT, wS, eps)."""
+    horizon_to_departure: bool = True
+    """MPC policies: extend the horizon of each step's problem to the latest departure of a plugged
+    PEV (rounded up to a multiple of `horizon`), so that every deadline is inside the problem."""
+    unmet_weight: float = 100.0
+    """'deadline': W, cost of one kWh left unmet at departure (objective units per kWh)."""
+    early_weight: float = 0.5
+    """'deadline': gamma in [0, 1), the largest early-delivery bonus as a fraction of W."""
+    early_decay_per_h: float = 0.05
+    """'deadline': kappa (1/h); the bonus of energy delivered t hours ahead is divided by 1 + kappa t."""
+    laxity_scale_h: float = 1.0
+    """'deadline': tau (h); a PEV's bonus is scaled by 1 / (1 + laxity / tau)."""
+    deadline_reg: float = 3e-3
+    """'deadline': eps of sum_k p[k]^2 relative to c W / p_max (dimensionless); small against
+    early_weight / 2, so that one PEV's bonus outranks a slightly smaller one (priority, not sharing)."""
     terminal_weight: float = 10.0
-    """wT, weight of (r - x[d])^2 (1/kWh^2)."""
+    """'tracking': wT, weight of (r - x[d])^2 (1/kWh^2)."""
     tracking_weight: float = 1.0
-    """wS, weight of sum_k (r - x[k])^2 (1/kWh^2)."""
+    """'tracking': wS, weight of sum_k (r - x[k])^2 (1/kWh^2)."""
     power_reg: float = 1e-3
-    """eps, weight of sum_k p[k]^2 (1/kW^2); > 0 makes every f_i strongly convex."""
+    """'tracking': eps, weight of sum_k p[k]^2 (1/kW^2); > 0 makes every f_i strongly convex."""
     coordination: str = "newton"
     """Price update: 'newton' (dual Newton with locally reported price sensitivities, default),
     'smoothed-newton' ('newton' until smoothing_after steps were rejected, then a barrier continuation
@@ -52,7 +73,7 @@ class MPCSettings:
     primal_tol_kw: float = 1e-4
     """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
     is zero) is below this value ..."""
-    price_tol: float = 1e-6
+    price_tol: float = 1e-8
     """... and the last price change (objective units per kW) is below this value."""
     step_size: float | None = None
     """Gradient/Nesterov step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
@@ -78,11 +99,19 @@ class MPCSettings:
     """Solver of the coupled QP: 'CLARABEL' or 'OSQP' (eps 1e-8 and polishing)."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"MPCSettings.{f.name} = {v!r}: must be finite")
         _require(isinstance(self.horizon, int) and self.horizon >= 1, "horizon", self.horizon, "an int >= 1")
+        _require(self.objective in OBJECTIVES, "objective", self.objective, f"one of {OBJECTIVES}")
+        _require(isinstance(self.horizon_to_departure, bool), "horizon_to_departure", self.horizon_to_departure,
+                 "true or false")
         for name in ("terminal_weight", "tracking_weight"):
-            v = getattr(self, name)
-            _require(float(v) >= 0.0 and v == v, name, v, ">= 0")
-        _require(float(self.power_reg) > 0.0, "power_reg", self.power_reg, "> 0")
+            _require(float(getattr(self, name)) >= 0.0, name, getattr(self, name), ">= 0")
+        for name in ("unmet_weight", "laxity_scale_h", "power_reg", "deadline_reg", "early_decay_per_h"):
+            _require(float(getattr(self, name)) > 0.0, name, getattr(self, name), "> 0")
+        _require(0.0 <= float(self.early_weight) < 1.0, "early_weight", self.early_weight, "in [0, 1)")
         _require(self.coordination in COORDINATIONS, "coordination", self.coordination, f"one of {COORDINATIONS}")
         for name in ("smoothing_after", "barrier_rounds"):
             v = getattr(self, name)

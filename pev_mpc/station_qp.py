@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from scipy.linalg import null_space
 
 from pev_mpc.coordinator import StationReplies
+from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -22,25 +23,24 @@ class StationQP:
     the safe plan (its last solved plan of this control step, else p_min) and is counted.
     """
 
-    def __init__(self, x0: float, r: float, s: float, d: int, p_min: float, p_max: float, c: float,
-                 horizon: int, settings: MPCSettings) -> None:
-        self.d, self.horizon, self.c = int(d), int(horizon), float(c)
+    def __init__(self, hessian: np.ndarray, linear: np.ndarray, cap_room: float, p_min: float, p_max: float,
+                 c: float, horizon: int, settings: MPCSettings) -> None:
+        """hessian (d, d) and linear (d,): f_i(p) = p.H p / 2 + linear.p + const over the d plugged steps;
+        cap_room: energy the battery may still take (cap - x0, kWh)."""
+        d = self.d = int(linear.shape[0])
+        self.horizon, self.c = int(horizon), float(c)
         self.p_min, self.p_max = float(p_min), float(p_max)
         self.failures = 0
         self.last_plan: np.ndarray | None = None
         self._active = np.zeros(0, dtype=bool)
-        d = self.d
         if d == 0:
             self._solver = None
             return
         L = np.tril(np.ones((d, d)))
-        w = np.full(d, settings.tracking_weight)
-        w[-1] += settings.terminal_weight
-        self.hessian = 2.0 * (c**2 * L.T @ (w[:, None] * L) + settings.power_reg * np.eye(d))
-        self.q0 = -2.0 * c * (r - x0) * (L.T @ w)
+        self.hessian, self.q0 = hessian, linear
         self.A = np.vstack([np.eye(d), c * L])
         lower = np.concatenate([np.full(d, p_min), np.full(d, -np.inf)])
-        upper = np.concatenate([np.full(d, p_max), np.full(d, s - x0)])
+        upper = np.concatenate([np.full(d, p_max), np.full(d, cap_room)])
         self._solver = osqp.OSQP()
         opts = dict(verbose=False, eps_abs=settings.station_tol, eps_rel=settings.station_tol, polishing=True,
                     warm_starting=True, max_iter=20000)
@@ -49,9 +49,12 @@ class StationQP:
         self._solver.setup(sp.csc_matrix(np.triu(self.hessian)), self.q0, sp.csc_matrix(self.A), lower, upper, **opts)
 
     @classmethod
-    def from_problem(cls, problem: ChargingProblem, i: int, settings: MPCSettings) -> "StationQP":
-        return cls(problem.x0[i], problem.r[i], problem.s[i], problem.d[i], problem.p_min[i], problem.p_max[i],
-                   problem.c, problem.horizon, settings)
+    def from_problem(cls, problem: ChargingProblem, i: int, settings: MPCSettings,
+                     costs: StationCosts | None = None) -> "StationQP":
+        """Station i of problem with the objective of settings (costs: precomputed station_costs)."""
+        costs = station_costs(problem, settings) if costs is None else costs
+        return cls(costs.hessian(problem, i), costs.linear_term(problem, i), costs.cap[i] - problem.x0[i],
+                   problem.p_min[i], problem.p_max[i], problem.c, problem.horizon, settings)
 
     def safe_plan(self) -> np.ndarray:
         """(H,) fallback: the last plan solved by this QP (feasible), else p_min while plugged."""
@@ -95,13 +98,14 @@ class OSQPStations:
     def __init__(self, problem: ChargingProblem, settings: MPCSettings) -> None:
         self.problem, self.settings = problem, settings
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
-        self.stations = [StationQP.from_problem(problem, i, settings) for i in range(problem.n_stations)]
+        self.costs = station_costs(problem, settings)
+        self.stations = [StationQP.from_problem(problem, i, settings, self.costs) for i in range(problem.n_stations)]
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies:
         prices = np.asarray(prices, dtype=float)
         plans, ok = zip(*(st.solve(prices) for st in self.stations)) if self.stations else ((), ())
         p = np.array(plans).reshape(self.n_stations, self.horizon)
-        value = self.problem.station_objective(p, self.settings) + p @ prices
+        value = self.costs.value(self.problem, p) + p @ prices
         sens = sum((st.sensitivity() for st in self.stations), np.zeros((self.horizon,) * 2)) \
             if want_sensitivity else None
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool),

@@ -40,7 +40,7 @@ def test_shift_prices():
 @pytest.mark.parametrize("method", ["newton", "smoothed-newton", "nesterov", "gradient"])
 def test_iteration_cap_still_respects_limit(method):
     pr = binding_problem(n=12, seed=2)
-    sol = solve_decentralised(pr, MPCSettings(horizon=H, coordination=method, max_iterations=3))
+    sol = solve_decentralised(pr, MPCSettings(horizon=H, objective="tracking", coordination=method, max_iterations=3))
     assert sol.iterations <= 3
     assert np.all(sol.p.sum(0) <= pr.P_ref + 1e-9)
     v = pr.violation(sol.p)
@@ -51,7 +51,7 @@ def test_iteration_cap_still_respects_limit(method):
 @pytest.mark.parametrize("method, rounds", [("nesterov", 150), ("gradient", 600)])
 def test_gradient_variants_converge(method, rounds):
     pr = binding_problem(n=3, seed=1)
-    st = MPCSettings(horizon=H, coordination=method, max_iterations=rounds, power_reg=0.5, primal_tol_kw=1e-2)
+    st = MPCSettings(horizon=H, objective="tracking", coordination=method, max_iterations=rounds, power_reg=0.5, primal_tol_kw=1e-2)
     ref = solve_centralised(pr, st)
     sol = solve_decentralised(pr, st)
     assert sol.converged
@@ -61,7 +61,7 @@ def test_gradient_variants_converge(method, rounds):
 
 def test_nesterov_faster_than_gradient():
     pr = binding_problem(n=3, seed=1)
-    sol = {m: solve_decentralised(pr, MPCSettings(horizon=H, coordination=m, max_iterations=250, power_reg=0.02,
+    sol = {m: solve_decentralised(pr, MPCSettings(horizon=H, objective="tracking", coordination=m, max_iterations=250, power_reg=0.02,
                                                    primal_tol_kw=1e-2))
            for m in ("gradient", "nesterov")}
     assert sol["nesterov"].converged and sol["nesterov"].iterations < sol["gradient"].iterations
@@ -69,7 +69,7 @@ def test_nesterov_faster_than_gradient():
 
 def test_warm_start_reduces_iterations():
     pr = binding_problem(n=20, seed=4)
-    st = MPCSettings(horizon=H)
+    st = MPCSettings(horizon=H, objective="tracking")
     cold = solve_decentralised(pr, st)
     warm_prices = np.r_[0.0, cold.prices[:-1]]  # shifting this by one gives back cold.prices
     warm = solve_decentralised(pr, st, warm_prices=warm_prices)
@@ -94,7 +94,7 @@ class DroppingPool:
 
 def test_missing_replies_use_last_plan():
     pr = binding_problem(n=8, seed=5)
-    st = MPCSettings(horizon=H)
+    st = MPCSettings(horizon=H, objective="tracking")
     sol = solve_decentralised(pr, st, pool=DroppingPool(BatchStations(pr, st)))
     ref = solve_centralised(pr, st)
     assert sol.missing_replies >= 1 and np.all(np.isfinite(sol.p))
@@ -104,7 +104,7 @@ def test_missing_replies_use_last_plan():
 
 def test_messages_and_stats():
     pr = binding_problem(n=5, seed=6)
-    st = MPCSettings(horizon=H)
+    st = MPCSettings(horizon=H, objective="tracking")
     coord = AreaCoordinator(BatchStations(pr, st), pr, st).run()
     assert coord.messages == 5 + 2 * 5 * coord.iterations  # ceiling report + broadcast and reply per round
     assert coord.converged and coord.residual_kw <= st.primal_tol_kw
@@ -116,7 +116,7 @@ def test_steps_without_pevs_get_zero_price_at_once():
     warm start with spurious prices there converges as fast as a clean one, with zero prices there."""
     pr = ChargingProblem(x0=np.array([2.0, 5.0, 1.0]), r=np.full(3, 24.0), s=np.full(3, 24.0), d=np.array([3, 5, 4]),
                          p_min=0.0, p_max=22.0, eta=0.9, dt_h=5 / 60, P_ref=np.full(H, 30.0), horizon=H)
-    st = MPCSettings(horizon=H)
+    st = MPCSettings(horizon=H, objective="tracking")
     ref = solve_centralised(pr, st)
     clean = np.r_[0.0, ref.prices[:-1]]  # shifted by one inside solve_decentralised: gives back ref.prices
     spurious = clean.copy()

@@ -53,7 +53,7 @@ def test_shard_bounds_rejects_zero_shards():
 
 
 def test_sharded_replies_merge_to_the_whole_pool():
-    pr, st = random_instance(9, 1), MPCSettings(horizon=H)
+    pr, st = random_instance(9, 1), MPCSettings(horizon=H, objective="tracking")
     prices = np.linspace(0.0, 3.0, H)
     whole = BatchStations(pr, st).respond(prices, want_sensitivity=True)
     bounds = shard_bounds(pr.n_stations, 3)
@@ -74,7 +74,7 @@ def test_sharded_replies_merge_to_the_whole_pool():
 
 
 def test_shard_passes_the_barrier_through():
-    pr, st = random_instance(9, 1), MPCSettings(horizon=H)
+    pr, st = random_instance(9, 1), MPCSettings(horizon=H, objective="tracking")
     prices = np.linspace(0.0, 3.0, H)
     shard = StationShard()
     shard.load(pr, st)
@@ -108,7 +108,7 @@ def test_clear_error_without_ray(monkeypatch):
 ])
 def test_distributed_equals_in_process(actors, n, seed, coordination, solver):
     pr = random_instance(n, seed)
-    st = MPCSettings(horizon=H, coordination=coordination, station_solver=solver, max_iterations=60)
+    st = MPCSettings(horizon=H, objective="tracking", coordination=coordination, station_solver=solver, max_iterations=60)
     warm = np.random.default_rng(seed).uniform(0.0, 2.0, H + 3)
     local = solve_decentralised(pr, st, warm_prices=warm)
     dist = solve_decentralised(pr, st, warm_prices=warm, pool=actors.pool(pr, st))
@@ -123,7 +123,7 @@ def test_distributed_equals_in_process(actors, n, seed, coordination, solver):
 
 
 def test_pool_is_reusable_across_control_steps(actors):
-    st = MPCSettings(horizon=H)
+    st = MPCSettings(horizon=H, objective="tracking")
     for seed in (10, 11):  # the same actors reload new shards each step
         pr = random_instance(23, seed, tightness=0.2)
         np.testing.assert_allclose(solve_decentralised(pr, st, pool=actors.pool(pr, st)).p,
@@ -133,7 +133,7 @@ def test_pool_is_reusable_across_control_steps(actors):
 def test_dead_actor_counts_as_missing_replies(actors):
     import ray
 
-    pr, st = random_instance(12, 5, tightness=0.2), MPCSettings(horizon=H, max_iterations=20)
+    pr, st = random_instance(12, 5, tightness=0.2), MPCSettings(horizon=H, objective="tracking", max_iterations=20)
     group = StationActors(n_actors=2, cpus_per_actor=0)  # the module's actors hold both CPUs
     try:
         pool = group.pool(pr, st)

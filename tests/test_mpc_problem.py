@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pev_mpc import ChargingProblem, InfeasibleProblemError, MPCSettings, solve_centralised, solve_decentralised
+from pev_mpc import OBJECTIVES, objective_value, station_costs, ChargingProblem, InfeasibleProblemError, MPCSettings, solve_centralised, solve_decentralised
 
 H = 6
 
@@ -64,7 +64,7 @@ def test_infeasible_is_reported(over, reason, solve):
 
 
 def test_objective_matches_definition():
-    st = MPCSettings(horizon=H, terminal_weight=7.0, tracking_weight=1.5, power_reg=0.01)
+    st = MPCSettings(horizon=H, objective="tracking", terminal_weight=7.0, tracking_weight=1.5, power_reg=0.01)
     pr = make()
     rng = np.random.default_rng(1)
     p = rng.uniform(0, 22, (2, H)) * pr.mask
@@ -77,7 +77,7 @@ def test_objective_matches_definition():
         expected += (st.terminal_weight * (pr.r[i] - x[d]) ** 2
                      + st.tracking_weight * sum((pr.r[i] - x[k]) ** 2 for k in range(1, d + 1))
                      + st.power_reg * np.sum(p[i] ** 2))
-    assert pr.objective(p, st) == pytest.approx(expected, rel=1e-12)
+    assert objective_value(pr, st, p) == pytest.approx(expected, rel=1e-12)
 
 
 def test_no_pev_station_contributes_constant_only():
@@ -89,6 +89,6 @@ def test_no_pev_station_contributes_constant_only():
 
 def test_price_ceiling_bounds_optimal_prices():
     pr = make(x0=[0.0, 0.0, 1.0], r=[24.0] * 3, s=[24.0] * 3, d=[6, 6, 5], P_ref=np.full(H, 5.0))
-    st = MPCSettings(horizon=H)
-    sol = solve_centralised(pr, st)
-    assert np.all(sol.prices <= pr.price_ceiling(st) + 1e-6)
+    for st in (MPCSettings(horizon=H, objective=o) for o in OBJECTIVES):
+        sol = solve_centralised(pr, st)
+        assert np.all(sol.prices <= station_costs(pr, st).price_ceiling(pr) + 1e-6)

@@ -11,12 +11,13 @@ from typing import Any
 
 from pev_mpc.policies.base import Policy
 from pev_mpc.policies.heuristics import EDF, LLF, EqualShare, Uncontrolled
-from pev_mpc.policies.mpc import CentralisedMPC, DecentralisedMPC, DistributedMPC
+from pev_mpc.policies.mpc import CentralisedMPC, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC
 from pev_mpc.policies.offline import OfflineOptimal
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     cls.name: cls
-    for cls in (Uncontrolled, EDF, LLF, EqualShare, DecentralisedMPC, DistributedMPC, CentralisedMPC, OfflineOptimal)
+    for cls in (Uncontrolled, EDF, LLF, EqualShare, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC,
+                CentralisedMPC, OfflineOptimal)
 }
 """Policy name -> factory (the class)."""
 
@@ -32,6 +33,7 @@ __all__ = [
     "POLICIES",
     "CentralisedMPC",
     "DecentralisedMPC",
+    "DecentralisedTrackingMPC",
     "DistributedMPC",
     "EDF",
     "LLF",

@@ -16,6 +16,7 @@ only feasible choice).
 """
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from typing import Any
 
@@ -30,9 +31,17 @@ from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
 
-def build_problem(ob: Observed, eta: float, dt_h: float, horizon: int) -> ChargingProblem:
-    """The MPC problem seen from one step's observations (vectorised over stations)."""
-    d = np.where(ob.plugged, np.minimum(np.rint(ob.steps_to_departure), horizon), 0).astype(np.int64)
+def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings) -> ChargingProblem:
+    """The MPC problem seen from one step's observations (vectorised over stations).
+
+    Horizon: settings.horizon, extended to cover the latest departure (rounded up to a multiple of
+    settings.horizon, so only a few problem shapes occur) when settings.horizon_to_departure.
+    """
+    departure = np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
+    horizon = settings.horizon
+    if settings.horizon_to_departure:
+        horizon *= max(1, -(-int(departure.max(initial=0)) // horizon))
+    d = np.minimum(departure, horizon)
     r = ob.soc_remain
     forced = np.where(ob.plugged, ob.p_min, 0.0) * eta * dt_h * d
     return ChargingProblem(
@@ -46,6 +55,7 @@ def build_problem(ob: Observed, eta: float, dt_h: float, horizon: int) -> Chargi
         dt_h=dt_h,
         P_ref=np.full(horizon, max(ob.P_ref, float(ob.floor_kw().sum()))),
         horizon=horizon,
+        departure=departure,
     )
 
 
@@ -71,7 +81,7 @@ class _RecedingHorizon(Policy):
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
         eta, dt_h = self.config.eta, self.config.dt_h
-        solution = self._solve(build_problem(ob, eta, dt_h, self.settings.horizon))
+        solution = self._solve(build_problem(ob, eta, dt_h, self.settings))
         info = {
             "iterations": solution.iterations,
             "converged": solution.converged,
@@ -104,6 +114,16 @@ class DecentralisedMPC(_RecedingHorizon):
         solution = solve_decentralised(problem, self.settings, warm_prices=self._prices, pool=self._pool(problem))
         self._prices = np.asarray(solution.prices, dtype=np.float64)
         return solution
+
+
+class DecentralisedTrackingMPC(DecentralisedMPC):
+    """The decentralised MPC with the reference objective: 'tracking' over the fixed horizon."""
+
+    name = "mpc-decentralised-tracking"
+
+    def __init__(self, settings: MPCSettings | None = None) -> None:
+        base = settings if settings is not None else MPCSettings()
+        super().__init__(dataclasses.replace(base, objective="tracking", horizon_to_departure=False))
 
 
 class DistributedMPC(DecentralisedMPC):
