@@ -1,16 +1,19 @@
 # The two set-up commands of the README:
 #   make run   -> create .venv, install the package with the RL extra, run the default comparison
 #   make test  -> create .venv, install with the test extras, run the test suite
+# torch is installed first with the exact CPU build (TORCH); the package's extras only take a range.
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+TORCH  ?= torch==2.13.0
 
 .PHONY: run test install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
 
 $(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[rl]"
@@ -24,7 +27,7 @@ install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
 run: install
-	$(BIN)/pev-experiments compare
+	$(BIN)/pev-experiments compare --overwrite
 
 test: install-test
 	$(BIN)/python -m pytest -q

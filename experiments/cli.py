@@ -35,7 +35,8 @@ _COMMON: tuple[tuple[str, str], ...] = (
                     "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
     ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
     ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
-                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo)"),
+                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo, installed plug-ins) or your own "
+                      "policy classes as package.module:ClassName"),
     ("--out", "output directory"),
 )
 _HELP = {
@@ -55,7 +56,10 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
                                "them", _TRUE),
         ("--reference", "reference", "controller of the paired differences in summary.md (default: "
                                      "offline-optimal when it runs)", {}),
-        ("--ppo-model", "ppo_model", "saved PPO model.zip (default: the committed reference model)", {}),
+        ("--ppo-model", "ppo_model", "model folder (model.json + model.safetensors) written by train (default: the "
+                                     "reference model shipped in the package)", {}),
+        ("--trust-model", "trust_model", "accept a model file holding pickled objects (a Stable-Baselines3 model.zip; "
+                                         "loading it can run any code): only for files you made", _TRUE),
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
@@ -143,7 +147,7 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
         from experiments.rl import train
 
         path = train(cfg, progress=progress, argv=argv)
-        print(f"saved {path} (+ normalizer.npz, train_config.json, training_log.csv)")
+        print(f"saved {path} (model.json + model.safetensors, training_log.csv)")
         return 0
     if command == "tune":
         from experiments.tune import tune

@@ -5,10 +5,11 @@ Output directory layout:
 ```
 metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run), with
                      the solver-failure columns and, last, package_version and settings_fingerprint
-settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the PPO
+settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the learned
                      model's checksum for ppo, the package version)
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, solver failures marked (also printed)
+                     controller, solver failures marked, the model (and checksum) behind the learned rows
+                     (also printed)
 run.json             the configuration (plant and MPC settings included), the command line, versions, wall
                      time, failures, rows re-run because they were incomplete
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
@@ -37,11 +38,10 @@ import pandas as pd
 
 from experiments import plots, registry
 from experiments.backends import open_backend
-from experiments.config import CompareConfig, TrainConfig
+from experiments.config import CompareConfig
 from experiments.errors import UsageError
 from experiments.outdir import claim
-from experiments.provenance import (differing_keys, environment_info, file_checksum, fingerprint, package_version,
-                                    to_dict)
+from experiments.provenance import differing_keys, environment_info, fingerprint, package_version, to_dict
 from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
 from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
 from experiments.summary import failure_note, markdown
@@ -54,34 +54,34 @@ OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces", "plots")
 """What a run writes (removed by `overwrite` once the first new row is ready)."""
 
 
-def find_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
-    """The PPO model already there: cfg.ppo_model, else one from an earlier fallback training in out/ppo."""
-    for path in (Path(cfg.ppo_model), out / "ppo" / "model.zip"):
-        if path.exists():
-            return path
-    return None
-
-
 def resolve_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
-    """The PPO model to use: `find_ppo_model`, or one trained now (bounded budget) into out/ppo when missing."""
+    """The model folder `ppo` runs (None without `ppo`): cfg.ppo_model, or the shipped reference model when
+    empty; a trusted pickled zip (`trust_model`) is converted once into out/models/ppo, which then runs."""
     if registry.PPO not in cfg.controllers:
         return None
-    found = find_ppo_model(cfg, out)
-    if found is not None:
-        if found != Path(cfg.ppo_model):
-            log.warning("PPO model %s missing; using %s from an earlier fallback training", cfg.ppo_model, found)
-        return found
-    from experiments.rl import train
+    from experiments.rl_model import description_path, is_pickled, reference_model
 
-    fallback = out / "ppo"
-    log.warning("PPO model %s missing: training one now (%d steps) into %s", cfg.ppo_model, cfg.ppo_fallback_steps,
-                fallback)
-    return train(TrainConfig(timesteps=cfg.ppo_fallback_steps, out=str(fallback), overwrite=True), progress=False)
+    path = Path(cfg.ppo_model) if cfg.ppo_model else reference_model(registry.PPO)
+    if cfg.trust_model and is_pickled(path):
+        from experiments.rl import convert_sb3_zip
+
+        log.warning("trust_model: unpickling %s and converting it into %s", path, out / "models" / registry.PPO)
+        return convert_sb3_zip(path, out / "models" / registry.PPO)
+    return description_path(path).parent
 
 
 def model_checksum(model: Path | None) -> str:
-    """Checksum of a PPO model and its normaliser ('' for none)."""
-    return file_checksum(model, model.parent / "normalizer.npz") if model is not None else ""
+    """SHA-256 of a model folder's description and weights ('' for none)."""
+    from experiments.rl_model import model_checksum as checksum
+
+    return checksum(model) if model is not None else ""
+
+
+def models_note(model: Path | None, sha: str) -> str:
+    """The markdown line naming the model (and its checksum) behind the learned rows ('' without one)."""
+    if model is None:
+        return ""
+    return f"\nLearned rows: `{registry.PPO}` ran the model `{model}` (SHA-256 of model.json + model.safetensors `{sha}`).\n"
 
 
 def row_settings(cfg: CompareConfig, controller: str, model_sha: str) -> dict[str, Any]:
@@ -186,7 +186,9 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
 
     start = time.perf_counter()
     with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
-        kept, rejected = resumed_rows(cfg, out, model_checksum(find_ppo_model(cfg, out))) if cfg.resume else ([], [])
+        ppo_model = resolve_ppo_model(cfg, out)
+        model_sha = model_checksum(ppo_model)
+        kept, rejected = resumed_rows(cfg, out, model_sha) if cfg.resume else ([], [])
         table = ResultsTable(out / METRICS, [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS], kept)
         if rejected:
             table.save()  # the rows left out leave the file now, whether or not their keys run again
@@ -195,8 +197,6 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 if (k.controller, k.label, k.seed) not in done]
         if done:
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
-        ppo_model = resolve_ppo_model(cfg, out) if keys else None
-        model_sha = model_checksum(ppo_model)
         settings = {c: row_settings(cfg, c, model_sha) for c in cfg.controllers}
         added: list[RunKey] = []
 
@@ -221,7 +221,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1
         metrics = _in_config_order(table.frame(), cfg)
-        text = markdown(metrics, title=title, reference=cfg.reference_controller())
+        text = markdown(metrics, title=title, reference=cfg.reference_controller()) + models_note(ppo_model, model_sha)
         if failures:
             text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
         write_text(out / SUMMARY, text)

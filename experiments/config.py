@@ -22,9 +22,11 @@ from pev_mpc.settings import MPCSettings
 
 DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech")
 DEFAULT_EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
-TRAIN_SEEDS: tuple[int, ...] = tuple(s for s in range(1000, 1100) if s % 5 in (0, 1, 2))
-"""The 60 training seeds of the reference PPO model (acn-caltech weekdays 0-2 only)."""
-REFERENCE_MODEL = Path("results") / "reference" / "ppo" / "model.zip"
+TRAIN_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech-train")
+"""The training scenarios: the real days are those of the training split, so `acn-caltech` and
+`acn-caltech-eval` evaluate on days training never saw."""
+TRAIN_SEEDS: tuple[int, ...] = tuple(range(1000, 1100))
+"""The training seeds of the reference models, disjoint from the evaluation seeds 0..4."""
 MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
@@ -131,9 +133,11 @@ class CompareConfig(Execution, Plant, Output):
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     """Scenario names (`pev_env.scenarios`), e.g. seed, seed-20, acn-caltech, synthetic-50."""
     seeds: tuple[int, ...] = field(default=DEFAULT_EVAL_SEEDS, metadata=SEEDS)
-    """Scenario seeds, the same for every controller (PPO trains on seeds >= 1000, so these are held out)."""
+    """Scenario seeds, the same for every controller (training uses seeds >= 1000, so these are held out)."""
     controllers: tuple[str, ...] = registry.DEFAULT_CONTROLLERS
-    """Controller names (`experiments.registry.controller_names()`)."""
+    """Controller names (`experiments.registry.controller_names()`), or import paths `package.module:ClassName`
+    of the user's own policy classes. A learned controller that cannot run here (its extra not installed) is
+    left out of the default list with a note; named explicitly, it is an error."""
     out: str = str(Path("results") / "compare")
     """Output directory (metrics.csv, summary.md, traces/, plots/, run.json)."""
     resume: bool = False
@@ -145,10 +149,12 @@ class CompareConfig(Execution, Plant, Output):
     """Write per-step traces (area power, P_ref, prices, per-station power, SOC) as CSV."""
     plots: bool = True
     """Write PNG plots."""
-    ppo_model: str = str(REFERENCE_MODEL)
-    """Saved PPO model (.zip written by `train`); trained on the fly with `ppo_fallback_steps` if missing."""
-    ppo_fallback_steps: int = 20_000
-    """Training budget (environment steps over all stations) when the PPO model is missing."""
+    ppo_model: str = ""
+    """Saved model of `ppo`: a folder (or its model.json) written by `train`; empty: the reference model shipped
+    in the package (experiments/models/ppo). A missing or unreadable model is an error, never retrained."""
+    trust_model: bool = False
+    """Accept a model file holding pickled objects (a Stable-Baselines3 model.zip), which can run any code when
+    loaded: it is converted once into the safe format in `out`/models/ppo. Only for files you made."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), e.g.
     {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field. The others ignore it."""
@@ -157,9 +163,10 @@ class CompareConfig(Execution, Plant, Output):
         self._check_output()
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
+        if tuple(self.controllers) == registry.DEFAULT_CONTROLLERS:
+            object.__setattr__(self, "controllers", registry.available_defaults(self.controllers))
         self._names("controllers", registry.check_controller)
         self._seeds()
-        self._at_least("ppo_fallback_steps", 1)
         self._check_execution()
         if self.resume and self.overwrite:
             _fail(self.section, "resume", self.resume, "cannot be combined with overwrite")
@@ -189,19 +196,18 @@ class TrainConfig(Output):
 
     section: ClassVar[str] = "train"
 
-    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    scenarios: tuple[str, ...] = TRAIN_SCENARIOS
     """Scenario families trained on simultaneously (one plant per name); the defaults reproduce the
-    committed reference model (results/reference/ppo/train_config.json)."""
+    shipped reference model (experiments/models/ppo/model.json, `training`)."""
     seeds: tuple[int, ...] = field(default=TRAIN_SEEDS, metadata=SEEDS)
-    """Scenario seeds drawn in turn for training episodes: disjoint from the evaluation seeds 0..4, and
-    only seeds with seed % 5 in {0, 1, 2}, because acn-caltech replays the weekday `seed % 5` of its one
-    shipped week: training on days 0-2 keeps days 3 and 4 (evaluation seeds 3, 4) unseen."""
+    """Scenario seeds drawn in turn for training episodes: disjoint from the evaluation seeds 0..4 (the real
+    days come from the `acn-caltech-train` split, never from the evaluation days)."""
     seed: int = 0
     """Seed of the learner (torch, PPO sampling)."""
     timesteps: int = 2_400_000
     """Training budget in station-steps (samples); about 2 minutes on 2 cores."""
     out: str = str(Path("results") / "ppo")
-    """Output directory: model.zip, normalizer.npz, train_config.json, training_log.csv."""
+    """Output directory: model.json + model.safetensors (`experiments.rl_model`), training_log.csv."""
     learning_rate: float = 1e-3
     """Adam step size of PPO."""
     n_steps: int = 128

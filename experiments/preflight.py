@@ -1,5 +1,6 @@
 """Checks before any work starts that need more than the configuration itself: every scenario built once
-(with the first seed) on the base plant, the PPO model file, and Ray (installed, the cluster reachable).
+(with the first seed) on the base plant, the learned models (readable, safe) and the extras the command needs
+(torch and Stable-Baselines3 for training), and Ray (installed, the cluster reachable).
 
 Each failure raises ValueError, ImportError or ConnectionError with one line naming the problem; the command
 line turns them into exit code 2.
@@ -7,7 +8,7 @@ line turns them into exit code 2.
 
 from __future__ import annotations
 
-import zipfile
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,24 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
                              f"{MAX_EPISODE_STEPS}")
 
 
-def check_ppo_model(section: str, path: str) -> None:
-    """An existing PPO model must be a zip file with its normaliser beside it (a missing one is trained)."""
-    model = Path(path)
-    if not model.exists():
+def check_ppo_model(section: str, path: str, trust: bool) -> None:
+    """The model of `ppo` loads safely (`experiments.rl_model.load_model`; '' is the shipped reference model);
+    a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (it is converted by compare)."""
+    from experiments.rl_model import is_pickled, load_model, reference_model
+
+    model = path or reference_model(registry.PPO)
+    if trust and is_pickled(Path(model)):
+        check_training_extra(f"{section}.trust_model")
         return
-    if not zipfile.is_zipfile(model):
-        raise ValueError(f"{section}.ppo_model = {path!r}: not a zip file; allowed: a model.zip written by "
-                         "`pev-experiments train`")
-    if not (model.parent / "normalizer.npz").is_file():
-        raise ValueError(f"{section}.ppo_model = {path!r}: no normalizer.npz beside it; allowed: a model written "
-                         "by `pev-experiments train`")
+    load_model(model, f"{section}.ppo_model")
+
+
+def check_training_extra(key: str) -> None:
+    """ImportError with the install hint unless torch and Stable-Baselines3 are installed."""
+    missing = [m for m in ("torch", "stable_baselines3") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"{key}: needs {', '.join(missing)}, not installed; install the training extra with: "
+                          "pip install 'pev-mpc[rl]'")
 
 
 def check_ray(address: str) -> None:
@@ -58,7 +66,11 @@ def preflight(cfg: Any) -> None:
     seeds = getattr(cfg, "seeds", (0,))
     if cfg.section != "scale":  # scale builds synthetic-N only, checked by ScaleConfig
         check_scenarios(cfg.section, cfg.scenarios, seeds[0], getattr(cfg, "env", EnvConfig()))
+    for name in getattr(cfg, "controllers", ()):
+        registry.check_available(name, f"{cfg.section}.controllers")
     if registry.PPO in getattr(cfg, "controllers", ()):
-        check_ppo_model(cfg.section, cfg.ppo_model)
+        check_ppo_model(cfg.section, cfg.ppo_model, cfg.trust_model)
+    if cfg.section == "train":
+        check_training_extra("train")
     if getattr(cfg, "backend", "local") == "ray":
         check_ray(cfg.ray_address)

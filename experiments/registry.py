@@ -1,14 +1,20 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
-Controllers are `pev_mpc.policies.POLICIES` plus `ppo` (a saved Stable-Baselines3 model, `experiments.rl`).
-Scenarios are resolved by `pev_env.scenarios` (names and file specs).
+Controllers are `pev_mpc.policies.POLICIES`, `ppo` (a saved learned model, `experiments.rl_model`; the
+reference model shipped in the package unless a path is given) and the user's own policy classes
+(`experiments.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
+`pev_mpc.policies`). Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from experiments import policies_plugin
 
 if TYPE_CHECKING:
     from pev_mpc.settings import MPCSettings
@@ -24,13 +30,42 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "offline-optimal",
     PPO,
 )
+LEARNED_NEEDS: dict[str, tuple[str, ...]] = {PPO: ("safetensors",)}
+"""Modules each learned controller needs at run time (torch is needed for training only)."""
+INSTALL_HINT = "install the learned controllers with: pip install 'pev-mpc[rl]'"
+log = logging.getLogger(__name__)
 
 
 def controller_names() -> tuple[str, ...]:
-    """All valid controller names: the policy registry of pev_mpc plus `ppo`."""
+    """All valid controller names: the policy registry of pev_mpc, `ppo` and the installed plug-ins (an import
+    path `package.module:ClassName` is valid too)."""
     from pev_mpc.policies import POLICIES
 
-    return (*POLICIES, PPO)
+    return (*POLICIES, PPO, *policies_plugin.entry_points())
+
+
+def missing_modules(name: str) -> list[str]:
+    """The modules learned controller `name` needs that are not installed ([] for every other controller)."""
+    return [m for m in LEARNED_NEEDS.get(name, ()) if importlib.util.find_spec(m) is None]
+
+
+def available_defaults(controllers: tuple[str, ...]) -> tuple[str, ...]:
+    """`controllers` less the learned ones whose modules are missing, each skipped with one line."""
+    kept = []
+    for name in controllers:
+        missing = missing_modules(name)
+        if missing:
+            log.warning("controller %s skipped (%s not installed); %s", name, ", ".join(missing), INSTALL_HINT)
+        else:
+            kept.append(name)
+    return tuple(kept)
+
+
+def check_available(name: str, key: str = "controller") -> None:
+    """ImportError with the install hint when a learned controller asked for explicitly cannot run here."""
+    missing = missing_modules(name)
+    if missing:
+        raise ImportError(f"{key}: {name} needs {', '.join(missing)}, not installed; {INSTALL_HINT}")
 
 
 def mpc_controllers() -> tuple[str, ...]:
@@ -48,7 +83,11 @@ def scenario_names() -> tuple[str, ...]:
 
 
 def check_controller(name: str, key: str = "controller") -> None:
-    """Raise ValueError naming `key` and listing the valid names when `name` is unknown."""
+    """Raise ValueError naming `key` and listing the valid names when `name` is unknown (an import path is
+    loaded and checked against the policy interface)."""
+    if policies_plugin.is_import_path(name):
+        policies_plugin.load_class(name, key)
+        return
     valid = controller_names()
     if name not in valid:
         raise ValueError(f"{key}: unknown controller {name!r}; valid controllers: {', '.join(valid)}")
@@ -63,17 +102,18 @@ def check_scenario(name: str, key: str = "scenario") -> None:
 
 def make_controller(name: str, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None,
                     **settings: Any) -> Any:
-    """A fresh controller. `ppo` loads `ppo_model`; the MPC controllers (`mpc_controllers()`) run with the
-    `MPCSettings` `mpc` (None: the defaults), the others ignore it; `settings` go to the factory."""
-    check_controller(name)
-    if name == PPO:
-        from experiments.rl import PPOPolicy
-
-        if ppo_model is None:
-            raise ValueError("controller 'ppo': needs a model path (ppo_model)")
-        return PPOPolicy.load(ppo_model)
+    """A fresh controller. `ppo` loads `ppo_model` (None: the shipped reference model); the MPC controllers
+    (`mpc_controllers()`) run with the `MPCSettings` `mpc` (None: the defaults), the others ignore it;
+    `settings` go to the factory. Plug-ins are built without arguments."""
     from pev_mpc.policies import POLICIES
 
+    check_controller(name)
+    if name == PPO:
+        from experiments.rl_model import LearnedPolicy, reference_model
+
+        return LearnedPolicy.load(reference_model(PPO) if ppo_model is None else ppo_model)
+    if name not in POLICIES:
+        return policies_plugin.make(name)
     if mpc is not None and name in mpc_controllers():
         settings = {"settings": mpc, **settings}
     return POLICIES[name](**settings)

@@ -6,14 +6,14 @@ shared by construction. The learning wrappers of `experiments.rl_station` sit be
 (the plant and its reward are unchanged): each station's policy input is `station_features` of its own
 observation, its action maps to kW by `action_to_kw`, and it learns from `station_rewards` (energy
 delivered towards the target minus a penalty on power drawn while the area is over P_ref). The features
-are normalised by SB3's `VecNormalize`; its running mean/variance are saved next to the model and applied
-by `PPOPolicy`, the controller that runs a saved model through the common policy interface with the
-same features and action mapping.
+are normalised by SB3's `VecNormalize`. The trained actor and the normaliser's running mean/variance are
+saved in the safe model format of `experiments.rl_model` (model.json + model.safetensors, no pickles),
+which `LearnedPolicy` runs with the same features and action mapping (numpy only).
 
-Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099); the
-comparison uses seeds 0..4, which training never sees (recorded in train_config.json). Caveat:
-acn-caltech has only five shipped weekdays (day = seed % 5), so for that scenario training seeds and
-evaluation seeds share days; `held_out_days` in train_config.json records which days training used.
+Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099) and, for real
+data, the days of `acn-caltech-train`; the comparison uses seeds 0..4 and the days of `acn-caltech` /
+`acn-caltech-eval`, which training never sees (recorded under `training` in model.json). If the training
+scenarios list `acn-caltech` itself (day = seed % 5), `held_out_days` records which of its days training used.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import pandas as pd
+import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -38,18 +38,16 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
 from experiments.outdir import claim
-from experiments.provenance import environment_info, to_dict
-from experiments.results import atomic_path, write_csv, write_text
+from experiments.provenance import environment_info, file_checksum, to_dict
+from experiments.results import write_csv
+from experiments.rl_model import DESCRIPTION_FILE, save_model
 from experiments.rl_station import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
-from pev_mpc.policies.base import Observed, Policy
+from pev_mpc.policies.base import Observed
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
 
-MODEL_FILE = "model.zip"
-NORMALIZER_FILE = "normalizer.npz"
-CONFIG_FILE = "train_config.json"
 LOG_FILE = "training_log.csv"
 LOG_STD_INIT = -1.0
 """Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
@@ -196,8 +194,9 @@ def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
 
 
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
-    """Train PPO on cfg.scenarios x cfg.seeds; write model, normaliser, config and log into cfg.out (locked)."""
-    with claim(cfg.out, (MODEL_FILE,), overwrite=cfg.overwrite) as out:
+    """Train PPO on cfg.scenarios x cfg.seeds; write the model (model.json + model.safetensors) and the training
+    log into cfg.out (locked); the folder's path."""
+    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite) as out:
         return _train(cfg, out, progress, argv)
 
 
@@ -213,63 +212,69 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) 
                 policy_kwargs={"net_arch": list(cfg.net_arch), "log_std_init": LOG_STD_INIT})
     with tqdm(total=cfg.timesteps, desc="PPO", unit="sample", disable=not progress) as bar:
         model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(env, out / LOG_FILE, bar)]))
-    with atomic_path(out / MODEL_FILE) as tmp:
-        model.save(tmp)
-    with atomic_path(out / NORMALIZER_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, mean=venv.obs_rms.mean, var=venv.obs_rms.var, clip=venv.clip_obs, epsilon=venv.epsilon)
     info = {
         "command": argv if argv is not None else sys.argv,
         "config": to_dict(cfg),
         "stations_per_sample_batch": env.num_envs,
         "samples_trained": int(model.num_timesteps),
-        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4)",
+        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
+                    "acn-caltech / acn-caltech-eval days",
         "held_out_days": _acn_days(cfg),
-        "features": list(FEATURES),
-        "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
         "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
         "wall_time_s": round(time.perf_counter() - start, 2),
         "environment": environment_info(),
     }
-    write_text(out / CONFIG_FILE, json.dumps(info, indent=2) + "\n")
-    return out / MODEL_FILE
+    return save_model(out, sb3_tensors(model, venv.obs_rms.mean, venv.obs_rms.var),
+                      describe(model, venv.clip_obs, venv.epsilon, info))
 
 
-class PPOPolicy(Policy):
-    """A saved PPO model as a controller: each station's normalised features -> deterministic action -> kW."""
+def describe(model: PPO, clip: float, epsilon: float, training: dict[str, Any]) -> dict[str, Any]:
+    """The model.json description of an SB3 PPO station policy (`experiments.rl_model`)."""
+    return {
+        "controller": "ppo",
+        "algorithm": "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every station",
+        "features": list(FEATURES),
+        "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
+        "activation": _activation(model),
+        "layers": [name for name, _ in _linear_layers(model)],
+        "normalizer": {"clip": float(clip), "epsilon": float(epsilon)},
+        "training": training,
+    }
 
-    name = "ppo"
 
-    def __init__(self, model: PPO, normalizer: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self._mean = np.asarray(normalizer["mean"], dtype=np.float64)
-        self._std = np.sqrt(np.asarray(normalizer["var"], dtype=np.float64) + float(normalizer["epsilon"]))
-        self._clip = float(normalizer["clip"])
-        if self._mean.shape != (N_FEATURES,):
-            raise ValueError(f"ppo_model: normaliser has {self._mean.shape} entries; allowed: ({N_FEATURES},) "
-                             "station features (retrain with this version of `pev-experiments train`)")
-        self._raw: np.ndarray | None = None
+def _linear_layers(model: PPO) -> list[tuple[str, torch.nn.Linear]]:
+    """(name, layer) of the actor's linear layers, input first: the policy network, then the action head."""
+    hidden = [(f"policy_net.{i}", m) for i, m in enumerate(model.policy.mlp_extractor.policy_net)
+              if isinstance(m, torch.nn.Linear)]
+    return [*hidden, ("action_net", model.policy.action_net)]
 
-    @classmethod
-    def load(cls, path: str | Path) -> PPOPolicy:
-        """Load `model.zip` and the `normalizer.npz` next to it."""
-        path = Path(path)
-        norm_path = path.parent / NORMALIZER_FILE
-        for p in (path, norm_path):
-            if not p.exists():
-                raise ValueError(f"ppo_model = {str(path)!r}: {p} not found; allowed: a model written by "
-                                 "`pev-experiments train` (model.zip + normalizer.npz)")
-        with np.load(norm_path) as data:
-            normalizer = {k: data[k] for k in data.files}
-        return cls(PPO.load(path, device="cpu"), normalizer)
 
-    def act_array(self, obs: np.ndarray) -> np.ndarray:
-        """Requested powers (N,) kW: the shared policy applied to each station's normalised features."""
-        self._raw = obs
-        return super().act_array(obs)
+def _activation(model: PPO) -> str:
+    names = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
+    if model.policy.activation_fn not in names:
+        raise ValueError(f"activation {model.policy.activation_fn.__name__}: allowed Tanh, ReLU")
+    return names[model.policy.activation_fn]
 
-    def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
-        features = station_features(self._raw, self.config.eta, self.config.dt_h)
-        normed = np.clip((features - self._mean) / self._std, -self._clip, self._clip)
-        action, _ = self.model.predict(normed.astype(np.float32), deterministic=True)
-        return action_to_kw(action, ob, self.config), {}
+
+def sb3_tensors(model: PPO, mean: np.ndarray, var: np.ndarray) -> dict[str, np.ndarray]:
+    """The actor's weights and biases and the normaliser's mean/variance as plain arrays."""
+    tensors = {"obs_mean": np.asarray(mean), "obs_var": np.asarray(var)}
+    for name, layer in _linear_layers(model):
+        tensors[f"{name}.weight"] = layer.weight.detach().cpu().numpy()
+        tensors[f"{name}.bias"] = layer.bias.detach().cpu().numpy()
+    return tensors
+
+
+def convert_sb3_zip(path: str | Path, out: str | Path) -> Path:
+    """Convert a trusted Stable-Baselines3 `model.zip` (and the `normalizer.npz` beside it) into the safe format
+    in folder `out`. This unpickles the zip: only for files the user trusts (`--trust-model`)."""
+    path = Path(path)
+    norm_path = path.parent / "normalizer.npz"
+    if not norm_path.is_file():
+        raise ValueError(f"ppo_model = {str(path)!r}: no normalizer.npz beside it; allowed: a model.zip written by "
+                         "`pev-experiments train` before the safe format")
+    with np.load(norm_path, allow_pickle=False) as norm:
+        mean, var, clip, eps = (norm[k] for k in ("mean", "var", "clip", "epsilon"))
+    model = PPO.load(path, device="cpu")
+    training = {"converted_from": str(path), "converted_from_sha256": file_checksum(path, norm_path)}
+    return save_model(out, sb3_tensors(model, mean, var), describe(model, float(clip), float(eps), training))

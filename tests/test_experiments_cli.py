@@ -111,20 +111,19 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
 
 def test_train_save_reload_and_compare(tmp_path) -> None:
     """A short PPO training saves a model that reloads, acts deterministically and runs in compare."""
-    from experiments.rl import PPOPolicy
+    from experiments.rl_model import LearnedPolicy, model_checksum
     from pev_env.scenarios import make_scenario
 
     model_dir = tmp_path / "ppo"
     assert main(["train", "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "2000",
                  "--set", "n_steps=64", "--out", str(model_dir), "-q"]) == 0
-    for name in ("model.zip", "normalizer.npz", "train_config.json", "training_log.csv"):
-        assert (model_dir / name).exists()
-    info = json.loads((model_dir / "train_config.json").read_text())
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "model.safetensors", "training_log.csv"]
+    info = json.loads((model_dir / "model.json").read_text())["training"]
     assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 2000
     assert len(pd.read_csv(model_dir / "training_log.csv")) >= 1
 
     config, scenario = make_scenario("seed", 0)
-    policy = PPOPolicy.load(model_dir / "model.zip")
+    policy = LearnedPolicy.load(model_dir)
     policy.reset(config, scenario, 0)
     obs = np.zeros((config.n_stations, 10), dtype=np.float32)
     obs[:, 1], obs[:, 4], obs[:, 5], obs[:, 8], obs[:, 9] = 22.0, 1.0, 10.0, 31.5, 12.0
@@ -132,27 +131,24 @@ def test_train_save_reload_and_compare(tmp_path) -> None:
     assert np.array_equal(first, second) and ((first >= 0) & (first <= 22.0)).all()
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--ppo-model", str(model_dir / "model.zip"),
+    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--ppo-model", str(model_dir / "model.json"),
                  "--controllers", "ppo,edf", "--out", str(out), "-q"]) == 0
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["controller"]) == {"ppo", "edf"}
     assert metrics["local_violation_steps"].eq(0).all()
+    sha = model_checksum(model_dir)
+    assert f"`{model_dir}`" in (out / "summary.md").read_text() and sha in (out / "summary.md").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["ppo_model"] == str(model_dir) and run["ppo_model_sha256"] == sha
 
 
-def test_missing_ppo_model_is_trained_on_the_fly(tmp_path, monkeypatch) -> None:
-    trained: list = []
-
-    def fake_train(cfg, progress=True):
-        trained.append(cfg)
-        return tmp_path / "x" / "model.zip"
-
-    import experiments.rl
-
-    monkeypatch.setattr(experiments.rl, "train", fake_train)
-    cfg = compare_mod.CompareConfig(controllers=("ppo",), ppo_model=str(tmp_path / "none.zip"),
-                                    ppo_fallback_steps=1234)
-    assert compare_mod.resolve_ppo_model(cfg, tmp_path) == tmp_path / "x" / "model.zip"
-    assert trained[0].timesteps == 1234 and trained[0].out == str(tmp_path / "ppo")
+def test_missing_ppo_model_is_an_error_not_a_retrain(tmp_path, capsys) -> None:
+    """A missing model stops the run with exit 2 before anything runs or trains (from any directory)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "ppo", "--ppo-model",
+              str(tmp_path / "none"), "--out", str(tmp_path / "out"), "-q"])
+    assert stop.value.code == 2 and "not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "none").exists()
 
 
 def _spy_settings(monkeypatch) -> dict:

@@ -27,15 +27,16 @@ def test_defaults_are_the_main_job() -> None:
 
 
 def test_train_defaults_are_the_reference_recipe() -> None:
-    """A plain `train` reproduces results/reference/ppo/train_config.json (all but the output directory)."""
-    from pathlib import Path
+    """A plain `train` reproduces the shipped reference model's recorded configuration (but the output folder),
+    on the training split of the real days."""
+    from experiments.rl_model import DESCRIPTION_FILE, reference_model
 
-    reference = json.loads((Path(__file__).parents[1] / "results/reference/ppo/train_config.json").read_text())
-    recorded = {k: v for k, v in reference["config"].items() if k != "out"}
+    reference = json.loads((reference_model("ppo") / DESCRIPTION_FILE).read_text())["training"]
+    recorded = {k: v for k, v in reference["config"].items() if k not in ("out", "overwrite")}
     assert {k: to_dict(TrainConfig())[k] for k in recorded} == recorded
     cfg = TrainConfig()
-    assert len(cfg.seeds) == 60 and {s % 5 for s in cfg.seeds} == {0, 1, 2}  # acn-caltech days 3, 4 held out
-    assert cfg.timesteps == 2_400_000 and CompareConfig().ppo_fallback_steps == 20_000  # fallback stays small
+    assert "acn-caltech-train" in cfg.scenarios and "acn-caltech" not in cfg.scenarios
+    assert len(cfg.seeds) == 100 and cfg.timesteps == 2_400_000
 
 
 def test_mpc_settings_default_are_the_mpc_defaults() -> None:
