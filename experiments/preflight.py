@@ -8,7 +8,6 @@ line turns them into exit code 2.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def check_ppo_model(section: str, path: str, trust: bool) -> None:
 
 def check_training_extra(key: str) -> None:
     """ImportError with the install hint unless torch and Stable-Baselines3 are installed."""
-    missing = [m for m in ("torch", "stable_baselines3") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "stable_baselines3") if not registry.installed(m)]
     if missing:
         raise ImportError(f"{key}: needs {', '.join(missing)}, not installed; install the training extra with: "
                           "pip install 'pev-mpc[rl]'")

@@ -44,9 +44,17 @@ def controller_names() -> tuple[str, ...]:
     return (*POLICIES, PPO, *policies_plugin.entry_points())
 
 
+def installed(module: str) -> bool:
+    """True when top-level `module` can be imported (found by the import system)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def missing_modules(name: str) -> list[str]:
     """The modules learned controller `name` needs that are not installed ([] for every other controller)."""
-    return [m for m in LEARNED_NEEDS.get(name, ()) if importlib.util.find_spec(m) is None]
+    return [m for m in LEARNED_NEEDS.get(name, ()) if not installed(m)]
 
 
 def available_defaults(controllers: tuple[str, ...]) -> tuple[str, ...]:
