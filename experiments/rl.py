@@ -2,7 +2,7 @@
 
 `StationVecEnv` is an SB3 `VecEnv` over vectorised plants (`pev_env.core.ChargingCore`): every station of
 every plant is one sub-environment, so one rollout step yields one sample per station and the policy is
-shared by construction. The learning wrappers of `experiments.rl_station` sit between the plant and PPO
+shared by construction. The learning functions of `pev_env.learning` sit between the plant and PPO
 (the plant and its reward are unchanged): each station's policy input is `station_features` of its own
 observation, its action maps to kW by `action_to_kw`, and it learns from `station_rewards` (energy
 delivered towards the target minus a penalty on power drawn while the area is over P_ref). The features
@@ -41,9 +41,8 @@ from experiments.outdir import claim
 from experiments.provenance import environment_info, file_checksum, to_dict
 from experiments.results import write_csv
 from experiments.rl_model import DESCRIPTION_FILE, save_model
-from experiments.rl_station import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
+from pev_env.learning import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
-from pev_mpc.policies.base import Observed
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
@@ -118,9 +117,8 @@ class StationVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for plant in self.plants:
             sl, cfg = plant.slice, plant.config
-            ob = Observed(plant.obs, cfg.P_ref)
-            result = plant.core.step(action_to_kw(self._actions[sl], ob, cfg))
-            rewards[sl] = station_rewards(ob, result.applied_kw, result.area_overload_kw, cfg)
+            result = plant.core.step(action_to_kw(self._actions[sl], plant.obs, cfg))
+            rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
             plant.obs = result.observations
             if result.terminated:
                 dones[sl] = True

@@ -31,7 +31,7 @@ import numpy as np
 
 from experiments.provenance import file_checksum
 from experiments.results import atomic_path, write_text
-from experiments.rl_station import action_to_kw, station_features
+from pev_env.learning import action_to_kw, station_features
 from pev_mpc.policies.base import Observed, Policy
 
 FORMAT = "pev-mpc-policy/1"
@@ -192,4 +192,4 @@ class LearnedPolicy(Policy):
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
         features = station_features(self._raw, self.config.eta, self.config.dt_h)
-        return action_to_kw(self.model.actor(features.astype(np.float64)), ob, self.config), {}
+        return action_to_kw(self.model.actor(features.astype(np.float64)), self._raw, self.config), {}

@@ -17,7 +17,7 @@ import pytest
 from experiments.cli import main
 from experiments.rl_model import (DESCRIPTION_FILE, WEIGHTS_FILE, ModelError, load_model, model_checksum,
                                   reference_model, save_model)
-from experiments.rl_station import N_FEATURES
+from pev_env.learning import N_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--scenarios", "seed", "--seeds", "0", "-q", "--no-traces", "--no-plots"]
@@ -88,7 +88,7 @@ def _tensors(rng: np.random.Generator, hidden: int = 8) -> dict[str, np.ndarray]
 
 
 def _description() -> dict:
-    from experiments.rl_station import FEATURES
+    from pev_env.learning import FEATURES
 
     return {"controller": "ppo", "features": list(FEATURES), "activation": "tanh", "layers": ["l0", "out"],
             "normalizer": {"clip": 10.0, "epsilon": 1e-8}, "training": {}}
