@@ -31,24 +31,37 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
                              f"{MAX_EPISODE_STEPS}")
 
 
-def check_ppo_model(section: str, path: str, trust: bool) -> None:
-    """The model of `ppo` loads safely (`experiments.rl_model.load_model`; '' is the shipped reference model);
-    a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (it is converted by compare)."""
+def check_model(section: str, controller: str, path: str, trust: bool) -> None:
+    """The model of a learned controller loads safely (`experiments.rl_model.load_model`; '' is the shipped
+    reference model); a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (compare
+    converts it)."""
     from experiments.rl_model import is_pickled, load_model, reference_model
 
-    model = path or reference_model(registry.PPO)
+    model = path or reference_model(controller)
     if trust and is_pickled(Path(model)):
         check_training_extra(f"{section}.trust_model")
         return
-    load_model(model, f"{section}.ppo_model")
+    key = f"{section}.{controller}_model"
+    found = load_model(model, key).description.get("controller")
+    if found != controller:
+        raise ValueError(f"{key} = {str(model)!r}: a model of controller {found!r}; allowed: a model of "
+                         f"{controller!r} (its model.json `controller`)")
 
 
-def check_training_extra(key: str) -> None:
-    """ImportError with the install hint unless torch and Stable-Baselines3 are installed."""
-    missing = [m for m in ("torch", "stable_baselines3") if not registry.installed(m)]
+TRAINING_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "ippo": (("torch", "stable_baselines3"), "rl"),
+    "mappo": (("torch", "stable_baselines3", "torchrl", "tensordict"), "rl,marl"),
+}
+"""Modules each training algorithm needs, and the extras that install them."""
+
+
+def check_training_extra(key: str, algo: str = "ippo") -> None:
+    """ImportError with the install hint unless the modules of training `algo` are installed."""
+    modules, extras = TRAINING_NEEDS[algo]
+    missing = [m for m in modules if not registry.installed(m)]
     if missing:
-        raise ImportError(f"{key}: needs {', '.join(missing)}, not installed; install the training extra with: "
-                          "pip install 'pev-mpc[rl]'")
+        raise ImportError(f"{key}: needs {', '.join(missing)}, not installed; install with: "
+                          f"pip install 'pev-mpc[{extras}]'")
 
 
 def check_ray(address: str) -> None:
@@ -67,9 +80,10 @@ def preflight(cfg: Any) -> None:
         check_scenarios(cfg.section, cfg.scenarios, seeds[0], getattr(cfg, "env", EnvConfig()))
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
-    if registry.PPO in getattr(cfg, "controllers", ()):
-        check_ppo_model(cfg.section, cfg.ppo_model, cfg.trust_model)
+    for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
+        if name in cfg.controllers:
+            check_model(cfg.section, name, path, cfg.trust_model)
     if cfg.section == "train":
-        check_training_extra("train")
+        check_training_extra(f"train.algo = {cfg.algo!r}", cfg.algo)
     if getattr(cfg, "backend", "local") == "ray":
         check_ray(cfg.ray_address)

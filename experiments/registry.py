@@ -1,7 +1,7 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
-Controllers are `pev_mpc.policies.POLICIES`, `ppo` (a saved learned model, `experiments.rl_model`; the
-reference model shipped in the package unless a path is given) and the user's own policy classes
+Controllers are `pev_mpc.policies.POLICIES`, the learned `ppo` (IPPO) and `mappo` (saved models,
+`experiments.rl_model`; the reference models shipped in the package unless a folder is given) and the user's own policy classes
 (`experiments.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
 `pev_mpc.policies`). Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from pev_mpc.settings import MPCSettings
 
 PPO = "ppo"
+MAPPO = "mappo"
+PRICE_SUFFIX = "-price"
 DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "uncontrolled",
     "edf",
@@ -29,10 +32,15 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "mpc-centralised",
     "offline-optimal",
     PPO,
+    MAPPO,
+    PPO + PRICE_SUFFIX,
 )
-LEARNED_NEEDS: dict[str, tuple[str, ...]] = {PPO: ("safetensors",)}
+LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in
+                                             (PPO, MAPPO, PPO + PRICE_SUFFIX, MAPPO + PRICE_SUFFIX)}
 """Modules each learned controller needs at run time (torch is needed for training only)."""
 INSTALL_HINT = "install the learned controllers with: pip install 'pev-mpc[rl]'"
+Models = tuple[tuple[str, str], ...]
+"""(learned controller, model folder) pairs; a learned controller not listed runs its shipped reference model."""
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +49,7 @@ def controller_names() -> tuple[str, ...]:
     path `package.module:ClassName` is valid too)."""
     from pev_mpc.policies import POLICIES
 
-    return (*POLICIES, PPO, *policies_plugin.entry_points())
+    return (*POLICIES, *LEARNED_NEEDS, *policies_plugin.entry_points())
 
 
 def installed(module: str) -> bool:
@@ -58,15 +66,13 @@ def missing_modules(name: str) -> list[str]:
 
 
 def available_defaults(controllers: tuple[str, ...]) -> tuple[str, ...]:
-    """`controllers` less the learned ones whose modules are missing, each skipped with one line."""
-    kept = []
-    for name in controllers:
-        missing = missing_modules(name)
-        if missing:
-            log.warning("controller %s skipped (%s not installed); %s", name, ", ".join(missing), INSTALL_HINT)
-        else:
-            kept.append(name)
-    return tuple(kept)
+    """`controllers` less the learned ones whose modules are missing, skipped with one line."""
+    skipped = {name: missing_modules(name) for name in controllers if missing_modules(name)}
+    if skipped:
+        missing = sorted({m for modules in skipped.values() for m in modules})
+        log.warning("controllers %s skipped (%s not installed); %s", ", ".join(skipped), ", ".join(missing),
+                    INSTALL_HINT)
+    return tuple(name for name in controllers if name not in skipped)
 
 
 def check_available(name: str, key: str = "controller") -> None:
@@ -108,18 +114,19 @@ def check_scenario(name: str, key: str = "scenario") -> None:
     check(name, key)
 
 
-def make_controller(name: str, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None,
+def make_controller(name: str, models: Mapping[str, str | Path] | None = None, mpc: MPCSettings | None = None,
                     **settings: Any) -> Any:
-    """A fresh controller. `ppo` loads `ppo_model` (None: the shipped reference model); the MPC controllers
+    """A fresh controller. A learned one (`LEARNED_NEEDS`) loads its folder in `models` (absent: its shipped
+    reference model); the MPC controllers
     (`mpc_controllers()`) run with the `MPCSettings` `mpc` (None: the defaults), the others ignore it;
     `settings` go to the factory. Plug-ins are built without arguments."""
     from pev_mpc.policies import POLICIES
 
     check_controller(name)
-    if name == PPO:
+    if name in LEARNED_NEEDS:
         from experiments.rl_model import LearnedPolicy, reference_model
 
-        return LearnedPolicy.load(reference_model(PPO) if ppo_model is None else ppo_model)
+        return LearnedPolicy.load((models or {}).get(name) or reference_model(name), f"{name}_model")
     if name not in POLICIES:
         return policies_plugin.make(name)
     if mpc is not None and name in mpc_controllers():

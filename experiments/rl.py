@@ -39,15 +39,16 @@ from tqdm import tqdm
 
 from experiments.outdir import claim
 from experiments.provenance import environment_info, file_checksum, to_dict
-from experiments.results import write_csv
+from experiments.results import save_figure, write_csv
 from experiments.rl_model import DESCRIPTION_FILE, save_model
-from pev_env.learning import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
-                                    station_rewards)
+from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
 
 LOG_FILE = "training_log.csv"
+CURVE_FILE = "learning_curve.png"
+TENSORBOARD_DIR = "tb"
 LOG_STD_INIT = -1.0
 """Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
 
@@ -55,8 +56,9 @@ LOG_STD_INIT = -1.0
 class _Plant:
     """One ChargingCore of the vectorised environment and its slice of sub-environments."""
 
-    def __init__(self, name: str, seeds: Any, offset: int) -> None:
+    def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0) -> None:
         self.name, self._seeds = name, seeds
+        self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
         self.reset()
         self.slice = slice(offset, offset + self.config.n_stations)
 
@@ -70,12 +72,18 @@ class _Plant:
             raise ValueError(f"train.scenarios: {self.name!r} changes its number of stations between seeds "
                              f"({self.config.n_stations} -> {config.n_stations}); allowed: fixed-size scenarios")
         self.config, self.core = config, ChargingCore(config, scenario)
-        self.obs = self.core.reset()
+        if self.price is not None:
+            self.price.reset()
+        self.observe(self.core.reset())
         return self.obs
 
+    def observe(self, obs: np.ndarray) -> None:
+        """Take the observations of the current step and compute their policy inputs (`features()`)."""
+        self.obs, self._inputs = obs, policy_inputs(obs, self.config, self.price)
+
     def features(self) -> np.ndarray:
-        """(stations, N_FEATURES) policy inputs of the current observations."""
-        return station_features(self.obs, self.config.eta, self.config.dt_h)
+        """(stations, inputs) policy inputs of the current observations (`pev_env.learning.policy_inputs`)."""
+        return self._inputs
 
 
 class StationVecEnv(VecEnv):
@@ -83,19 +91,21 @@ class StationVecEnv(VecEnv):
 
     render_mode = None
 
-    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int]) -> None:
+    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int], price_alpha: float = 0.0) -> None:
         self._seed_cycle = cycle(seeds)
         self.plants: list[_Plant] = []
+        self.inputs = input_names(price_alpha)
+        """Names of the policy inputs (`pev_env.learning.input_names`)."""
         offset = 0
         for name in scenarios:
-            self.plants.append(_Plant(name, self._seed_cycle, offset))
+            self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha))
             offset = self.plants[-1].slice.stop
         self.finished: list[dict[str, Any]] = []
         """Episode metrics of every finished plant episode (scenario, seed, DESIGN.md metrics)."""
         self._actions = np.zeros(offset)
         self._returns = np.zeros(offset)
         self._lengths = np.zeros(offset, dtype=np.int64)
-        box = spaces.Box(-np.inf, np.inf, (N_FEATURES,), np.float32)
+        box = spaces.Box(-np.inf, np.inf, (len(self.inputs),), np.float32)
         super().__init__(offset, box, spaces.Box(-1.0, 1.0, (1,), np.float32))
 
     def reset(self) -> np.ndarray:
@@ -119,7 +129,7 @@ class StationVecEnv(VecEnv):
             sl, cfg = plant.slice, plant.config
             result = plant.core.step(action_to_kw(self._actions[sl], plant.obs, cfg))
             rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
-            plant.obs = result.observations
+            plant.observe(result.observations)
             if result.terminated:
                 dones[sl] = True
                 self._finish(plant, infos)
@@ -155,22 +165,77 @@ class StationVecEnv(VecEnv):
         return [False] * len(self._get_indices(indices))
 
 
-class _TrainingLog(BaseCallback):
-    """Writes the plant metrics of every finished training episode (with the timestep) to a CSV."""
+class TrainingRecord:
+    """The record of a training run: finished-episode metrics (with the timestep) in training_log.csv, a
+    progress bar, TensorBoard scalars in tb/ (when tensorboard is installed) and learning_curve.png."""
 
-    def __init__(self, env: StationVecEnv, path: Path, bar: tqdm) -> None:
+    def __init__(self, out: Path, env: StationVecEnv, progress: bool, total: int, label: str) -> None:
+        self.out, self.env, self.rows, self.done = out, env, [], 0
+        self.bar = tqdm(total=total, desc=label, unit="sample", disable=not progress)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer: Any = SummaryWriter(str(out / TENSORBOARD_DIR))
+        except ImportError:  # tensorboard is optional
+            self.writer = None
+
+    def update(self, samples: int) -> None:
+        """Advance to `samples` trained; log the episodes finished since the last call."""
+        self.bar.update(samples - self.done)
+        self.done = samples
+        if not self.env.finished:
+            return
+        new = [{"timesteps": samples, **m} for m in self.env.finished]
+        self.env.finished.clear()
+        self.rows += new
+        write_csv(self.out / LOG_FILE, pd.DataFrame(self.rows))
+        for row in new:
+            if self.writer is not None:
+                for key in ("unmet_energy_kwh", "area_violation_steps", "area_overload_kwh"):
+                    self.writer.add_scalar(f"{row['scenario']}/{key}", row[key], samples)
+        self.bar.set_postfix(unmet_kwh=f"{new[-1]['unmet_energy_kwh']:.1f}",
+                             violations=new[-1]["area_violation_steps"])
+
+    def close(self) -> None:
+        """Close the bar and the TensorBoard writer; plot the learning curve."""
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.rows:
+            from experiments import plots
+
+            fig = plots.learning_curve(pd.DataFrame(self.rows))
+            save_figure(fig, self.out / CURVE_FILE)
+            plots.close(fig)
+
+
+class _TrainingLog(BaseCallback):
+    """Feeds SB3's progress to a `TrainingRecord`."""
+
+    def __init__(self, record: TrainingRecord) -> None:
         super().__init__()
-        self.env, self.path, self.bar, self.rows = env, path, bar, []
+        self.record = record
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        if self.env.finished:
-            self.rows += [{"timesteps": self.num_timesteps, **m} for m in self.env.finished]
-            self.env.finished.clear()
-            write_csv(self.path, pd.DataFrame(self.rows))
-            self.bar.set_postfix(unmet_kwh=f"{self.rows[-1]['unmet_energy_kwh']:.1f}",
-                                 violations=self.rows[-1]["area_violation_steps"])
+        self.record.update(self.num_timesteps)
         return True
+
+
+def training_info(cfg: TrainConfig, argv: list[str] | None, env: StationVecEnv, samples: int,
+                  start: float) -> dict[str, Any]:
+    """The `training` record of model.json: command, configuration, held-out data, reward, time, versions."""
+    return {
+        "command": argv if argv is not None else sys.argv,
+        "config": to_dict(cfg),
+        "stations_per_sample_batch": env.num_envs,
+        "samples_trained": int(samples),
+        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
+                    "acn-caltech / acn-caltech-eval days",
+        "held_out_days": _acn_days(cfg),
+        "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "environment": environment_info(),
+    }
 
 
 def _batch_size(wanted: int, buffer: int) -> int:
@@ -202,42 +267,43 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) 
     start = time.perf_counter()
     torch.set_num_threads(1)  # one core: the CPU is shared, and small MLPs gain nothing from more threads
     set_random_seed(cfg.seed)
-    env = StationVecEnv(cfg.scenarios, cfg.seeds)
+    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
     model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=cfg.n_steps,
                 batch_size=_batch_size(cfg.batch_size, cfg.n_steps * env.num_envs), n_epochs=cfg.n_epochs,
                 gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": list(cfg.net_arch), "log_std_init": LOG_STD_INIT})
-    with tqdm(total=cfg.timesteps, desc="PPO", unit="sample", disable=not progress) as bar:
-        model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(env, out / LOG_FILE, bar)]))
-    info = {
-        "command": argv if argv is not None else sys.argv,
-        "config": to_dict(cfg),
-        "stations_per_sample_batch": env.num_envs,
-        "samples_trained": int(model.num_timesteps),
-        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
-                    "acn-caltech / acn-caltech-eval days",
-        "held_out_days": _acn_days(cfg),
-        "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "environment": environment_info(),
-    }
+    record = TrainingRecord(out, env, progress, cfg.timesteps, "IPPO")
+    model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(record)]))
+    record.close()
+    info = training_info(cfg, argv, env, model.num_timesteps, start)
     return save_model(out, sb3_tensors(model, venv.obs_rms.mean, venv.obs_rms.var),
-                      describe(model, venv.clip_obs, venv.epsilon, info))
+                      describe(model, venv.clip_obs, venv.epsilon, info, cfg.price_alpha))
 
 
-def describe(model: PPO, clip: float, epsilon: float, training: dict[str, Any]) -> dict[str, Any]:
-    """The model.json description of an SB3 PPO station policy (`experiments.rl_model`)."""
+def model_description(controller: str, algorithm: str, price_alpha: float, activation: str, layers: list[str],
+                      clip: float, epsilon: float, training: dict[str, Any]) -> dict[str, Any]:
+    """The model.json description of a shared station actor (`experiments.rl_model`); a price-informed one
+    (`price_alpha` > 0) is the controller `<controller>-price`."""
     return {
-        "controller": "ppo",
-        "algorithm": "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every station",
-        "features": list(FEATURES),
+        "controller": f"{controller}-price" if price_alpha > 0 else controller,
+        "algorithm": algorithm,
+        "features": input_names(price_alpha),
+        "price_alpha": float(price_alpha),
         "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
-        "activation": _activation(model),
-        "layers": [name for name, _ in _linear_layers(model)],
+        "activation": activation,
+        "layers": layers,
         "normalizer": {"clip": float(clip), "epsilon": float(epsilon)},
         "training": training,
     }
+
+
+def describe(model: PPO, clip: float, epsilon: float, training: dict[str, Any],
+             price_alpha: float = 0.0) -> dict[str, Any]:
+    """The model.json description of an SB3 PPO station policy."""
+    return model_description("ppo", "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every "
+                             "station", price_alpha, _activation(model), [n for n, _ in _linear_layers(model)],
+                             clip, epsilon, training)
 
 
 def _linear_layers(model: PPO) -> list[tuple[str, torch.nn.Linear]]:

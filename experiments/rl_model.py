@@ -31,7 +31,7 @@ import numpy as np
 
 from experiments.provenance import file_checksum
 from experiments.results import atomic_path, write_text
-from pev_env.learning import action_to_kw, station_features
+from pev_env.learning import AreaPrice, action_to_kw, policy_inputs
 from pev_mpc.policies.base import Observed, Policy
 
 FORMAT = "pev-mpc-policy/1"
@@ -178,6 +178,8 @@ class LearnedPolicy(Policy):
         super().__init__()
         self.model = model
         self.name = str(model.description.get("controller", "ppo"))
+        alpha = float(model.description.get("price_alpha", 0.0))
+        self._price = AreaPrice(alpha) if alpha > 0 else None
         self._raw: np.ndarray | None = None
 
     @classmethod
@@ -190,6 +192,11 @@ class LearnedPolicy(Policy):
         self._raw = obs
         return super().act_array(obs)
 
+    def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        if self._price is not None:
+            self._price.reset()
+
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
-        features = station_features(self._raw, self.config.eta, self.config.dt_h)
-        return action_to_kw(self.model.actor(features.astype(np.float64)), self._raw, self.config), {}
+        inputs = policy_inputs(self._raw, self.config, self._price).astype(np.float64)
+        stats = {} if self._price is None else {"price": self._price.value}
+        return action_to_kw(self.model.actor(inputs), self._raw, self.config), stats

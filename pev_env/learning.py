@@ -9,6 +9,11 @@ serve the PettingZoo/Gymnasium wrappers (`pev_env.wrappers`), the in-package tra
   P_ref and departure time), so one policy serves plants with 22 kW and 6.6 kW stations alike.
 * `action_to_kw`: a in [-1, 1] -> request (a + 1) / 2 * p_max, capped by the power that finishes the
   PEV this step and raised to p_min; free stations request 0.
+* `AreaPrice`: the optional price signal of price-informed agents: an area coordinator updates a price
+  each step from the area residual, lambda <- max(0, lambda + alpha (P - P_ref) / P_ref) (P: the area power
+  of the last step, as every station observes it), and broadcasts it; `with_price` appends it to the
+  features. The same kind of signal the decentralised MPC's coordinator sends, so RL and MPC then differ
+  only in how a station responds to prices.
 * `station_rewards`: the training reward, aligned with the evaluation metrics: energy delivered
   towards the target this step (summed over an episode it is the requested energy minus the unmet
   energy), minus a penalty on the power a station draws while the area is over P_ref.
@@ -66,6 +71,45 @@ def station_features(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
         plugged * (last <= 1e-9),
     )
     return np.stack(columns, axis=1).astype(np.float32)
+
+
+PRICE_FEATURE = "area_price"
+
+
+class AreaPrice:
+    """The area coordinator's price (dimensionless): lambda <- max(0, lambda + alpha (P - P_ref) / P_ref)."""
+
+    def __init__(self, alpha: float) -> None:
+        if not alpha > 0:
+            raise ValueError(f"AreaPrice.alpha = {alpha!r}: must be > 0")
+        self.alpha, self.value = alpha, 0.0
+
+    def reset(self) -> None:
+        self.value = 0.0
+
+    def update(self, obs: np.ndarray) -> float:
+        """The price after observing `obs` (N, N_OBS): the area power P of the last step against P_ref."""
+        o = np.asarray(obs, dtype=np.float64)
+        area, limit = float(o[0, OBS_INDEX["P"]]), max(float(o[0, OBS_INDEX["P_ref"]]), 1e-9)
+        self.value = max(0.0, self.value + self.alpha * (area - limit) / limit)
+        return self.value
+
+
+def with_price(features: np.ndarray, price: float) -> np.ndarray:
+    """The features (N, N_FEATURES) with the broadcast price appended as the last column."""
+    return np.concatenate([features, np.full((features.shape[0], 1), price, dtype=features.dtype)], axis=1)
+
+
+def input_names(price_alpha: float = 0.0) -> list[str]:
+    """Names of the policy inputs: FEATURES, then the price when `price_alpha` > 0."""
+    return [*FEATURES, PRICE_FEATURE] if price_alpha > 0 else list(FEATURES)
+
+
+def policy_inputs(obs: np.ndarray, config: Any, price: AreaPrice | None = None) -> np.ndarray:
+    """The inputs of the shared policy at observations `obs` (N, N_OBS): the station features and, for a
+    price-informed agent, the price after this observation (`price` is updated: call once per step)."""
+    features = station_features(obs, config.eta, config.dt_h)
+    return features if price is None else with_price(features, price.update(obs))
 
 
 def _station(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -52,7 +52,8 @@ def test_default_list_skips_a_learned_controller_that_cannot_run(tmp_path) -> No
                                      "print(','.join(CompareConfig().controllers))\n")
     assert done.returncode == 0, done.stderr
     assert "ppo" not in done.stdout.split(",") and "edf" in done.stdout
-    notes = [line for line in done.stderr.splitlines() if "ppo skipped" in line]
+    notes = [line for line in done.stderr.splitlines() if "skipped" in line]
+    assert "mappo" not in done.stdout.split(",") and "ppo, mappo" in notes[0]
     assert len(notes) == 1 and "pip install 'pev-mpc[rl]'" in notes[0]
     asked = _run(tmp_path, hidden, "compare", *FAST, "--controllers", "ppo", "--out", str(tmp_path / "out"))
     assert asked.returncode == 2 and "pip install 'pev-mpc[rl]'" in asked.stderr

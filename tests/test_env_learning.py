@@ -61,11 +61,14 @@ def test_gymnasium_make_with_the_module_prefix_in_a_fresh_interpreter(tmp_path) 
     assert done.stdout.strip() == "(50,)"
 
 
-def test_wrappers_match_the_trainers_array_path() -> None:
-    """Same features and rewards as `pev-experiments train` (StationVecEnv) for the same actions."""
-    vec = StationVecEnv(["seed"], [7])
-    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"))
-    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"))
+@pytest.mark.parametrize("price_alpha", [0.0, 0.1])
+def test_wrappers_match_the_trainers_array_path(price_alpha) -> None:
+    """Same inputs (with the area price of price-informed agents) and rewards as `pev-experiments train`
+    (StationVecEnv) for the same actions."""
+    vec = StationVecEnv(["seed"], [7], price_alpha)
+    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"), price_alpha=price_alpha)
+    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"), price_alpha=price_alpha)
+    width = N_FEATURES + (price_alpha > 0)
     first = vec.reset()
     obs, _ = pz.reset(seed=7)
     flat, _ = gym_env.reset(seed=7)
@@ -73,7 +76,7 @@ def test_wrappers_match_the_trainers_array_path() -> None:
     rng = np.random.default_rng(0)
     for _ in range(vec.plants[0].config.n_steps - 1):
         np.testing.assert_array_equal(np.stack([obs[a] for a in agents]), first)
-        np.testing.assert_array_equal(flat.reshape(len(agents), N_FEATURES), first)
+        np.testing.assert_array_equal(flat.reshape(len(agents), width), first)
         action = rng.uniform(-1, 1, len(agents)).astype(np.float32)
         vec.step_async(action[:, None])
         first, rewards, _, _ = vec.step_wait()
@@ -110,5 +113,5 @@ def test_supersuit_sb3_training_gives_the_agent_the_harness_runs(tmp_path) -> No
     sb3_action, _ = model.predict(venv.normalize_obs(features), deterministic=True)
     from pev_env.learning import action_to_kw
 
-    expected = action_to_kw(sb3_action.reshape(-1), env._raw, env.config)
-    np.testing.assert_allclose(policy.act_array(env._raw), expected, atol=1e-5)
+    expected = action_to_kw(sb3_action.reshape(-1), env.inputs.raw, env.config)
+    np.testing.assert_allclose(policy.act_array(env.inputs.raw), expected, atol=1e-5)

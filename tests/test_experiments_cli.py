@@ -109,17 +109,23 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
     assert (out / "scale.png").exists()
 
 
-def test_train_save_reload_and_compare(tmp_path) -> None:
-    """A short PPO training saves a model that reloads, acts deterministically and runs in compare."""
+@pytest.mark.parametrize("algo, controller", [("ippo", "ppo"), ("mappo", "mappo")])
+def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
+    """A short training (IPPO, or the MAPPO smoke: a few hundred samples) saves the same files and a model
+    that reloads, acts deterministically and runs in compare under its controller name."""
     from experiments.rl_model import LearnedPolicy, model_checksum
     from pev_env.scenarios import make_scenario
 
-    model_dir = tmp_path / "ppo"
-    assert main(["train", "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "2000",
-                 "--set", "n_steps=64", "--out", str(model_dir), "-q"]) == 0
-    assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "model.safetensors", "training_log.csv"]
-    info = json.loads((model_dir / "model.json").read_text())["training"]
-    assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 2000
+    model_dir = tmp_path / algo
+    assert main(["train", "--algo", algo, "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "600",
+                 "--set", "n_steps=50", "--set", "batch_size=100", "--out", str(model_dir), "-q"]) == 0
+    assert sorted(p.name for p in model_dir.iterdir()) == ["learning_curve.png", "model.json", "model.safetensors",
+                                                           "tb", "training_log.csv"]
+    assert any((model_dir / "tb").iterdir())
+    description = json.loads((model_dir / "model.json").read_text())
+    info = description["training"]
+    assert description["controller"] == controller and description["algorithm"].startswith(algo)
+    assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 600
     assert len(pd.read_csv(model_dir / "training_log.csv")) >= 1
 
     config, scenario = make_scenario("seed", 0)
@@ -131,15 +137,15 @@ def test_train_save_reload_and_compare(tmp_path) -> None:
     assert np.array_equal(first, second) and ((first >= 0) & (first <= 22.0)).all()
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--ppo-model", str(model_dir / "model.json"),
-                 "--controllers", "ppo,edf", "--out", str(out), "-q"]) == 0
+    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", f"--{controller}-model",
+                 str(model_dir / "model.json"), "--controllers", f"{controller},edf", "--out", str(out), "-q"]) == 0
     metrics = pd.read_csv(out / "metrics.csv")
-    assert set(metrics["controller"]) == {"ppo", "edf"}
+    assert set(metrics["controller"]) == {controller, "edf"}
     assert metrics["local_violation_steps"].eq(0).all()
     sha = model_checksum(model_dir)
     assert f"`{model_dir}`" in (out / "summary.md").read_text() and sha in (out / "summary.md").read_text()
     run = json.loads((out / "run.json").read_text())
-    assert run["ppo_model"] == str(model_dir) and run["ppo_model_sha256"] == sha
+    assert run["models"] == {controller: {"path": str(model_dir), "sha256": sha}}
 
 
 def test_missing_ppo_model_is_an_error_not_a_retrain(tmp_path, capsys) -> None:
@@ -196,7 +202,7 @@ def test_run_function_with_mpc_settings_pickles() -> None:
 
     from pev_mpc.settings import MPCSettings
 
-    fn = partial(runner.run_cached, ppo_model=None, mpc=MPCSettings(horizon=6))
+    fn = partial(runner.run_cached, mpc=MPCSettings(horizon=6))
     assert pickle.loads(pickle.dumps(fn)).keywords["mpc"] == MPCSettings(horizon=6)
 
 
@@ -251,7 +257,7 @@ def test_run_function_with_env_pickles() -> None:
 
     from pev_env.config import EnvConfig
 
-    fn = partial(runner.run_cached, ppo_model=None, mpc=None, env=EnvConfig(P_ref=60.0))
+    fn = partial(runner.run_cached, mpc=None, env=EnvConfig(P_ref=60.0))
     again = pickle.loads(pickle.dumps(fn))
     assert again.keywords["env"] == EnvConfig(P_ref=60.0)
     result = again(runner.RunKey("edf", "seed", 0))

@@ -22,7 +22,8 @@ def test_defaults_are_the_main_job() -> None:
     assert cfg.scenarios == ("seed", "seed-20", "acn-caltech")
     assert cfg.seeds == (0, 1, 2, 3, 4)
     assert set(cfg.controllers) == {"uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised",
-                                    "mpc-centralised", "offline-optimal", "ppo"}
+                                    "mpc-centralised", "offline-optimal", "ppo", "mappo",
+                                    "ppo-price"}
     assert not set(TrainConfig().seeds) & set(cfg.seeds)  # PPO is evaluated on held-out seeds
 
 
@@ -72,7 +73,7 @@ def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
     assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed"}
     settings = MPCSettings(horizon=6)
     for name in registry.controller_names():
-        if name == registry.PPO:
+        if name in registry.LEARNED_NEEDS:
             continue
         controller = registry.make_controller(name, mpc=settings)
         assert (getattr(controller, "settings", None) is settings) == (name in registry.mpc_controllers())
@@ -204,8 +205,8 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"mpc.power_reg": "0"}, r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
         ({"mpc.coordination": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
-        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, mpc"),
-        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, mpc"),
+        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, models, mpc"),
+        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
         ({"mpc.terminal_weight": "inf"}, r"compare.mpc.terminal_weight = 'inf': must be a finite number"),
         ({"mpc.station_tol": "nan"}, r"compare.mpc.station_tol = 'nan': must be a finite number"),
         ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),

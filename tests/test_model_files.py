@@ -140,8 +140,8 @@ def test_trusted_sb3_zip_is_converted_once_and_evaluated(tmp_path) -> None:
     assert main(["evaluate", *FAST, "--ppo-model", str(legacy / "model.zip"), "--trust-model", "--out",
                  str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["ppo_model"] == str(out / "models" / "ppo") and run["ppo_model_sha256"] == model_checksum(
-        out / "models" / "ppo")
+    assert run["models"]["ppo"] == {"path": str(out / "models" / "ppo"),
+                                    "sha256": model_checksum(out / "models" / "ppo")}
     converted = json.loads((out / "models" / "ppo" / DESCRIPTION_FILE).read_text())
     assert converted["training"]["converted_from"] == str(legacy / "model.zip")
 
@@ -154,3 +154,29 @@ def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path) -> No
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "ppo"
+
+
+def test_price_informed_model_sees_the_area_price() -> None:
+    """A price-informed model's extra input is the coordinator's price, updated from the observed area residual."""
+    from experiments.rl_model import LearnedPolicy, SavedModel
+    from pev_env.core import ChargingCore
+    from pev_env.learning import PRICE_FEATURE, AreaPrice
+    from pev_env.scenarios import make_scenario
+
+    tensors = _tensors(np.random.default_rng(4))
+    tensors["l0.weight"] = np.zeros((8, N_FEATURES + 1))
+    tensors["obs_mean"], tensors["obs_var"] = np.zeros(N_FEATURES + 1), np.ones(N_FEATURES + 1)
+    description = {**_description(), "controller": "ppo-price", "price_alpha": 0.5}
+    description["features"] = [*description["features"], PRICE_FEATURE]
+    policy = LearnedPolicy(SavedModel(Path("."), description, tensors))
+    config, scenario = make_scenario("seed", 0)
+    core, reference = ChargingCore(config, scenario), AreaPrice(0.5)
+    obs = core.reset()
+    policy.reset(config, scenario, 0)
+    while not core.done:
+        kw = policy.act_array(obs)
+        assert policy.last_stats["price"] == reference.update(obs)
+        obs = core.step(np.full_like(kw, config.p_max)).observations  # every station at full power: overloads
+    assert policy.last_stats["price"] > 0
+    with pytest.raises(ValueError, match="alpha"):
+        AreaPrice(0.0)
