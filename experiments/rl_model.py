@@ -31,7 +31,7 @@ import numpy as np
 
 from experiments.provenance import file_checksum
 from experiments.results import atomic_path, write_text
-from pev_env.learning import AreaPrice, action_to_kw, policy_inputs
+from pev_env.learning import AreaPrice, action_to_kw, input_names, policy_inputs
 from pev_mpc.policies.base import Observed, Policy
 
 FORMAT = "pev-mpc-policy/1"
@@ -150,10 +150,14 @@ def load_model(path: str | Path, key: str = "ppo_model") -> SavedModel:
 
 
 def _check(model: SavedModel, shown: str) -> None:
-    """The description and the tensors agree: a chain of linear layers from the features to one action."""
+    """The description and the tensors agree: a chain of linear layers from this version's policy inputs
+    (`pev_env.learning.input_names`) to one action."""
     d = model.description
     try:
         n_in = len(d["features"])
+        expected = input_names(float(d.get("price_alpha", 0.0)))
+        if list(d["features"]) != expected:
+            raise ValueError(f"features {d['features']} (allowed: {expected})")
         if d["activation"] not in ACTIVATIONS:
             raise ValueError(f"activation {d['activation']!r} (allowed: {', '.join(ACTIVATIONS)})")
         shapes = [(w.shape, b.shape) for w, b in model.layers()]
