@@ -16,22 +16,20 @@ through `torchrl.objectives.ClipPPOLoss`. Episode metrics go to training_log.csv
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 from tensordict import TensorDict
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import ProbabilisticActor, ValueOperator
 from torchrl.modules.distributions import IndependentNormal
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import generalized_advantage_estimate
-from tqdm import tqdm
 
 from experiments.outdir import claim
 from experiments.rl import LOG_STD_INIT, StationVecEnv, TrainingRecord, model_description, training_info

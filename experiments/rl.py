@@ -18,10 +18,9 @@ scenarios list `acn-caltech` itself (day = seed % 5), `held_out_days` records wh
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from itertools import cycle
 from dataclasses import asdict
 from pathlib import Path

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import compare as compare_mod
 from experiments import runner
 from experiments.cli import main
 from experiments.results import KEY_COLUMNS
