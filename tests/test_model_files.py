@@ -146,14 +146,18 @@ def test_trusted_sb3_zip_is_converted_once_and_evaluated(tmp_path) -> None:
     assert converted["training"]["converted_from"] == str(legacy / "model.zip")
 
 
-def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path) -> None:
-    assert (reference_model("ppo") / DESCRIPTION_FILE).is_file()
+@pytest.mark.parametrize("controller", ["ppo", "mappo", "ppo-price"])
+def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, controller) -> None:
+    """Each reference model loads from another working directory and records its training command."""
+    description = json.loads((reference_model(controller) / DESCRIPTION_FILE).read_text())
+    assert description["training"]["command"][:2] == ["pev-experiments", "train"]
+    assert description["training"]["config"]["scenarios"] == ["seed", "seed-20", "acn-caltech-train"]
     code = ("from experiments.rl_model import reference_model, load_model; "
-            "print(load_model(reference_model('ppo')).description['controller'])")
+            f"print(load_model(reference_model({controller!r})).description['controller'])")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whichever one is installed
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == "ppo"
+    assert done.stdout.strip() == controller
 
 
 def test_price_informed_model_sees_the_area_price() -> None:
