@@ -35,13 +35,14 @@ _COMMON: tuple[tuple[str, str], ...] = (
                     "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
     ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
     ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
-                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo)"),
+                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo, installed plug-ins) or your own "
+                      "policy classes as package.module:ClassName"),
     ("--out", "output directory"),
 )
 _HELP = {
     "compare": "run every controller on every scenario x seed; write metrics.csv, summary.md, traces, plots",
-    "train": "train PPO with parameter sharing (one policy for all stations) on training seeds",
-    "evaluate": "run a saved PPO model (plus optional controllers) in compare's format on held-out seeds",
+    "train": "train IPPO or MAPPO (one shared station policy) on training seeds and days",
+    "evaluate": "run saved learned models (plus optional controllers) in compare's format on held-out seeds",
     "tune": "sweep decentralised-MPC solver settings against the centralised optimum; CSV + Pareto plot",
     "scale": "time per control step and memory against the number of stations; CSV + log-log plot",
 }
@@ -55,11 +56,18 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
                                "them", _TRUE),
         ("--reference", "reference", "controller of the paired differences in summary.md (default: "
                                      "offline-optimal when it runs)", {}),
-        ("--ppo-model", "ppo_model", "saved PPO model.zip (default: the committed reference model)", {}),
+        ("--ppo-model", "ppo_model", "model folder (model.json + model.safetensors) written by train (default: the "
+                                     "reference model shipped in the package)", {}),
+        ("--mappo-model", "mappo_model", "model folder of mappo written by train --algo mappo (default: the shipped "
+                                         "reference model)", {}),
+        ("--trust-model", "trust_model", "accept a model file holding pickled objects (a Stable-Baselines3 model.zip; "
+                                         "loading it can run any code): only for files you made", _TRUE),
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
     "train": (
+        ("--algo", "algo", "ippo (PPO, parameter sharing, Stable-Baselines3) or mappo (centralised critic, "
+                           "TorchRL)", {"choices": ("ippo", "mappo")}),
         ("--timesteps", "timesteps", "training budget in station-samples", {}),
         ("--seed", "seed", "seed of the learner", {}),
     ),
@@ -137,13 +145,15 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
     if command in ("compare", "evaluate"):
         from experiments.compare import compare
 
-        title = "Controller comparison" if command == "compare" else "Evaluation of a saved PPO model"
+        title = "Controller comparison" if command == "compare" else "Evaluation of saved learned models"
         return compare(cfg, argv=argv, progress=progress, title=title)
     if command == "train":
-        from experiments.rl import train
-
+        if cfg.algo == "mappo":
+            from experiments.marl import train_mappo as train
+        else:
+            from experiments.rl import train
         path = train(cfg, progress=progress, argv=argv)
-        print(f"saved {path} (+ normalizer.npz, train_config.json, training_log.csv)")
+        print(f"saved {path} (model.json + model.safetensors, training_log.csv, learning_curve.png, tb/)")
         return 0
     if command == "tune":
         from experiments.tune import tune

@@ -5,10 +5,11 @@ Output directory layout:
 ```
 metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run), with
                      the solver-failure columns and, last, package_version and settings_fingerprint
-settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the PPO
+settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the learned
                      model's checksum for ppo, the package version)
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, solver failures marked (also printed)
+                     controller, solver failures marked, the model (and checksum) behind the learned rows
+                     (also printed)
 run.json             the configuration (plant and MPC settings included), the command line, versions, wall
                      time, failures, rows re-run because they were incomplete
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
@@ -37,11 +38,10 @@ import pandas as pd
 
 from experiments import plots, registry
 from experiments.backends import open_backend
-from experiments.config import CompareConfig, TrainConfig
+from experiments.config import CompareConfig
 from experiments.errors import UsageError
 from experiments.outdir import claim
-from experiments.provenance import (differing_keys, environment_info, file_checksum, fingerprint, package_version,
-                                    to_dict)
+from experiments.provenance import differing_keys, environment_info, fingerprint, package_version, to_dict
 from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
 from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
 from experiments.summary import failure_note, markdown
@@ -54,44 +54,48 @@ OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces", "plots")
 """What a run writes (removed by `overwrite` once the first new row is ready)."""
 
 
-def find_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
-    """The PPO model already there: cfg.ppo_model, else one from an earlier fallback training in out/ppo."""
-    for path in (Path(cfg.ppo_model), out / "ppo" / "model.zip"):
-        if path.exists():
-            return path
-    return None
+def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
+    """The model folder of each learned controller that runs: the folder given, or its shipped reference
+    model; a trusted pickled zip (`trust_model`) is converted once into out/models/<controller>."""
+    from experiments.rl_model import description_path, is_pickled, reference_model
+
+    models = {}
+    for name, given in cfg.model_paths().items():
+        if name not in cfg.controllers:
+            continue
+        path = Path(given) if given else reference_model(name)
+        if cfg.trust_model and is_pickled(path):
+            from experiments.rl import convert_sb3_zip
+
+            log.warning("trust_model: unpickling %s and converting it into %s", path, out / "models" / name)
+            models[name] = convert_sb3_zip(path, out / "models" / name)
+        else:
+            models[name] = description_path(path).parent
+    return models
 
 
-def resolve_ppo_model(cfg: CompareConfig, out: Path) -> Path | None:
-    """The PPO model to use: `find_ppo_model`, or one trained now (bounded budget) into out/ppo when missing."""
-    if registry.PPO not in cfg.controllers:
-        return None
-    found = find_ppo_model(cfg, out)
-    if found is not None:
-        if found != Path(cfg.ppo_model):
-            log.warning("PPO model %s missing; using %s from an earlier fallback training", cfg.ppo_model, found)
-        return found
-    from experiments.rl import train
+def model_checksums(models: Mapping[str, Path]) -> dict[str, str]:
+    """SHA-256 of each model folder's description and weights."""
+    from experiments.rl_model import model_checksum
 
-    fallback = out / "ppo"
-    log.warning("PPO model %s missing: training one now (%d steps) into %s", cfg.ppo_model, cfg.ppo_fallback_steps,
-                fallback)
-    return train(TrainConfig(timesteps=cfg.ppo_fallback_steps, out=str(fallback), overwrite=True), progress=False)
+    return {name: model_checksum(path) for name, path in models.items()}
 
 
-def model_checksum(model: Path | None) -> str:
-    """Checksum of a PPO model and its normaliser ('' for none)."""
-    return file_checksum(model, model.parent / "normalizer.npz") if model is not None else ""
+def models_note(models: Mapping[str, Path], checksums: Mapping[str, str]) -> str:
+    """Markdown lines naming the model (and its checksum) behind the rows of each learned controller."""
+    lines = [f"- `{name}`: model `{path}` (SHA-256 of model.json + model.safetensors `{checksums[name]}`)"
+             for name, path in models.items()]
+    return "\n**Learned models** behind the rows:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def row_settings(cfg: CompareConfig, controller: str, model_sha: str) -> dict[str, Any]:
+def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, str]) -> dict[str, Any]:
     """Everything that affects a row of `controller` besides its key: the plant, the package version, the MPC
-    settings (MPC controllers) and the model checksum (ppo)."""
+    settings (MPC controllers) and the model checksum (learned controllers)."""
     settings: dict[str, Any] = {"env": cfg.env, "package_version": package_version()}
     if controller in registry.mpc_controllers():
         settings["mpc"] = cfg.mpc
-    if controller == registry.PPO:
-        settings["ppo_model_sha256"] = model_sha
+    if controller in checksums:
+        settings[f"{controller}_model_sha256"] = checksums[controller]
     return to_dict(settings)
 
 
@@ -103,7 +107,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def resumed_rows(cfg: CompareConfig, out: Path, model_sha: str) -> tuple[list[dict[str, Any]], list[str]]:
+def resumed_rows(cfg: CompareConfig, out: Path, checksums: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of out/metrics.csv to keep, and the problems of the rows left out (they run again).
 
     Raises UsageError naming the differing keys if a complete row was computed with other settings.
@@ -114,7 +118,7 @@ def resumed_rows(cfg: CompareConfig, out: Path, model_sha: str) -> tuple[list[di
     known = _read_json(out / SETTINGS)
     differs: dict[str, list[str]] = {}
     for row in rows:
-        now = row_settings(cfg, row["controller"], model_sha)
+        now = row_settings(cfg, row["controller"], checksums)
         if row["settings_fingerprint"] != fingerprint(now):
             before = known.get(row["settings_fingerprint"])
             differs.setdefault(row["controller"], differing_keys(before, now) if isinstance(before, Mapping)
@@ -186,7 +190,9 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
 
     start = time.perf_counter()
     with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
-        kept, rejected = resumed_rows(cfg, out, model_checksum(find_ppo_model(cfg, out))) if cfg.resume else ([], [])
+        models = resolve_models(cfg, out)
+        checksums = model_checksums(models)
+        kept, rejected = resumed_rows(cfg, out, checksums) if cfg.resume else ([], [])
         table = ResultsTable(out / METRICS, [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS], kept)
         if rejected:
             table.save()  # the rows left out leave the file now, whether or not their keys run again
@@ -195,9 +201,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 if (k.controller, k.label, k.seed) not in done]
         if done:
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
-        ppo_model = resolve_ppo_model(cfg, out) if keys else None
-        model_sha = model_checksum(ppo_model)
-        settings = {c: row_settings(cfg, c, model_sha) for c in cfg.controllers}
+        settings = {c: row_settings(cfg, c, checksums) for c in cfg.controllers}
         added: list[RunKey] = []
 
         def on_result(key: RunKey, result: EpisodeResult) -> None:
@@ -215,13 +219,13 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             added.append(key)
 
         with open_backend(cfg) as backend:
-            failures = run_grid(keys, on_result, ppo_model=ppo_model, backend=backend, progress=progress,
+            failures = run_grid(keys, on_result, models=tuple((n, str(p)) for n, p in models.items()), backend=backend, progress=progress,
                                 mpc=cfg.mpc, env=cfg.env)
         if failures and not added:
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1
         metrics = _in_config_order(table.frame(), cfg)
-        text = markdown(metrics, title=title, reference=cfg.reference_controller())
+        text = markdown(metrics, title=title, reference=cfg.reference_controller()) + models_note(models, checksums)
         if failures:
             text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
         write_text(out / SUMMARY, text)
@@ -229,7 +233,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             write_plots(cfg, out, metrics)
         wall = time.perf_counter() - start
         info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
-                "ppo_model": None if ppo_model is None else str(ppo_model), "ppo_model_sha256": model_sha or None,
+                "models": {n: {"path": str(p), "sha256": checksums[n]} for n, p in models.items()},
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
                 "rerun_rows": rejected, "scenario_files": scenario_provenance(cfg.scenarios),

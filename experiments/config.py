@@ -22,9 +22,12 @@ from pev_mpc.settings import MPCSettings
 
 DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech")
 DEFAULT_EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
-TRAIN_SEEDS: tuple[int, ...] = tuple(s for s in range(1000, 1100) if s % 5 in (0, 1, 2))
-"""The 60 training seeds of the reference PPO model (acn-caltech weekdays 0-2 only)."""
-REFERENCE_MODEL = Path("results") / "reference" / "ppo" / "model.zip"
+TRAIN_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech-train")
+"""The training scenarios: the real days are those of the training split, so `acn-caltech` and
+`acn-caltech-eval` evaluate on days training never saw."""
+TRAIN_SEEDS: tuple[int, ...] = tuple(range(1000, 1100))
+TRAIN_ALGOS: tuple[str, ...] = ("ippo", "mappo")
+"""The training seeds of the reference models, disjoint from the evaluation seeds 0..4."""
 MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
@@ -131,9 +134,11 @@ class CompareConfig(Execution, Plant, Output):
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     """Scenario names (`pev_env.scenarios`), e.g. seed, seed-20, acn-caltech, synthetic-50."""
     seeds: tuple[int, ...] = field(default=DEFAULT_EVAL_SEEDS, metadata=SEEDS)
-    """Scenario seeds, the same for every controller (PPO trains on seeds >= 1000, so these are held out)."""
+    """Scenario seeds, the same for every controller (training uses seeds >= 1000, so these are held out)."""
     controllers: tuple[str, ...] = registry.DEFAULT_CONTROLLERS
-    """Controller names (`experiments.registry.controller_names()`)."""
+    """Controller names (`experiments.registry.controller_names()`), or import paths `package.module:ClassName`
+    of the user's own policy classes. A learned controller that cannot run here (its extra not installed) is
+    left out of the default list with a note; named explicitly, it is an error."""
     out: str = str(Path("results") / "compare")
     """Output directory (metrics.csv, summary.md, traces/, plots/, run.json)."""
     resume: bool = False
@@ -145,10 +150,17 @@ class CompareConfig(Execution, Plant, Output):
     """Write per-step traces (area power, P_ref, prices, per-station power, SOC) as CSV."""
     plots: bool = True
     """Write PNG plots."""
-    ppo_model: str = str(REFERENCE_MODEL)
-    """Saved PPO model (.zip written by `train`); trained on the fly with `ppo_fallback_steps` if missing."""
-    ppo_fallback_steps: int = 20_000
-    """Training budget (environment steps over all stations) when the PPO model is missing."""
+    ppo_model: str = ""
+    """Saved model of `ppo`: a folder (or its model.json) written by `train`; empty: the reference model shipped
+    in the package (experiments/models/ppo). A missing or unreadable model is an error, never retrained."""
+    mappo_model: str = ""
+    """Saved model of `mappo` (`train --algo mappo`); empty: the shipped reference (experiments/models/mappo)."""
+    models: Mapping[str, str] = field(default_factory=dict)
+    """Learned controller -> model folder, for any learned controller (e.g. `--set models.ppo-price=DIR`); a
+    learned controller without one runs its reference model shipped in experiments/models/<controller>."""
+    trust_model: bool = False
+    """Accept a model file holding pickled objects (a Stable-Baselines3 model.zip), which can run any code when
+    loaded: it is converted once into the safe format in `out`/models/ppo. Only for files you made."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), e.g.
     {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field. The others ignore it."""
@@ -157,15 +169,26 @@ class CompareConfig(Execution, Plant, Output):
         self._check_output()
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
+        if tuple(self.controllers) == registry.DEFAULT_CONTROLLERS:
+            object.__setattr__(self, "controllers", registry.available_defaults(self.controllers))
         self._names("controllers", registry.check_controller)
         self._seeds()
-        self._at_least("ppo_fallback_steps", 1)
         self._check_execution()
         if self.resume and self.overwrite:
             _fail(self.section, "resume", self.resume, "cannot be combined with overwrite")
+        unknown = sorted(set(self.models) - set(registry.LEARNED_NEEDS))
+        if unknown:
+            _fail(self.section, "models", dict(self.models), f"unknown learned controllers {unknown}; allowed: "
+                  f"{', '.join(registry.LEARNED_NEEDS)}")
         if self.reference and self.reference not in self.controllers:
             _fail(self.section, "reference", self.reference, f"must be one of the controllers "
                   f"({', '.join(self.controllers)})")
+
+    def model_paths(self) -> dict[str, str]:
+        """Learned controller -> the model folder given for it ('' for the shipped reference model)."""
+        given = {**self.models, **{k: v for k, v in ((registry.PPO, self.ppo_model),
+                                                      (registry.MAPPO, self.mappo_model)) if v}}
+        return {name: given.get(name, "") for name in registry.LEARNED_NEEDS}
 
     def reference_controller(self) -> str:
         """The controller of the paired differences ('' for none)."""
@@ -189,19 +212,23 @@ class TrainConfig(Output):
 
     section: ClassVar[str] = "train"
 
-    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    algo: str = "ippo"
+    """ippo: PPO with parameter sharing (Stable-Baselines3; the controller `ppo`); mappo: PPO with a centralised
+    critic (TorchRL, the `marl` extra; the controller `mappo`). Both train the same kind of shared station
+    actor on the same features and reward, and save it in the same safe format."""
+    scenarios: tuple[str, ...] = TRAIN_SCENARIOS
     """Scenario families trained on simultaneously (one plant per name); the defaults reproduce the
-    committed reference model (results/reference/ppo/train_config.json)."""
+    shipped reference model (experiments/models/ppo/model.json, `training`)."""
     seeds: tuple[int, ...] = field(default=TRAIN_SEEDS, metadata=SEEDS)
-    """Scenario seeds drawn in turn for training episodes: disjoint from the evaluation seeds 0..4, and
-    only seeds with seed % 5 in {0, 1, 2}, because acn-caltech replays the weekday `seed % 5` of its one
-    shipped week: training on days 0-2 keeps days 3 and 4 (evaluation seeds 3, 4) unseen."""
+    """Scenario seeds drawn in turn for training episodes: disjoint from the evaluation seeds 0..4 (the real
+    days come from the `acn-caltech-train` split, never from the evaluation days)."""
     seed: int = 0
     """Seed of the learner (torch, PPO sampling)."""
     timesteps: int = 2_400_000
     """Training budget in station-steps (samples); about 2 minutes on 2 cores."""
-    out: str = str(Path("results") / "ppo")
-    """Output directory: model.zip, normalizer.npz, train_config.json, training_log.csv."""
+    out: str = ""
+    """Output directory: model.json + model.safetensors (`experiments.rl_model`), training_log.csv,
+    learning_curve.png, tb/ (TensorBoard); empty: results/<algo>."""
     learning_rate: float = 1e-3
     """Adam step size of PPO."""
     n_steps: int = 128
@@ -216,8 +243,17 @@ class TrainConfig(Output):
     """Entropy bonus weight."""
     net_arch: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy and value networks."""
+    price_alpha: float = 0.0
+    """0: the stations see their own features only. > 0: price-informed agents: an area coordinator broadcasts
+    a price updated each step from the area residual, lambda <- max(0, lambda + price_alpha (P - P_ref) / P_ref)
+    (`pev_env.learning.AreaPrice`), as an extra input of every station; the model is the controller
+    `ppo-price` / `mappo-price`."""
 
     def __post_init__(self) -> None:
+        if self.algo not in TRAIN_ALGOS:
+            _fail(self.section, "algo", self.algo, f"allowed values: {', '.join(TRAIN_ALGOS)}")
+        if not self.out:
+            object.__setattr__(self, "out", str(Path("results") / self.algo))
         self._check_output()
         self._names("scenarios", registry.check_scenario)
         self._seeds()
@@ -228,6 +264,7 @@ class TrainConfig(Output):
         if not 0.0 < self.gamma <= 1.0:
             _fail(self.section, "gamma", self.gamma, "must be in (0, 1]")
         self._at_least("ent_coef", 0)
+        self._at_least("price_alpha", 0)
         if not self.net_arch or min(self.net_arch) <= 0:
             _fail(self.section, "net_arch", self.net_arch, "must be positive layer sizes")
 

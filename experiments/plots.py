@@ -149,6 +149,22 @@ def loglog(frame: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title
     return fig
 
 
+def learning_curve(log: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_pct", "area_violation_steps"),
+                   window: int = 20) -> plt.Figure:
+    """Training episodes' metrics against the samples trained, one line per scenario (rolling mean of
+    `window` episodes), one panel per metric."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.0), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        for scenario, group in log.groupby("scenario", sort=False):
+            ax.plot(group["timesteps"], group[col].rolling(window, min_periods=1).mean(), label=scenario)
+        ax.set_xlabel("station-samples trained")
+        ax.set_ylabel(col)
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(f"Learning curve (rolling mean of {window} training episodes)")
+    fig.tight_layout()
+    return fig
+
+
 def close(fig: plt.Figure) -> None:
     """Release a figure."""
     plt.close(fig)

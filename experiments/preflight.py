@@ -1,5 +1,6 @@
 """Checks before any work starts that need more than the configuration itself: every scenario built once
-(with the first seed) on the base plant, the PPO model file, and Ray (installed, the cluster reachable).
+(with the first seed) on the base plant, the learned models (readable, safe) and the extras the command needs
+(torch and Stable-Baselines3 for training), and Ray (installed, the cluster reachable).
 
 Each failure raises ValueError, ImportError or ConnectionError with one line naming the problem; the command
 line turns them into exit code 2.
@@ -7,7 +8,6 @@ line turns them into exit code 2.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,37 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
                              f"{MAX_EPISODE_STEPS}")
 
 
-def check_ppo_model(section: str, path: str) -> None:
-    """An existing PPO model must be a zip file with its normaliser beside it (a missing one is trained)."""
-    model = Path(path)
-    if not model.exists():
+def check_model(section: str, controller: str, path: str, trust: bool) -> None:
+    """The model of a learned controller loads safely (`experiments.rl_model.load_model`; '' is the shipped
+    reference model); a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (compare
+    converts it)."""
+    from experiments.rl_model import is_pickled, load_model, reference_model
+
+    model = path or reference_model(controller)
+    if trust and is_pickled(Path(model)):
+        check_training_extra(f"{section}.trust_model")
         return
-    if not zipfile.is_zipfile(model):
-        raise ValueError(f"{section}.ppo_model = {path!r}: not a zip file; allowed: a model.zip written by "
-                         "`pev-experiments train`")
-    if not (model.parent / "normalizer.npz").is_file():
-        raise ValueError(f"{section}.ppo_model = {path!r}: no normalizer.npz beside it; allowed: a model written "
-                         "by `pev-experiments train`")
+    key = f"{section}.{controller}_model"
+    found = load_model(model, key).description.get("controller")
+    if found != controller:
+        raise ValueError(f"{key} = {str(model)!r}: a model of controller {found!r}; allowed: a model of "
+                         f"{controller!r} (its model.json `controller`)")
+
+
+TRAINING_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "ippo": (("torch", "stable_baselines3"), "rl"),
+    "mappo": (("torch", "stable_baselines3", "torchrl", "tensordict"), "rl,marl"),
+}
+"""Modules each training algorithm needs, and the extras that install them."""
+
+
+def check_training_extra(key: str, algo: str = "ippo") -> None:
+    """ImportError with the install hint unless the modules of training `algo` are installed."""
+    modules, extras = TRAINING_NEEDS[algo]
+    missing = [m for m in modules if not registry.installed(m)]
+    if missing:
+        raise ImportError(f"{key}: needs {', '.join(missing)}, not installed; install with: "
+                          f"pip install 'pev-mpc[{extras}]'")
 
 
 def check_ray(address: str) -> None:
@@ -58,7 +78,12 @@ def preflight(cfg: Any) -> None:
     seeds = getattr(cfg, "seeds", (0,))
     if cfg.section != "scale":  # scale builds synthetic-N only, checked by ScaleConfig
         check_scenarios(cfg.section, cfg.scenarios, seeds[0], getattr(cfg, "env", EnvConfig()))
-    if registry.PPO in getattr(cfg, "controllers", ()):
-        check_ppo_model(cfg.section, cfg.ppo_model)
+    for name in getattr(cfg, "controllers", ()):
+        registry.check_available(name, f"{cfg.section}.controllers")
+    for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
+        if name in cfg.controllers:
+            check_model(cfg.section, name, path, cfg.trust_model)
+    if cfg.section == "train":
+        check_training_extra(f"train.algo = {cfg.algo!r}", cfg.algo)
     if getattr(cfg, "backend", "local") == "ray":
         check_ray(cfg.ray_address)

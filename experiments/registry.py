@@ -1,19 +1,28 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
-Controllers are `pev_mpc.policies.POLICIES` plus `ppo` (a saved Stable-Baselines3 model, `experiments.rl`).
-Scenarios are resolved by `pev_env.scenarios` (names and file specs).
+Controllers are `pev_mpc.policies.POLICIES`, the learned `ppo` (IPPO) and `mappo` (saved models,
+`experiments.rl_model`; the reference models shipped in the package unless a folder is given) and the user's own policy classes
+(`experiments.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
+`pev_mpc.policies`). Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from experiments import policies_plugin
 
 if TYPE_CHECKING:
     from pev_mpc.settings import MPCSettings
 
 PPO = "ppo"
+MAPPO = "mappo"
+PRICE_SUFFIX = "-price"
 DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "uncontrolled",
     "edf",
@@ -24,14 +33,54 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "mpc-decentralised-tracking",
     "offline-optimal",
     PPO,
+    MAPPO,
+    PPO + PRICE_SUFFIX,
 )
+LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in
+                                             (PPO, MAPPO, PPO + PRICE_SUFFIX, MAPPO + PRICE_SUFFIX)}
+"""Modules each learned controller needs at run time (torch is needed for training only)."""
+INSTALL_HINT = "install the learned controllers with: pip install 'pev-mpc[rl]'"
+Models = tuple[tuple[str, str], ...]
+"""(learned controller, model folder) pairs; a learned controller not listed runs its shipped reference model."""
+log = logging.getLogger(__name__)
 
 
 def controller_names() -> tuple[str, ...]:
-    """All valid controller names: the policy registry of pev_mpc plus `ppo`."""
+    """All valid controller names: the policy registry of pev_mpc, `ppo` and the installed plug-ins (an import
+    path `package.module:ClassName` is valid too)."""
     from pev_mpc.policies import POLICIES
 
-    return (*POLICIES, PPO)
+    return (*POLICIES, *LEARNED_NEEDS, *policies_plugin.entry_points())
+
+
+def installed(module: str) -> bool:
+    """True when top-level `module` can be imported (found by the import system)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_modules(name: str) -> list[str]:
+    """The modules learned controller `name` needs that are not installed ([] for every other controller)."""
+    return [m for m in LEARNED_NEEDS.get(name, ()) if not installed(m)]
+
+
+def available_defaults(controllers: tuple[str, ...]) -> tuple[str, ...]:
+    """`controllers` less the learned ones whose modules are missing, skipped with one line."""
+    skipped = {name: missing_modules(name) for name in controllers if missing_modules(name)}
+    if skipped:
+        missing = sorted({m for modules in skipped.values() for m in modules})
+        log.warning("controllers %s skipped (%s not installed); %s", ", ".join(skipped), ", ".join(missing),
+                    INSTALL_HINT)
+    return tuple(name for name in controllers if name not in skipped)
+
+
+def check_available(name: str, key: str = "controller") -> None:
+    """ImportError with the install hint when a learned controller asked for explicitly cannot run here."""
+    missing = missing_modules(name)
+    if missing:
+        raise ImportError(f"{key}: {name} needs {', '.join(missing)}, not installed; {INSTALL_HINT}")
 
 
 def mpc_controllers() -> tuple[str, ...]:
@@ -49,7 +98,11 @@ def scenario_names() -> tuple[str, ...]:
 
 
 def check_controller(name: str, key: str = "controller") -> None:
-    """Raise ValueError naming `key` and listing the valid names when `name` is unknown."""
+    """Raise ValueError naming `key` and listing the valid names when `name` is unknown (an import path is
+    loaded and checked against the policy interface)."""
+    if policies_plugin.is_import_path(name):
+        policies_plugin.load_class(name, key)
+        return
     valid = controller_names()
     if name not in valid:
         raise ValueError(f"{key}: unknown controller {name!r}; valid controllers: {', '.join(valid)}")
@@ -62,19 +115,21 @@ def check_scenario(name: str, key: str = "scenario") -> None:
     check(name, key)
 
 
-def make_controller(name: str, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None,
+def make_controller(name: str, models: Mapping[str, str | Path] | None = None, mpc: MPCSettings | None = None,
                     **settings: Any) -> Any:
-    """A fresh controller. `ppo` loads `ppo_model`; the MPC controllers (`mpc_controllers()`) run with the
-    `MPCSettings` `mpc` (None: the defaults), the others ignore it; `settings` go to the factory."""
-    check_controller(name)
-    if name == PPO:
-        from experiments.rl import PPOPolicy
-
-        if ppo_model is None:
-            raise ValueError("controller 'ppo': needs a model path (ppo_model)")
-        return PPOPolicy.load(ppo_model)
+    """A fresh controller. A learned one (`LEARNED_NEEDS`) loads its folder in `models` (absent: its shipped
+    reference model); the MPC controllers
+    (`mpc_controllers()`) run with the `MPCSettings` `mpc` (None: the defaults), the others ignore it;
+    `settings` go to the factory. Plug-ins are built without arguments."""
     from pev_mpc.policies import POLICIES
 
+    check_controller(name)
+    if name in LEARNED_NEEDS:
+        from experiments.rl_model import LearnedPolicy, reference_model
+
+        return LearnedPolicy.load((models or {}).get(name) or reference_model(name), f"{name}_model")
+    if name not in POLICIES:
+        return policies_plugin.make(name)
     if mpc is not None and name in mpc_controllers():
         settings = {"settings": mpc, **settings}
     return POLICIES[name](**settings)

@@ -2,34 +2,33 @@
 
 `StationVecEnv` is an SB3 `VecEnv` over vectorised plants (`pev_env.core.ChargingCore`): every station of
 every plant is one sub-environment, so one rollout step yields one sample per station and the policy is
-shared by construction. The learning wrappers of `experiments.rl_station` sit between the plant and PPO
+shared by construction. The learning functions of `pev_env.learning` sit between the plant and PPO
 (the plant and its reward are unchanged): each station's policy input is `station_features` of its own
 observation, its action maps to kW by `action_to_kw`, and it learns from `station_rewards` (energy
 delivered towards the target minus a penalty on power drawn while the area is over P_ref). The features
-are normalised by SB3's `VecNormalize`; its running mean/variance are saved next to the model and applied
-by `PPOPolicy`, the controller that runs a saved model through the common policy interface with the
-same features and action mapping.
+are normalised by SB3's `VecNormalize`. The trained actor and the normaliser's running mean/variance are
+saved in the safe model format of `experiments.rl_model` (model.json + model.safetensors, no pickles),
+which `LearnedPolicy` runs with the same features and action mapping (numpy only).
 
-Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099); the
-comparison uses seeds 0..4, which training never sees (recorded in train_config.json). Caveat:
-acn-caltech has only five shipped weekdays (day = seed % 5), so for that scenario training seeds and
-evaluation seeds share days; `held_out_days` in train_config.json records which days training used.
+Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099) and, for real
+data, the days of `acn-caltech-train`; the comparison uses seeds 0..4 and the days of `acn-caltech` /
+`acn-caltech-eval`, which training never sees (recorded under `training` in model.json). If the training
+scenarios list `acn-caltech` itself (day = seed % 5), `held_out_days` records which of its days training used.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from itertools import cycle
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import pandas as pd
+import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -38,19 +37,17 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
 from experiments.outdir import claim
-from experiments.provenance import environment_info, to_dict
-from experiments.results import atomic_path, write_csv, write_text
-from experiments.rl_station import (FEATURES, N_FEATURES, RewardWeights, action_to_kw, station_features,
-                                    station_rewards)
-from pev_mpc.policies.base import Observed, Policy
+from experiments.provenance import environment_info, file_checksum, to_dict
+from experiments.results import save_figure, write_csv
+from experiments.rl_model import DESCRIPTION_FILE, save_model
+from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
 
-MODEL_FILE = "model.zip"
-NORMALIZER_FILE = "normalizer.npz"
-CONFIG_FILE = "train_config.json"
 LOG_FILE = "training_log.csv"
+CURVE_FILE = "learning_curve.png"
+TENSORBOARD_DIR = "tb"
 LOG_STD_INIT = -1.0
 """Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
 
@@ -58,8 +55,9 @@ LOG_STD_INIT = -1.0
 class _Plant:
     """One ChargingCore of the vectorised environment and its slice of sub-environments."""
 
-    def __init__(self, name: str, seeds: Any, offset: int) -> None:
+    def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0) -> None:
         self.name, self._seeds = name, seeds
+        self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
         self.reset()
         self.slice = slice(offset, offset + self.config.n_stations)
 
@@ -73,12 +71,18 @@ class _Plant:
             raise ValueError(f"train.scenarios: {self.name!r} changes its number of stations between seeds "
                              f"({self.config.n_stations} -> {config.n_stations}); allowed: fixed-size scenarios")
         self.config, self.core = config, ChargingCore(config, scenario)
-        self.obs = self.core.reset()
+        if self.price is not None:
+            self.price.reset()
+        self.observe(self.core.reset())
         return self.obs
 
+    def observe(self, obs: np.ndarray) -> None:
+        """Take the observations of the current step and compute their policy inputs (`features()`)."""
+        self.obs, self._inputs = obs, policy_inputs(obs, self.config, self.price)
+
     def features(self) -> np.ndarray:
-        """(stations, N_FEATURES) policy inputs of the current observations."""
-        return station_features(self.obs, self.config.eta, self.config.dt_h)
+        """(stations, inputs) policy inputs of the current observations (`pev_env.learning.policy_inputs`)."""
+        return self._inputs
 
 
 class StationVecEnv(VecEnv):
@@ -86,19 +90,21 @@ class StationVecEnv(VecEnv):
 
     render_mode = None
 
-    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int]) -> None:
+    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int], price_alpha: float = 0.0) -> None:
         self._seed_cycle = cycle(seeds)
         self.plants: list[_Plant] = []
+        self.inputs = input_names(price_alpha)
+        """Names of the policy inputs (`pev_env.learning.input_names`)."""
         offset = 0
         for name in scenarios:
-            self.plants.append(_Plant(name, self._seed_cycle, offset))
+            self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha))
             offset = self.plants[-1].slice.stop
         self.finished: list[dict[str, Any]] = []
         """Episode metrics of every finished plant episode (scenario, seed, DESIGN.md metrics)."""
         self._actions = np.zeros(offset)
         self._returns = np.zeros(offset)
         self._lengths = np.zeros(offset, dtype=np.int64)
-        box = spaces.Box(-np.inf, np.inf, (N_FEATURES,), np.float32)
+        box = spaces.Box(-np.inf, np.inf, (len(self.inputs),), np.float32)
         super().__init__(offset, box, spaces.Box(-1.0, 1.0, (1,), np.float32))
 
     def reset(self) -> np.ndarray:
@@ -120,10 +126,9 @@ class StationVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for plant in self.plants:
             sl, cfg = plant.slice, plant.config
-            ob = Observed(plant.obs, cfg.P_ref)
-            result = plant.core.step(action_to_kw(self._actions[sl], ob, cfg))
-            rewards[sl] = station_rewards(ob, result.applied_kw, result.area_overload_kw, cfg)
-            plant.obs = result.observations
+            result = plant.core.step(action_to_kw(self._actions[sl], plant.obs, cfg))
+            rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
+            plant.observe(result.observations)
             if result.terminated:
                 dones[sl] = True
                 self._finish(plant, infos)
@@ -159,22 +164,77 @@ class StationVecEnv(VecEnv):
         return [False] * len(self._get_indices(indices))
 
 
-class _TrainingLog(BaseCallback):
-    """Writes the plant metrics of every finished training episode (with the timestep) to a CSV."""
+class TrainingRecord:
+    """The record of a training run: finished-episode metrics (with the timestep) in training_log.csv, a
+    progress bar, TensorBoard scalars in tb/ (when tensorboard is installed) and learning_curve.png."""
 
-    def __init__(self, env: StationVecEnv, path: Path, bar: tqdm) -> None:
+    def __init__(self, out: Path, env: StationVecEnv, progress: bool, total: int, label: str) -> None:
+        self.out, self.env, self.rows, self.done = out, env, [], 0
+        self.bar = tqdm(total=total, desc=label, unit="sample", disable=not progress)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer: Any = SummaryWriter(str(out / TENSORBOARD_DIR))
+        except ImportError:  # tensorboard is optional
+            self.writer = None
+
+    def update(self, samples: int) -> None:
+        """Advance to `samples` trained; log the episodes finished since the last call."""
+        self.bar.update(samples - self.done)
+        self.done = samples
+        if not self.env.finished:
+            return
+        new = [{"timesteps": samples, **m} for m in self.env.finished]
+        self.env.finished.clear()
+        self.rows += new
+        write_csv(self.out / LOG_FILE, pd.DataFrame(self.rows))
+        for row in new:
+            if self.writer is not None:
+                for key in ("unmet_energy_kwh", "area_violation_steps", "area_overload_kwh"):
+                    self.writer.add_scalar(f"{row['scenario']}/{key}", row[key], samples)
+        self.bar.set_postfix(unmet_kwh=f"{new[-1]['unmet_energy_kwh']:.1f}",
+                             violations=new[-1]["area_violation_steps"])
+
+    def close(self) -> None:
+        """Close the bar and the TensorBoard writer; plot the learning curve."""
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.rows:
+            from experiments import plots
+
+            fig = plots.learning_curve(pd.DataFrame(self.rows))
+            save_figure(fig, self.out / CURVE_FILE)
+            plots.close(fig)
+
+
+class _TrainingLog(BaseCallback):
+    """Feeds SB3's progress to a `TrainingRecord`."""
+
+    def __init__(self, record: TrainingRecord) -> None:
         super().__init__()
-        self.env, self.path, self.bar, self.rows = env, path, bar, []
+        self.record = record
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        if self.env.finished:
-            self.rows += [{"timesteps": self.num_timesteps, **m} for m in self.env.finished]
-            self.env.finished.clear()
-            write_csv(self.path, pd.DataFrame(self.rows))
-            self.bar.set_postfix(unmet_kwh=f"{self.rows[-1]['unmet_energy_kwh']:.1f}",
-                                 violations=self.rows[-1]["area_violation_steps"])
+        self.record.update(self.num_timesteps)
         return True
+
+
+def training_info(cfg: TrainConfig, argv: list[str] | None, env: StationVecEnv, samples: int,
+                  start: float) -> dict[str, Any]:
+    """The `training` record of model.json: command, configuration, held-out data, reward, time, versions."""
+    return {
+        "command": argv if argv is not None else sys.argv,
+        "config": to_dict(cfg),
+        "stations_per_sample_batch": env.num_envs,
+        "samples_trained": int(samples),
+        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
+                    "acn-caltech / acn-caltech-eval days",
+        "held_out_days": _acn_days(cfg),
+        "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "environment": environment_info(),
+    }
 
 
 def _batch_size(wanted: int, buffer: int) -> int:
@@ -196,8 +256,9 @@ def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
 
 
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
-    """Train PPO on cfg.scenarios x cfg.seeds; write model, normaliser, config and log into cfg.out (locked)."""
-    with claim(cfg.out, (MODEL_FILE,), overwrite=cfg.overwrite) as out:
+    """Train PPO on cfg.scenarios x cfg.seeds; write the model (model.json + model.safetensors) and the training
+    log into cfg.out (locked); the folder's path."""
+    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite) as out:
         return _train(cfg, out, progress, argv)
 
 
@@ -205,71 +266,78 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) 
     start = time.perf_counter()
     torch.set_num_threads(1)  # one core: the CPU is shared, and small MLPs gain nothing from more threads
     set_random_seed(cfg.seed)
-    env = StationVecEnv(cfg.scenarios, cfg.seeds)
+    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
     model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=cfg.n_steps,
                 batch_size=_batch_size(cfg.batch_size, cfg.n_steps * env.num_envs), n_epochs=cfg.n_epochs,
                 gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": list(cfg.net_arch), "log_std_init": LOG_STD_INIT})
-    with tqdm(total=cfg.timesteps, desc="PPO", unit="sample", disable=not progress) as bar:
-        model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(env, out / LOG_FILE, bar)]))
-    with atomic_path(out / MODEL_FILE) as tmp:
-        model.save(tmp)
-    with atomic_path(out / NORMALIZER_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, mean=venv.obs_rms.mean, var=venv.obs_rms.var, clip=venv.clip_obs, epsilon=venv.epsilon)
-    info = {
-        "command": argv if argv is not None else sys.argv,
-        "config": to_dict(cfg),
-        "stations_per_sample_batch": env.num_envs,
-        "samples_trained": int(model.num_timesteps),
-        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4)",
-        "held_out_days": _acn_days(cfg),
-        "features": list(FEATURES),
+    record = TrainingRecord(out, env, progress, cfg.timesteps, "IPPO")
+    model.learn(total_timesteps=cfg.timesteps, callback=CallbackList([_TrainingLog(record)]))
+    record.close()
+    info = training_info(cfg, argv, env, model.num_timesteps, start)
+    return save_model(out, sb3_tensors(model, venv.obs_rms.mean, venv.obs_rms.var),
+                      describe(model, venv.clip_obs, venv.epsilon, info, cfg.price_alpha))
+
+
+def model_description(controller: str, algorithm: str, price_alpha: float, activation: str, layers: list[str],
+                      clip: float, epsilon: float, training: dict[str, Any]) -> dict[str, Any]:
+    """The model.json description of a shared station actor (`experiments.rl_model`); a price-informed one
+    (`price_alpha` > 0) is the controller `<controller>-price`."""
+    return {
+        "controller": f"{controller}-price" if price_alpha > 0 else controller,
+        "algorithm": algorithm,
+        "features": input_names(price_alpha),
+        "price_alpha": float(price_alpha),
         "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
-        "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "environment": environment_info(),
+        "activation": activation,
+        "layers": layers,
+        "normalizer": {"clip": float(clip), "epsilon": float(epsilon)},
+        "training": training,
     }
-    write_text(out / CONFIG_FILE, json.dumps(info, indent=2) + "\n")
-    return out / MODEL_FILE
 
 
-class PPOPolicy(Policy):
-    """A saved PPO model as a controller: each station's normalised features -> deterministic action -> kW."""
+def describe(model: PPO, clip: float, epsilon: float, training: dict[str, Any],
+             price_alpha: float = 0.0) -> dict[str, Any]:
+    """The model.json description of an SB3 PPO station policy."""
+    return model_description("ppo", "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every "
+                             "station", price_alpha, _activation(model), [n for n, _ in _linear_layers(model)],
+                             clip, epsilon, training)
 
-    name = "ppo"
 
-    def __init__(self, model: PPO, normalizer: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self._mean = np.asarray(normalizer["mean"], dtype=np.float64)
-        self._std = np.sqrt(np.asarray(normalizer["var"], dtype=np.float64) + float(normalizer["epsilon"]))
-        self._clip = float(normalizer["clip"])
-        if self._mean.shape != (N_FEATURES,):
-            raise ValueError(f"ppo_model: normaliser has {self._mean.shape} entries; allowed: ({N_FEATURES},) "
-                             "station features (retrain with this version of `pev-experiments train`)")
-        self._raw: np.ndarray | None = None
+def _linear_layers(model: PPO) -> list[tuple[str, torch.nn.Linear]]:
+    """(name, layer) of the actor's linear layers, input first: the policy network, then the action head."""
+    hidden = [(f"policy_net.{i}", m) for i, m in enumerate(model.policy.mlp_extractor.policy_net)
+              if isinstance(m, torch.nn.Linear)]
+    return [*hidden, ("action_net", model.policy.action_net)]
 
-    @classmethod
-    def load(cls, path: str | Path) -> PPOPolicy:
-        """Load `model.zip` and the `normalizer.npz` next to it."""
-        path = Path(path)
-        norm_path = path.parent / NORMALIZER_FILE
-        for p in (path, norm_path):
-            if not p.exists():
-                raise ValueError(f"ppo_model = {str(path)!r}: {p} not found; allowed: a model written by "
-                                 "`pev-experiments train` (model.zip + normalizer.npz)")
-        with np.load(norm_path) as data:
-            normalizer = {k: data[k] for k in data.files}
-        return cls(PPO.load(path, device="cpu"), normalizer)
 
-    def act_array(self, obs: np.ndarray) -> np.ndarray:
-        """Requested powers (N,) kW: the shared policy applied to each station's normalised features."""
-        self._raw = obs
-        return super().act_array(obs)
+def _activation(model: PPO) -> str:
+    names = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
+    if model.policy.activation_fn not in names:
+        raise ValueError(f"activation {model.policy.activation_fn.__name__}: allowed Tanh, ReLU")
+    return names[model.policy.activation_fn]
 
-    def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
-        features = station_features(self._raw, self.config.eta, self.config.dt_h)
-        normed = np.clip((features - self._mean) / self._std, -self._clip, self._clip)
-        action, _ = self.model.predict(normed.astype(np.float32), deterministic=True)
-        return action_to_kw(action, ob, self.config), {}
+
+def sb3_tensors(model: PPO, mean: np.ndarray, var: np.ndarray) -> dict[str, np.ndarray]:
+    """The actor's weights and biases and the normaliser's mean/variance as plain arrays."""
+    tensors = {"obs_mean": np.asarray(mean), "obs_var": np.asarray(var)}
+    for name, layer in _linear_layers(model):
+        tensors[f"{name}.weight"] = layer.weight.detach().cpu().numpy()
+        tensors[f"{name}.bias"] = layer.bias.detach().cpu().numpy()
+    return tensors
+
+
+def convert_sb3_zip(path: str | Path, out: str | Path) -> Path:
+    """Convert a trusted Stable-Baselines3 `model.zip` (and the `normalizer.npz` beside it) into the safe format
+    in folder `out`. This unpickles the zip: only for files the user trusts (`--trust-model`)."""
+    path = Path(path)
+    norm_path = path.parent / "normalizer.npz"
+    if not norm_path.is_file():
+        raise ValueError(f"ppo_model = {str(path)!r}: no normalizer.npz beside it; allowed: a model.zip written by "
+                         "`pev-experiments train` before the safe format")
+    with np.load(norm_path, allow_pickle=False) as norm:
+        mean, var, clip, eps = (norm[k] for k in ("mean", "var", "clip", "epsilon"))
+    model = PPO.load(path, device="cpu")
+    training = {"converted_from": str(path), "converted_from_sha256": file_checksum(path, norm_path)}
+    return save_model(out, sb3_tensors(model, mean, var), describe(model, float(clip), float(eps), training))

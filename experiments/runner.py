@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from experiments import registry
 from experiments.backends import Backend, LocalBackend
+from experiments.registry import Models
 from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
 
@@ -176,19 +176,20 @@ def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start
 
 
 class ControllerCache:
-    """One controller instance per name in a process (PPO models are loaded once); reset per episode.
+    """One controller instance per name in a process (learned models are loaded once); reset per episode.
 
-    mpc: the `MPCSettings` of the MPC controllers (None: their defaults); the others ignore it.
+    models: (learned controller, model folder) pairs (a controller not listed runs its shipped reference
+    model); mpc: the `MPCSettings` of the MPC controllers (None: their defaults); the others ignore it.
     """
 
-    def __init__(self, ppo_model: str | Path | None = None, mpc: MPCSettings | None = None) -> None:
-        self.ppo_model = ppo_model
+    def __init__(self, models: Models = (), mpc: MPCSettings | None = None) -> None:
+        self.models = dict(models)
         self.mpc = mpc
         self._made: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
         if name not in self._made:
-            self._made[name] = registry.make_controller(name, ppo_model=self.ppo_model, mpc=self.mpc)
+            self._made[name] = registry.make_controller(name, models=self.models, mpc=self.mpc)
         return self._made[name]
 
 
@@ -201,16 +202,17 @@ def run_key(key: RunKey, cache: ControllerCache, env: EnvConfig | None = None) -
     return run_episode(cache.get(key.controller), config, scenario, key.seed, key)
 
 
-_CACHES: dict[tuple[str | None, MPCSettings | None], ControllerCache] = {}
+_CACHES: dict[tuple[Models, MPCSettings | None], ControllerCache] = {}
 
 
-def run_cached(key: RunKey, ppo_model: str | None = None, mpc: MPCSettings | None = None,
+def run_cached(key: RunKey, models: Models = (), mpc: MPCSettings | None = None,
                env: EnvConfig | None = None) -> EpisodeResult:
-    """`run_key` with this process's controller cache (one per PPO model and MPCSettings): what the
-    backends run (picklable: `mpc` and `env` are frozen dataclasses or None)."""
-    cache_key = (ppo_model, mpc)
+    """`run_key` with this process's controller cache (one per set of learned models and MPCSettings): what
+    the backends run (picklable: `models` is a tuple of string pairs, `mpc` and `env` frozen dataclasses or
+    None)."""
+    cache_key = (models, mpc)
     if cache_key not in _CACHES:
-        _CACHES[cache_key] = ControllerCache(ppo_model, mpc)
+        _CACHES[cache_key] = ControllerCache(models, mpc)
     return run_key(key, _CACHES[cache_key], env)
 
 
@@ -230,7 +232,7 @@ def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[i
 def run_grid(
     keys: list[RunKey],
     on_result: Callable[[RunKey, EpisodeResult], None],
-    ppo_model: str | Path | None = None,
+    models: Models = (),
     backend: Backend | None = None,
     progress: bool = True,
     mpc: MPCSettings | None = None,
@@ -241,7 +243,7 @@ def run_grid(
     `env`: the base plant of every scenario (None: the EnvConfig defaults)."""
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
-    fn = partial(run_cached, ppo_model=None if ppo_model is None else str(ppo_model), mpc=mpc, env=env)
+    fn = partial(run_cached, models=models, mpc=mpc, env=env)
     with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
         for done in backend.map(fn, keys):
             if done.error is not None:

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from pev_env.config import EnvConfig
 from pev_env.core import ChargingCore, EpisodeSource
 from pev_env.observation import N_OBS, obs_bounds
-from pev_env.parallel_env import check_render_mode, render_rgb
+from pev_env.parallel_env import RENDER_MODES, check_render_mode, render_state
 from pev_env.scenario import Scenario
 
 
@@ -23,7 +23,8 @@ class PEVChargeGymEnv(gym.Env):
     * Action: ``Box(0, p_max, (N,), float32)`` (p_max per station), requested kW per station; values outside
       the box are clipped and counted as local violations, NaN/inf raise ValueError.
     * Observation: the (N, N_OBS) per-station observations flattened row-major to
-      ``Box(0, inf, (N * N_OBS,), float32)``; station i's fields are ``obs[i*N_OBS:(i+1)*N_OBS]``.
+      ``Box(0, high, (N * N_OBS,), float32)`` (finite bounds of ``pev_env.observation.obs_bounds``); station i's
+      fields are ``obs[i*N_OBS:(i+1)*N_OBS]``.
     * Reward: the sum over stations of the per-station rewards (``pev_env.reward``);
       ``config.shared_reward`` does not change it.
     * Episode end: ``truncated=True`` after ``config.n_steps`` steps (never ``terminated``).
@@ -31,7 +32,7 @@ class PEVChargeGymEnv(gym.Env):
       area_overload_kw, area_violation, local_violation, station_rewards).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
     def __init__(self, config: EnvConfig | None = None, scenario: Scenario | None = None,
                  scenario_name: str | None = None, render_mode: str | None = None) -> None:
@@ -40,7 +41,7 @@ class PEVChargeGymEnv(gym.Env):
         self.config = self.source.config
         n = self.config.n_stations
         p_max = self.config.station_p_max
-        low, high = obs_bounds(p_max)
+        low, high = obs_bounds(self.config)
         self.observation_space = spaces.Box(low.reshape(-1), high.reshape(-1), (n * N_OBS,), np.float32)
         self.action_space = spaces.Box(np.zeros(n, np.float32), p_max.astype(np.float32), (n,), np.float32)
         self.core: ChargingCore | None = None
@@ -59,5 +60,6 @@ class PEVChargeGymEnv(gym.Env):
         reward = float(result.info["station_rewards"].sum())
         return result.observations.reshape(-1), reward, False, result.terminated, result.info
 
-    def render(self) -> np.ndarray | None:
-        return render_rgb(self.core, self.render_mode)
+    def render(self) -> np.ndarray | str | None:
+        """The current state in ``render_mode`` (``pev_env.parallel_env.render_state``)."""
+        return render_state(self.core, self.render_mode)

@@ -1,9 +1,12 @@
 """Per-station observation: named float32 fields (the seed's 8, then P_ref and steps to departure)."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pev_env.config import EnvConfig
 
 
 class ObsField(NamedTuple):
@@ -27,15 +30,47 @@ OBS_FIELDS: tuple[ObsField, ...] = (
 OBS_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(OBS_FIELDS)}
 N_OBS: int = len(OBS_FIELDS)
 _CONSTANT = ("p_min", "p_max", "P_max", "P_min")
+MAX_STAY_MIN = 7 * 24 * 60.0
+"""Longest stay of a PEV the observation bounds allow for (one week, minutes)."""
 
 
-def obs_bounds(p_max: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) float32 bounds of an observation Box: (N_OBS,) for a scalar p_max, (N, N_OBS) per station."""
-    p_max = np.asarray(p_max, dtype=np.float32)
-    high = np.full((*p_max.shape, N_OBS), np.inf, dtype=np.float32)
-    high[..., OBS_INDEX["plugged"]] = 1.0
-    high[..., OBS_INDEX["action_last"]] = p_max
-    return np.zeros_like(high), high
+def obs_bounds(config: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) finite float32 bounds (N, N_OBS) of the station observations of every episode of the plant
+    `config` (and of every later draw of a named scenario, whose spaces fields are fixed):
+
+    * p_min, p_max, action_last: the station's p_max;
+    * P_max, P_min, P_ref and the area power P: max(P_max, sum of the station p_max) (P_ref <= P_max, and the
+      applied powers are clipped to p_max; a binding scenario's P_max is max(base P_max, that sum, P_ref));
+    * soc_remain: max(soc_max, acn_battery_max_kwh) kWh (targets are below the capacity: <= soc_max, or the
+      ACN cap for the acn scenarios, whose soc_max is one day's largest session);
+    * steps_to_departure: max(n_steps, MAX_STAY_MIN / sampling_time) (real sessions may run past the episode's
+      end: the longest of the shipped ACN-Data lasts 150 h; a stay longer than a week would leave the box);
+    * plugged: 1;
+
+    each one float32 step above, so float32 rounding never leaves the box.
+    """
+    p_max = np.asarray(config.station_p_max, dtype=np.float32)
+    area = max(float(config.P_max), float(p_max.sum()))
+    high = np.empty((config.n_stations, N_OBS), dtype=np.float32)
+    for name in ("p_min", "p_max", "action_last"):
+        high[:, OBS_INDEX[name]] = p_max
+    for name in ("P_max", "P_min", "P_ref", "P"):
+        high[:, OBS_INDEX[name]] = area
+    high[:, OBS_INDEX["soc_remain"]] = max(config.soc_max, config.acn_battery_max_kwh)
+    high[:, OBS_INDEX["steps_to_departure"]] = max(config.n_steps, MAX_STAY_MIN / config.sampling_time)
+    high[:, OBS_INDEX["plugged"]] = 1.0
+    return np.zeros_like(high), np.nextafter(high, np.float32(np.inf))
+
+
+def state_bounds(config: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 bounds of the global state: every station's observation (row-major), then t / n_steps."""
+    low, high = obs_bounds(config)
+    return (np.append(low.reshape(-1), np.float32(0.0)), np.append(high.reshape(-1), np.float32(1.0)))
+
+
+def global_state(obs: np.ndarray, t: int, n_steps: int) -> np.ndarray:
+    """The global state (N * N_OBS + 1,) float32 of the stacked observations at step t (`state_bounds`)."""
+    return np.append(np.asarray(obs, dtype=np.float32).reshape(-1), np.float32(t / n_steps))
 
 
 def fields_table() -> str:

@@ -10,8 +10,11 @@ from pettingzoo import ParallelEnv
 
 from pev_env.config import EnvConfig
 from pev_env.core import ChargingCore, EpisodeSource
-from pev_env.observation import N_OBS, obs_bounds
+from pev_env.observation import N_OBS, global_state, obs_bounds, state_bounds
 from pev_env.scenario import Scenario
+
+
+RENDER_MODES: tuple[str, ...] = ("rgb_array", "ansi", "human")
 
 
 class PEVChargeEnv(ParallelEnv):
@@ -30,7 +33,8 @@ class PEVChargeEnv(ParallelEnv):
 
     ## Observation space
 
-    ``Box(0, inf, (10,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``):
+    ``Box(0, high, (10,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``), with finite bounds
+    derived from the config (``pev_env.observation.obs_bounds``):
 
     | index | name | unit | description |
     |---|---|---|---|
@@ -44,6 +48,12 @@ class PEVChargeEnv(ParallelEnv):
     | 7 | `action_last` | kW | power applied at this station in the last step |
     | 8 | `P_ref` | kW | area power limit for this step |
     | 9 | `steps_to_departure` | steps | departure - t of the plugged PEV, 0 when free |
+
+    ## Global state (centralised training)
+
+    ``state()`` is the stacked observations of every station (row-major, ``N * 10`` values) followed by the
+    episode progress ``t / n_steps``, in ``state_space`` (``pev_env.observation.state_bounds``): what a
+    centralised critic (MAPPO, QMIX, ...) sees. The stations still act on their own observations.
 
     ## Rewards
 
@@ -62,10 +72,12 @@ class PEVChargeEnv(ParallelEnv):
     ``reset`` replays it; without ``config`` the plant is derived from it, ``pev_env.plant``; a
     ``config`` that disagrees with it raises ValueError), ``scenario_name`` (``pev_env.scenarios``
     name or spec, default ``"seed"``, redrawn from the seed at every ``reset``), ``render_mode``
-    (None or ``"rgb_array"``).
+    (None; ``"rgb_array"``: the frame of ``pev_env.render``; ``"ansi"``: a text line per station;
+    ``"human"``: that text printed).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "name": "pev_charge_v0", "is_parallelizable": True, "render_fps": 4}
+    metadata = {"render_modes": list(RENDER_MODES), "name": "pev_charge_v0", "is_parallelizable": True,
+                "render_fps": 4}
 
     def __init__(self, config: EnvConfig | None = None, scenario: Scenario | None = None,
                  scenario_name: str | None = None, render_mode: str | None = None) -> None:
@@ -75,9 +87,10 @@ class PEVChargeEnv(ParallelEnv):
         self.possible_agents = [f"cs_{i}" for i in range(self.config.n_stations)]
         self.agents: list[str] = []
         p_max = self.config.station_p_max
-        low, high = obs_bounds(p_max)
+        low, high = obs_bounds(self.config)
         self.observation_spaces = {a: spaces.Box(low[i], high[i], (N_OBS,), np.float32)
                                    for i, a in enumerate(self.possible_agents)}
+        self.state_space = spaces.Box(*state_bounds(self.config), dtype=np.float32)
         self.action_spaces = {a: spaces.Box(0.0, float(p_max[i]), (1,), np.float32)
                               for i, a in enumerate(self.possible_agents)}
         self.core: ChargingCore | None = None
@@ -87,6 +100,12 @@ class PEVChargeEnv(ParallelEnv):
 
     def action_space(self, agent: str) -> spaces.Box:
         return self.action_spaces[agent]
+
+    def state(self) -> np.ndarray:
+        """The global state (``state_space``): every station's observation, then t / n_steps."""
+        if self.core is None:
+            raise RuntimeError("PEVChargeEnv.state: call reset() first")
+        return global_state(self.core.observations, self.core.t, self.config.n_steps)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start an episode: replay the fixed scenario or draw the named one from ``seed``."""
@@ -133,9 +152,9 @@ class PEVChargeEnv(ParallelEnv):
             raise ValueError(f"actions: stacked shape {requests.shape}; each action must have shape (1,) kW")
         return requests.reshape(-1)
 
-    def render(self) -> np.ndarray | None:
-        """RGB frame of the current state (render_mode ``"rgb_array"``), else None."""
-        return render_rgb(self.core, self.render_mode)
+    def render(self) -> np.ndarray | str | None:
+        """The current state in ``render_mode`` (``render_state``)."""
+        return render_state(self.core, self.render_mode)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -148,13 +167,20 @@ def check_render_mode(render_mode: str | None, allowed: list[str]) -> str | None
     return render_mode
 
 
-def render_rgb(core: ChargingCore | None, render_mode: str | None) -> np.ndarray | None:
-    """``pev_env.render.render_frame(core)`` in ``"rgb_array"`` mode after a reset, else None."""
-    if render_mode != "rgb_array" or core is None:
+def render_state(core: ChargingCore | None, render_mode: str | None) -> np.ndarray | str | None:
+    """After a reset: ``"rgb_array"`` the frame of ``pev_env.render.render_frame``, ``"ansi"`` the text of
+    ``render_text``, ``"human"`` that text printed (returns None); None before a reset or without a mode."""
+    if render_mode is None or core is None:
         return None
-    from pev_env.render import render_frame
+    from pev_env.render import render_frame, render_text
 
-    return render_frame(core)
+    if render_mode == "rgb_array":
+        return render_frame(core)
+    text = render_text(core)
+    if render_mode == "ansi":
+        return text
+    print(text)
+    return None
 
 
 def parallel_env(**kwargs: Any) -> PEVChargeEnv:

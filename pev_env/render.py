@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pev_env.observation import OBS_INDEX
 from pev_env.scenario import atomic_path
 
 MAX_STATIONS_DRAWN = 32
@@ -104,6 +105,19 @@ def render_frame(core: Any) -> np.ndarray:
 
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def render_text(core: Any) -> str:
+    """Text of the plant state at step core.t: area power against P_ref, then one line per station."""
+    cfg, t = core.config, int(core.t)
+    area = float(_history(core, "area_power_kw")[t - 1]) if t > 0 else 0.0
+    lines = [f"step {t}/{cfg.n_steps}: area {area:.1f} kW (P_ref {cfg.P_ref:.1f} kW)"]
+    obs = core.observations
+    for i, pev in enumerate(core.station_pev[:MAX_STATIONS_DRAWN]):
+        remain, to_go = obs[i, OBS_INDEX["soc_remain"]], obs[i, OBS_INDEX["steps_to_departure"]]
+        state = f"PEV {pev}, {remain:.1f} kWh to go, {to_go:.0f} steps left" if pev >= 0 else "free"
+        lines.append(f"  cs_{i}: {obs[i, OBS_INDEX['action_last']]:.1f} kW last step; {state}")
+    return "\n".join(lines)
 
 
 def _title(ax: Any, text: str) -> None:

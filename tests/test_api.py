@@ -134,8 +134,8 @@ def test_gym_env_reward_is_station_sum_and_truncates(tiny_config, tiny_scenario)
 def test_constructor_errors(tiny_scenario):
     with pytest.raises(ValueError, match="either a scenario or a scenario_name"):
         PEVChargeEnv(scenario=tiny_scenario, scenario_name="seed")
-    with pytest.raises(ValueError, match="render_mode = 'human'"):
-        PEVChargeEnv(render_mode="human")
+    with pytest.raises(ValueError, match="render_mode = 'window'"):
+        PEVChargeEnv(render_mode="window")
     with pytest.raises(ValueError, match="unknown scenario 'nope'"):
         PEVChargeGymEnv(scenario_name="nope")
 

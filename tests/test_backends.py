@@ -36,10 +36,18 @@ def rows(path: Path) -> pd.DataFrame:
 def ray_session():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    path = os.environ.get("PYTHONPATH")
+    # the workers inherit this environment: tests/example_policies.py is importable there (a user's plug-in
+    # must be importable on the workers too: installed, or on their PYTHONPATH)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "tests"), path) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=200 * 2**20)
     yield ray
     ray.shutdown()
+    if path is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = path
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +111,15 @@ def test_local_pool_gives_the_same_rows(reference, tmp_path):
 def test_ray_gives_the_same_rows(ray_session, reference, tmp_path):
     assert main(["compare", *GRID, "--backend", "ray", "--out", str(tmp_path)]) == 0
     pd.testing.assert_frame_equal(rows(tmp_path / "metrics.csv"), reference)
+
+
+def test_plugin_policy_runs_on_ray_workers(ray_session, tmp_path):
+    """A user's policy class by import path (tests/example_policies.py, on the driver's sys.path) on Ray."""
+    grid = ["--scenarios", "seed", "--seeds", "0-1", "--controllers", "example_policies:HalfPower,edf", "-q",
+            "--no-traces", "--no-plots"]
+    assert main(["compare", *grid, "--backend", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert main(["compare", *grid, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
+    pd.testing.assert_frame_equal(rows(tmp_path / "ray" / "metrics.csv"), rows(tmp_path / "local" / "metrics.csv"))
 
 
 def test_ray_backend_reports_failed_runs(ray_session):

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import compare as compare_mod
 from experiments import runner
 from experiments.cli import main
 from experiments.results import KEY_COLUMNS
@@ -109,22 +108,27 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
     assert (out / "scale.png").exists()
 
 
-def test_train_save_reload_and_compare(tmp_path) -> None:
-    """A short PPO training saves a model that reloads, acts deterministically and runs in compare."""
-    from experiments.rl import PPOPolicy
+@pytest.mark.parametrize("algo, controller", [("ippo", "ppo"), ("mappo", "mappo")])
+def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
+    """A short training (IPPO, or the MAPPO smoke: a few hundred samples) saves the same files and a model
+    that reloads, acts deterministically and runs in compare under its controller name."""
+    from experiments.rl_model import LearnedPolicy, model_checksum
     from pev_env.scenarios import make_scenario
 
-    model_dir = tmp_path / "ppo"
-    assert main(["train", "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "2000",
-                 "--set", "n_steps=64", "--out", str(model_dir), "-q"]) == 0
-    for name in ("model.zip", "normalizer.npz", "train_config.json", "training_log.csv"):
-        assert (model_dir / name).exists()
-    info = json.loads((model_dir / "train_config.json").read_text())
-    assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 2000
+    model_dir = tmp_path / algo
+    assert main(["train", "--algo", algo, "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "600",
+                 "--set", "n_steps=50", "--set", "batch_size=100", "--out", str(model_dir), "-q"]) == 0
+    assert sorted(p.name for p in model_dir.iterdir()) == ["learning_curve.png", "model.json", "model.safetensors",
+                                                           "tb", "training_log.csv"]
+    assert any((model_dir / "tb").iterdir())
+    description = json.loads((model_dir / "model.json").read_text())
+    info = description["training"]
+    assert description["controller"] == controller and description["algorithm"].startswith(algo)
+    assert info["config"]["seeds"] == [1000, 1001, 1002, 1003] and info["samples_trained"] >= 600
     assert len(pd.read_csv(model_dir / "training_log.csv")) >= 1
 
     config, scenario = make_scenario("seed", 0)
-    policy = PPOPolicy.load(model_dir / "model.zip")
+    policy = LearnedPolicy.load(model_dir)
     policy.reset(config, scenario, 0)
     obs = np.zeros((config.n_stations, 10), dtype=np.float32)
     obs[:, 1], obs[:, 4], obs[:, 5], obs[:, 8], obs[:, 9] = 22.0, 1.0, 10.0, 31.5, 12.0
@@ -132,27 +136,24 @@ def test_train_save_reload_and_compare(tmp_path) -> None:
     assert np.array_equal(first, second) and ((first >= 0) & (first <= 22.0)).all()
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--ppo-model", str(model_dir / "model.zip"),
-                 "--controllers", "ppo,edf", "--out", str(out), "-q"]) == 0
+    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", f"--{controller}-model",
+                 str(model_dir / "model.json"), "--controllers", f"{controller},edf", "--out", str(out), "-q"]) == 0
     metrics = pd.read_csv(out / "metrics.csv")
-    assert set(metrics["controller"]) == {"ppo", "edf"}
+    assert set(metrics["controller"]) == {controller, "edf"}
     assert metrics["local_violation_steps"].eq(0).all()
+    sha = model_checksum(model_dir)
+    assert f"`{model_dir}`" in (out / "summary.md").read_text() and sha in (out / "summary.md").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["models"] == {controller: {"path": str(model_dir), "sha256": sha}}
 
 
-def test_missing_ppo_model_is_trained_on_the_fly(tmp_path, monkeypatch) -> None:
-    trained: list = []
-
-    def fake_train(cfg, progress=True):
-        trained.append(cfg)
-        return tmp_path / "x" / "model.zip"
-
-    import experiments.rl
-
-    monkeypatch.setattr(experiments.rl, "train", fake_train)
-    cfg = compare_mod.CompareConfig(controllers=("ppo",), ppo_model=str(tmp_path / "none.zip"),
-                                    ppo_fallback_steps=1234)
-    assert compare_mod.resolve_ppo_model(cfg, tmp_path) == tmp_path / "x" / "model.zip"
-    assert trained[0].timesteps == 1234 and trained[0].out == str(tmp_path / "ppo")
+def test_missing_ppo_model_is_an_error_not_a_retrain(tmp_path, capsys) -> None:
+    """A missing model stops the run with exit 2 before anything runs or trains (from any directory)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "ppo", "--ppo-model",
+              str(tmp_path / "none"), "--out", str(tmp_path / "out"), "-q"])
+    assert stop.value.code == 2 and "not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "none").exists()
 
 
 def _spy_settings(monkeypatch) -> dict:
@@ -200,7 +201,7 @@ def test_run_function_with_mpc_settings_pickles() -> None:
 
     from pev_mpc.settings import MPCSettings
 
-    fn = partial(runner.run_cached, ppo_model=None, mpc=MPCSettings(horizon=6))
+    fn = partial(runner.run_cached, mpc=MPCSettings(horizon=6))
     assert pickle.loads(pickle.dumps(fn)).keywords["mpc"] == MPCSettings(horizon=6)
 
 
@@ -255,7 +256,7 @@ def test_run_function_with_env_pickles() -> None:
 
     from pev_env.config import EnvConfig
 
-    fn = partial(runner.run_cached, ppo_model=None, mpc=None, env=EnvConfig(P_ref=60.0))
+    fn = partial(runner.run_cached, mpc=None, env=EnvConfig(P_ref=60.0))
     again = pickle.loads(pickle.dumps(fn))
     assert again.keywords["env"] == EnvConfig(P_ref=60.0)
     result = again(runner.RunKey("edf", "seed", 0))

@@ -22,20 +22,22 @@ def test_defaults_are_the_main_job() -> None:
     assert cfg.scenarios == ("seed", "seed-20", "acn-caltech")
     assert cfg.seeds == (0, 1, 2, 3, 4)
     assert set(cfg.controllers) == {"uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised",
-                                    "mpc-centralised", "offline-optimal", "ppo"}
+                                    "mpc-centralised", "offline-optimal", "ppo", "mappo",
+                                    "ppo-price"}
     assert not set(TrainConfig().seeds) & set(cfg.seeds)  # PPO is evaluated on held-out seeds
 
 
 def test_train_defaults_are_the_reference_recipe() -> None:
-    """A plain `train` reproduces results/reference/ppo/train_config.json (all but the output directory)."""
-    from pathlib import Path
+    """A plain `train` reproduces the shipped reference model's recorded configuration (but the output folder),
+    on the training split of the real days."""
+    from experiments.rl_model import DESCRIPTION_FILE, reference_model
 
-    reference = json.loads((Path(__file__).parents[1] / "results/reference/ppo/train_config.json").read_text())
-    recorded = {k: v for k, v in reference["config"].items() if k != "out"}
+    reference = json.loads((reference_model("ppo") / DESCRIPTION_FILE).read_text())["training"]
+    recorded = {k: v for k, v in reference["config"].items() if k not in ("out", "overwrite")}
     assert {k: to_dict(TrainConfig())[k] for k in recorded} == recorded
     cfg = TrainConfig()
-    assert len(cfg.seeds) == 60 and {s % 5 for s in cfg.seeds} == {0, 1, 2}  # acn-caltech days 3, 4 held out
-    assert cfg.timesteps == 2_400_000 and CompareConfig().ppo_fallback_steps == 20_000  # fallback stays small
+    assert "acn-caltech-train" in cfg.scenarios and "acn-caltech" not in cfg.scenarios
+    assert len(cfg.seeds) == 100 and cfg.timesteps == 2_400_000
 
 
 def test_mpc_settings_default_are_the_mpc_defaults() -> None:
@@ -71,7 +73,7 @@ def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
     assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed"}
     settings = MPCSettings(horizon=6)
     for name in registry.controller_names():
-        if name == registry.PPO:
+        if name in registry.LEARNED_NEEDS:
             continue
         controller = registry.make_controller(name, mpc=settings)
         assert (getattr(controller, "settings", None) is settings) == (name in registry.mpc_controllers())
@@ -203,8 +205,8 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"mpc.power_reg": "0"}, r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
         ({"mpc.coordination": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
-        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, mpc"),
-        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, mpc"),
+        ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, models, mpc"),
+        ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
         ({"mpc.terminal_weight": "inf"}, r"compare.mpc.terminal_weight = 'inf': must be a finite number"),
         ({"mpc.station_tol": "nan"}, r"compare.mpc.station_tol = 'nan': must be a finite number"),
         ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),

@@ -1,4 +1,4 @@
-"""PPO wrappers: station features, action mapping, training reward, the station VecEnv and the saved policy."""
+"""Learning functions (pev_env.learning): station features, action mapping, training reward, the station VecEnv and the saved policy."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.config import TrainConfig
-from experiments.rl import NORMALIZER_FILE, PPOPolicy, StationVecEnv, _acn_days, train
-from experiments.rl_station import (N_FEATURES, RewardWeights, action_to_kw, station_features,
+from experiments.rl import StationVecEnv, _acn_days, train
+from experiments.rl_model import LearnedPolicy
+from pev_env.learning import (N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
 from pev_env.core import ChargingCore
 from pev_env.observation import N_OBS, OBS_INDEX
@@ -57,13 +58,13 @@ def test_action_stays_within_station_bounds_and_need(rows, p_min) -> None:
                config.P_ref)
     obs[:, OBS_INDEX["p_min"]] = p_min
     ob = Observed(obs, config.P_ref)
-    kw = action_to_kw(action, ob, config)
+    kw = action_to_kw(action, obs, config)
     need = ob.need_kw(config.eta, config.dt_h)
     assert (kw[~ob.plugged] == 0).all()
     floor = ob.p_min  # the observed (float32) p_min, which the plant accepts as the bound
     assert (kw[ob.plugged] >= floor[ob.plugged]).all()
     assert (kw[ob.plugged] <= np.maximum(need, floor)[ob.plugged]).all()
-    full = action_to_kw(np.ones(len(rows)), ob, config)
+    full = action_to_kw(np.ones(len(rows)), obs, config)
     np.testing.assert_allclose(full, np.where(ob.plugged, np.maximum(need, floor), 0.0))
 
 
@@ -75,9 +76,8 @@ def _episode_rewards(name: str, seed: int, policy: str) -> tuple[float, dict]:
     ctrl.reset(config, scenario, seed)
     total = 0.0
     while not core.done:
-        ob = Observed(obs, config.P_ref)
         result = core.step(ctrl.act_array(obs))
-        reward = station_rewards(ob, result.applied_kw, result.area_overload_kw, config)
+        reward = station_rewards(obs, result.applied_kw, result.area_overload_kw, config)
         total += float((reward * config.eta * config.dt_h * config.p_max).sum())
         obs = result.observations
     return total, core.episode_metrics()
@@ -100,10 +100,9 @@ def test_penalty_falls_on_drawing_stations_only() -> None:
     config, _ = make_scenario("seed", 0)
     obs = _obs(config.p_max, [True, True, False, True, True, True], [10.0] * 6, [5] * 6, 0.0, [0.0] * 6,
                config.P_ref)
-    ob = Observed(obs, config.P_ref)
     applied = np.array([22.0, 0.0, 0.0, 11.0, 0.0, 0.0])
-    within = station_rewards(ob, applied, 0.0, config)
-    over = station_rewards(ob, applied, 1.5, config)
+    within = station_rewards(obs, applied, 0.0, config)
+    over = station_rewards(obs, applied, 1.5, config)
     assert (within >= 0).all() and (over[[1, 2, 4, 5]] == within[[1, 2, 4, 5]]).all()
     assert over[0] < over[3] < 0  # penalty proportional to the power drawn
     with pytest.raises(ValueError, match="RewardWeights.violation"):
@@ -132,31 +131,19 @@ def test_acn_days_record_which_evaluation_seeds_are_held_out() -> None:
     assert days == {"acn_days_trained": [0, 1, 2], "acn_seeds_held_out": [3, 4]}
 
 
-def test_short_training_policy_matches_the_training_wrappers(tmp_path) -> None:
-    """The saved policy applies the same features, normaliser and action mapping as training."""
+def test_short_training_policy_runs_on_held_out_days(tmp_path) -> None:
+    """A short training on the training split saves a model whose policy acts on evaluation days."""
     out = tmp_path / "ppo"
-    cfg = TrainConfig(scenarios=("seed", "acn-caltech"), seeds=(1000, 1001), timesteps=2000, n_steps=32,
+    cfg = TrainConfig(scenarios=("seed", "acn-caltech-train"), seeds=(1000, 1001), timesteps=2000, n_steps=32,
                       batch_size=256, out=str(out))
     train(cfg, progress=False, argv=["test"])
-    info = json.loads((out / "train_config.json").read_text())
-    assert info["command"] == ["test"] and info["held_out_days"]["acn_seeds_held_out"] == [2, 3, 4]
-    policy = PPOPolicy.load(out / "model.zip")
-    config, scenario = make_scenario("acn-caltech", 3)
+    info = json.loads((out / "model.json").read_text())["training"]
+    assert info["command"] == ["test"] and info["held_out_days"] is None
+    policy = LearnedPolicy.load(out)
+    config, scenario = make_scenario("acn-caltech-eval", 3)
     core = ChargingCore(config, scenario)
     obs = core.reset()
     policy.reset(config, scenario, 3)
     for _ in range(100):
         obs = core.step(policy.act_array(obs)).observations
-    norm = np.load(out / NORMALIZER_FILE)
-    std = np.sqrt(norm["var"] + norm["epsilon"])
-    feats = np.clip((station_features(obs, config.eta, config.dt_h) - norm["mean"]) / std, -norm["clip"], norm["clip"])
-    action, _ = policy.model.predict(feats.astype(np.float32), deterministic=True)
-    expected = action_to_kw(action, Observed(obs, config.P_ref), config)
-    np.testing.assert_allclose(policy.act_array(obs), expected)
     assert core.episode_metrics()["local_violation_steps"] == 0
-
-
-def test_old_format_normaliser_is_rejected() -> None:
-    with pytest.raises(ValueError, match="normaliser"):
-        PPOPolicy(model=None, normalizer={"mean": np.zeros(N_OBS), "var": np.ones(N_OBS), "clip": 10.0,
-                                          "epsilon": 1e-8})

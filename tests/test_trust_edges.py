@@ -67,12 +67,12 @@ def test_out_that_is_a_file_or_cannot_be_written(tmp_path, capsys, no_episodes) 
         assert "cannot write there" in stops(capsys, "compare", *FAST, "--out", str(tmp_path / "ro" / "x"))
 
 
-def test_a_model_that_is_not_a_zip_file(tmp_path, capsys, no_episodes) -> None:
-    model = tmp_path / "model.zip"
-    model.write_text("not a zip")
+def test_a_model_that_is_not_a_model_description(tmp_path, capsys, no_episodes) -> None:
+    model = tmp_path / "model.json"
+    model.write_text("not json")
     text = stops(capsys, "compare", *FAST, "--controllers", "ppo", "--ppo-model", str(model), "--out",
                  str(tmp_path / "out"))
-    assert f"compare.ppo_model = '{model}': not a zip file" in text
+    assert f"compare.ppo_model = '{model}': {model} is not a JSON model description" in text
 
 
 def test_ray_addresses(monkeypatch, tmp_path, capsys, no_episodes) -> None:

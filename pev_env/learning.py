@@ -1,12 +1,19 @@
-"""What one learning station sees, does and is rewarded for (training wrappers; the plant is unchanged).
+"""What one learning station sees, does and is rewarded for (the plant is unchanged).
 
 Everything here is per station and uses only that station's observation plus the plant constants
-every controller knows (p_max, eta, dt_h), so the shared policy stays decentralised.
+every controller knows (p_max, eta, dt_h), so the shared policy stays decentralised. The same functions
+serve the PettingZoo/Gymnasium wrappers (`pev_env.wrappers`), the in-package trainer's array path
+(`experiments.rl`) and the saved policies (`experiments.rl_model`).
 
 * `station_features`: scale-free features of the station's own observation (fractions of p_max,
   P_ref and departure time), so one policy serves plants with 22 kW and 6.6 kW stations alike.
 * `action_to_kw`: a in [-1, 1] -> request (a + 1) / 2 * p_max, capped by the power that finishes the
   PEV this step and raised to p_min; free stations request 0.
+* `AreaPrice`: the optional price signal of price-informed agents: an area coordinator updates a price
+  each step from the area residual, lambda <- max(0, lambda + alpha (P - P_ref) / P_ref) (P: the area power
+  of the last step, as every station observes it), and broadcasts it; `with_price` appends it to the
+  features. The same kind of signal the decentralised MPC's coordinator sends, so RL and MPC then differ
+  only in how a station responds to prices.
 * `station_rewards`: the training reward, aligned with the evaluation metrics: energy delivered
   towards the target this step (summed over an episode it is the requested energy minus the unmet
   energy), minus a penalty on the power a station draws while the area is over P_ref.
@@ -15,11 +22,11 @@ every controller knows (p_max, eta, dt_h), so the shared policy stays decentrali
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pev_env.observation import OBS_INDEX
-from pev_mpc.policies.base import Observed
 
 FEATURES: tuple[str, ...] = (
     "plugged",            # {0, 1}
@@ -66,11 +73,61 @@ def station_features(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
     return np.stack(columns, axis=1).astype(np.float32)
 
 
-def action_to_kw(action: np.ndarray, ob: Observed, config: object) -> np.ndarray:
-    """Requested powers (N,) kW for actions in [-1, 1] (N,): clip((a+1)/2 * p_max, p_min, max(p_min, need))."""
+PRICE_FEATURE = "area_price"
+
+
+class AreaPrice:
+    """The area coordinator's price (dimensionless): lambda <- max(0, lambda + alpha (P - P_ref) / P_ref)."""
+
+    def __init__(self, alpha: float) -> None:
+        if not alpha > 0:
+            raise ValueError(f"AreaPrice.alpha = {alpha!r}: must be > 0")
+        self.alpha, self.value = alpha, 0.0
+
+    def reset(self) -> None:
+        self.value = 0.0
+
+    def update(self, obs: np.ndarray) -> float:
+        """The price after observing `obs` (N, N_OBS): the area power P of the last step against P_ref."""
+        o = np.asarray(obs, dtype=np.float64)
+        area, limit = float(o[0, OBS_INDEX["P"]]), max(float(o[0, OBS_INDEX["P_ref"]]), 1e-9)
+        self.value = max(0.0, self.value + self.alpha * (area - limit) / limit)
+        return self.value
+
+
+def with_price(features: np.ndarray, price: float) -> np.ndarray:
+    """The features (N, N_FEATURES) with the broadcast price appended as the last column."""
+    return np.concatenate([features, np.full((features.shape[0], 1), price, dtype=features.dtype)], axis=1)
+
+
+def input_names(price_alpha: float = 0.0) -> list[str]:
+    """Names of the policy inputs: FEATURES, then the price when `price_alpha` > 0."""
+    return [*FEATURES, PRICE_FEATURE] if price_alpha > 0 else list(FEATURES)
+
+
+def policy_inputs(obs: np.ndarray, config: Any, price: AreaPrice | None = None) -> np.ndarray:
+    """The inputs of the shared policy at observations `obs` (N, N_OBS): the station features and, for a
+    price-informed agent, the price after this observation (`price` is updated: call once per step)."""
+    features = station_features(obs, config.eta, config.dt_h)
+    return features if price is None else with_price(features, price.update(obs))
+
+
+def _station(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(plugged, p_min, p_max, soc_remain) float64 views of the observed rows; soc_remain is 0 when free."""
+    o = np.asarray(obs, dtype=np.float64)
+    plugged = o[:, OBS_INDEX["plugged"]] > 0.5
+    remain = np.where(plugged, np.maximum(o[:, OBS_INDEX["soc_remain"]], 0.0), 0.0)
+    return plugged, o[:, OBS_INDEX["p_min"]], o[:, OBS_INDEX["p_max"]], remain
+
+
+def action_to_kw(action: np.ndarray, obs: np.ndarray, config: Any) -> np.ndarray:
+    """Requested powers (N,) kW for actions in [-1, 1] (N,) at observations (N, N_OBS):
+    clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged (need: the power that finishes the PEV this
+    step, at most p_max), else 0."""
+    plugged, p_min, p_max, remain = _station(obs)
     fraction = (np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0) + 1.0) / 2.0
-    upper = np.maximum(ob.need_kw(config.eta, config.dt_h), ob.p_min)
-    return np.where(ob.plugged, np.clip(fraction * ob.p_max, ob.p_min, upper), 0.0)
+    need = np.minimum(p_max, remain / (config.eta * config.dt_h)) * plugged
+    return np.where(plugged, np.clip(fraction * p_max, p_min, np.maximum(need, p_min)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -88,19 +145,20 @@ class RewardWeights:
                 raise ValueError(f"RewardWeights.{name} = {getattr(self, name)!r}: must be >= 0")
 
 
-def station_rewards(ob: Observed, applied_kw: np.ndarray, overload_kw: float, config: object,
+def station_rewards(obs: np.ndarray, applied_kw: np.ndarray, overload_kw: float, config: Any,
                     weights: RewardWeights = RewardWeights()) -> np.ndarray:
     """(N,) training rewards for one step: progress - (violation + overload * overload/P_ref) * applied/p_max.
 
-    `ob` is the observation the step acted on (its soc_remain is the energy still missing before the
-    step), `applied_kw` the powers the plant applied and `overload_kw` the area power above P_ref.
+    `obs` (N, N_OBS) is the observation the step acted on (its soc_remain is the energy still missing before
+    the step), `applied_kw` the powers the plant applied and `overload_kw` the area power above P_ref.
     Progress is the energy delivered towards the target, min(eta dt_h applied, soc_remain), divided by
     the energy of one full-power step eta dt_h p_max.
     """
+    _, _, p_max, remain = _station(obs)
     applied = np.asarray(applied_kw, dtype=np.float64)
-    full_step = config.eta * config.dt_h * np.maximum(ob.p_max, 1e-9)
-    progress = np.minimum(config.eta * config.dt_h * applied, ob.soc_remain) / full_step
+    full_step = config.eta * config.dt_h * np.maximum(p_max, 1e-9)
+    progress = np.minimum(config.eta * config.dt_h * applied, remain) / full_step
     if overload_kw <= 0.0:
         return progress
     severity = weights.violation + weights.overload * overload_kw / max(config.P_ref, 1e-9)
-    return progress - severity * applied / np.maximum(ob.p_max, 1e-9)
+    return progress - severity * applied / np.maximum(p_max, 1e-9)

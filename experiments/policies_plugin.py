@@ -1,0 +1,69 @@
+"""Controllers brought by the user: `package.module:ClassName` import paths and the entry-point group
+`pev_mpc.policies`, checked against the policy interface by duck typing.
+
+A class qualifies when it can be built without arguments and its instances have `reset(config, scenario,
+seed)`, `act(observations)` (PettingZoo dicts), `act_array(obs)` ((N, N_OBS) -> (N,) kW) and a
+`last_stats` mapping; subclassing `pev_mpc.policies.Policy` is not required. A package registers a
+policy under a short name in its own metadata:
+
+```
+[options.entry_points]
+pev_mpc.policies =
+    my-policy = my_package.policies:MyPolicy
+```
+
+On Ray workers the module must be importable as well (installed, or on the workers' PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+ENTRY_POINT_GROUP = "pev_mpc.policies"
+METHODS: tuple[str, ...] = ("reset", "act", "act_array")
+
+
+def is_import_path(name: str) -> bool:
+    """True for the `package.module:ClassName` form."""
+    return ":" in name
+
+
+def entry_points() -> dict[str, metadata.EntryPoint]:
+    """Name -> entry point of every installed policy plug-in."""
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_class(name: str, key: str = "controller") -> type:
+    """The policy class behind an import path or an entry-point name; ValueError naming `key` otherwise."""
+    try:
+        if is_import_path(name):
+            module, _, attr = name.partition(":")
+            found: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                found = getattr(found, part)
+        else:
+            found = entry_points()[name].load()
+    except (ImportError, AttributeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
+                         f"package.module:ClassName importable here, or an entry point of group "
+                         f"{ENTRY_POINT_GROUP!r}") from None
+    check_interface(found, name, key)
+    return found
+
+
+def check_interface(cls: Any, name: str, key: str = "controller") -> None:
+    """ValueError unless `cls` is a class whose instances can have the policy interface."""
+    missing = [m for m in METHODS if not callable(getattr(cls, m, None))]
+    if not isinstance(cls, type) or missing:
+        raise ValueError(f"{key}: {name!r} is not a policy class (missing: {', '.join(missing) or 'a class'}); "
+                         f"allowed: a class with {', '.join(METHODS)} and last_stats")
+
+
+def make(name: str) -> Any:
+    """A fresh instance of the plug-in `name`, with its `last_stats` checked."""
+    policy = load_class(name)()
+    if not hasattr(policy, "last_stats"):
+        raise ValueError(f"controller {name!r}: its instances have no `last_stats` (a mapping of step statistics)")
+    return policy

@@ -1,0 +1,115 @@
+"""Learning wrappers: the station features, the action mapping and the metric-aligned training reward of
+`pev_env.learning` around the PettingZoo and Gymnasium plants, for any RL library.
+
+* `StationLearningWrapper` (PettingZoo ParallelEnv): each agent observes its `station_features`
+  (N_FEATURES,; with `price_alpha` > 0 also the area price of `pev_env.learning.AreaPrice`), acts with a in [-1, 1] (1,) mapped to kW by `action_to_kw`, and is rewarded by
+  `station_rewards`; `state()` stays the plant's global state (for a centralised critic).
+* `StationLearningGymWrapper` (Gymnasium, all stations as one agent): the features of every station
+  flattened (N * N_FEATURES,), actions (N,) in [-1, 1], reward the sum of the station rewards.
+
+`pev-experiments train` uses the same functions on its fast array path (`experiments.rl.StationVecEnv`),
+so a policy trained through these wrappers (e.g. SuperSuit + Stable-Baselines3) is the same kind of agent,
+and can be saved and run by the harness (`experiments.rl`, `experiments.rl_model`). The features are
+scale-free but unbounded (Box(-inf, inf)): normalise them by running statistics (SB3's VecNormalize) as
+the trainer does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from pettingzoo.utils.wrappers import BaseParallelWrapper
+
+from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
+
+ACTION_BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
+"""The action of one learning station: a in [-1, 1] -> (a + 1) / 2 of its p_max (see `action_to_kw`)."""
+
+
+def feature_box(n_inputs: int) -> spaces.Box:
+    """Box of `n_inputs` policy inputs (unbounded: normalise them by running statistics)."""
+    return spaces.Box(-np.inf, np.inf, (n_inputs,), np.float32)
+
+
+class _Inputs:
+    """The policy inputs of every station, with the area price of a price-informed agent (reset per episode)."""
+
+    def __init__(self, price_alpha: float) -> None:
+        self.names = input_names(price_alpha)
+        self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
+        self.raw: np.ndarray | None = None
+
+    def reset(self) -> None:
+        if self.price is not None:
+            self.price.reset()
+
+    def __call__(self, raw: np.ndarray, config: Any) -> np.ndarray:
+        self.raw = raw
+        return policy_inputs(raw, config, self.price)
+
+
+class StationLearningWrapper(BaseParallelWrapper):
+    """PettingZoo: station features in, a in [-1, 1] out, the training reward of `pev_env.learning` per agent."""
+
+    def __init__(self, env: Any, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0) -> None:
+        super().__init__(env)
+        self.weights = weights
+        self.inputs = _Inputs(price_alpha)
+        self._feature_box = feature_box(len(self.inputs.names))
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._feature_box
+
+    def action_space(self, agent: str) -> spaces.Box:
+        return ACTION_BOX
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        obs, infos = self.env.reset(seed=seed, options=options)
+        self.inputs.reset()
+        return self._features(obs), infos
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        if self.inputs.raw is None:
+            raise RuntimeError("StationLearningWrapper.step: call reset() first")
+        agents, raw, cfg = list(self.env.possible_agents), self.inputs.raw, self.env.config
+        kw = action_to_kw(np.array([np.asarray(actions[a]).reshape(-1)[0] for a in agents]), raw, cfg)
+        obs, _, terminations, truncations, infos = self.env.step({a: np.array([k]) for a, k in zip(agents, kw)})
+        applied = np.array([infos[a]["applied_kw"] for a in agents])
+        rewards = station_rewards(raw, applied, infos[agents[0]]["area_overload_kw"], cfg, self.weights)
+        return self._features(obs), dict(zip(agents, rewards.tolist())), terminations, truncations, infos
+
+    def _features(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        agents = list(self.env.possible_agents)
+        return dict(zip(agents, self.inputs(np.stack([obs[a] for a in agents]), self.env.config)))
+
+
+class StationLearningGymWrapper(gym.Wrapper):
+    """Gymnasium: every station's features (flattened), actions (N,) in [-1, 1], the summed training reward."""
+
+    def __init__(self, env: gym.Env, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0) -> None:
+        super().__init__(env)
+        n = env.unwrapped.config.n_stations
+        self.weights = weights
+        self.inputs = _Inputs(price_alpha)
+        self.observation_space = feature_box(n * len(self.inputs.names))
+        self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self.inputs.reset()
+        return self._features(obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.inputs.raw is None:
+            raise RuntimeError("StationLearningGymWrapper.step: call reset() first")
+        raw, cfg = self.inputs.raw, self.env.unwrapped.config
+        obs, _, terminated, truncated, info = self.env.step(action_to_kw(action, raw, cfg))
+        reward = station_rewards(raw, info["applied_kw"], info["area_overload_kw"], cfg, self.weights)
+        return self._features(obs), float(reward.sum()), terminated, truncated, info
+
+    def _features(self, obs: np.ndarray) -> np.ndarray:
+        cfg = self.env.unwrapped.config
+        return self.inputs(np.asarray(obs).reshape(cfg.n_stations, -1), cfg).reshape(-1)

@@ -1,0 +1,41 @@
+"""Plug-in policies: an import path `package.module:ClassName` and the entry-point group `pev_mpc.policies`,
+duck-typed; a bad one is exit 2 naming it. (On Ray: tests/test_backends.py.)"""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.policies_plugin import ENTRY_POINT_GROUP, load_class
+
+FAST = ["--scenarios", "seed", "--seeds", "0", "-q", "--no-plots"]
+PLUGIN = "example_policies:HalfPower"
+
+
+def test_import_path_policy_runs_next_to_the_built_in_ones(tmp_path) -> None:
+    assert main(["compare", *FAST, "--controllers", f"{PLUGIN},edf", "--out", str(tmp_path)]) == 0
+    rows = pd.read_csv(tmp_path / "metrics.csv").set_index("controller")
+    assert set(rows.index) == {PLUGIN, "edf"} and rows.loc[PLUGIN, "local_violation_steps"] == 0
+    assert PLUGIN in (tmp_path / "summary.md").read_text()
+
+
+def test_entry_point_policy_by_its_short_name(tmp_path, monkeypatch) -> None:
+    dist = tmp_path / "site" / "my_policies-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-policies\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nhalf-power = {PLUGIN}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert load_class("half-power").__name__ == "HalfPower"
+    assert main(["compare", *FAST, "--controllers", "half-power", "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "metrics.csv")["controller"].tolist() == ["half-power"]
+
+
+@pytest.mark.parametrize("name, problem", [("example_policies:NotAPolicy", "missing: act, act_array"),
+                                           ("example_policies:Nothing", "AttributeError"),
+                                           ("no_such_module:X", "ModuleNotFoundError"),
+                                           ("half-power-not-installed", "unknown controller")])
+def test_bad_plugins_are_exit_2_naming_them(tmp_path, capsys, name, problem) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", *FAST, "--controllers", name, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and problem in err and name in err
