@@ -100,7 +100,7 @@ class StationVecEnv(VecEnv):
             self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha))
             offset = self.plants[-1].slice.stop
         self.finished: list[dict[str, Any]] = []
-        """Episode metrics of every finished plant episode (scenario, seed, DESIGN.md metrics)."""
+        """Episode metrics of every finished plant episode (scenario, seed, metric columns)."""
         self._actions = np.zeros(offset)
         self._returns = np.zeros(offset)
         self._lengths = np.zeros(offset, dtype=np.int64)

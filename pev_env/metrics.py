@@ -1,4 +1,4 @@
-"""Episode metrics (DESIGN.md names, units in the names) and the per-PEV table.
+"""Episode metrics (the metric names of docs/INTERFACES.md, units in the names) and the per-PEV table.
 
 Definitions:
 
