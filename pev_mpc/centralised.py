@@ -14,7 +14,7 @@ from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 
 _SOLVER_OPTIONS = {
-    "CLARABEL": dict(tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11, tol_ktratio=1e-9),
+    "CLARABEL": dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-8),
     "OSQP": dict(eps_abs=1e-8, eps_rel=1e-8, polishing=True, max_iter=200000),
 }
 

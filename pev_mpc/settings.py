@@ -31,8 +31,11 @@ class MPCSettings:
     """'deadline' (default: unmet energy at departure, early delivery by laxity as tie-break) or
     'tracking' (the reference formulation: wT, wS, eps)."""
     horizon_to_departure: bool = True
-    """MPC policies: extend the horizon of each step's problem to the latest departure of a plugged
-    PEV (rounded up to a multiple of `horizon`), so that every deadline is inside the problem."""
+    """MPC policies: extend the horizon of each step's problem towards the latest departure of a
+    plugged PEV (rounded up to a multiple of `horizon`, at most `max_horizon`)."""
+    max_horizon: int = 48
+    """Longest horizon (steps) horizon_to_departure extends to; later departures still set each
+    PEV's laxity (ChargingProblem.departure)."""
     unmet_weight: float = 100.0
     """'deadline': W, cost of one kWh left unmet at departure (objective units per kWh)."""
     early_weight: float = 0.5
@@ -104,6 +107,8 @@ class MPCSettings:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"MPCSettings.{f.name} = {v!r}: must be finite")
         _require(isinstance(self.horizon, int) and self.horizon >= 1, "horizon", self.horizon, "an int >= 1")
+        _require(isinstance(self.max_horizon, int) and self.max_horizon >= 1, "max_horizon", self.max_horizon,
+                 "an int >= 1")
         _require(self.objective in OBJECTIVES, "objective", self.objective, f"one of {OBJECTIVES}")
         _require(isinstance(self.horizon_to_departure, bool), "horizon_to_departure", self.horizon_to_departure,
                  "true or false")

@@ -51,7 +51,8 @@ def test_iteration_cap_still_respects_limit(method):
 @pytest.mark.parametrize("method, rounds", [("nesterov", 150), ("gradient", 600)])
 def test_gradient_variants_converge(method, rounds):
     pr = binding_problem(n=3, seed=1)
-    st = MPCSettings(horizon=H, objective="tracking", coordination=method, max_iterations=rounds, power_reg=0.5, primal_tol_kw=1e-2)
+    st = MPCSettings(horizon=H, objective="tracking", coordination=method, max_iterations=rounds, power_reg=0.5, primal_tol_kw=1e-2,
+                     price_tol=1e-6)
     ref = solve_centralised(pr, st)
     sol = solve_decentralised(pr, st)
     assert sol.converged
@@ -61,7 +62,7 @@ def test_gradient_variants_converge(method, rounds):
 
 def test_nesterov_faster_than_gradient():
     pr = binding_problem(n=3, seed=1)
-    sol = {m: solve_decentralised(pr, MPCSettings(horizon=H, objective="tracking", coordination=m, max_iterations=250, power_reg=0.02,
+    sol = {m: solve_decentralised(pr, MPCSettings(horizon=H, objective="tracking", coordination=m, max_iterations=250, power_reg=0.02, price_tol=1e-6,
                                                    primal_tol_kw=1e-2))
            for m in ("gradient", "nesterov")}
     assert sol["nesterov"].converged and sol["nesterov"].iterations < sol["gradient"].iterations
@@ -123,6 +124,6 @@ def test_steps_without_pevs_get_zero_price_at_once():
     spurious[6:] = 40.0                  # steps 5..7 after the shift: nobody plugged
     a = solve_decentralised(pr, st, warm_prices=clean)
     b = solve_decentralised(pr, st, warm_prices=spurious)
-    assert a.converged and b.converged and b.iterations <= a.iterations <= 2
+    assert a.converged and b.converged and b.iterations <= a.iterations <= 3
     np.testing.assert_array_equal(b.prices[5:], 0.0)
     assert abs(b.objective - ref.objective) / max(1.0, ref.objective) < 1e-6

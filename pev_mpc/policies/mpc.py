@@ -34,13 +34,14 @@ from pev_mpc.settings import MPCSettings
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings) -> ChargingProblem:
     """The MPC problem seen from one step's observations (vectorised over stations).
 
-    Horizon: settings.horizon, extended to cover the latest departure (rounded up to a multiple of
-    settings.horizon, so only a few problem shapes occur) when settings.horizon_to_departure.
+    Horizon: settings.horizon, extended towards the latest departure (rounded up to a multiple of
+    settings.horizon, so only a few problem shapes occur, and at most settings.max_horizon) when
+    settings.horizon_to_departure.
     """
     departure = np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
     horizon = settings.horizon
     if settings.horizon_to_departure:
-        horizon *= max(1, -(-int(departure.max(initial=0)) // horizon))
+        horizon = max(horizon, min(horizon * -(-int(departure.max(initial=0)) // horizon), settings.max_horizon))
     d = np.minimum(departure, horizon)
     r = ob.soc_remain
     forced = np.where(ob.plugged, ob.p_min, 0.0) * eta * dt_h * d
