@@ -125,6 +125,7 @@ class AreaCoordinator:
         self._iterations = self._messages = self._fallbacks = self._missing = 0
         self._trace: list[float] = []
         self._ceil: np.ndarray | None = None
+        self._plugged = np.maximum(problem.mask.sum(axis=0), 1)  # stations that can draw power at each step
 
     def _ceiling(self) -> np.ndarray:
         """(H,) upper bound on optimal prices; each station reports once the largest marginal value
@@ -205,7 +206,7 @@ class AreaCoordinator:
         lam = np.minimum(lam, ceiling)
         r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
         delta = 1e-9 * max(float(np.max(np.diag(S), initial=0.0)), 1e-12)
-        length = 1.0
+        length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
         while True:
             free = (lam > 0) | (r > 0)
             step = np.zeros_like(lam)
@@ -221,19 +222,20 @@ class AreaCoordinator:
             move = new - lam
             predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
-            r_new, g_new, S_new = self._round(new, True, smoothing=np.abs(r))
+            r_new, g_new, S_new = self._round(new, True, smoothing=np.abs(r) / self._plugged)
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
             # KKT residual is kept too
             closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
             if armijo or closer:
-                expand = predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
+                expand = streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 lam, r, g, S = new, r_new, g_new, S_new
-                delta *= _DAMPING_DOWN
+                delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
+                streak = True
                 length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
-                length = 1.0
+                length, streak = 1.0, False
                 half = 0.5 * float(np.max(np.abs(move), initial=0.0))
                 delta = max(delta * _DAMPING_UP, float(np.max(np.abs(r[free]), initial=0.0)) / max(half, 1e-12))
                 rejected += 1
