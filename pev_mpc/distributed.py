@@ -83,12 +83,16 @@ class StationShard:
         self._pool = make_station_pool(problem, settings)
         return problem.n_stations
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0) -> StationReplies:
-        """The shard's replies to the broadcast prices (barrier > 0: smoothed replies, see StationPool)."""
+    def respond(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None) -> StationReplies:
+        """The shard's replies to the broadcast prices (barrier > 0: smoothed replies; smoothing: the
+        smoothed sensitivity; see StationPool)."""
         if self._pool is None:
             raise RuntimeError("StationShard.respond() needs a prior load()")
         if barrier > 0.0:
             return self._pool.respond(prices, want_sensitivity, barrier=barrier)
+        if smoothing is not None and getattr(self._pool, "smooth_sensitivity", False):
+            return self._pool.respond(prices, want_sensitivity, smoothing=smoothing)
         return self._pool.respond(prices, want_sensitivity)
 
 
@@ -122,17 +126,19 @@ class RayStations:
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         self.timeout_s = timeout_s
         self.smoothing = settings.station_solver != "osqp"  # the shards' pools take barrier > 0
+        self.smooth_sensitivity = settings.station_solver == "active_set"  # ... and smoothing
         self.bounds = shard_bounds(problem.n_stations, len(actors))
         self.actors = actors[: len(self.bounds)]
         # calls from one caller to an actor run in order, so loading needs no round trip of its own
         for a, (lo, hi) in zip(self.actors, self.bounds):
             a.load.remote(sub_problem(problem, lo, hi), settings)
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0) -> StationReplies:
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None) -> StationReplies:
         """Broadcast prices (one object-store put), gather every shard's replies (StationPool protocol)."""
         ray = self._ray
         ref = ray.put(np.asarray(prices, dtype=float))
-        refs = [a.respond.remote(ref, want_sensitivity, barrier) for a in self.actors]
+        refs = [a.respond.remote(ref, want_sensitivity, barrier, smoothing) for a in self.actors]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         done = set(ready)
         parts: list[StationReplies | None] = []

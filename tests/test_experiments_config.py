@@ -22,7 +22,7 @@ def test_defaults_are_the_main_job() -> None:
     assert cfg.scenarios == ("seed", "seed-20", "acn-caltech")
     assert cfg.seeds == (0, 1, 2, 3, 4)
     assert set(cfg.controllers) == {"uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised",
-                                    "mpc-centralised", "offline-optimal", "ppo", "mappo",
+                                    "mpc-centralised", "mpc-decentralised-tracking", "offline-optimal", "ppo", "mappo",
                                     "ppo-price"}
     assert not set(TrainConfig().seeds) & set(cfg.seeds)  # PPO is evaluated on held-out seeds
 
@@ -70,13 +70,16 @@ def test_mpc_settings_from_file_and_set_merges_into_it(tmp_path, name, text) -> 
 
 
 def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
-    assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed"}
+    assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed",
+                                              "mpc-decentralised-tracking"}
     settings = MPCSettings(horizon=6)
     for name in registry.controller_names():
         if name in registry.LEARNED_NEEDS:
             continue
         controller = registry.make_controller(name, mpc=settings)
-        assert (getattr(controller, "settings", None) is settings) == (name in registry.mpc_controllers())
+        got = getattr(controller, "settings", None)
+        assert (got is not None and got.horizon == 6) == (name in registry.mpc_controllers())
+    assert registry.make_controller("mpc-decentralised-tracking", mpc=settings).settings.objective == "tracking"
     assert registry.make_controller("mpc-centralised").settings == MPCSettings()
 
 
@@ -198,7 +201,7 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"backend": "spark"}, r"compare.backend = 'spark': allowed values: local, ray"),
         ({"resume": "maybe"}, r"compare.resume = 'maybe': must be a boolean"),
         ({"mpc.colour": "red"}, r"compare.mpc: unknown MPCSettings field 'colour'; valid fields: horizon, "
-                                r"terminal_weight, .*centralised_solver"),
+                                r"objective, .*centralised_solver"),
         ({"mpc.horizon": "0"}, r"compare.mpc: MPCSettings.horizon = 0: must be an int >= 1"),
         ({"mpc.horizon": "x"}, r"compare.mpc.horizon = 'x': must be an integer"),
         ({"mpc.horizon": "2.5"}, r"compare.mpc.horizon = '2.5': must be an integer"),

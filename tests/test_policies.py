@@ -16,6 +16,7 @@ from pev_mpc.policies import EDF, LLF, POLICIES, EqualShare, OfflineOptimal, Unc
 from pev_mpc.policies.allocation import priority_fill, scale_to_budget, water_fill
 from pev_mpc.policies.base import Observed, exact_limit
 from pev_mpc.policies.mpc import build_problem, safe_first_move
+from pev_mpc.settings import MPCSettings
 from pev_mpc.policies.offline import offline_plan
 
 SHARING = (EDF, LLF, EqualShare)
@@ -150,8 +151,8 @@ def test_exact_limit_never_rounds_up():
 # ---------------------------------------------------------------------------- interface
 def test_registry_and_make_policy():
     assert set(POLICIES) == {
-        "uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised", "mpc-distributed", "mpc-centralised",
-        "offline-optimal",
+        "uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised", "mpc-decentralised-tracking",
+        "mpc-distributed", "mpc-centralised", "offline-optimal",
     }
     for name, factory in POLICIES.items():
         assert make_policy(name).name == name == factory.name
@@ -195,8 +196,12 @@ def test_bad_inputs_raise():
 def test_build_problem_from_observations():
     config = EnvConfig(n_stations=4)
     obs = make_obs(config, [1, 0, 1, 1], [12.5, 0.0, 3.0, 0.0], [30, 0, 5, 2])
-    problem = build_problem(Observed(obs, config.P_ref), config.eta, config.dt_h, 24)
+    fixed = MPCSettings(horizon=24, horizon_to_departure=False)
+    problem = build_problem(Observed(obs, config.P_ref), config.eta, config.dt_h, fixed)
     np.testing.assert_array_equal(problem.d, [24, 0, 5, 2])
+    np.testing.assert_array_equal(problem.departure, [30, 0, 5, 2])
+    extended = build_problem(Observed(obs, config.P_ref), config.eta, config.dt_h, MPCSettings(horizon=24))
+    assert extended.horizon == 48 and extended.d[0] == 30  # towards the departure, at most max_horizon
     np.testing.assert_allclose(problem.r, [12.5, 0.0, 3.0, 0.0])
     np.testing.assert_allclose(problem.s, problem.r)
     np.testing.assert_array_equal(problem.x0, 0.0)
@@ -207,7 +212,8 @@ def test_build_problem_from_observations():
 def test_build_problem_with_p_min_stays_feasible():
     config = EnvConfig(n_stations=3, p_min=4.0, P_ref=6.0)
     obs = make_obs(config, [1, 1, 0], [0.5, 20.0, 0.0], [6, 30, 0])
-    problem = build_problem(Observed(obs, config.P_ref), config.eta, config.dt_h, 12)
+    problem = build_problem(Observed(obs, config.P_ref), config.eta, config.dt_h,
+                            MPCSettings(horizon=12, horizon_to_departure=False))
     problem.check_feasible()  # raises if the forced p_min energy or area power were infeasible
     assert problem.s[0] == pytest.approx(6 * 4.0 * config.eta * config.dt_h)
 
