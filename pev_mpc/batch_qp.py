@@ -274,6 +274,7 @@ class ActiveSetStations(BatchStations):
         self._y = np.zeros((H, N))                                  # bound multipliers of the links (per kW)
         self._nu = np.zeros((H, N))                                 # pin multipliers (per kWh)
         self._ipm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (stations, q, a) solved by the IPM
+        self._solved = False                                        # solve() ran: active sets are set
         self._S: np.ndarray | None = None                           # last summed sensitivity ...
         self._theta_S: tuple[np.ndarray, np.ndarray] | None = None  # ... and the KKT data it was built from
 
@@ -311,7 +312,7 @@ class ActiveSetStations(BatchStations):
         """Summed -dp_i/dlambda (exact, or smoothed: see _kkt), updated incrementally: only stations
         whose KKT matrix changed since the last call are subtracted with their old and added with their
         new matrix."""
-        if self._theta is None:
+        if not self._solved:
             raise RuntimeError("ActiveSetStations.sensitivity() needs a prior solve()")
         q, a = self._kkt(smoothing)
         if self._S is None or self._theta_S is None:
@@ -424,7 +425,7 @@ class ActiveSetStations(BatchStations):
             sub = BatchStations(_subproblem(self.problem, todo), self.settings)
             p[todo], done[todo] = sub.solve(prices)
             self._ipm = (todo, *sub._theta)
-        self._theta = self._kkt(None)
+        self._solved = True  # the KKT matrices are built when a sensitivity is asked for (_kkt)
         return p, done
 
 

@@ -72,6 +72,17 @@ class CoordinationResult:
     history: dict = field(default_factory=dict)
 
 
+def ask_pool(pool: StationPool, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
+             smoothing: np.ndarray | None = None) -> StationReplies:
+    """pool.respond with only the keywords the pool takes: barrier > 0 for pools that smooth their
+    QPs, smoothing for pools that smooth their sensitivity (StationPool protocol)."""
+    if barrier > 0.0:
+        return pool.respond(prices, want_sensitivity, barrier=barrier)
+    if smoothing is not None and getattr(pool, "smooth_sensitivity", False):
+        return pool.respond(prices, want_sensitivity, smoothing=smoothing)
+    return pool.respond(prices, want_sensitivity)
+
+
 def shift_prices(prices: np.ndarray | None, horizon: int) -> np.ndarray:
     """Warm start for the next control step: drop the first price, repeat the last; fit to horizon."""
     if prices is None or len(prices) == 0:
@@ -145,17 +156,10 @@ class AreaCoordinator:
         A station that does not answer keeps its last plan, valued at the new prices; the round is
         then repeated once (same prices) before the coordinator acts on it.
         """
-        def ask() -> StationReplies:
-            if barrier > 0.0:
-                return self.pool.respond(prices, want_sensitivity, barrier=barrier)
-            if smoothing is not None and getattr(self.pool, "smooth_sensitivity", False):
-                return self.pool.respond(prices, want_sensitivity, smoothing=smoothing)
-            return self.pool.respond(prices, want_sensitivity)
-
-        rep = ask()
+        rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing)
         if not rep.answered.all() and self._iterations + 1 < self.settings.max_iterations:
             self._count(rep, prices)
-            rep = ask()
+            rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing)
         self._count(rep, prices)
         r = self._plan.sum(axis=0) - self.problem.P_ref
         g = float(self._fval.sum() + np.sum(self._plan @ prices) - prices @ self.problem.P_ref)

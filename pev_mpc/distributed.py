@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pev_mpc.coordinator import StationPool, StationReplies
+from pev_mpc.coordinator import StationPool, StationReplies, ask_pool
 from pev_mpc.decentralised import make_station_pool
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
@@ -89,11 +89,7 @@ class StationShard:
         smoothed sensitivity; see StationPool)."""
         if self._pool is None:
             raise RuntimeError("StationShard.respond() needs a prior load()")
-        if barrier > 0.0:
-            return self._pool.respond(prices, want_sensitivity, barrier=barrier)
-        if smoothing is not None and getattr(self._pool, "smooth_sensitivity", False):
-            return self._pool.respond(prices, want_sensitivity, smoothing=smoothing)
-        return self._pool.respond(prices, want_sensitivity)
+        return ask_pool(self._pool, prices, want_sensitivity, barrier, smoothing)
 
 
 def merge_replies(parts: list[StationReplies | None], bounds: list[tuple[int, int]], n_stations: int,
