@@ -422,7 +422,7 @@ class ActiveSetStations(BatchStations):
         self._ipm = None
         if todo.size:
             self.ipm_fallbacks += todo.size
-            sub = BatchStations(_subproblem(self.problem, todo), self.settings)
+            sub = BatchStations(self.problem.subset(todo), self.settings)
             p[todo], done[todo] = sub.solve(prices)
             self._ipm = (todo, *sub._theta)
         self._solved = True  # the KKT matrices are built when a sensitivity is asked for (_kkt)
@@ -435,11 +435,3 @@ def _shift_down(v: np.ndarray, first: np.ndarray) -> np.ndarray:
     out[0] = first
     out[1:] = v[:-1]
     return out
-
-
-def _subproblem(problem: ChargingProblem, idx: np.ndarray, P_ref: np.ndarray | None = None) -> ChargingProblem:
-    """The stations idx of problem as a problem of their own (area limit P_ref, default unchanged)."""
-    return ChargingProblem(x0=problem.x0[idx], r=problem.r[idx], s=problem.s[idx], d=problem.d[idx],
-                           p_min=problem.p_min[idx], p_max=problem.p_max[idx], eta=problem.eta, dt_h=problem.dt_h,
-                           P_ref=problem.P_ref if P_ref is None else P_ref, horizon=problem.horizon,
-                           departure=problem.departure[idx])

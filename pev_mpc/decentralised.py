@@ -6,10 +6,11 @@ import time
 
 import numpy as np
 
-from pev_mpc.batch_qp import ActiveSetStations, BatchStations, _subproblem
+from pev_mpc.batch_qp import ActiveSetStations, BatchStations
 from pev_mpc.coordinator import AreaCoordinator, StationPool, shift_prices
-from pev_mpc.objective import objective_value
+from pev_mpc.objective import objective_value, station_costs
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
+from pev_mpc.separable_qp import SeparableStations, separable
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations
@@ -17,12 +18,22 @@ from pev_mpc.station_qp import OSQPStations
 _SAMPLE_FRACTION = 8  # a cold start's sample has max(cold_start_sample, N / 8) stations
 
 
+def station_solver(problem: ChargingProblem, settings: MPCSettings) -> str:
+    """settings.station_solver with 'auto' resolved: 'separable' where it applies, else 'active_set'."""
+    if settings.station_solver != "auto":
+        return settings.station_solver
+    return "separable" if separable(problem, station_costs(problem, settings)) else "active_set"
+
+
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:
-    """The stations of the problem: vectorised active set ('active_set'), vectorised interior point
-    ('batch') or one StationQP each ('osqp')."""
-    if settings.station_solver == "osqp":
+    """The stations of the problem: closed form ('separable'), vectorised active set ('active_set'),
+    vectorised interior point ('batch') or one StationQP each ('osqp'); see station_solver."""
+    solver = station_solver(problem, settings)
+    if solver == "separable":
+        return SeparableStations(problem, settings)
+    if solver == "osqp":
         return OSQPStations(problem, settings)
-    if settings.station_solver == "batch":
+    if solver == "batch":
         return BatchStations(problem, settings)
     return ActiveSetStations(problem, settings)
 
@@ -36,7 +47,7 @@ def sample_prices(problem: ChargingProblem, settings: MPCSettings) -> MPCSolutio
         return None
     size = max(size, n // _SAMPLE_FRACTION)
     idx = np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
-    sub = _subproblem(problem, idx, P_ref=problem.P_ref * (idx.size / n))
+    sub = problem.subset(idx, P_ref=problem.P_ref * (idx.size / n))
     try:
         return solve_decentralised(sub, settings)
     except InfeasibleProblemError:

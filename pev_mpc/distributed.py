@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pev_mpc.coordinator import StationPool, StationReplies, ask_pool
-from pev_mpc.decentralised import make_station_pool
+from pev_mpc.decentralised import make_station_pool, station_solver
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -62,14 +62,6 @@ def shard_bounds(n_stations: int, n_shards: int) -> list[tuple[int, int]]:
         raise ValueError(f"n_shards = {n_shards!r}: must be an int >= 1")
     edges = np.linspace(0, n_stations, min(n_shards, max(n_stations, 1)) + 1).round().astype(int)
     return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-
-
-def sub_problem(problem: ChargingProblem, lo: int, hi: int) -> ChargingProblem:
-    """The stations lo..hi-1 of problem (same model, horizon and area limit)."""
-    sl = slice(lo, hi)
-    return ChargingProblem(x0=problem.x0[sl], r=problem.r[sl], s=problem.s[sl], d=problem.d[sl],
-                           p_min=problem.p_min[sl], p_max=problem.p_max[sl], eta=problem.eta, dt_h=problem.dt_h,
-                           P_ref=problem.P_ref, horizon=problem.horizon)
 
 
 class StationShard:
@@ -121,13 +113,14 @@ class RayStations:
         self._ray = import_ray()
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         self.timeout_s = timeout_s
-        self.smoothing = settings.station_solver != "osqp"  # the shards' pools take barrier > 0
-        self.smooth_sensitivity = settings.station_solver == "active_set"  # ... and smoothing
+        solver = station_solver(problem, settings)
+        self.smoothing = solver in ("batch", "active_set")  # the shards' pools take barrier > 0 ...
+        self.smooth_sensitivity = solver in ("separable", "active_set")  # ... and smoothing
         self.bounds = shard_bounds(problem.n_stations, len(actors))
         self.actors = actors[: len(self.bounds)]
         # calls from one caller to an actor run in order, so loading needs no round trip of its own
         for a, (lo, hi) in zip(self.actors, self.bounds):
-            a.load.remote(sub_problem(problem, lo, hi), settings)
+            a.load.remote(problem.subset(np.arange(lo, hi)), settings)
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
                 smoothing: np.ndarray | None = None) -> StationReplies:

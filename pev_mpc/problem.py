@@ -126,6 +126,13 @@ class ChargingProblem:
         """(N, H) bool, True where p[i, k] is a decision variable (k < d_i)."""
         return np.arange(self.horizon)[None, :] < self.d[:, None]
 
+    def subset(self, idx: np.ndarray, P_ref: np.ndarray | None = None) -> "ChargingProblem":
+        """The stations idx as a problem of their own (area limit P_ref, default unchanged)."""
+        return ChargingProblem(x0=self.x0[idx], r=self.r[idx], s=self.s[idx], d=self.d[idx], p_min=self.p_min[idx],
+                               p_max=self.p_max[idx], eta=self.eta, dt_h=self.dt_h,
+                               P_ref=self.P_ref if P_ref is None else P_ref, horizon=self.horizon,
+                               departure=self.departure[idx])
+
     def lower_plan(self) -> np.ndarray:
         """(N, H) the station-wise minimum plan (p_min while plugged, else 0), kW."""
         return np.where(self.mask, self.p_min[:, None], 0.0)

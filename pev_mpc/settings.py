@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 OBJECTIVES = ("deadline", "tracking")
 COORDINATIONS = ("newton", "smoothed-newton", "nesterov", "gradient")
-STATION_SOLVERS = ("active_set", "batch", "osqp")
+STATION_SOLVERS = ("auto", "separable", "active_set", "batch", "osqp")
 CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
 
 
@@ -77,11 +77,17 @@ class MPCSettings:
     """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
     is zero) is below this value ..."""
     price_tol: float = 1e-8
-    """... and the last price change (objective units per kW) is below this value."""
+    """... and either the last price change (relative to max(1, largest price)) is below this value ...
+    """
+    gap_tol: float = 1e-7
+    """... or the dual gap of the applied plans is certified below this value times max(1, |dual value|)
+    (docs/FORMULATION.md, "Stopping")."""
     step_size: float | None = None
     """Gradient/Nesterov step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
-    station_solver: str = "active_set"
-    """'active_set': all station QPs by one vectorised primal-dual active-set method, warm-started
+    station_solver: str = "auto"
+    """'auto' (default): 'separable' where it applies (objective 'deadline', p_min >= 0), else 'active_set';
+    'separable': every station QP in closed form (pev_mpc.separable_qp; exact, no iterations);
+    'active_set': all station QPs by one vectorised primal-dual active-set method, warm-started
     from the previous round's active sets (exact; unsettled stations go to the interior point);
     'batch': all station QPs in one vectorised interior-point solve (separable, exact);
     'osqp': one StationQP (OSQP) per station."""
@@ -129,7 +135,7 @@ class MPCSettings:
                  f"<= barrier_start ({self.barrier_start})")
         _require(isinstance(self.max_iterations, int) and self.max_iterations >= 1,
                  "max_iterations", self.max_iterations, "an int >= 1")
-        for name in ("primal_tol_kw", "price_tol", "station_tol"):
+        for name in ("primal_tol_kw", "price_tol", "gap_tol", "station_tol"):
             v = getattr(self, name)
             _require(float(v) > 0.0, name, v, "> 0")
         _require(self.step_size is None or float(self.step_size) > 0.0, "step_size", self.step_size, "None or > 0")

@@ -10,8 +10,7 @@ import pytest
 
 from pev_mpc import ChargingProblem, MPCSettings, solve_decentralised
 from pev_mpc.batch_qp import BatchStations
-from pev_mpc.distributed import (RAY_MISSING, StationActors, StationShard, merge_replies, shard_bounds,
-                                 sub_problem)
+from pev_mpc.distributed import RAY_MISSING, StationActors, StationShard, merge_replies, shard_bounds
 
 H = 12
 
@@ -60,7 +59,7 @@ def test_sharded_replies_merge_to_the_whole_pool():
     shards = []
     for lo, hi in bounds:
         shard = StationShard()
-        assert shard.load(sub_problem(pr, lo, hi), st) == hi - lo
+        assert shard.load(pr.subset(np.arange(lo, hi)), st) == hi - lo
         shards.append(shard.respond(prices, True))
     merged = merge_replies(shards, bounds, pr.n_stations, H, True)
     np.testing.assert_allclose(merged.p, whole.p, atol=1e-9)

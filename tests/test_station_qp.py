@@ -159,7 +159,7 @@ def test_new_settings_validated():
                {"barrier_end": 1.0}, {"coordination": "smooth"}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             MPCSettings(**kw)
-    assert MPCSettings().station_solver == "active_set"
+    assert MPCSettings().station_solver == "auto"
 
 
 @pytest.mark.parametrize("stations", [BatchStations, ActiveSetStations])

@@ -1,0 +1,125 @@
+"""All station QPs of one round in closed form, when each is separable over its steps (a StationPool).
+
+With node weights 0 (the deadline objective) and p_min >= 0, a station's QP is
+
+    min_p  sum_k eps p[k]^2 + a[k] p[k]   s.t.  lo[k] <= p[k] <= hi[k],  sum_k p[k] <= B
+
+with a = linear + lambda and B = (cap - x0) / c: the SOC only rises, so the cap on every z[k] is the
+cap on the last one. Its solution is p[k] = clip(-(a[k] + mu) / (2 eps), lo[k], hi[k]) with the
+budget multiplier mu >= 0 found exactly on the piecewise-linear sum (one sort of the 2 d breakpoints
+per station), so every round is a handful of (N, H) array operations. The sensitivity
+-dp/dlambda = (D + kappa c^2 1 1^T)^{-1} (D: 2 eps plus the stiffness of active bounds; kappa: the
+pin's) is a diagonal minus one rank-one term per station, summed in one matrix product; it is
+exact (rigid bounds and pin) or smoothed exactly as ActiveSetStations smooths it
+(docs/FORMULATION.md, "Coordination").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pev_mpc.coordinator import StationReplies
+from pev_mpc.objective import StationCosts, station_costs
+from pev_mpc.problem import ChargingProblem
+from pev_mpc.settings import MPCSettings
+
+_RIGID = 1e300  # stiffness of an active bound in the exact sensitivity (its compliance is 0)
+
+
+def separable(problem: ChargingProblem, costs: StationCosts) -> bool:
+    """True if every station QP of problem is separable over its steps (SeparableStations applies)."""
+    return bool(np.all(costs.node_weight == 0.0) and np.all(problem.p_min >= 0.0))
+
+
+def budget_multiplier(a: np.ndarray, two_eps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                      budget: np.ndarray) -> np.ndarray:
+    """(n,) mu >= 0 with sum_k clip(-(a + mu) / two_eps, lo, hi) = budget, for rows whose sum at mu = 0
+    exceeds the budget (sum lo <= budget). The sum falls piecewise linearly in mu, with slope changes
+    at mu = -a - two_eps hi (the term leaves hi) and -a - two_eps lo (it reaches lo)."""
+    n = a.shape[0]
+    points = np.concatenate([-a - two_eps * hi, -a - two_eps * lo], axis=1)
+    slope_change = np.concatenate([np.broadcast_to(-1.0 / two_eps, a.shape), np.broadcast_to(1.0 / two_eps, a.shape)],
+                                  axis=1)
+    order = np.argsort(points, axis=1, kind="stable")
+    v = np.take_along_axis(points, order, axis=1)
+    slope = np.cumsum(np.take_along_axis(slope_change, order, axis=1), axis=1)  # on (v[j], v[j+1])
+    total = np.empty_like(v)  # the sum at each breakpoint
+    total[:, 0] = hi.sum(axis=1)
+    total[:, 1:] = total[:, :1] + np.cumsum(slope[:, :-1] * np.diff(v, axis=1), axis=1)
+    below = total <= budget[:, None]
+    j = np.where(below.any(axis=1), np.argmax(below, axis=1), v.shape[1] - 1)  # first breakpoint at or below
+    rows = np.arange(n)
+    prev = np.maximum(j - 1, 0)
+    drop = -slope[rows, prev]
+    step = np.divide(total[rows, prev] - budget, drop, out=np.zeros(n), where=drop > 0)
+    return np.maximum(np.where(j > 0, v[rows, prev] + step, v[rows, j]), 0.0)
+
+
+class SeparableStations:
+    """Exact closed-form replies of every station (see the module docstring); a StationPool."""
+
+    smooth_sensitivity = True
+    """respond() takes `smoothing` (StationPool protocol)."""
+
+    def __init__(self, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts | None = None) -> None:
+        self.problem, self.settings = problem, settings
+        self.costs = station_costs(problem, settings) if costs is None else costs
+        if not separable(problem, self.costs):
+            raise ValueError("SeparableStations needs node weights 0 and p_min >= 0 (objective 'deadline'); "
+                             f"objective = {settings.objective!r}, min p_min = {float(np.min(problem.p_min, initial=0))}")
+        self.n_stations, self.horizon = problem.n_stations, problem.horizon
+        self.c = problem.c
+        self.m = problem.mask
+        self.two_eps = 2.0 * self.costs.power_reg[:, None]                           # (N, 1)
+        self.lo = np.where(self.m, problem.p_min[:, None], 0.0)
+        self.hi = np.where(self.m, problem.p_max[:, None], 0.0)
+        self.budget = np.where(problem.d > 0, (self.costs.cap - problem.x0) / self.c, np.inf)
+        self.linear = np.where(self.m, self.costs.linear, 0.0)
+        self._bound = np.zeros(self.m.shape)   # multiplier of each step's active bound (per kW), 0 if free
+        self._rigid = np.zeros(self.m.shape, dtype=bool)  # step at a bound (exact sensitivity)
+        self._mu = np.zeros(self.n_stations)   # budget multiplier (per kW of sum p)
+
+    def solve(self, prices: np.ndarray) -> np.ndarray:
+        """Plans p (N, H) minimising f_i + prices . p_i (exact)."""
+        a = self.linear + np.asarray(prices, dtype=float)[None, :]
+        raw = -a / self.two_eps
+        p = np.clip(raw, self.lo, self.hi)
+        mu = np.zeros(self.n_stations)
+        over = np.flatnonzero(p.sum(axis=1) > self.budget)
+        if over.size:
+            mu[over] = budget_multiplier(a[over], self.two_eps[over], self.lo[over], self.hi[over], self.budget[over])
+            raw[over] -= mu[over, None] / self.two_eps[over]
+            p[over] = np.clip(raw[over], self.lo[over], self.hi[over])
+        self._mu = mu
+        self._bound = np.where(self.m, self.two_eps * np.maximum(np.maximum(raw - self.hi, self.lo - raw), 0.0), 0.0)
+        self._rigid = self.m & ((raw >= self.hi) | (raw <= self.lo))
+        return p
+
+    def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
+        """(H, H) sum_i -dp_i/dlambda at the last solve: exact (smoothing None) or smoothed: a bound
+        with multiplier y has stiffness y / smoothing[k], the pin nu / (c max(smoothing)) (nu = mu / c)."""
+        if smoothing is None:
+            stiff = np.where(self._rigid, _RIGID, 0.0)
+            pin = np.where(self._mu > 0.0, np.inf, 0.0)
+        else:
+            omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
+            stiff = self._bound / omega[None, :]
+            pin = (self._mu / self.c) / (self.c * float(omega.max()))
+        u = np.where(self.m, 1.0 / (self.two_eps + stiff), 0.0)  # compliance of each step (kW per price unit)
+        total = u.sum(axis=1)
+        pin_c2 = pin * self.c**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beta = np.where(np.isinf(pin_c2), 1.0 / total, pin_c2 / (1.0 + pin_c2 * total))
+        beta = np.where((pin_c2 > 0) & (total > 0), beta, 0.0)
+        w = u * np.sqrt(beta)[:, None]
+        return np.diag(u.sum(axis=0)) - w.T @ w
+
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
+                smoothing: np.ndarray | None = None) -> StationReplies:
+        """Every station's reply to the broadcast prices (StationPool protocol); never fails."""
+        prices = np.asarray(prices, dtype=float)
+        p = self.solve(prices)
+        value = self.costs.value(self.problem, p) + p @ prices
+        n = self.n_stations
+        return StationReplies(p=p, value=value, answered=np.ones(n, dtype=bool), failed=np.zeros(n, dtype=bool),
+                              sensitivity=self.sensitivity(smoothing) if want_sensitivity else None)
