@@ -23,6 +23,7 @@ station solvers, the coordinator, the centralised MPC and the checks share one d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cvxpy as cp
 import numpy as np
@@ -56,9 +57,15 @@ class StationCosts:
     def value(self, problem: ChargingProblem, p: np.ndarray) -> np.ndarray:
         """(N,) f_i(p_i) for plans p (N, H); entries beyond d_i count as 0."""
         p = np.where(problem.mask, np.asarray(p, dtype=float), 0.0)
-        dev = self.trajectory(problem, p) - problem.r[:, None]
-        return (np.sum(self.node_weight * dev**2 + self.linear * p + self.power_reg[:, None] * p**2, axis=1)
-                + self.offset)
+        value = np.sum((self.linear + self.power_reg[:, None] * p) * p, axis=1) + self.offset
+        if self.tracks:
+            value += np.sum(self.node_weight * (self.trajectory(problem, p) - problem.r[:, None]) ** 2, axis=1)
+        return value
+
+    @cached_property
+    def tracks(self) -> bool:
+        """Some node weight is non-zero (else f_i is separable over the steps of p_i)."""
+        return bool(np.any(self.node_weight))
 
     def gradient(self, problem: ChargingProblem, p: np.ndarray) -> np.ndarray:
         """(N, H) df_i/dp_i[k] (0 beyond d_i); minus this is the marginal value of power at k."""

@@ -7,6 +7,7 @@ x[i, k+1] = x[i, k] + eta * dt_h * p[i, k], and p[i, k] = 0 for k >= d[i] (d = 0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -121,10 +122,12 @@ class ChargingProblem:
         """kWh stored per kW applied over one step (eta * dt_h)."""
         return self.eta * self.dt_h
 
-    @property
+    @cached_property
     def mask(self) -> np.ndarray:
-        """(N, H) bool, True where p[i, k] is a decision variable (k < d_i)."""
-        return np.arange(self.horizon)[None, :] < self.d[:, None]
+        """(N, H) bool, True where p[i, k] is a decision variable (k < d_i); read-only."""
+        mask = np.arange(self.horizon)[None, :] < self.d[:, None]
+        mask.setflags(write=False)
+        return mask
 
     def subset(self, idx: np.ndarray, P_ref: np.ndarray | None = None) -> "ChargingProblem":
         """The stations idx as a problem of their own (area limit P_ref, default unchanged)."""

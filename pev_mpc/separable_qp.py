@@ -23,6 +23,8 @@ from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
+_NEWTON_STEPS = 3    # warm Newton steps on the budget equation before the exact sort
+_BUDGET_TOL = 1e-12  # kW-steps per kW-step of budget: a Newton multiplier meets the budget to rounding
 _RIGID = 1e300  # stiffness of an active bound in the exact sensitivity (its compliance is 0)
 
 
@@ -75,8 +77,7 @@ class SeparableStations:
         self.hi = np.where(self.m, problem.p_max[:, None], 0.0)
         self.budget = np.where(problem.d > 0, (self.costs.cap - problem.x0) / self.c, np.inf)
         self.linear = np.where(self.m, self.costs.linear, 0.0)
-        self._bound = np.zeros(self.m.shape)   # multiplier of each step's active bound (per kW), 0 if free
-        self._rigid = np.zeros(self.m.shape, dtype=bool)  # step at a bound (exact sensitivity)
+        self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve
         self._mu = np.zeros(self.n_stations)   # budget multiplier (per kW of sum p)
 
     def solve(self, prices: np.ndarray) -> np.ndarray:
@@ -87,31 +88,50 @@ class SeparableStations:
         mu = np.zeros(self.n_stations)
         over = np.flatnonzero(p.sum(axis=1) > self.budget)
         if over.size:
-            mu[over] = budget_multiplier(a[over], self.two_eps[over], self.lo[over], self.hi[over], self.budget[over])
+            mu[over] = self._multiplier(over, a[over])
             raw[over] -= mu[over, None] / self.two_eps[over]
             p[over] = np.clip(raw[over], self.lo[over], self.hi[over])
-        self._mu = mu
-        self._bound = np.where(self.m, self.two_eps * np.maximum(np.maximum(raw - self.hi, self.lo - raw), 0.0), 0.0)
-        self._rigid = self.m & ((raw >= self.hi) | (raw <= self.lo))
+        self._mu, self._raw = mu, raw
         return p
+
+    def _multiplier(self, rows: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Budget multipliers of stations rows (whose budget binds): a few Newton steps on the
+        piecewise-linear budget equation from last round's multipliers (exact once the step stays on
+        one piece), then budget_multiplier's sort for the rows not settled."""
+        te, lo, hi, budget = self.two_eps[rows], self.lo[rows], self.hi[rows], self.budget[rows]
+        mu = self._mu[rows]
+        tol = _BUDGET_TOL * (1.0 + budget)
+        for _ in range(_NEWTON_STEPS):
+            raw = -(a + mu[:, None]) / te
+            excess = np.clip(raw, lo, hi).sum(axis=1) - budget
+            n_free = np.sum((raw > lo) & (raw < hi), axis=1)
+            mu = np.maximum(mu + np.divide(excess, n_free, out=np.zeros_like(excess), where=n_free > 0) * te[:, 0], 0.0)
+        excess = np.clip(-(a + mu[:, None]) / te, lo, hi).sum(axis=1) - budget
+        bad = np.flatnonzero(~(np.abs(excess) <= tol) | (mu <= 0.0))
+        if bad.size:
+            mu[bad] = budget_multiplier(a[bad], te[bad], lo[bad], hi[bad], budget[bad])
+        return mu
 
     def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
         """(H, H) sum_i -dp_i/dlambda at the last solve: exact (smoothing None) or smoothed: a bound
         with multiplier y has stiffness y / smoothing[k], the pin nu / (c max(smoothing)) (nu = mu / c)."""
-        if smoothing is None:
-            stiff = np.where(self._rigid, _RIGID, 0.0)
+        if self._raw is None:
+            raise RuntimeError("SeparableStations.sensitivity() needs a prior solve()")
+        raw = self._raw
+        if smoothing is None:  # bounds and the budget are rigid where active
+            stiff = np.where((raw >= self.hi) | (raw <= self.lo), _RIGID, 0.0)
             pin = np.where(self._mu > 0.0, np.inf, 0.0)
-        else:
+        else:  # bound multiplier y = 2 eps * distance of the unclipped plan beyond the bound
             omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
-            stiff = self._bound / omega[None, :]
+            stiff = self.two_eps * np.maximum(np.maximum(raw - self.hi, self.lo - raw), 0.0) / omega[None, :]
             pin = (self._mu / self.c) / (self.c * float(omega.max()))
         u = np.where(self.m, 1.0 / (self.two_eps + stiff), 0.0)  # compliance of each step (kW per price unit)
         total = u.sum(axis=1)
         pin_c2 = pin * self.c**2
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = np.where(np.isinf(pin_c2), 1.0 / total, pin_c2 / (1.0 + pin_c2 * total))
-        beta = np.where((pin_c2 > 0) & (total > 0), beta, 0.0)
-        w = u * np.sqrt(beta)[:, None]
+        pinned = np.flatnonzero((pin_c2 > 0) & (total > 0))
+        w = u[pinned] * np.sqrt(beta[pinned])[:, None]
         return np.diag(u.sum(axis=0)) - w.T @ w
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
