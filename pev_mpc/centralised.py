@@ -40,7 +40,8 @@ def _build(n: int, H: int) -> _Model:
     constraints = [e[:, 0] == par["c"] * p[:, 0], p >= par["lo"], p <= par["hi"], e <= par["room"], coupling]
     if H > 1:
         constraints.append(e[:, 1:] == e[:, :-1] + par["c"] * p[:, 1:])
-    return _Model(cp.Problem(cp.Minimize(costs.expression(p, e)), constraints), p, par, costs, coupling)
+    objective, definitions = costs.expression(p, e)
+    return _Model(cp.Problem(cp.Minimize(objective), constraints + definitions), p, par, costs, coupling)
 
 
 _CACHE: dict[tuple[int, int], _Model] = {}

@@ -24,6 +24,7 @@ _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
 _EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
 _EXPAND = 4.0           # ... makes the next step this much longer
+_FLAT = 1e-12           # a summed sensitivity below this (relative) is no response at all
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,6 +234,11 @@ class AreaCoordinator:
         rejected = 0
         lam = np.minimum(lam, ceiling)
         r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
+        free = (lam > 0) | (r > 0)
+        if np.any(free) and np.min(np.diag(S)[free]) <= _FLAT * max(1.0, float(np.max(np.diag(S)))):
+            # no station responds to some free price (every bound there rigid): the exact Newton step
+            # is undefined, so the stations are asked again (same prices) for the smoothed sensitivity
+            r, g, S = self._round(lam, True, smoothing=self._kkt_residual(lam, r) / self._plugged)
         delta = 1e-9 * max(float(np.max(np.diag(S), initial=0.0)), 1e-12)
         length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
         while True:

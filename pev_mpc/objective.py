@@ -186,10 +186,17 @@ class CvxpyCosts:
                    linear=cp.Parameter((n, H), name="linear"),
                    sqrt_power_reg=cp.Parameter((n, H), nonneg=True, name="sqrt_power_reg"))
 
-    def expression(self, p: cp.Variable, e: cp.Variable) -> cp.Expression:
-        """sum_i f_i - offset in p (kW) and e = cumulative energy added (kWh), z = x0 + e."""
-        return (cp.sum_squares(cp.multiply(self.sqrt_weight, e) - self.weighted_target)
-                + cp.sum(cp.multiply(self.linear, p)) + cp.sum_squares(cp.multiply(self.sqrt_power_reg, p)))
+    def expression(self, p: cp.Variable, e: cp.Variable) -> tuple[cp.Expression, list[cp.Constraint]]:
+        """sum_i f_i - offset in p (kW) and e = cumulative energy added (kWh), z = x0 + e, with the
+        constraints that define its auxiliary variables: the weighted residuals u, v and the linear cost
+        enter the objective with constant coefficients, so the Parameters only scale constraint rows
+        (cvxpy keeps that parametrisation sparse; Parameters in a QP objective are expanded densely,
+        which at N = 1,000, H = 48 asks for 120 GB)."""
+        u, v = cp.Variable(p.shape, name="tracking_residual"), cp.Variable(p.shape, name="scaled_power")
+        linear = cp.Variable(name="linear_cost")
+        constraints = [u == cp.multiply(self.sqrt_weight, e) - self.weighted_target,
+                       v == cp.multiply(self.sqrt_power_reg, p), linear == cp.sum(cp.multiply(self.linear, p))]
+        return cp.sum_squares(u) + linear + cp.sum_squares(v), constraints
 
     def assign(self, problem: ChargingProblem, costs: StationCosts) -> None:
         """Set the Parameters to the costs of problem."""

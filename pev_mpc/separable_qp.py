@@ -131,8 +131,13 @@ class SeparableStations:
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = np.where(np.isinf(pin_c2), 1.0 / total, pin_c2 / (1.0 + pin_c2 * total))
         pinned = np.flatnonzero((pin_c2 > 0) & (total > 0))
-        w = u[pinned] * np.sqrt(beta[pinned])[:, None]
-        return np.diag(u.sum(axis=0)) - w.T @ w
+        up, tp, bp = u[pinned], total[pinned, None], beta[pinned, None]
+        w = up * np.sqrt(bp)
+        S = -(w.T @ w)
+        # diagonal without cancellation: u (1 - beta u), = u (total - u) / total for a rigid pin
+        kept = np.where(np.isinf(pin_c2[pinned])[:, None], (tp - up) / tp, 1.0 - bp * up)
+        S[np.diag_indices_from(S)] = u.sum(axis=0) - up.sum(axis=0) + np.sum(up * kept, axis=0)
+        return S
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
                 smoothing: np.ndarray | None = None) -> StationReplies:

@@ -44,7 +44,7 @@ class MPCSettings:
     """'deadline': kappa (1/h); the bonus of energy delivered t hours ahead is divided by 1 + kappa t."""
     laxity_scale_h: float = 1.0
     """'deadline': tau (h); a PEV's bonus is scaled by 1 / (1 + laxity / tau)."""
-    deadline_reg: float = 3e-3
+    deadline_reg: float = 3e-4
     """'deadline': eps of sum_k p[k]^2 relative to c W / p_max (dimensionless); small against
     early_weight / 2, so that one PEV's bonus outranks a slightly smaller one (priority, not sharing)."""
     terminal_weight: float = 10.0

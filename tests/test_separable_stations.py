@@ -1,0 +1,130 @@
+"""SeparableStations (closed-form station QPs of the deadline objective) against independent solvers."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings as hsettings, strategies as st_
+
+from pev_mpc import ChargingProblem, MPCSettings
+from pev_mpc.decentralised import make_station_pool, station_solver
+from pev_mpc.separable_qp import SeparableStations, budget_multiplier
+
+H = 16
+
+
+def random_problem(rng, n, cap_binding):
+    x0 = rng.uniform(0, 20, n)
+    need = rng.uniform(0, 3, n) if cap_binding else rng.uniform(0, 30, n)  # small needs: budgets bind
+    d = rng.integers(0, H + 1, n)
+    return ChargingProblem(x0=x0, r=x0 + need, s=x0 + need + rng.uniform(0, 5, n), d=d,
+                           p_min=rng.choice([0.0, 0.0, 0.5], n), p_max=rng.choice([3.3, 7.2, 22.0], n), eta=0.9,
+                           dt_h=0.25, P_ref=np.full(H, 10.0 * n), horizon=H,
+                           departure=np.where(d < H, d, d + rng.integers(0, 30, n)))
+
+
+def clarabel_replies(pr, costs, prices):
+    """The station QPs written independently (SOC cap on every step) and solved by Clarabel."""
+    p = cp.Variable((pr.n_stations, H))
+    z = pr.x0[:, None] + pr.c * cp.cumsum(p, axis=1)
+    m = pr.mask
+    objective = (cp.sum(cp.multiply(costs.linear + prices[None, :], p))
+                 + cp.sum_squares(cp.multiply(np.sqrt(costs.power_reg)[:, None] * m, p)))
+    cons = [p >= m * pr.p_min[:, None], p <= m * pr.p_max[:, None],
+            cp.multiply(m, z - costs.cap[:, None]) <= 0]
+    cp.Problem(cp.Minimize(objective), cons).solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10,
+                                                   tol_feas=1e-10)
+    return np.where(m, p.value, 0.0)
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(seed=st_.integers(0, 10_000), scale=st_.floats(0.0, 1.5), cap_binding=st_.booleans(),
+       reg=st_.sampled_from([3e-4, 3e-3, 0.1]))
+def test_separable_equals_an_independent_qp_solve(seed, scale, cap_binding, reg):
+    """Plans are optimal: never worse than Clarabel's on each station's QP, and feasible."""
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 8, cap_binding)
+    assume(not np.any((pr.d > 0) & (pr.x0 + pr.c * pr.p_min * pr.d > pr.s)))  # feasible
+    st = MPCSettings(horizon=H, deadline_reg=reg)
+    unit = pr.c * st.unmet_weight  # marginal value of a kW at the minimum plan is about unit (1 + bonus)
+    prices = rng.uniform(0, scale * 1.5 * unit, H)
+    pool = SeparableStations(pr, st)
+    sep = pool.respond(prices)
+    ref = clarabel_replies(pr, pool.costs, prices)
+    ref_value = pool.costs.value(pr, ref) + ref @ prices
+    assert not sep.failed.any()
+    assert np.all(sep.value <= ref_value + 1e-8 * (1 + np.abs(ref_value)))
+    np.testing.assert_allclose(sep.value, ref_value, rtol=1e-7, atol=1e-7)
+    v = pr.violation(sep.p)
+    assert v["cap_kwh"] <= 1e-9 and v["box_kw"] == 0.0 and v["outside_kw"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_separable_sensitivity_is_the_derivative_of_the_response(seed):
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 12, cap_binding=bool(seed % 2))
+    st = MPCSettings(horizon=H, deadline_reg=0.2)  # wide bands: many steps strictly inside their bounds
+    pool = SeparableStations(pr, st)
+    unit = pr.c * st.unmet_weight
+    prices = rng.uniform(0.9 * unit, 1.5 * unit, H)
+    S = pool.respond(prices, want_sensitivity=True).sensitivity
+    h = 1e-7
+    fd = np.column_stack([-(pool.solve(prices + h * e).sum(0) - pool.solve(prices - h * e).sum(0)) / (2 * h)
+                          for e in np.eye(H)])
+    assert np.abs(S).max() > 1.0  # not a degenerate instance
+    np.testing.assert_allclose(S, fd, atol=1e-4 * (1 + np.abs(S).max()))
+    tol = 1e-9 * (1 + np.abs(S).max())
+    assert np.all(np.linalg.eigvalsh(S) >= -tol)
+    smooth = pool.sensitivity(np.full(H, 0.5))  # smoothed: PSD and at least as large as the exact one
+    assert np.all(np.linalg.eigvalsh(smooth - S) >= -tol)
+
+
+def test_budget_multiplier_meets_the_budget_exactly():
+    rng = np.random.default_rng(3)
+    n, h = 200, 24
+    a = rng.uniform(-10, 1, (n, h))
+    te = rng.uniform(0.01, 1, (n, 1))
+    lo, hi = np.zeros((n, h)), np.full((n, h), 7.0)
+    budget = rng.uniform(0.5, 20, n)
+    over = np.clip(-a / te, lo, hi).sum(1) > budget
+    mu = budget_multiplier(a[over], te[over], lo[over], hi[over], budget[over])
+    total = np.clip(-(a[over] + mu[:, None]) / te[over], lo[over], hi[over]).sum(1)
+    np.testing.assert_allclose(total, budget[over], rtol=1e-10, atol=1e-10)
+    assert np.all(mu > 0)
+
+
+def test_auto_picks_the_closed_form_only_where_it_applies():
+    pr = random_problem(np.random.default_rng(0), 4, cap_binding=False)
+    assert station_solver(pr, MPCSettings(horizon=H)) == "separable"
+    assert station_solver(pr, MPCSettings(horizon=H, objective="tracking")) == "active_set"
+    assert isinstance(make_station_pool(pr, MPCSettings(horizon=H)), SeparableStations)
+    with pytest.raises(ValueError, match="node weights 0"):
+        SeparableStations(pr, MPCSettings(horizon=H, objective="tracking"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_separable_sensitivity_equals_the_inverse_of_each_station_hessian(seed):
+    """Exact and smoothed: sum_i (D_i + kappa_i c^2 1 1^T)^{-1} over each station's free (or all) steps."""
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 10, cap_binding=bool(seed % 2))
+    st = MPCSettings(horizon=H, deadline_reg=0.1)
+    pool = SeparableStations(pr, st)
+    pool.respond(rng.uniform(0.9, 1.5, H) * pr.c * st.unmet_weight)
+    raw, te, c = pool._raw, pool.two_eps[:, 0], pr.c
+    omega = rng.uniform(0.01, 3.0, H)
+    exact, smooth = np.zeros((H, H)), np.zeros((H, H))
+    for i in range(pr.n_stations):
+        k = np.flatnonzero(pr.mask[i])
+        if k.size == 0:
+            continue
+        beyond = np.maximum(np.maximum(raw[i, k] - pool.hi[i, k], pool.lo[i, k] - raw[i, k]), 0.0)
+        stiffness = te[i] + te[i] * beyond / omega[k]
+        pin = (pool._mu[i] / c) / (c * omega.max()) * c**2
+        smooth[np.ix_(k, k)] += np.linalg.inv(np.diag(stiffness) + pin * np.ones((k.size, k.size)))
+        free = k[(raw[i, k] < pool.hi[i, k]) & (raw[i, k] > pool.lo[i, k])]
+        if free.size:
+            J = np.eye(free.size) / te[i]
+            if pool._mu[i] > 0:  # the budget binds: moves within the free steps sum to 0
+                J -= np.ones((free.size, free.size)) / (te[i] * free.size)
+            exact[np.ix_(free, free)] += J
+    np.testing.assert_allclose(pool.sensitivity(), exact, atol=1e-9 * (1 + np.abs(exact).max()))
+    np.testing.assert_allclose(pool.sensitivity(omega), smooth, atol=1e-9 * (1 + np.abs(smooth).max()))
