@@ -24,7 +24,8 @@ _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
 _EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
 _EXPAND = 4.0           # ... makes the next step this much longer
-_FLAT = 1e-12           # a summed sensitivity below this (relative) is no response at all
+_FLAT = 0.0             # a summed sensitivity of 0 on a free price: no station responds there
+_SLACK_SHARE = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,6 +183,11 @@ class AreaCoordinator:
         """(H,) kW: |r| where the price is positive, the overload r^+ where it is zero."""
         return np.where(prices > 0, np.abs(r), np.maximum(r, 0.0))
 
+    def _smoothing(self, prices: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """(H,) kW sent with the next prices: the KKT residual per station that can draw power at each
+        step, at least _SLACK_SHARE of |r| (unused capacity at a zero price counts a little)."""
+        return np.maximum(self._kkt_residual(prices, r), _SLACK_SHARE * np.abs(r)) / self._plugged
+
     def _residual(self, prices: np.ndarray, r: np.ndarray) -> float:
         return float(self._kkt_residual(prices, r).max(initial=0.0))
 
@@ -235,10 +241,11 @@ class AreaCoordinator:
         lam = np.minimum(lam, ceiling)
         r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
         free = (lam > 0) | (r > 0)
-        if np.any(free) and np.min(np.diag(S)[free]) <= _FLAT * max(1.0, float(np.max(np.diag(S)))):
+        flat = np.any(free) and np.min(np.diag(S)[free]) <= _FLAT * max(1.0, float(np.max(np.diag(S))))
+        if flat and not (self._residual(lam, r) <= s.primal_tol_kw and self._certified(lam, r, g, ceiling)):
             # no station responds to some free price (every bound there rigid): the exact Newton step
             # is undefined, so the stations are asked again (same prices) for the smoothed sensitivity
-            r, g, S = self._round(lam, True, smoothing=self._kkt_residual(lam, r) / self._plugged)
+            r, g, S = self._round(lam, True, smoothing=self._smoothing(lam, r))
         delta = 1e-9 * max(float(np.max(np.diag(S), initial=0.0)), 1e-12)
         length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
         while True:
@@ -255,7 +262,7 @@ class AreaCoordinator:
             move = new - lam
             predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
-            r_new, g_new, S_new = self._round(new, True, smoothing=self._kkt_residual(lam, r) / self._plugged)
+            r_new, g_new, S_new = self._round(new, True, smoothing=self._smoothing(lam, r))
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
             # KKT residual is kept too
@@ -339,6 +346,7 @@ class AreaCoordinator:
         lam = np.zeros(H) if warm_prices is None else np.maximum(np.asarray(warm_prices, dtype=float), 0.0)
         if lam.shape != (H,):
             raise ValueError(f"warm_prices has shape {lam.shape}: must be ({H},)")
+        lam[lam <= self.settings.price_tol * max(1.0, float(np.max(lam, initial=0.0)))] = 0.0  # solver noise
         method = self.settings.coordination
         if method == "smoothed-newton" and getattr(self.pool, "smoothing", False):
             lam, converged = self._newton(lam, self.settings.smoothing_after)

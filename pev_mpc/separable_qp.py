@@ -25,7 +25,6 @@ from pev_mpc.settings import MPCSettings
 
 _NEWTON_STEPS = 3    # warm Newton steps on the budget equation before the exact sort
 _BUDGET_TOL = 1e-12  # kW-steps per kW-step of budget: a Newton multiplier meets the budget to rounding
-_RIGID = 1e300  # stiffness of an active bound in the exact sensitivity (its compliance is 0)
 
 
 def separable(problem: ChargingProblem, costs: StationCosts) -> bool:
@@ -119,7 +118,7 @@ class SeparableStations:
             raise RuntimeError("SeparableStations.sensitivity() needs a prior solve()")
         raw = self._raw
         if smoothing is None:  # bounds and the budget are rigid where active
-            stiff = np.where((raw >= self.hi) | (raw <= self.lo), _RIGID, 0.0)
+            stiff = np.where((raw >= self.hi) | (raw <= self.lo), np.inf, 0.0)
             pin = np.where(self._mu > 0.0, np.inf, 0.0)
         else:  # bound multiplier y = 2 eps * distance of the unclipped plan beyond the bound
             omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
