@@ -344,6 +344,8 @@ class ScaleConfig(Execution, Plant, Output):
     out: str = str(Path("results") / "scale")
     workers: int = 1
     """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
+    mpc: MPCSettings = field(default_factory=MPCSettings)
+    """The MPCSettings of the MPC controllers timed (as in compare), e.g. `--set mpc.deadline_reg=1e-3`."""
 
     def __post_init__(self) -> None:
         self._check_output()

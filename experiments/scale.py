@@ -31,18 +31,20 @@ from experiments.runner import time_control_steps
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
+    from pev_mpc import MPCSettings
 
 CENTRALISED = "mpc-centralised"
 
 
-def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvConfig | None = None) -> dict[str, Any]:
+def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvConfig | None = None,
+            mpc: MPCSettings | None = None) -> dict[str, Any]:
     """Timing and memory of `controller` on synthetic-<n_stations> built on the base plant `env`
-    (None: the EnvConfig defaults)."""
+    (None: the EnvConfig defaults), MPC controllers with the settings `mpc` (None: the defaults)."""
     from pev_env.scenarios import make_scenario
 
     config, scenario = make_scenario(f"synthetic-{n_stations}", seed, base=env)
     start = config.n_steps // 4
-    policy = registry.make_controller(controller)
+    policy = registry.make_controller(controller, mpc=mpc)
     times, stats = time_control_steps(policy, config, scenario, seed, start, steps)
     tracemalloc.start()
     try:
@@ -66,7 +68,7 @@ def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
     if controller == CENTRALISED and n > cfg.centralised_max:
         row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
     else:
-        row.update(measure(controller, n, seed, cfg.steps, cfg.env))
+        row.update(measure(controller, n, seed, cfg.steps, cfg.env, cfg.mpc))
     return row
 
 

@@ -51,6 +51,9 @@ class StationPool(Protocol):
     (objective units): each station then solves its QP with the log-barrier term
     -tau * sum log(slacks of p_min, p_max and the SOC cap) and reports that smoothed optimum, its
     value (barrier term included) and sensitivity. Pools without it are only asked without barrier.
+    A pool with a true attribute `smooth_sensitivity` also takes respond(..., smoothing=omega) (H,) kW
+    and reports the smoothed sensitivity; its optional `slack_share` sets how much unused capacity at
+    a zero price enters omega (see AreaCoordinator._smoothing).
     """
 
     n_stations: int
@@ -185,8 +188,10 @@ class AreaCoordinator:
 
     def _smoothing(self, prices: np.ndarray, r: np.ndarray) -> np.ndarray:
         """(H,) kW sent with the next prices: the KKT residual per station that can draw power at each
-        step, at least _SLACK_SHARE of |r| (unused capacity at a zero price counts a little)."""
-        return np.maximum(self._kkt_residual(prices, r), _SLACK_SHARE * np.abs(r)) / self._plugged
+        step, at least the pool's `slack_share` (default _SLACK_SHARE) of |r|: for stations whose
+        steps are coupled by their SOC chain (tracking), unused capacity at a zero price counts a little."""
+        share = getattr(self.pool, "slack_share", _SLACK_SHARE)
+        return np.maximum(self._kkt_residual(prices, r), share * np.abs(r)) / self._plugged
 
     def _residual(self, prices: np.ndarray, r: np.ndarray) -> float:
         return float(self._kkt_residual(prices, r).max(initial=0.0))

@@ -61,6 +61,8 @@ class SeparableStations:
 
     smooth_sensitivity = True
     """respond() takes `smoothing` (StationPool protocol)."""
+    slack_share = 0.0
+    """Steps coupled only through the energy budget: a step neither priced nor overloaded stays rigid."""
 
     def __init__(self, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts | None = None) -> None:
         self.problem, self.settings = problem, settings

@@ -144,9 +144,10 @@ def test_returned_plans_answer_returned_prices():
     np.testing.assert_allclose(sol.p, project_to_limit(replies.p, pr.lower_plan(), pr.P_ref), atol=1e-6)
 
 
-@pytest.mark.parametrize("objective, rounds", [("deadline", 20), ("tracking", 30)])
+@pytest.mark.parametrize("objective, rounds", [("deadline", 25), ("tracking", 30)])
 def test_degenerate_cold_step_converges_in_few_rounds(objective, rounds):
-    """Measured: 19 (deadline) and 29 (tracking) rounds, from 43 before the smoothed sensitivities."""
+    """Measured: 24 (deadline; 16 with deadline_reg = 3e-3) and 29 (tracking) rounds, from 43 before the
+    smoothed sensitivities."""
     sol = solve_decentralised(two_pev_cold_step(), MPCSettings(horizon=H, objective=objective))
     assert sol.converged and sol.iterations <= rounds
 

@@ -108,6 +108,19 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
     assert (out / "scale.png").exists()
 
 
+def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None:
+    from experiments import registry
+
+    seen = []
+    make = registry.make_controller
+    monkeypatch.setattr(registry, "make_controller", lambda name, **kw: seen.append(kw.get("mpc")) or make(name, **kw))
+    out = tmp_path / "scale"
+    assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "mpc-decentralised",
+                 "--set", "mpc.deadline_reg=1e-3", "--out", str(out), "-q"]) == 0
+    assert seen and all(mpc.deadline_reg == 1e-3 for mpc in seen)
+    assert json.loads((out / "scale.json").read_text())["config"]["mpc"]["deadline_reg"] == 1e-3
+
+
 @pytest.mark.parametrize("algo, controller", [("ippo", "ppo"), ("mappo", "mappo")])
 def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
     """A short training (IPPO, or the MAPPO smoke: a few hundred samples) saves the same files and a model
