@@ -29,7 +29,7 @@ def test_batch_equals_station_qp(seed, scale, objective):
     pr = random_problem(rng, 6, p_min=float(rng.choice([0.0, 1.0])))
     prices = rng.uniform(0, scale, H)
     # deadline_reg 3e-3: at the default 3e-4 the station QPs are so close to LPs that OSQP (ADMM) often
-    # stops at its iteration cap before 1e-9 (README, "station solvers")
+    # stops at its iteration cap before 1e-9 (README, "The decentralised MPC")
     st = MPCSettings(horizon=H, objective=objective, deadline_reg=3e-3)
     batch = BatchStations(pr, st).respond(prices, want_sensitivity=True)
     per = OSQPStations(pr, st).respond(prices, want_sensitivity=True)
