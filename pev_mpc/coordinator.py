@@ -196,13 +196,14 @@ class AreaCoordinator:
     def _residual(self, prices: np.ndarray, r: np.ndarray) -> float:
         return float(self._kkt_residual(prices, r).max(initial=0.0))
 
-    def _stop(self, prices: np.ndarray, r: np.ndarray, step: np.ndarray, gap_ok: bool = False) -> bool:
-        """Residual within tolerance and either the price step small or (gap_ok) the dual gap certified."""
+    def _stop(self, prices: np.ndarray, r: np.ndarray, step: np.ndarray | None, gap_ok: bool = False) -> bool:
+        """Residual within tolerance and either (gap_ok) the dual gap certified or the price step small
+        (step None: only the certificate counts)."""
         s = self.settings
         res = self._residual(prices, r)
         self._trace.append(res)
         scale = max(1.0, float(np.max(prices, initial=0.0)))
-        small_step = float(np.max(np.abs(step), initial=0.0)) <= s.price_tol * scale
+        small_step = step is not None and float(np.max(np.abs(step), initial=0.0)) <= s.price_tol * scale
         return res <= s.primal_tol_kw and (gap_ok or small_step)
 
     def _certified(self, lam: np.ndarray, r: np.ndarray, g: float, ceiling: np.ndarray) -> bool:
@@ -235,9 +236,9 @@ class AreaCoordinator:
         if it raises the dual value enough (Armijo); a rejected step's plans are discarded and delta is
         raised so that the next step is at most half as long. A kept step that raised the dual far more
         than the quadratic model predicted (a nearly linear stretch of the dual) makes the next one
-        longer. Converged: residual within primal_tol_kw and either the step within price_tol or the
-        dual gap certified below gap_tol * |g| (g concave: g(mu) <= g + r.(mu - lambda) for every mu
-        in [0, ceiling], which holds the optimum). Stops unconverged after max_iterations rounds in all
+        longer. Converged: residual within primal_tol_kw and the dual gap of the applied plans
+        certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate here:
+        on a nearly piecewise-linear dual it can be small far from the optimum. Stops unconverged after max_iterations rounds in all
         or after `rejections` rejected steps (None: no limit).
         """
         s = self.settings
@@ -259,7 +260,7 @@ class AreaCoordinator:
             if np.any(free):
                 Sf = S[np.ix_(free, free)]
                 step[free] = np.linalg.solve(Sf + delta * np.eye(Sf.shape[0]), r[free])
-            if self._stop(lam, r, step, self._certified(lam, r, g, ceiling)):
+            if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False

@@ -75,13 +75,13 @@ class MPCSettings:
     """Cap on coordination rounds per control step."""
     primal_tol_kw: float = 1e-4
     """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
-    is zero) is below this value ..."""
-    price_tol: float = 1e-8
-    """... and either the last price change (relative to max(1, largest price)) is below this value ...
-    """
+    is zero) is below this value and ..."""
     gap_tol: float = 1e-7
-    """... or the dual gap of the applied plans is certified below this value times max(1, |dual value|)
-    (docs/FORMULATION.md, "Stopping")."""
+    """... ('newton') the dual gap of the applied plans is certified below this value times
+    max(1, |dual value|) (docs/FORMULATION.md, "Stopping") ..."""
+    price_tol: float = 1e-8
+    """... ('gradient', 'nesterov') the last price change, relative to max(1, largest price), is below
+    this value. Warm-start prices below it (relative) start at 0."""
     step_size: float | None = None
     """Gradient/Nesterov step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
     station_solver: str = "auto"

@@ -164,7 +164,7 @@ def issue_reproducer():
                                       dict(objective="tracking", terminal_weight=1e4)])
 def test_issue_reproducer_converges_to_centralised(settings):
     dec, _ = assert_agree(issue_reproducer(), MPCSettings(**settings))
-    assert dec.iterations < MPCSettings().max_iterations  # measured: 40, 19, 84 and 193 rounds
+    assert dec.iterations < MPCSettings().max_iterations  # measured: 41, 33, 52 and 117 rounds
 
 
 @hsettings(max_examples=12, deadline=None)
@@ -177,8 +177,7 @@ def test_decentralised_equals_centralised_property(seed, n, tightness, objective
     pr = ChargingProblem(x0=x0, r=np.minimum(x0 + rng.uniform(0, 16, n), 24.0), s=np.full(n, 24.0),
                          d=rng.integers(0, H + 1, n), p_min=0.0, p_max=rng.choice([6.6, 11.0, 22.0], n), eta=0.9,
                          dt_h=5 / 60, P_ref=tightness * 11.0 * n, horizon=H)
-    # 1e-5: the residual tolerance (primal_tol_kw = 1e-4 kW) alone leaves up to 2e-6 on one-station instances
-    assert_agree(pr, MPCSettings(horizon=H, objective=objective, terminal_weight=weight), gap=1e-5)
+    assert_agree(pr, MPCSettings(horizon=H, objective=objective, terminal_weight=weight))
 
 
 class FailingPool:
