@@ -24,8 +24,7 @@ _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
 _EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
 _EXPAND = 4.0           # ... makes the next step this much longer
-_FLAT = 0.0             # a summed sensitivity of 0 on a free price: no station responds there
-_SLACK_SHARE = 0.01
+_SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +246,7 @@ class AreaCoordinator:
         lam = np.minimum(lam, ceiling)
         r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
         free = (lam > 0) | (r > 0)
-        flat = np.any(free) and np.min(np.diag(S)[free]) <= _FLAT * max(1.0, float(np.max(np.diag(S))))
+        flat = np.any(free) and np.min(np.diag(S)[free]) <= 0.0
         if flat and not (self._residual(lam, r) <= s.primal_tol_kw and self._certified(lam, r, g, ceiling)):
             # no station responds to some free price (every bound there rigid): the exact Newton step
             # is undefined, so the stations are asked again (same prices) for the smoothed sensitivity
