@@ -22,6 +22,7 @@ station solvers, the coordinator, the centralised MPC and the checks share one d
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -157,9 +158,19 @@ OBJECTIVES = {"deadline": deadline_costs, "tracking": tracking_costs}
 """Objective name (MPCSettings.objective) -> its chain-form costs."""
 
 
+_COSTS: "weakref.WeakKeyDictionary[ChargingProblem, dict[MPCSettings, StationCosts]]" = weakref.WeakKeyDictionary()
+
+
 def station_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCosts:
-    """The costs of settings.objective for problem."""
-    return OBJECTIVES[settings.objective](problem, settings)
+    """The costs of settings.objective for problem, computed once per (problem, settings): both are
+    immutable, and the pool, the coordinator and the objective of one step share them."""
+    per_problem = _COSTS.setdefault(problem, {})
+    if settings not in per_problem:
+        costs = OBJECTIVES[settings.objective](problem, settings)
+        for name in ("node_weight", "linear", "power_reg", "cap", "offset"):
+            getattr(costs, name).setflags(write=False)
+        per_problem[settings] = costs
+    return per_problem[settings]
 
 
 def objective_value(problem: ChargingProblem, settings: MPCSettings, p: np.ndarray) -> float:

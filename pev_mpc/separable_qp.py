@@ -78,7 +78,8 @@ class SeparableStations:
         self.hi = np.where(self.m, problem.p_max[:, None], 0.0)
         self.budget = np.where(problem.d > 0, (self.costs.cap - problem.x0) / self.c, np.inf)
         self.linear = np.where(self.m, self.costs.linear, 0.0)
-        self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve
+        self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve ...
+        self._p: np.ndarray | None = None       # ... and the plans (raw clipped to the bounds)
         self._mu = np.zeros(self.n_stations)   # budget multiplier (per kW of sum p)
 
     def solve(self, prices: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ class SeparableStations:
             mu[over] = self._multiplier(over, a[over])
             raw[over] -= mu[over, None] / self.two_eps[over]
             p[over] = np.clip(raw[over], self.lo[over], self.hi[over])
-        self._mu, self._raw = mu, raw
+        self._mu, self._raw, self._p = mu, raw, p
         return p
 
     def _multiplier(self, rows: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -102,13 +103,15 @@ class SeparableStations:
         te, lo, hi, budget = self.two_eps[rows], self.lo[rows], self.hi[rows], self.budget[rows]
         mu = self._mu[rows]
         tol = _BUDGET_TOL * (1.0 + budget)
-        for _ in range(_NEWTON_STEPS):
+        for newton in range(_NEWTON_STEPS + 1):
             raw = -(a + mu[:, None]) / te
             excess = np.clip(raw, lo, hi).sum(axis=1) - budget
+            settled = (np.abs(excess) <= tol) & (mu > 0.0)
+            if newton == _NEWTON_STEPS or settled.all():
+                break
             n_free = np.sum((raw > lo) & (raw < hi), axis=1)
             mu = np.maximum(mu + np.divide(excess, n_free, out=np.zeros_like(excess), where=n_free > 0) * te[:, 0], 0.0)
-        excess = np.clip(-(a + mu[:, None]) / te, lo, hi).sum(axis=1) - budget
-        bad = np.flatnonzero(~(np.abs(excess) <= tol) | (mu <= 0.0))
+        bad = np.flatnonzero(~settled)
         if bad.size:
             mu[bad] = budget_multiplier(a[bad], te[bad], lo[bad], hi[bad], budget[bad])
         return mu
@@ -118,15 +121,15 @@ class SeparableStations:
         with multiplier y has stiffness y / smoothing[k], the pin nu / (c max(smoothing)) (nu = mu / c)."""
         if self._raw is None:
             raise RuntimeError("SeparableStations.sensitivity() needs a prior solve()")
-        raw = self._raw
-        if smoothing is None:  # bounds and the budget are rigid where active
-            stiff = np.where((raw >= self.hi) | (raw <= self.lo), np.inf, 0.0)
+        raw, p = self._raw, self._p
+        # u: compliance of each step (kW per price unit), 1 / (2 eps + stiffness of an active bound)
+        if smoothing is None:  # bounds and the budget are rigid where active (masked steps: lo = hi = 0)
+            u = np.where((raw < self.hi) & (raw > self.lo), 1.0 / self.two_eps, 0.0)
             pin = np.where(self._mu > 0.0, np.inf, 0.0)
-        else:  # bound multiplier y = 2 eps * distance of the unclipped plan beyond the bound
+        else:  # a bound's multiplier y = 2 eps |raw - p| (the distance beyond it) gives stiffness y / omega
             omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
-            stiff = self.two_eps * np.maximum(np.maximum(raw - self.hi, self.lo - raw), 0.0) / omega[None, :]
+            u = self.m / (self.two_eps * (1.0 + np.abs(raw - p) / omega[None, :]))
             pin = (self._mu / self.c) / (self.c * float(omega.max()))
-        u = np.where(self.m, 1.0 / (self.two_eps + stiff), 0.0)  # compliance of each step (kW per price unit)
         total = u.sum(axis=1)
         pin_c2 = pin * self.c**2
         with np.errstate(invalid="ignore", divide="ignore"):
