@@ -8,6 +8,7 @@ from pev_mpc.coordinator import (AreaCoordinator, CoordinationResult, StationPoo
 from pev_mpc.decentralised import make_station_pool, solve_decentralised
 from pev_mpc.objective import OBJECTIVES, StationCosts, objective_value, station_costs
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
+from pev_mpc.separable_qp import SeparableStations
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations, StationQP
@@ -17,7 +18,8 @@ from pev_mpc.policies import (EDF, LLF, POLICIES, CentralisedMPC, DecentralisedM
 
 __all__ = [
     "ActiveSetStations", "AreaCoordinator", "BatchStations", "ChargingProblem", "CoordinationResult", "InfeasibleProblemError",
-    "MPCSettings", "MPCSolution", "OSQPStations", "StationPool", "StationQP", "StationReplies", "dual_step_size",
+    "MPCSettings", "MPCSolution", "OSQPStations", "SeparableStations", "StationPool", "StationQP", "StationReplies",
+    "dual_step_size",
     "OBJECTIVES", "StationCosts", "objective_value", "station_costs",
     "make_station_pool", "project_to_limit", "shift_prices", "solve_centralised", "solve_decentralised",
     "CentralisedMPC", "DecentralisedMPC", "DecentralisedTrackingMPC", "DistributedMPC", "EDF", "LLF", "EqualShare", "OfflineOptimal", "POLICIES", "Uncontrolled",

@@ -237,8 +237,8 @@ class AreaCoordinator:
         than the quadratic model predicted (a nearly linear stretch of the dual) makes the next one
         longer. Converged: residual within primal_tol_kw and the dual gap of the applied plans
         certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate here:
-        on a nearly piecewise-linear dual it can be small far from the optimum. Stops unconverged after max_iterations rounds in all
-        or after `rejections` rejected steps (None: no limit).
+        on a nearly piecewise-linear dual it can be small far from the optimum. Stops unconverged
+        after max_iterations rounds in all or after `rejections` rejected steps (None: no limit).
         """
         s = self.settings
         ceiling = self._ceiling()

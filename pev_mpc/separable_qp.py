@@ -68,8 +68,9 @@ class SeparableStations:
         self.problem, self.settings = problem, settings
         self.costs = station_costs(problem, settings) if costs is None else costs
         if not separable(problem, self.costs):
+            lowest = float(np.min(problem.p_min, initial=0.0))
             raise ValueError("SeparableStations needs node weights 0 and p_min >= 0 (objective 'deadline'); "
-                             f"objective = {settings.objective!r}, min p_min = {float(np.min(problem.p_min, initial=0))}")
+                             f"objective = {settings.objective!r}, min p_min = {lowest}")
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         self.c = problem.c
         self.m = problem.mask
