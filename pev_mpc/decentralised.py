@@ -25,17 +25,15 @@ def station_solver(problem: ChargingProblem, settings: MPCSettings) -> str:
     return "separable" if separable(problem, station_costs(problem, settings)) else "active_set"
 
 
+POOLS: dict[str, type] = {"separable": SeparableStations, "active_set": ActiveSetStations, "batch": BatchStations,
+                          "osqp": OSQPStations}
+"""Resolved station solver (station_solver) -> its StationPool class."""
+
+
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:
     """The stations of the problem: closed form ('separable'), vectorised active set ('active_set'),
     vectorised interior point ('batch') or one StationQP each ('osqp'); see station_solver."""
-    solver = station_solver(problem, settings)
-    if solver == "separable":
-        return SeparableStations(problem, settings)
-    if solver == "osqp":
-        return OSQPStations(problem, settings)
-    if solver == "batch":
-        return BatchStations(problem, settings)
-    return ActiveSetStations(problem, settings)
+    return POOLS[station_solver(problem, settings)](problem, settings)
 
 
 def sample_prices(problem: ChargingProblem, settings: MPCSettings) -> MPCSolution | None:

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from pev_mpc.coordinator import StationPool, StationReplies, ask_pool
-from pev_mpc.decentralised import make_station_pool, station_solver
+from pev_mpc.decentralised import POOLS, make_station_pool, station_solver
 from pev_mpc.problem import ChargingProblem
-from pev_mpc.separable_qp import SeparableStations
 from pev_mpc.settings import MPCSettings
 
 RAY_MISSING = ("the distributed mode needs Ray, which is not installed: "
@@ -114,11 +113,11 @@ class RayStations:
         self._ray = import_ray()
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         self.timeout_s = timeout_s
-        solver = station_solver(problem, settings)
-        self.smoothing = solver in ("batch", "active_set")  # the shards' pools take barrier > 0 ...
-        self.smooth_sensitivity = solver in ("separable", "active_set")  # ... and smoothing
-        if solver == "separable":
-            self.slack_share = SeparableStations.slack_share
+        shard_pool = POOLS[station_solver(problem, settings)]  # what the shards build: take its capabilities
+        self.smoothing = getattr(shard_pool, "smoothing", False)
+        self.smooth_sensitivity = getattr(shard_pool, "smooth_sensitivity", False)
+        if hasattr(shard_pool, "slack_share"):
+            self.slack_share = shard_pool.slack_share
         self.bounds = shard_bounds(problem.n_stations, len(actors))
         self.actors = actors[: len(self.bounds)]
         # calls from one caller to an actor run in order, so loading needs no round trip of its own
