@@ -141,6 +141,9 @@ class MPCSettings:
         _require(self.step_size is None or float(self.step_size) > 0.0, "step_size", self.step_size, "None or > 0")
         _require(self.station_solver in STATION_SOLVERS, "station_solver", self.station_solver,
                  f"one of {STATION_SOLVERS}")
+        _require(self.station_solver != "separable" or self.objective == "deadline", "station_solver",
+                 self.station_solver, f"'auto', 'active_set', 'batch' or 'osqp' with objective {self.objective!r} "
+                 "('separable' needs the deadline objective)")
         _require(isinstance(self.station_max_iter, int) and self.station_max_iter >= 1,
                  "station_max_iter", self.station_max_iter, "an int >= 1")
         _require(isinstance(self.active_set_max_sweeps, int) and self.active_set_max_sweeps >= 1,

@@ -38,7 +38,8 @@ def test_validation_names_field(field, value, match):
 
 def test_settings_validation():
     for kw in ({"horizon": 0}, {"power_reg": 0.0}, {"coordination": "magic"}, {"max_iterations": 0},
-               {"station_solver": "x"}, {"centralised_solver": "ECOS"}, {"terminal_weight": -1.0}):
+               {"station_solver": "x"}, {"centralised_solver": "ECOS"}, {"terminal_weight": -1.0},
+               {"station_solver": "separable", "objective": "tracking"}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             MPCSettings(**kw)
     assert MPCSettings().terminal_weight == 10.0 and MPCSettings().power_reg == 1e-3
