@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from pev_mpc.objective import station_costs
+from pev_mpc.piecewise import clipped_sum_root
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -25,6 +26,7 @@ _BISECTION_STEPS = 60
 _EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
 _EXPAND = 4.0           # ... makes the next step this much longer
 _SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
+_EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +42,24 @@ class StationReplies:
     failed: np.ndarray
     """(N,) bool, True where the local QP failed and the station sent its safe fallback plan."""
     sensitivity: np.ndarray | None = None
-    """(H, H) sum over stations of -dp_i/dlambda (PSD), when requested."""
+    """(H, H) sum over stations of -dp_i/dlambda (PSD), when requested (smoothed if smoothing was sent)."""
+    exact_sensitivity: np.ndarray | None = None
+    """(H, H) the unsmoothed sum of -dp_i/dlambda, from pools that report it next to `sensitivity`."""
+    bids: Bids | None = None
+    """Each station's bid curve at every step, from pools that report them."""
+
+
+@dataclass(frozen=True, eq=False)
+class Bids:
+    """Station i's power at step k if only lambda_k moved by delta (its other prices and its budget
+    multiplier held): clip(level[i, k] - delta * compliance[i], lower, upper), with the plan bounds
+    lower = p_min and upper = p_max while plugged (0 otherwise). Local data only: the station's
+    unclipped plan and the price compliance of its own QP (kW per price unit)."""
+
+    level: np.ndarray
+    """(N, H) unclipped plans (kW); the plans are their clip to the bounds."""
+    compliance: np.ndarray
+    """(N,) kW per price unit, > 0."""
 
 
 class StationPool(Protocol):
@@ -142,6 +161,8 @@ class AreaCoordinator:
         self._ceil: np.ndarray | None = None
         self._costs = station_costs(problem, settings)
         self._plugged = np.maximum(problem.mask.sum(axis=0), 1)  # stations that can draw power at each step
+        self._lower = problem.lower_plan()                                  # plan bounds, (N, H)
+        self._upper = np.where(problem.mask, problem.p_max[:, None], 0.0)
 
     def _ceiling(self) -> np.ndarray:
         """(H,) upper bound on optimal prices; each station reports once the largest marginal value
@@ -154,9 +175,9 @@ class AreaCoordinator:
 
     # ---- one round -----------------------------------------------------------------------
     def _round(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
-               smoothing: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+               smoothing: np.ndarray | None = None) -> tuple[np.ndarray, float, StationReplies]:
         """Broadcast prices (and a barrier > 0 for smoothed replies); return (area residual r (H,),
-        dual value g, summed sensitivity).
+        dual value g, the replies).
 
         A station that does not answer keeps its last plan, valued at the new prices; the round is
         then repeated once (same prices) before the coordinator acts on it.
@@ -168,7 +189,7 @@ class AreaCoordinator:
         self._count(rep, prices)
         r = self._plan.sum(axis=0) - self.problem.P_ref
         g = float(self._fval.sum() + np.sum(self._plan @ prices) - prices @ self.problem.P_ref)
-        return r, g, rep.sensitivity
+        return r, g, rep
 
     def _count(self, rep: StationReplies, prices: np.ndarray) -> None:
         """Record a round: keep the plans that arrived, count iterations, messages and failures."""
@@ -231,59 +252,114 @@ class AreaCoordinator:
         The step solves (S_FF + delta I) step_F = r_F on the free prices F (positive price or overload),
         S = sum_i -dp_i/dlambda as reported by the stations, which smooth it with the last round's
         |residual| (docs/FORMULATION.md): at a kink of the piecewise-quadratic dual, where the exact S is
-        singular, the smoothed S still tells how far the nearest station bound is. A step is kept only
-        if it raises the dual value enough (Armijo); a rejected step's plans are discarded and delta is
-        raised so that the next step is at most half as long. A kept step that raised the dual far more
-        than the quadratic model predicted (a nearly linear stretch of the dual) makes the next one
-        longer. Converged: residual within primal_tol_kw and the dual gap of the applied plans
-        certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate here:
-        on a nearly piecewise-linear dual it can be small far from the optimum. Stops unconverged
-        after max_iterations rounds in all or after `rejections` rejected steps (None: no limit).
+        singular, the smoothed S still tells how far the nearest station bound is. Two steps use more
+        of what the stations report, where their pool reports it (_exact_step, _clear_rigid): the exact
+        Newton step once the exact S is regular on F (it lands on the optimum when the active bounds
+        are right), and, for a price no station responds to, the jump to where its step clears on the
+        stations' bid curves. A step is kept only if it raises the dual value enough (Armijo); a
+        rejected step's plans are discarded and delta is raised so that the next step is at most half
+        as long (a rejected exact step only returns to the smoothed one until the residual halves). A
+        kept step that raised the dual far more than the quadratic model predicted (a nearly linear
+        stretch of the dual) makes the next one longer. Converged: residual within primal_tol_kw and
+        the dual gap of the applied plans certified below gap_tol * |g| (_certified). A small Newton
+        step alone is no certificate here: on a nearly piecewise-linear dual it can be small far from
+        the optimum. Stops unconverged after max_iterations rounds in all or after `rejections`
+        rejected steps (None: no limit).
         """
         s = self.settings
         ceiling = self._ceiling()
         rejected = 0
         lam = np.minimum(lam, ceiling)
-        r, g, S = self._round(lam, True)  # no residual known yet: the exact sensitivity
+        r, g, rep = self._round(lam, True)  # no residual known yet: the exact sensitivity
         free = (lam > 0) | (r > 0)
-        flat = np.any(free) and np.min(np.diag(S)[free]) <= 0.0
+        flat = np.any(free) and np.min(np.diag(rep.sensitivity)[free]) <= 0.0
         if flat and not (self._residual(lam, r) <= s.primal_tol_kw and self._certified(lam, r, g, ceiling)):
             # no station responds to some free price (every bound there rigid): the exact Newton step
             # is undefined, so the stations are asked again (same prices) for the smoothed sensitivity
-            r, g, S = self._round(lam, True, smoothing=self._smoothing(lam, r))
-        delta = 1e-9 * max(float(np.max(np.diag(S), initial=0.0)), 1e-12)
+            r, g, rep = self._round(lam, True, smoothing=self._smoothing(lam, r))
+        floor = 1e-9 * max(float(np.max(np.diag(rep.sensitivity), initial=0.0)), 1e-12)
+        delta = floor
         length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
+        exact_below = np.inf  # exact steps are tried while the KKT residual is below this
         while True:
             free = (lam > 0) | (r > 0)
+            exact = streak and self._residual(lam, r) < exact_below and self._exact_regular(rep, free)
             step = np.zeros_like(lam)
             if np.any(free):
-                Sf = S[np.ix_(free, free)]
-                step[free] = np.linalg.solve(Sf + delta * np.eye(Sf.shape[0]), r[free])
+                S_free = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(free, free)]
+                damping = floor if exact else delta
+                step[free] = np.linalg.solve(S_free + damping * np.eye(S_free.shape[0]), r[free])
+                if streak:
+                    step = self._clear_rigid(lam, r, free, rep, step)
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
             new = np.clip(lam + length * step, 0.0, ceiling)
             move = new - lam
+            S = rep.sensitivity
             predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
-            r_new, g_new, S_new = self._round(new, True, smoothing=self._smoothing(lam, r))
+            r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r))
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
-            # KKT residual is kept too
+            # KKT residual is kept too (an exact step must do one of them)
             closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
+            if exact and g_new - g <= _G_NOISE * abs(g):
+                armijo = False
             if armijo or closer:
                 expand = streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
-                lam, r, g, S = new, r_new, g_new, S_new
+                lam, r, g, rep = new, r_new, g_new, rep_new
                 delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
                 streak = True
                 length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
                 length, streak = 1.0, False
+                if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
+                    exact_below = 0.5 * self._residual(lam, r)
+                    continue
                 half = 0.5 * float(np.max(np.abs(move), initial=0.0))
                 delta = max(delta * _DAMPING_UP, float(np.max(np.abs(r[free]), initial=0.0)) / max(half, 1e-12))
                 rejected += 1
+
+    @staticmethod
+    def _exact_regular(rep: StationReplies, free: np.ndarray) -> bool:
+        """The replies carry an exact sensitivity that is regular on the free prices (condition number
+        below _EXACT_CONDITION): only then does the exact Newton step exist."""
+        exact = rep.exact_sensitivity
+        if exact is None or not np.any(free) or not rep.answered.all():
+            return False
+        return bool(np.linalg.cond(exact[np.ix_(free, free)]) < _EXACT_CONDITION)
+
+    def _clear_rigid(self, lam: np.ndarray, r: np.ndarray, free: np.ndarray, rep: StationReplies,
+                     step: np.ndarray) -> np.ndarray:
+        """step, with every free price that no station responds to (every station at a bound there)
+        moved at least to where its step clears on the stations' bid curves (Bids, the other prices
+        held): up where the step is overloaded, down (not below 0) where a positive price leaves power
+        unused. The Newton model cannot see how far such a price is from the next station bound; the
+        bids can."""
+        bids = rep.bids
+        if bids is None or not rep.answered.all():
+            return step
+        level, lower, upper = bids.level, self._lower, self._upper
+        responds = np.any((level > lower) & (level < upper), axis=0)
+        up = free & ~responds & (r > 0)
+        down = free & ~responds & (r < 0) & (lam > 0)
+        if not (up.any() or down.any()):
+            return step
+        step = step.copy()
+        scale = (1.0 / bids.compliance)[None, :]  # price units per kW, (1, N)
+        ref = self.problem.P_ref
+        if up.any():  # sum_i clip(level - delta compliance, lower, upper) = P_ref: delta >= 0
+            k = np.flatnonzero(up)
+            shift = clipped_sum_root(-level[:, k].T * scale, scale, lower[:, k].T, upper[:, k].T, ref[k])
+            step[k] = np.maximum(step[k], shift)
+        if down.any():  # the same with the signs flipped: sum_i clip(level + delta compliance, ...) = P_ref
+            k = np.flatnonzero(down)
+            shift = clipped_sum_root(level[:, k].T * scale, scale, -upper[:, k].T, -lower[:, k].T, -ref[k])
+            step[k] = np.minimum(step[k], -np.minimum(shift, lam[k]))
+        return step
 
     def _smoothed(self, lam: np.ndarray) -> np.ndarray:
         """Barrier continuation: Newton with backtracking on the dual of the log-barrier-smoothed
@@ -307,7 +383,8 @@ class AreaCoordinator:
         below barrier_accuracy * tau (or the level's round budget is used)."""
         s = self.settings
         last = min(s.max_iterations - 1, self._iterations + s.barrier_rounds)
-        r, g, S = self._round(lam, True, barrier=tau)
+        r, g, rep = self._round(lam, True, barrier=tau)
+        S = rep.sensitivity
         t = 1.0
         while self._iterations < last:
             free = (lam > 0) | (r > 0)
@@ -319,9 +396,9 @@ class AreaCoordinator:
             if float(r[free] @ step[free]) <= s.barrier_accuracy * tau:
                 break
             new = np.clip(lam + t * step, 0.0, ceiling)
-            r_new, g_new, S_new = self._round(new, True, barrier=tau)
+            r_new, g_new, rep = self._round(new, True, barrier=tau)
             if g_new >= g + _ARMIJO * float(r @ (new - lam)) - 1e-12 * abs(g):
-                lam, r, g, S = new, r_new, g_new, S_new
+                lam, r, g, S = new, r_new, g_new, rep.sensitivity
                 t = min(1.0, 4.0 * t)
             else:
                 t *= 0.25

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pev_mpc.coordinator import StationPool, StationReplies, ask_pool
+from pev_mpc.coordinator import Bids, StationPool, StationReplies, ask_pool
 from pev_mpc.decentralised import POOLS, make_station_pool, station_solver
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
@@ -97,7 +97,16 @@ def merge_replies(parts: list[StationReplies | None], bounds: list[tuple[int, in
         answered[lo:hi], failed[lo:hi] = rep.answered, rep.failed
         if sens is not None:
             sens += rep.sensitivity
-    return StationReplies(p=p, value=value, answered=answered, failed=failed, sensitivity=sens)
+    complete = [rep for rep in parts if rep is not None]
+    complete = complete if len(complete) == len(parts) else []  # exact sensitivities and bids: all shards or none
+    exact = bids = None
+    if want_sensitivity and complete and all(rep.exact_sensitivity is not None for rep in complete):
+        exact = sum(rep.exact_sensitivity for rep in complete)
+    if complete and all(rep.bids is not None for rep in complete):
+        bids = Bids(level=np.concatenate([rep.bids.level for rep in complete]),
+                    compliance=np.concatenate([rep.bids.compliance for rep in complete]))
+    return StationReplies(p=p, value=value, answered=answered, failed=failed, sensitivity=sens,
+                          exact_sensitivity=exact, bids=bids)
 
 
 class RayStations:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pev_mpc.coordinator import StationReplies
+from pev_mpc.coordinator import Bids, StationReplies
 from pev_mpc.objective import StationCosts, station_costs
+from pev_mpc.piecewise import clipped_sum_root
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -30,30 +31,6 @@ _BUDGET_TOL = 1e-12  # kW-steps per kW-step of budget: a Newton multiplier meets
 def separable(problem: ChargingProblem, costs: StationCosts) -> bool:
     """True if every station QP of problem is separable over its steps (SeparableStations applies)."""
     return bool(np.all(costs.node_weight == 0.0) and np.all(problem.p_min >= 0.0))
-
-
-def budget_multiplier(a: np.ndarray, two_eps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                      budget: np.ndarray) -> np.ndarray:
-    """(n,) mu >= 0 with sum_k clip(-(a + mu) / two_eps, lo, hi) = budget, for rows whose sum at mu = 0
-    exceeds the budget (sum lo <= budget). The sum falls piecewise linearly in mu, with slope changes
-    at mu = -a - two_eps hi (the term leaves hi) and -a - two_eps lo (it reaches lo)."""
-    n = a.shape[0]
-    points = np.concatenate([-a - two_eps * hi, -a - two_eps * lo], axis=1)
-    slope_change = np.concatenate([np.broadcast_to(-1.0 / two_eps, a.shape), np.broadcast_to(1.0 / two_eps, a.shape)],
-                                  axis=1)
-    order = np.argsort(points, axis=1, kind="stable")
-    v = np.take_along_axis(points, order, axis=1)
-    slope = np.cumsum(np.take_along_axis(slope_change, order, axis=1), axis=1)  # on (v[j], v[j+1])
-    total = np.empty_like(v)  # the sum at each breakpoint
-    total[:, 0] = hi.sum(axis=1)
-    total[:, 1:] = total[:, :1] + np.cumsum(slope[:, :-1] * np.diff(v, axis=1), axis=1)
-    below = total <= budget[:, None]
-    j = np.where(below.any(axis=1), np.argmax(below, axis=1), v.shape[1] - 1)  # first breakpoint at or below
-    rows = np.arange(n)
-    prev = np.maximum(j - 1, 0)
-    drop = -slope[rows, prev]
-    step = np.divide(total[rows, prev] - budget, drop, out=np.zeros(n), where=drop > 0)
-    return np.maximum(np.where(j > 0, v[rows, prev] + step, v[rows, j]), 0.0)
 
 
 class SeparableStations:
@@ -100,7 +77,7 @@ class SeparableStations:
     def _multiplier(self, rows: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Budget multipliers of stations rows (whose budget binds): a few Newton steps on the
         piecewise-linear budget equation from last round's multipliers (exact once the step stays on
-        one piece), then budget_multiplier's sort for the rows not settled."""
+        one piece), then clipped_sum_root's sort for the rows not settled."""
         te, lo, hi, budget = self.two_eps[rows], self.lo[rows], self.hi[rows], self.budget[rows]
         mu = self._mu[rows]
         tol = _BUDGET_TOL * (1.0 + budget)
@@ -114,7 +91,7 @@ class SeparableStations:
             mu = np.maximum(mu + np.divide(excess, n_free, out=np.zeros_like(excess), where=n_free > 0) * te[:, 0], 0.0)
         bad = np.flatnonzero(~settled)
         if bad.size:
-            mu[bad] = budget_multiplier(a[bad], te[bad], lo[bad], hi[bad], budget[bad])
+            mu[bad] = clipped_sum_root(a[bad], te[bad], lo[bad], hi[bad], budget[bad])
         return mu
 
     def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
@@ -146,10 +123,17 @@ class SeparableStations:
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
                 smoothing: np.ndarray | None = None) -> StationReplies:
-        """Every station's reply to the broadcast prices (StationPool protocol); never fails."""
+        """Every station's reply to the broadcast prices (StationPool protocol); never fails. With the
+        sensitivity (smoothed if smoothing is given) come the exact one and the bid curves (Bids: the
+        unclipped plans, compliance 1 / (2 eps))."""
         prices = np.asarray(prices, dtype=float)
         p = self.solve(prices)
         value = self.costs.value(self.problem, p) + p @ prices
         n = self.n_stations
+        sensitivity = exact = None
+        if want_sensitivity:
+            exact = self.sensitivity()
+            sensitivity = exact if smoothing is None else self.sensitivity(smoothing)
         return StationReplies(p=p, value=value, answered=np.ones(n, dtype=bool), failed=np.zeros(n, dtype=bool),
-                              sensitivity=self.sensitivity(smoothing) if want_sensitivity else None)
+                              sensitivity=sensitivity, exact_sensitivity=exact,
+                              bids=Bids(level=self._raw, compliance=1.0 / self.two_eps[:, 0]))

@@ -7,7 +7,8 @@ from hypothesis import assume, given, settings as hsettings, strategies as st_
 
 from pev_mpc import ChargingProblem, MPCSettings
 from pev_mpc.decentralised import make_station_pool, station_solver
-from pev_mpc.separable_qp import SeparableStations, budget_multiplier
+from pev_mpc.piecewise import clipped_sum_root
+from pev_mpc.separable_qp import SeparableStations
 
 H = 16
 
@@ -78,7 +79,7 @@ def test_separable_sensitivity_is_the_derivative_of_the_response(seed):
     assert np.all(np.linalg.eigvalsh(smooth - S) >= -tol)
 
 
-def test_budget_multiplier_meets_the_budget_exactly():
+def test_clipped_sum_root_meets_the_budget_exactly():
     rng = np.random.default_rng(3)
     n, h = 200, 24
     a = rng.uniform(-10, 1, (n, h))
@@ -86,7 +87,7 @@ def test_budget_multiplier_meets_the_budget_exactly():
     lo, hi = np.zeros((n, h)), np.full((n, h), 7.0)
     budget = rng.uniform(0.5, 20, n)
     over = np.clip(-a / te, lo, hi).sum(1) > budget
-    mu = budget_multiplier(a[over], te[over], lo[over], hi[over], budget[over])
+    mu = clipped_sum_root(a[over], te[over], lo[over], hi[over], budget[over])
     total = np.clip(-(a[over] + mu[:, None]) / te[over], lo[over], hi[over]).sum(1)
     np.testing.assert_allclose(total, budget[over], rtol=1e-10, atol=1e-10)
     assert np.all(mu > 0)
