@@ -71,7 +71,9 @@ class StationPool(Protocol):
     value (barrier term included) and sensitivity. Pools without it are only asked without barrier.
     A pool with a true attribute `smooth_sensitivity` also takes respond(..., smoothing=omega) (H,) kW
     and reports the smoothed sensitivity; its optional `slack_share` sets how much unused capacity at
-    a zero price enters omega (see AreaCoordinator._smoothing).
+    a zero price enters omega (see AreaCoordinator._smoothing). A pool with a true attribute
+    `exact_sensitivity` then also takes exact=True and reports the exact sensitivity next to it
+    (StationReplies.exact_sensitivity; without smoothing the sensitivity is the exact one anyway).
     """
 
     n_stations: int
@@ -96,12 +98,15 @@ class CoordinationResult:
 
 
 def ask_pool(pool: StationPool, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
-             smoothing: np.ndarray | None = None) -> StationReplies:
+             smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
     """pool.respond with only the keywords the pool takes: barrier > 0 for pools that smooth their
-    QPs, smoothing for pools that smooth their sensitivity (StationPool protocol)."""
+    QPs, smoothing for pools that smooth their sensitivity, exact (the exact sensitivity too) for
+    pools that report both (StationPool protocol)."""
     if barrier > 0.0:
         return pool.respond(prices, want_sensitivity, barrier=barrier)
     if smoothing is not None and getattr(pool, "smooth_sensitivity", False):
+        if exact and getattr(pool, "exact_sensitivity", False):
+            return pool.respond(prices, want_sensitivity, smoothing=smoothing, exact=True)
         return pool.respond(prices, want_sensitivity, smoothing=smoothing)
     return pool.respond(prices, want_sensitivity)
 
@@ -175,17 +180,17 @@ class AreaCoordinator:
 
     # ---- one round -----------------------------------------------------------------------
     def _round(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
-               smoothing: np.ndarray | None = None) -> tuple[np.ndarray, float, StationReplies]:
+               smoothing: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, float, StationReplies]:
         """Broadcast prices (and a barrier > 0 for smoothed replies); return (area residual r (H,),
         dual value g, the replies).
 
         A station that does not answer keeps its last plan, valued at the new prices; the round is
         then repeated once (same prices) before the coordinator acts on it.
         """
-        rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing)
+        rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing, exact)
         if not rep.answered.all() and self._iterations + 1 < self.settings.max_iterations:
             self._count(rep, prices)
-            rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing)
+            rep = ask_pool(self.pool, prices, want_sensitivity, barrier, smoothing, exact)
         self._count(rep, prices)
         r = self._plan.sum(axis=0) - self.problem.P_ref
         g = float(self._fval.sum() + np.sum(self._plan @ prices) - prices @ self.problem.P_ref)
@@ -283,6 +288,7 @@ class AreaCoordinator:
         exact_below = np.inf  # exact steps are tried while the KKT residual is below this
         while True:
             free = (lam > 0) | (r > 0)
+            responding = self._responding(rep)
             exact = streak and self._residual(lam, r) < exact_below and self._exact_regular(rep, free)
             step = np.zeros_like(lam)
             if np.any(free):
@@ -290,7 +296,7 @@ class AreaCoordinator:
                 damping = floor if exact else delta
                 step[free] = np.linalg.solve(S_free + damping * np.eye(S_free.shape[0]), r[free])
                 if streak:
-                    step = self._clear_rigid(lam, r, free, rep, step)
+                    step = self._clear_rigid(lam, r, free & ~responding, rep, step)
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
@@ -300,7 +306,8 @@ class AreaCoordinator:
             S = rep.sensitivity
             predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
-            r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r))
+            r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
+                                                exact=not np.any(free & ~responding))
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
             # KKT residual is kept too (an exact step must do one of them)
@@ -332,9 +339,16 @@ class AreaCoordinator:
             return False
         return bool(np.linalg.cond(exact[np.ix_(free, free)]) < _EXACT_CONDITION)
 
-    def _clear_rigid(self, lam: np.ndarray, r: np.ndarray, free: np.ndarray, rep: StationReplies,
+    def _responding(self, rep: StationReplies) -> np.ndarray:
+        """(H,) bool: some station's bid is strictly between its bounds at step k (True where no bids)."""
+        if rep.bids is None:
+            return np.ones(self.problem.horizon, dtype=bool)
+        level = rep.bids.level
+        return np.any((level > self._lower) & (level < self._upper), axis=0)
+
+    def _clear_rigid(self, lam: np.ndarray, r: np.ndarray, rigid: np.ndarray, rep: StationReplies,
                      step: np.ndarray) -> np.ndarray:
-        """step, with every free price that no station responds to (every station at a bound there)
+        """step, with every rigid free price (no station responds to it: each is at a bound there)
         moved at least to where its step clears on the stations' bid curves (Bids, the other prices
         held): up where the step is overloaded, down (not below 0) where a positive price leaves power
         unused. The Newton model cannot see how far such a price is from the next station bound; the
@@ -343,9 +357,8 @@ class AreaCoordinator:
         if bids is None or not rep.answered.all():
             return step
         level, lower, upper = bids.level, self._lower, self._upper
-        responds = np.any((level > lower) & (level < upper), axis=0)
-        up = free & ~responds & (r > 0)
-        down = free & ~responds & (r < 0) & (lam > 0)
+        up = rigid & (r > 0)
+        down = rigid & (r < 0) & (lam > 0)
         if not (up.any() or down.any()):
             return step
         step = step.copy()

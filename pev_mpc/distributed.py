@@ -76,12 +76,12 @@ class StationShard:
         return problem.n_stations
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
-                smoothing: np.ndarray | None = None) -> StationReplies:
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """The shard's replies to the broadcast prices (barrier > 0: smoothed replies; smoothing: the
-        smoothed sensitivity; see StationPool)."""
+        smoothed sensitivity; exact: the exact one too; see StationPool)."""
         if self._pool is None:
             raise RuntimeError("StationShard.respond() needs a prior load()")
-        return ask_pool(self._pool, prices, want_sensitivity, barrier, smoothing)
+        return ask_pool(self._pool, prices, want_sensitivity, barrier, smoothing, exact)
 
 
 def merge_replies(parts: list[StationReplies | None], bounds: list[tuple[int, int]], n_stations: int,
@@ -125,6 +125,7 @@ class RayStations:
         shard_pool = POOLS[station_solver(problem, settings)]  # what the shards build: take its capabilities
         self.smoothing = getattr(shard_pool, "smoothing", False)
         self.smooth_sensitivity = getattr(shard_pool, "smooth_sensitivity", False)
+        self.exact_sensitivity = getattr(shard_pool, "exact_sensitivity", False)
         if hasattr(shard_pool, "slack_share"):
             self.slack_share = shard_pool.slack_share
         self.bounds = shard_bounds(problem.n_stations, len(actors))
@@ -134,11 +135,11 @@ class RayStations:
             a.load.remote(problem.subset(np.arange(lo, hi)), settings)
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
-                smoothing: np.ndarray | None = None) -> StationReplies:
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """Broadcast prices (one object-store put), gather every shard's replies (StationPool protocol)."""
         ray = self._ray
         ref = ray.put(np.asarray(prices, dtype=float))
-        refs = [a.respond.remote(ref, want_sensitivity, barrier, smoothing) for a in self.actors]
+        refs = [a.respond.remote(ref, want_sensitivity, barrier, smoothing, exact) for a in self.actors]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         done = set(ready)
         parts: list[StationReplies | None] = []

@@ -17,6 +17,7 @@ exact (rigid bounds and pin) or smoothed exactly as ActiveSetStations smooths it
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from pev_mpc.coordinator import Bids, StationReplies
 from pev_mpc.objective import StationCosts, station_costs
@@ -38,6 +39,8 @@ class SeparableStations:
 
     smooth_sensitivity = True
     """respond() takes `smoothing` (StationPool protocol)."""
+    exact_sensitivity = True
+    """respond(..., smoothing=omega, exact=True) also reports the exact sensitivity."""
     slack_share = 0.0
     """Steps coupled only through the energy budget: a step neither priced nor overloaded stays rigid."""
 
@@ -99,41 +102,53 @@ class SeparableStations:
         with multiplier y has stiffness y / smoothing[k], the pin nu / (c max(smoothing)) (nu = mu / c)."""
         if self._raw is None:
             raise RuntimeError("SeparableStations.sensitivity() needs a prior solve()")
+        if smoothing is None:
+            return self._exact_sensitivity()
         raw, p = self._raw, self._p
-        # u: compliance of each step (kW per price unit), 1 / (2 eps + stiffness of an active bound)
-        if smoothing is None:  # bounds and the budget are rigid where active (masked steps: lo = hi = 0)
-            u = np.where((raw < self.hi) & (raw > self.lo), 1.0 / self.two_eps, 0.0)
-            pin = np.where(self._mu > 0.0, np.inf, 0.0)
-        else:  # a bound's multiplier y = 2 eps |raw - p| (the distance beyond it) gives stiffness y / omega
-            omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
-            u = self.m / (self.two_eps * (1.0 + np.abs(raw - p) / omega[None, :]))
-            pin = (self._mu / self.c) / (self.c * float(omega.max()))
+        # u: compliance of each step (kW per price unit), 1 / (2 eps + stiffness of an active bound);
+        # a bound's multiplier y = 2 eps |raw - p| (the distance beyond it) gives stiffness y / omega
+        omega = np.maximum(np.asarray(smoothing, dtype=float), 1e-9)
+        u = self.m / (self.two_eps * (1.0 + np.abs(raw - p) / omega[None, :]))
+        pin = (self._mu / self.c) / (self.c * float(omega.max()))
         total = u.sum(axis=1)
         pin_c2 = pin * self.c**2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            beta = np.where(np.isinf(pin_c2), 1.0 / total, pin_c2 / (1.0 + pin_c2 * total))
+        beta = pin_c2 / (1.0 + pin_c2 * total)
         pinned = np.flatnonzero((pin_c2 > 0) & (total > 0))
-        up, tp, bp = u[pinned], total[pinned, None], beta[pinned, None]
+        up, bp = u[pinned], beta[pinned, None]
         w = up * np.sqrt(bp)
         S = -(w.T @ w)
-        # diagonal without cancellation: u (1 - beta u), = u (total - u) / total for a rigid pin
-        kept = np.where(np.isinf(pin_c2[pinned])[:, None], (tp - up) / tp, 1.0 - bp * up)
-        S[np.diag_indices_from(S)] = u.sum(axis=0) - up.sum(axis=0) + np.sum(up * kept, axis=0)
+        # diagonal without cancellation: u (1 - beta u)
+        S[np.diag_indices_from(S)] = u.sum(axis=0) - up.sum(axis=0) + np.sum(up * (1.0 - bp * up), axis=0)
+        return S
+
+    def _exact_sensitivity(self) -> np.ndarray:
+        """The exact sensitivity: bounds and the budget rigid where active, so only the stations with a
+        step strictly between its bounds contribute: 1 / (2 eps) on those steps, minus, for a binding
+        budget, the rank-one term of the pin (diagonal u (total - u) / total, without cancellation)."""
+        free = (self._raw < self.hi) & (self._raw > self.lo)  # masked steps: lo = hi = 0
+        rows = np.flatnonzero(free.any(axis=1))
+        u = free[rows] / self.two_eps[rows]
+        total = u.sum(axis=1, keepdims=True)
+        pinned = self._mu[rows] > 0.0
+        w = u[pinned] / np.sqrt(total[pinned])
+        S = -(w.T @ w)
+        kept = np.where(pinned[:, None], (total - u) / total, 1.0)
+        S[np.diag_indices_from(S)] = np.sum(u * kept, axis=0)
         return S
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
-                smoothing: np.ndarray | None = None) -> StationReplies:
-        """Every station's reply to the broadcast prices (StationPool protocol); never fails. With the
-        sensitivity (smoothed if smoothing is given) come the exact one and the bid curves (Bids: the
-        unclipped plans, compliance 1 / (2 eps))."""
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
+        """Every station's reply to the broadcast prices (StationPool protocol); never fails. The
+        sensitivity is smoothed if smoothing is given, and then also reported exact if exact is set;
+        every reply carries the bid curves (Bids: the unclipped plans, compliance 1 / (2 eps))."""
         prices = np.asarray(prices, dtype=float)
         p = self.solve(prices)
         value = self.costs.value(self.problem, p) + p @ prices
         n = self.n_stations
-        sensitivity = exact = None
+        sensitivity = exact_s = None
         if want_sensitivity:
-            exact = self.sensitivity()
-            sensitivity = exact if smoothing is None else self.sensitivity(smoothing)
+            sensitivity = self.sensitivity(smoothing)
+            exact_s = sensitivity if smoothing is None else self.sensitivity() if exact else None
         return StationReplies(p=p, value=value, answered=np.ones(n, dtype=bool), failed=np.zeros(n, dtype=bool),
-                              sensitivity=sensitivity, exact_sensitivity=exact,
+                              sensitivity=sensitivity, exact_sensitivity=exact_s,
                               bids=Bids(level=self._raw, compliance=1.0 / self.two_eps[:, 0]))

@@ -10,6 +10,7 @@ import pytest
 
 from pev_mpc import ChargingProblem, MPCSettings, solve_decentralised
 from pev_mpc.batch_qp import BatchStations
+from pev_mpc.decentralised import make_station_pool
 from pev_mpc.distributed import RAY_MISSING, StationActors, StationShard, merge_replies, shard_bounds
 
 H = 12
@@ -168,3 +169,22 @@ def test_distributed_policy_acts_like_the_in_process_policy(actors):
         obs = core.step(expected).observations
     distributed.close()  # not its actors: they belong to the fixture
     assert actors.n_actors == 2
+
+
+def test_sharded_separable_replies_merge_bids_and_exact_sensitivities():
+    pr, st = random_instance(9, 2), MPCSettings(horizon=H)  # deadline objective: the separable stations
+    prices = np.linspace(0.0, 3.0, H)
+    omega = np.full(H, 0.5)
+    whole = make_station_pool(pr, st).respond(prices, True, smoothing=omega, exact=True)
+    bounds = shard_bounds(pr.n_stations, 3)
+    shards = []
+    for lo, hi in bounds:
+        shard = StationShard()
+        shard.load(pr.subset(np.arange(lo, hi)), st)
+        shards.append(shard.respond(prices, True, smoothing=omega, exact=True))
+    merged = merge_replies(shards, bounds, pr.n_stations, H, True)
+    np.testing.assert_allclose(merged.exact_sensitivity, whole.exact_sensitivity, atol=1e-9)
+    np.testing.assert_allclose(merged.bids.level, whole.bids.level, atol=1e-9)
+    np.testing.assert_allclose(merged.bids.compliance, whole.bids.compliance)
+    partial = merge_replies([shards[0], None, shards[2]], bounds, pr.n_stations, H, True)
+    assert partial.exact_sensitivity is None and partial.bids is None  # all shards or none

@@ -129,3 +129,46 @@ def test_separable_sensitivity_equals_the_inverse_of_each_station_hessian(seed):
             exact[np.ix_(free, free)] += J
     np.testing.assert_allclose(pool.sensitivity(), exact, atol=1e-9 * (1 + np.abs(exact).max()))
     np.testing.assert_allclose(pool.sensitivity(omega), smooth, atol=1e-9 * (1 + np.abs(smooth).max()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bid_curves_are_the_response_to_one_price(seed):
+    """Bids: moving lambda_k alone by delta gives clip(level - delta * compliance, bounds) at step k for
+    every station whose budget does not bind (the budget multiplier is then 0 before and after)."""
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 12, cap_binding=False)
+    st = MPCSettings(horizon=H)
+    pool = SeparableStations(pr, st)
+    unit = pr.c * st.unmet_weight
+    prices = rng.uniform(0.9 * unit, 1.5 * unit, H)
+    bids = pool.respond(prices).bids
+    lower, upper = pr.lower_plan(), np.where(pr.mask, pr.p_max[:, None], 0.0)
+    for k in range(H):
+        for delta in (-0.3 * unit, -1e-3 * unit, 1e-3 * unit, 0.3 * unit):
+            moved = prices.copy()
+            moved[k] = max(moved[k] + delta, 0.0)
+            p = pool.solve(moved)
+            free = (pool._mu == 0.0) & (pool.budget > 0)
+            expected = np.clip(bids.level[:, k] - (moved[k] - prices[k]) * bids.compliance, lower[:, k], upper[:, k])
+            np.testing.assert_allclose(p[free, k], expected[free], atol=1e-9)
+
+
+def test_a_rigid_price_jumps_to_where_it_clears_on_the_bid_curves():
+    """Every station at p_max with a small overload: the Newton model cannot see how far the next bound
+    is, the bid curves can. One kept step moves the price to where the step clears."""
+    from pev_mpc.coordinator import AreaCoordinator
+    n, h = 5, 4
+    pr = ChargingProblem(x0=np.zeros(n), r=np.full(n, 100.0), s=np.full(n, 100.0), d=np.full(n, h), p_min=0.0,
+                         p_max=np.full(n, 6.6), eta=0.9, dt_h=5 / 60, P_ref=np.full(h, 6.6 * n - 0.3), horizon=h,
+                         departure=np.array([4, 8, 12, 16, 20]))
+    st = MPCSettings(horizon=h)
+    pool = SeparableStations(pr, st)
+    coordinator = AreaCoordinator(pool, pr, st)
+    lam = np.zeros(h)
+    r, g, rep = coordinator._round(lam, True)
+    assert np.allclose(r, 0.3) and np.all(np.diag(rep.exact_sensitivity) == 0.0)  # rigid everywhere
+    step = coordinator._clear_rigid(lam, r, np.ones(h, dtype=bool), rep, np.zeros(h))
+    assert np.all(step > 1.0)  # several price units: far beyond what the residual alone suggests
+    np.testing.assert_allclose(pool.solve(lam + step).sum(axis=0), pr.P_ref, atol=1e-9)
+    sol = coordinator.run()
+    assert sol.converged and sol.iterations <= 4
