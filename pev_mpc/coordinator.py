@@ -122,6 +122,20 @@ def shift_prices(prices: np.ndarray | None, horizon: int) -> np.ndarray:
     return np.concatenate([shifted, np.full(horizon - shifted.shape[0], shifted[-1])])
 
 
+def extrapolate_prices(last: np.ndarray, before: np.ndarray | None, limit: float) -> np.ndarray:
+    """Predictor for the next control step's warm start: the last prices plus their last change
+    (last - before shifted by one step), each change limited to `limit` times the largest last
+    price; the result is what shift_prices then shifts. Prices drift from step to step (the laxity
+    and the early-delivery bonus move with time), and a warm start that follows the drift leaves the
+    coordinator less to correct."""
+    last = np.maximum(np.asarray(last, dtype=float), 0.0)
+    if before is None or limit <= 0.0 or len(last) == 0:
+        return last
+    bound = limit * float(np.max(last))
+    change = np.clip(last - shift_prices(before, len(last)), -bound, bound)
+    return np.maximum(last + change, 0.0)
+
+
 def project_to_limit(p: np.ndarray, lower: np.ndarray, P_ref: np.ndarray) -> np.ndarray:
     """Lower every column k of p (N, H) with sum_i p[i, k] > P_ref[k] by a common offset theta_k
     (found by bisection), clipped at each station's lower bound, so the column sum meets P_ref.

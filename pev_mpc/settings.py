@@ -98,6 +98,10 @@ class MPCSettings:
     active_set_max_sweeps: int = 30
     """Cap on active-set sweeps per round ('active_set'); stations still unsettled are solved by the
     interior point (station_max_iter)."""
+    warm_extrapolation: float = 0.05
+    """MPC policy: the warm start of the next step is the last prices plus their last change, each
+    change limited to this fraction of the largest price (pev_mpc.coordinator.extrapolate_prices;
+    0 disables: the last prices, shifted)."""
     cold_start_sample: int = 32
     """Cold control step (no warm prices) with more stations than this: prices are first coordinated
     on an evenly spaced sample of max(this, N // 8) stations (area limit scaled to the sample, itself
@@ -148,6 +152,7 @@ class MPCSettings:
                  "station_max_iter", self.station_max_iter, "an int >= 1")
         _require(isinstance(self.active_set_max_sweeps, int) and self.active_set_max_sweeps >= 1,
                  "active_set_max_sweeps", self.active_set_max_sweeps, "an int >= 1")
+        _require(float(self.warm_extrapolation) >= 0.0, "warm_extrapolation", self.warm_extrapolation, ">= 0")
         _require(isinstance(self.cold_start_sample, int) and self.cold_start_sample >= 0,
                  "cold_start_sample", self.cold_start_sample, "an int >= 0")
         _require(float(self.station_time_limit_s) >= 0.0, "station_time_limit_s", self.station_time_limit_s, ">= 0")

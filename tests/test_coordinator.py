@@ -128,3 +128,16 @@ def test_steps_without_pevs_get_zero_price_at_once():
     assert a.converged and b.converged and b.iterations <= a.iterations <= 3
     np.testing.assert_array_equal(b.prices[5:], 0.0)
     assert abs(b.objective - ref.objective) / max(1.0, abs(ref.objective)) < 1e-6
+
+
+def test_extrapolated_warm_start_follows_a_steady_drift_within_its_limit():
+    from pev_mpc.coordinator import extrapolate_prices
+    before = np.array([10.0, 9.9, 9.8, 9.7])
+    last = np.array([10.0, 9.9, 9.8, 9.8])  # before, shifted by one step, plus 0.1
+    moved = extrapolate_prices(last, before, limit=0.05)
+    np.testing.assert_allclose(moved, last + 0.1)  # the same change once more
+    tight = extrapolate_prices(last, before, limit=0.001)
+    assert np.all(np.abs(tight - last) <= 0.001 * last.max() + 1e-12)
+    np.testing.assert_array_equal(extrapolate_prices(last, None, 0.05), last)
+    np.testing.assert_array_equal(extrapolate_prices(last, before, 0.0), last)
+    assert np.all(extrapolate_prices(np.array([0.1, 0.0]), np.array([5.0, 5.0]), 1.0) >= 0.0)

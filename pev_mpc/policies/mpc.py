@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pev_mpc.centralised import solve_centralised
-from pev_mpc.coordinator import StationPool
+from pev_mpc.coordinator import StationPool, extrapolate_prices
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
@@ -104,16 +104,20 @@ class DecentralisedMPC(_RecedingHorizon):
     name = "mpc-decentralised"
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
-        self._prices: np.ndarray | None = None
+        self._prices: np.ndarray | None = None   # the last step's prices ...
+        self._before: np.ndarray | None = None   # ... and the step's before
 
     def _pool(self, problem: ChargingProblem) -> StationPool | None:
         """Where the station QPs live for this step (None: in process, `make_station_pool`)."""
         return None
 
     def _solve(self, problem: ChargingProblem) -> Any:
-        # solve_decentralised shifts the previous step's prices by one step itself
-        solution = solve_decentralised(problem, self.settings, warm_prices=self._prices, pool=self._pool(problem))
-        self._prices = np.asarray(solution.prices, dtype=np.float64)
+        # the last prices plus their last change (MPCSettings.warm_extrapolation); solve_decentralised
+        # shifts them by one step itself
+        warm = None if self._prices is None else extrapolate_prices(self._prices, self._before,
+                                                                     self.settings.warm_extrapolation)
+        solution = solve_decentralised(problem, self.settings, warm_prices=warm, pool=self._pool(problem))
+        self._prices, self._before = np.asarray(solution.prices, dtype=np.float64), self._prices
         return solution
 
 
