@@ -292,10 +292,13 @@ class AreaCoordinator:
         r, g, rep = self._round(lam, True)  # no residual known yet: the exact sensitivity
         free = (lam > 0) | (r > 0)
         flat = np.any(free) and np.min(np.diag(rep.sensitivity)[free]) <= 0.0
-        if flat and not (self._residual(lam, r) <= s.primal_tol_kw and self._certified(lam, r, g, ceiling)):
-            # no station responds to some free price (every bound there rigid): the exact Newton step
-            # is undefined, so the stations are asked again (same prices) for the smoothed sensitivity
+        if flat and not (self._exact_regular(rep, free & self._responding(rep))
+                         or self._residual(lam, r) <= s.primal_tol_kw and self._certified(lam, r, g, ceiling)):
+            # no station responds to some free price (every bound there rigid) and no bids say how far
+            # its next bound is: the exact Newton step is undefined, so the stations are asked again
+            # (same prices) for the smoothed sensitivity
             r, g, rep = self._round(lam, True, smoothing=self._smoothing(lam, r))
+            flat = False
         floor = 1e-9 * max(float(np.max(np.diag(rep.sensitivity), initial=0.0)), 1e-12)
         delta = floor
         length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
@@ -303,14 +306,15 @@ class AreaCoordinator:
         while True:
             free = (lam > 0) | (r > 0)
             responding = self._responding(rep)
-            exact = streak and self._residual(lam, r) < exact_below and self._exact_regular(rep, free)
+            exact = streak and self._residual(lam, r) < exact_below and self._exact_regular(rep, free & responding)
+            part = free & responding if exact else free  # exact: the rigid prices move by their bids alone
             step = np.zeros_like(lam)
-            if np.any(free):
-                S_free = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(free, free)]
+            if np.any(part):
+                S_part = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(part, part)]
                 damping = floor if exact else delta
-                step[free] = np.linalg.solve(S_free + damping * np.eye(S_free.shape[0]), r[free])
-                if streak:
-                    step = self._clear_rigid(lam, r, free & ~responding, rep, step)
+                step[part] = np.linalg.solve(S_part + damping * np.eye(S_part.shape[0]), r[part])
+            if streak:
+                step = self._clear_rigid(lam, r, free & ~responding, rep, step)
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
@@ -331,6 +335,7 @@ class AreaCoordinator:
             if armijo or closer:
                 expand = streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 lam, r, g, rep = new, r_new, g_new, rep_new
+                flat = False
                 delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
                 streak = True
                 length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
@@ -339,19 +344,25 @@ class AreaCoordinator:
                 length, streak = 1.0, False
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
                     exact_below = 0.5 * self._residual(lam, r)
+                    if flat:  # the kept replies carry only the (singular) exact sensitivity
+                        r, g, rep = self._round(lam, True, smoothing=self._smoothing(lam, r))
+                        flat = False
                     continue
                 half = 0.5 * float(np.max(np.abs(move), initial=0.0))
                 delta = max(delta * _DAMPING_UP, float(np.max(np.abs(r[free]), initial=0.0)) / max(half, 1e-12))
                 rejected += 1
 
     @staticmethod
-    def _exact_regular(rep: StationReplies, free: np.ndarray) -> bool:
-        """The replies carry an exact sensitivity that is regular on the free prices (condition number
-        below _EXACT_CONDITION): only then does the exact Newton step exist."""
+    def _exact_regular(rep: StationReplies, part: np.ndarray) -> bool:
+        """The replies carry an exact sensitivity that is regular on the prices `part` (condition
+        number below _EXACT_CONDITION; trivially so if part is empty) and, for the other free prices,
+        the bid curves: only then is the exact Newton step defined."""
         exact = rep.exact_sensitivity
-        if exact is None or not np.any(free) or not rep.answered.all():
+        if exact is None or rep.bids is None or not rep.answered.all():
             return False
-        return bool(np.linalg.cond(exact[np.ix_(free, free)]) < _EXACT_CONDITION)
+        if not np.any(part):
+            return True
+        return bool(np.linalg.cond(exact[np.ix_(part, part)]) < _EXACT_CONDITION)
 
     def _responding(self, rep: StationReplies) -> np.ndarray:
         """(H,) bool: some station's bid is strictly between its bounds at step k (True where no bids)."""

@@ -12,6 +12,7 @@ from pev_env.observation import N_OBS, OBS_INDEX, build_observations
 from pev_env.scenario import Scenario
 from pev_env.scenarios import make_scenario
 from pev_env.schedule import plug_schedule
+from pev_mpc.coordinator import extrapolate_prices
 from pev_mpc.policies import EDF, LLF, POLICIES, EqualShare, OfflineOptimal, Uncontrolled, make_policy
 from pev_mpc.policies.allocation import priority_fill, scale_to_budget, water_fill
 from pev_mpc.policies.base import Observed, exact_limit
@@ -292,7 +293,8 @@ def test_offline_detects_a_different_scenario():
 
 
 def test_decentralised_mpc_warm_starts_from_the_previous_prices(monkeypatch):
-    """The policy hands the previous step's prices to solve_decentralised unshifted (it shifts them once)."""
+    """The policy hands the previous step's prices to solve_decentralised unshifted (it shifts them once),
+    plus their last change (warm_extrapolation, default) or as they are (warm_extrapolation = 0)."""
     import pev_mpc.policies.mpc as mpc_module
 
     calls = []
@@ -305,12 +307,18 @@ def test_decentralised_mpc_warm_starts_from_the_previous_prices(monkeypatch):
 
     monkeypatch.setattr(mpc_module, "solve_decentralised", spy)
     config, scenario = make_scenario("seed", 0)
-    core = ChargingCore(config, scenario)
-    policy = make_policy("mpc-decentralised")
-    policy.reset(config, scenario, 0)
-    obs = core.reset()
-    for _ in range(12):
-        obs = core.step(policy.act_array(obs)).observations
-    assert calls[0][0] is None
-    for (_, previous), (warm, _) in zip(calls, calls[1:]):
-        np.testing.assert_array_equal(warm, previous)
+    for limit in (0.0, MPCSettings().warm_extrapolation):
+        calls.clear()
+        core = ChargingCore(config, scenario)
+        policy = make_policy("mpc-decentralised", settings=MPCSettings(warm_extrapolation=limit))
+        policy.reset(config, scenario, 0)
+        obs = core.reset()
+        for _ in range(12):
+            obs = core.step(policy.act_array(obs)).observations
+        assert calls[0][0] is None
+        before = None
+        for (_, previous), (warm, _) in zip(calls, calls[1:]):
+            np.testing.assert_array_equal(warm, extrapolate_prices(previous, before, limit))
+            if limit == 0.0:
+                np.testing.assert_array_equal(warm, previous)
+            before = previous
