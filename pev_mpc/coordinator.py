@@ -23,8 +23,6 @@ _G_NOISE = 1e-9  # relative accuracy of the dual value (sum of station values so
 _DAMPING_DOWN = 0.1
 _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
-_EXPAND_RATIO = 1.5     # a kept step that raised the dual this much more than the model predicted ...
-_EXPAND = 4.0           # ... makes the next step this much longer
 _SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
 _EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
 
@@ -271,19 +269,21 @@ class AreaCoordinator:
         The step solves (S_FF + delta I) step_F = r_F on the free prices F (positive price or overload),
         S = sum_i -dp_i/dlambda as reported by the stations, which smooth it with the last round's
         |residual| (docs/FORMULATION.md): at a kink of the piecewise-quadratic dual, where the exact S is
-        singular, the smoothed S still tells how far the nearest station bound is. Two steps use more
-        of what the stations report, where their pool reports it (_exact_step, _clear_rigid): the exact
-        Newton step once the exact S is regular on F (it lands on the optimum when the active bounds
-        are right), and, for a price no station responds to, the jump to where its step clears on the
-        stations' bid curves. A step is kept only if it raises the dual value enough (Armijo); a
-        rejected step's plans are discarded and delta is raised so that the next step is at most half
-        as long (a rejected exact step only returns to the smoothed one until the residual halves). A
-        kept step that raised the dual far more than the quadratic model predicted (a nearly linear
-        stretch of the dual) makes the next one longer. Converged: residual within primal_tol_kw and
-        the dual gap of the applied plans certified below gap_tol * |g| (_certified). A small Newton
-        step alone is no certificate here: on a nearly piecewise-linear dual it can be small far from
-        the optimum. Stops unconverged after max_iterations rounds in all or after `rejections`
-        rejected steps (None: no limit).
+        singular, the smoothed S still tells how far the nearest station bound is. Where the pool also
+        reports the exact S and bid curves (Bids), two steps use them:
+        - the exact Newton step on the free prices some station responds to, once the exact S is
+          regular there (it lands on the optimum as soon as the active bounds are right); a rejected
+          exact step hands back to smoothed steps until the KKT residual halves;
+        - a free price no station responds to moves at least to where its step clears on the
+          stations' bid curves (_clear_rigid); the exact step leaves such prices to this alone.
+        A step is kept only if it raises the dual value enough (Armijo), or, below the accuracy of the
+        dual value, does not lower it and halves the KKT residual (an exact step must do one of the
+        two); a rejected step's plans are discarded and delta is raised so that the next step is at
+        most half as long. Converged: residual within primal_tol_kw and the dual gap of the applied
+        plans certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate
+        here: on a nearly piecewise-linear dual it can be small far from the optimum. Stops
+        unconverged after max_iterations rounds in all or after `rejections` rejected steps (None: no
+        limit).
         """
         s = self.settings
         ceiling = self._ceiling()
@@ -301,7 +301,7 @@ class AreaCoordinator:
             flat = False
         floor = 1e-9 * max(float(np.max(np.diag(rep.sensitivity), initial=0.0)), 1e-12)
         delta = floor
-        length, streak = 1.0, True  # streak: the last trial was kept (only then may steps grow)
+        streak = True  # the last trial was kept (only then does the damping shrink, or do bids move prices)
         exact_below = np.inf  # exact steps are tried while the KKT residual is below this
         while True:
             free = (lam > 0) | (r > 0)
@@ -319,10 +319,8 @@ class AreaCoordinator:
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
-            new = np.clip(lam + length * step, 0.0, ceiling)
+            new = np.clip(lam + step, 0.0, ceiling)
             move = new - lam
-            S = rep.sensitivity
-            predicted = float(r @ move) - 0.5 * float(move @ S @ move)
             kept = self._plan.copy(), self._fval.copy()
             r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
                                                 exact=not np.any(free & ~responding))
@@ -333,15 +331,13 @@ class AreaCoordinator:
             if exact and g_new - g <= _G_NOISE * abs(g):
                 armijo = False
             if armijo or closer:
-                expand = streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 lam, r, g, rep = new, r_new, g_new, rep_new
                 flat = False
                 delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
                 streak = True
-                length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
-                length, streak = 1.0, False
+                streak = False
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
                     exact_below = 0.5 * self._residual(lam, r)
                     if flat:  # the kept replies carry only the (singular) exact sensitivity
