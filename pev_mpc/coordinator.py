@@ -323,7 +323,7 @@ class AreaCoordinator:
             move = new - lam
             kept = self._plan.copy(), self._fval.copy()
             r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
-                                                exact=not np.any(free & ~responding))
+                                                exact=True)
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
             # KKT residual is kept too (an exact step must do one of them)
