@@ -25,6 +25,7 @@ _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
 _SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
 _EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
+_STALL = 0.99           # a kept exact or bid step whose KKT residual is above this share of the last stalls
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,10 +273,12 @@ class AreaCoordinator:
         singular, the smoothed S still tells how far the nearest station bound is. Where the pool also
         reports the exact S and bid curves (Bids), two steps use them:
         - the exact Newton step on the free prices some station responds to, once the exact S is
-          regular there (it lands on the optimum as soon as the active bounds are right); a rejected
-          exact step hands back to smoothed steps until the KKT residual halves;
+          regular there (it lands on the optimum as soon as the active bounds are right);
         - a free price no station responds to moves at least to where its step clears on the
           stations' bid curves (_clear_rigid); the exact step leaves such prices to this alone.
+        Both hold each station's budget multiplier, so where budgets couple the steps they can
+        mislead: after a rejected exact step, or two kept exact or bid steps in a row that left the
+        KKT residual where it was, smoothed steps follow until the residual halves.
         A step is kept only if it raises the dual value enough (Armijo), or, below the accuracy of the
         dual value, does not lower it and halves the KKT residual (an exact step must do one of the
         two); a rejected step's plans are discarded and delta is raised so that the next step is at
@@ -303,18 +306,23 @@ class AreaCoordinator:
         delta = floor
         streak = True  # the last trial was kept (only then does the damping shrink, or do bids move prices)
         exact_below = np.inf  # exact steps are tried while the KKT residual is below this
+        stalled = 0           # kept exact or bid steps in a row that left the residual where it was
         while True:
             free = (lam > 0) | (r > 0)
             responding = self._responding(rep)
-            exact = streak and self._residual(lam, r) < exact_below and self._exact_regular(rep, free & responding)
+            fresh = streak and self._residual(lam, r) < exact_below  # the exact and bid steps may be tried
+            exact = fresh and self._exact_regular(rep, free & responding)
             part = free & responding if exact else free  # exact: the rigid prices move by their bids alone
             step = np.zeros_like(lam)
             if np.any(part):
                 S_part = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(part, part)]
                 damping = floor if exact else delta
                 step[part] = np.linalg.solve(S_part + damping * np.eye(S_part.shape[0]), r[part])
-            if streak:
+            jumped = False
+            if fresh:
+                before = step
                 step = self._clear_rigid(lam, r, free & ~responding, rep, step)
+                jumped = step is not before
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
@@ -330,6 +338,13 @@ class AreaCoordinator:
             closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
             if exact and g_new - g <= _G_NOISE * abs(g):
                 armijo = False
+            if (armijo or closer) and (exact or jumped):
+                # the bids hold each station's budget multiplier: where the budget couples the steps
+                # they can mislead, and a kept step may then barely move; two such steps in a row hand
+                # back to smoothed steps until the residual halves
+                stalled = stalled + 1 if self._residual(new, r_new) >= _STALL * self._residual(lam, r) else 0
+                if stalled >= 2:
+                    exact_below, stalled = 0.5 * self._residual(new, r_new), 0
             if armijo or closer:
                 lam, r, g, rep = new, r_new, g_new, rep_new
                 flat = False
