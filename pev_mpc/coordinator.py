@@ -24,6 +24,8 @@ _DAMPING_DOWN = 0.1
 _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
 _SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
+_EXPAND_RATIO = 1.5     # a kept smoothed step that raised the dual this much more than the model predicted ...
+_EXPAND = 4.0           # ... makes the next smoothed step this much longer
 _EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
 _STALL = 0.99           # a kept exact or bid step whose KKT residual is above this share of the last stalls
 
@@ -278,7 +280,10 @@ class AreaCoordinator:
           stations' bid curves (_clear_rigid); the exact step leaves such prices to this alone.
         Both hold each station's budget multiplier, so where budgets couple the steps they can
         mislead: after a rejected exact step, or two kept exact or bid steps in a row that left the
-        KKT residual where it was, smoothed steps follow until the residual halves.
+        KKT residual where it was, smoothed steps follow until the residual halves. A kept smoothed
+        step that raised the dual far more than its quadratic model predicted (a nearly linear stretch,
+        e.g. a direction no station responds to before its budget multiplier is crossed) makes the
+        next smoothed step longer.
         A step is kept only if it raises the dual value enough (Armijo), or, below the accuracy of the
         dual value, does not lower it and halves the KKT residual (an exact step must do one of the
         two); a rejected step's plans are discarded and delta is raised so that the next step is at
@@ -307,6 +312,7 @@ class AreaCoordinator:
         streak = True  # the last trial was kept (only then does the damping shrink, or do bids move prices)
         exact_below = np.inf  # exact steps are tried while the KKT residual is below this
         stalled = 0           # kept exact or bid steps in a row that left the residual where it was
+        length = 1.0          # multiplies smoothed steps (grows along nearly linear stretches of the dual)
         while True:
             free = (lam > 0) | (r > 0)
             responding = self._responding(rep)
@@ -327,8 +333,10 @@ class AreaCoordinator:
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
-            new = np.clip(lam + step, 0.0, ceiling)
+            smooth_step = not (exact or jumped)
+            new = np.clip(lam + (length if smooth_step else 1.0) * step, 0.0, ceiling)
             move = new - lam
+            predicted = float(r @ move) - 0.5 * float(move @ rep.sensitivity @ move)
             kept = self._plan.copy(), self._fval.copy()
             r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
                                                 exact=True)
@@ -346,13 +354,15 @@ class AreaCoordinator:
                 if stalled >= 2:
                     exact_below, stalled = 0.5 * self._residual(new, r_new), 0
             if armijo or closer:
+                expand = smooth_step and streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
+                length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
                 lam, r, g, rep = new, r_new, g_new, rep_new
                 flat = False
                 delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
                 streak = True
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
-                streak = False
+                streak, length = False, 1.0
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
                     exact_below = 0.5 * self._residual(lam, r)
                     if flat:  # the kept replies carry only the (singular) exact sensitivity

@@ -64,7 +64,7 @@ def test_mpc_no_worse_than_deadline_heuristics(mpc, seed):
     assert unmet <= seed_metrics("llf", seed)["unmet_energy_kwh"] + UNMET_TOL_KWH
 
 
-@pytest.mark.parametrize("scenario, seed", [("seed-20", 0), ("seed-20", 2)])
+@pytest.mark.parametrize("scenario, seed", [("seed-20", 0), ("seed-20", 2), ("seed-20", 10)])
 def test_deadline_mpc_between_offline_bound_and_llf(scenario, seed):
     """Closed loop from the start (arrivals, departures): the default MPC respects the limit, never hits
     the round cap, leaves no more energy unmet than LLF and stays within 0.5 % of the offline bound."""
