@@ -73,7 +73,7 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     model = _model(problem, reuse)
     mask = problem.mask
     room = costs.cap - problem.x0
-    values = {"lo": mask * problem.p_min[:, None], "hi": mask * problem.p_max[:, None],
+    values = {"lo": problem.lower_plan(), "hi": problem.upper_plan(),
               # the cap binds only while plugged (a free station's SOC may exceed its cap)
               "room": np.where(mask, room[:, None], np.maximum(room, 0.0)[:, None]),
               "c": problem.c, "P_ref": problem.P_ref}

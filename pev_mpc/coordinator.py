@@ -174,15 +174,14 @@ class AreaCoordinator:
     def __init__(self, pool: StationPool, problem: ChargingProblem, settings: MPCSettings) -> None:
         self.pool, self.problem, self.settings = pool, problem, settings
         N = problem.n_stations
-        self._plan = problem.lower_plan()  # last plan received from each station (safe default)
+        self._lower, self._upper = problem.lower_plan(), problem.upper_plan()  # plan bounds, (N, H)
+        self._plan = self._lower.copy()    # last plan received from each station (safe default)
         self._fval = np.zeros(N)           # f_i of that plan as last reported
         self._iterations = self._messages = self._fallbacks = self._missing = self._gap_checks = 0
         self._trace: list[float] = []
         self._ceil: np.ndarray | None = None
         self._costs = station_costs(problem, settings)
         self._plugged = np.maximum(problem.mask.sum(axis=0), 1)  # stations that can draw power at each step
-        self._lower = problem.lower_plan()                                  # plan bounds, (N, H)
-        self._upper = np.where(problem.mask, problem.p_max[:, None], 0.0)
 
     def _ceiling(self) -> np.ndarray:
         """(H,) upper bound on optimal prices; each station reports once the largest marginal value
@@ -260,7 +259,7 @@ class AreaCoordinator:
             return True
         if self._residual(lam, r) > self.settings.primal_tol_kw:
             return False
-        projected = project_to_limit(self._plan, self.problem.lower_plan(), self.problem.P_ref)
+        projected = project_to_limit(self._plan, self._lower, self.problem.P_ref)
         self._messages += 2 * self.problem.n_stations
         self._gap_checks += 1
         return float(self._costs.value(self.problem, projected).sum()) - g <= tol
@@ -498,7 +497,7 @@ class AreaCoordinator:
         else:
             lam, converged = self._gradient(lam, accelerated=method == "nesterov")
         residual = self._trace[-1] if self._trace else np.inf
-        p = project_to_limit(self._plan, self.problem.lower_plan(), self.problem.P_ref)
+        p = project_to_limit(self._plan, self._lower, self.problem.P_ref)
         return CoordinationResult(p=p, prices=lam, iterations=self._iterations, converged=converged,
                                   residual_kw=float(residual), messages=self._messages, fallbacks=self._fallbacks,
                                   missing_replies=self._missing, history={"residual_kw": list(self._trace),

@@ -140,6 +140,10 @@ class ChargingProblem:
         """(N, H) the station-wise minimum plan (p_min while plugged, else 0), kW."""
         return np.where(self.mask, self.p_min[:, None], 0.0)
 
+    def upper_plan(self) -> np.ndarray:
+        """(N, H) the station-wise maximum plan (p_max while plugged, else 0), kW."""
+        return np.where(self.mask, self.p_max[:, None], 0.0)
+
     def check_feasible(self) -> None:
         """Raise InfeasibleProblemError naming the reason if no plan satisfies all constraints.
 

@@ -55,8 +55,7 @@ class SeparableStations:
         self.c = problem.c
         self.m = problem.mask
         self.two_eps = 2.0 * self.costs.power_reg[:, None]                           # (N, 1)
-        self.lo = np.where(self.m, problem.p_min[:, None], 0.0)
-        self.hi = np.where(self.m, problem.p_max[:, None], 0.0)
+        self.lo, self.hi = problem.lower_plan(), problem.upper_plan()
         self.budget = np.where(problem.d > 0, (self.costs.cap - problem.x0) / self.c, np.inf)
         self.linear = np.where(self.m, self.costs.linear, 0.0)
         self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve ...
