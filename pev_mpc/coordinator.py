@@ -285,7 +285,9 @@ class AreaCoordinator:
         next smoothed step longer.
         A step is kept only if it raises the dual value enough (Armijo), or, below the accuracy of the
         dual value, does not lower it and halves the KKT residual (an exact step must do one of the
-        two); a rejected step's plans are discarded and delta is raised so that the next step is at
+        two), or, for a smoothed step whose first-order gain r . move is itself below that accuracy,
+        does not lower it and does not raise the KKT residual (the next step is then longer: a
+        Armijo test in the noise of g would only shrink such steps to nothing); a rejected step's plans are discarded and delta is raised so that the next step is at
         most half as long. Converged: residual within primal_tol_kw and the dual gap of the applied
         plans certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate
         here: on a nearly piecewise-linear dual it can be small far from the optimum. Stops
@@ -345,6 +347,11 @@ class AreaCoordinator:
             closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
             if exact and g_new - g <= _G_NOISE * abs(g):
                 armijo = False
+            # a smoothed step whose first-order gain g cannot resolve (a nearly flat stretch of the
+            # dual, e.g. a tiny overload that only a far-away budget multiplier clears) is judged by
+            # the KKT residual: kept if that does not grow, and the next step is longer
+            drift = (smooth_step and abs(float(r @ move)) <= _G_NOISE * abs(g) and g_new >= g - _G_NOISE * abs(g)
+                     and self._residual(new, r_new) <= self._residual(lam, r))
             if (armijo or closer) and (exact or jumped):
                 # the bids hold each station's budget multiplier: where the budget couples the steps
                 # they can mislead, and a kept step may then barely move; two such steps in a row hand
@@ -352,8 +359,8 @@ class AreaCoordinator:
                 stalled = stalled + 1 if self._residual(new, r_new) >= _STALL * self._residual(lam, r) else 0
                 if stalled >= 2:
                     exact_below, stalled = 0.5 * self._residual(new, r_new), 0
-            if armijo or closer:
-                expand = smooth_step and streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
+            if armijo or closer or drift:
+                expand = drift or smooth_step and streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
                 lam, r, g, rep = new, r_new, g_new, rep_new
                 flat = False
@@ -382,7 +389,8 @@ class AreaCoordinator:
             return False
         if not np.any(part):
             return True
-        return bool(np.linalg.cond(exact[np.ix_(part, part)]) < _EXACT_CONDITION)
+        size = np.abs(np.linalg.eigvalsh(exact[np.ix_(part, part)]))  # symmetric: its singular values
+        return bool(size.max() < _EXACT_CONDITION * size.min())
 
     def _responding(self, rep: StationReplies) -> np.ndarray:
         """(H,) bool: some station's bid is strictly between its bounds at step k (True where no bids)."""

@@ -11,13 +11,14 @@ def clipped_sum_root(a: np.ndarray, two_eps: np.ndarray, lo: np.ndarray, hi: np.
     broadcasts), for rows whose sum at mu = 0 exceeds the budget (sum lo <= budget). Exact: the sum falls
     piecewise linearly in mu, with slope changes at mu = -a - two_eps hi (a term leaves hi) and
     -a - two_eps lo (it reaches lo); one sort of the 2 m breakpoints per row."""
-    n = a.shape[0]
+    n, m = a.shape
     points = np.concatenate([-a - two_eps * hi, -a - two_eps * lo], axis=1)
-    slope_change = np.concatenate([np.broadcast_to(-1.0 / two_eps, a.shape), np.broadcast_to(1.0 / two_eps, a.shape)],
-                                  axis=1)
-    order = np.argsort(points, axis=1, kind="stable")
-    v = np.take_along_axis(points, order, axis=1)
-    slope = np.cumsum(np.take_along_axis(slope_change, order, axis=1), axis=1)  # on (v[j], v[j+1])
+    inverse = np.broadcast_to(1.0 / two_eps, a.shape)
+    slope_change = np.concatenate([-inverse, inverse], axis=1)
+    # any order of tied breakpoints gives the same sums; flat indices spare take_along_axis's index arrays
+    order = np.argsort(points, axis=1) + 2 * m * np.arange(n)[:, None]
+    v = points.ravel()[order]
+    slope = np.cumsum(slope_change.ravel()[order], axis=1)  # on (v[j], v[j+1])
     total = np.empty_like(v)  # the sum at each breakpoint
     total[:, 0] = hi.sum(axis=1)
     total[:, 1:] = total[:, :1] + np.cumsum(slope[:, :-1] * np.diff(v, axis=1), axis=1)

@@ -25,7 +25,7 @@ from pev_mpc.piecewise import clipped_sum_root
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
-_NEWTON_STEPS = 3    # warm Newton steps on the budget equation before the exact sort
+_NEWTON_STEPS = 2    # warm Newton steps on the budget equation before the exact sort
 _BUDGET_TOL = 1e-12  # kW-steps per kW-step of budget: a Newton multiplier meets the budget to rounding
 
 
@@ -52,29 +52,39 @@ class SeparableStations:
             raise ValueError("SeparableStations needs node weights 0 and p_min >= 0 (objective 'deadline'); "
                              f"objective = {settings.objective!r}, min p_min = {lowest}")
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
+        # every per-round computation runs on the stations that can draw power in the horizon (rows);
+        # the others plan 0 whatever the prices
+        self.rows = rows = np.flatnonzero(problem.mask.any(axis=1))
         self.c = problem.c
-        self.m = problem.mask
-        self.two_eps = 2.0 * self.costs.power_reg[:, None]                           # (N, 1)
-        self.lo, self.hi = problem.lower_plan(), problem.upper_plan()
-        self.budget = np.where(problem.d > 0, (self.costs.cap - problem.x0) / self.c, np.inf)
-        self.linear = np.where(self.m, self.costs.linear, 0.0)
-        self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve ...
+        self.m = problem.mask[rows]
+        self.two_eps = 2.0 * self.costs.power_reg[rows, None]                        # (n, 1)
+        self.lo, self.hi = problem.lower_plan()[rows], problem.upper_plan()[rows]
+        self.budget = (self.costs.cap[rows] - problem.x0[rows]) / self.c
+        self.linear = np.where(self.m, self.costs.linear[rows], 0.0)
+        self.compliance = 1.0 / (2.0 * self.costs.power_reg)                        # (N,) kW per price unit
+        self._raw: np.ndarray | None = None     # unclipped plans -(a + mu) / (2 eps) of the last solve (rows) ...
         self._p: np.ndarray | None = None       # ... and the plans (raw clipped to the bounds)
-        self._mu = np.zeros(self.n_stations)   # budget multiplier (per kW of sum p)
+        self._mu = np.zeros(rows.size)         # budget multiplier (per kW of sum p)
 
     def solve(self, prices: np.ndarray) -> np.ndarray:
         """Plans p (N, H) minimising f_i + prices . p_i (exact)."""
         a = self.linear + np.asarray(prices, dtype=float)[None, :]
         raw = -a / self.two_eps
         p = np.clip(raw, self.lo, self.hi)
-        mu = np.zeros(self.n_stations)
+        mu = np.zeros(self.rows.size)
         over = np.flatnonzero(p.sum(axis=1) > self.budget)
         if over.size:
             mu[over] = self._multiplier(over, a[over])
             raw[over] -= mu[over, None] / self.two_eps[over]
             p[over] = np.clip(raw[over], self.lo[over], self.hi[over])
         self._mu, self._raw, self._p = mu, raw, p
-        return p
+        return self._full(p)
+
+    def _full(self, rows_only: np.ndarray) -> np.ndarray:
+        """(N, H) from the rows' (n, H): 0 for the stations that cannot draw power."""
+        out = np.zeros((self.n_stations, self.horizon))
+        out[self.rows] = rows_only
+        return out
 
     def _multiplier(self, rows: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Budget multipliers of stations rows (whose budget binds): a few Newton steps on the
@@ -117,7 +127,7 @@ class SeparableStations:
         w = up * np.sqrt(bp)
         S = -(w.T @ w)
         # diagonal without cancellation: u (1 - beta u)
-        S[np.diag_indices_from(S)] = u.sum(axis=0) - up.sum(axis=0) + np.sum(up * (1.0 - bp * up), axis=0)
+        np.fill_diagonal(S, u.sum(axis=0) - up.sum(axis=0) + np.sum(up * (1.0 - bp * up), axis=0))
         return S
 
     def _exact_sensitivity(self) -> np.ndarray:
@@ -132,7 +142,7 @@ class SeparableStations:
         w = u[pinned] / np.sqrt(total[pinned])
         S = -(w.T @ w)
         kept = np.where(pinned[:, None], (total - u) / total, 1.0)
-        S[np.diag_indices_from(S)] = np.sum(u * kept, axis=0)
+        np.fill_diagonal(S, np.sum(u * kept, axis=0))
         return S
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
@@ -150,4 +160,4 @@ class SeparableStations:
             exact_s = sensitivity if smoothing is None else self.sensitivity() if exact else None
         return StationReplies(p=p, value=value, answered=np.ones(n, dtype=bool), failed=np.zeros(n, dtype=bool),
                               sensitivity=sensitivity, exact_sensitivity=exact_s,
-                              bids=Bids(level=self._raw, compliance=1.0 / self.two_eps[:, 0]))
+                              bids=Bids(level=self._full(self._raw), compliance=self.compliance))

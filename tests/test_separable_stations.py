@@ -79,11 +79,13 @@ def test_separable_sensitivity_is_the_derivative_of_the_response(seed):
     assert np.all(np.linalg.eigvalsh(smooth - S) >= -tol)
 
 
-def test_clipped_sum_root_meets_the_budget_exactly():
+@pytest.mark.parametrize("ties", [False, True])
+def test_clipped_sum_root_meets_the_budget_exactly(ties):
+    """Also with many equal breakpoints (integer a and bounds), whose order the sort leaves open."""
     rng = np.random.default_rng(3)
     n, h = 200, 24
-    a = rng.uniform(-10, 1, (n, h))
-    te = rng.uniform(0.01, 1, (n, 1))
+    a = rng.integers(-10, 2, (n, h)).astype(float) if ties else rng.uniform(-10, 1, (n, h))
+    te = np.ones((n, 1)) if ties else rng.uniform(0.01, 1, (n, 1))
     lo, hi = np.zeros((n, h)), np.full((n, h), 7.0)
     budget = rng.uniform(0.5, 20, n)
     over = np.clip(-a / te, lo, hi).sum(1) > budget
@@ -110,13 +112,12 @@ def test_separable_sensitivity_equals_the_inverse_of_each_station_hessian(seed):
     st = MPCSettings(horizon=H, deadline_reg=0.1)
     pool = SeparableStations(pr, st)
     pool.respond(rng.uniform(0.9, 1.5, H) * pr.c * st.unmet_weight)
-    raw, te, c = pool._raw, pool.two_eps[:, 0], pr.c
+    raw, te, c = pool._raw, pool.two_eps[:, 0], pr.c  # per station that can draw power (pool.rows)
+    assert np.array_equal(pool.rows, np.flatnonzero(pr.mask.any(axis=1)))
     omega = rng.uniform(0.01, 3.0, H)
     exact, smooth = np.zeros((H, H)), np.zeros((H, H))
-    for i in range(pr.n_stations):
-        k = np.flatnonzero(pr.mask[i])
-        if k.size == 0:
-            continue
+    for i, station in enumerate(pool.rows):
+        k = np.flatnonzero(pr.mask[station])
         beyond = np.maximum(np.maximum(raw[i, k] - pool.hi[i, k], pool.lo[i, k] - raw[i, k]), 0.0)
         stiffness = te[i] + te[i] * beyond / omega[k]
         pin = (pool._mu[i] / c) / (c * omega.max()) * c**2
@@ -148,7 +149,8 @@ def test_bid_curves_are_the_response_to_one_price(seed):
             moved = prices.copy()
             moved[k] = max(moved[k] + delta, 0.0)
             p = pool.solve(moved)
-            free = (pool._mu == 0.0) & (pool.budget > 0)
+            free = np.ones(pr.n_stations, dtype=bool)  # the stations that cannot draw power plan 0 anyway
+            free[pool.rows] = (pool._mu == 0.0) & (pool.budget > 0)
             expected = np.clip(bids.level[:, k] - (moved[k] - prices[k]) * bids.compliance, lower[:, k], upper[:, k])
             np.testing.assert_allclose(p[free, k], expected[free], atol=1e-9)
 
