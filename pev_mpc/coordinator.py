@@ -285,9 +285,10 @@ class AreaCoordinator:
         next smoothed step longer.
         A step is kept only if it raises the dual value enough (Armijo), or, below the accuracy of the
         dual value, does not lower it and halves the KKT residual (an exact step must do one of the
-        two), or, for a smoothed step whose first-order gain r . move is itself below that accuracy,
-        does not lower it and does not raise the KKT residual (the next step is then longer: a
-        Armijo test in the noise of g would only shrink such steps to nothing); a rejected step's plans are discarded and delta is raised so that the next step is at
+        two), or, once the residual is within primal_tol_kw but the gap not yet certified, for a
+        smoothed step whose first-order gain r . move is itself below that accuracy, does not lower
+        it and does not raise the KKT residual (the next step is then longer: an Armijo test in the
+        noise of g would only shrink such steps to nothing); a rejected step's plans are discarded and delta is raised so that the next step is at
         most half as long. Converged: residual within primal_tol_kw and the dual gap of the applied
         plans certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate
         here: on a nearly piecewise-linear dual it can be small far from the optimum. Stops
@@ -347,10 +348,12 @@ class AreaCoordinator:
             closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
             if exact and g_new - g <= _G_NOISE * abs(g):
                 armijo = False
-            # a smoothed step whose first-order gain g cannot resolve (a nearly flat stretch of the
-            # dual, e.g. a tiny overload that only a far-away budget multiplier clears) is judged by
-            # the KKT residual: kept if that does not grow, and the next step is longer
-            drift = (smooth_step and abs(float(r @ move)) <= _G_NOISE * abs(g) and g_new >= g - _G_NOISE * abs(g)
+            # feasible within tolerance but not yet certified: a smoothed step whose first-order gain g
+            # cannot resolve (a nearly flat stretch of the dual, e.g. a tiny overload that only a
+            # far-away budget multiplier clears) is judged by the KKT residual: kept if that does not
+            # grow, and the next step is longer
+            drift = (smooth_step and self._residual(lam, r) <= s.primal_tol_kw
+                     and abs(float(r @ move)) <= _G_NOISE * abs(g) and g_new >= g - _G_NOISE * abs(g)
                      and self._residual(new, r_new) <= self._residual(lam, r))
             if (armijo or closer) and (exact or jumped):
                 # the bids hold each station's budget multiplier: where the budget couples the steps

@@ -67,7 +67,10 @@ def test_mpc_no_worse_than_deadline_heuristics(mpc, seed):
 @pytest.mark.parametrize("scenario, seed", [("seed-20", 0), ("seed-20", 2), ("seed-20", 10)])
 def test_deadline_mpc_between_offline_bound_and_llf(scenario, seed):
     """Closed loop from the start (arrivals, departures): the default MPC respects the limit, never hits
-    the round cap, leaves no more energy unmet than LLF and stays within 0.5 % of the offline bound."""
+    the round cap, leaves no more energy unmet than LLF and stays within 0.5 % of the offline bound.
+    Seed 10 has a step that crept to the cap without the longer smoothed steps on nearly linear
+    stretches, and one that stalled there at a 1e-6 kW overload without the residual-judged steps
+    below the noise of the dual value (AreaCoordinator._newton)."""
     mpc = run_episode("mpc-decentralised", scenario, seed)
     llf = run_episode("llf", scenario, seed)["unmet_energy_kwh"]
     bound = run_episode("offline-optimal", scenario, seed)["unmet_energy_kwh"]
