@@ -288,12 +288,12 @@ class AreaCoordinator:
         two), or, once the residual is within primal_tol_kw but the gap not yet certified, for a
         smoothed step whose first-order gain r . move is itself below that accuracy, does not lower
         it and does not raise the KKT residual (the next step is then longer: an Armijo test in the
-        noise of g would only shrink such steps to nothing); a rejected step's plans are discarded and delta is raised so that the next step is at
-        most half as long. Converged: residual within primal_tol_kw and the dual gap of the applied
-        plans certified below gap_tol * |g| (_certified). A small Newton step alone is no certificate
-        here: on a nearly piecewise-linear dual it can be small far from the optimum. Stops
-        unconverged after max_iterations rounds in all or after `rejections` rejected steps (None: no
-        limit).
+        noise of g would only shrink such steps to nothing); a rejected step's plans are discarded
+        and delta is raised so that the next step is at most half as long. Converged: residual within
+        primal_tol_kw and the dual gap of the applied plans certified below gap_tol * |g|
+        (_certified). A small Newton step alone is no certificate here: on a nearly piecewise-linear
+        dual it can be small far from the optimum. Stops unconverged after max_iterations rounds in
+        all or after `rejections` rejected steps (None: no limit).
         """
         s = self.settings
         ceiling = self._ceiling()
