@@ -318,7 +318,8 @@ class AreaCoordinator:
         while True:
             free = (lam > 0) | (r > 0)
             responding = self._responding(rep)
-            fresh = streak and self._residual(lam, r) < exact_below  # the exact and bid steps may be tried
+            res = self._residual(lam, r)
+            fresh = streak and res < exact_below  # the exact and bid steps may be tried
             exact = fresh and self._exact_regular(rep, free & responding)
             part = free & responding if exact else free  # exact: the rigid prices move by their bids alone
             step = np.zeros_like(lam)
@@ -342,26 +343,26 @@ class AreaCoordinator:
             kept = self._plan.copy(), self._fval.copy()
             r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
                                                 exact=True)
+            res_new = self._residual(new, r_new)
             armijo = g_new >= g + _ARMIJO * float(r @ move) - 1e-12 * abs(g)
             # below the noise of g (station tolerances), a step that does not lower g and shrinks the
             # KKT residual is kept too (an exact step must do one of them)
-            closer = g_new >= g - _G_NOISE * abs(g) and self._residual(new, r_new) < 0.5 * self._residual(lam, r)
+            closer = g_new >= g - _G_NOISE * abs(g) and res_new < 0.5 * res
             if exact and g_new - g <= _G_NOISE * abs(g):
                 armijo = False
             # feasible within tolerance but not yet certified: a smoothed step whose first-order gain g
             # cannot resolve (a nearly flat stretch of the dual, e.g. a tiny overload that only a
             # far-away budget multiplier clears) is judged by the KKT residual: kept if that does not
             # grow, and the next step is longer
-            drift = (smooth_step and self._residual(lam, r) <= s.primal_tol_kw
-                     and abs(float(r @ move)) <= _G_NOISE * abs(g) and g_new >= g - _G_NOISE * abs(g)
-                     and self._residual(new, r_new) <= self._residual(lam, r))
+            drift = (smooth_step and res <= s.primal_tol_kw and abs(float(r @ move)) <= _G_NOISE * abs(g)
+                     and g_new >= g - _G_NOISE * abs(g) and res_new <= res)
             if (armijo or closer) and (exact or jumped):
                 # the bids hold each station's budget multiplier: where the budget couples the steps
                 # they can mislead, and a kept step may then barely move; two such steps in a row hand
                 # back to smoothed steps until the residual halves
-                stalled = stalled + 1 if self._residual(new, r_new) >= _STALL * self._residual(lam, r) else 0
+                stalled = stalled + 1 if res_new >= _STALL * res else 0
                 if stalled >= 2:
-                    exact_below, stalled = 0.5 * self._residual(new, r_new), 0
+                    exact_below, stalled = 0.5 * res_new, 0
             if armijo or closer or drift:
                 expand = drift or smooth_step and streak and predicted > 0 and g_new - g > _EXPAND_RATIO * predicted
                 length = length * _EXPAND if expand else max(1.0, length / _EXPAND)
@@ -373,7 +374,7 @@ class AreaCoordinator:
                 self._plan, self._fval = kept
                 streak, length = False, 1.0
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
-                    exact_below = 0.5 * self._residual(lam, r)
+                    exact_below = 0.5 * res
                     if flat:  # the kept replies carry only the (singular) exact sensitivity
                         r, g, rep = self._round(lam, True, smoothing=self._smoothing(lam, r))
                         flat = False
