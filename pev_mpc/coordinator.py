@@ -182,6 +182,8 @@ class AreaCoordinator:
         self._ceil: np.ndarray | None = None
         self._costs = station_costs(problem, settings)
         self._plugged = np.maximum(problem.mask.sum(axis=0), 1)  # stations that can draw power at each step
+        # accuracy of the area residual: the station plans meet their budgets to solver precision
+        self._kw_noise = _G_NOISE * max(1.0, float(np.max(np.abs(problem.P_ref), initial=0.0)))
 
     def _ceiling(self) -> np.ndarray:
         """(H,) upper bound on optimal prices; each station reports once the largest marginal value
@@ -287,9 +289,11 @@ class AreaCoordinator:
         dual value, does not lower it and halves the KKT residual (an exact step must do one of the
         two), or, once the residual is within primal_tol_kw but the gap not yet certified, for a
         smoothed step whose first-order gain r . move is itself below that accuracy, does not lower
-        it and does not raise the KKT residual (the next step is then longer: an Armijo test in the
-        noise of g would only shrink such steps to nothing); a rejected step's plans are discarded
-        and delta is raised so that the next step is at most half as long. Converged: residual within
+        it and does not raise the KKT residual beyond the accuracy of the plans (the next step is then
+        longer: an Armijo test in the noise of g would only shrink such steps to nothing; such a step
+        that is rejected overshot a breakpoint, and the next trial is half of it along the same
+        step); any other rejected step's plans are discarded and delta is raised so that the next
+        step is at most half as long. Converged: residual within
         primal_tol_kw and the dual gap of the applied plans certified below gap_tol * |g|
         (_certified). A small Newton step alone is no certificate here: on a nearly piecewise-linear
         dual it can be small far from the optimum. Stops unconverged after max_iterations rounds in
@@ -353,9 +357,9 @@ class AreaCoordinator:
             # feasible within tolerance but not yet certified: a smoothed step whose first-order gain g
             # cannot resolve (a nearly flat stretch of the dual, e.g. a tiny overload that only a
             # far-away budget multiplier clears) is judged by the KKT residual: kept if that does not
-            # grow, and the next step is longer
-            drift = (smooth_step and res <= s.primal_tol_kw and abs(float(r @ move)) <= _G_NOISE * abs(g)
-                     and g_new >= g - _G_NOISE * abs(g) and res_new <= res)
+            # grow beyond the accuracy of the plans, and the next step is longer
+            flat_trial = smooth_step and res <= s.primal_tol_kw and abs(float(r @ move)) <= _G_NOISE * abs(g)
+            drift = flat_trial and g_new >= g - _G_NOISE * abs(g) and res_new <= res + self._kw_noise
             if (armijo or closer) and (exact or jumped):
                 # the bids hold each station's budget multiplier: where the budget couples the steps
                 # they can mislead, and a kept step may then barely move; two such steps in a row hand
@@ -372,7 +376,15 @@ class AreaCoordinator:
                 streak = True
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
-                streak, length = False, 1.0
+                streak = False
+                if flat_trial:
+                    # it overshot the nearest station breakpoint of a flat stretch; shorter damped steps
+                    # would not reach it (a flat dual does not shrink them by half but to nothing), so
+                    # the next trial is half this move along the same step
+                    length *= 0.5
+                    rejected += 1
+                    continue
+                length = 1.0
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
                     exact_below = 0.5 * res
                     if flat:  # the kept replies carry only the (singular) exact sensitivity
