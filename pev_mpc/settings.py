@@ -40,11 +40,13 @@ class MPCSettings:
     """'deadline': W, cost of one kWh left unmet at departure (objective units per kWh)."""
     early_weight: float = 0.5
     """'deadline': gamma in [0, 1), the largest early-delivery bonus as a fraction of W."""
-    early_decay_per_h: float = 0.05
-    """'deadline': kappa (1/h); the bonus of energy delivered t hours ahead is divided by 1 + kappa t."""
+    early_decay_per_h: float = 3.0
+    """'deadline': kappa (1/h); the bonus of energy delivered t hours ahead is divided by 1 + kappa t.
+    Steep (3: a third of an hour halves it), so that deferring a PEV costs nearly the same whether by
+    minutes or hours and the laxity decides who is served now, as in LLF (docs/FORMULATION.md)."""
     laxity_scale_h: float = 1.0
     """'deadline': tau (h); a PEV's bonus is scaled by 1 / (1 + laxity / tau)."""
-    deadline_reg: float = 3e-4
+    deadline_reg: float = 1e-3
     """'deadline': eps of sum_k p[k]^2 relative to c W / p_max (dimensionless); small against
     early_weight / 2, so that one PEV's bonus outranks a slightly smaller one (priority, not sharing)."""
     terminal_weight: float = 10.0
