@@ -291,13 +291,14 @@ class AreaCoordinator:
         smoothed step whose first-order gain r . move is itself below that accuracy, does not lower
         it and does not raise the KKT residual beyond the accuracy of the plans (the next step is then
         longer: an Armijo test in the noise of g would only shrink such steps to nothing; such a step
-        that is rejected overshot a breakpoint, and the next trial is half of it along the same
-        step); any other rejected step's plans are discarded and delta is raised so that the next
-        step is at most half as long. Converged: residual within
-        primal_tol_kw and the dual gap of the applied plans certified below gap_tol * |g|
-        (_certified). A small Newton step alone is no certificate here: on a nearly piecewise-linear
-        dual it can be small far from the optimum. Stops unconverged after max_iterations rounds in
-        all or after `rejections` rejected steps (None: no limit).
+        that is rejected overshot a breakpoint: past it a station responds, so the next trial is the
+        exact step from the rejected prices, which lands on the breakpoint where that response is
+        linear, and the one after it half the rejected step); any other rejected step's plans are
+        discarded and delta is raised so that the next step is at most half as long. Converged:
+        residual within primal_tol_kw and the dual gap of the applied plans certified below
+        gap_tol * |g| (_certified). A small Newton step alone is no certificate here: on a nearly
+        piecewise-linear dual it can be small far from the optimum. Stops unconverged after
+        max_iterations rounds in all or after `rejections` rejected steps (None: no limit).
         """
         s = self.settings
         ceiling = self._ceiling()
@@ -319,29 +320,24 @@ class AreaCoordinator:
         exact_below = np.inf  # exact steps are tried while the KKT residual is below this
         stalled = 0           # kept exact or bid steps in a row that left the residual where it was
         length = 1.0          # multiplies smoothed steps (grows along nearly linear stretches of the dual)
+        pivot: np.ndarray | None = None  # next trial prices, from the far side of an overshot breakpoint
         while True:
             free = (lam > 0) | (r > 0)
             responding = self._responding(rep)
             res = self._residual(lam, r)
-            fresh = streak and res < exact_below  # the exact and bid steps may be tried
-            exact = fresh and self._exact_regular(rep, free & responding)
-            part = free & responding if exact else free  # exact: the rigid prices move by their bids alone
-            step = np.zeros_like(lam)
-            if np.any(part):
-                S_part = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(part, part)]
-                damping = floor if exact else delta
-                step[part] = np.linalg.solve(S_part + damping * np.eye(S_part.shape[0]), r[part])
-            jumped = False
-            if fresh:
-                before = step
-                step = self._clear_rigid(lam, r, free & ~responding, rep, step)
-                jumped = step is not before
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
-            smooth_step = not (exact or jumped)
-            new = np.clip(lam + (length if smooth_step else 1.0) * step, 0.0, ceiling)
+            fresh = streak and res < exact_below  # the exact and bid steps may be tried
+            from_pivot = pivot is not None
+            if from_pivot:  # the exact step from past a breakpoint that a flat trial overshot (below)
+                new, exact, jumped, smooth_step, pivot = pivot, True, False, False, None
+            else:
+                exact = fresh and self._exact_regular(rep, free & responding)
+                step, jumped = self._step(lam, r, rep, free, responding, floor if exact else delta, exact, fresh)
+                smooth_step = not (exact or jumped)
+                new = np.clip(lam + (length if smooth_step else 1.0) * step, 0.0, ceiling)
             move = new - lam
             predicted = float(r @ move) - 0.5 * float(move @ rep.sensitivity @ move)
             kept = self._plan.copy(), self._fval.copy()
@@ -377,12 +373,15 @@ class AreaCoordinator:
             else:  # rejected: the plans answering lam stay the result
                 self._plan, self._fval = kept
                 streak = False
-                if flat_trial:
-                    # it overshot the nearest station breakpoint of a flat stretch; shorter damped steps
-                    # would not reach it (a flat dual does not shrink them by half but to nothing), so
-                    # the next trial is half this move along the same step
-                    length *= 0.5
+                if flat_trial or from_pivot:
+                    # a flat trial overshot the nearest station breakpoint; shorter damped steps would not
+                    # reach it (a flat dual does not shrink them by half but to nothing). Past the
+                    # breakpoint a station responds, and the exact step from there lands on it if that
+                    # response is linear: that is the next trial, then half this move along the same step
                     rejected += 1
+                    if flat_trial:
+                        length *= 0.5
+                        pivot = self._exact_trial(new, r_new, rep_new, floor, ceiling)
                     continue
                 length = 1.0
                 if exact:  # the active bounds were not yet right: smoothed steps until the residual halves
@@ -394,6 +393,31 @@ class AreaCoordinator:
                 half = 0.5 * float(np.max(np.abs(move), initial=0.0))
                 delta = max(delta * _DAMPING_UP, float(np.max(np.abs(r[free]), initial=0.0)) / max(half, 1e-12))
                 rejected += 1
+
+    def _exact_trial(self, lam: np.ndarray, r: np.ndarray, rep: StationReplies, floor: float,
+                     ceiling: np.ndarray) -> np.ndarray | None:
+        """lam plus the exact Newton step from the replies rep to lam (None where it is undefined)."""
+        free, responding = (lam > 0) | (r > 0), self._responding(rep)
+        if not self._exact_regular(rep, free & responding):
+            return None
+        step, _ = self._step(lam, r, rep, free, responding, floor, True, True)
+        return np.clip(lam + step, 0.0, ceiling)
+
+    def _step(self, lam: np.ndarray, r: np.ndarray, rep: StationReplies, free: np.ndarray, responding: np.ndarray,
+              damping: float, exact: bool, bids: bool) -> tuple[np.ndarray, bool]:
+        """The Newton step from lam: (S_FF + damping I) step_F = r_F on the free prices F with the exact
+        sensitivity (exact: only on the prices some station responds to) or the smoothed one; with
+        bids, the rigid free prices moved at least to where they clear on the bid curves. Returns the
+        step and whether the bids moved it."""
+        part = free & responding if exact else free  # exact: the rigid prices move by their bids alone
+        step = np.zeros_like(lam)
+        if np.any(part):
+            S_part = (rep.exact_sensitivity if exact else rep.sensitivity)[np.ix_(part, part)]
+            step[part] = np.linalg.solve(S_part + damping * np.eye(S_part.shape[0]), r[part])
+        if not bids:
+            return step, False
+        moved = self._clear_rigid(lam, r, free & ~responding, rep, step)
+        return moved, moved is not step
 
     @staticmethod
     def _exact_regular(rep: StationReplies, part: np.ndarray) -> bool:
