@@ -24,9 +24,10 @@ def random_problem(n, binding, seed):
 CASES = [(1, True, 0), (1, False, 1), (7, True, 2), (7, False, 3), (40, True, 4), (40, False, 5), (200, True, 6)]
 
 
-def assert_agree(pr, st, gap=1e-6):
-    """The issue's agreement: relative objective gap <= 1e-6, first move within 0.01 kW, limit respected."""
-    dec, cen = solve_decentralised(pr, st), solve_centralised(pr, st)
+def assert_agree(pr, st, gap=1e-6, warm_prices=None):
+    """The issue's agreement: relative objective gap <= 1e-6, first move within 0.01 kW, limit respected
+    (the decentralised MPC warm-started from warm_prices, shifted as a policy's)."""
+    dec, cen = solve_decentralised(pr, st, warm_prices=warm_prices), solve_centralised(pr, st)
     assert dec.converged and cen.converged and dec.fallbacks == 0
     assert abs(dec.objective - cen.objective) / max(1.0, abs(cen.objective)) <= gap
     assert np.max(np.abs(dec.p[:, 0] - cen.p[:, 0]), initial=0.0) < 0.01
@@ -168,17 +169,24 @@ def test_issue_reproducer_converges_to_centralised(settings):
     assert dec.iterations < MPCSettings().max_iterations  # measured: 41, 33, 52 and 117 rounds
 
 
+def seed20_step(need, d, warm_head):
+    """A captured step of `seed-20` (5 stations of 22 kW, P_ref 31.5 kW, H = 24, empty batteries):
+    the problem and the warm prices the policy passed (its first entries warm_head, then 0)."""
+    r = np.asarray(need, dtype=float)
+    problem = ChargingProblem(x0=np.zeros(5), r=r, s=r, d=np.asarray(d), p_min=0.0, p_max=22.0, eta=0.9,
+                              dt_h=5 / 60, P_ref=np.full(24, 31.5), horizon=24)
+    warm = np.zeros(24)
+    warm[:len(warm_head)] = warm_head
+    return problem, warm
+
+
 def flat_end_phase_step():
     """A closed-loop step of `seed-20` (seed 2, run with early_decay_per_h = 0.2 and deadline_reg = 3e-4,
     the defaults of the time) and its warm prices: at them two PEVs overload step 0 by 1.3e-6 kW
     (within primal_tol_kw, gap not yet certified), and only a price about 0.01 higher, where the
     budget-bound PEV moves its energy to a later step, clears it; the dual is flat up to there."""
-    r = np.array([0.7125000953674316, 2.7824997901916504, 0.0, 0.0, 0.0])
-    problem = ChargingProblem(x0=np.zeros(5), r=r, s=r, d=np.array([4, 7, 0, 0, 0]), p_min=0.0, p_max=22.0, eta=0.9,
-                              dt_h=5 / 60, P_ref=np.full(24, 31.5), horizon=24)
-    warm = np.zeros(24)
-    warm[:2] = [0.08376981081432909, 0.03517273269779933]
-    return problem, warm
+    return seed20_step([0.7125000953674316, 2.7824997901916504, 0.0, 0.0, 0.0], [4, 7, 0, 0, 0],
+                       [0.08376981081432909, 0.03517273269779933])
 
 
 @pytest.mark.parametrize("warm", [True, False])
@@ -190,24 +198,18 @@ def test_flat_end_phase_step_converges_to_centralised(decay, warm):
     not converged, from the warm prices (and cold with decay 0.1 and 0.2)."""
     problem, warm_prices = flat_end_phase_step()
     st = MPCSettings(early_decay_per_h=decay, deadline_reg=3e-4)
-    dec = solve_decentralised(problem, st, warm_prices=warm_prices if warm else None)
-    cen = solve_centralised(problem, st)
-    assert dec.converged and dec.iterations <= 25
-    assert abs(dec.objective - cen.objective) / max(1.0, abs(cen.objective)) <= 1e-6
-    assert np.max(np.abs(dec.p[:, 0] - cen.p[:, 0])) < 0.01
+    dec, _ = assert_agree(problem, st, warm_prices=warm_prices if warm else None)
+    assert dec.iterations <= 25
 
 
 def overshot_breakpoint_step():
     """A closed-loop step of `seed-20` (seed 3, the default settings) and its warm prices: three PEVs,
     a 3e-7 kW overload within primal_tol_kw whose gap is not yet certified, and past the breakpoint
     that clears it a response so steep that a move of 1e-6 in price overshoots by 1e-3 kW."""
-    r = np.array([0.7124999761581421, 12.714427947998047, 13.54807186126709, 0.0, 0.0])
-    problem = ChargingProblem(x0=np.zeros(5), r=r, s=r, d=np.array([1, 9, 9, 0, 0]), p_min=0.0, p_max=22.0, eta=0.9,
-                              dt_h=5 / 60, P_ref=np.full(24, 31.5), horizon=24)
-    warm = np.zeros(24)
-    warm[:10] = [11.345544182791196, 10.581564875334928, 9.998710247896378, 9.60839305744932, 9.322080002840192,
-                 9.102009858811257, 8.925871012907589, 8.783541499023633, 8.666191581069047, 8.567807899707644]
-    return problem, warm
+    return seed20_step([0.7124999761581421, 12.714427947998047, 13.54807186126709, 0.0, 0.0], [1, 9, 9, 0, 0],
+                       [11.345544182791196, 10.581564875334928, 9.998710247896378, 9.60839305744932,
+                        9.322080002840192, 9.102009858811257, 8.925871012907589, 8.783541499023633,
+                        8.666191581069047, 8.567807899707644])
 
 
 def test_overshot_breakpoint_is_found_from_its_far_side():
@@ -215,12 +217,8 @@ def test_overshot_breakpoint_is_found_from_its_far_side():
     of about 4 on a breakpoint that must be hit to 1e-10 in price; the exact step from the far side,
     where a station responds, lands on it."""
     problem, warm = overshot_breakpoint_step()
-    st = MPCSettings()
-    dec = solve_decentralised(problem, st, warm_prices=warm)
-    cen = solve_centralised(problem, st)
-    assert dec.converged and dec.iterations <= 25
-    assert abs(dec.objective - cen.objective) / max(1.0, abs(cen.objective)) <= 1e-6
-    assert np.max(np.abs(dec.p[:, 0] - cen.p[:, 0])) < 0.01
+    dec, _ = assert_agree(problem, MPCSettings(), warm_prices=warm)
+    assert dec.iterations <= 25
 
 
 @hsettings(max_examples=12, deadline=None)
