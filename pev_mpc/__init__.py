@@ -3,10 +3,10 @@ centralised MPC (formulation in docs/FORMULATION.md), plus the environment polic
 
 from pev_mpc.batch_qp import ActiveSetStations, BatchStations
 from pev_mpc.centralised import solve_centralised
-from pev_mpc.coordinator import (AreaCoordinator, CoordinationResult, StationPool, StationReplies, dual_step_size,
-                                 project_to_limit, shift_prices)
+from pev_mpc.coordinator import AreaCoordinator, CoordinationResult, dual_step_size, project_to_limit, shift_prices
 from pev_mpc.decentralised import make_station_pool, solve_decentralised
 from pev_mpc.objective import OBJECTIVES, StationCosts, objective_value, station_costs
+from pev_mpc.pool import StationPool, StationReplies
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.separable_qp import SeparableStations
 from pev_mpc.settings import MPCSettings

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpttrs
 
-from pev_mpc.coordinator import StationReplies
+from pev_mpc.pool import StationReplies
 from pev_mpc.objective import station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings

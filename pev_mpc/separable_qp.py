@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from pev_mpc.coordinator import Bids, StationReplies
+from pev_mpc.pool import Bids, StationReplies
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
 from pev_mpc.problem import ChargingProblem

@@ -1,0 +1,76 @@
+"""The station pool as the coordinator sees it: the replies to one price broadcast and the protocol
+every pool (closed form, active set, interior point, OSQP, Ray shards) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class StationReplies:
+    """What the stations send back for one price broadcast."""
+
+    p: np.ndarray
+    """(N, H) plans (kW)."""
+    value: np.ndarray
+    """(N,) local optimal values f_i(p_i) + lambda . p_i."""
+    answered: np.ndarray
+    """(N,) bool, False where a reply did not arrive (p and value there are ignored)."""
+    failed: np.ndarray
+    """(N,) bool, True where the local QP failed and the station sent its safe fallback plan."""
+    sensitivity: np.ndarray | None = None
+    """(H, H) sum over stations of -dp_i/dlambda (PSD), when requested (smoothed if smoothing was sent)."""
+    exact_sensitivity: np.ndarray | None = None
+    """(H, H) the unsmoothed sum of -dp_i/dlambda, from pools that report it next to `sensitivity`."""
+    bids: Bids | None = None
+    """Each station's bid curve at every step, from pools that report them."""
+
+
+@dataclass(frozen=True, eq=False)
+class Bids:
+    """Station i's power at step k if only lambda_k moved by delta (its other prices and its budget
+    multiplier held): clip(level[i, k] - delta * compliance[i], lower, upper), with the plan bounds
+    lower = p_min and upper = p_max while plugged (0 otherwise). Local data only: the station's
+    unclipped plan and the price compliance of its own QP (kW per price unit)."""
+
+    level: np.ndarray
+    """(N, H) unclipped plans (kW); the plans are their clip to the bounds."""
+    compliance: np.ndarray
+    """(N,) kW per price unit, > 0."""
+
+
+class StationPool(Protocol):
+    """The stations as the coordinator sees them (BatchStations, OSQPStations, RayStations).
+
+    A pool with a true attribute `smoothing` also takes respond(..., barrier=tau) with tau > 0
+    (objective units): each station then solves its QP with the log-barrier term
+    -tau * sum log(slacks of p_min, p_max and the SOC cap) and reports that smoothed optimum, its
+    value (barrier term included) and sensitivity. Pools without it are only asked without barrier.
+    A pool with a true attribute `smooth_sensitivity` also takes respond(..., smoothing=omega) (H,) kW
+    and reports the smoothed sensitivity; its optional `slack_share` sets how much unused capacity at
+    a zero price enters omega (see AreaCoordinator._smoothing). A pool with a true attribute
+    `exact_sensitivity` then also takes exact=True and reports the exact sensitivity next to it
+    (StationReplies.exact_sensitivity; without smoothing the sensitivity is the exact one anyway).
+    """
+
+    n_stations: int
+    horizon: int
+
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies: ...
+
+
+def ask_pool(pool: StationPool, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
+             smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
+    """pool.respond with only the keywords the pool takes: barrier > 0 for pools that smooth their
+    QPs, smoothing for pools that smooth their sensitivity, exact (the exact sensitivity too) for
+    pools that report both (StationPool protocol)."""
+    if barrier > 0.0:
+        return pool.respond(prices, want_sensitivity, barrier=barrier)
+    if smoothing is not None and getattr(pool, "smooth_sensitivity", False):
+        if exact and getattr(pool, "exact_sensitivity", False):
+            return pool.respond(prices, want_sensitivity, smoothing=smoothing, exact=True)
+        return pool.respond(prices, want_sensitivity, smoothing=smoothing)
+    return pool.respond(prices, want_sensitivity)
