@@ -3,19 +3,22 @@
 It broadcasts prices lambda (H,) to the stations, receives their plans (and, for the dual
 Newton update, each station's local price sensitivity -dp_i/dlambda summed over stations),
 and updates lambda >= 0 until the area residual is within tolerance or the iteration cap is
-reached. The applied plans are always projected onto the area limit.
+reached. Where the replies carry bids, a step that Newton has not settled in model_after rounds
+goes on by model-market exchanges (AreaCoordinator._bid_model). The applied plans are always
+projected onto the area limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pev_mpc.objective import station_costs
+from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
 from pev_mpc.pool import StationPool, StationReplies, ask_pool
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.separable_qp import bid_model
 from pev_mpc.settings import MPCSettings
 
 _ARMIJO = 1e-4
@@ -28,6 +31,8 @@ _EXPAND_RATIO = 1.5     # a kept smoothed step that raised the dual this much mo
 _EXPAND = 4.0           # ... makes the next smoothed step this much longer
 _EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
 _STALL = 0.99           # a kept exact or bid step whose KKT residual is above this share of the last stalls
+_MODEL_EXCHANGES = 10   # model exchanges before the coordination hands back to Newton alone
+_MODEL_TOL = 1e-2       # the model market is cleared to this share of primal_tol_kw and gap_tol
 
 
 @dataclass
@@ -104,7 +109,9 @@ def dual_step_size(problem: ChargingProblem, settings: MPCSettings) -> float:
 class AreaCoordinator:
     """Runs the price coordination of one control step against a StationPool."""
 
-    def __init__(self, pool: StationPool, problem: ChargingProblem, settings: MPCSettings) -> None:
+    def __init__(self, pool: StationPool, problem: ChargingProblem, settings: MPCSettings,
+                 costs: StationCosts | None = None) -> None:
+        """costs: the stations' objective as the coordinator values plans (default: settings.objective's)."""
         self.pool, self.problem, self.settings = pool, problem, settings
         N = problem.n_stations
         self._lower, self._upper = problem.lower_plan(), problem.upper_plan()  # plan bounds, (N, H)
@@ -113,7 +120,9 @@ class AreaCoordinator:
         self._iterations = self._messages = self._fallbacks = self._missing = self._gap_checks = 0
         self._trace: list[float] = []
         self._ceil: np.ndarray | None = None
-        self._costs = station_costs(problem, settings)
+        self._costs = station_costs(problem, settings) if costs is None else costs
+        self._handover: tuple[np.ndarray, float, StationReplies] | None = None  # replies to the prices _newton returns
+        self._exchanges = self._model_rounds = 0  # model exchanges, and the coordinator's own rounds on the model
         self._plugged = np.maximum(problem.mask.sum(axis=0), 1)  # stations that can draw power at each step
         # accuracy of the area residual: the station plans meet their budgets to solver precision
         self._kw_noise = _G_NOISE * max(1.0, float(np.max(np.abs(problem.P_ref), initial=0.0)))
@@ -200,7 +209,8 @@ class AreaCoordinator:
         return float(self._costs.value(self.problem, projected).sum()) - g <= tol
 
     # ---- methods -------------------------------------------------------------------------
-    def _newton(self, lam: np.ndarray, rejections: int | None = None) -> tuple[np.ndarray, bool]:
+    def _newton(self, lam: np.ndarray, rejections: int | None = None,
+                rounds: int | None = None) -> tuple[np.ndarray, bool]:
         """Projected dual Newton on 0 <= lambda <= ceiling with barrier-smoothed sensitivities.
 
         The step solves (S_FF + delta I) step_F = r_F on the free prices F (positive price or overload),
@@ -231,7 +241,8 @@ class AreaCoordinator:
         residual within primal_tol_kw and the dual gap of the applied plans certified below
         gap_tol * |g| (_certified). A small Newton step alone is no certificate here: on a nearly
         piecewise-linear dual it can be small far from the optimum. Stops unconverged after
-        max_iterations rounds in all or after `rejections` rejected steps (None: no limit).
+        max_iterations rounds in all, after `rejections` rejected steps or once `rounds` rounds in all
+        were held (None: no limit; the replies to the returned prices are then kept in _handover).
         """
         s = self.settings
         ceiling = self._ceiling()
@@ -261,6 +272,9 @@ class AreaCoordinator:
             if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
+                return lam, False
+            if rounds is not None and self._iterations >= rounds:
+                self._handover = r, g, rep
                 return lam, False
             fresh = streak and res < exact_below  # the exact and bid steps may be tried
             from_pivot = pivot is not None
@@ -400,6 +414,35 @@ class AreaCoordinator:
             step[k] = np.minimum(step[k], -np.minimum(shift, lam[k]))
         return step
 
+    def _bid_model(self, lam: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Newton ('newton') for model_after rounds; then each exchange broadcasts the prices that
+        clear the model market of the last replies (separable_qp.bid_model: every station's QP as its
+        bid curve and budget multiplier reveal it, the budgets that do not bind yet left out), found by
+        the coordinator alone ('newton' on the model, at most model_rounds rounds, no messages). The
+        model is exact for every station whose budget binds, so the exchanges only have to discover
+        the budgets that come to bind. Converged as 'newton' (_certified); after _MODEL_EXCHANGES
+        exchanges without it, 'newton' takes over again."""
+        s = self.settings
+        lam, converged = self._newton(lam, rounds=s.model_after)
+        if converged or self._handover is None:
+            return lam, converged
+        (r, g, rep), ceiling = self._handover, self._ceiling()
+        inner = replace(s, coordination="newton", model_after=None, max_iterations=s.model_rounds,
+                        primal_tol_kw=_MODEL_TOL * s.primal_tol_kw,
+                        gap_tol=_MODEL_TOL * s.gap_tol)
+        while True:
+            if self._stop(lam, r, None, self._certified(lam, r, g, ceiling)):
+                return lam, True
+            if self._iterations >= s.max_iterations:
+                return lam, False
+            if self._exchanges == _MODEL_EXCHANGES or rep.bids is None or not rep.answered.all():
+                return self._newton(lam)
+            model = bid_model(self.problem, s, lam, rep)
+            cleared = AreaCoordinator(model, self.problem, inner, costs=model.costs).run(lam)
+            lam, self._model_rounds = cleared.prices, self._model_rounds + cleared.iterations
+            r, g, rep = self._round(lam, False)
+            self._exchanges += 1
+
     def _smoothed(self, lam: np.ndarray) -> np.ndarray:
         """Barrier continuation: Newton with backtracking on the dual of the log-barrier-smoothed
         station QPs (smooth and strictly concave, well-conditioned sensitivity), the barrier tau
@@ -473,6 +516,8 @@ class AreaCoordinator:
             lam, converged = self._newton(lam, self.settings.smoothing_after)
             if not converged and self._iterations < self.settings.max_iterations:
                 lam, converged = self._newton(self._smoothed(lam))
+        elif method == "newton" and self.settings.model_after is not None and getattr(self.pool, "bids", False):
+            lam, converged = self._bid_model(lam)
         elif method in ("newton", "smoothed-newton"):
             lam, converged = self._newton(lam)
         else:
@@ -482,4 +527,6 @@ class AreaCoordinator:
         return CoordinationResult(p=p, prices=lam, iterations=self._iterations, converged=converged,
                                   residual_kw=float(residual), messages=self._messages, fallbacks=self._fallbacks,
                                   missing_replies=self._missing, history={"residual_kw": list(self._trace),
-                                                                    "gap_checks": self._gap_checks})
+                                                                    "gap_checks": self._gap_checks,
+                                                                    "model_exchanges": self._exchanges,
+                                                                    "model_rounds": self._model_rounds})

@@ -104,7 +104,8 @@ def merge_replies(parts: list[StationReplies | None], bounds: list[tuple[int, in
         exact = sum(rep.exact_sensitivity for rep in complete)
     if complete and all(rep.bids is not None for rep in complete):
         bids = Bids(level=np.concatenate([rep.bids.level for rep in complete]),
-                    compliance=np.concatenate([rep.bids.compliance for rep in complete]))
+                    compliance=np.concatenate([rep.bids.compliance for rep in complete]),
+                    multiplier=np.concatenate([rep.bids.multiplier for rep in complete]))
     return StationReplies(p=p, value=value, answered=answered, failed=failed, sensitivity=sens,
                           exact_sensitivity=exact, bids=bids)
 
@@ -126,6 +127,7 @@ class RayStations:
         self.smoothing = getattr(shard_pool, "smoothing", False)
         self.smooth_sensitivity = getattr(shard_pool, "smooth_sensitivity", False)
         self.exact_sensitivity = getattr(shard_pool, "exact_sensitivity", False)
+        self.bids = getattr(shard_pool, "bids", False)
         if hasattr(shard_pool, "slack_share"):
             self.slack_share = shard_pool.slack_share
         self.bounds = shard_bounds(problem.n_stations, len(actors))

@@ -34,12 +34,16 @@ class Bids:
     """Station i's power at step k if only lambda_k moved by delta (its other prices and its budget
     multiplier held): clip(level[i, k] - delta * compliance[i], lower, upper), with the plan bounds
     lower = p_min and upper = p_max while plugged (0 otherwise). Local data only: the station's
-    unclipped plan and the price compliance of its own QP (kW per price unit)."""
+    unclipped plan, the price compliance of its own QP (kW per price unit) and the multiplier of its
+    energy budget."""
 
     level: np.ndarray
     """(N, H) unclipped plans (kW); the plans are their clip to the bounds."""
     compliance: np.ndarray
     """(N,) kW per price unit, > 0."""
+    multiplier: np.ndarray
+    """(N,) the multiplier mu_i >= 0 of the station's energy budget sum_k p_i[k] <= B_i (price units),
+    > 0 where the budget binds: its marginal value of energy beyond the budget."""
 
 
 class StationPool(Protocol):
@@ -54,6 +58,8 @@ class StationPool(Protocol):
     a zero price enters omega (see AreaCoordinator._smoothing). A pool with a true attribute
     `exact_sensitivity` then also takes exact=True and reports the exact sensitivity next to it
     (StationReplies.exact_sensitivity; without smoothing the sensitivity is the exact one anyway).
+    A pool with a true attribute `bids` sends Bids with every reply; 'newton' then also clears the
+    market of the station QPs they reveal (MPCSettings.model_after).
     """
 
     n_stations: int

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from pev_mpc.pool import Bids, StationReplies
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
+from pev_mpc.pool import Bids, StationReplies
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -41,6 +41,8 @@ class SeparableStations:
     """respond() takes `smoothing` (StationPool protocol)."""
     exact_sensitivity = True
     """respond(..., smoothing=omega, exact=True) also reports the exact sensitivity."""
+    bids = True
+    """Every reply carries Bids (bid curves and budget multipliers)."""
     slack_share = 0.0
     """Steps coupled only through the energy budget: a step neither priced nor overloaded stays rigid."""
 
@@ -149,7 +151,8 @@ class SeparableStations:
                 smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """Every station's reply to the broadcast prices (StationPool protocol); never fails. The
         sensitivity is smoothed if smoothing is given, and then also reported exact if exact is set;
-        every reply carries the bid curves (Bids: the unclipped plans, compliance 1 / (2 eps))."""
+        every reply carries the bid curves (Bids: the unclipped plans, compliance 1 / (2 eps), the
+        budget multipliers)."""
         prices = np.asarray(prices, dtype=float)
         p = self.solve(prices)
         value = self.costs.value(self.problem, p) + p @ prices
@@ -158,6 +161,27 @@ class SeparableStations:
         if want_sensitivity:
             sensitivity = self.sensitivity(smoothing)
             exact_s = sensitivity if smoothing is None else self.sensitivity() if exact else None
+        multiplier = np.zeros(n)
+        multiplier[self.rows] = self._mu
         return StationReplies(p=p, value=value, answered=np.ones(n, dtype=bool), failed=np.zeros(n, dtype=bool),
                               sensitivity=sensitivity, exact_sensitivity=exact_s,
-                              bids=Bids(level=self._full(self._raw), compliance=self.compliance))
+                              bids=Bids(level=self._full(self._raw), compliance=self.compliance, multiplier=multiplier))
+
+
+def bid_model(problem: ChargingProblem, settings: MPCSettings, prices: np.ndarray,
+              replies: StationReplies) -> SeparableStations:
+    """The stations' QPs as their replies to `prices` reveal them (the model market of 'newton'): a bid
+    level = -(linear + lambda + mu) / (2 eps) with compliance 1 / (2 eps) and multiplier mu gives each
+    station's linear cost and eps; a station whose budget binds (mu > 0) has used it all (its budget
+    is its planned energy), and the budget of any other station is not known yet, so it is left out.
+    Exact for every station whose budget binds; the coordinator clears this model market between
+    exchanges (docs/FORMULATION.md, "Coordination")."""
+    bids, mask = replies.bids, problem.mask
+    two_eps = 1.0 / bids.compliance
+    linear = np.where(mask, -bids.level * two_eps[:, None] - prices[None, :] - bids.multiplier[:, None], 0.0)
+    used = np.where(mask, replies.p, 0.0).sum(axis=1)
+    cap = np.where(bids.multiplier > 0.0, problem.x0 + problem.c * used, np.inf)
+    n = problem.n_stations
+    costs = StationCosts(node_weight=np.zeros(mask.shape), linear=linear, power_reg=0.5 * two_eps, cap=cap,
+                         offset=np.zeros(n))
+    return SeparableStations(problem, settings, costs)

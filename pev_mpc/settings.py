@@ -60,6 +60,13 @@ class MPCSettings:
     'smoothed-newton' ('newton' until smoothing_after steps were rejected, then a barrier continuation
     on log-barrier-smoothed station QPs followed by 'newton'; pools that cannot smooth, e.g. 'osqp',
     just continue with 'newton'), 'nesterov' (accelerated projected gradient) or 'gradient'."""
+    model_after: int | None = 12
+    """'newton' with station pools whose replies carry bids (the separable station QPs of the deadline
+    objective): after this many rounds without convergence, the coordinator clears the market of the
+    station QPs that the last replies reveal between exchanges (docs/FORMULATION.md, "Coordination");
+    0: from the first reply, None: never."""
+    model_rounds: int = 25
+    """Cap on the coordinator's own rounds on that model market per exchange (they send no messages)."""
     smoothing_after: int = 4
     """'smoothed-newton': rejected exact Newton steps after which the barrier continuation takes over."""
     barrier_start: float = 0.25
@@ -130,9 +137,11 @@ class MPCSettings:
             _require(float(getattr(self, name)) > 0.0, name, getattr(self, name), "> 0")
         _require(0.0 <= float(self.early_weight) < 1.0, "early_weight", self.early_weight, "in [0, 1)")
         _require(self.coordination in COORDINATIONS, "coordination", self.coordination, f"one of {COORDINATIONS}")
-        for name in ("smoothing_after", "barrier_rounds"):
+        for name in ("smoothing_after", "barrier_rounds", "model_rounds"):
             v = getattr(self, name)
             _require(isinstance(v, int) and v >= 1, name, v, "an int >= 1")
+        _require(self.model_after is None or isinstance(self.model_after, int) and self.model_after >= 0,
+                 "model_after", self.model_after, "None or an int >= 0")
         for name in ("barrier_start", "barrier_end", "barrier_accuracy"):
             v = getattr(self, name)
             _require(float(v) > 0.0, name, v, "> 0")

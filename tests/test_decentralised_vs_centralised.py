@@ -51,6 +51,14 @@ def test_decentralised_equals_centralised(n, binding, seed, objective):
         assert np.all(dec.prices == 0.0) and dec.iterations == 1
 
 
+@pytest.mark.parametrize("n, binding, seed", [c for c in CASES if c[1]])
+def test_model_market_from_the_first_reply_equals_centralised(n, binding, seed):
+    """model_after = 0: after the first reply every exchange broadcasts the prices that clear the model
+    market of the last replies (AreaCoordinator._bid_model)."""
+    dec, _ = assert_agree(random_problem(n, binding, seed), MPCSettings(horizon=H, model_after=0))
+    assert dec.history["model_exchanges"] >= 1 and dec.history["model_rounds"] >= 1
+
+
 def test_osqp_station_path_equals_batch_path():
     # deadline_reg 3e-3: at the default the deadline QPs are so close to LPs that OSQP stalls (README)
     pr = random_problem(6, True, 7)
@@ -223,15 +231,17 @@ def test_overshot_breakpoint_is_found_from_its_far_side():
 
 @hsettings(max_examples=12, deadline=None)
 @given(seed=st_.integers(0, 10_000), n=st_.integers(1, 12), tightness=st_.sampled_from([0.2, 0.5, 0.8, 1.2]),
-       objective=st_.sampled_from(sorted(OBJECTIVES)), weight=st_.sampled_from([1.0, 10.0, 1e3, 1e4]))
-def test_decentralised_equals_centralised_property(seed, n, tightness, objective, weight):
-    """Random instances, binding or not, extreme terminal weights (tracking) and both objectives."""
+       objective=st_.sampled_from(sorted(OBJECTIVES)), weight=st_.sampled_from([1.0, 10.0, 1e3, 1e4]),
+       model_after=st_.sampled_from([None, 0, 3, 12]))
+def test_decentralised_equals_centralised_property(seed, n, tightness, objective, weight, model_after):
+    """Random instances, binding or not, extreme terminal weights (tracking), both objectives, and the
+    model market from the first reply, after a few rounds, after the default 12 or never."""
     rng = np.random.default_rng(seed)
     x0 = rng.uniform(0, 20, n)
     pr = ChargingProblem(x0=x0, r=np.minimum(x0 + rng.uniform(0, 16, n), 24.0), s=np.full(n, 24.0),
                          d=rng.integers(0, H + 1, n), p_min=0.0, p_max=rng.choice([6.6, 11.0, 22.0], n), eta=0.9,
                          dt_h=5 / 60, P_ref=tightness * 11.0 * n, horizon=H)
-    assert_agree(pr, MPCSettings(horizon=H, objective=objective, terminal_weight=weight))
+    assert_agree(pr, MPCSettings(horizon=H, objective=objective, terminal_weight=weight, model_after=model_after))
 
 
 class FailingPool:

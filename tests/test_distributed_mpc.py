@@ -186,5 +186,7 @@ def test_sharded_separable_replies_merge_bids_and_exact_sensitivities():
     np.testing.assert_allclose(merged.exact_sensitivity, whole.exact_sensitivity, atol=1e-9)
     np.testing.assert_allclose(merged.bids.level, whole.bids.level, atol=1e-9)
     np.testing.assert_allclose(merged.bids.compliance, whole.bids.compliance)
+    assert np.any(whole.bids.multiplier > 0)  # some budget binds
+    np.testing.assert_allclose(merged.bids.multiplier, whole.bids.multiplier, atol=1e-9)
     partial = merge_replies([shards[0], None, shards[2]], bounds, pr.n_stations, H, True)
     assert partial.exact_sensitivity is None and partial.bids is None  # all shards or none

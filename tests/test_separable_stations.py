@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings as hsettings, strategies as st_
 from pev_mpc import ChargingProblem, MPCSettings
 from pev_mpc.decentralised import make_station_pool, station_solver
 from pev_mpc.piecewise import clipped_sum_root
-from pev_mpc.separable_qp import SeparableStations
+from pev_mpc.separable_qp import SeparableStations, bid_model
 
 H = 16
 
@@ -153,6 +153,33 @@ def test_bid_curves_are_the_response_to_one_price(seed):
             free[pool.rows] = (pool._mu == 0.0) & (pool.budget > 0)
             expected = np.clip(bids.level[:, k] - (moved[k] - prices[k]) * bids.compliance, lower[:, k], upper[:, k])
             np.testing.assert_allclose(p[free, k], expected[free], atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bid_model_is_each_station_qp_as_its_reply_reveals_it(seed):
+    """The model market of one reply recovers every station's linear cost and eps, and answers any other
+    prices as the stations do wherever a budget bound then (it is the station's own QP) or does not bind
+    (the budgets the model leaves out)."""
+    rng = np.random.default_rng(seed)
+    pr = random_problem(rng, 30, cap_binding=bool(seed % 2))
+    st = MPCSettings(horizon=H)
+    pool = SeparableStations(pr, st)
+    unit = pr.c * st.unmet_weight
+    prices = rng.uniform(0.9 * unit, 1.5 * unit, H)
+    replies = pool.respond(prices)
+    pinned = replies.bids.multiplier > 0
+    assert pinned.any() and not pinned.all()
+    model = bid_model(pr, st, prices, replies)
+    np.testing.assert_allclose(model.costs.linear, np.where(pr.mask, pool.costs.linear, 0.0), atol=1e-9 * unit)
+    np.testing.assert_allclose(model.costs.power_reg, pool.costs.power_reg)
+    for _ in range(5):
+        other = np.maximum(prices + rng.normal(0.0, 0.3 * unit, H), 0.0)
+        truth, modelled = pool.solve(other), model.solve(other)
+        unbound = np.ones(pr.n_stations, dtype=bool)
+        unbound[pool.rows] = pool._mu == 0.0
+        known = pinned | unbound
+        assert known.any()
+        np.testing.assert_allclose(modelled[known], truth[known], atol=1e-8)
 
 
 def test_a_rigid_price_jumps_to_where_it_clears_on_the_bid_curves():
