@@ -174,7 +174,7 @@ def issue_reproducer():
                                       dict(objective="tracking", terminal_weight=1e4)])
 def test_issue_reproducer_converges_to_centralised(settings):
     dec, _ = assert_agree(issue_reproducer(), MPCSettings(**settings))
-    assert dec.iterations < MPCSettings().max_iterations  # measured: 41, 33, 52 and 117 rounds
+    assert dec.iterations < MPCSettings().max_iterations  # measured: 12, 33, 52 and 117 rounds
 
 
 def seed20_step(need, d, warm_head):
