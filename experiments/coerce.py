@@ -123,7 +123,12 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         return tuple(coerce(key, inner, v) for v in _items(value))
     if origin in (typing.Union, types.UnionType):  # e.g. float | None: 'none' -> None, else the other type
         (inner, *_rest) = [t for t in typing.get_args(tp) if t is not type(None)]
-        return None if value is None or str(value).lower() == "none" else coerce(key, inner, value)
+        if value is None or str(value).lower() == "none":
+            return None
+        try:
+            return coerce(key, inner, value)
+        except ValueError as error:
+            raise ValueError(f"{error} or None") from None
     if origin is Mapping:
         if not isinstance(value, Mapping):
             raise ValueError(f"{key} = {value!r}: must be a mapping of name -> value")

@@ -116,6 +116,7 @@ class AreaCoordinator:
         N = problem.n_stations
         self._lower, self._upper = problem.lower_plan(), problem.upper_plan()  # plan bounds, (N, H)
         self._plan = self._lower.copy()    # last plan received from each station (safe default)
+        self._stale = np.ones(N, dtype=bool)  # True where that plan does not answer the last prices asked
         self._fval = np.zeros(N)           # f_i of that plan as last reported
         self._iterations = self._messages = self._fallbacks = self._missing = self._gap_checks = 0
         self._trace: list[float] = []
@@ -158,6 +159,7 @@ class AreaCoordinator:
         """Record a round: keep the plans that arrived, count iterations, messages and failures."""
         ok = rep.answered
         self._plan[ok] = rep.p[ok]
+        self._stale = ~ok
         self._fval[ok] = rep.value[ok] - rep.p[ok] @ prices
         self._iterations += 1
         self._messages += self.problem.n_stations + int(ok.sum())
@@ -273,7 +275,7 @@ class AreaCoordinator:
                 return lam, True
             if self._iterations >= s.max_iterations or (rejections is not None and rejected >= rejections):
                 return lam, False
-            if rounds is not None and self._iterations >= rounds:
+            if rounds is not None and self._iterations >= rounds and rep.bids is not None and rep.answered.all():
                 self._handover = r, g, rep
                 return lam, False
             fresh = streak and res < exact_below  # the exact and bid steps may be tried
@@ -287,7 +289,7 @@ class AreaCoordinator:
                 new = np.clip(lam + (length if smooth_step else 1.0) * step, 0.0, ceiling)
             move = new - lam
             predicted = float(r @ move) - 0.5 * float(move @ rep.sensitivity @ move)
-            kept = self._plan.copy(), self._fval.copy()
+            kept = self._plan.copy(), self._fval.copy(), self._stale
             r_new, g_new, rep_new = self._round(new, True, smoothing=self._smoothing(lam, r),
                                                 exact=True)
             res_new = self._residual(new, r_new)
@@ -318,7 +320,7 @@ class AreaCoordinator:
                 delta *= _DAMPING_DOWN if streak else 1.0  # right after a rejection: keep the damping
                 streak = True
             else:  # rejected: the plans answering lam stay the result
-                self._plan, self._fval = kept
+                self._plan, self._fval, self._stale = kept
                 streak = False
                 if flat_trial or from_pivot:
                     # a flat trial overshot the nearest station breakpoint; shorter damped steps would not
@@ -420,8 +422,9 @@ class AreaCoordinator:
         bid curve and budget multiplier reveal it, the budgets that do not bind yet left out), found by
         the coordinator alone ('newton' on the model, at most model_rounds rounds, no messages). The
         model is exact for every station whose budget binds, so the exchanges only have to discover
-        the budgets that come to bind. Converged as 'newton' (_certified); after _MODEL_EXCHANGES
-        exchanges without it, 'newton' takes over again."""
+        the budgets that come to bind. Converged as 'newton' (_certified). Newton goes on by itself
+        where the replies carry no bids or miss a station, and takes over again after _MODEL_EXCHANGES
+        exchanges without convergence or once the model's rounds leave the prices where they were."""
         s = self.settings
         lam, converged = self._newton(lam, rounds=s.model_after)
         if converged or self._handover is None:
@@ -439,7 +442,10 @@ class AreaCoordinator:
                 return self._newton(lam)
             model = bid_model(self.problem, s, lam, rep)
             cleared = AreaCoordinator(model, self.problem, inner, costs=model.costs).run(lam)
-            lam, self._model_rounds = cleared.prices, self._model_rounds + cleared.iterations
+            self._model_rounds += cleared.iterations
+            if np.array_equal(cleared.prices, lam):  # the model's rounds did not get past its first reply
+                return self._newton(lam)
+            lam = cleared.prices
             r, g, rep = self._round(lam, False)
             self._exchanges += 1
 
@@ -524,6 +530,7 @@ class AreaCoordinator:
             lam, converged = self._gradient(lam, accelerated=method == "nesterov")
         residual = self._trace[-1] if self._trace else np.inf
         p = project_to_limit(self._plan, self._lower, self.problem.P_ref)
+        converged = converged and not self._stale.any()  # a plan that never answered the prices is no optimum
         return CoordinationResult(p=p, prices=lam, iterations=self._iterations, converged=converged,
                                   residual_kw=float(residual), messages=self._messages, fallbacks=self._fallbacks,
                                   missing_replies=self._missing, history={"residual_kw": list(self._trace),

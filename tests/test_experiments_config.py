@@ -52,6 +52,9 @@ def test_mpc_settings_from_dotted_set_coerced_to_field_types() -> None:
     assert type(cfg.mpc.horizon) is int and type(cfg.mpc.terminal_weight) is float
     assert to_dict(cfg)["mpc"]["horizon"] == 48 and to_dict(cfg)["mpc"]["step_size"] is None
     assert load_config(CompareConfig, None, {"mpc.step_size": "0.5"}).mpc.step_size == 0.5
+    assert load_config(CompareConfig, None, {"mpc.model_after": "None"}).mpc.model_after is None
+    with pytest.raises(ValueError, match=r"compare.mpc.model_after = 'abc': must be an integer or None"):
+        load_config(CompareConfig, None, {"mpc.model_after": "abc"})
 
 
 @pytest.mark.parametrize("name,text", [
