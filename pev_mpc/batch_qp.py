@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpttrs
 
-from pev_mpc.pool import StationReplies
 from pev_mpc.objective import station_costs
+from pev_mpc.pool import StationReplies
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 from pev_mpc.station_qp import StationQP

@@ -8,8 +8,8 @@ import numpy as np
 
 from pev_mpc.batch_qp import ActiveSetStations, BatchStations
 from pev_mpc.coordinator import AreaCoordinator, shift_prices
-from pev_mpc.pool import StationPool
 from pev_mpc.objective import objective_value, station_costs
+from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.separable_qp import SeparableStations, separable
 from pev_mpc.settings import MPCSettings

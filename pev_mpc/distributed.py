@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pev_mpc.pool import Bids, StationPool, StationReplies, ask_pool
 from pev_mpc.decentralised import POOLS, make_station_pool, station_solver
+from pev_mpc.pool import Bids, StationPool, StationReplies, ask_pool
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 

@@ -7,8 +7,8 @@ import osqp
 import scipy.sparse as sp
 from scipy.linalg import null_space
 
-from pev_mpc.pool import StationReplies
 from pev_mpc.objective import StationCosts, station_costs
+from pev_mpc.pool import StationReplies
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 

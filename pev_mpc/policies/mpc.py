@@ -24,10 +24,10 @@ import numpy as np
 
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
-from pev_mpc.pool import StationPool
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
+from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
