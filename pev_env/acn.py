@@ -328,4 +328,5 @@ def acn_day_fields(
         "p_min": 0.0,
         "p_max": station_ratings(frame, labels, ratings),
         "sampling_time": float(sampling_time),
+        "station_ids": tuple(labels) if len(labels) else None,
     }

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from pev_env.network import check_network_spec
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -73,6 +75,16 @@ class EnvConfig:
     """ACN sessions (no battery recorded): assumed battery capacity [kWh], raised to a larger request ..."""
     acn_battery_max_kwh: float = 100.0
     """... up to this cap [kWh]: capacity = clip(request, acn_battery_kwh, acn_battery_max_kwh), target <= capacity."""
+    network: str = "area"
+    """Shared limits (``pev_env.network``): area (P_ref alone), caltech, jpl, tree:B1,B2 or network:PATH (YAML/JSON)."""
+    transformer_kw: float = 150.0
+    """network=caltech: the transformer's capacity [kW] (acnportal's transformer_cap)."""
+    jpl_first_transformer_kw: float = 45.0
+    """network=jpl: capacity of the transformer feeding the first floor [kW] (acnportal's first_transformer_cap)."""
+    jpl_third_fourth_transformer_kw: float = 150.0
+    """network=jpl: capacity of the transformer feeding the third and fourth floors [kW]."""
+    voltage_v: float = 208.0
+    """Station voltage [V]: station current = 1000 p / voltage_v (current limits of a network)."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -190,7 +202,7 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
             return tuple(float(v) for v in value)
         except (TypeError, ValueError):
             raise ValueError(f"EnvConfig.{name} = {value!r}: must be a sequence of 3 numbers") from None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or type_name == "str":
         return value
     text = value.strip()
     if type_name == "bool":
@@ -269,7 +281,8 @@ def _validate(cfg: EnvConfig) -> None:
     _integer(cfg, "n_pevs", 0)
     for name in ("P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
                  "total_time", "charge_time_desired", "initial_charge_max", "charge_duration_tolerance",
-                 "random_start_coeff", "area_limit_fraction", "acn_battery_kwh", "acn_battery_max_kwh"):
+                 "random_start_coeff", "area_limit_fraction", "acn_battery_kwh", "acn_battery_max_kwh",
+                 "transformer_kw", "jpl_first_transformer_kw", "jpl_third_fourth_transformer_kw", "voltage_v"):
         object.__setattr__(cfg, name, _number(cfg, name))
     p_min, p_max = _station_bound(cfg, "p_min"), _station_bound(cfg, "p_max")
     _check(cfg, "p_min", bool((p_min >= 0).all()), "must be >= 0")
@@ -299,3 +312,7 @@ def _validate(cfg: EnvConfig) -> None:
            "must be a sequence of 3 finite numbers >= 0")
     object.__setattr__(cfg, "reward_weights", weights)
     _check(cfg, "shared_reward", isinstance(cfg.shared_reward, bool), "must be a bool")
+    for name in ("transformer_kw", "jpl_first_transformer_kw", "jpl_third_fourth_transformer_kw", "voltage_v"):
+        _check(cfg, name, getattr(cfg, name) > 0, "must be > 0")
+    _check(cfg, "network", isinstance(cfg.network, str), "must be a str: area, caltech, jpl, tree:B1,B2 or network:PATH")
+    check_network_spec(cfg.network)

@@ -18,6 +18,7 @@ import numpy as np
 
 from pev_env.config import EnvConfig
 from pev_env.generators import min_feasible_area_power
+from pev_env.network import is_site
 from pev_env.scenario import Scenario
 
 _BOUNDS = ("p_min", "p_max")
@@ -28,11 +29,23 @@ def binding_area_limit(config: EnvConfig, scenario: Scenario) -> EnvConfig:
     config = config.with_overrides({"n_stations": scenario.n_stations, "n_pevs": scenario.n_pevs})
     if config.is_set("P_ref"):
         p_ref = config.P_ref
+    elif is_site(config.network):  # the site's limits replace the area limit
+        return unbound_area_limit(config)
     else:
         least = min_feasible_area_power(scenario, config.station_p_max, config.eta, config.dt_h)
         p_ref = max(round(config.area_limit_fraction * least, 1), 0.1)
     p_max_area = max(config.P_max, float(config.station_p_max.sum()), p_ref)
     return config.with_overrides({"P_ref": p_ref, "P_max": p_max_area})
+
+
+def unbound_area_limit(config: EnvConfig) -> EnvConfig:
+    """On a site network (caltech, jpl, network:PATH) whose P_ref the user did not set: P_ref = P_max =
+    max(base P_max, sum of the station ratings), a limit that never binds, so the site's own limits
+    are the only shared ones (the stations observe it as P_ref)."""
+    if config.is_set("P_ref") or not is_site(config.network):
+        return config
+    top = max(config.P_max, float(config.station_p_max.sum()))
+    return config.with_overrides({"P_ref": top, "P_max": top})
 
 
 def plant_config(scenario: Scenario, base: EnvConfig | None = None) -> EnvConfig:

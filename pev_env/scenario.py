@@ -122,6 +122,9 @@ class Scenario:
     """kW per station (the stations' ratings), as `p_min`; None: the plant config decides."""
     sampling_time: float | None = None
     """minutes per step of the sessions' grid; None: the plant config decides."""
+    station_ids: tuple[str, ...] | None = None
+    """(n_stations,) the stations' ids in the data (ACN sessions), which place them on a site network
+    (``pev_env.network``); None: station i is the network's i-th station."""
 
     def __post_init__(self) -> None:
         for field, limit in (("n_stations", 1), ("n_steps", 1)):
@@ -145,6 +148,12 @@ class Scenario:
             arr = arr.copy()
             arr.flags.writeable = False
             object.__setattr__(self, f, arr)
+        if self.station_ids is not None:
+            ids = tuple(str(i) for i in self.station_ids)
+            if len(ids) != self.n_stations or len(set(ids)) != len(ids):
+                raise _fail("station_ids", None, f"{len(ids)} ids", f"must be {self.n_stations} distinct ids "
+                            "(one per station) or None")
+            object.__setattr__(self, "station_ids", ids)
         if self.sampling_time is not None:
             ok = isinstance(self.sampling_time, (int, float, np.number)) and not isinstance(self.sampling_time, bool)
             if not (ok and np.isfinite(self.sampling_time) and self.sampling_time > 0):
@@ -212,7 +221,7 @@ class Scenario:
         """True when `other` is a Scenario with identical scalars and arrays."""
         if not isinstance(other, Scenario):
             return False
-        scalars = ("n_stations", "n_steps", "name", "sampling_time")
+        scalars = ("n_stations", "n_steps", "name", "sampling_time", "station_ids")
         same_scalars = all(getattr(self, f) == getattr(other, f) for f in scalars)
         return same_scalars and all(_same(getattr(self, f), getattr(other, f)) for f in _ARRAY_FIELDS + _BOUND_FIELDS)
 

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
-
+from pev_env.network import Network
 
 class InfeasibleProblemError(ValueError):
     """The constraints of a ChargingProblem admit no plan; the message names the reason."""
@@ -68,6 +68,11 @@ class ChargingProblem:
     """Steps until each PEV departs (int, length N), uncapped by the horizon: = d where d < H, >= H
     where d = H; None means d (every departure within the horizon). The deadline objective ranks
     PEVs by the laxity it implies."""
+    network: Network | None = None
+    """The shared limits when they are more than the area limit (pev_env.network.Network over these N
+    stations, the same limits at every horizon step): then every row |gain_j . p[:, k]| <= limit_j is a
+    coupling constraint and P_ref is none (a network that needs the area limit has it as a row). None:
+    the area limit sum_i p[i, k] <= P_ref[k] alone."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
@@ -107,6 +112,9 @@ class ChargingProblem:
             raise ValueError(f"ChargingProblem.P_ref = {P_ref}: must be finite (no NaN/inf)")
         fields["P_ref"] = P_ref
         fields["horizon"] = H
+        if self.network is not None and (not isinstance(self.network, Network) or self.network.n_stations != n):
+            raise ValueError(f"ChargingProblem.network: must be a pev_env.network.Network over the {n} stations "
+                             f"or None, got {self.network!r}")
         for name, value in fields.items():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
@@ -131,10 +139,11 @@ class ChargingProblem:
 
     def subset(self, idx: np.ndarray, P_ref: np.ndarray | None = None) -> "ChargingProblem":
         """The stations idx as a problem of their own (area limit P_ref, default unchanged)."""
+        network = None if self.network is None else self.network.columns(idx)
         return ChargingProblem(x0=self.x0[idx], r=self.r[idx], s=self.s[idx], d=self.d[idx], p_min=self.p_min[idx],
                                p_max=self.p_max[idx], eta=self.eta, dt_h=self.dt_h,
                                P_ref=self.P_ref if P_ref is None else P_ref, horizon=self.horizon,
-                               departure=self.departure[idx])
+                               departure=self.departure[idx], network=network)
 
     def lower_plan(self) -> np.ndarray:
         """(N, H) the station-wise minimum plan (p_min while plugged, else 0), kW."""
@@ -158,6 +167,14 @@ class ChargingProblem:
             raise InfeasibleProblemError(
                 f"stations {i.tolist()}: p_min = {self.p_min[i].tolist()} kW forced over {self.d[i].tolist()} steps "
                 f"exceeds the battery cap s = {self.s[i].tolist()} kWh from x0 = {self.x0[i].tolist()} kWh")
+        if self.network is not None:
+            over = self.network.overload(forced) > 1e-9 * self.network.limit[:, None]
+            if np.any(over):
+                j, k = (int(v[0]) for v in np.nonzero(over))
+                raise InfeasibleProblemError(f"step {k}: the forced p_min powers exceed network constraint "
+                                             f"{self.network.names[j]!r} (limit {self.network.limit[j]} "
+                                             f"{self.network.units[j]})")
+            return
         area = forced.sum(axis=0)
         short = area > self.P_ref + 1e-9
         if np.any(short):
@@ -175,5 +192,7 @@ class ChargingProblem:
                                 np.max(np.where(mask, p - self.p_max[:, None], 0.0), initial=0.0))),
             "outside_kw": float(np.max(np.abs(np.where(mask, 0.0, p)), initial=0.0)),
             "cap_kwh": float(np.max(np.where(mask, x - self.s[:, None], 0.0), initial=0.0)),
-            "area_kw": float(np.max(p.sum(axis=0) - self.P_ref, initial=0.0)),
+            "area_kw": float(np.max(p.sum(axis=0) - self.P_ref, initial=0.0)) if self.network is None else 0.0,
+            "network_rel": 0.0 if self.network is None else
+            float(np.max(self.network.overload(p) / self.network.limit[:, None], initial=0.0)),
         }

@@ -12,7 +12,9 @@ SEED_DEFAULTS = dict(n_stations=6, n_pevs=10, p_min=0.0, p_max=22.0, P_min=0.0, 
                      soc_max=24.0, soc_ref=24.0, sampling_time=5.0, total_time=240.0, charge_time_desired=90.0,
                      initial_charge_max=0.5, charge_duration_tolerance=0.2, random_start_coeff=1.0,
                      reward_weights=(1.0, 2.0, 2.0), shared_reward=True, area_limit_fraction=0.8,
-                     acn_battery_kwh=60.0, acn_battery_max_kwh=100.0)
+                     acn_battery_kwh=60.0, acn_battery_max_kwh=100.0,
+                     network="area", transformer_kw=150.0, jpl_first_transformer_kw=45.0,
+                     jpl_third_fourth_transformer_kw=150.0, voltage_v=208.0)
 
 
 def test_seed_defaults_and_properties():

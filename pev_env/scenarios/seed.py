@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pev_env.config import EnvConfig
 from pev_env.generators import seed_schedule
+from pev_env.plant import unbound_area_limit
 from pev_env.scenario import Scenario
 from pev_env.scenarios.base import ScenarioFamily
 
@@ -22,4 +23,4 @@ class SeedFamily(ScenarioFamily):
         config = base
         if args in _VARIANTS:
             config = base.with_overrides({"n_stations": 5, "n_pevs": _VARIANTS[args], "total_time": 960.0})
-        return config, seed_schedule(config, seed, name=args)
+        return unbound_area_limit(config), seed_schedule(config, seed, name=args)
