@@ -33,6 +33,7 @@ import numpy as np
 
 from pev_env.network import Network
 from pev_mpc.coordinator import CoordinationResult
+from pev_mpc.network_market import clear_separable_market
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
@@ -171,12 +172,14 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
 
 
 def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts) -> np.ndarray:
-    """The multipliers (J, H) that clear the market of the stations' model under the network: the
-    centralised QP of the model (the revealed QPs, or the objective's where the replies carry no bids)."""
+    """The multipliers (J, H) that clear the market of the stations' model under the network: the revealed
+    QPs (separable: `network_market`, Clarabel on the arrays), or the objective's where the replies carry
+    no bids (the centralised QP with those costs)."""
+    if state.bids_model is not None:
+        return clear_separable_market(problem, state.bids_model.costs)[1]
     from pev_mpc.centralised import solve_centralised
 
-    model_costs = costs if state.bids_model is None else state.bids_model.costs
-    return np.asarray(solve_centralised(problem, settings, costs=model_costs).prices, dtype=np.complex128)
+    return np.asarray(solve_centralised(problem, settings, costs=costs).prices, dtype=np.complex128)
 
 
 def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSettings,
