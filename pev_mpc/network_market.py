@@ -97,3 +97,4 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
         zc = z[n_nonneg:].reshape(H, conic.size, 3)
         y[conic] = -(zc[:, :, 1] + 1j * zc[:, :, 2]).T  # the rows hold -g: s = (1, g . p / L)
     return plan, y * scale / network.limit[:, None]
+
