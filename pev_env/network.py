@@ -32,12 +32,9 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pev_env.config import EnvConfig
 
 LINE_PHASES_DEG: dict[str, float] = {"AB": 30.0, "BC": -90.0, "CA": 150.0}
 """Phase angles (degrees) of line-to-line stations on a three-phase site (acnportal's convention)."""
@@ -453,8 +450,9 @@ def is_site(spec: str) -> bool:
     return spec in ("caltech", "jpl") or spec.startswith("network:")
 
 
-def site_network(config: EnvConfig, station_ids: Sequence[str] | None = None) -> Network:
-    """The network of the plant `config` for its stations.
+def site_network(config: Any, station_ids: Sequence[str] | None = None) -> Network:
+    """The network of the plant `config` (a pev_env.config.EnvConfig, which imports this module) for its
+    stations.
 
     station_ids: the scenario's station ids (ACN data); without them station i is the network's i-th
     station (caltech / jpl: in acnportal's order; files: in the order the file lists them). `area`

@@ -9,7 +9,7 @@ whose Lagrangian term for (j, k) is
 
     Re(conj(y_jk) (G_j . p_k)) - limit_j |y_jk|,
 
-so station i pays pi_ik = sum_j Re(conj(G_ji) y_jk) per kW (`station_prices`); a linear row's y_jk is
+so station i pays pi_ik = sum_j Re(conj(G_ji) y_jk) per kW (`network_allocation.station_prices`); a linear row's y_jk is
 mu_jk >= 0 times `Network.direction[j]`. (cvxpy's cone dual (lambda, w) enters its Lagrangian as
 -(lambda limit + w . (Re, Im)), hence y = -(w_0 + i w_1).)
 """
@@ -23,7 +23,7 @@ import cvxpy as cp
 import numpy as np
 
 from pev_env.network import Network
-from pev_mpc.objective import CvxpyCosts, station_costs
+from pev_mpc.objective import CvxpyCosts, StationCosts, station_costs
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
@@ -139,11 +139,6 @@ def _model(problem: ChargingProblem, reuse: bool) -> _Model:
     return _CACHE[key]
 
 
-def station_prices(network: Network, prices: np.ndarray) -> np.ndarray:
-    """(N, H) pi_ik = sum_j Re(conj(G_ji) y_jk): station i's price per kW at step k of network prices y (J, H)."""
-    return np.real(np.conj(network.gain).T @ prices)
-
-
 def _network_prices(model: _Model, network: Network, H: int) -> np.ndarray:
     """(J, H) complex multipliers y of the network rows (module doc)."""
     y = np.zeros((network.n_constraints, H), dtype=np.complex128)
@@ -156,18 +151,20 @@ def _network_prices(model: _Model, network: Network, H: int) -> np.ndarray:
     return y
 
 
-def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bool = True) -> MPCSolution:
+def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bool = True,
+                      costs: StationCosts | None = None) -> MPCSolution:
     """Minimise sum_i f_i subject to all constraints in one QP (SOCP); prices are the coupling duals:
     (H,) area prices, or (J, H) complex network prices (module doc) when problem.network is set.
 
     reuse=True keeps one compiled cvxpy problem per shape (N, H and the network's linear and cone row
     counts) and only updates its Parameters (data, objective and weights); reuse=False rebuilds and
     recompiles it (as ad-hoc scripts do). Raises InfeasibleProblemError if the constraints admit no
-    plan, ValueError for cone rows with a QP-only solver (OSQP).
+    plan, ValueError for cone rows with a QP-only solver (OSQP). costs: the stations' costs (default:
+    settings.objective's; the network coordinator passes a model's).
     """
     start = time.perf_counter()
     problem.check_feasible()
-    costs = station_costs(problem, settings)
+    costs = station_costs(problem, settings) if costs is None else costs
     H, network, solver = problem.horizon, problem.network, settings.centralised_solver
     if problem.n_stations == 0:
         prices = np.zeros(H) if network is None else np.zeros((network.n_constraints, H), dtype=np.complex128)

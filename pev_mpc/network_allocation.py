@@ -146,3 +146,9 @@ def scale_into_network(network: Network, floor: np.ndarray, extra: np.ndarray) -
     t = np.where(full, 1.0, t)
     t = _verified(t, lambda x: _within(base + move * x, limit).all(axis=0) | (x == 0.0))
     return floor + extra * t
+
+
+def station_prices(network: Network, prices: np.ndarray) -> np.ndarray:
+    """(N, H) pi_ik = sum_j Re(conj(G_ji) y_jk): station i's price per kW at step k of the network
+    multipliers y (J, H) complex (the convention of pev_mpc.centralised and pev_mpc.network_coordinator)."""
+    return np.real(np.conj(network.gain).T @ prices)

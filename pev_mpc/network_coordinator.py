@@ -20,7 +20,9 @@ budget multiplier, `separable_qp.bid_model`; the budgets that do not bind yet ar
 coordinator clears the market of that model under the network itself (the centralised QP of the model, no
 messages) and broadcasts the prices of its multipliers; the next replies certify them or reveal the
 budgets that came to bind. A revealed budget is kept for the rest of the step, so every exchange's model
-is at least as exact as the last one's. A pool whose replies carry no bids is modelled by the objective's station QPs.
+is at least as exact as the last one's. A pool whose replies carry no bids (the tracking objective's SOC
+chains) is modelled by the objective's station QPs, which the stations report once: that clearing's plan
+is then a candidate next to the replies (the better of the two, projected, is applied).
 
 The state of a step is one immutable value (`StepState`) that each phase takes and returns.
 """
@@ -33,7 +35,8 @@ import numpy as np
 
 from pev_env.network import Network
 from pev_mpc.coordinator import CoordinationResult
-from pev_mpc.network_market import clear_separable_market
+from pev_mpc.network_allocation import scale_into_network, station_prices
+from pev_mpc.network_market import clear_separable_market, polish
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
@@ -42,16 +45,11 @@ from pev_mpc.settings import MPCSettings
 
 MAX_EXCHANGES = 12
 """Model exchanges after which a step stops unconverged (each is one round)."""
-GAP_FLOOR = 1e-6
+GAP_FLOOR = 1e-5
 """Relative dual gap certified at the least (MPCSettings.gap_tol when larger): the interior-point
-clearing of the model gives multipliers to about 1e-8 relative, and the replies of stations with a
-small regularisation move a lot with such errors (docs/FORMULATION.md, "Networks")."""
-_PROJECTION_STEPS = 60  # bisection steps of the projection's common scale (2^-60: below float precision)
-
-
-def station_prices(network: Network, y: np.ndarray) -> np.ndarray:
-    """(N, H) real prices pi[i, k] = sum_j Re(conj(g_ji) y_jk) of the multipliers y (J, H) complex."""
-    return (network.gain.conj().T @ y).real
+clearing of the model gives multipliers to about 1e-6 relative on degenerate phasor networks, and the
+replies of stations with a small regularisation move a lot with such errors (docs/FORMULATION.md,
+"Networks"); 1e-5 of the deadline objective is about 1e-3 kWh of unmet energy on a real day."""
 
 
 def dual_penalty(network: Network, y: np.ndarray) -> float:
@@ -73,22 +71,15 @@ def shift_multipliers(y: np.ndarray | None, network: Network, horizon: int) -> n
 
 
 def project_to_network(p: np.ndarray, lower: np.ndarray, network: Network) -> np.ndarray:
-    """Scale the power above `lower` in every column k of p (N, H) by the largest common factor in [0, 1]
-    under which every constraint holds (bisection on the factor; each load is convex in it). Only lowers
-    powers, so battery caps stay satisfied; a column already within the limits is unchanged."""
-    lower = np.minimum(lower, p)
-    over = np.any(network.overload(p) > 0.0, axis=0)
-    cols = np.flatnonzero(over)
+    """The power above `lower` in every column of p (N, H) scaled by the largest common factor in [0, 1]
+    under which every constraint holds (`network_allocation.scale_into_network`): only lowers powers, so
+    battery caps stay satisfied; a column within the limits is unchanged."""
+    cols = np.flatnonzero(np.any(network.overload(p) > 0.0, axis=0))
     if cols.size == 0:
         return p
-    base, extra = lower[:, cols], (p - lower)[:, cols]
-    lo, hi = np.zeros(cols.size), np.ones(cols.size)
-    for _ in range(_PROJECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        fits = np.all(network.overload(base + extra * mid) <= 0.0, axis=0)
-        lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
+    lower = np.minimum(lower[:, cols], p[:, cols])
     out = p.copy()
-    out[:, cols] = base + extra * lo
+    out[:, cols] = scale_into_network(network, lower, p[:, cols] - lower)
     return out
 
 
@@ -108,6 +99,9 @@ class StepState:
     """(N,) SOC caps the replies revealed so far (a budget binds at its planned energy); inf: unknown."""
     stale: np.ndarray
     """(N,) bool: the station's plan does not answer y (its reply was lost)."""
+    cleared: np.ndarray | None = None
+    """(N, H) the plan of the last clearing whose model is the stations' own QPs (replies without bids),
+    a candidate next to the replies; None otherwise."""
     rounds: int = 0
     messages: int = 0
     fallbacks: int = 0
@@ -163,6 +157,10 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     lower = problem.lower_plan()
     projected = project_to_network(state.plan, lower, network)
     shed = float(np.max((state.plan - projected).sum(axis=0), initial=0.0))
+    if state.cleared is not None:  # the stations' own QPs cleared: the better of that plan and the replies
+        cleared = project_to_network(state.cleared, lower, network)
+        if costs.value(problem, cleared).sum() < costs.value(problem, projected).sum():
+            projected = cleared
     prices = station_prices(network, state.y)
     dual = float(state.value.sum() + np.sum(state.plan * prices) - dual_penalty(network, state.y))
     primal = float(costs.value(problem, projected).sum())
@@ -171,15 +169,19 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     return Certificate(projected, shed, gap, certified)
 
 
-def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts) -> np.ndarray:
-    """The multipliers (J, H) that clear the market of the stations' model under the network: the revealed
-    QPs (separable: `network_market`, Clarabel on the arrays), or the objective's where the replies carry
-    no bids (the centralised QP with those costs)."""
+def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings,
+                costs: StationCosts) -> tuple[np.ndarray, np.ndarray | None]:
+    """The multipliers (J, H) that clear the market of the stations' model under the network, and the
+    cleared plan where that model is the stations' own QPs: the revealed QPs (separable: `network_market`,
+    Clarabel on the arrays; plan None: the stations' replies answer), or, where the replies carry no bids,
+    the objective's station QPs, which the stations report once (the centralised QP with those costs)."""
     if state.bids_model is not None:
-        return clear_separable_market(problem, state.bids_model.costs)[1]
+        model = state.bids_model
+        return polish(model, problem.network, clear_separable_market(problem, model.costs)[1]), None
     from pev_mpc.centralised import solve_centralised
 
-    return np.asarray(solve_centralised(problem, settings, costs=costs).prices, dtype=np.complex128)
+    cleared = solve_centralised(problem, settings, costs=costs)
+    return np.asarray(cleared.prices, dtype=np.complex128), cleared.p
 
 
 def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSettings,
@@ -201,8 +203,8 @@ def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSetting
         if done:
             break
         if not state.stale.any():
-            y = clear_model(state, problem, settings, costs)
-            state = replace(state, exchanges=state.exchanges + 1)
+            y, cleared = clear_model(state, problem, settings, costs)
+            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared)
         state = ask(pool, problem, settings, y, state)  # a lost reply: the same multipliers again
     return CoordinationResult(p=verdict.projected, prices=state.y, iterations=state.rounds,
                               converged=verdict.certified, residual_kw=verdict.shed_kw, messages=state.messages,

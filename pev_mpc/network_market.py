@@ -18,8 +18,11 @@ import clarabel
 import numpy as np
 from scipy import sparse
 
+from pev_env.network import Network
+from pev_mpc.network_allocation import station_prices
 from pev_mpc.objective import StationCosts
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.separable_qp import SeparableStations
 
 _SETTINGS = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "tol_ktratio": 1e-8,
              "max_iter": 200}
@@ -98,3 +101,73 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
         y[conic] = -(zc[:, :, 1] + 1j * zc[:, :, 2]).T  # the rows hold -g: s = (1, g . p / L)
     return plan, y * scale / network.limit[:, None]
 
+
+
+# --------------------------------------------------------------------------------- the polish
+POLISH_STEPS = 4
+"""Newton steps that polish the interior point's multipliers on the model's dual (no messages)."""
+_ACTIVE = 1e-7  # a multiplier below this share of the largest is taken as zero (interior-point residue)
+
+
+def model_dual(model: SeparableStations, network: Network, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The bid model's dual value at the multipliers y (J, H), and the loads z = G p (J, H) of its replies."""
+    prices = station_prices(network, y)
+    p = model.solve(prices)
+    value = float(np.sum(model.costs.value(model.problem, p)) + np.sum(p * prices)
+                  - network.limit @ np.abs(y).sum(axis=1))
+    return value, network.gain @ p
+
+
+def _newton_system(model: SeparableStations, network: Network, y: np.ndarray, z: np.ndarray,
+                   rows: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, g) on the entries (rows[a], steps[a]) in real coordinates (re, im): g the dual's gradient
+    z - L y / |y|, M minus its Hessian: the stations' exact price sensitivity (1 / (2 eps) on steps
+    strictly inside their bounds, less the rank-one term of a binding budget) seen through their gains,
+    plus the norm's curvature L (I - y y^T / |y|^2) / |y|."""
+    free = (model._raw > model.lo) & (model._raw < model.hi)
+    u = free / model.two_eps                                     # (n, H)
+    gain = network.gain[:, model.rows]
+    w = np.concatenate([gain.real[rows], gain.imag[rows]]).T     # (n, 2A)
+    k = np.concatenate([steps, steps])
+    E = w * u[:, k]
+    M = np.where(k[:, None] == k[None, :], w.T @ E, 0.0)
+    total = u.sum(axis=1)
+    pinned = (model._mu > 0.0) & (total > 0)
+    if pinned.any():
+        V = E[pinned] / np.sqrt(total[pinned])[:, None]
+        M -= V.T @ V
+    yy, L = y[rows, steps], network.limit[rows]
+    ay = np.abs(yy)
+    unit = yy / ay
+    a = np.arange(rows.size)
+    c = L / ay
+    M[a, a] += c * (1.0 - unit.real ** 2)
+    M[a + rows.size, a + rows.size] += c * (1.0 - unit.imag ** 2)
+    M[a, a + rows.size] -= c * unit.real * unit.imag
+    M[a + rows.size, a] -= c * unit.real * unit.imag
+    grad = z[rows, steps] - L * unit
+    return M, np.concatenate([grad.real, grad.imag])
+
+
+def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:
+    """The interior point's multipliers y refined by up to POLISH_STEPS Newton steps on the model's dual,
+    on the entries it left nonzero (the active set it found): each step is kept only if it raises the
+    dual value, so the result is never worse than y."""
+    y = np.where(np.abs(y) > _ACTIVE * float(np.max(np.abs(y), initial=0.0)), y, 0.0)
+    rows, steps = np.nonzero(y)
+    if rows.size == 0:
+        return y
+    value, z = model_dual(model, network, y)
+    for _ in range(POLISH_STEPS):
+        M, g = _newton_system(model, network, y, z, rows, steps)
+        try:
+            d = np.linalg.solve(M, g)
+        except np.linalg.LinAlgError:
+            return y
+        trial = y.copy()
+        trial[rows, steps] += d[:rows.size] + 1j * d[rows.size:]
+        v_new, z_new = model_dual(model, network, trial)
+        if not v_new > value:
+            return y
+        y, value, z = trial, v_new, z_new
+    return y

@@ -17,7 +17,8 @@ from pev_env.network import Network, area_network, site_network
 from pev_env.scenario import Scenario
 from pev_env.scenarios import make_scenario
 from pev_env.schedule import plug_schedule
-from pev_mpc.centralised import solve_centralised, station_prices
+from pev_mpc.centralised import solve_centralised
+from pev_mpc.network_allocation import station_prices
 from pev_mpc.network_allocation import max_min_fill, round_robin, scale_into_network, sorted_fill
 from pev_mpc.objective import station_costs
 from pev_mpc.policies import make_policy

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from pev_env.network import Network
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
-from pev_env.network import Network
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.allocation import scale_to_budget
@@ -133,12 +133,13 @@ class DecentralisedMPC(_RecedingHorizon):
         return None
 
     def _solve(self, problem: ChargingProblem) -> Any:
-        # the last prices plus their last change (MPCSettings.warm_extrapolation); solve_decentralised
-        # shifts them by one step itself
-        warm = None if self._prices is None else extrapolate_prices(self._prices, self._before,
-                                                                     self.settings.warm_extrapolation)
+        # the last prices plus their last change (MPCSettings.warm_extrapolation); on a network the last
+        # step's multipliers (J, H) as they are; solve_decentralised shifts them by one step itself
+        warm = self._prices
+        if warm is not None and problem.network is None:
+            warm = extrapolate_prices(warm, self._before, self.settings.warm_extrapolation)
         solution = solve_decentralised(problem, self.settings, warm_prices=warm, pool=self._pool(problem))
-        self._prices, self._before = np.asarray(solution.prices, dtype=np.float64), self._prices
+        self._prices, self._before = np.asarray(solution.prices), self._prices
         return solution
 
 
