@@ -28,8 +28,10 @@ class NetworkMeter:
         self.tolerance = np.where(np.array(network.units) == "kW", tol_kw, REL_TOL * network.limit + tol_kw)
         """(J,) how far above its limit a load may be before the constraint counts as exceeded."""
         self._ceiling = self.limit + self.tolerance  # exceeded: load > limit + tolerance, the area test's form
+        self._ones_j, self._ones_n = np.ones(network.n_constraints), np.ones(network.n_stations)
         area_rows = (network.gain == 1).all(axis=1) & (network.n_stations > 0)
-        self._area_rows = np.flatnonzero(area_rows)
+        self._area_limit = float(self.limit[area_rows].min(initial=np.inf))  # their least limit (kW)
+        self._area_row = int(np.argmax(area_rows)) if area_rows.any() else None  # one of them: all load the area power
         self._other = np.flatnonzero(~area_rows)
         self._gain_other = np.ascontiguousarray(network.gain[self._other])
         # headroom of the other rows: (station, row) pairs sorted by station, reduced per station
@@ -38,7 +40,8 @@ class NetworkMeter:
         self._pair_mag = np.abs(network.gain[self._pair_row, station])
         self._starts = np.flatnonzero(np.diff(station, prepend=-1))
         self._stations = station[self._starts]
-        self._fallback = np.where(network.loaded.any(axis=0), np.inf, np.asarray(p_max, dtype=np.float64))
+        self._unloaded = np.flatnonzero(~network.loaded.any(axis=0))  # no area row then
+        self._p_max = np.asarray(p_max, dtype=np.float64)[self._unloaded]
 
     @property
     def n_constraints(self) -> int:
@@ -46,7 +49,7 @@ class NetworkMeter:
 
     def loads(self, applied_kw: np.ndarray, area_power_kw: float) -> np.ndarray:
         """(J,) loads |gain @ applied| (A or kW); the area rows take `area_power_kw` (module doc)."""
-        loads = np.full(self.n_constraints, area_power_kw)
+        loads = self._ones_j * area_power_kw
         if self._other.size:
             loads[self._other] = np.abs(self._gain_other @ applied_kw)
         return loads
@@ -54,15 +57,19 @@ class NetworkMeter:
     def overload_pct(self, loads: np.ndarray) -> float:
         """The largest 100 (load - limit) / limit over the exceeded constraints (load > limit + tolerance);
         0 when none is."""
-        over = (loads - self.limit) / self.limit
-        return 100.0 * float(np.max(over, where=loads > self._ceiling, initial=0.0))
+        exceeded = loads > self._ceiling
+        if not np.count_nonzero(exceeded):
+            return 0.0
+        limit = self.limit[exceeded]
+        return 100.0 * float(((loads[exceeded] - limit) / limit).max())
 
     def headroom_kw(self, loads: np.ndarray) -> np.ndarray:
         """(N,) kW, `Network.headroom_kw(loads, p_max)`: for each station the least (limit - load) / |gain| over
         the constraints it loads (negative when one is exceeded), p_max where it loads none."""
-        slack = self.limit - loads
-        head = np.full(self.network.n_stations, slack[self._area_rows].min(initial=np.inf))
+        head = self._ones_n * (np.inf if self._area_row is None else self._area_limit - loads[self._area_row])
         if self._stations.size:
-            room = np.minimum.reduceat(slack[self._pair_row] / self._pair_mag, self._starts)
+            room = np.minimum.reduceat((self.limit - loads)[self._pair_row] / self._pair_mag, self._starts)
             head[self._stations] = np.minimum(head[self._stations], room)
-        return np.minimum(head, self._fallback)
+        if self._unloaded.size:
+            head[self._unloaded] = self._p_max
+        return head
