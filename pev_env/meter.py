@@ -29,9 +29,9 @@ class NetworkMeter:
         """(J,) how far above its limit a load may be before the constraint counts as exceeded."""
         self._ceiling = self.limit + self.tolerance  # exceeded: load > limit + tolerance, the area test's form
         self._ones_j, self._ones_n = np.ones(network.n_constraints), np.ones(network.n_stations)
-        area_rows = (network.gain == 1).all(axis=1) & (network.n_stations > 0)
+        area_rows = (network.gain == 1).all(axis=1) & (network.n_stations > 0)  # they all load the area power
         self._area_limit = float(self.limit[area_rows].min(initial=np.inf))  # their least limit (kW)
-        self._area_row = int(np.argmax(area_rows)) if area_rows.any() else None  # one of them: all load the area power
+        self._area_row = int(np.argmax(area_rows)) if area_rows.any() else None
         self._other = np.flatnonzero(~area_rows)
         self._gain_other = np.ascontiguousarray(network.gain[self._other])
         # headroom of the other rows: (station, row) pairs sorted by station, reduced per station

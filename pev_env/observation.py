@@ -29,8 +29,7 @@ OBS_FIELDS: tuple[ObsField, ...] = (
     ObsField("action_last", "kW", "power applied at this station in the last step"),
     ObsField("P_ref", "kW", "area power limit for this step"),
     ObsField("steps_to_departure", "steps", "departure - t of the plugged PEV, 0 when free"),
-    ObsField("network_headroom", "kW", "power the station alone could still add after the last step: least "
-             "(limit - load) / abs(gain) over the network constraints it loads (< 0 when one is exceeded)"),
+    ObsField("network_headroom", "kW", "least (limit - load) / abs(gain) over its network constraints (< 0: exceeded)"),
 )
 OBS_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(OBS_FIELDS)}
 N_OBS: int = len(OBS_FIELDS)

@@ -36,7 +36,9 @@ class PEVChargeEnv(ParallelEnv):
 
     ``Box(low, high, (11,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``), with finite bounds
     derived from the config and the site network (``pev_env.observation.obs_bounds``; every low is 0 but
-    ``network_headroom``'s, which is negative):
+    ``network_headroom``'s, which is negative). ``network_headroom`` is the power the station alone could
+    still add before a constraint it loads reaches its limit, under the last applied powers (exact on linear
+    rows, a lower bound on three-phase cones; p_max when it loads none):
 
     | index | name | unit | description |
     |---|---|---|---|
@@ -50,7 +52,7 @@ class PEVChargeEnv(ParallelEnv):
     | 7 | `action_last` | kW | power applied at this station in the last step |
     | 8 | `P_ref` | kW | area power limit for this step |
     | 9 | `steps_to_departure` | steps | departure - t of the plugged PEV, 0 when free |
-    | 10 | `network_headroom` | kW | power the station alone could still add after the last step: least (limit - load) / abs(gain) over the network constraints it loads (< 0 when one is exceeded) |
+    | 10 | `network_headroom` | kW | least (limit - load) / abs(gain) over its network constraints (< 0: exceeded) |
 
     ## Global state (centralised training)
 
