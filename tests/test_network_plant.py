@@ -298,3 +298,14 @@ def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys
     assert err.value.code == 2 and message in text
     assert text.startswith("pev-experiments compare: error: ") and text.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_scale_checks_the_network_of_every_size(tmp_path, capsys) -> None:
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["scale", "--sizes", "10,60", "--steps", "1", "--controllers", "edf", "--set", "env.network=caltech",
+              "--out", str(tmp_path / "out"), "-q"])
+    text = capsys.readouterr().err
+    assert err.value.code == 2 and text.count("\n") == 1
+    assert "scale.scenarios: synthetic-60: EnvConfig.network = 'caltech': has 54 stations" in text
