@@ -14,6 +14,8 @@ run.json             the configuration (plant and MPC settings included), the co
                      time, failures, rows re-run because they were incomplete
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
+traces/<scenario>_seed<seed>_<controller>_network.csv    per step: load_<j> of each site-network constraint
+traces/<scenario>_seed<seed>_<controller>_network.json   its constraints: column, name, unit, limit, stations
 plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png
 ```
 
@@ -32,7 +34,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -132,9 +134,19 @@ def resumed_rows(cfg: CompareConfig, out: Path, checksums: Mapping[str, str]) ->
     return rows, problems
 
 
-def trace_paths(out: Path, key: RunKey) -> tuple[Path, Path]:
-    """(power trace, SOC trace) CSV paths of one run."""
-    return out / "traces" / f"{key.stem()}.csv", out / "traces" / f"{key.stem()}_soc.csv"
+class TracePaths(NamedTuple):
+    """The trace files of one run."""
+
+    power: Path
+    soc: Path
+    network: Path
+    constraints: Path
+
+
+def trace_paths(out: Path, key: RunKey) -> TracePaths:
+    """The trace paths of one run (module doc)."""
+    tails = (".csv", "_soc.csv", "_network.csv", "_network.json")
+    return TracePaths(*(out / "traces" / f"{key.stem()}{tail}" for tail in tails))
 
 
 def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Path]:
@@ -152,13 +164,13 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
     for spec in cfg.scenarios:
         seed, scenario = cfg.seeds[0], scenario_label(spec)
         found = {c: trace_paths(out, RunKey(c, spec, seed)) for c in cfg.controllers}
-        found = {c: p for c, p in found.items() if p[0].exists() and p[1].exists()}
+        found = {c: p for c, p in found.items() if p.power.exists() and p.soc.exists()}
         if not found:
             continue
-        power = {c: pd.read_csv(p[0]) for c, p in found.items()}
+        power = {c: pd.read_csv(p.power) for c, p in found.items()}
         save(plots.area_power(power, f"Area power against P_ref ({scenario}, seed {seed})"),
              f"area_power_{scenario}.png")
-        soc = {c: pd.read_csv(p[1]) for c, p in found.items()}
+        soc = {c: pd.read_csv(p.soc) for c, p in found.items()}
         save(plots.soc_trajectories(soc, f"SOC of every PEV ({scenario}, seed {seed})"), f"soc_{scenario}.png")
     return written
 
@@ -211,9 +223,11 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 store = {**_read_json(out / SETTINGS), **{fingerprint(s): s for s in settings.values()}}
                 write_text(out / SETTINGS, json.dumps(store, indent=2, sort_keys=True) + "\n")
             if cfg.traces:
-                power, soc = trace_paths(out, key)
-                write_csv(power, result.trace)
-                write_csv(soc, result.soc)
+                paths = trace_paths(out, key)
+                write_csv(paths.power, result.trace)
+                write_csv(paths.soc, result.soc)
+                write_csv(paths.network, result.network)
+                write_text(paths.constraints, json.dumps(result.constraints, indent=2) + "\n")
             table.add({**result.row, "package_version": package_version(),
                        "settings_fingerprint": fingerprint(settings[key.controller])})
             added.append(key)

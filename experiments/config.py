@@ -147,7 +147,7 @@ class CompareConfig(Execution, Plant, Output):
     """Controller the paired per-seed differences in summary.md are taken against (empty: offline-optimal
     when it runs, else none)."""
     traces: bool = True
-    """Write per-step traces (area power, P_ref, prices, per-station power, SOC) as CSV."""
+    """Write per-step traces (area power, P_ref, prices, per-station power, SOC, network constraint loads) as CSV."""
     plots: bool = True
     """Write PNG plots."""
     ppo_model: str = ""

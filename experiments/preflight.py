@@ -1,5 +1,6 @@
 """Checks before any work starts that need more than the configuration itself: every scenario built once
-(with the first seed) on the base plant, the learned models (readable, safe) and the extras the command needs
+(with the first seed) on the base plant, with its site network (which needs the scenario's stations), the
+learned models (readable, safe) and the extras the command needs
 (torch and Stable-Baselines3 for training), and Ray (installed, the cluster reachable).
 
 Each failure raises ValueError, ImportError or ConnectionError with one line naming the problem; the command
@@ -17,13 +18,17 @@ from pev_env.config import EnvConfig
 
 
 def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: EnvConfig) -> None:
-    """Build every scenario with `seed` on `env`; its ValueError (e.g. a sampling time that does not divide the
-    day) or an episode longer than MAX_EPISODE_STEPS names the scenario."""
+    """Build every scenario with `seed` on `env`, and its site network (`pev_env.network.site_network`: the
+    network file read, each station of the data placed on the network); its ValueError (e.g. a sampling time
+    that does not divide the day, a station the network lacks) or an episode longer than MAX_EPISODE_STEPS
+    names the scenario."""
+    from pev_env.network import site_network
     from pev_env.scenarios import make_scenario
 
     for name in scenarios:
         try:
-            config, _ = make_scenario(name, seed, base=env)
+            config, scenario = make_scenario(name, seed, base=env)
+            site_network(config, scenario.station_ids)
         except ValueError as exc:
             raise ValueError(f"{section}.scenarios: {name}: {exc}") from None
         if config.n_steps > MAX_EPISODE_STEPS:
@@ -76,8 +81,11 @@ def check_ray(address: str) -> None:
 def preflight(cfg: Any) -> None:
     """Every check of this module that applies to the configuration `cfg`."""
     seeds = getattr(cfg, "seeds", (0,))
-    if cfg.section != "scale":  # scale builds synthetic-N only, checked by ScaleConfig
-        check_scenarios(cfg.section, cfg.scenarios, seeds[0], getattr(cfg, "env", EnvConfig()))
+    env = getattr(cfg, "env", EnvConfig())
+    if cfg.section == "scale":  # scale builds synthetic-N of each size
+        check_scenarios(cfg.section, tuple(f"synthetic-{n}" for n in cfg.sizes), seeds[0], env)
+    else:
+        check_scenarios(cfg.section, cfg.scenarios, seeds[0], env)
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):

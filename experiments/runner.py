@@ -72,6 +72,11 @@ class EpisodeResult:
     p_<i>_kw per station."""
     soc: pd.DataFrame
     """Per step boundary (n_steps + 1 rows): step, time_min, soc_<j>_kwh per PEV."""
+    network: pd.DataFrame
+    """Per step: step, time_min, load_<j> per constraint j of the site network (in its unit, A or kW)."""
+    constraints: dict[str, Any]
+    """The site network (`Network.describe`): its name and, per constraint j, the `column` load_<j> with its
+    name, unit, limit, station count and linearity."""
 
 
 def _price(stats: dict[str, Any]) -> float:
@@ -130,6 +135,12 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
                           "price": prices, "iterations": iterations, "converged": converged,
                           "fallbacks": fallbacks})
     trace = pd.concat([trace, pd.DataFrame(applied, columns=[f"p_{i}_kw" for i in range(applied.shape[1])])], axis=1)
+    network = core.network
+    loads = pd.concat([trace[["step", "time_min"]], pd.DataFrame(
+        np.asarray(history["network_load"]), columns=[f"load_{j}" for j in range(network.n_constraints)])], axis=1)
+    constraints = network.describe()
+    for j, item in enumerate(constraints["constraints"]):
+        item["column"] = f"load_{j}"
     soc_steps = np.arange(soc.shape[0])
     soc_frame = pd.concat([pd.DataFrame({"step": soc_steps, "time_min": soc_steps * dt}),
                            pd.DataFrame(soc, columns=[f"soc_{j}_kwh" for j in range(soc.shape[1])])], axis=1)
@@ -147,7 +158,7 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         nonconverged_steps=int(len(converged) - sum(converged)),
         coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
-    return EpisodeResult(row=row, trace=trace, soc=soc_frame)
+    return EpisodeResult(row=row, trace=trace, soc=soc_frame, network=loads, constraints=constraints)
 
 
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,

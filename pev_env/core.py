@@ -9,6 +9,9 @@ One step t (requests ``requested_kw``, shape (N,), kW):
 * battery: ``soc <- min(soc + eta * dt_h * applied, capacity)`` for the plugged PEVs;
 * area power = sum of applied powers; it is NOT limited: every step with area power
   > P_ref + 1e-9 kW is recorded (kW over P_ref, kWh over = kW over * dt_h);
+* site network (``config.network``, ``pev_env.network.site_network`` for the scenario's station ids):
+  every constraint's load |gain . applied| (A or kW) is recorded, none is enforced; the step's largest
+  relative overload 100 (load - limit) / limit over the exceeded constraints (``pev_env.meter``), 0 when none;
 * rewards per ``pev_env.reward``; the episode terminates when t reaches n_steps.
 
 The PEV-to-station assignment comes from the action-independent ``plug_schedule``.
@@ -22,6 +25,8 @@ import numpy as np
 
 from pev_env import metrics
 from pev_env.config import EnvConfig
+from pev_env.meter import NetworkMeter
+from pev_env.network import Network, site_network
 from pev_env.observation import build_observations
 from pev_env.plant import check_consistent, plant_config
 from pev_env.reward import agent_rewards, station_rewards
@@ -55,7 +60,8 @@ class StepResult:
     """True when the episode reached n_steps."""
     info: dict[str, Any]
     """Raw per-step quantities: t (step just applied), requested_kw, applied_kw, area_power_kw,
-    area_overload_kw, area_violation, local_violation, station_rewards."""
+    area_overload_kw, area_violation, local_violation, station_rewards, network_load ((J,) load of each
+    network constraint, A or kW) and network_overload_pct (the largest relative overload, 0 when none)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,10 @@ class History:
     """(T,) mean per-station reward."""
     soc: np.ndarray
     """(T + 1, M) kWh per PEV, row 0 = initial SOC."""
+    network_load: np.ndarray
+    """(T, J) load of each constraint of ``ChargingCore.network`` (its unit: A or kW)."""
+    network_overload_pct: np.ndarray
+    """(T,) % the largest 100 (load - limit) / limit over the exceeded constraints, 0 when none."""
 
     def __getitem__(self, name: str) -> np.ndarray:
         return getattr(self, name)
@@ -89,6 +99,9 @@ class ChargingCore:
         self.config = config
         self.scenario = scenario
         self.schedule: PlugSchedule = plug_schedule(scenario)
+        self.network: Network = site_network(config, scenario.station_ids)
+        """The constraints measured every step (NetworkError, a ValueError, when they cannot be built)."""
+        self._meter = NetworkMeter(self.network, config.station_p_max, TOL_KW)
         n, m, n_steps = config.n_stations, scenario.n_pevs, config.n_steps
         self._gain = config.eta * config.dt_h
         self._p_min, self._p_max = config.station_p_min, config.station_p_max
@@ -103,6 +116,8 @@ class ChargingCore:
         self._overload = np.zeros(n_steps)
         self._reward_mean = np.zeros(n_steps)
         self._soc_hist = np.zeros((n_steps + 1, m))
+        self._load = np.zeros((n_steps, self.network.n_constraints))
+        self._network_over = np.zeros(n_steps)
         self.reset()
 
     # -- state ------------------------------------------------------------------------
@@ -137,11 +152,19 @@ class ChargingCore:
         return self._obs
 
     @property
+    def network_load(self) -> np.ndarray:
+        """(J,) load of each network constraint under the last applied powers (0 before the first step; read-only)."""
+        view = self._last_load.view()
+        view.flags.writeable = False
+        return view
+
+    @property
     def history(self) -> History:
         """Read-only views of the arrays recorded so far (see ``History``)."""
         t = self._t
         views = [a.view() for a in (self._requested[:t], self._applied[:t], self._local[:t], self._area[:t],
-                                    self._overload[:t], self._reward_mean[:t], self._soc_hist[:t + 1])]
+                                    self._overload[:t], self._reward_mean[:t], self._soc_hist[:t + 1],
+                                    self._load[:t], self._network_over[:t])]
         for view in views:
             view.flags.writeable = False
         return History(*views)
@@ -153,6 +176,7 @@ class ChargingCore:
         self._soc = self.scenario.soc_init.astype(np.float64)  # writable copy
         self._soc_hist[0] = self._soc
         zeros = np.zeros(self.config.n_stations)
+        self._last_load = self._meter.loads(zeros, 0.0)
         self._obs = self._observe(zeros, 0.0)
         return self._obs
 
@@ -171,19 +195,23 @@ class ChargingCore:
         soc[pev] = np.minimum(soc[pev] + self._gain * applied[plugged], self.scenario.capacity[pev])
         area = float(applied.sum())
         overload = area - cfg.P_ref if area > cfg.P_ref + TOL_KW else 0.0
+        load = self._meter.loads(applied, area)
+        network_over = self._meter.overload_pct(load)
         remain = self._remaining(occ, plugged)
         per_station = station_rewards(cfg.reward_weights, cfg.soc_ref, plugged, remain, local, overload > 0)
         rewards = agent_rewards(per_station, cfg.shared_reward)
 
         self._requested[t], self._applied[t], self._local[t] = req, applied, local
         self._area[t], self._overload[t] = area, overload
+        self._load[t], self._network_over[t] = load, network_over
         self._reward_mean[t] = per_station.mean()
         self._t = t + 1
         self._soc_hist[t + 1] = soc
+        self._last_load = load
         self._obs = self._observe(applied, area)
         info = {"t": t, "requested_kw": req, "applied_kw": applied, "area_power_kw": area,
                 "area_overload_kw": overload, "area_violation": overload > 0, "local_violation": local,
-                "station_rewards": per_station}
+                "station_rewards": per_station, "network_load": load, "network_overload_pct": network_over}
         return StepResult(self._obs, rewards, applied, area, local, overload, self.done, info)
 
     def _check_action(self, requested_kw: Any) -> np.ndarray:
@@ -208,7 +236,8 @@ class ChargingCore:
         to_departure = np.zeros(self.config.n_stations)
         to_departure[plugged] = self.scenario.departure[occ[plugged]] - self._t
         return build_observations(self._constants, plugged, self._remaining(occ, plugged), area_power,
-                                  applied_last, self.config.P_ref, to_departure)
+                                  applied_last, self.config.P_ref, to_departure,
+                                  self._meter.headroom_kw(self._last_load))
 
     def _remaining(self, occ: np.ndarray, plugged: np.ndarray) -> np.ndarray:
         """(N,) kWh max(target - soc, 0) of the PEV at each station, 0 where free."""
@@ -222,7 +251,8 @@ class ChargingCore:
         """Metrics of the steps applied so far, keyed by ``pev_env.metrics.METRIC_COLUMNS``."""
         t = self._t
         return metrics.episode_metrics(self.scenario, self.schedule, self._soc, self._area[:t], self._overload[:t],
-                                       self._local[:t], self._reward_mean[:t], self.config.dt_h)
+                                       self._local[:t], self._reward_mean[:t], self.config.dt_h,
+                                       self._network_over[:t])
 
     def pev_table(self) -> pd.DataFrame:
         """Per-PEV pandas DataFrame (see ``pev_env.metrics.pev_table``)."""
@@ -233,7 +263,9 @@ class EpisodeSource:
     """Config and scenario for each reset: a fixed scenario, or a named generator drawn per seed.
 
     A fixed scenario without a config gets ``plant.plant_config(scenario)``; a given config must agree
-    with it (``plant.check_consistent``, ValueError otherwise).
+    with it (``plant.check_consistent``, ValueError otherwise). ``network`` is the site network of the
+    first episode (``site_network``; what the spaces' bounds are built for): every later episode must have
+    the same constraints and gains (its limits may differ with P_ref).
 
     ``draw(seed)`` with a seed returns ``make_scenario(name, seed, base)`` exactly; without a seed
     it draws the next scenario seed from a generator seeded by the last explicit seed.  A named
@@ -255,7 +287,8 @@ class EpisodeSource:
             self.config = config or plant_config(scenario)
             check_consistent(self.config, scenario, type(self).__name__)
         else:
-            self.config = self._generate(0)[0]
+            self.config, scenario = self._generate(0)
+        self.network: Network = site_network(self.config, scenario.station_ids)
 
     def _generate(self, seed: int) -> tuple[EnvConfig, Scenario]:
         from pev_env.scenarios import make_scenario
@@ -285,4 +318,9 @@ class EpisodeSource:
         if core is not None and core.scenario is scenario and core.config == config:
             core.reset()
             return core
-        return ChargingCore(config, scenario)
+        core = ChargingCore(config, scenario)
+        if core.network.gain.shape != self.network.gain.shape or not np.array_equal(core.network.gain,
+                                                                                     self.network.gain):
+            raise RuntimeError(f"{self.name} (seed {seed}): network {core.network.name} has other constraints or "
+                               "gains than the one the spaces were built for; pass a fixed scenario instead")
+        return core

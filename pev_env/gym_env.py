@@ -23,13 +23,13 @@ class PEVChargeGymEnv(gym.Env):
     * Action: ``Box(0, p_max, (N,), float32)`` (p_max per station), requested kW per station; values outside
       the box are clipped and counted as local violations, NaN/inf raise ValueError.
     * Observation: the (N, N_OBS) per-station observations flattened row-major to
-      ``Box(0, high, (N * N_OBS,), float32)`` (finite bounds of ``pev_env.observation.obs_bounds``); station i's
+      ``Box(low, high, (N * N_OBS,), float32)`` (finite bounds of ``pev_env.observation.obs_bounds``); station i's
       fields are ``obs[i*N_OBS:(i+1)*N_OBS]``.
     * Reward: the sum over stations of the per-station rewards (``pev_env.reward``);
       ``config.shared_reward`` does not change it.
     * Episode end: ``truncated=True`` after ``config.n_steps`` steps (never ``terminated``).
     * ``info``: the core's raw step quantities (t, requested_kw, applied_kw, area_power_kw,
-      area_overload_kw, area_violation, local_violation, station_rewards).
+      area_overload_kw, area_violation, local_violation, station_rewards, network_load, network_overload_pct).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
@@ -41,7 +41,7 @@ class PEVChargeGymEnv(gym.Env):
         self.config = self.source.config
         n = self.config.n_stations
         p_max = self.config.station_p_max
-        low, high = obs_bounds(self.config)
+        low, high = obs_bounds(self.config, self.source.network)
         self.observation_space = spaces.Box(low.reshape(-1), high.reshape(-1), (n * N_OBS,), np.float32)
         self.action_space = spaces.Box(np.zeros(n, np.float32), p_max.astype(np.float32), (n,), np.float32)
         self.core: ChargingCore | None = None

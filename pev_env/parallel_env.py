@@ -24,7 +24,8 @@ class PEVChargeEnv(ParallelEnv):
     step (``pev_env.schedule``).  Each step, every station requests a power; the plant
     applies it clipped to [p_min, p_max] while a PEV is plugged (0 while free) and charges
     the battery by ``eta * dt_h * power`` up to its capacity.  The area limit P_ref is not
-    enforced: the sum of applied powers may exceed it and each such step is recorded.
+    enforced: the sum of applied powers may exceed it and each such step is recorded; so are the
+    loads of the site network's constraints (``config.network``, ``pev_env.network``), never enforced.
 
     ## Action space
 
@@ -33,8 +34,11 @@ class PEVChargeEnv(ParallelEnv):
 
     ## Observation space
 
-    ``Box(0, high, (10,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``), with finite bounds
-    derived from the config (``pev_env.observation.obs_bounds``):
+    ``Box(low, high, (11,), float32)`` per agent (``pev_env.observation.OBS_FIELDS``), with finite bounds
+    derived from the config and the site network (``pev_env.observation.obs_bounds``; every low is 0 but
+    ``network_headroom``'s, which is negative). ``network_headroom`` is the power the station alone could
+    still add before a constraint it loads reaches its limit, under the last applied powers (exact on linear
+    rows, a lower bound on three-phase cones; p_max when it loads none):
 
     | index | name | unit | description |
     |---|---|---|---|
@@ -48,12 +52,15 @@ class PEVChargeEnv(ParallelEnv):
     | 7 | `action_last` | kW | power applied at this station in the last step |
     | 8 | `P_ref` | kW | area power limit for this step |
     | 9 | `steps_to_departure` | steps | departure - t of the plugged PEV, 0 when free |
+    | 10 | `network_headroom` | kW | least (limit - load) / abs(gain) over its network constraints (< 0: exceeded) |
 
     ## Global state (centralised training)
 
-    ``state()`` is the stacked observations of every station (row-major, ``N * 10`` values) followed by the
-    episode progress ``t / n_steps``, in ``state_space`` (``pev_env.observation.state_bounds``): what a
-    centralised critic (MAPPO, QMIX, ...) sees. The stations still act on their own observations.
+    ``state()`` is the stacked observations of every station (row-major, ``N * 11`` values), the episode
+    progress ``t / n_steps``, then the load of each of the J constraints of the site network under the last
+    applied powers (``env.core.network.names``, units ``env.core.network.units``: A or kW; 0 after a reset), in
+    ``state_space`` (``pev_env.observation.state_bounds``): what a centralised critic (MAPPO, QMIX, ...) sees.
+    The stations still act on their own observations.
 
     ## Rewards
 
@@ -64,7 +71,8 @@ class PEVChargeEnv(ParallelEnv):
 
     After ``config.n_steps`` steps every agent is truncated and ``agents`` becomes empty.
     ``infos[agent]`` carries the raw step quantities (t, requested_kw, applied_kw,
-    local_violation of the station; area_power_kw, area_overload_kw of the area).
+    local_violation of the station; area_power_kw, area_overload_kw of the area;
+    network_overload_pct, the largest relative overload of a network constraint, 0 when none).
 
     ## Arguments
 
@@ -87,10 +95,10 @@ class PEVChargeEnv(ParallelEnv):
         self.possible_agents = [f"cs_{i}" for i in range(self.config.n_stations)]
         self.agents: list[str] = []
         p_max = self.config.station_p_max
-        low, high = obs_bounds(self.config)
+        low, high = obs_bounds(self.config, self.source.network)
         self.observation_spaces = {a: spaces.Box(low[i], high[i], (N_OBS,), np.float32)
                                    for i, a in enumerate(self.possible_agents)}
-        self.state_space = spaces.Box(*state_bounds(self.config), dtype=np.float32)
+        self.state_space = spaces.Box(*state_bounds(self.config, self.source.network), dtype=np.float32)
         self.action_spaces = {a: spaces.Box(0.0, float(p_max[i]), (1,), np.float32)
                               for i, a in enumerate(self.possible_agents)}
         self.core: ChargingCore | None = None
@@ -102,10 +110,10 @@ class PEVChargeEnv(ParallelEnv):
         return self.action_spaces[agent]
 
     def state(self) -> np.ndarray:
-        """The global state (``state_space``): every station's observation, then t / n_steps."""
+        """The global state (``state_space``): every station's observation, t / n_steps, then the network loads."""
         if self.core is None:
             raise RuntimeError("PEVChargeEnv.state: call reset() first")
-        return global_state(self.core.observations, self.core.t, self.config.n_steps)
+        return global_state(self.core.observations, self.core.t, self.config.n_steps, self.core.network_load)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start an episode: replay the fixed scenario or draw the named one from ``seed``."""
@@ -124,8 +132,9 @@ class PEVChargeEnv(ParallelEnv):
         done = result.terminated
         info = result.info
         t, area, overload = info["t"], result.area_power_kw, result.area_overload_kw
+        network = info["network_overload_pct"]
         infos = {a: {"t": t, "requested_kw": r, "applied_kw": p, "local_violation": v, "area_power_kw": area,
-                     "area_overload_kw": overload}
+                     "area_overload_kw": overload, "network_overload_pct": network}
                  for a, r, p, v in zip(agents, info["requested_kw"].tolist(), result.applied_kw.tolist(),
                                        result.local_violation.tolist())}
         observations = dict(zip(agents, result.observations))

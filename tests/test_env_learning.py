@@ -58,7 +58,7 @@ def test_gymnasium_make_with_the_module_prefix_in_a_fresh_interpreter(tmp_path) 
             "print(obs.shape)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "(50,)"
+    assert done.stdout.strip() == "(55,)"  # 5 stations x N_OBS = 11
 
 
 @pytest.mark.parametrize("price_alpha", [0.0, 0.1])

@@ -11,6 +11,7 @@ from experiments import runner
 from experiments.cli import main
 from experiments.results import KEY_COLUMNS
 from pev_env.metrics import CONTROLLER_COLUMNS, METRIC_COLUMNS
+from pev_env.observation import N_OBS
 
 TINY = ["--scenarios", "seed", "--seeds", "0-1", "--controllers", "uncontrolled,edf", "--jobs", "1", "-q"]
 
@@ -143,7 +144,7 @@ def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
     config, scenario = make_scenario("seed", 0)
     policy = LearnedPolicy.load(model_dir)
     policy.reset(config, scenario, 0)
-    obs = np.zeros((config.n_stations, 10), dtype=np.float32)
+    obs = np.zeros((config.n_stations, N_OBS), dtype=np.float32)
     obs[:, 1], obs[:, 4], obs[:, 5], obs[:, 8], obs[:, 9] = 22.0, 1.0, 10.0, 31.5, 12.0
     first, second = policy.act_array(obs), policy.act_array(obs)
     assert np.array_equal(first, second) and ((first >= 0) & (first <= 22.0)).all()

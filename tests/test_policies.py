@@ -27,9 +27,10 @@ def make_obs(config: EnvConfig, plugged, soc_remain, steps_to_departure, p_ref: 
     """(N, N_OBS) float32 observations the way the plant builds them."""
     plugged = np.asarray(plugged, dtype=bool)
     constants = {"p_min": config.p_min, "p_max": config.p_max, "P_max": config.P_max, "P_min": config.P_min}
+    p_ref = config.P_ref if p_ref is None else p_ref
     return build_observations(
         constants, plugged, np.where(plugged, soc_remain, 0.0), 0.0, np.zeros(plugged.size),
-        config.P_ref if p_ref is None else p_ref, np.where(plugged, steps_to_departure, 0),
+        p_ref, np.where(plugged, steps_to_departure, 0), np.full(plugged.size, p_ref),  # area network, nothing drawn
     )
 
 
