@@ -279,12 +279,9 @@ class Scenario:
 
 def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The session arrays of a scenario CSV (`CSV_COLUMNS`, any order), keyed by Scenario field."""
-    import pandas as pd
+    from pev_env.csv_read import read_csv_strict
 
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"Scenario CSV {os.fspath(path)!r}: cannot read ({exc})") from None
+    frame = read_csv_strict(path, f"Scenario CSV {os.fspath(path)!r}")
     columns = [str(c).strip() for c in frame.columns]
     if sorted(columns) != sorted(CSV_COLUMNS):
         unknown = sorted(set(columns) - set(CSV_COLUMNS))
