@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pev_env.network import check_network_spec
+from pev_env.scenario import MAX_PEVS, MAX_STATIONS, MAX_STEPS
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -289,7 +290,9 @@ def _station_bound(cfg: EnvConfig, name: str) -> np.ndarray:
 
 def _validate(cfg: EnvConfig) -> None:
     _integer(cfg, "n_stations", 1)
+    _check(cfg, "n_stations", cfg.n_stations <= MAX_STATIONS, f"must be <= {MAX_STATIONS}")
     _integer(cfg, "n_pevs", 0)
+    _check(cfg, "n_pevs", cfg.n_pevs <= MAX_PEVS, f"must be <= {MAX_PEVS}")
     for name in ("P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
                  "total_time", "charge_time_desired", "initial_charge_max", "charge_duration_tolerance",
                  "random_start_coeff", "area_limit_fraction", "acn_battery_kwh", "acn_battery_max_kwh",
@@ -308,7 +311,8 @@ def _validate(cfg: EnvConfig) -> None:
     _check(cfg, "soc_max", cfg.soc_max > 0, "must be > 0")
     _check(cfg, "soc_ref", 0 < cfg.soc_ref <= cfg.soc_max, "must be in (0, soc_max]")
     _check(cfg, "sampling_time", cfg.sampling_time > 0, "must be > 0 (minutes)")
-    _check(cfg, "total_time", cfg.total_time >= cfg.sampling_time, "must be >= sampling_time (minutes)")
+    _check(cfg, "total_time", cfg.sampling_time <= cfg.total_time <= MAX_STEPS * cfg.sampling_time,
+           f"must be >= sampling_time and at most {MAX_STEPS} steps of it (minutes)")
     _check(cfg, "charge_time_desired", cfg.charge_time_desired > 0, "must be > 0 (minutes)")
     _check(cfg, "initial_charge_max", 0 <= cfg.initial_charge_max <= 1, "must be in [0, 1]")
     _check(cfg, "charge_duration_tolerance", 0 <= cfg.charge_duration_tolerance < 1, "must be in [0, 1)")

@@ -23,6 +23,14 @@ CSV_COLUMNS: tuple[str, ...] = (
     "capacity_kwh",
     "station",
 )
+MAX_STEPS = 100_000
+"""Longest episode in steps (347 days at 5 min): larger ones are refused before anything is allocated."""
+MAX_STATIONS = 100_000
+"""Most stations (10x the largest scaling study)."""
+MAX_PEVS = 1_000_000
+"""Most PEVs a generator draws (EnvConfig.n_pevs)."""
+MAX_CAPACITY_KWH = 1e6
+"""kWh: largest battery capacity (beyond it the observations overflow)."""
 _ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
 _INT_FIELDS = ("arrival", "departure", "station")
 _BOUND_FIELDS = ("p_min", "p_max")
@@ -127,10 +135,10 @@ class Scenario:
     (``pev_env.network``); None: station i is the network's i-th station."""
 
     def __post_init__(self) -> None:
-        for field, limit in (("n_stations", 1), ("n_steps", 1)):
+        for field, limit in (("n_stations", MAX_STATIONS), ("n_steps", MAX_STEPS)):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < limit:
-                raise _fail(field, None, value, f"must be an integer >= {limit}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= limit:
+                raise _fail(field, None, value, f"must be an integer in [1, {limit}]")
             object.__setattr__(self, field, int(value))
         if not isinstance(self.name, str):
             raise _fail("name", None, self.name, "must be a str")
@@ -187,7 +195,7 @@ class Scenario:
                 (dep <= arr) | (dep > self.n_steps),
                 lambda i: f"must be > arrival[{i}] = {arr[i]} and <= n_steps = {self.n_steps}",
             ),
-            ("capacity", cap <= 0, lambda i: "must be > 0 kWh"),
+            ("capacity", (cap <= 0) | (cap > MAX_CAPACITY_KWH), lambda i: f"must be > 0 and <= {MAX_CAPACITY_KWH} kWh"),
             ("soc_init", a["soc_init"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
             ("soc_target", a["soc_target"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
             (
