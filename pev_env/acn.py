@@ -9,16 +9,28 @@ Shipped in `pev_env/data` (see its README for the attribution): one Caltech week
 Caltech May-December 2019 in two files.
 
 Rules:
-* **Agents:** every station id of the file, sorted (so the spaces are the same on every day of a file).
+* **File:** `resolve_file`: a bare file name that does not exist in the working directory but names a shipped
+  file resolves to `pev_env/data`. Timestamps without a time zone are local site time (America/Los_Angeles;
+  a repeated autumn hour is read as standard time, a skipped spring one moves forward) and counted in the
+  report. Refused in one line naming the file line, column and value: an empty or unreadable arrival or
+  departure, an energy that is text or not finite, a row with more fields than the header.
+* **Cleaning** (`REPORT_KINDS`): duplicates (same station, arrival, departure and energies: one kept),
+  sessions departing before they arrive, and physically impossible ones (no stay, negative delivered
+  energy, or an average above the largest rating with its tolerance, `MAX_SESSION_KW` = 371 kW) are left
+  out of every day and of the rating inference; `data_report` lists them by kind with their session ids
+  (run.json records it per scenario) and one warning line per file is logged when it is first read.
+* **Agents:** every station id of the kept sessions, sorted (so the spaces are the same on every day of a file).
 * **Day:** the sessions arriving on that local day (America/Los_Angeles); arrival step = floor(minutes
   since local midnight / sampling_time), departure step (exclusive) = floor(departure minutes /
   sampling_time). Departures after midnight are kept: the episode lasts until the later of the next
-  midnight and the last departure. Sessions shorter than one step are dropped.
+  midnight and the last departure (at most `pev_env.scenario.MAX_STEPS`). Sessions shorter than one step
+  are dropped.
 * **Energy:** the requested energy (the delivered energy when the request is missing or <= 0); the
   battery is not recorded, so capacity = clip(energy, battery_kwh, max_battery_kwh) (defaults: the
   EnvConfig fields acn_battery_kwh = 60 and acn_battery_max_kwh = 100 kWh) and target = min(energy,
   capacity); soc_init = 0.
-* **Ratings:** `station_ratings` (the smallest standard rating covering the station's sessions).
+* **Ratings:** `station_ratings` (the smallest standard rating covering the station's sessions); an override
+  {station id: kW} skips the inference of the stations it names, one value or one per station replaces it.
 """
 
 from __future__ import annotations
