@@ -13,7 +13,7 @@ Rules:
   file resolves to `pev_env/data`. Timestamps without a time zone are local site time (America/Los_Angeles;
   a repeated autumn hour is read as standard time, a skipped spring one moves forward) and counted in the
   report. Refused in one line naming the file line, column and value: an empty or unreadable arrival or
-  departure, an energy that is text or not finite, a row with more fields than the header.
+  departure or station_id, an energy that is text or not finite, a row with more fields than the header.
 * **Cleaning** (`REPORT_KINDS`): duplicates (same station, arrival, departure and energies: one kept),
   sessions departing before they arrive, and physically impossible ones (no stay, negative delivered
   energy, or an average above the largest rating with its tolerance, `MAX_SESSION_KW` = 371 kW) are left
@@ -141,7 +141,7 @@ def _energy(path: Path, text: pd.Series, column: str) -> pd.Series:
 
 def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Parse and clean one file (uncached): the kept sessions and the data report (`REPORT_KINDS`)."""
-    raw = read_csv_strict(path, f"ACN file {str(path)!r}")
+    raw = read_csv_strict(path, f"ACN file {str(path)!r}", text=("station_id", "session_id"))
     rename = {}
     missing = []
     for clean, spellings in _COLUMNS.items():
@@ -162,14 +162,16 @@ def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         naive += count
     for col in ("requested_energy_kwh", "delivered_energy_kwh"):
         frame[col] = _energy(path, frame[col], col)
-    frame["station_id"] = frame["station_id"].astype(str)
+    station = frame["station_id"].astype("string").str.strip().fillna("")
+    _refuse(path, station == "", "station_id", station, "empty; every session needs its station")
+    frame["station_id"] = station.astype(str)
     return _clean(frame, path, naive)
 
 
 def _clean(frame: pd.DataFrame, path: Path, naive: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop the rows of `REPORT_KINDS`, each counted once under its first kind; the kept sessions and the report."""
-    ids = frame["session_id"].astype(str) if "session_id" in frame else pd.Series(
-        [f"line {i + 2}" for i in range(len(frame))], index=frame.index)
+    lines = pd.Series([f"line {i + 2}" for i in range(len(frame))], index=frame.index)
+    ids = frame["session_id"].fillna(lines) if "session_id" in frame else lines  # session id, else the file line
     power = session_powers(frame)
     stay = frame["departure"] - frame["arrival"]
     kinds = {

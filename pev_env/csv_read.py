@@ -8,13 +8,14 @@ import warnings
 import pandas as pd
 
 
-def read_csv_strict(path: str | os.PathLike[str], what: str) -> pd.DataFrame:
-    """A CSV file as a DataFrame; a row with more fields than the header is refused (pandas would otherwise
-    take the first column as an index or drop the extra field). `what` starts the one-line errors."""
+def read_csv_strict(path: str | os.PathLike[str], what: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV file as a DataFrame, the columns `text` read as text; a row with more fields than the header is
+    refused (pandas would otherwise take the first column as an index or drop the extra field). `what` starts
+    the one-line errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, index_col=False)
+            return pd.read_csv(path, index_col=False, dtype=dict.fromkeys(text, str))
     except FileNotFoundError:
         raise ValueError(f"{what}: no such file") from None
     except pd.errors.ParserWarning:

@@ -105,6 +105,7 @@ def test_duplicates_and_reversed_sessions_are_dropped_and_counted(tmp_path):
      r"line 2: requested_energy_kwh = 'abc': must be a finite number of kWh or empty$"),
     (",2019-05-06 12:00:00-07:00,5,4,CA-1,a,x,True", r"line 2: arrival = '': empty"),
     ("2019-05-06 10:00:00-07:00,tomorrow,5,4,CA-1,a,x,True", r"line 2: departure = 'tomorrow': not a timestamp"),
+    ("2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,,a,x,True", r"line 2: station_id = '': empty"),
     ("2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,CA-1,a,x,True,extra",
      "more fields than the header"),
 ])

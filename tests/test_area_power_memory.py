@@ -108,7 +108,7 @@ def test_huge_specs_are_refused_in_one_line(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
                     "0,10,0,10,60,999999999999\n")
-    with pytest.raises(ValueError, match=rf"Scenario.n_stations = 1000000000000: must be an integer in \[1, {MAX_STATIONS}\]"):
+    with pytest.raises(ValueError, match=rf"station = 999999999999: must be -1 \(first free\) or in \[0, {MAX_STATIONS}\)"):
         make_scenario(f"csv:{path}", 0)
     path.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
                     "0,10,0,1e300,1e300,0\n")
