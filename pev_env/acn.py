@@ -23,7 +23,7 @@ Rules:
 * **Day:** the sessions arriving on that local day (America/Los_Angeles); arrival step = floor(minutes
   since local midnight / sampling_time), departure step (exclusive) = floor(departure minutes /
   sampling_time). Departures after midnight are kept: the episode lasts until the later of the next
-  midnight and the last departure (at most `pev_env.scenario.MAX_STEPS`). Sessions shorter than one step
+  midnight and the last departure (at most `pev_env.limits.MAX_STEPS`). Sessions shorter than one step
   are dropped.
 * **Energy:** the requested energy (the delivered energy when the request is missing or <= 0); the
   battery is not recorded, so capacity = clip(energy, battery_kwh, max_battery_kwh) (defaults: the
@@ -48,6 +48,7 @@ import pandas as pd
 
 from pev_env.config import EnvConfig
 from pev_env.csv_read import read_csv_strict
+from pev_env.limits import MAX_STEPS
 
 log = logging.getLogger(__name__)
 TIMEZONE = "America/Los_Angeles"
@@ -86,8 +87,6 @@ _COLUMNS = {  # clean name -> accepted spellings in the file
     "station_id": ("station_id",),
 }
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ZONE = r"(?:[+-]\d{2}:?\d{2}|Z|GMT|UTC)$"
-"""A timestamp that ends with one of these carries its time zone; the others are local site time."""
 _NAMED = 5
 """Rows named per kind in a report line."""
 _CACHE: dict[tuple[str, int, int], tuple[pd.DataFrame, dict[str, Any]]] = {}
@@ -112,22 +111,37 @@ def _refuse(path: Path, bad: pd.Series, column: str, values: pd.Series, allowed:
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         more = f" ({int(bad.sum()) - 1} more such rows)" if bad.sum() > 1 else ""
-        raise ValueError(f"ACN file {str(path)!r}: line {first + 2}: {column} = {values.iloc[first]!r}: {allowed}{more}")
+        raise ValueError(f"ACN file {str(path)!r}: line {first + 2}: {column} = {str(values.iloc[first])!r}: {allowed}{more}")
+
+
+def _zoned(text: np.ndarray) -> np.ndarray:
+    """True where a timestamp ends with its time zone: Z, GMT, UTC, +HH:MM or +HHMM (vectorised)."""
+    named = np.strings.endswith(text, "Z") | np.strings.endswith(text, "GMT") | np.strings.endswith(text, "UTC")
+    colon = np.isin(np.strings.slice(text, -6, -5), ("+", "-")) & (np.strings.slice(text, -3, -2) == ":")
+    plain = np.isin(np.strings.slice(text, -5, -4), ("+", "-")) & np.strings.isdigit(np.strings.slice(text, -4, None))
+    return named | colon | plain
+
+
+def _parse(text: pd.Series, utc: bool) -> pd.Series:
+    """ISO 8601 timestamps (fast), any other format pandas reads for the rest; NaT where unreadable."""
+    stamps = pd.to_datetime(text, utc=utc, format="ISO8601", errors="coerce")
+    other = stamps.isna()
+    if other.any():
+        stamps[other] = pd.to_datetime(text[other], utc=utc, format="mixed", errors="coerce")
+    return stamps
 
 
 def _timestamps(path: Path, text: pd.Series, column: str) -> tuple[pd.Series, int]:
     """Local timestamps of a column, and how many were written without a time zone (read as local time)."""
     text = text.astype("string").str.strip().fillna("")
     _refuse(path, text == "", column, text, "empty; every session needs an arrival and a departure")
-    naive = ~text.str.contains(_ZONE).to_numpy(dtype=bool)
+    naive = ~_zoned(text.to_numpy(dtype=str))
     stamps = pd.Series(pd.NaT, index=text.index, dtype=f"datetime64[ns, {TIMEZONE}]")
     if (~naive).any():
-        aware = pd.to_datetime(text[~naive], utc=True, errors="coerce", format="mixed")
-        stamps[~naive] = aware.dt.tz_convert(TIMEZONE)
+        stamps[~naive] = _parse(text[~naive], utc=True).dt.tz_convert(TIMEZONE)
     if naive.any():  # local time; an hour repeated in November is standard time, a skipped one in March moves on
-        local = pd.to_datetime(text[naive], errors="coerce", format="mixed")
-        stamps[naive] = local.dt.tz_localize(TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool),
-                                             nonexistent="shift_forward")
+        stamps[naive] = _parse(text[naive], utc=False).dt.tz_localize(
+            TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool), nonexistent="shift_forward")
     _refuse(path, stamps.isna(), column, text, "not a timestamp (e.g. 2019-05-06 07:55:16-07:00)")
     return stamps, int(naive.sum())
 
@@ -205,11 +219,12 @@ def report_line(report: Mapping[str, Any]) -> str:
             extra = f", +{entry['count'] - _NAMED} more" if entry["count"] > _NAMED else ""
             parts.append(f"{entry['count']} {REPORT_KINDS[kind]} ({named}{extra})")
     naive = report["naive_timestamps"]["count"]
-    if not parts and not naive:
+    if naive:
+        parts.append(f"read {naive} timestamps without a time zone as {TIMEZONE} time")
+    if not parts:
         return ""
-    line = f"ACN file {report['file']!r}: left out {report['rows'] - report['kept']} of {report['rows']} rows"
-    line += (": " + "; ".join(parts)) if parts else ""
-    return line + (f"; read {naive} timestamps without a time zone as {TIMEZONE} time" if naive else "")
+    left_out = report["rows"] - report["kept"]
+    return f"ACN file {report['file']!r}: left out {left_out} of {report['rows']} rows: " + "; ".join(parts)
 
 
 def _cached(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -441,6 +456,10 @@ def acn_day_fields(
     energy = sessions["energy_kwh"].to_numpy(dtype=float)
     capacity = np.clip(energy, battery_kwh, max_battery_kwh)
     departure = sessions["departure_step"].to_numpy()
+    if departure.max(initial=0) > MAX_STEPS:
+        last = sessions.iloc[int(departure.argmax())]
+        raise ValueError(f"ACN day {sessions.attrs['day']}: the session at station {last['station_id']!r} departs "
+                         f"{last['departure']}, step {departure.max()}; an episode must be <= {MAX_STEPS} steps")
     site = site_name(path) if single else "sessions"
     return {
         "arrival": sessions["arrival_step"].to_numpy(),

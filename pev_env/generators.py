@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from pev_env.config import EnvConfig
-from pev_env.scenario import MAX_STATIONS, MAX_STEPS, Scenario
+from pev_env.limits import MAX_STATIONS, MAX_STEPS
+from pev_env.scenario import Scenario
 
 
 def seed_schedule(config: EnvConfig, seed: int | None, name: str = "seed") -> Scenario:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pev_env.limits import MAX_CAPACITY_KWH, MAX_STATIONS, MAX_STEPS
+
 if TYPE_CHECKING:  # pragma: no cover
     import datetime as _dt
 
@@ -23,14 +25,6 @@ CSV_COLUMNS: tuple[str, ...] = (
     "capacity_kwh",
     "station",
 )
-MAX_STEPS = 100_000
-"""Longest episode in steps (347 days at 5 min): larger ones are refused before anything is allocated."""
-MAX_STATIONS = 100_000
-"""Most stations (10x the largest scaling study)."""
-MAX_PEVS = 1_000_000
-"""Most PEVs a generator draws (EnvConfig.n_pevs)."""
-MAX_CAPACITY_KWH = 1e6
-"""kWh: largest battery capacity (beyond it the observations overflow)."""
 _ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
 _INT_FIELDS = ("arrival", "departure", "station")
 _BOUND_FIELDS = ("p_min", "p_max")
@@ -287,6 +281,8 @@ class Scenario:
 
 def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The session arrays of a scenario CSV (`CSV_COLUMNS`, any order), keyed by Scenario field."""
+    import pandas as pd
+
     from pev_env.csv_read import read_csv_strict
 
     frame = read_csv_strict(path, f"Scenario CSV {os.fspath(path)!r}")
@@ -299,4 +295,10 @@ def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             f"expected exactly {list(CSV_COLUMNS)}"
         )
     frame.columns = columns
+    for col in CSV_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if bad.size:
+            raise ValueError(f"Scenario CSV {os.fspath(path)!r}: line {bad[0] + 2}: {col} = "
+                             f"{str(frame[col].iloc[bad[0]])!r}: must be a number")
     return {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}

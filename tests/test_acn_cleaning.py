@@ -83,9 +83,11 @@ def test_a_bare_shipped_file_name_resolves_to_the_package_data(tmp_path, monkeyp
 # ------------------------------------------------------------------------------------ item 9
 def test_naive_timestamps_are_local_site_time(tmp_path):
     path = _write(tmp_path, ["2019-05-06 10:00:00,2019-05-06 12:00:00,5,4,CA-1,a,x,True",
-                             "2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,CA-2,b,x,True"])
+                             "2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,CA-2,b,x,True",
+                             '"Mon, 06 May 2019 17:00:00 GMT",2019-05-06T19:00:00+0000,5,4,CA-3,c,x,True',
+                             "2019-05-06T17:00:00Z,2019-05-06T19:00:00.5Z,5,4,CA-4,d,x,True"])
     s = Scenario.from_acn(path)
-    np.testing.assert_array_equal(s.arrival, [120, 120])  # 10:00 local, not 10:00 UTC (03:00 local)
+    np.testing.assert_array_equal(s.arrival, [120] * 4)  # 10:00 local, not 10:00 UTC (03:00 local)
     assert acn.data_report(path)[0]["naive_timestamps"] == {"count": 2, "read_as": "America/Los_Angeles"}
 
 

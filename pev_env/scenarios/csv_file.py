@@ -15,8 +15,9 @@ import numpy as np
 
 from pev_env.acn import site_name
 from pev_env.config import EnvConfig
+from pev_env.limits import MAX_STATIONS
 from pev_env.plant import plant_config
-from pev_env.scenario import MAX_STATIONS, Scenario, read_sessions_csv
+from pev_env.scenario import Scenario, read_sessions_csv
 from pev_env.scenarios.base import ScenarioFamily
 
 PREFIX = "csv:"
