@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from pev_env.network import check_network_spec
 from pev_env.limits import MAX_PEVS, MAX_STATIONS
+from pev_env.network import check_network_spec
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
