@@ -47,7 +47,7 @@ from experiments.provenance import differing_keys, environment_info, fingerprint
 from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
 from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
 from experiments.summary import failure_note, markdown
-from pev_env.scenarios import scenario_label, scenario_provenance
+from pev_env.scenarios import scenario_data_reports, scenario_label, scenario_provenance
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
                 "rerun_rows": rejected, "scenario_files": scenario_provenance(cfg.scenarios),
+                "data_report": scenario_data_reports(cfg.scenarios),
                 "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)

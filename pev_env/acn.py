@@ -9,21 +9,34 @@ Shipped in `pev_env/data` (see its README for the attribution): one Caltech week
 Caltech May-December 2019 in two files.
 
 Rules:
-* **Agents:** every station id of the file, sorted (so the spaces are the same on every day of a file).
+* **File:** `resolve_file`: a bare file name that does not exist in the working directory but names a shipped
+  file resolves to `pev_env/data`. Timestamps without a time zone are local site time (America/Los_Angeles;
+  a repeated autumn hour is read as standard time, a skipped spring one moves forward) and counted in the
+  report. Refused in one line naming the file line, column and value: an empty or unreadable arrival or
+  departure or station_id, an energy that is text or not finite, a row with more fields than the header.
+* **Cleaning** (`REPORT_KINDS`): duplicates (same station, arrival, departure and energies: one kept),
+  sessions departing before they arrive, and physically impossible ones (no stay, negative delivered
+  energy, or an average above the largest rating with its tolerance, `MAX_SESSION_KW` = 371 kW) are left
+  out of every day and of the rating inference; `data_report` lists them by kind with their session ids
+  (run.json records it per scenario) and one warning line per file is logged when it is first read.
+* **Agents:** every station id of the kept sessions, sorted (so the spaces are the same on every day of a file).
 * **Day:** the sessions arriving on that local day (America/Los_Angeles); arrival step = floor(minutes
   since local midnight / sampling_time), departure step (exclusive) = floor(departure minutes /
   sampling_time). Departures after midnight are kept: the episode lasts until the later of the next
-  midnight and the last departure. Sessions shorter than one step are dropped.
+  midnight and the last departure (at most `pev_env.limits.MAX_STEPS`). Sessions shorter than one step
+  are dropped.
 * **Energy:** the requested energy (the delivered energy when the request is missing or <= 0); the
   battery is not recorded, so capacity = clip(energy, battery_kwh, max_battery_kwh) (defaults: the
   EnvConfig fields acn_battery_kwh = 60 and acn_battery_max_kwh = 100 kWh) and target = min(energy,
   capacity); soc_init = 0.
-* **Ratings:** `station_ratings` (the smallest standard rating covering the station's sessions).
+* **Ratings:** `station_ratings` (the smallest standard rating covering the station's sessions); an override
+  {station id: kW} skips the inference of the stations it names, one value or one per station replaces it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +47,10 @@ import numpy as np
 import pandas as pd
 
 from pev_env.config import EnvConfig
+from pev_env.csv_read import read_csv_strict
+from pev_env.limits import MAX_STEPS
 
+log = logging.getLogger(__name__)
 TIMEZONE = "America/Los_Angeles"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SAMPLE_FILE = DATA_DIR / "acn_caltech_sample.csv.gz"
@@ -52,6 +68,14 @@ stops when a battery is full), so a sparsely used Level 2 station would look lik
 RATING_TOLERANCE = 0.06
 """A rating R covers average powers up to R (1 + 0.06): service voltage up to 5 % above nominal
 (ANSI C84.1 Range A) and the rounding of spec-sheet figures (32 A x 208 V = 6.656 kW is sold as 6.6)."""
+MAX_SESSION_KW = STANDARD_RATINGS_KW[-1] * (1.0 + RATING_TOLERANCE)
+"""kW: a session averaging more than the largest rating with its tolerance (371 kW) is physically impossible."""
+REPORT_KINDS = {
+    "duplicate": "duplicates (same station, arrival, departure and energies as an earlier row)",
+    "departure_before_arrival": "departing before they arrive",
+    "impossible": f"physically impossible (no stay, negative delivered energy or above {MAX_SESSION_KW:.0f} kW)",
+}
+"""Rows left out of every day and of the rating inference, reported by `data_report` (kind -> description)."""
 SPLITS = ("train", "eval")
 """Day split: `eval` = days of odd ISO weeks (the shipped week 2019-05-06 is ISO week 19), `train` = even."""
 
@@ -63,23 +87,75 @@ _COLUMNS = {  # clean name -> accepted spellings in the file
     "station_id": ("station_id",),
 }
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CACHE: dict[tuple[str, int, int], pd.DataFrame] = {}
+_NAMED = 5
+"""Rows named per kind in a report line."""
+_CACHE: dict[tuple[str, int, int], tuple[pd.DataFrame, dict[str, Any]]] = {}
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None]
 
 
 # -------------------------------------------------------------------------------- files
-def _resolve(path: str | os.PathLike[str] | None) -> Path:
-    return SAMPLE_FILE if path is None else Path(path).expanduser().resolve()
+def resolve_file(path: str | os.PathLike[str] | None) -> Path:
+    """The session file `path` names (None: the packaged week). A bare file name that does not exist in the
+    working directory but names a shipped file (`pev_env/data`) resolves to the shipped file."""
+    if path is None:
+        return SAMPLE_FILE
+    given = Path(path).expanduser()
+    shipped = DATA_DIR / given
+    if len(given.parts) == 1 and not given.exists() and shipped.is_file():
+        return shipped
+    return given.resolve()
 
 
-def _read(path: Path) -> pd.DataFrame:
-    """Parse one file (uncached); wrong formats name the missing columns."""
-    try:
-        raw = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ValueError(f"ACN file {str(path)!r}: no such file") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"ACN file {str(path)!r}: cannot read it as CSV ({exc})") from None
+def _refuse(path: Path, bad: pd.Series, column: str, values: pd.Series, allowed: str) -> None:
+    """ValueError naming the first row where `bad` holds (file line, column, value), if any."""
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        more = f" ({int(bad.sum()) - 1} more such rows)" if bad.sum() > 1 else ""
+        raise ValueError(f"ACN file {str(path)!r}: line {first + 2}: {column} = {str(values.iloc[first])!r}: {allowed}{more}")
+
+
+def _zoned(text: np.ndarray) -> np.ndarray:
+    """True where a timestamp ends with its time zone: Z, GMT, UTC, +HH:MM or +HHMM (vectorised)."""
+    named = np.strings.endswith(text, "Z") | np.strings.endswith(text, "GMT") | np.strings.endswith(text, "UTC")
+    colon = np.isin(np.strings.slice(text, -6, -5), ("+", "-")) & (np.strings.slice(text, -3, -2) == ":")
+    plain = np.isin(np.strings.slice(text, -5, -4), ("+", "-")) & np.strings.isdigit(np.strings.slice(text, -4, None))
+    return named | colon | plain
+
+
+def _parse(text: pd.Series, utc: bool) -> pd.Series:
+    """ISO 8601 timestamps (fast), any other format pandas reads for the rest; NaT where unreadable."""
+    stamps = pd.to_datetime(text, utc=utc, format="ISO8601", errors="coerce")
+    other = stamps.isna()
+    if other.any():
+        stamps[other] = pd.to_datetime(text[other], utc=utc, format="mixed", errors="coerce")
+    return stamps
+
+
+def _timestamps(path: Path, text: pd.Series, column: str) -> tuple[pd.Series, int]:
+    """Local timestamps of a column, and how many were written without a time zone (read as local time)."""
+    text = text.astype("string").str.strip().fillna("")
+    _refuse(path, text == "", column, text, "empty; every session needs an arrival and a departure")
+    naive = ~_zoned(text.to_numpy(dtype=str))
+    stamps = pd.Series(pd.NaT, index=text.index, dtype=f"datetime64[ns, {TIMEZONE}]")
+    if (~naive).any():
+        stamps[~naive] = _parse(text[~naive], utc=True).dt.tz_convert(TIMEZONE)
+    if naive.any():  # local time; an hour repeated in November is standard time, a skipped one in March moves on
+        stamps[naive] = _parse(text[naive], utc=False).dt.tz_localize(
+            TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool), nonexistent="shift_forward")
+    _refuse(path, stamps.isna(), column, text, "not a timestamp (e.g. 2019-05-06 07:55:16-07:00)")
+    return stamps, int(naive.sum())
+
+
+def _energy(path: Path, text: pd.Series, column: str) -> pd.Series:
+    """kWh of an energy column (empty = missing, NaN); text or a non-finite number is refused."""
+    values = pd.to_numeric(text, errors="coerce").astype(float)
+    _refuse(path, text.notna() & ~np.isfinite(values), column, text, "must be a finite number of kWh or empty")
+    return values
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Parse and clean one file (uncached): the kept sessions and the data report (`REPORT_KINDS`)."""
+    raw = read_csv_strict(path, f"ACN file {str(path)!r}", text=("station_id", "session_id"))
     rename = {}
     missing = []
     for clean, spellings in _COLUMNS.items():
@@ -94,19 +170,66 @@ def _read(path: Path) -> pd.DataFrame:
             f"{[s[0] for s in _COLUMNS.values()]}, found {list(raw.columns)}"
         )
     frame = raw.rename(columns=rename)
-    try:
-        for col in ("arrival", "departure"):
-            frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TIMEZONE)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"ACN file {str(path)!r}: column {col!r} must hold timestamps ({exc})") from None
+    naive = 0
+    for col in ("arrival", "departure"):
+        frame[col], count = _timestamps(path, frame[col], col)
+        naive += count
     for col in ("requested_energy_kwh", "delivered_energy_kwh"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame["station_id"] = frame["station_id"].astype(str)
-    return frame.sort_values("arrival", kind="stable").reset_index(drop=True)
+        frame[col] = _energy(path, frame[col], col)
+    station = frame["station_id"].astype("string").str.strip().fillna("")
+    _refuse(path, station == "", "station_id", station, "empty; every session needs its station")
+    frame["station_id"] = station.astype(str)
+    return _clean(frame, path, naive)
 
 
-def _cached(path: Path) -> pd.DataFrame:
-    """The parsed file, re-read only when its modification time or size changes (do not modify)."""
+def _clean(frame: pd.DataFrame, path: Path, naive: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop the rows of `REPORT_KINDS`, each counted once under its first kind; the kept sessions and the report."""
+    lines = pd.Series([f"line {i + 2}" for i in range(len(frame))], index=frame.index)
+    ids = frame["session_id"].fillna(lines) if "session_id" in frame else lines  # session id, else the file line
+    power = session_powers(frame)
+    stay = frame["departure"] - frame["arrival"]
+    kinds = {
+        "duplicate": frame.duplicated(subset=list(_COLUMNS), keep="first"),
+        "departure_before_arrival": stay < pd.Timedelta(0),
+        "impossible": (stay == pd.Timedelta(0)) | (frame["delivered_energy_kwh"] < 0) | (power > MAX_SESSION_KW),
+    }
+    dropped = pd.Series(False, index=frame.index)
+    report: dict[str, Any] = {"file": str(path), "rows": len(frame)}
+    for kind, mask in kinds.items():
+        mask = mask & ~dropped
+        dropped |= mask
+        report[kind] = {"count": int(mask.sum()), "sessions": [
+            {"session": i, "station": s, "average_kw": None if np.isnan(kw) else round(float(kw), 1)}
+            for i, s, kw in zip(ids[mask], frame["station_id"][mask], power[mask], strict=True)]}
+    report["kept"] = int((~dropped).sum())
+    report["naive_timestamps"] = {"count": naive, "read_as": TIMEZONE}
+    kept = frame[~dropped].sort_values("arrival", kind="stable").reset_index(drop=True)
+    return kept, report
+
+
+def report_line(report: Mapping[str, Any]) -> str:
+    """One line summarising a file's data report ('' when nothing was dropped or read as local time)."""
+    parts = []
+    for kind in REPORT_KINDS:
+        entry = report[kind]
+        if entry["count"]:
+            named = ", ".join(f"{s['session']} at {s['station']}"
+                              + ("" if s["average_kw"] is None else f" {s['average_kw']:.4g} kW")
+                              for s in entry["sessions"][:_NAMED])
+            extra = f", +{entry['count'] - _NAMED} more" if entry["count"] > _NAMED else ""
+            parts.append(f"{entry['count']} {REPORT_KINDS[kind]} ({named}{extra})")
+    naive = report["naive_timestamps"]["count"]
+    if naive:
+        parts.append(f"read {naive} timestamps without a time zone as {TIMEZONE} time")
+    if not parts:
+        return ""
+    left_out = report["rows"] - report["kept"]
+    return f"ACN file {report['file']!r}: left out {left_out} of {report['rows']} rows: " + "; ".join(parts)
+
+
+def _cached(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The parsed file and its report, re-read only when its modification time or size changes (do not
+    modify); a file's report line is logged once, when it is parsed."""
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -114,15 +237,30 @@ def _cached(path: Path) -> pd.DataFrame:
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _CACHE:
         _CACHE[key] = _read(path)
+        line = report_line(_CACHE[key][1])
+        if line:
+            log.warning("%s", line)
     return _CACHE[key]
+
+
+def _paths(source: Source) -> list[Path]:
+    single = isinstance(source, (str, os.PathLike)) or source is None
+    return [resolve_file(p) for p in ([source] if single else source)]
 
 
 def _sessions(source: Source) -> pd.DataFrame:
     """Cached frame of one file, or the concatenation of several (sorted by arrival); do not modify."""
-    if isinstance(source, (str, os.PathLike)) or source is None:
-        return _cached(_resolve(source))
-    frames = [_cached(_resolve(p)) for p in source]
+    frames = [_cached(p)[0] for p in _paths(source)]
+    if len(frames) == 1:
+        return frames[0]
     return pd.concat(frames).sort_values("arrival", kind="stable").reset_index(drop=True)
+
+
+def data_report(source: Source = None) -> list[dict[str, Any]]:
+    """What reading the files of `source` left out and how it read them, one dict per file (for run.json):
+    `file`, `rows`, `kept`, each kind of `REPORT_KINDS` as {count, sessions: [{session, station,
+    average_kw}]}, and `naive_timestamps` {count, read_as}."""
+    return [_cached(p)[1] for p in _paths(source)]
 
 
 def load_acn_sessions(path: Source = None) -> pd.DataFrame:
@@ -270,17 +408,21 @@ def infer_ratings(frame: pd.DataFrame, stations: Sequence[str] | None = None) ->
 def station_ratings(
     frame: pd.DataFrame, stations: Sequence[str], override: float | Sequence[float] | Mapping[str, float] | None = None
 ) -> np.ndarray:
-    """kW per station: inferred (`infer_ratings`), or `override`: one kW for all, one per station, or station id -> kW."""
+    """kW per station: inferred (`infer_ratings`), or `override`: one kW for all, one per station, or station id ->
+    kW (only the stations it does not name are inferred)."""
+    stations = list(stations)
     if override is None or isinstance(override, Mapping):
-        ratings = infer_ratings(frame, stations)
-        for sid, kw in (override or {}).items():
-            if sid not in stations:
-                raise ValueError(f"ratings: station_id {sid!r} not in stations; allowed: {list(stations)}")
-            ratings[list(stations).index(sid)] = float(kw)
-        return ratings
+        given = dict(override or {})
+        unknown = [sid for sid in given if sid not in stations]
+        if unknown:
+            raise ValueError(f"ratings: station_id {unknown[0]!r} not in stations; allowed: {stations}")
+        inferred = [sid for sid in stations if sid not in given]
+        ratings = dict(zip(inferred, infer_ratings(frame, inferred), strict=True))
+        return np.array([float(given[sid]) if sid in given else ratings[sid] for sid in stations])
     values = np.asarray(override, dtype=np.float64).reshape(-1)
     if values.size not in (1, len(stations)):
-        raise ValueError(f"ratings = {override!r}: must be one kW value or {len(stations)} (one per station)")
+        raise ValueError(f"ratings (env.p_max) = {override!r}: must be one kW value or {len(stations)} (one per station "
+                         f"of the data: {', '.join(stations[:3])}{', ...' if len(stations) > 3 else ''})")
     return np.broadcast_to(values, (len(stations),)).copy()
 
 
@@ -308,12 +450,16 @@ def acn_day_fields(
     n_day = _steps_per_day(sampling_time)
     single = path is None or isinstance(path, (str, os.PathLike))
     frame = path if isinstance(path, pd.DataFrame) else _sessions(path)
-    where = repr(str(_resolve(path))) if single else "the given sessions"
+    where = repr(str(resolve_file(path))) if single else "the given sessions"
     sessions = day_sessions(frame, day, sampling_time, stations, where)
     labels = sessions.attrs["stations"]
     energy = sessions["energy_kwh"].to_numpy(dtype=float)
     capacity = np.clip(energy, battery_kwh, max_battery_kwh)
     departure = sessions["departure_step"].to_numpy()
+    if departure.max(initial=0) > MAX_STEPS:
+        last = sessions.iloc[int(departure.argmax())]
+        raise ValueError(f"ACN day {sessions.attrs['day']}: the session at station {last['station_id']!r} departs "
+                         f"{last['departure']}, step {departure.max()}; an episode must be <= {MAX_STEPS} steps")
     site = site_name(path) if single else "sessions"
     return {
         "arrival": sessions["arrival_step"].to_numpy(),

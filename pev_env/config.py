@@ -8,6 +8,8 @@ load from mappings, YAML or TOML files, and accept ``key=value`` overrides
 Station bounds ``p_min`` / ``p_max`` are a scalar (every station) or one value per station
 (a sequence of length ``n_stations``; ``"6.6,50"`` on a command line); ``station_p_min`` /
 ``station_p_max`` always give the (N,) arrays.  A sequence of equal values is stored as the scalar.
+While ``n_stations`` is not set, a sequence of any length is accepted: scenarios whose stations come from
+their data (``acn:``) check it against those; ``station_p_min`` / ``station_p_max`` refuse a wrong length.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pev_env.limits import MAX_PEVS, MAX_STATIONS
 from pev_env.network import check_network_spec
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -108,12 +111,12 @@ class EnvConfig:
     @property
     def station_p_min(self) -> np.ndarray:
         """(n_stations,) kW: p_min of every station."""
-        return np.broadcast_to(np.asarray(self.p_min, dtype=np.float64), (self.n_stations,)).copy()
+        return _per_station(self, "p_min")
 
     @property
     def station_p_max(self) -> np.ndarray:
         """(n_stations,) kW: p_max of every station."""
-        return np.broadcast_to(np.asarray(self.p_max, dtype=np.float64), (self.n_stations,)).copy()
+        return _per_station(self, "p_max")
 
     def is_set(self, name: str) -> bool:
         """True when field `name` differs from the EnvConfig default (a value the user chose)."""
@@ -257,12 +260,21 @@ def _check(cfg: EnvConfig, name: str, ok: bool, allowed: str) -> None:
         _fail(name, getattr(cfg, name), allowed)
 
 
+def _per_station(cfg: EnvConfig, name: str) -> np.ndarray:
+    """(n_stations,) kW of p_min / p_max; a sequence of another length raises the one-line error."""
+    values = np.asarray(getattr(cfg, name), dtype=np.float64).reshape(-1)
+    if values.size not in (1, cfg.n_stations):
+        _fail(name, getattr(cfg, name), f"must be a number or {cfg.n_stations} values (one per station, n_stations)")
+    return np.broadcast_to(values, (cfg.n_stations,)).copy()
+
+
 def _station_bound(cfg: EnvConfig, name: str) -> np.ndarray:
-    """Normalise p_min / p_max (scalar, or n_stations values; equal values -> the scalar); return (N,) values."""
+    """Normalise p_min / p_max (scalar, or one value per station; equal values -> the scalar); return the values.
+    The length must be n_stations only when n_stations is set (else the scenario's stations decide)."""
     value = getattr(cfg, name)
     if isinstance(value, (list, tuple, np.ndarray)):
         items = list(np.asarray(value, dtype=object).ravel())
-        if len(items) not in (1, cfg.n_stations):
+        if not items or cfg.is_set("n_stations") and len(items) not in (1, cfg.n_stations):
             _fail(name, value, f"must be a number or {cfg.n_stations} values (one per station, n_stations)")
         values = []
         for item in items:
@@ -273,12 +285,14 @@ def _station_bound(cfg: EnvConfig, name: str) -> np.ndarray:
         object.__setattr__(cfg, name, value)
     else:
         object.__setattr__(cfg, name, _number(cfg, name))
-    return np.broadcast_to(np.asarray(getattr(cfg, name), dtype=np.float64), (cfg.n_stations,))
+    return np.asarray(getattr(cfg, name), dtype=np.float64).reshape(-1)
 
 
 def _validate(cfg: EnvConfig) -> None:
     _integer(cfg, "n_stations", 1)
+    _check(cfg, "n_stations", cfg.n_stations <= MAX_STATIONS, f"must be <= {MAX_STATIONS}")
     _integer(cfg, "n_pevs", 0)
+    _check(cfg, "n_pevs", cfg.n_pevs <= MAX_PEVS, f"must be <= {MAX_PEVS}")
     for name in ("P_min", "P_max", "P_ref", "xi", "soc_max", "soc_ref", "sampling_time",
                  "total_time", "charge_time_desired", "initial_charge_max", "charge_duration_tolerance",
                  "random_start_coeff", "area_limit_fraction", "acn_battery_kwh", "acn_battery_max_kwh",
@@ -286,7 +300,9 @@ def _validate(cfg: EnvConfig) -> None:
         object.__setattr__(cfg, name, _number(cfg, name))
     p_min, p_max = _station_bound(cfg, "p_min"), _station_bound(cfg, "p_max")
     _check(cfg, "p_min", bool((p_min >= 0).all()), "must be >= 0")
-    _check(cfg, "p_max", bool(((p_max > 0) & (p_max >= p_min)).all()), "must be > 0 and >= p_min")
+    comparable = p_min.size == 1 or p_max.size in (1, p_min.size)
+    _check(cfg, "p_max", bool((p_max > 0).all() and (not comparable or (p_max >= p_min).all())),
+           "must be > 0 and >= p_min")
     _check(cfg, "P_min", cfg.P_min >= 0, "must be >= 0")
     _check(cfg, "P_max", cfg.P_max > 0 and cfg.P_max >= cfg.P_min, "must be > 0 and >= P_min")
     _check(cfg, "P_ref", 0 < cfg.P_ref <= cfg.P_max and cfg.P_ref >= cfg.P_min,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pev_env.config import EnvConfig
+from pev_env.limits import MAX_STATIONS, MAX_STEPS
 from pev_env.scenario import Scenario
 
 
@@ -80,8 +81,10 @@ def synthetic(
     could deliver at `p_max` over the stay (kWh, capped by the free battery room), so every
     session is feasible alone and only the area limit makes part of the need infeasible.
     """
-    if n_stations < 1 or n_steps < 2:
-        raise ValueError(f"synthetic: n_stations = {n_stations}, n_steps = {n_steps}: need n_stations >= 1, n_steps >= 2")
+    if not 1 <= n_stations <= MAX_STATIONS:
+        raise ValueError(f"synthetic: n_stations = {n_stations}: must be in [1, {MAX_STATIONS}]")
+    if not 2 <= n_steps <= MAX_STEPS:
+        raise ValueError(f"synthetic: n_steps = {n_steps}: must be in [2, {MAX_STEPS}]")
     if sessions_per_station < 1:
         raise ValueError(f"synthetic: sessions_per_station = {sessions_per_station}: must be >= 1")
     rng = np.random.default_rng(seed)
@@ -120,18 +123,29 @@ def min_feasible_area_power(scenario: Scenario, p_max: float | np.ndarray, eta: 
     scalar or per station (a session without a preferred station counts the largest). Ignoring
     the per-station cap when sharing, the least feasible constant limit is the largest density
     over windows [a, b) of the energy of sessions lying inside it: max sum e_i / (eta * (b - a) * dt_h)
-    (earliest-deadline-first is optimal for one shared resource). Computed on a (T+1, T+1) grid.
+    (earliest-deadline-first is optimal for one shared resource). Only windows from an arrival to a
+    departure can be densest, so the windows are swept by start (latest first) over the distinct departures:
+    memory O(sessions), time O(distinct arrivals x distinct departures). The sums are accumulated in the
+    order of the (T+1) x (T+1) grid this replaces (energy per (arrival, departure) cell, then over later
+    arrivals, then over earlier departures), so the result is the same to the last bit.
     """
     if scenario.n_pevs == 0:
         return 0.0
     rating = np.broadcast_to(np.asarray(p_max, dtype=np.float64), (scenario.n_stations,))
     session_p_max = np.where(scenario.station >= 0, rating[scenario.station], rating.max())
     energy = np.minimum(scenario.energy_requested, eta * session_p_max * dt_h * scenario.duration)
-    size = scenario.n_steps + 1
-    grid = np.zeros((size, size))
-    np.add.at(grid, (scenario.arrival, scenario.departure), energy)
-    # inside[a, b] = sum of energy with arrival >= a and departure <= b
-    inside = np.cumsum(np.cumsum(grid[::-1], axis=0)[::-1], axis=1)
-    span = np.arange(size)[None, :] - np.arange(size)[:, None]
-    density = np.divide(inside, eta * dt_h * span, out=np.zeros_like(inside), where=span > 0)
-    return float(density.max())
+    ends, column = np.unique(scenario.departure, return_inverse=True)
+    starts, row = np.unique(scenario.arrival, return_inverse=True)
+    order = np.argsort(row, kind="stable")  # sessions by arrival, in scenario order within one arrival
+    bounds = np.searchsorted(row[order], np.arange(starts.size + 1))
+    later = np.zeros(ends.size)  # energy of the sessions arriving at or after the current start, per departure
+    best = 0.0
+    for k in range(starts.size - 1, -1, -1):
+        cell = np.zeros(ends.size)
+        sessions = order[bounds[k]:bounds[k + 1]]
+        np.add.at(cell, column[sessions], energy[sessions])
+        later = later + cell
+        span = ends - starts[k]
+        density = np.divide(np.cumsum(later), eta * dt_h * span, out=np.zeros(ends.size), where=span > 0)
+        best = max(best, float(density.max()))
+    return best

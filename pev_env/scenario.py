@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pev_env.limits import MAX_CAPACITY_KWH, MAX_STATIONS, MAX_STEPS
+
 if TYPE_CHECKING:  # pragma: no cover
     import datetime as _dt
 
@@ -127,10 +129,10 @@ class Scenario:
     (``pev_env.network``); None: station i is the network's i-th station."""
 
     def __post_init__(self) -> None:
-        for field, limit in (("n_stations", 1), ("n_steps", 1)):
+        for field, limit in (("n_stations", MAX_STATIONS), ("n_steps", MAX_STEPS)):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < limit:
-                raise _fail(field, None, value, f"must be an integer >= {limit}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= limit:
+                raise _fail(field, None, value, f"must be an integer in [1, {limit}]")
             object.__setattr__(self, field, int(value))
         if not isinstance(self.name, str):
             raise _fail("name", None, self.name, "must be a str")
@@ -187,7 +189,7 @@ class Scenario:
                 (dep <= arr) | (dep > self.n_steps),
                 lambda i: f"must be > arrival[{i}] = {arr[i]} and <= n_steps = {self.n_steps}",
             ),
-            ("capacity", cap <= 0, lambda i: "must be > 0 kWh"),
+            ("capacity", (cap <= 0) | (cap > MAX_CAPACITY_KWH), lambda i: f"must be > 0 and <= {MAX_CAPACITY_KWH} kWh"),
             ("soc_init", a["soc_init"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
             ("soc_target", a["soc_target"] > cap, lambda i: f"must be <= capacity[{i}] = {cap[i]} kWh"),
             (
@@ -281,10 +283,9 @@ def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The session arrays of a scenario CSV (`CSV_COLUMNS`, any order), keyed by Scenario field."""
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"Scenario CSV {os.fspath(path)!r}: cannot read ({exc})") from None
+    from pev_env.csv_read import read_csv_strict
+
+    frame = read_csv_strict(path, f"Scenario CSV {os.fspath(path)!r}")
     columns = [str(c).strip() for c in frame.columns]
     if sorted(columns) != sorted(CSV_COLUMNS):
         unknown = sorted(set(columns) - set(CSV_COLUMNS))
@@ -294,4 +295,10 @@ def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             f"expected exactly {list(CSV_COLUMNS)}"
         )
     frame.columns = columns
+    for col in CSV_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if bad.size:
+            raise ValueError(f"Scenario CSV {os.fspath(path)!r}: line {bad[0] + 2}: {col} = "
+                             f"{str(frame[col].iloc[bad[0]])!r}: must be a number")
     return {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -79,3 +79,6 @@ class AcnCaltechFamily(ScenarioFamily):
 
     def files(self, args: str) -> tuple[Path, ...]:
         return _SOURCES[args].files
+
+    def data_report(self, args: str) -> list[dict[str, Any]]:
+        return acn.data_report(list(_SOURCES[args].files))

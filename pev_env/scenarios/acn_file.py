@@ -5,7 +5,9 @@ from the sessions (`pev_env.plant.plant_config`: stations, PEVs, capacities, rat
 binding P_ref). The base config's overrides: P_ref, p_min and p_max when they differ from the EnvConfig
 defaults (a p_max replaces the inferred ratings), sampling_time (must divide 1440), acn_battery_kwh,
 acn_battery_max_kwh and area_limit_fraction. The seed is not used (the day is fixed). A relative PATH is
-resolved against the working directory of the process that builds the scenario.
+resolved against the working directory when the spec is parsed; a bare file name that does not exist there
+but names a shipped file (`acn:caltech_2019-05-01_2019-08-31.csv.gz:2019-05-13`) is the shipped file
+(`pev_env.acn.resolve_file`). What reading the file left out is in `data_report` (run.json).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class AcnFileFamily(ScenarioFamily):
         path, sep, day = spec[len(PREFIX):].rpartition(":")
         if not sep or not path:
             raise ValueError(f"scenario {spec!r}: expected acn:PATH:YYYY-MM-DD (a session file and a local day)")
-        return Path(path), acn.parse_day(day)
+        return acn.resolve_file(path), acn.parse_day(day)
 
     def check(self, args: tuple[Path, dt.date]) -> None:
         path, day = args
@@ -67,4 +69,7 @@ class AcnFileFamily(ScenarioFamily):
         return f"acn-{acn.site_name(path)}-{day.isoformat()}"
 
     def files(self, args: tuple[Path, dt.date]) -> tuple[Path, ...]:
-        return (args[0].expanduser().resolve(),)
+        return (args[0],)
+
+    def data_report(self, args: tuple[Path, dt.date]) -> list[dict[str, Any]]:
+        return acn.data_report(args[0])

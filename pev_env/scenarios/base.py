@@ -40,6 +40,11 @@ class ScenarioFamily(ABC):
         """Data files the scenario is read from (for provenance); default: none."""
         return ()
 
+    def data_report(self, args: Any) -> list[dict[str, Any]]:
+        """What reading the data files left out or read by a rule, one dict per file (`pev_env.acn.data_report`;
+        for run.json); default: none."""
+        return []
+
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes (provenance of the data a scenario was built from)."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from pev_env.acn import site_name
 from pev_env.config import EnvConfig
+from pev_env.limits import MAX_STATIONS
 from pev_env.plant import plant_config
 from pev_env.scenario import Scenario, read_sessions_csv
 from pev_env.scenarios.base import ScenarioFamily
@@ -38,6 +41,9 @@ class CsvFileFamily(ScenarioFamily):
     def build(self, args: Path, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
         fields = read_sessions_csv(args)
         stations, departures = fields["station"], fields["departure"]
+        if stations.size and np.max(stations) >= MAX_STATIONS:
+            raise ValueError(f"Scenario CSV {str(args)!r}: station = {int(np.max(stations))}: must be -1 (first free) or "
+                             f"in [0, {MAX_STATIONS}) (at most {MAX_STATIONS} stations)")
         n_stations = base.n_stations if base.is_set("n_stations") or not (stations >= 0).any() else int(stations.max()) + 1
         n_steps = base.n_steps if base.is_set("total_time") else max(int(departures.max(initial=1)), 1)
         scenario = Scenario(**fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pev_env.config import EnvConfig
+from pev_env.plant import check_consistent
 from pev_env.scenario import Scenario
 from pev_env.scenarios.acn_caltech import AcnCaltechFamily
 from pev_env.scenarios.acn_file import AcnFileFamily
@@ -58,7 +59,9 @@ def make_scenario(spec: str, seed: int, base: EnvConfig | None = None) -> tuple[
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"make_scenario: seed = {seed!r}: must be an integer >= 0")
     family, args = resolve(spec)
-    return family.build(args, seed, base or EnvConfig())
+    config, scenario = family.build(args, seed, base or EnvConfig())
+    check_consistent(config, scenario, where=f"scenario {spec!r}")
+    return config, scenario
 
 
 def scenario_label(spec: str) -> str:
@@ -80,3 +83,14 @@ def scenario_files(spec: str) -> dict[str, str]:
 def scenario_provenance(specs: Iterable[str]) -> dict[str, dict[str, str]]:
     """`scenario_files` of every spec that reads files, keyed by spec (for run.json)."""
     return {spec: files for spec in specs if (files := scenario_files(spec))}
+
+
+def scenario_data_reports(specs: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The data report of every spec that reads session files, keyed by spec (for run.json's `data_report`):
+    per file the rows read and kept, and the rows left out by kind with their ids (`pev_env.acn.REPORT_KINDS`)."""
+    reports = {}
+    for spec in specs:
+        family, args = resolve(spec)
+        if report := family.data_report(args):
+            reports[spec] = report
+    return reports

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from pev_env.config import EnvConfig
 from pev_env.generators import synthetic
 from pev_env.plant import binding_area_limit
@@ -23,6 +25,6 @@ class SyntheticFamily(ScenarioFamily):
         return int(match.group(1)) if match else None
 
     def build(self, args: int, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
-        scenario = synthetic(args, base.n_steps, seed, p_max=float(base.station_p_max.max()), eta=base.eta,
+        scenario = synthetic(args, base.n_steps, seed, p_max=float(np.max(base.p_max)), eta=base.eta,
                              dt_h=base.dt_h, capacity=base.soc_max)
         return binding_area_limit(base, scenario), scenario
