@@ -50,7 +50,8 @@ def acn_events(config: Any, scenario: Any, station_ids: Sequence[str]) -> Any:
     return events
 
 
-def acnsim_delivered(network: Any, algorithm: Any, config: Any, scenario: Any, station_ids: Sequence[str]) -> np.ndarray:
+def acnsim_delivered(network: Any, algorithm: Any, config: Any, scenario: Any,
+                     station_ids: Sequence[str]) -> np.ndarray:
     """kWh stored per PEV when acnportal's `algorithm` schedules the scenario on `network` (never-plugged
     PEVs: 0). An offline algorithm (adacharge's, with `register_events` and `solve`) sees every event first."""
     from acnportal import acnsim
