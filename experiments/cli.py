@@ -35,7 +35,7 @@ _COMMON: tuple[tuple[str, str], ...] = (
                     "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
     ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
     ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
-                      "mpc-decentralised, mpc-centralised, offline-optimal, ppo, installed plug-ins) or your own "
+                      "round-robin, mpc-decentralised, mpc-centralised, offline-optimal, ppo, installed plug-ins) or your own "
                       "policy classes as package.module:ClassName"),
     ("--out", "output directory"),
 )

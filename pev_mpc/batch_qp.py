@@ -17,7 +17,7 @@ import numpy as np
 from scipy.linalg.lapack import dpttrs
 
 from pev_mpc.objective import station_costs
-from pev_mpc.pool import StationReplies
+from pev_mpc.pool import StationReplies, priced, station_rows
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 from pev_mpc.station_qp import StationQP
@@ -107,7 +107,8 @@ class BatchStations:
         (fixed-barrier mode: the iterates are driven to the central point slack * multiplier = barrier).
         """
         m, c, N, H = self.m, self.c, self.n_stations, self.horizon
-        lam = m * (np.asarray(prices, dtype=float)[None, :] + self.linear)
+        prices = np.asarray(prices, dtype=float)
+        lam = m * ((prices[None, :] if prices.ndim == 1 else prices) + self.linear)
         tol = self.settings.station_tol
         p0 = m * np.clip(0.5 * (self.pmin + self.pmax), self.pmin, self.pmax)
         z = np.where(m > 0, self.x0 + c * np.cumsum(p0, axis=1), 0.0)
@@ -223,11 +224,12 @@ class BatchStations:
         else:
             p, ok = self.solve(prices)
             for i in np.flatnonzero(~ok):  # last resort before the safe plan: the station's own OSQP QP
-                p[i], ok[i] = StationQP.from_problem(self.problem, int(i), self.settings, self.costs).solve(prices)
+                own = prices if prices.ndim == 1 else prices[i]
+                p[i], ok[i] = StationQP.from_problem(self.problem, int(i), self.settings, self.costs).solve(own)
             smooth = np.zeros(self.n_stations)
             self._safe[ok] = p[ok]
         p[~ok] = self._safe[~ok]
-        value = self.costs.value(self.problem, p) + p @ prices - np.where(ok, smooth, 0.0)
+        value = self.costs.value(self.problem, p) + priced(p, prices) - np.where(ok, smooth, 0.0)
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool), failed=~ok,
                               sensitivity=self._reported_sensitivity(barrier, smoothing) if want_sensitivity else None)
 
@@ -405,7 +407,7 @@ class ActiveSetStations(BatchStations):
         """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
         N = self.n_stations
         prices = np.asarray(prices, dtype=float)
-        lam = prices[:, None] + self._linT                          # (H, N) price + linear cost per kW
+        lam = (prices[:, None] if prices.ndim == 1 else prices.T) + self._linT  # (H, N) price + linear cost per kW
         tol = self.settings.station_tol
         todo = np.arange(N)
         for _ in range(self.settings.active_set_max_sweeps):
@@ -423,7 +425,7 @@ class ActiveSetStations(BatchStations):
         if todo.size:
             self.ipm_fallbacks += todo.size
             sub = BatchStations(self.problem.subset(todo), self.settings)
-            p[todo], done[todo] = sub.solve(prices)
+            p[todo], done[todo] = sub.solve(station_rows(prices, todo))
             self._ipm = (todo, *sub._theta)
         self._solved = True  # the KKT matrices are built when a sensitivity is asked for (_kkt)
         return p, done

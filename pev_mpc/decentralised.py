@@ -7,7 +7,8 @@ import time
 import numpy as np
 
 from pev_mpc.batch_qp import ActiveSetStations, BatchStations
-from pev_mpc.coordinator import AreaCoordinator, shift_prices
+from pev_mpc.coordinator import AreaCoordinator, CoordinationResult, shift_prices
+from pev_mpc.network_coordinator import coordinate, shift_multipliers
 from pev_mpc.objective import objective_value, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
@@ -61,11 +62,16 @@ def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_pr
     here (drop the first, repeat the last). Without them, prices coordinated on a sample of the
     stations are the warm start (see MPCSettings.cold_start_sample; history['cold_start_iterations']
     counts its rounds, messages include its messages). pool: the stations (default: make_station_pool).
+    With problem.network the coordination keeps one multiplier per constraint and step
+    (pev_mpc.network_coordinator); warm_prices are then the last step's (J, H) multipliers.
     Raises InfeasibleProblemError if the constraints admit no plan.
     """
     start = time.perf_counter()
     problem.check_feasible()
     pool = make_station_pool(problem, settings) if pool is None else pool
+    if problem.network is not None:
+        out = coordinate(pool, problem, settings, shift_multipliers(warm_prices, problem.network, problem.horizon))
+        return _solution(problem, settings, out, start)
     warm, extra = None, None
     if warm_prices is not None:
         warm = shift_prices(warm_prices, problem.horizon)
@@ -73,12 +79,16 @@ def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_pr
         extra = sample_prices(problem, settings)
         warm = None if extra is None else extra.prices
     out = AreaCoordinator(pool, problem, settings).run(warm)
-    history = dict(out.history)
     if extra is not None:
-        history["cold_start_iterations"] = extra.iterations + extra.history.get("cold_start_iterations", 0)
+        out.history["cold_start_iterations"] = extra.iterations + extra.history.get("cold_start_iterations", 0)
+        out.messages += extra.messages
+    return _solution(problem, settings, out, start)
+
+
+def _solution(problem: ChargingProblem, settings: MPCSettings, out: CoordinationResult, start: float) -> MPCSolution:
+    """The MPCSolution of a coordination that started at perf_counter() = start."""
     return MPCSolution(p=out.p, prices=out.prices, objective=objective_value(problem, settings, out.p),
                        iterations=out.iterations, converged=out.converged and out.fallbacks == 0,
-                       residual_kw=out.residual_kw,
-                       messages=out.messages + (extra.messages if extra is not None else 0),
+                       residual_kw=out.residual_kw, messages=out.messages,
                        solve_time_s=time.perf_counter() - start, fallbacks=out.fallbacks,
-                       missing_replies=out.missing_replies, history=history)
+                       missing_replies=out.missing_replies, history=dict(out.history))

@@ -138,10 +138,13 @@ class RayStations:
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
                 smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
-        """Broadcast prices (one object-store put), gather every shard's replies (StationPool protocol)."""
+        """Broadcast prices (one object-store put; per-station prices (N, H): each shard its rows), gather
+        every shard's replies (StationPool protocol)."""
         ray = self._ray
-        ref = ray.put(np.asarray(prices, dtype=float))
-        refs = [a.respond.remote(ref, want_sensitivity, barrier, smoothing, exact) for a in self.actors]
+        prices = np.asarray(prices, dtype=float)
+        shared = ray.put(prices) if prices.ndim == 1 else None
+        refs = [a.respond.remote(prices[lo:hi] if shared is None else shared, want_sensitivity, barrier, smoothing, exact)
+                for a, (lo, hi) in zip(self.actors, self.bounds)]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         done = set(ready)
         parts: list[StationReplies | None] = []

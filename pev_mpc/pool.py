@@ -68,6 +68,16 @@ class StationPool(Protocol):
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies: ...
 
 
+def priced(p: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """(N,) what each plan pays, prices_i . p_i: prices (H,) are every station's, (N, H) one row each."""
+    return p @ prices if prices.ndim == 1 else np.sum(p * prices, axis=1)
+
+
+def station_rows(prices: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    """The prices of the stations `rows`: the broadcast (H,) itself, or those rows of (N, H)."""
+    return prices if prices.ndim == 1 else prices[rows]
+
+
 def ask_pool(pool: StationPool, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
              smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
     """pool.respond with only the keywords the pool takes: barrier > 0 for pools that smooth their

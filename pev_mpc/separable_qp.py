@@ -21,7 +21,7 @@ from scipy import sparse
 
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
-from pev_mpc.pool import Bids, StationReplies
+from pev_mpc.pool import Bids, StationReplies, priced
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -69,8 +69,10 @@ class SeparableStations:
         self._mu = np.zeros(rows.size)         # budget multiplier (per kW of sum p)
 
     def solve(self, prices: np.ndarray) -> np.ndarray:
-        """Plans p (N, H) minimising f_i + prices . p_i (exact)."""
-        a = self.linear + np.asarray(prices, dtype=float)[None, :]
+        """Plans p (N, H) minimising f_i + prices_i . p_i (exact); prices (H,) broadcast to every station,
+        or (N, H), one price vector per station (a network's)."""
+        prices = np.asarray(prices, dtype=float)
+        a = self.linear + (prices[None, :] if prices.ndim == 1 else prices[self.rows])
         raw = -a / self.two_eps
         p = np.clip(raw, self.lo, self.hi)
         mu = np.zeros(self.rows.size)
@@ -155,7 +157,7 @@ class SeparableStations:
         budget multipliers)."""
         prices = np.asarray(prices, dtype=float)
         p = self.solve(prices)
-        value = self.costs.value(self.problem, p) + p @ prices
+        value = self.costs.value(self.problem, p) + priced(p, prices)
         n = self.n_stations
         sensitivity = exact_s = None
         if want_sensitivity:
@@ -169,18 +171,20 @@ class SeparableStations:
 
 
 def bid_model(problem: ChargingProblem, settings: MPCSettings, prices: np.ndarray,
-              replies: StationReplies) -> SeparableStations:
+              replies: StationReplies, known_cap: np.ndarray | None = None) -> SeparableStations:
     """The stations' QPs as their replies to `prices` reveal them (the model market of 'newton'): a bid
     level = -(linear + lambda + mu) / (2 eps) with compliance 1 / (2 eps) and multiplier mu gives each
     station's linear cost and eps; a station whose budget binds (mu > 0) has used it all (its budget
     is its planned energy), and the budget of any other station is not known yet, so it is left out.
     Exact for every station whose budget binds; the coordinator clears this model market between
-    exchanges (docs/FORMULATION.md, "Coordination")."""
+    exchanges (docs/FORMULATION.md, "Coordination"). known_cap: SOC caps revealed by earlier replies
+    (inf where unknown), kept where the budget does not bind now."""
     bids, mask = replies.bids, problem.mask
     two_eps = 1.0 / bids.compliance
-    linear = np.where(mask, -bids.level * two_eps[:, None] - prices[None, :] - bids.multiplier[:, None], 0.0)
+    prices = np.broadcast_to(np.asarray(prices, dtype=float), mask.shape)  # (H,) broadcast, or per station
+    linear = np.where(mask, -bids.level * two_eps[:, None] - prices - bids.multiplier[:, None], 0.0)
     used = np.where(mask, replies.p, 0.0).sum(axis=1)
-    cap = np.where(bids.multiplier > 0.0, problem.x0 + problem.c * used, np.inf)
+    cap = np.where(bids.multiplier > 0.0, problem.x0 + problem.c * used, np.inf if known_cap is None else known_cap)
     n = problem.n_stations
     costs = StationCosts(node_weight=np.zeros(mask.shape), linear=linear, power_reg=0.5 * two_eps, cap=cap,
                          offset=np.zeros(n))

@@ -15,7 +15,8 @@ class MPCSolution:
     """(N, H) planned station powers (kW); p[:, 0] is the move to apply. Never exceeds P_ref."""
     prices: np.ndarray
     """(H,) area prices lambda >= 0 (objective units per kW): the coordinator's final prices or the
-    dual of the coupling constraint."""
+    dual of the coupling constraint; on a network (ChargingProblem.network) the (J, H) complex
+    multipliers y of its rows (convention: pev_mpc.centralised)."""
     objective: float
     """sum_i f_i(p_i) of the returned plan."""
     iterations: int

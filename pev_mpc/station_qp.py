@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.linalg import null_space
 
 from pev_mpc.objective import StationCosts, station_costs
-from pev_mpc.pool import StationReplies
+from pev_mpc.pool import StationReplies, priced, station_rows
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -103,9 +103,10 @@ class OSQPStations:
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies:
         prices = np.asarray(prices, dtype=float)
-        plans, ok = zip(*(st.solve(prices) for st in self.stations)) if self.stations else ((), ())
+        plans, ok = zip(*(st.solve(station_rows(prices, i)) for i, st in enumerate(self.stations))) \
+            if self.stations else ((), ())
         p = np.array(plans).reshape(self.n_stations, self.horizon)
-        value = self.costs.value(self.problem, p) + p @ prices
+        value = self.costs.value(self.problem, p) + priced(p, prices)
         sens = sum((st.sensitivity() for st in self.stations), np.zeros((self.horizon,) * 2)) \
             if want_sensitivity else None
         return StationReplies(p=p, value=value, answered=np.ones(self.n_stations, dtype=bool),

@@ -152,7 +152,7 @@ def test_exact_limit_never_rounds_up():
 # ---------------------------------------------------------------------------- interface
 def test_registry_and_make_policy():
     assert set(POLICIES) == {
-        "uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised", "mpc-decentralised-tracking",
+        "uncontrolled", "edf", "llf", "equal-share", "round-robin", "mpc-decentralised", "mpc-decentralised-tracking",
         "mpc-distributed", "mpc-centralised", "offline-optimal",
     }
     for name, factory in POLICIES.items():

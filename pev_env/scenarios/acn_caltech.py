@@ -6,6 +6,9 @@
   days (even / odd ISO weeks, `pev_env.acn.split_days`) of Caltech May-December 2019; the agents are the
   stations of both files, so both splits have the same spaces. Train on `acn-caltech-train` and
   evaluate on `acn-caltech-eval` (or `acn-caltech`): the days never overlap.
+* `acn-caltech-network`: the days of `acn-caltech` on the Caltech site network (`pev_env.network`,
+  `network=caltech`) with a transformer of NETWORK_TRANSFORMER_KW = 40 kW unless the base sets
+  `transformer_kw` (or another network); any other day on a network: `--set env.network=caltech`.
 
 Plant and overrides as for `acn:` specs (`pev_env.scenarios.acn_file`). Names: acn-caltech-<day>.
 """
@@ -28,13 +31,18 @@ from pev_env.scenarios.base import ScenarioFamily
 class _Source(NamedTuple):
     files: tuple[Path, ...]
     split: str | None
+    network: bool = False
 
 
 _SOURCES = {
     "acn-caltech": _Source((acn.SAMPLE_FILE,), None),
     "acn-caltech-train": _Source(acn.MONTH_FILES, "train"),
     "acn-caltech-eval": _Source(acn.MONTH_FILES, "eval"),
+    "acn-caltech-network": _Source((acn.SAMPLE_FILE,), None, network=True),
 }
+NETWORK_TRANSFORMER_KW = 40.0
+"""`acn-caltech-network`: the Caltech transformer's capacity (kW) unless the base sets one: it binds on
+every weekday of the shipped week (acnportal's default, 150 kW, never does)."""
 
 
 def caltech_days(name: str) -> list[dt.date]:
@@ -64,6 +72,9 @@ class AcnCaltechFamily(ScenarioFamily):
         frame = _frame(args)
         days = _days(args, frame)
         day = days[seed % len(days)]
+        if _SOURCES[args].network and base.network == "area":
+            kw = base.transformer_kw if base.is_set("transformer_kw") else NETWORK_TRANSFORMER_KW
+            base = base.with_overrides({"network": "caltech", "transformer_kw": kw})
         return build_acn_day(frame, day, base, name=f"acn-caltech-{day}")
 
     def files(self, args: str) -> tuple[Path, ...]:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from pev_mpc.policies.base import Policy
-from pev_mpc.policies.heuristics import EDF, LLF, EqualShare, Uncontrolled
+from pev_mpc.policies.heuristics import EDF, LLF, EqualShare, RoundRobin, Uncontrolled
 from pev_mpc.policies.mpc import CentralisedMPC, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC
 from pev_mpc.policies.offline import OfflineOptimal
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     cls.name: cls
-    for cls in (Uncontrolled, EDF, LLF, EqualShare, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC,
-                CentralisedMPC, OfflineOptimal)
+    for cls in (Uncontrolled, EDF, LLF, EqualShare, RoundRobin, DecentralisedMPC, DecentralisedTrackingMPC,
+                DistributedMPC, CentralisedMPC, OfflineOptimal)
 }
 """Policy name -> factory (the class)."""
 
@@ -40,6 +40,7 @@ __all__ = [
     "EqualShare",
     "OfflineOptimal",
     "Policy",
+    "RoundRobin",
     "Uncontrolled",
     "make_policy",
 ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pev_env.network import Network, site_network
 from pev_env.observation import N_OBS, OBS_INDEX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,12 +80,17 @@ class Policy(ABC):
 
     def __init__(self) -> None:
         self.config: EnvConfig | None = None
+        self.network: Network | None = None
+        """The plant's site network (`pev_env.network.site_network`), None for the area limit alone."""
         self.last_stats: dict[str, Any] = stats()
 
     # -- lifecycle -----------------------------------------------------------------
     def reset(self, config: EnvConfig, scenario: Scenario | None = None, seed: int | None = None) -> None:
-        """Start an episode with plant parameters `config` (scenario only for OfflineOptimal)."""
+        """Start an episode with plant parameters `config` (the scenario places the stations on a site
+        network and gives OfflineOptimal its foresight); builds `network` unless config.network is 'area'."""
         self.config = config
+        self.network = None if config.network == "area" else site_network(
+            config, scenario.station_ids if scenario is not None else None)
         self.last_stats = stats()
         self._reset(config, scenario, seed)
 

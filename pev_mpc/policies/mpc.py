@@ -12,7 +12,9 @@ the cap becomes ``s = max(r, that forced energy)`` and the QP stays feasible (th
 plant saturates the battery at its capacity). ``d = min(steps_to_departure, H)``
 for plugged stations and 0 for free ones; ``P_ref[k]`` is the observed area limit
 for every k (raised to the sum of the plugged floors if those alone exceed it, the
-only feasible choice).
+only feasible choice). On a site network (``Policy.network``) the problem carries the
+network instead (limits raised to the floors' loads where those alone exceed them) and
+the first move is scaled onto it exactly.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ import numpy as np
 
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
+from pev_env.network import Network
 from pev_mpc.decentralised import solve_decentralised
+from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
 from pev_mpc.pool import StationPool
@@ -32,8 +36,10 @@ from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
 
-def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings) -> ChargingProblem:
-    """The MPC problem seen from one step's observations (vectorised over stations).
+def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
+                  network: Network | None = None) -> ChargingProblem:
+    """The MPC problem seen from one step's observations (vectorised over stations), on `network`
+    (None: the area limit).
 
     Horizon: settings.horizon, extended towards the latest departure (rounded up to a multiple of
     settings.horizon, so only a few problem shapes occur, and at most settings.max_horizon) when
@@ -58,19 +64,33 @@ def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings) 
         P_ref=np.full(horizon, max(ob.P_ref, float(ob.floor_kw().sum()))),
         horizon=horizon,
         departure=departure,
+        network=network if network is None else _floors_within(network, ob.floor_kw()),
     )
 
 
-def safe_first_move(p0: np.ndarray, ob: Observed, eta: float, dt_h: float) -> np.ndarray:
-    """Clip a planned first move to the station bounds and the PEV's need, then onto P_ref.
+def _floors_within(network: Network, floor: np.ndarray) -> Network:
+    """`network` with each limit raised to the floors' load where the floors alone exceed it."""
+    load = network.loads(floor)
+    if np.all(load <= network.limit):
+        return network
+    return Network(network.name, network.names, network.gain, np.maximum(network.limit, load), network.units)
 
-    Solver tolerances can leave tiny bound or area excesses; this guarantees
-    ``floor <= a <= max(floor, need)`` per station and ``sum(a) <= P_ref`` (unless the
-    floors alone exceed it).
+
+def safe_first_move(p0: np.ndarray, ob: Observed, eta: float, dt_h: float,
+                    network: Network | None = None) -> np.ndarray:
+    """Clip a planned first move to the station bounds and the PEV's need, then onto P_ref (network
+    None) or the network.
+
+    Solver tolerances can leave tiny bound or limit excesses; this guarantees
+    ``floor <= a <= max(floor, need)`` per station and ``sum(a) <= P_ref``, or every
+    ``|gain_j . a| <= limit_j`` (the power above the floors scaled by the largest common
+    factor in [0, 1]), unless the floors alone exceed a limit.
     """
     floor = ob.floor_kw()
     upper = np.maximum(ob.need_kw(eta, dt_h), floor)
     extra = np.clip(p0, floor, upper) - floor
+    if network is not None:
+        return scale_into_network(network, floor, extra)
     return floor + scale_to_budget(extra, ob.P_ref - float(floor.sum()))
 
 
@@ -83,7 +103,7 @@ class _RecedingHorizon(Policy):
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
         eta, dt_h = self.config.eta, self.config.dt_h
-        solution = self._solve(build_problem(ob, eta, dt_h, self.settings))
+        solution = self._solve(build_problem(ob, eta, dt_h, self.settings, self.network))
         info = {
             "iterations": solution.iterations,
             "converged": solution.converged,
@@ -92,7 +112,7 @@ class _RecedingHorizon(Policy):
             "messages": int(solution.messages),
             "fallbacks": int(solution.fallbacks),
         }
-        return safe_first_move(solution.p[:, 0], ob, eta, dt_h), info
+        return safe_first_move(solution.p[:, 0], ob, eta, dt_h, self.network), info
 
     @abstractmethod
     def _solve(self, problem: ChargingProblem) -> Any:
@@ -164,7 +184,8 @@ class DistributedMPC(DecentralisedMPC):
 
 
 class CentralisedMPC(_RecedingHorizon):
-    """One QP over all stations with the area constraint (same information as the decentralised MPC)."""
+    """One QP over all stations with the area constraint or the site network's (an SOCP with cones); the same
+    information as the decentralised MPC."""
 
     name = "mpc-centralised"
 

@@ -16,29 +16,48 @@ cap never binds.  Stage 2 (lexicographic tie-break) fixes ``sum u <= U* (1 + 1e-
 + 1e-9`` and minimises ``sum (t + 1) p``: among the optimal plans, charge as early as
 possible and no more than needed.  Both stages are sparse LPs solved by HiGHS
 (``scipy.optimize.linprog``), which builds much faster than a modelling layer.
+
+On a site network (``Policy.network``) the area rows become one row per constraint j
+and step t: linear networks (``Network.is_linear``) keep the LP with
+``sum_{cells at t} |gain_j,station| p <= limit_j``; networks with cones solve the same
+two stages as an SOCP in cvxpy with Clarabel, ``||(Re(gain_j) . p_t, Im(gain_j) . p_t)||
+<= limit_j`` over the plugged cells of step t (limits raised to the floors' load where
+the floors alone exceed them). Either plan is then scaled per step onto the network
+exactly (``network_allocation.scale_into_network``).
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from pev_env.config import EnvConfig
+from pev_env.network import Network
 from pev_env.scenario import Scenario
 from pev_env.schedule import plug_schedule
+from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.base import Observed, Policy, stats
 
 UNMET_REL_TOL = 1e-9
 """Relative slack on the optimal unmet energy allowed in the tie-break stage."""
+SOCP_UNMET_REL_TOL = 1e-7
+"""The same slack for the SOCP's tie-break stage (an interior point method needs an interior)."""
+_CLARABEL = {"unmet": dict(tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9),
+             "early": dict(tol_gap_abs=1e-6, tol_gap_rel=1e-6, tol_feas=1e-6)}
+"""Clarabel's tolerances per SOCP stage; the tie-break only orders the optimal plans (and its plan is
+scaled onto the network afterwards), tighter it stalls on Caltech days."""
 
 
-def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray) -> tuple[np.ndarray, float]:
-    """Optimal station powers (n_steps, n_stations) kW and the LP's total unmet energy, kWh.
+def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
+                 network: Network | None = None) -> tuple[np.ndarray, float]:
+    """Optimal station powers (n_steps, n_stations) kW and the LP's (SOCP's) total unmet energy, kWh.
 
-    `station_pev` is the plug schedule's (n_steps, n_stations) occupancy matrix.
+    `station_pev` is the plug schedule's (n_steps, n_stations) occupancy matrix; `network` the site
+    network (None: the area limit P_ref alone).
     """
     if scenario.n_stations != config.n_stations:
         raise ValueError(
@@ -54,11 +73,25 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray)
     floors = np.bincount(steps, weights=low, minlength=n_steps)
     cells = np.arange(n_cells)
 
-    area = sp.csr_matrix((np.ones(n_cells), (steps, cells)), shape=(n_steps, n_cells + m))
     energy = sp.csr_matrix((np.full(n_cells, gain), (pev, cells)), shape=(m, n_cells + m))
+    if network is not None:
+        floor = np.where(station_pev >= 0, config.station_p_min, 0.0)
+        limits = np.maximum(network.limit[:, None], network.loads(floor.T))  # (J, n_steps)
+        g = network.gain[:, stations]  # (J, cells)
+        j, cell = np.nonzero(g)
+        used, row = np.unique(j * n_steps + steps[cell], return_inverse=True)  # constraint (j, t) of each nonzero
+        if not network.is_linear:
+            x, u_star = _socp_plan(g[j, cell], row, cell, limits.ravel()[used], steps, energy[:, :n_cells], req,
+                                   forced, low, high)
+            return _place(x, steps, stations, low, high, station_pev, config, network), u_star
+        coupling = sp.csr_matrix((np.abs(g[j, cell]), (row, cell)), shape=(used.size, n_cells + m))
+        coupling_limit = limits.ravel()[used]
+    else:
+        coupling = sp.csr_matrix((np.ones(n_cells), (steps, cells)), shape=(n_steps, n_cells + m))
+        coupling_limit = np.maximum(config.P_ref, floors)
     unmet = sp.hstack([sp.csr_matrix((m, n_cells)), sp.identity(m, format="csr")], format="csr")
-    a_ub = sp.vstack([area, energy, -energy - unmet], format="csr")
-    b_ub = np.concatenate([np.maximum(config.P_ref, floors), np.maximum(req, forced), -req])
+    a_ub = sp.vstack([coupling, energy, -energy - unmet], format="csr")
+    b_ub = np.concatenate([coupling_limit, np.maximum(req, forced), -req])
     bounds = np.concatenate([np.column_stack([low, high]), np.tile([[0.0, np.inf]], (m, 1))])
     c_unmet = np.concatenate([np.zeros(n_cells), np.ones(m)])
 
@@ -68,10 +101,50 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray)
     a_fix = sp.vstack([a_ub, sp.csr_matrix(c_unmet)], format="csr")
     b_fix = np.append(b_ub, u_star * (1.0 + UNMET_REL_TOL) + UNMET_REL_TOL)
     plan_x = _solve(c_early, a_fix, b_fix, bounds, "earliest charging at optimal unmet").x
+    return _place(plan_x[:n_cells], steps, stations, low, high, station_pev, config, network), u_star
 
-    plan = np.zeros((n_steps, config.n_stations))
-    plan[steps, stations] = np.clip(plan_x[:n_cells], low, high)
-    return _within_area(plan, station_pev >= 0, config), u_star
+
+def _place(x: np.ndarray, steps: np.ndarray, stations: np.ndarray, low: np.ndarray, high: np.ndarray,
+           station_pev: np.ndarray, config: EnvConfig, network: Network | None) -> np.ndarray:
+    """The (n_steps, n_stations) plan of the cells' powers x, clipped to the bounds and scaled per step
+    onto the area limit (network None) or the network."""
+    plan = np.zeros(station_pev.shape)
+    plan[steps, stations] = np.clip(x, low, high)
+    plugged = station_pev >= 0
+    if network is None:
+        return _within_area(plan, plugged, config)
+    floor = plugged * config.station_p_min
+    return scale_into_network(network, floor.T, (plan - floor).T).T
+
+
+def _socp_plan(gain: np.ndarray, row: np.ndarray, cell: np.ndarray, limit: np.ndarray, steps: np.ndarray,
+               energy: sp.csr_matrix, req: np.ndarray, forced: np.ndarray, low: np.ndarray,
+               high: np.ndarray) -> tuple[np.ndarray, float]:
+    """The two stages on a network with cones, as SOCPs (Clarabel): cell powers x (kW) of the
+    earliest plan at the optimal unmet energy, and that unmet energy (kWh). The cones: the complex
+    `gain` of each nonzero (cone `row`, `cell`), cone limits `limit`; `energy` (M, cells) maps cell
+    powers to the PEVs' energies."""
+    n_cells, n_steps = steps.size, int(steps.max(initial=0)) + 1
+    shape = (limit.size, n_cells)
+    re = sp.csr_matrix((gain.real, (row, cell)), shape=shape)
+    im = sp.csr_matrix((gain.imag, (row, cell)), shape=shape)
+    x, u = cp.Variable(n_cells), cp.Variable(req.size, nonneg=True)
+    delivered = energy @ x
+    constraints = [x >= low, x <= high, u >= req - delivered, delivered <= np.maximum(req, forced),
+                   cp.SOC(limit, cp.vstack([re @ x, im @ x]), axis=0)]
+    stage = cp.Problem(cp.Minimize(cp.sum(u)), constraints)
+    _solve_socp(stage, "unmet")
+    u_star = float(stage.value)
+    early = cp.Problem(cp.Minimize((steps + 1.0) / n_steps @ x),
+                       constraints + [cp.sum(u) <= u_star * (1.0 + SOCP_UNMET_REL_TOL) + SOCP_UNMET_REL_TOL])
+    _solve_socp(early, "early")
+    return np.asarray(x.value, dtype=np.float64), u_star
+
+
+def _solve_socp(problem: cp.Problem, stage: str) -> None:
+    problem.solve(solver=cp.CLARABEL, **_CLARABEL[stage])
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        raise RuntimeError(f"OfflineOptimal SOCP ({stage}) failed: solver status {problem.status!r}")
 
 
 def _solve(c: np.ndarray, a_ub: sp.csr_matrix, b_ub: np.ndarray, bounds: np.ndarray, stage: str) -> Any:
@@ -92,7 +165,7 @@ def _within_area(plan: np.ndarray, plugged: np.ndarray, config: EnvConfig) -> np
 
 
 class OfflineOptimal(Policy):
-    """Replays the whole-episode LP plan (needs the scenario at reset: perfect foresight)."""
+    """Replays the whole-episode LP (SOCP) plan (needs the scenario at reset: perfect foresight)."""
 
     name = "offline-optimal"
 
@@ -101,7 +174,7 @@ class OfflineOptimal(Policy):
             raise ValueError("OfflineOptimal.reset: scenario = None: a Scenario is required (perfect foresight)")
         start = time.perf_counter()
         station_pev = plug_schedule(scenario).station_pev
-        self.plan, self.unmet_bound_kwh = offline_plan(config, scenario, station_pev)
+        self.plan, self.unmet_bound_kwh = offline_plan(config, scenario, station_pev, self.network)
         self.plan_time_s = time.perf_counter() - start
         self._plugged = station_pev >= 0
         self._t = 0

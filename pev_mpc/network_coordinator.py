@@ -1,0 +1,211 @@
+"""Price coordination on a network: one multiplier per constraint and horizon step.
+
+The coupling is the network of the problem (`ChargingProblem.network`): |g_j . p[:, k]| <= L_j for every
+constraint j and step k, with complex gains g (three-phase phasor sums are second-order cones). The dual
+(docs/FORMULATION.md, "Networks") has a complex multiplier y[j, k] per constraint and step (a 2-vector; a
+linear row's is mu e^{i theta_j} with mu >= 0), the Lagrangian term Re(conj(y_jk) g_j . p_k) - L_j |y_jk|,
+so station i sees one real price per step,
+
+    pi[i, k] = sum_j Re(conj(g_ji) y_jk),
+
+solves its own QP min f_i(p_i) + pi_i . p_i and replies as under the area limit. The dual value
+
+    g(y) = sum_i [f_i(p_i) + pi_i . p_i] - sum_jk L_j |y_jk|
+
+bounds the optimum from below, and the plans projected onto the network are feasible: their objective
+minus g(y) certifies the step (`certify`).
+
+The step is coordinated by model-market exchanges: the replies reveal each station's QP (its bid curve and
+budget multiplier, `separable_qp.bid_model`; the budgets that do not bind yet are left out), the
+coordinator clears the market of that model under the network itself (the centralised QP of the model, no
+messages) and broadcasts the prices of its multipliers; the next replies certify them or reveal the
+budgets that came to bind. A revealed budget is kept for the rest of the step, so every exchange's model
+is at least as exact as the last one's. A pool whose replies carry no bids is modelled by the objective's station QPs.
+
+The state of a step is one immutable value (`StepState`) that each phase takes and returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pev_env.network import Network
+from pev_mpc.coordinator import CoordinationResult
+from pev_mpc.network_market import clear_separable_market
+from pev_mpc.objective import StationCosts, station_costs
+from pev_mpc.pool import StationPool
+from pev_mpc.problem import ChargingProblem
+from pev_mpc.separable_qp import SeparableStations, bid_model
+from pev_mpc.settings import MPCSettings
+
+MAX_EXCHANGES = 12
+"""Model exchanges after which a step stops unconverged (each is one round)."""
+GAP_FLOOR = 1e-6
+"""Relative dual gap certified at the least (MPCSettings.gap_tol when larger): the interior-point
+clearing of the model gives multipliers to about 1e-8 relative, and the replies of stations with a
+small regularisation move a lot with such errors (docs/FORMULATION.md, "Networks")."""
+_PROJECTION_STEPS = 60  # bisection steps of the projection's common scale (2^-60: below float precision)
+
+
+def station_prices(network: Network, y: np.ndarray) -> np.ndarray:
+    """(N, H) real prices pi[i, k] = sum_j Re(conj(g_ji) y_jk) of the multipliers y (J, H) complex."""
+    return (network.gain.conj().T @ y).real
+
+
+def dual_penalty(network: Network, y: np.ndarray) -> float:
+    """sum_jk L_j |y_jk|: what the multipliers charge for the limits."""
+    return float(network.limit @ np.abs(y).sum(axis=1))
+
+
+def shift_multipliers(y: np.ndarray | None, network: Network, horizon: int) -> np.ndarray:
+    """Warm start for the next control step: drop the first step's multipliers, repeat the last; fit to
+    horizon (zeros without a previous step or when the network changed shape)."""
+    J = network.n_constraints
+    y = None if y is None else np.asarray(y)
+    if y is None or y.ndim != 2 or y.shape[0] != J or y.shape[1] == 0:
+        return np.zeros((J, horizon), dtype=np.complex128)
+    shifted = np.concatenate([y[:, 1:], y[:, -1:]], axis=1)
+    if shifted.shape[1] >= horizon:
+        return shifted[:, :horizon].copy()
+    return np.concatenate([shifted, np.repeat(shifted[:, -1:], horizon - shifted.shape[1], axis=1)], axis=1)
+
+
+def project_to_network(p: np.ndarray, lower: np.ndarray, network: Network) -> np.ndarray:
+    """Scale the power above `lower` in every column k of p (N, H) by the largest common factor in [0, 1]
+    under which every constraint holds (bisection on the factor; each load is convex in it). Only lowers
+    powers, so battery caps stay satisfied; a column already within the limits is unchanged."""
+    lower = np.minimum(lower, p)
+    over = np.any(network.overload(p) > 0.0, axis=0)
+    cols = np.flatnonzero(over)
+    if cols.size == 0:
+        return p
+    base, extra = lower[:, cols], (p - lower)[:, cols]
+    lo, hi = np.zeros(cols.size), np.ones(cols.size)
+    for _ in range(_PROJECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        fits = np.all(network.overload(base + extra * mid) <= 0.0, axis=0)
+        lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
+    out = p.copy()
+    out[:, cols] = base + extra * lo
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class StepState:
+    """Everything one control step's coordination knows after a round."""
+
+    y: np.ndarray
+    """(J, H) complex multipliers last broadcast (as station prices)."""
+    plan: np.ndarray
+    """(N, H) the stations' replies to them (kW)."""
+    value: np.ndarray
+    """(N,) f_i of each plan."""
+    bids_model: SeparableStations | None
+    """The stations' QPs as the replies reveal them (None: the replies carry no bids)."""
+    known_cap: np.ndarray
+    """(N,) SOC caps the replies revealed so far (a budget binds at its planned energy); inf: unknown."""
+    stale: np.ndarray
+    """(N,) bool: the station's plan does not answer y (its reply was lost)."""
+    rounds: int = 0
+    messages: int = 0
+    fallbacks: int = 0
+    missing: int = 0
+    exchanges: int = 0
+    trace: tuple[float, ...] = ()
+    """Projection shed per round (kW, the largest over the horizon)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    """The verdict on a state: its feasible (projected) plans and how far they can be from the optimum."""
+
+    projected: np.ndarray
+    """(N, H) the plans projected onto the network (kW)."""
+    shed_kw: float
+    """Largest power the projection removed at one step (kW)."""
+    gap: float
+    """Objective of the projected plans minus the dual value (>= 0 up to solver accuracy)."""
+    certified: bool
+
+
+def ask(pool: StationPool, problem: ChargingProblem, settings: MPCSettings, y: np.ndarray,
+        state: StepState | None) -> StepState:
+    """One round: broadcast the prices of y, collect the replies. A station that does not answer keeps its
+    last plan (the round is then not certifiable: `certify` requires every plan to answer y)."""
+    network = problem.network
+    prices = station_prices(network, y)
+    rep = pool.respond(prices, False)
+    ok = rep.answered
+    N = problem.n_stations
+    plan = problem.lower_plan() if state is None else state.plan.copy()
+    value = np.zeros(N) if state is None else state.value.copy()
+    plan[ok] = rep.p[ok]
+    value[ok] = rep.value[ok] - np.sum(rep.p[ok] * prices[ok], axis=1)
+    last = state or StepState(y, plan, value, None, np.full(N, np.inf), ~ok)
+    model, known = None, last.known_cap
+    if rep.bids is not None and ok.all():
+        model = bid_model(problem, settings, prices, rep, known)
+        known = model.costs.cap
+    out = replace(last, y=y, plan=plan, value=value, bids_model=model, known_cap=known, stale=~ok,
+                  rounds=last.rounds + 1,
+                  messages=last.messages + N + int(ok.sum()), fallbacks=last.fallbacks + int(np.sum(rep.failed & ok)),
+                  missing=last.missing + int(np.sum(~ok)))
+    return out
+
+
+def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, settings: MPCSettings) -> Certificate:
+    """Project the plans onto the network and bound their suboptimality by the dual gap (module doc).
+    Certified: gap <= max(gap_tol, GAP_FLOOR) * max(1, |g|) with every plan answering the last
+    multipliers (a lost reply: the dual value is no bound, and the step is asked again)."""
+    network = problem.network
+    lower = problem.lower_plan()
+    projected = project_to_network(state.plan, lower, network)
+    shed = float(np.max((state.plan - projected).sum(axis=0), initial=0.0))
+    prices = station_prices(network, state.y)
+    dual = float(state.value.sum() + np.sum(state.plan * prices) - dual_penalty(network, state.y))
+    primal = float(costs.value(problem, projected).sum())
+    gap = primal - dual
+    certified = not state.stale.any() and gap <= max(settings.gap_tol, GAP_FLOOR) * max(1.0, abs(dual))
+    return Certificate(projected, shed, gap, certified)
+
+
+def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts) -> np.ndarray:
+    """The multipliers (J, H) that clear the market of the stations' model under the network: the revealed
+    QPs (separable: `network_market`, Clarabel on the arrays), or the objective's where the replies carry
+    no bids (the centralised QP with those costs)."""
+    if state.bids_model is not None:
+        return clear_separable_market(problem, state.bids_model.costs)[1]
+    from pev_mpc.centralised import solve_centralised
+
+    return np.asarray(solve_centralised(problem, settings, costs=costs).prices, dtype=np.complex128)
+
+
+def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSettings,
+               warm: np.ndarray | None = None) -> CoordinationResult:
+    """Coordinate one control step on problem.network from the multipliers `warm` (J, H) (zeros if None):
+    ask, certify, clear the model market and ask again, until certified, MAX_EXCHANGES exchanges or
+    max_iterations rounds. Returns the projected plans and the multipliers (CoordinationResult.prices)."""
+    network = problem.network
+    J, H = network.n_constraints, problem.horizon
+    y = np.zeros((J, H), dtype=np.complex128) if warm is None else np.asarray(warm, dtype=np.complex128)
+    if y.shape != (J, H):
+        raise ValueError(f"warm multipliers have shape {y.shape}: must be ({J}, {H})")
+    costs = station_costs(problem, settings)
+    state = ask(pool, problem, settings, y, None)
+    while True:
+        verdict = certify(state, problem, costs, settings)
+        state = replace(state, trace=state.trace + (verdict.shed_kw,))
+        done = verdict.certified or state.exchanges >= MAX_EXCHANGES or state.rounds >= settings.max_iterations
+        if done:
+            break
+        if not state.stale.any():
+            y = clear_model(state, problem, settings, costs)
+            state = replace(state, exchanges=state.exchanges + 1)
+        state = ask(pool, problem, settings, y, state)  # a lost reply: the same multipliers again
+    return CoordinationResult(p=verdict.projected, prices=state.y, iterations=state.rounds,
+                              converged=verdict.certified, residual_kw=verdict.shed_kw, messages=state.messages,
+                              fallbacks=state.fallbacks, missing_replies=state.missing,
+                              history={"shed_kw": list(state.trace), "model_exchanges": state.exchanges,
+                                       "gap": verdict.gap})
