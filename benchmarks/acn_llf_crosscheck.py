@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,38 +29,60 @@ DEFAULT_DAYS = ("acn-caltech", "acn-caltech-train")
 """Named shipped days, plus (in `main`) one `acn:` spec on the shipped September-December file."""
 
 
-def acnportal_llf_delivered(config: Any, scenario: Any, voltage: float = 208.0) -> np.ndarray:
-    """kWh stored per PEV when acnportal's LLF schedules the scenario (never-plugged PEVs: 0)."""
+def acn_events(config: Any, scenario: Any, station_ids: Sequence[str]) -> Any:
+    """acnportal `EventQueue` of the scenario's plugged sessions: each EV plugs in at its plug step into
+    `station_ids[station]`, leaves at its (true, also estimated) departure and requests the energy to draw
+    (target / eta); its battery never limits (capacity request + 1 kWh, max power the station's p_max)."""
     from acnportal import acnsim
-    from acnportal.algorithms import SortedSchedulingAlgo, least_laxity_first
 
     from pev_env.schedule import plug_schedule
 
     schedule = plug_schedule(scenario)
-    amps = 1000.0 / voltage  # A per kW
-    ids = [f"cs_{i}" for i in range(config.n_stations)]
-    network = acnsim.ChargingNetwork()
-    for sid, p_max in zip(ids, config.station_p_max):
-        network.register_evse(acnsim.EVSE(sid, max_rate=p_max * amps, min_rate=0.0), voltage, 0.0)
-    network.add_constraint(acnsim.Current(ids), config.P_ref * amps, name="area")
     events = acnsim.EventQueue()
     draw = scenario.energy_requested / config.eta
     for j in np.flatnonzero(schedule.plugged & (draw > 0)):
         station = int(schedule.station[j])
         battery = acnsim.Battery(capacity=float(draw[j]) + 1.0, init_charge=0.0,
                                  max_power=float(config.station_p_max[station]))
-        ev = acnsim.EV(int(schedule.plug_step[j]), int(schedule.unplug_step[j]), float(draw[j]), ids[station],
-                       f"pev_{j}", battery, estimated_departure=int(schedule.unplug_step[j]))
+        ev = acnsim.EV(int(schedule.plug_step[j]), int(schedule.unplug_step[j]), float(draw[j]),
+                       station_ids[station], f"pev_{j}", battery, estimated_departure=int(schedule.unplug_step[j]))
         events.add_event(acnsim.PluginEvent(int(schedule.plug_step[j]), ev))
-    algorithm = SortedSchedulingAlgo(least_laxity_first)
-    algorithm.max_recompute = 1
+    return events
+
+
+def acnsim_delivered(network: Any, algorithm: Any, config: Any, scenario: Any,
+                     station_ids: Sequence[str]) -> np.ndarray:
+    """kWh stored per PEV when acnportal's `algorithm` schedules the scenario on `network` (never-plugged
+    PEVs: 0). An offline algorithm (adacharge's, with `register_events` and `solve`) sees every event first."""
+    from acnportal import acnsim
+
+    events = acn_events(config, scenario, station_ids)
+    if hasattr(algorithm, "register_events"):
+        algorithm.register_events(events)
     start = dt.datetime(2019, 1, 1, tzinfo=dt.timezone.utc)
     sim = acnsim.Simulator(network, algorithm, events, start, period=config.sampling_time, verbose=False)
+    if hasattr(algorithm, "solve"):
+        algorithm.solve()
     sim.run()
     delivered = np.zeros(scenario.n_pevs)
     for ev in sim.ev_history.values():
         delivered[int(ev.session_id.split("_")[1])] = ev.energy_delivered * config.eta
     return delivered
+
+
+def acnportal_llf_delivered(config: Any, scenario: Any, voltage: float = 208.0) -> np.ndarray:
+    """kWh stored per PEV when acnportal's LLF schedules the scenario on one area constraint (never-plugged
+    PEVs: 0)."""
+    from acnportal import acnsim
+    from acnportal.algorithms import SortedSchedulingAlgo, least_laxity_first
+
+    amps = 1000.0 / voltage  # A per kW
+    ids = [f"cs_{i}" for i in range(config.n_stations)]
+    network = acnsim.ChargingNetwork()
+    for sid, p_max in zip(ids, config.station_p_max):
+        network.register_evse(acnsim.EVSE(sid, max_rate=p_max * amps, min_rate=0.0), voltage, 0.0)
+    network.add_constraint(acnsim.Current(ids), config.P_ref * amps, name="area")
+    return acnsim_delivered(network, SortedSchedulingAlgo(least_laxity_first), config, scenario, ids)
 
 
 def our_llf_delivered(config: Any, scenario: Any) -> np.ndarray:
