@@ -20,7 +20,7 @@ from experiments.coerce import construct, field_values, parse_seeds, unique
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
-DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech")
+DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech", "acn-caltech-network")
 DEFAULT_EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 TRAIN_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech-train")
 """The training scenarios: the real days are those of the training split, so `acn-caltech` and
