@@ -148,8 +148,9 @@ def test_area_network_path_gives_the_area_actions(name, seed) -> None:
     on_network = make_policy(name)
     on_network.reset(config)
     on_network.network = area_network(8, config.P_ref)
-    np.testing.assert_allclose(on_network.act_array(obs), area.act_array(obs), rtol=1e-9 if "mpc" not in name else 0,
-                               atol=1e-10 if "mpc" not in name else 1e-5)
+    # the heuristics to rounding; the MPC to the solver's tolerance (network problems stop at a 1e-8 gap)
+    tolerance = dict(rtol=0.0, atol=1e-4) if name.startswith("mpc") else dict(rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(on_network.act_array(obs), area.act_array(obs), **tolerance)
 
 
 def test_area_network_centralised_prices_are_the_area_prices() -> None:
