@@ -295,7 +295,7 @@ def test_centralised_mpc_respects_the_network_and_its_prices_satisfy_kkt(seed) -
 def test_closed_loop_on_a_caltech_morning_never_violates_the_network(caltech_morning, name) -> None:
     config, scenario = caltech_morning
     network = site_network(config, scenario.station_ids)
-    kwargs = {"settings": MPCSettings(horizon=12, max_horizon=24)} if name.startswith("mpc") else {}
+    kwargs = {"settings": MPCSettings(horizon=6, max_horizon=12)} if name.startswith("mpc") else {}
     policy = make_policy(name, **kwargs)
     core = ChargingCore(config, scenario)
     policy.reset(config, scenario, 0)
