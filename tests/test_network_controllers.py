@@ -235,7 +235,8 @@ def _morning(spec: str = "acn-caltech", start: int = 84, steps: int = 48,
     config, day = make_scenario(spec, 0, EnvConfig(network="caltech", **env))
     keep = (day.arrival < start + steps) & (day.departure > start)
     arrival = np.maximum(day.arrival[keep], start) - start
-    scenario = dataclasses.replace(day, arrival=arrival, departure=np.minimum(day.departure[keep], start + steps) - start,
+    departure = np.minimum(day.departure[keep], start + steps) - start
+    scenario = dataclasses.replace(day, arrival=arrival, departure=departure,
                                    soc_init=day.soc_init[keep], soc_target=day.soc_target[keep],
                                    capacity=day.capacity[keep], station=day.station[keep], n_steps=steps,
                                    name=f"{day.name} {start}+{steps}")
