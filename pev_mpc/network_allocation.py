@@ -123,7 +123,8 @@ def max_min_fill(network: Network, floor: np.ndarray, extra: np.ndarray) -> np.n
     while active.any():
         to_cap = float(extra[active].min()) - level
         direction = network.gain[:, active].sum(axis=1)
-        reach = step_limit(z, direction, network.limit)
+        rows = network.loaded[:, active].any(axis=1)  # the constraints the growing stations load
+        reach = np.where(rows, step_limit(z, direction, network.limit), np.inf)
         r = float(_verified(np.array(min(float(reach.min()), to_cap)), lambda x: _within(
             network.gain @ (floor + np.where(active, np.minimum(extra, level + x), out)), network.limit).all())[()])
         level += r

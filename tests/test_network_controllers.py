@@ -149,8 +149,9 @@ def test_area_network_path_gives_the_area_actions(name, seed) -> None:
     on_network = make_policy(name)
     on_network.reset(config)
     on_network.network = area_network(8, config.P_ref)
-    np.testing.assert_allclose(on_network.act_array(obs), area.act_array(obs), rtol=1e-9 if "mpc" not in name else 0,
-                               atol=1e-10 if "mpc" not in name else 1e-5)
+    # the heuristics to rounding; the MPC to the solver's tolerance (network problems stop at a 1e-8 gap)
+    tolerance = dict(rtol=0.0, atol=1e-4) if name.startswith("mpc") else dict(rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(on_network.act_array(obs), area.act_array(obs), **tolerance)
 
 
 def test_area_network_centralised_prices_are_the_area_prices() -> None:
@@ -235,7 +236,8 @@ def _morning(spec: str = "acn-caltech", start: int = 84, steps: int = 48,
     config, day = make_scenario(spec, 0, EnvConfig(network="caltech", **env))
     keep = (day.arrival < start + steps) & (day.departure > start)
     arrival = np.maximum(day.arrival[keep], start) - start
-    scenario = dataclasses.replace(day, arrival=arrival, departure=np.minimum(day.departure[keep], start + steps) - start,
+    departure = np.minimum(day.departure[keep], start + steps) - start
+    scenario = dataclasses.replace(day, arrival=arrival, departure=departure,
                                    soc_init=day.soc_init[keep], soc_target=day.soc_target[keep],
                                    capacity=day.capacity[keep], station=day.station[keep], n_steps=steps,
                                    name=f"{day.name} {start}+{steps}")
@@ -295,7 +297,7 @@ def test_centralised_mpc_respects_the_network_and_its_prices_satisfy_kkt(seed) -
 def test_closed_loop_on_a_caltech_morning_never_violates_the_network(caltech_morning, name) -> None:
     config, scenario = caltech_morning
     network = site_network(config, scenario.station_ids)
-    kwargs = {"settings": MPCSettings(horizon=12, max_horizon=24)} if name.startswith("mpc") else {}
+    kwargs = {"settings": MPCSettings(horizon=6, max_horizon=12)} if name.startswith("mpc") else {}
     policy = make_policy(name, **kwargs)
     core = ChargingCore(config, scenario)
     policy.reset(config, scenario, 0)
