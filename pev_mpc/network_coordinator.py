@@ -21,8 +21,10 @@ coordinator clears the market of that model under the network itself (the centra
 messages) and broadcasts the prices of its multipliers; the next replies certify them or reveal the
 budgets that came to bind. A revealed budget is kept for the rest of the step, so every exchange's model
 is at least as exact as the last one's. A pool whose replies carry no bids (the tracking objective's SOC
-chains) is modelled by the objective's station QPs, which the stations report once: that clearing's plan
-is then a candidate next to the replies (the better of the two, projected, is applied).
+chains) is modelled by the objective's station QPs, which the stations report once. The clearing's plan
+is a candidate next to the replies (the better of the two, projected, is applied) wherever it keeps every
+station's budget: stations respond steeply to prices when their regularisation is small, and the cleared
+multipliers are accurate to about 1e-6, so the replies can overshoot where the model's plan does not.
 
 The state of a step is one immutable value (`StepState`) that each phase takes and returns.
 """
@@ -100,8 +102,9 @@ class StepState:
     stale: np.ndarray
     """(N,) bool: the station's plan does not answer y (its reply was lost)."""
     cleared: np.ndarray | None = None
-    """(N, H) the plan of the last clearing whose model is the stations' own QPs (replies without bids),
-    a candidate next to the replies; None otherwise."""
+    """(N, H) the plan of the last clearing (the model's optimum), a candidate next to the replies."""
+    exact_model: bool = False
+    """The last clearing's model is the stations' own QPs (replies without bids), budgets included."""
     rounds: int = 0
     messages: int = 0
     fallbacks: int = 0
@@ -157,7 +160,7 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     lower = problem.lower_plan()
     projected = project_to_network(state.plan, lower, network)
     shed = float(np.max((state.plan - projected).sum(axis=0), initial=0.0))
-    if state.cleared is not None:  # the stations' own QPs cleared: the better of that plan and the replies
+    if state.cleared is not None and within_budgets(state, problem, costs):  # the better of it and the replies
         cleared = project_to_network(state.cleared, lower, network)
         if costs.value(problem, cleared).sum() < costs.value(problem, projected).sum():
             projected = cleared
@@ -169,15 +172,26 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     return Certificate(projected, shed, gap, certified)
 
 
+def within_budgets(state: StepState, problem: ChargingProblem, costs: StationCosts) -> bool:
+    """Every station accepts the cleared plan: each checks its row against its own energy budget (the SOC
+    cap of its QP; one message each way, as when the stations value the projected plans). A model with a
+    budget left out may plan a station past it; the stations' own QPs (replies without bids) never do."""
+    if state.exact_model:
+        return True
+    energy = problem.x0 + problem.c * np.where(problem.mask, state.cleared, 0.0).sum(axis=1)
+    return bool(np.all(energy <= costs.cap + 1e-9 * np.maximum(1.0, np.abs(costs.cap))))
+
+
 def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings,
                 costs: StationCosts) -> tuple[np.ndarray, np.ndarray | None]:
     """The multipliers (J, H) that clear the market of the stations' model under the network, and the
-    cleared plan where that model is the stations' own QPs: the revealed QPs (separable: `network_market`,
-    Clarabel on the arrays; plan None: the stations' replies answer), or, where the replies carry no bids,
-    the objective's station QPs, which the stations report once (the centralised QP with those costs)."""
+    model's optimal plan: the revealed QPs (separable: `network_market`, Clarabel on the arrays, the
+    multipliers polished), or, where the replies carry no bids, the objective's station QPs, which the
+    stations report once (the centralised QP with those costs)."""
     if state.bids_model is not None:
         model = state.bids_model
-        return polish(model, problem.network, clear_separable_market(problem, model.costs)[1]), None
+        plan, y = clear_separable_market(problem, model.costs)
+        return polish(model, problem.network, y), plan
     from pev_mpc.centralised import solve_centralised
 
     cleared = solve_centralised(problem, settings, costs=costs)
@@ -198,13 +212,16 @@ def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSetting
     state = ask(pool, problem, settings, y, None)
     while True:
         verdict = certify(state, problem, costs, settings)
-        state = replace(state, trace=state.trace + (verdict.shed_kw,))
+        # the stations value the projected plans, and check the cleared plan against their budgets
+        checks = 2 * problem.n_stations * (1 + (state.cleared is not None))
+        state = replace(state, trace=state.trace + (verdict.shed_kw,), messages=state.messages + checks)
         done = verdict.certified or state.exchanges >= MAX_EXCHANGES or state.rounds >= settings.max_iterations
         if done:
             break
         if not state.stale.any():
+            exact = state.bids_model is None
             y, cleared = clear_model(state, problem, settings, costs)
-            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared)
+            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared, exact_model=exact)
         state = ask(pool, problem, settings, y, state)  # a lost reply: the same multipliers again
     return CoordinationResult(p=verdict.projected, prices=state.y, iterations=state.rounds,
                               converged=verdict.certified, residual_kw=verdict.shed_kw, messages=state.messages,
