@@ -9,9 +9,11 @@ and reported, never fatal for the others.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
-__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
+__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "scenario_labels", "run_grid", "time_control_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,16 @@ class RunKey:
     controller: str
     scenario: str
     seed: int
+    name: str = ""
+    """The scenario's label in results ('': `scenario_label(scenario)`; `scenario_labels` keeps the labels of one
+    run distinct)."""
 
     @property
     def label(self) -> str:
         """Readable scenario name in results (a file spec becomes acn-<site>-<day> / csv-<stem>)."""
         from pev_env.scenarios import scenario_label
 
-        return scenario_label(self.scenario)
+        return self.name or scenario_label(self.scenario)
 
     def stem(self) -> str:
         """File-name stem of this run's traces."""
@@ -72,6 +77,8 @@ class EpisodeResult:
     p_<i>_kw per station."""
     soc: pd.DataFrame
     """Per step boundary (n_steps + 1 rows): step, time_min, soc_<j>_kwh per PEV."""
+    plant: dict[str, Any]
+    """The EnvConfig that ran (after the scenario derived it from the base), as a dict."""
 
 
 def _price(stats: dict[str, Any]) -> float:
@@ -147,7 +154,7 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         nonconverged_steps=int(len(converged) - sum(converged)),
         coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
-    return EpisodeResult(row=row, trace=trace, soc=soc_frame)
+    return EpisodeResult(row=row, trace=trace, soc=soc_frame, plant=config.as_dict())
 
 
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,
@@ -224,9 +231,51 @@ class Failure:
     error: str
 
 
-def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> list[RunKey]:
-    """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together)."""
-    return [RunKey(c, sc, int(sd)) for sc in scenarios for sd in seeds for c in controllers]
+def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
+    """spec -> its label in results, distinct within `specs`: specs sharing a label (csv:d1/s.csv, csv:d2/s.csv)
+    get '-' and 8 hex digits of the sha256 of their resolved files (or of the spec) appended."""
+    from pev_env.scenarios import resolve, scenario_label
+
+    labels = {spec: scenario_label(spec) for spec in specs}
+    shared = {label for label, count in Counter(labels.values()).items() if count > 1}
+    for spec in [s for s, label in labels.items() if label in shared]:
+        family, args = resolve(spec)
+        where = "\0".join(str(p) for p in family.files(args)) or spec
+        labels[spec] = f"{labels[spec]}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+    return labels
+
+
+def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> tuple[list[RunKey], list[str]]:
+    """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together), and
+    one note per scenario whose seeds draw repeated episodes: each distinct episode runs once, under its first
+    seed (`pev_env.scenarios.scenario_episodes`), so repeats never pass for independent samples."""
+    from pev_env.scenarios import scenario_episodes
+
+    seeds, controllers = [int(s) for s in seeds], list(controllers)
+    labels = scenario_labels(scenarios)
+    keys: list[RunKey] = []
+    notes: list[str] = []
+    for spec, label in labels.items():
+        first: dict[int, int] = {}
+        for seed, episode in zip(seeds, scenario_episodes(spec, seeds)):
+            first.setdefault(episode, seed)
+        kept = list(first.values())
+        if len(kept) < len(seeds):
+            notes.append(f"{label}: the {len(seeds)} seeds draw {len(kept)} distinct episode(s), each run once "
+                         f"(seeds {_ranges(kept)})")
+        keys += [RunKey(c, spec, seed, label) for seed in kept for c in controllers]
+    return keys, notes
+
+
+def _ranges(values: list[int]) -> str:
+    """'0-4, 7' for [0, 1, 2, 3, 4, 7] (sorted)."""
+    parts: list[str] = []
+    for value in sorted(values):
+        if parts and value == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{value}"
+        else:
+            parts.append(str(value))
+    return ", ".join(parts)
 
 
 def run_grid(

@@ -112,7 +112,7 @@ def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
                      soc_init=scenario.soc_init[keep], soc_target=scenario.soc_target[keep],
                      capacity=scenario.capacity[keep], station=scenario.station[keep],
                      n_stations=scenario.n_stations, n_steps=steps, name=f"{scenario.name}[:{steps}]")
-    cfg = config.with_overrides({"total_time": steps * config.sampling_time, "n_pevs": short.n_pevs})
+    cfg = config.derive({"total_time": steps * config.sampling_time, "n_pevs": short.n_pevs})
     return cfg, short
 
 

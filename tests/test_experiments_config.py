@@ -224,7 +224,7 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"resume": "true", "overwrite": "true"}, r"compare.resume = True: cannot be combined with overwrite"),
         ({"reference": "llf", "controllers": "edf"}, r"compare.reference = 'llf': must be one of the controllers"),
         ({"env.colour": "red"}, r"compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations, n_pevs, "
-                                r"p_min, p_max, .*shared_reward, area_limit_fraction, acn_battery_kwh, acn_battery_max_kwh$"),
+                                r"p_min, p_max, .*shared_reward, area_limit_fraction, acn_battery_kwh, acn_battery_max_kwh, network, .*voltage_v$"),
         ({"env.p_max": "-1"}, r"compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
         ({"env.P_ref": "500"}, r"compare.env: EnvConfig.P_ref = 500.0: must be > 0 and within \[P_min, P_max\]"),
         ({"env.n_stations": "2.5"}, r"compare.env.n_stations = '2.5': must be an integer"),

@@ -22,6 +22,7 @@ from pev_env.scenarios.registry import (
     check_scenario,
     make_scenario,
     resolve,
+    scenario_episodes,
     scenario_files,
     scenario_label,
     scenario_names,
@@ -30,5 +31,5 @@ from pev_env.scenarios.registry import (
 
 __all__ = [
     "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "file_sha256", "make_scenario", "resolve",
-    "scenario_files", "scenario_label", "scenario_names", "scenario_provenance",
+    "scenario_episodes", "scenario_files", "scenario_label", "scenario_names", "scenario_provenance",
 ]

@@ -13,6 +13,7 @@ Plant and overrides as for `acn:` specs (`pev_env.scenarios.acn_file`). Names: a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,3 +69,7 @@ class AcnCaltechFamily(ScenarioFamily):
 
     def files(self, args: str) -> tuple[Path, ...]:
         return _SOURCES[args].files
+
+    def episodes(self, args: str, seeds: Sequence[int]) -> list[int]:
+        count = len(caltech_days(args))
+        return [seed % count for seed in seeds]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ class ScenarioFamily(ABC):
     """The family's fixed names."""
     patterns: tuple[str, ...] = ()
     """How its parsed specs are written (for help and errors), e.g. 'synthetic-N (N >= 1)'."""
+    seeded: bool = True
+    """False: the seed is not used (every seed draws the same episode)."""
 
     @abstractmethod
     def parse(self, spec: str) -> Any | None:
@@ -39,6 +42,11 @@ class ScenarioFamily(ABC):
     def files(self, args: Any) -> tuple[Path, ...]:
         """Data files the scenario is read from (for provenance); default: none."""
         return ()
+
+    def episodes(self, args: Any, seeds: Sequence[int]) -> list[int]:
+        """Which episode each seed draws (seeds with the same number draw the same episode); default: every
+        seed its own, or one episode for all when the family is not `seeded`."""
+        return list(seeds) if self.seeded else [0] * len(seeds)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -1,0 +1,163 @@
+"""Issue 20: rows keyed by what they were computed from. The plant that ran is recorded (and a value set to
+its default counts as set), scenario files and the package's sources are part of a row's identity, repeated
+episodes are run once, and a metrics.csv whose header is damaged is not resumed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import compare
+from experiments.cli import main
+from experiments.runner import grid, scenario_labels
+from pev_env.config import EnvConfig
+from pev_env.scenarios import make_scenario
+
+FAST = ["--workers", "1", "-q", "--no-plots"]
+SESSIONS = ("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
+            "0,20,2.0,20.0,24.0,{a}\n5,40,0.0,18.0,24.0,{b}\n")
+
+
+def run(out: Path, *args: str) -> int:
+    return main(["compare", *FAST, "--out", str(out), *args])
+
+
+def stops(capsys, out: Path, *args: str) -> str:
+    """stderr of a compare that must exit 2 with one line."""
+    with pytest.raises(SystemExit) as err:
+        run(out, *args)
+    text = capsys.readouterr().err
+    assert err.value.code == 2 and text.count("\n") == 1 and "Traceback" not in text, text
+    return text
+
+
+def sessions(path: Path, a: int = 0, b: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SESSIONS.format(a=a, b=b))
+    return path
+
+
+def plants(out: Path) -> dict[str, dict]:
+    """Scenario label -> the plant its rows ran (from metrics.csv and settings.json; one per label here)."""
+    metrics = pd.read_csv(out / "metrics.csv", dtype={"plant_fingerprint": str})
+    stored = json.loads((out / "settings.json").read_text())
+    return {r.scenario: stored[r.plant_fingerprint]["plant"] for r in metrics.itertuples()}
+
+
+# -- item 5: the plant that ran; a value equal to the default is a value set -------------------------------
+def test_a_value_set_to_its_default_counts_as_set() -> None:
+    assert EnvConfig().with_overrides({"P_ref": 31.5}).is_set("P_ref") and not EnvConfig().is_set("P_ref")
+    assert EnvConfig(P_ref=40.0).is_set("P_ref")
+    derived, _ = make_scenario("synthetic-4", 0, EnvConfig())
+    assert derived.P_ref != 31.5 and not derived.is_set("P_ref")  # derived by the scenario, not chosen
+    kept, _ = make_scenario("synthetic-4", 0, EnvConfig().with_overrides({"P_ref": 31.5}))
+    assert kept.P_ref == 31.5 and kept.is_set("P_ref")
+
+
+def test_run_json_and_settings_json_record_the_plant_that_ran(tmp_path) -> None:
+    assert run(tmp_path / "a", "--scenarios", "seed-20,synthetic-4", "--seeds", "0", "--controllers", "edf") == 0
+    ran = plants(tmp_path / "a")
+    assert (ran["seed-20"]["n_stations"], ran["seed-20"]["n_pevs"], ran["seed-20"]["total_time"]) == (5, 20, 960.0)
+    assert ran["synthetic-4"]["n_stations"] == 4 and ran["synthetic-4"]["P_ref"] != 31.5  # the binding limit
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert sorted(p["n_stations"] for p in info["plants"].values()) == [4, 5] and info["env_set"] == []
+    # --set env.P_ref=31.5 is not ignored: the plant that ran keeps it, and the rows are other rows
+    assert run(tmp_path / "b", "--scenarios", "synthetic-4", "--seeds", "0", "--controllers", "edf",
+               "--set", "env.P_ref=31.5") == 0
+    assert plants(tmp_path / "b")["synthetic-4"]["P_ref"] == 31.5
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["env_set"] == ["P_ref"]
+    fingerprints = [pd.read_csv(tmp_path / o / "metrics.csv", dtype=str).query("scenario == 'synthetic-4'")
+                    ["settings_fingerprint"].item() for o in ("a", "b")]
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_a_row_whose_plant_is_not_recorded_runs_again(tmp_path, caplog) -> None:
+    assert run(tmp_path, "--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf", "--no-traces") == 0
+    stored = json.loads((tmp_path / "settings.json").read_text())
+    (tmp_path / "settings.json").write_text(json.dumps({k: v for k, v in stored.items() if "plant" not in v}))
+    assert run(tmp_path, "--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf", "--resume",
+               "--no-traces") == 0
+    assert "is not recorded in settings.json" in caplog.text and len(pd.read_csv(tmp_path / "metrics.csv")) == 2
+
+
+# -- item 6: seeds that draw the same episode are not independent samples ---------------------------------
+def test_a_file_scenario_runs_once_whatever_the_seeds(tmp_path, caplog) -> None:
+    spec = f"csv:{sessions(tmp_path / 's.csv')}"
+    assert run(tmp_path / "out", "--scenarios", f"seed,{spec}", "--seeds", "0-2", "--controllers", "edf,llf",
+               "--reference", "llf", "--no-traces") == 0
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert len(metrics.query("scenario == 'csv-s'")) == 2 and len(metrics.query("scenario == 'seed'")) == 6
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    rows = [line for line in summary.split("## csv-s")[1].split("##")[0].splitlines() if line.startswith("| edf")]
+    assert rows[0].startswith("| edf | 1 |") and "±" not in rows[0]  # n = 1 distinct episode, no interval
+    assert "csv-s: the 3 seeds draw 1 distinct episode(s), each run once (seeds 0)" in summary
+    assert "| edf | 1 |" in summary.split("## csv-s: minus llf")[1] and "csv-s: the 3 seeds" in caplog.text
+
+
+def test_real_days_repeat_every_few_seeds_and_run_once() -> None:
+    keys, notes = grid(["edf"], ["acn-caltech"], [0, 5, 1, 10])  # the shipped week has 5 weekdays
+    assert [k.seed for k in keys] == [0, 1] and notes == [
+        "acn-caltech: the 4 seeds draw 2 distinct episode(s), each run once (seeds 0-1)"]
+
+
+def test_a_csv_without_station_indices_needs_n_stations(tmp_path, capsys) -> None:
+    spec = f"csv:{sessions(tmp_path / 's.csv', -1, -1)}"
+    err = stops(capsys, tmp_path / "out", "--scenarios", spec, "--seeds", "0", "--controllers", "edf")
+    assert "station = -1 (first free station) in every row" in err and "env.n_stations" in err
+    assert run(tmp_path / "out", "--scenarios", spec, "--seeds", "0", "--controllers", "edf",
+               "--set", "env.n_stations=6") == 0  # 6 chosen, not defaulted
+
+
+# -- item 1: scenario contents and the code are part of a row's identity -----------------------------------
+def test_resume_after_a_scenario_file_changed_is_refused(tmp_path, capsys) -> None:
+    path = sessions(tmp_path / "s.csv")
+    args = ["--scenarios", f"csv:{path}", "--seeds", "0", "--controllers", "edf"]
+    assert run(tmp_path / "out", *args) == 0
+    before = (tmp_path / "out" / "metrics.csv").read_bytes()
+    sessions(path, 1, 0)
+    err = stops(capsys, tmp_path / "out", *args[:-1], "edf,llf", "--resume")
+    assert "holds rows computed with other settings" in err and f"scenario_files.{path.resolve()}" in err
+    assert (tmp_path / "out" / "metrics.csv").read_bytes() == before
+
+
+def test_files_with_the_same_name_in_two_folders_get_their_own_rows_and_traces(tmp_path) -> None:
+    one, two = sessions(tmp_path / "d1" / "s.csv"), sessions(tmp_path / "d2" / "s.csv", 1, 0)
+    specs = f"csv:{one},csv:{two}"
+    labels = list(scenario_labels(specs.split(",")).values())
+    assert len(set(labels)) == 2 and all(label.startswith("csv-s-") for label in labels)
+    assert run(tmp_path / "out", "--scenarios", specs, "--seeds", "0", "--controllers", "edf") == 0
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert sorted(metrics["scenario"]) == sorted(labels)
+    assert all((tmp_path / "out" / "traces" / f"{label}_seed0_edf.csv").exists() for label in labels)
+    assert run(tmp_path / "out", "--scenarios", specs, "--seeds", "0", "--controllers", "edf", "--resume") == 0
+    assert len(pd.read_csv(tmp_path / "out" / "metrics.csv")) == 2
+
+
+def test_changed_code_under_the_same_version_is_not_resumed(tmp_path, capsys, monkeypatch) -> None:
+    args = ["--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--no-traces"]
+    assert run(tmp_path, *args) == 0
+    monkeypatch.setattr(compare, "code_checksum", lambda: "0" * 64)
+    err = stops(capsys, tmp_path, *args, "--resume")
+    assert "edf/seed: code_sha256: " in err and " -> 0000" in err
+
+
+# -- item 4: a damaged header is not resumed ---------------------------------------------------------------
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda header: header.replace(",unmet_energy_pct", ""), "the header lacks unmet_energy_pct"),
+    (lambda header: header.replace("unmet_energy_pct", "unmet_energy_kwh"), "the header repeats unmet_energy_kwh"),
+])
+def test_resume_refuses_a_header_with_a_missing_or_repeated_column(tmp_path, capsys, damage, message) -> None:
+    args = ["--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--no-traces"]
+    assert run(tmp_path, *args) == 0
+    path = tmp_path / "metrics.csv"
+    header, rest = path.read_text().split("\n", 1)
+    path.write_text(damage(header) + "\n" + rest)
+    assert message in stops(capsys, tmp_path, *args, "--resume")
+
+
+def test_resume_refuses_a_metrics_csv_that_is_a_folder(tmp_path, capsys) -> None:
+    (tmp_path / "metrics.csv").mkdir()
+    err = stops(capsys, tmp_path, "--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--resume")
+    assert "metrics.csv: cannot resume, it cannot be read" in err
