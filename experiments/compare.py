@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from experiments import plots, registry
 from experiments.backends import open_backend
 from experiments.config import CompareConfig
 from experiments.errors import UsageError
-from experiments.outdir import claim
+from experiments.outdir import claim, clear
 from experiments.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
                                     to_dict)
 from experiments.results import ResultsTable, read_rows, save_figure, write_csv, write_text
@@ -52,8 +51,10 @@ from pev_env.scenarios import scenario_files
 log = logging.getLogger(__name__)
 
 METRICS, SETTINGS, SUMMARY, RUN = "metrics.csv", "settings.json", "summary.md", "run.json"
-OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces", "plots")
-"""What a run writes (removed by `overwrite` once the first new row is ready)."""
+OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces/*_seed*.csv", "plots/violations_unmet.png",
+           "plots/area_power_*.png", "plots/soc_*.png", "models")
+"""What a run writes, as patterns for a folder without a manifest (`experiments.outdir.clear`; removed by
+`overwrite` once the first new row is ready)."""
 
 
 def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
@@ -232,16 +233,6 @@ def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:
         ["_scenario", "_controller", "_seed"]).drop(columns=["_scenario", "_controller", "_seed"])
 
 
-def _clear(out: Path) -> None:
-    """Remove the outputs of an earlier run (`overwrite`)."""
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
 def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = True,
             title: str = "Controller comparison") -> int:
     """Run the grid of `cfg`; write metrics, summary, traces and plots into cfg.out. Exit code 0 or 1."""
@@ -273,7 +264,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         def on_result(key: RunKey, result: EpisodeResult) -> None:
             if not added:  # the first new row: only now may earlier outputs go
                 if cfg.overwrite:
-                    _clear(out)
+                    clear(out, OUTPUTS)
                 store.start({**_read_json(out / SETTINGS), **{fingerprint(s): s for s in settings.values()}})
             if cfg.traces:
                 power, soc = trace_paths(out, key)

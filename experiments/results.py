@@ -10,12 +10,13 @@ or corrupt row is reported and left out, so it is run again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import UsageError
+from experiments.outdir import record
 from experiments.provenance import FINGERPRINT_LENGTH
-from pev_env.scenario import atomic_path
+from pev_env.scenario import atomic_path as _atomic_path
 
 __all__ = ["KEY_COLUMNS", "PROVENANCE_COLUMNS", "ResultsTable", "atomic_path", "read_rows", "save_figure",
            "write_csv", "write_text"]
@@ -38,6 +40,15 @@ NULLABLE: frozenset[str] = frozenset({"coordination_iterations_mean"})
 """Numeric columns that may be empty (NaN) in a complete row."""
 _INT = re.compile(r"-?\d+")
 _FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_LENGTH}}}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """`pev_env.scenario.atomic_path`, the file first noted in the manifest of the claimed output folder
+    (`experiments.outdir.record`: what --overwrite may remove)."""
+    record(path)
+    with _atomic_path(path) as tmp:
+        yield tmp
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

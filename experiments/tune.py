@@ -126,7 +126,8 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.Series:
 
 def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) -> int:
     """Run the sweep; write tune.csv, pareto.png and tune.json into cfg.out (locked); print the best settings."""
-    with claim(cfg.out, ("tune.csv",), overwrite=cfg.overwrite) as out:
+    with claim(cfg.out, ("tune.csv",), overwrite=cfg.overwrite,
+               outputs=("tune.csv", "tune.json", "pareto.png")) as out:
         return _sweep(cfg, out, argv, progress)
 
 

@@ -161,3 +161,91 @@ def test_resume_refuses_a_metrics_csv_that_is_a_folder(tmp_path, capsys) -> None
     (tmp_path / "metrics.csv").mkdir()
     err = stops(capsys, tmp_path, "--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--resume")
     assert "metrics.csv: cannot resume, it cannot be read" in err
+
+
+# -- item 3: the lock, taken over without a race -----------------------------------------------------------
+CLAIMER = """
+import os, socket, sys, time
+from experiments.errors import UsageError
+from experiments.outdir import claim
+out, rounds = sys.argv[1], int(sys.argv[2])
+stale = ('{"pid": 999999999, "host": "%s", "started": "then"}' % socket.gethostname()).encode()
+done = 0
+while done < rounds:
+    try:  # leave a lock of a dead run behind whenever the folder is free: every claim is a takeover
+        fd = os.open(os.path.join(out, ".lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, stale)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    try:
+        with claim(out, [], resume=False):
+            try:
+                fd = os.open(os.path.join(out, "inside"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                print("overlap", flush=True)
+                os._exit(3)
+            time.sleep(0.002)
+            os.close(fd)
+            os.unlink(os.path.join(out, "inside"))
+            done += 1
+            if done == rounds:
+                os._exit(0)  # dies holding the lock: its file stays behind for the others to take over
+    except UsageError:
+        time.sleep(0.001)
+"""
+
+
+def test_many_concurrent_claimers_never_hold_the_lock_together(tmp_path) -> None:
+    """Issue 20, item 3: 8 processes claim the folder 25 times each, each time taking over a lock file left by a
+    dead run, and each ends by dying with the lock. Never two inside at once; every claim is served."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path), "25"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, results
+    assert not any("overlap" in out for out, _ in results)
+
+
+# -- item 2: --overwrite removes what the tool wrote, and only that ----------------------------------------
+def test_overwrite_removes_only_what_the_tool_wrote(tmp_path) -> None:
+    args = ["--scenarios", "seed", "--controllers", "edf"]
+    assert run(tmp_path, *args, "--seeds", "0-1") == 0
+    (tmp_path / "plots").mkdir()
+    for mine in ("plots/thesis_fig.png", "traces/lab.csv", "notes.txt"):
+        (tmp_path / mine).write_text("mine\n")
+    assert (tmp_path / "traces" / "seed_seed1_edf.csv").exists()
+    assert run(tmp_path, *args, "--seeds", "0", "--overwrite") == 0
+    assert all((tmp_path / mine).read_text() == "mine\n" for mine in ("plots/thesis_fig.png", "traces/lab.csv",
+                                                                      "notes.txt"))
+    assert not (tmp_path / "traces" / "seed_seed1_edf.csv").exists()  # the earlier run's trace is gone
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
+
+
+def test_overwrite_of_a_folder_without_manifest_removes_the_tool_s_file_names_only(tmp_path) -> None:
+    assert run(tmp_path, "--scenarios", "seed", "--controllers", "edf", "--seeds", "0-1") == 0
+    (tmp_path / ".written").unlink()  # as an older version left it
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "thesis_fig.png").write_text("mine\n")
+    assert run(tmp_path, "--scenarios", "seed", "--controllers", "llf", "--seeds", "0", "--overwrite") == 0
+    assert (tmp_path / "plots" / "thesis_fig.png").exists() and not (tmp_path / "traces" / "seed_seed1_edf.csv").exists()
+
+
+def test_an_interrupted_tune_overwrite_leaves_no_old_outputs(tmp_path, monkeypatch) -> None:
+    from experiments import tune
+
+    args = ["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "2", "-q", "--workers", "1",
+            "--out", str(tmp_path)]
+    assert main(args) == 0 and (tmp_path / "pareto.png").exists()
+    (tmp_path / "mine.png").write_text("mine\n")
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "map_in_order", interrupted)
+    assert main([*args, "--overwrite"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".written", "mine.png"]
