@@ -278,7 +278,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         try:
             with open_backend(cfg) as backend:
                 failures = run_grid(keys, on_result, models=tuple((n, str(p)) for n, p in models.items()),
-                                    backend=backend, progress=progress, mpc=cfg.mpc, env=cfg.env)
+                                    backend=backend, progress=progress, mpc=cfg.mpc, env=cfg.env,
+                                    timeout=cfg.run_timeout)
         finally:
             store.flush()
         if failures and not added:

@@ -164,9 +164,13 @@ class CompareConfig(Execution, Plant, Output):
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), e.g.
     {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field. The others ignore it."""
+    run_timeout: float = 0.0
+    """Seconds one run (controller x scenario x seed) may take; a run over it is recorded as failed and the grid
+    goes on (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
         if tuple(self.controllers) == registry.DEFAULT_CONTROLLERS:

@@ -45,7 +45,7 @@ def load_class(name: str, key: str = "controller") -> type:
                 found = getattr(found, part)
         else:
             found = entry_points()[name].load()
-    except (ImportError, AttributeError, KeyError, ValueError) as exc:
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module does at import is its error
         raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
                          f"package.module:ClassName importable here, or an entry point of group "
                          f"{ENTRY_POINT_GROUP!r}") from None
@@ -63,7 +63,10 @@ def check_interface(cls: Any, name: str, key: str = "controller") -> None:
 
 def make(name: str) -> Any:
     """A fresh instance of the plug-in `name`, with its `last_stats` checked."""
-    policy = load_class(name)()
+    try:
+        policy = load_class(name)()
+    except (TypeError, SystemExit) as exc:
+        raise ValueError(f"controller {name!r}: cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):
         raise ValueError(f"controller {name!r}: its instances have no `last_stats` (a mapping of step statistics)")
     return policy

@@ -9,12 +9,15 @@ and reported, never fatal for the others.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import signal
+import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
-__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "scenario_labels", "run_grid", "time_control_steps"]
+__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "RunTimeout", "grid", "run_episode", "scenario_labels", "run_grid", "time_control_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -212,15 +215,44 @@ def run_key(key: RunKey, cache: ControllerCache, env: EnvConfig | None = None) -
 _CACHES: dict[tuple[Models, MPCSettings | None], ControllerCache] = {}
 
 
+class RunTimeout(RuntimeError):
+    """A run went over its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise RunTimeout in the block after `seconds` (0: no limit). SIGALRM: only in a process's main thread
+    (elsewhere the block runs without a limit), and a call into C (a solver) is interrupted when it returns."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise RunTimeout(f"{what}: over the run timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_cached(key: RunKey, models: Models = (), mpc: MPCSettings | None = None,
-               env: EnvConfig | None = None) -> EpisodeResult:
+               env: EnvConfig | None = None, timeout: float = 0.0) -> EpisodeResult:
     """`run_key` with this process's controller cache (one per set of learned models and MPCSettings): what
     the backends run (picklable: `models` is a tuple of string pairs, `mpc` and `env` frozen dataclasses or
-    None)."""
+    None). A run over `timeout` seconds (0: none) raises RunTimeout; a controller that calls sys.exit raises
+    RuntimeError: both are failed runs, never the end of the grid."""
     cache_key = (models, mpc)
     if cache_key not in _CACHES:
         _CACHES[cache_key] = ControllerCache(models, mpc)
-    return run_key(key, _CACHES[cache_key], env)
+    try:
+        with time_limit(timeout, key.stem()):
+            return run_key(key, _CACHES[cache_key], env)
+    except SystemExit as exc:
+        raise RuntimeError(f"{key.stem()}: the controller called sys.exit({exc.code!r})") from None
 
 
 @dataclass(frozen=True)
@@ -286,13 +318,15 @@ def run_grid(
     progress: bool = True,
     mpc: MPCSettings | None = None,
     env: EnvConfig | None = None,
+    timeout: float = 0.0,
 ) -> list[Failure]:
     """Run every key on `backend` (default: this process), calling `on_result` in this process as each
     finishes; return the failures. `mpc`: MPCSettings of the MPC controllers (None: their defaults);
-    `env`: the base plant of every scenario (None: the EnvConfig defaults)."""
+    `env`: the base plant of every scenario (None: the EnvConfig defaults); `timeout`: seconds per run (0: no
+    limit)."""
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
-    fn = partial(run_cached, models=models, mpc=mpc, env=env)
+    fn = partial(run_cached, models=models, mpc=mpc, env=env, timeout=timeout)
     with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
         for done in backend.map(fn, keys):
             if done.error is not None:

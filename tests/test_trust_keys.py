@@ -249,3 +249,98 @@ def test_an_interrupted_tune_overwrite_leaves_no_old_outputs(tmp_path, monkeypat
     monkeypatch.setattr(tune, "map_in_order", interrupted)
     assert main([*args, "--overwrite"]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == [".written", "mine.png"]
+
+
+# -- items 7 and 13: plug-ins that exit or hang are failed runs; SIGTERM leaves no lock ----------------------
+PLUGINS = """
+import os, sys, time
+import numpy as np
+
+class Base:
+    last_stats = {}
+    def reset(self, config, scenario=None, seed=None):
+        pass
+    def act(self, observations):
+        return {}
+
+class Quits(Base):
+    def act_array(self, obs):
+        sys.exit(0)
+
+class Sleeps(Base):
+    def act_array(self, obs):
+        time.sleep(float(os.environ.get("SLEEP_S", "30")))
+        return np.zeros(obs.shape[0])
+"""
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch) -> Path:
+    (tmp_path / "trust_plugins.py").write_text(PLUGINS)
+    (tmp_path / "quits_at_import.py").write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_a_plugin_calling_sys_exit_is_a_failed_run(plugins, capsys) -> None:
+    out = plugins / "out"
+    assert run(out, "--scenarios", "seed", "--seeds", "0", "--controllers", "edf,trust_plugins:Quits") == 1
+    assert list(pd.read_csv(out / "metrics.csv")["controller"]) == ["edf"]
+    summary = (out / "summary.md").read_text()
+    assert "**Failed runs** (see the log): seed_seed0_trust_plugins:Quits" in summary
+    err = stops(capsys, out, "--scenarios", "seed", "--seeds", "0", "--controllers", "quits_at_import:X",
+                "--overwrite")
+    assert "cannot load policy 'quits_at_import:X' (SystemExit: 0)" in err
+
+
+def test_a_run_over_the_run_timeout_is_failed_and_the_grid_goes_on(plugins) -> None:
+    out = plugins / "out"
+    import time
+
+    start = time.perf_counter()
+    assert run(out, "--scenarios", "seed", "--seeds", "0-1", "--controllers", "trust_plugins:Sleeps,edf",
+               "--run-timeout", "2") == 1
+    assert time.perf_counter() - start < 30  # not 4 x 30 s
+    assert list(pd.read_csv(out / "metrics.csv")["controller"]) == ["edf", "edf"]
+    assert "seed_seed1_trust_plugins:Sleeps" in (out / "summary.md").read_text()
+
+
+def test_sigterm_removes_the_lock(plugins) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = plugins / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), str(plugins)])}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", "compare", *FAST, "--out", str(out), "--scenarios",
+                             "seed", "--seeds", "0", "--controllers", "trust_plugins:Sleeps"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the run
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not (out / ".lock").exists()
+
+
+# -- item 12: a row is appended, not the file rewritten ----------------------------------------------------
+def test_rows_are_appended_to_metrics_csv_not_rewritten(tmp_path) -> None:
+    from experiments.results import ResultsTable, read_rows
+
+    def row(seed: int) -> dict:
+        return {"controller": "edf", "scenario": "seed", "seed": seed, "unmet_energy_kwh": seed / 3,
+                "package_version": "0", "plant_fingerprint": "0" * 12, "settings_fingerprint": "1" * 12}
+
+    path = tmp_path / "metrics.csv"
+    table = ResultsTable(path, ["unmet_energy_kwh"], [row(0)])
+    table.add(row(1))  # the first add writes the header and the rows kept
+    inode, before = path.stat().st_ino, path.read_bytes()
+    table.add(row(2))
+    assert path.stat().st_ino == inode and path.read_bytes().startswith(before)  # appended in place
+    assert path.read_bytes()[len(before):].decode() == f"edf,seed,2,{2 / 3!r},0,{'0' * 12},{'1' * 12}\n"
+    rows, problems = read_rows(path, ["unmet_energy_kwh"])
+    assert [r["seed"] for r in rows] == [0, 1, 2] and not problems
