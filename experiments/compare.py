@@ -3,15 +3,18 @@
 Output directory layout:
 
 ```
-metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run), with
-                     the solver-failure columns and, last, package_version and settings_fingerprint
-settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the learned
-                     model's checksum for ppo, the package version)
+metrics.csv          tidy: one row per controller x scenario x distinct episode (appended and fsync'ed as each run
+                     finishes), with the solver-failure columns and, last, package_version, plant_fingerprint
+                     and settings_fingerprint
+settings.json        fingerprint -> what it hashes: the settings of rows (base env and the fields set in it, the
+                     package version and code_sha256, scenario_files, mpc for MPC controllers, the learned
+                     model's checksum) and the plants that ran ({"plant": EnvConfig fields})
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, solver failures marked, the model (and checksum) behind the learned rows
-                     (also printed)
-run.json             the configuration (plant and MPC settings included), the command line, versions, wall
-                     time, failures, rows re-run because they were incomplete
+                     controller, solver failures marked, the model (and checksum) behind the learned rows,
+                     repeated episodes (also printed)
+run.json             the configuration (base plant and MPC settings included), the plants that ran, the command
+                     line, versions, wall time, failures, rows re-run because they were incomplete
+.written             every file written (what `overwrite` removes, `experiments.outdir.clear`)
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png
@@ -19,8 +22,8 @@ plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unme
 
 The folder is locked while the run lasts (`experiments.outdir`). With `resume`, only complete rows whose
 fingerprint matches the current settings are kept; other settings stop the run (UsageError naming the
-differing keys). With `overwrite`, the earlier outputs are removed when the first new row is written. A
-run in which no episode finishes leaves the folder as it was.
+differing keys). With `overwrite`, the earlier run's files (and no others) are removed when the first new row
+is written. A run in which no episode finishes leaves the folder as it was.
 """
 
 from __future__ import annotations
