@@ -28,6 +28,7 @@ is written. A run in which no episode finishes leaves the folder as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -283,8 +284,13 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 failures = run_grid(keys, on_result, models=tuple((n, str(p)) for n, p in models.items()),
                                     backend=backend, progress=progress, mpc=cfg.mpc, env=cfg.env,
                                     timeout=cfg.run_timeout)
+        except OSError as exc:  # a results file cannot be written (read-only traces/, a full disk)
+            raise UsageError(f"out = {str(out)!r}: cannot write {exc.filename or 'a result file'} "
+                             f"({exc.strerror or exc}); stopped, the {len(table.done())} finished rows are kept "
+                             "(--resume goes on)") from None
         finally:
-            store.flush()
+            with contextlib.suppress(OSError):
+                store.flush()
         if failures and not added:
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1

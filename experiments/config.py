@@ -9,6 +9,7 @@ that need a scenario or the file system. Repeated names and seeds are removed wi
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 
 from experiments import registry
 from experiments.backends import BACKENDS, check_ray_address
-from experiments.coerce import construct, field_values, parse_seeds, unique
+from experiments.coerce import MAX_SEED, construct, field_values, parse_seeds, unique
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -123,6 +124,7 @@ class Output(_Checks):
     def _check_output(self) -> None:
         if not self.out:
             _fail(self.section, "out", self.out, "must name a directory")
+        object.__setattr__(self, "out", os.path.expanduser(self.out))  # `out: ~/x` in a file, as on a shell
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ class TrainConfig(Output):
         self._check_output()
         self._names("scenarios", registry.check_scenario)
         self._seeds()
+        if not 0 <= self.seed <= MAX_SEED:
+            _fail(self.section, "seed", self.seed, f"must be an integer in [0, {MAX_SEED}]")
         for key in ("timesteps", "n_steps", "batch_size", "n_epochs"):
             self._at_least(key, 1)
         if not self.learning_rate > 0:

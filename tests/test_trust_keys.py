@@ -267,6 +267,14 @@ class Quits(Base):
     def act_array(self, obs):
         sys.exit(0)
 
+class Dies(Base):
+    def reset(self, config, scenario=None, seed=None):
+        self.seed = seed
+    def act_array(self, obs):
+        if self.seed == 0:
+            os._exit(1)
+        return np.zeros(obs.shape[0])
+
 class Sleeps(Base):
     def act_array(self, obs):
         time.sleep(float(os.environ.get("SLEEP_S", "30")))
@@ -344,3 +352,37 @@ def test_rows_are_appended_to_metrics_csv_not_rewritten(tmp_path) -> None:
     assert path.read_bytes()[len(before):].decode() == f"edf,seed,2,{2 / 3!r},0,{'0' * 12},{'1' * 12}\n"
     rows, problems = read_rows(path, ["unmet_energy_kwh"])
     assert [r["seed"] for r in rows] == [0, 1, 2] and not problems
+
+
+def test_a_killed_pool_worker_fails_its_run_and_the_grid_goes_on(plugins) -> None:
+    out = plugins / "out"
+    assert main(["compare", "-q", "--no-plots", "--no-traces", "--workers", "2", "--out", str(out), "--scenarios",
+                 "seed", "--seeds", "0-2", "--controllers", "trust_plugins:Dies,edf"]) == 1
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert sorted(metrics["controller"]) == ["edf"] * 3 + ["trust_plugins:Dies"] * 2  # seed 0 of Dies failed
+    assert "seed_seed0_trust_plugins:Dies" in (out / "summary.md").read_text()
+
+
+# -- one line where a traceback was ------------------------------------------------------------------------
+def test_an_unwritable_traces_folder_stops_with_one_line_and_keeps_the_rows(tmp_path, capsys) -> None:
+    import os
+
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / "seed_seed1_edf.csv").mkdir()  # cannot be replaced by a file, even as root
+    err = stops(capsys, tmp_path, "--scenarios", "seed", "--seeds", "0-2", "--controllers", "edf")
+    assert "cannot write" in err and "stopped, the 1 finished rows are kept (--resume goes on)" in err
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["seed"]) == [0] and not (tmp_path / ".lock").exists()
+    os.rmdir(tmp_path / "traces" / "seed_seed1_edf.csv")
+    assert run(tmp_path, "--scenarios", "seed", "--seeds", "0-2", "--controllers", "edf", "--resume") == 0
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["seed"]) == [0, 1, 2]
+
+
+def test_out_with_a_tilde_in_a_config_file_and_a_negative_train_seed(tmp_path, monkeypatch, capsys) -> None:
+    from experiments.config import CompareConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert CompareConfig(out="~/x").out == str(tmp_path / "x")
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--seed", "-1", "--out", str(tmp_path / "t"), "-q"])
+    text = capsys.readouterr().err
+    assert err.value.code == 2 and "train.seed = -1: must be an integer in [0, 4294967295]" in text
