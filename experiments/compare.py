@@ -75,7 +75,11 @@ def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
             from experiments.rl import convert_sb3_zip
 
             log.warning("trust_model: unpickling %s and converting it into %s", path, out / "models" / name)
-            models[name] = convert_sb3_zip(path, out / "models" / name)
+            try:
+                models[name] = convert_sb3_zip(path, out / "models" / name)
+            except Exception as exc:  # noqa: BLE001 - whatever unpickling a foreign file raises
+                raise UsageError(f"{cfg.section}.{name}_model = {str(path)!r}: not a Stable-Baselines3 model "
+                                 f"that converts ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         else:
             models[name] = description_path(path).parent
     return models

@@ -43,6 +43,8 @@ class _Claimed:
 
 
 _CLAIMED: list[_Claimed] = []
+OWNED_FOLDERS = ("tb", "models")
+"""Folders a command owns whole (TensorBoard logs, converted models)."""
 
 
 def _holder(path: Path) -> dict:
@@ -162,8 +164,9 @@ def clear(out: Path, legacy: Sequence[str] = ()) -> None:
     not written by this run, and nothing else; in a folder that had no manifest (an older version's), the paths
     matching the `legacy` glob patterns. Folders left empty by it go too."""
     claimed = next(c for c in reversed(_CLAIMED) if c.out == out)
-    if claimed.earlier is None:
-        paths = [p for pattern in legacy for p in sorted(out.glob(pattern))]
+    if claimed.earlier is None:  # folders only where the pattern names a folder the tool owns (tb, models)
+        paths = [p for pattern in legacy for p in sorted(out.glob(pattern))
+                 if not p.is_dir() or pattern in OWNED_FOLDERS]
     else:
         paths = [out / e for e in claimed.earlier]
     for path in paths:

@@ -386,3 +386,11 @@ def test_out_with_a_tilde_in_a_config_file_and_a_negative_train_seed(tmp_path, m
         main(["train", "--seed", "-1", "--out", str(tmp_path / "t"), "-q"])
     text = capsys.readouterr().err
     assert err.value.code == 2 and "train.seed = -1: must be an integer in [0, 4294967295]" in text
+
+
+def test_resume_with_a_subset_of_the_controllers(tmp_path) -> None:
+    """The rows of a learned controller that does not run now are kept (its model is not compared)."""
+    assert run(tmp_path, "--scenarios", "seed", "--seeds", "0", "--controllers", "edf,ppo", "--no-traces") == 0
+    assert run(tmp_path, "--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf", "--no-traces",
+               "--resume") == 0
+    assert sorted(pd.read_csv(tmp_path / "metrics.csv")["controller"]) == ["edf", "edf", "ppo"]
