@@ -298,10 +298,17 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         if failures and not added:
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1
+        changed = [labels[spec] for spec in cfg.scenarios if _files_now(spec) != files[spec]]
+        if changed:
+            log.error("scenario files changed during the run: rows of %s may come from either version; run them "
+                      "again with --overwrite (a --resume refuses them)", ", ".join(changed))
         metrics = _in_config_order(table.frame(), cfg)
         text = markdown(metrics, title=title, reference=cfg.reference_controller()) + models_note(models, checksums)
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
+        if changed:
+            text += ("\n**Scenario files changed during the run**: the rows of " + ", ".join(changed) + " may come from "
+                     "either version; run them again with --overwrite.\n")
         if failures:
             text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
         write_text(out / SUMMARY, text)
@@ -314,7 +321,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "models": {n: {"path": str(p), "sha256": checksums[n]} for n, p in models.items()},
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
-                "rerun_rows": rejected, "repeated_episodes": notes,
+                "rerun_rows": rejected, "repeated_episodes": notes, "scenario_files_changed": changed,
                 "scenario_files": {spec: f for spec, f in files.items() if f}, "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
@@ -323,4 +330,12 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         log.warning("%s", note)
     print(f"{len(metrics)} rows in {out / METRICS}; wall time {wall:.1f} s"
           + (f"; {len(failures)} runs FAILED" if failures else ""))
-    return 1 if failures else 0
+    return 1 if failures or changed else 0
+
+
+def _files_now(spec: str) -> dict[str, str] | None:
+    """`scenario_files(spec)` now (None when a file cannot be read any more)."""
+    try:
+        return scenario_files(spec)
+    except OSError:
+        return None

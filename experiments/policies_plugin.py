@@ -12,12 +12,16 @@ pev_mpc.policies =
     my-policy = my_package.policies:MyPolicy
 ```
 
-On Ray workers the module must be importable as well (installed, or on the workers' PYTHONPATH).
+An import path is found on sys.path, then in the working directory (appended, so a folder of the user's
+named like an installed package never shadows it). On Ray workers the module must be importable as well
+(installed, or on the workers' PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -40,6 +44,8 @@ def load_class(name: str, key: str = "controller") -> type:
     try:
         if is_import_path(name):
             module, _, attr = name.partition(":")
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())  # the user's module beside them; appended: never shadows a package
             found: Any = importlib.import_module(module)
             for part in attr.split("."):
                 found = getattr(found, part)

@@ -394,3 +394,28 @@ def test_resume_with_a_subset_of_the_controllers(tmp_path) -> None:
     assert run(tmp_path, "--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf", "--no-traces",
                "--resume") == 0
     assert sorted(pd.read_csv(tmp_path / "metrics.csv")["controller"]) == ["edf", "edf", "ppo"]
+
+
+def test_a_scenario_file_edited_during_the_run_is_reported(tmp_path, monkeypatch) -> None:
+    from experiments import runner
+
+    path = sessions(tmp_path / "s.csv")
+    real = runner.run_key
+
+    def edit_then_run(key, cache, env=None):
+        sessions(path, 1, 0)  # the file changes while the grid runs
+        return real(key, cache, env)
+
+    monkeypatch.setattr(runner, "run_key", edit_then_run)
+    assert run(tmp_path / "out", "--scenarios", f"csv:{path}", "--seeds", "0", "--controllers", "edf") == 1
+    assert "**Scenario files changed during the run**: the rows of csv-s" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_plugin_in_the_working_directory_loads_without_pythonpath(tmp_path, monkeypatch) -> None:
+    import sys
+
+    (tmp_path / "cwd_plugin.py").write_text(PLUGINS.replace("class Sleeps", "class Zero(Base):\n    def act_array(self, obs):\n        return np.zeros(obs.shape[0])\n\nclass Sleeps"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert run(tmp_path / "out", "--scenarios", "seed", "--seeds", "0", "--controllers", "cwd_plugin:Zero") == 0
+    assert sys.path[-1] == str(tmp_path)  # appended, after the installed packages
