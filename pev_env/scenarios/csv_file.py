@@ -44,8 +44,8 @@ class CsvFileFamily(ScenarioFamily):
         elif (stations >= 0).any():
             n_stations = int(stations.max()) + 1
         else:
-            raise ValueError(f"csv:{args}: station = -1 (first free station) in every row, so the file does not say "
-                             "how many stations there are; set env.n_stations (e.g. --set env.n_stations=6)")
+            raise ValueError(f"Scenario CSV {str(args)!r}: station = -1 (first free station) in every row, so the file "
+                             "does not say how many stations there are; set env.n_stations (e.g. --set env.n_stations=6)")
         n_steps = base.n_steps if base.is_set("total_time") else max(int(departures.max(initial=1)), 1)
         scenario = Scenario(**fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),
                             sampling_time=base.sampling_time)
