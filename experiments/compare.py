@@ -289,7 +289,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                                     backend=backend, progress=progress, mpc=cfg.mpc, env=cfg.env,
                                     timeout=cfg.run_timeout)
         except OSError as exc:  # a results file cannot be written (read-only traces/, a full disk)
-            raise UsageError(f"out = {str(out)!r}: cannot write {exc.filename or 'a result file'} "
+            raise UsageError(f"out = {str(out)!r}: cannot write {exc.filename2 or exc.filename or 'a result file'} "
                              f"({exc.strerror or exc}); stopped, the {len(table.done())} finished rows are kept "
                              "(--resume goes on)") from None
         finally:

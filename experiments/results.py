@@ -174,7 +174,11 @@ class ResultsTable:
             raise ValueError(f"result row: missing key columns {missing}; got {sorted(row)}")
         if self._header is None:
             self._rows.append(dict(row))
-            self.save()
+            try:
+                self.save()
+            except BaseException:
+                self._rows.pop()  # not on disk
+                raise
             return
         unknown = [c for c in row if c not in self._header]
         if unknown:
