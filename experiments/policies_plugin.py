@@ -67,12 +67,12 @@ def check_interface(cls: Any, name: str, key: str = "controller") -> None:
                          f"allowed: a class with {', '.join(METHODS)} and last_stats")
 
 
-def make(name: str) -> Any:
-    """A fresh instance of the plug-in `name`, with its `last_stats` checked."""
+def make(name: str, key: str = "controller") -> Any:
+    """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
     try:
-        policy = load_class(name)()
+        policy = load_class(name, key)()
     except (TypeError, SystemExit) as exc:
-        raise ValueError(f"controller {name!r}: cannot be made without arguments ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{key}: {name!r} cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):
-        raise ValueError(f"controller {name!r}: its instances have no `last_stats` (a mapping of step statistics)")
+        raise ValueError(f"{key}: instances of {name!r} have no `last_stats` (a mapping of step statistics)")
     return policy

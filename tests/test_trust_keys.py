@@ -279,6 +279,20 @@ class Sleeps(Base):
     def act_array(self, obs):
         time.sleep(float(os.environ.get("SLEEP_S", "30")))
         return np.zeros(obs.shape[0])
+
+class NeedsArgs(Base):
+    def __init__(self, x):
+        pass
+    def act_array(self, obs):
+        return np.zeros(obs.shape[0])
+
+class NoStats:
+    def reset(self, config, scenario=None, seed=None):
+        pass
+    def act(self, observations):
+        return {}
+    def act_array(self, obs):
+        return np.zeros(obs.shape[0])
 """
 
 
@@ -419,3 +433,12 @@ def test_a_plugin_in_the_working_directory_loads_without_pythonpath(tmp_path, mo
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert run(tmp_path / "out", "--scenarios", "seed", "--seeds", "0", "--controllers", "cwd_plugin:Zero") == 0
     assert sys.path[-1] == str(tmp_path)  # appended, after the installed packages
+
+
+@pytest.mark.parametrize(("plugin", "message"), [
+    ("NeedsArgs", "'trust_plugins:NeedsArgs' cannot be made without arguments (TypeError: "),
+    ("NoStats", "instances of 'trust_plugins:NoStats' have no `last_stats`"),
+])
+def test_a_plugin_that_cannot_be_built_stops_before_any_run(plugins, capsys, plugin, message) -> None:
+    err = stops(capsys, plugins / "out", "--scenarios", "seed", "--seeds", "0", "--controllers", f"trust_plugins:{plugin}")
+    assert f"compare.controllers: {message}" in err
