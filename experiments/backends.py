@@ -146,17 +146,23 @@ class LocalBackend:
                                        initializer=_init_worker, initargs=(os.getpid(),))
             pending: dict[Future, Any] = {}
             lost: list[Any] = []
+            broken = False
             try:
-                while (queue or pending) and not lost:
+                while (queue or pending) and not broken:
                     while queue and len(pending) < (1 if alone else 2 * self.workers):
-                        item = queue.popleft()
-                        pending[pool.submit(fn, item)] = item
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        try:
+                            pending[pool.submit(fn, queue[0])] = queue[0]
+                        except BrokenProcessPool:  # it broke since the last wait: the item never ran
+                            broken = True
+                            break
+                        queue.popleft()
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
                     for future in done:
                         item = pending.pop(future)
                         error = future.exception()
                         if isinstance(error, BrokenProcessPool):
                             lost.append(item)
+                            broken = True
                         else:
                             yield Finished(item, error=error) if error is not None else Finished(item, future.result())
             except BaseException:  # an interrupt, or the caller stopped early: stop the runs in flight
