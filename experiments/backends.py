@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import logging
 import os
 import re
 import signal
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -25,6 +28,8 @@ from tqdm import tqdm
 
 __all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "check_ray_address", "check_ray_reachable",
            "make_backend", "map_in_order", "open_backend"]
+
+log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 RAY_CONNECT_TIMEOUT_S = 10.0
@@ -92,6 +97,7 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (experiments.cli)
     try:
         import torch
 
@@ -132,25 +138,46 @@ class LocalBackend:
                 else:
                     yield Finished(item, result)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(items)), initializer=_init_worker,
-                                   initargs=(os.getpid(),))
-        pending: dict[Future, Any] = {}
-        refill = _bounded(lambda item: pool.submit(fn, item), items, 2 * self.workers, pending)
-        try:
-            refill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = pending.pop(future)
-                    error = future.exception()
-                    yield Finished(item, error=error) if error is not None else Finished(item, future.result())
-                refill()
-        except BaseException:  # an interrupt, or the caller stopped early: stop the runs in flight
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            raise
-        finally:  # drop queued runs instead of finishing them
-            pool.shutdown(wait=True, cancel_futures=True)
+        work, suspects = deque(items), deque()
+        while work or suspects:  # a pool; a new one after a worker process died (BrokenProcessPool)
+            alone = bool(suspects)  # the runs in flight when a worker died go again one at a time: only the
+            queue = suspects if alone else work  # one that kills its worker again fails
+            pool = ProcessPoolExecutor(max_workers=1 if alone else min(self.workers, len(work)),
+                                       initializer=_init_worker, initargs=(os.getpid(),))
+            pending: dict[Future, Any] = {}
+            lost: list[Any] = []
+            broken = False
+            try:
+                while (queue or pending) and not broken:
+                    while queue and len(pending) < (1 if alone else 2 * self.workers):
+                        try:
+                            pending[pool.submit(fn, queue[0])] = queue[0]
+                        except BrokenProcessPool:  # it broke since the last wait: the item never ran
+                            broken = True
+                            break
+                        queue.popleft()
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
+                    for future in done:
+                        item = pending.pop(future)
+                        error = future.exception()
+                        if isinstance(error, BrokenProcessPool):
+                            lost.append(item)
+                            broken = True
+                        else:
+                            yield Finished(item, error=error) if error is not None else Finished(item, future.result())
+            except BaseException:  # an interrupt, or the caller stopped early: stop the runs in flight
+                for process in list((pool._processes or {}).values()):
+                    process.terminate()
+                raise
+            finally:  # drop queued runs instead of finishing them
+                pool.shutdown(wait=True, cancel_futures=True)
+            lost += pending.values()  # in flight when the pool broke: their results are gone too
+            if alone:
+                yield from (Finished(item, error=RuntimeError("its worker process died (killed, out of memory or "
+                                                              "os._exit)")) for item in lost)
+            elif lost:
+                log.warning("a worker process died; the %d run(s) in flight go again, one at a time", len(lost))
+                suspects.extend(lost)
 
     def close(self) -> None:
         """Nothing to release (each map owns its pool)."""

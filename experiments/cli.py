@@ -11,14 +11,16 @@ base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env
 Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found before any work starts
 (a bad key or value, a scenario that cannot be built, an output folder that is busy, holds results without
 --resume/--overwrite or cannot be written, rows that would mix settings), one line naming the problem;
-130 interrupted (Ctrl-C; finished rows are kept).
+130 interrupted (Ctrl-C; finished rows are kept); 143 terminated (SIGTERM; as Ctrl-C, the lock removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 from experiments.backends import BACKENDS
@@ -62,6 +64,8 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
                                          "reference model)", {}),
         ("--trust-model", "trust_model", "accept a model file holding pickled objects (a Stable-Baselines3 model.zip; "
                                          "loading it can run any code): only for files you made", _TRUE),
+        ("--run-timeout", "run_timeout", "seconds one run may take; a run over it is recorded as failed and the "
+                                         "grid goes on (default 0: no limit)", {"metavar": "SECONDS"}),
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
@@ -164,13 +168,27 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
     return scale(cfg, argv=argv, progress=progress)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (the lock and the finished results are left in order)."""
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code (0 ok, 1 failed runs, 2 bad input, 130 Ctrl-C)."""
+    """Entry point of the console script; returns the exit code (0 ok, 1 failed runs, 2 bad input, 130 Ctrl-C,
+    143 SIGTERM)."""
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
-    except KeyboardInterrupt:
-        print("pev-experiments: interrupted; finished results are kept (compare: --resume goes on)", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"pev-experiments: {what}; finished results are kept (compare: --resume goes on)", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str]) -> int:

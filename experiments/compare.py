@@ -3,15 +3,18 @@
 Output directory layout:
 
 ```
-metrics.csv          tidy: one row per controller x scenario x seed (rewritten atomically after every run), with
-                     the solver-failure columns and, last, package_version and settings_fingerprint
-settings.json        settings fingerprint -> the settings it hashes (env, mpc for MPC controllers, the learned
-                     model's checksum for ppo, the package version)
+metrics.csv          tidy: one row per controller x scenario x distinct episode (appended and fsync'ed as each run
+                     finishes), with the solver-failure columns and, last, package_version, plant_fingerprint
+                     and settings_fingerprint
+settings.json        fingerprint -> what it hashes: the settings of rows (base env and the fields set in it, the
+                     package version and code_sha256, scenario_files, mpc for MPC controllers, the learned
+                     model's checksum) and the plants that ran ({"plant": EnvConfig fields})
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, solver failures marked, the model (and checksum) behind the learned rows
-                     (also printed)
-run.json             the configuration (plant and MPC settings included), the command line, versions, wall
-                     time, failures, rows re-run because they were incomplete
+                     controller, solver failures marked, the model (and checksum) behind the learned rows,
+                     repeated episodes (also printed)
+run.json             the configuration (base plant and MPC settings included), the plants that ran, the command
+                     line, versions, wall time, failures, rows re-run because they were incomplete
+.written             every file written (what `overwrite` removes, `experiments.outdir.clear`)
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 traces/<scenario>_seed<seed>_<controller>_network.csv    per step: load_<j> of each site-network constraint
@@ -21,15 +24,15 @@ plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unme
 
 The folder is locked while the run lasts (`experiments.outdir`). With `resume`, only complete rows whose
 fingerprint matches the current settings are kept; other settings stop the run (UsageError naming the
-differing keys). With `overwrite`, the earlier outputs are removed when the first new row is written. A
-run in which no episode finishes leaves the folder as it was.
+differing keys). With `overwrite`, the earlier run's files (and no others) are removed when the first new row
+is written. A run in which no episode finishes leaves the folder as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -42,18 +45,22 @@ from experiments import plots, registry
 from experiments.backends import open_backend
 from experiments.config import CompareConfig
 from experiments.errors import UsageError
-from experiments.outdir import claim
-from experiments.provenance import differing_keys, environment_info, fingerprint, package_version, to_dict
-from experiments.results import PROVENANCE_COLUMNS, ResultsTable, read_rows, save_figure, write_csv, write_text
-from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid
+from experiments.outdir import claim, clear
+from experiments.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
+                                    to_dict)
+from experiments.results import ResultsTable, read_rows, save_figure, write_csv, write_text
+from experiments.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
+                                scenario_labels)
 from experiments.summary import failure_note, markdown
-from pev_env.scenarios import scenario_data_reports, scenario_label, scenario_provenance
+from pev_env.scenarios import scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
 
 METRICS, SETTINGS, SUMMARY, RUN = "metrics.csv", "settings.json", "summary.md", "run.json"
-OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces", "plots")
-"""What a run writes (removed by `overwrite` once the first new row is ready)."""
+OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces/*_seed*.csv", "plots/violations_unmet.png",
+           "plots/area_power_*.png", "plots/soc_*.png", "models")
+"""What a run writes, as patterns for a folder without a manifest (`experiments.outdir.clear`; removed by
+`overwrite` once the first new row is ready)."""
 
 
 def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
@@ -70,7 +77,11 @@ def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
             from experiments.rl import convert_sb3_zip
 
             log.warning("trust_model: unpickling %s and converting it into %s", path, out / "models" / name)
-            models[name] = convert_sb3_zip(path, out / "models" / name)
+            try:
+                models[name] = convert_sb3_zip(path, out / "models" / name)
+            except Exception as exc:  # noqa: BLE001 - whatever unpickling a foreign file raises
+                raise UsageError(f"{cfg.section}.{name}_model = {str(path)!r}: not a Stable-Baselines3 model "
+                                 f"that converts ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         else:
             models[name] = description_path(path).parent
     return models
@@ -90,10 +101,16 @@ def models_note(models: Mapping[str, Path], checksums: Mapping[str, str]) -> str
     return "\n**Learned models** behind the rows:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, str]) -> dict[str, Any]:
-    """Everything that affects a row of `controller` besides its key: the plant, the package version, the MPC
-    settings (MPC controllers) and the model checksum (learned controllers)."""
-    settings: dict[str, Any] = {"env": cfg.env, "package_version": package_version()}
+def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, str],
+                 files: Mapping[str, str] | None) -> dict[str, Any]:
+    """Everything that affects a row of `controller` besides its key: the base plant and the fields the user set
+    in it (EnvConfig.user_set, a default value included), the package version and the sha256 of its sources,
+    the sha256 of every file the scenario reads (`files`: path -> sha256; None when the scenario does not run
+    now), the MPC settings (MPC controllers) and the model checksum (learned controllers that run now)."""
+    settings: dict[str, Any] = {"env": cfg.env, "env_set": sorted(cfg.env.user_set),
+                                "package_version": package_version(), "code_sha256": code_checksum()}
+    if files is not None:
+        settings["scenario_files"] = dict(files)
     if controller in registry.mpc_controllers():
         settings["mpc"] = cfg.mpc
     if controller in checksums:
@@ -109,29 +126,79 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def resumed_rows(cfg: CompareConfig, out: Path, checksums: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of out/metrics.csv to keep, and the problems of the rows left out (they run again).
+class SettingsStore:
+    """settings.json: fingerprint -> what it hashes (the settings of rows; {"plant": EnvConfig fields} of the
+    plants that ran). Rewritten atomically when new fingerprints appear: at once while it is small, else at most
+    every FLUSH_S seconds, and by `flush` (at the end of a run, interrupted or not)."""
 
+    FLUSH_S = 10.0
+    SMALL = 256
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.data = path, {}
+        self._unsaved, self._saved_at = False, 0.0
+
+    def start(self, data: Mapping[str, Any]) -> None:
+        """Hold `data` (fingerprint -> settings) and write it now."""
+        self.data, self._unsaved = dict(data), True
+        self.flush()
+
+    def add(self, value: Any) -> str:
+        """Record `value` under its fingerprint (returned)."""
+        key = fingerprint(value)
+        if key not in self.data:
+            self.data[key], self._unsaved = to_dict(value), True
+            if len(self.data) <= self.SMALL or time.monotonic() - self._saved_at >= self.FLUSH_S:
+                self.flush()
+        return key
+
+    def flush(self) -> None:
+        if self._unsaved:
+            write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+            self._unsaved, self._saved_at = False, time.monotonic()
+
+
+def resumed_rows(cfg: CompareConfig, out: Path, settings: Mapping[tuple[str, str], Mapping[str, Any]],
+                 checksums: Mapping[str, str], columns: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of out/metrics.csv to keep, and the problems of the rows left out (they run again): incomplete
+    or corrupt rows, and rows whose plant is not recorded in settings.json.
+
+    `settings`: (controller, scenario label) -> the row settings of this run. A row of a controller or scenario
+    that does not run now is compared on what this run can compute (its model and scenario files are left out).
     Raises UsageError naming the differing keys if a complete row was computed with other settings.
     """
     if not (out / METRICS).exists():
         return [], []
-    rows, problems = read_rows(out / METRICS, PROVENANCE_COLUMNS)
+    rows, problems = read_rows(out / METRICS, columns)
     known = _read_json(out / SETTINGS)
     differs: dict[str, list[str]] = {}
-    for row in rows:
-        now = row_settings(cfg, row["controller"], checksums)
+    kept = []
+    for number, row in enumerate(rows):
+        controller, label = row["controller"], row["scenario"]
+        now = settings.get((controller, label)) or row_settings(cfg, controller, checksums, None)
+        before = known.get(row["settings_fingerprint"])
         if row["settings_fingerprint"] != fingerprint(now):
-            before = known.get(row["settings_fingerprint"])
-            differs.setdefault(row["controller"], differing_keys(before, now) if isinstance(before, Mapping)
-                               else [f"fingerprint {row['settings_fingerprint']} not in {SETTINGS}"])
+            optional = {"scenario_files", f"{controller}_model_sha256"} - set(now)
+            if not isinstance(before, Mapping):
+                differs.setdefault(f"{controller}/{label}", [f"fingerprint {row['settings_fingerprint']} not in "
+                                                             f"{SETTINGS}"])
+                continue
+            changed = differing_keys({k: v for k, v in before.items() if k not in optional}, now)
+            if changed:
+                differs.setdefault(f"{controller}/{label}", changed)
+                continue
+        if row["plant_fingerprint"] not in known:
+            problems.append(f"row {number + 1} ({controller}/{label}/{row['seed']}): its plant "
+                            f"{row['plant_fingerprint']} is not recorded in {SETTINGS}")
+            continue
+        kept.append(row)
     if differs:
         detail = "; ".join(f"{c}: {', '.join(d)}" for c, d in differs.items())
         raise UsageError(f"{cfg.section}.resume: {out / METRICS} holds rows computed with other settings "
                          f"({detail}); use the same settings, --overwrite, or another --out")
     for problem in problems:
         log.warning("%s %s: incomplete or corrupt row left out; it runs again", out / METRICS, problem)
-    return rows, problems
+    return kept, problems
 
 
 class TracePaths(NamedTuple):
@@ -161,9 +228,9 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
         written.append(out / "plots" / name)
 
     save(plots.metric_bars(metrics), "violations_unmet.png")
-    for spec in cfg.scenarios:
-        seed, scenario = cfg.seeds[0], scenario_label(spec)
-        found = {c: trace_paths(out, RunKey(c, spec, seed)) for c in cfg.controllers}
+    for spec, scenario in scenario_labels(cfg.scenarios).items():
+        seed = cfg.seeds[0]
+        found = {c: trace_paths(out, RunKey(c, spec, seed, scenario)) for c in cfg.controllers}
         found = {c: p for c, p in found.items() if p.power.exists() and p.soc.exists()}
         if not found:
             continue
@@ -179,20 +246,11 @@ def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:
     """Rows sorted by the configured scenario, controller and seed order (workers finish in any order)."""
     if metrics.empty:
         return metrics
-    rank = {"scenario": [scenario_label(s) for s in cfg.scenarios], "controller": cfg.controllers, "seed": cfg.seeds}
+    rank = {"scenario": list(scenario_labels(cfg.scenarios).values()), "controller": cfg.controllers,
+            "seed": cfg.seeds}
     keys = {c: metrics[c].map({v: i for i, v in enumerate(order)}).fillna(len(order)) for c, order in rank.items()}
     return metrics.assign(**{f"_{c}": k for c, k in keys.items()}).sort_values(
         ["_scenario", "_controller", "_seed"]).drop(columns=["_scenario", "_controller", "_seed"])
-
-
-def _clear(out: Path) -> None:
-    """Remove the outputs of an earlier run (`overwrite`)."""
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = True,
@@ -204,55 +262,82 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
         models = resolve_models(cfg, out)
         checksums = model_checksums(models)
-        kept, rejected = resumed_rows(cfg, out, checksums) if cfg.resume else ([], [])
-        table = ResultsTable(out / METRICS, [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS], kept)
+        grid_keys, notes = grid(cfg.controllers, cfg.scenarios, cfg.seeds)
+        for note in notes:
+            log.warning("%s", note)
+        labels = scenario_labels(cfg.scenarios)
+        files = {spec: scenario_files(spec) for spec in cfg.scenarios}
+        settings = {(c, labels[spec]): row_settings(cfg, c, checksums, files[spec])
+                    for c in cfg.controllers for spec in cfg.scenarios}
+        columns = [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS]
+        kept, rejected = resumed_rows(cfg, out, settings, checksums, columns) if cfg.resume else ([], [])
+        table = ResultsTable(out / METRICS, columns, kept)
         if rejected:
             table.save()  # the rows left out leave the file now, whether or not their keys run again
         done = table.done()
-        keys = [k for k in grid(cfg.controllers, cfg.scenarios, cfg.seeds)
-                if (k.controller, k.label, k.seed) not in done]
+        keys = [k for k in grid_keys if (k.controller, k.label, k.seed) not in done]
         if done:
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
-        settings = {c: row_settings(cfg, c, checksums) for c in cfg.controllers}
+        store = SettingsStore(out / SETTINGS)
         added: list[RunKey] = []
 
         def on_result(key: RunKey, result: EpisodeResult) -> None:
             if not added:  # the first new row: only now may earlier outputs go
                 if cfg.overwrite:
-                    _clear(out)
-                store = {**_read_json(out / SETTINGS), **{fingerprint(s): s for s in settings.values()}}
-                write_text(out / SETTINGS, json.dumps(store, indent=2, sort_keys=True) + "\n")
+                    clear(out, OUTPUTS)
+                store.start({**_read_json(out / SETTINGS), **{fingerprint(s): s for s in settings.values()}})
             if cfg.traces:
                 paths = trace_paths(out, key)
                 write_csv(paths.power, result.trace)
                 write_csv(paths.soc, result.soc)
                 write_csv(paths.network, result.network)
                 write_text(paths.constraints, json.dumps(result.constraints, indent=2) + "\n")
-            table.add({**result.row, "package_version": package_version(),
-                       "settings_fingerprint": fingerprint(settings[key.controller])})
+            plant = store.add({"plant": result.plant})
+            table.add({**result.row, "package_version": package_version(), "plant_fingerprint": plant,
+                       "settings_fingerprint": fingerprint(settings[key.controller, key.label])})
             added.append(key)
 
-        with open_backend(cfg) as backend:
-            failures = run_grid(keys, on_result, models=tuple((n, str(p)) for n, p in models.items()), backend=backend, progress=progress,
-                                mpc=cfg.mpc, env=cfg.env)
+        try:
+            with open_backend(cfg) as backend:
+                failures = run_grid(keys, on_result, models=tuple((n, str(p)) for n, p in models.items()),
+                                    backend=backend, progress=progress, mpc=cfg.mpc, env=cfg.env,
+                                    timeout=cfg.run_timeout)
+        except OSError as exc:  # a results file cannot be written (read-only traces/, a full disk)
+            raise UsageError(f"out = {str(out)!r}: cannot write {exc.filename2 or exc.filename or 'a result file'} "
+                             f"({exc.strerror or exc}); stopped, the {len(table.done())} finished rows are kept "
+                             "(--resume goes on)") from None
+        finally:
+            with contextlib.suppress(OSError):
+                store.flush()
         if failures and not added:
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1
+        changed = [labels[spec] for spec in cfg.scenarios if _files_now(spec) != files[spec]]
+        if changed:
+            log.error("scenario files changed during the run: rows of %s may come from either version; run them "
+                      "again with --overwrite (a --resume refuses them)", ", ".join(changed))
         metrics = _in_config_order(table.frame(), cfg)
         text = markdown(metrics, title=title, reference=cfg.reference_controller()) + models_note(models, checksums)
+        if notes:
+            text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
+        if changed:
+            text += ("\n**Scenario files changed during the run**: the rows of " + ", ".join(changed) + " may come from "
+                     "either version; run them again with --overwrite.\n")
         if failures:
             text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
         write_text(out / SUMMARY, text)
         if cfg.plots:
             write_plots(cfg, out, metrics)
         wall = time.perf_counter() - start
+        plants = {fp: store.data.get(fp, {}).get("plant") for fp in sorted(set(metrics["plant_fingerprint"]))}
         info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
+                "env_set": sorted(cfg.env.user_set), "plants": plants,
                 "models": {n: {"path": str(p), "sha256": checksums[n]} for n, p in models.items()},
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
-                "rerun_rows": rejected, "scenario_files": scenario_provenance(cfg.scenarios),
-                "data_report": scenario_data_reports(cfg.scenarios),
-                "environment": environment_info()}
+                "rerun_rows": rejected, "repeated_episodes": notes, "scenario_files_changed": changed,
+                "scenario_files": {spec: f for spec, f in files.items() if f},
+                "data_report": scenario_data_reports(cfg.scenarios), "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
     note = failure_note(metrics)
@@ -260,4 +345,12 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         log.warning("%s", note)
     print(f"{len(metrics)} rows in {out / METRICS}; wall time {wall:.1f} s"
           + (f"; {len(failures)} runs FAILED" if failures else ""))
-    return 1 if failures else 0
+    return 1 if failures or changed else 0
+
+
+def _files_now(spec: str) -> dict[str, str] | None:
+    """`scenario_files(spec)` now (None when a file cannot be read any more)."""
+    try:
+        return scenario_files(spec)
+    except OSError:
+        return None

@@ -9,6 +9,7 @@ that need a scenario or the file system. Repeated names and seeds are removed wi
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 
 from experiments import registry
 from experiments.backends import BACKENDS, check_ray_address
-from experiments.coerce import construct, field_values, parse_seeds, unique
+from experiments.coerce import MAX_SEED, construct, field_values, parse_seeds, unique
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -123,6 +124,7 @@ class Output(_Checks):
     def _check_output(self) -> None:
         if not self.out:
             _fail(self.section, "out", self.out, "must name a directory")
+        object.__setattr__(self, "out", os.path.expanduser(self.out))  # `out: ~/x` in a file, as on a shell
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,13 @@ class CompareConfig(Execution, Plant, Output):
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), e.g.
     {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field. The others ignore it."""
+    run_timeout: float = 0.0
+    """Seconds one run (controller x scenario x seed) may take; a run over it is recorded as failed and the grid
+    goes on (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
         if tuple(self.controllers) == registry.DEFAULT_CONTROLLERS:
@@ -257,6 +263,8 @@ class TrainConfig(Output):
         self._check_output()
         self._names("scenarios", registry.check_scenario)
         self._seeds()
+        if not 0 <= self.seed <= MAX_SEED:
+            _fail(self.section, "seed", self.seed, f"must be an integer in [0, {MAX_SEED}]")
         for key in ("timesteps", "n_steps", "batch_size", "n_epochs"):
             self._at_least(key, 1)
         if not self.learning_rate > 0:

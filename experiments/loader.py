@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from experiments.coerce import construct, field_values
+from experiments.coerce import field_values
 from experiments.config import CONFIGS
 from pev_env.config import EnvConfig, read_mapping_file
 
@@ -69,7 +69,11 @@ def plant(section: str, env: Any, env_file: str) -> EnvConfig:
             raise ValueError(f"{section}.env_file = {env_file!r}: {exc}") from None
         from_file = field_values(EnvConfig, f"{section}.env_file {env_file}", data)
         key = f"{section}.env_file {env_file} + {key}"
-    return construct(EnvConfig, key, {**from_file, **field_values(EnvConfig, f"{section}.env", env)})
+    values = {**from_file, **field_values(EnvConfig, f"{section}.env", env)}
+    try:  # with_overrides: every field named counts as set by the user (EnvConfig.is_set), even at its default
+        return EnvConfig().with_overrides(values)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
 
 
 def load_config(cls: type[C], file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:

@@ -32,7 +32,7 @@ from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import generalized_advantage_estimate
 
 from experiments.outdir import claim
-from experiments.rl import LOG_STD_INIT, StationVecEnv, TrainingRecord, model_description, training_info
+from experiments.rl import LOG_STD_INIT, TRAIN_OUTPUTS, StationVecEnv, TrainingRecord, model_description, training_info
 from experiments.rl_model import DESCRIPTION_FILE, save_model
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class _StateIndependentScale(nn.Module):
 
 def train_mappo(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train MAPPO on cfg.scenarios x cfg.seeds; write the model, training_log.csv, learning_curve.png and tb/."""
-    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite) as out:
+    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite, outputs=TRAIN_OUTPUTS) as out:
         return _train(cfg, out, progress, argv)
 
 

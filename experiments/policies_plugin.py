@@ -12,12 +12,16 @@ pev_mpc.policies =
     my-policy = my_package.policies:MyPolicy
 ```
 
-On Ray workers the module must be importable as well (installed, or on the workers' PYTHONPATH).
+An import path is found on sys.path, then in the working directory (appended, so a folder of the user's
+named like an installed package never shadows it). On Ray workers the module must be importable as well
+(installed, or on the workers' PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -40,12 +44,14 @@ def load_class(name: str, key: str = "controller") -> type:
     try:
         if is_import_path(name):
             module, _, attr = name.partition(":")
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())  # the user's module beside them; appended: never shadows a package
             found: Any = importlib.import_module(module)
             for part in attr.split("."):
                 found = getattr(found, part)
         else:
             found = entry_points()[name].load()
-    except (ImportError, AttributeError, KeyError, ValueError) as exc:
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module does at import is its error
         raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
                          f"package.module:ClassName importable here, or an entry point of group "
                          f"{ENTRY_POINT_GROUP!r}") from None
@@ -61,9 +67,12 @@ def check_interface(cls: Any, name: str, key: str = "controller") -> None:
                          f"allowed: a class with {', '.join(METHODS)} and last_stats")
 
 
-def make(name: str) -> Any:
-    """A fresh instance of the plug-in `name`, with its `last_stats` checked."""
-    policy = load_class(name)()
+def make(name: str, key: str = "controller") -> Any:
+    """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
+    try:
+        policy = load_class(name, key)()
+    except (TypeError, SystemExit) as exc:
+        raise ValueError(f"{key}: {name!r} cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):
-        raise ValueError(f"controller {name!r}: its instances have no `last_stats` (a mapping of step statistics)")
+        raise ValueError(f"{key}: instances of {name!r} have no `last_stats` (a mapping of step statistics)")
     return policy

@@ -4,7 +4,9 @@ fingerprint (a short hash recorded in every row of metrics.csv)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -15,6 +17,8 @@ from typing import Any
 
 PACKAGE = "pev-mpc"
 FINGERPRINT_LENGTH = 12
+SOURCE_PACKAGES = ("experiments", "pev_env", "pev_mpc")
+"""The packages of this project whose Python sources `code_checksum` hashes."""
 _PACKAGES = ("numpy", "scipy", "cvxpy", "osqp", "gymnasium", "pettingzoo", "pandas", "torch", "stable-baselines3")
 
 
@@ -31,9 +35,24 @@ def package_version() -> str:
     return version_of(PACKAGE) or "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def code_checksum() -> str:
+    """SHA-256 (hex) of the relative paths and bytes of every .py file of SOURCE_PACKAGES, as imported: code
+    changed under an unchanged version string changes it (and so the fingerprints of the rows)."""
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        root = Path(spec.origin).parent if spec and spec.origin else None
+        for path in sorted(root.rglob("*.py")) if root else ():
+            digest.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def environment_info() -> dict[str, Any]:
     """Python, platform, CPU count and the installed versions of the key packages."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "code_sha256": code_checksum(),
             "packages": {PACKAGE: package_version(), **{name: version_of(name) for name in _PACKAGES}}}
 
 

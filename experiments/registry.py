@@ -99,9 +99,9 @@ def scenario_names() -> tuple[str, ...]:
 
 def check_controller(name: str, key: str = "controller") -> None:
     """Raise ValueError naming `key` and listing the valid names when `name` is unknown (an import path is
-    loaded and checked against the policy interface)."""
+    loaded, checked against the policy interface and built once)."""
     if policies_plugin.is_import_path(name):
-        policies_plugin.load_class(name, key)
+        policies_plugin.make(name, key)
         return
     valid = controller_names()
     if name not in valid:

@@ -36,10 +36,10 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
-from experiments.outdir import claim
+from experiments.outdir import claim, record
 from experiments.provenance import environment_info, file_checksum, to_dict
 from experiments.results import save_figure, write_csv
-from experiments.rl_model import DESCRIPTION_FILE, save_model
+from experiments.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
 from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 LOG_FILE = "training_log.csv"
 CURVE_FILE = "learning_curve.png"
 TENSORBOARD_DIR = "tb"
+TRAIN_OUTPUTS = (DESCRIPTION_FILE, WEIGHTS_FILE, LOG_FILE, CURVE_FILE, TENSORBOARD_DIR)
+"""What train writes (removed by --overwrite in a folder without a manifest)."""
 LOG_STD_INIT = -1.0
 """Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
 
@@ -174,6 +176,7 @@ class TrainingRecord:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
+            record(out / TENSORBOARD_DIR)  # the tool's own folder: --overwrite removes it whole
             self.writer: Any = SummaryWriter(str(out / TENSORBOARD_DIR))
         except ImportError:  # tensorboard is optional
             self.writer = None
@@ -258,7 +261,7 @@ def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train PPO on cfg.scenarios x cfg.seeds; write the model (model.json + model.safetensors) and the training
     log into cfg.out (locked); the folder's path."""
-    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite) as out:
+    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite, outputs=TRAIN_OUTPUTS) as out:
         return _train(cfg, out, progress, argv)
 
 

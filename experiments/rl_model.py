@@ -128,8 +128,8 @@ def load_model(path: str | Path, key: str = "ppo_model") -> SavedModel:
                          "train` (model.json + model.safetensors); a missing model is never retrained on the fly")
     try:
         description = json.loads(desc_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{shown}: {desc_path} is not a JSON model description ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{shown}: {desc_path} is not a JSON model description ({type(exc).__name__})") from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ModelError(f"{shown}: {desc_path} is not a model description of format {FORMAT!r}")
     weights = desc_path.parent / WEIGHTS_FILE
@@ -164,6 +164,9 @@ def _check(model: SavedModel, shown: str) -> None:
         float(d["normalizer"]["clip"]), float(d["normalizer"]["epsilon"])
         if model.tensors["obs_mean"].shape != (n_in,) or model.tensors["obs_var"].shape != (n_in,):
             raise ValueError(f"normaliser shape (allowed: ({n_in},))")
+        bad = [name for name, t in model.tensors.items() if not np.isfinite(t).all()]
+        if bad or (model.tensors["obs_var"] < 0).any():
+            raise ValueError(f"tensors {bad or ['obs_var']} (allowed: finite numbers, obs_var >= 0)")
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{shown}: inconsistent model description or tensors ({exc!r})") from None
     width = n_in

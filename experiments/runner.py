@@ -9,10 +9,15 @@ and reported, never fatal for the others.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
     from pev_env.config import EnvConfig
     from pev_mpc.settings import MPCSettings
 
-__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "grid", "run_episode", "run_grid", "time_control_steps"]
+__all__ = ["CONTROLLER_COLUMNS", "FAILURE_COLUMNS", "EpisodeResult", "Failure", "RunKey", "RunTimeout", "grid", "run_episode", "scenario_labels", "run_grid", "time_control_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +53,16 @@ class RunKey:
     controller: str
     scenario: str
     seed: int
+    name: str = ""
+    """The scenario's label in results ('': `scenario_label(scenario)`; `scenario_labels` keeps the labels of one
+    run distinct)."""
 
     @property
     def label(self) -> str:
         """Readable scenario name in results (a file spec becomes acn-<site>-<day> / csv-<stem>)."""
         from pev_env.scenarios import scenario_label
 
-        return scenario_label(self.scenario)
+        return self.name or scenario_label(self.scenario)
 
     def stem(self) -> str:
         """File-name stem of this run's traces."""
@@ -77,6 +85,8 @@ class EpisodeResult:
     constraints: dict[str, Any]
     """The site network (`Network.describe`): its name and, per constraint j, the `column` load_<j> with its
     name, unit, limit, station count and linearity."""
+    plant: dict[str, Any]
+    """The EnvConfig that ran (after the scenario derived it from the base), as a dict."""
 
 
 def _price(stats: dict[str, Any]) -> float:
@@ -158,7 +168,8 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         nonconverged_steps=int(len(converged) - sum(converged)),
         coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
-    return EpisodeResult(row=row, trace=trace, soc=soc_frame, network=loads, constraints=constraints)
+    return EpisodeResult(row=row, trace=trace, soc=soc_frame, network=loads, constraints=constraints,
+                         plant=config.as_dict())
 
 
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,
@@ -216,15 +227,44 @@ def run_key(key: RunKey, cache: ControllerCache, env: EnvConfig | None = None) -
 _CACHES: dict[tuple[Models, MPCSettings | None], ControllerCache] = {}
 
 
+class RunTimeout(RuntimeError):
+    """A run went over its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise RunTimeout in the block after `seconds` (0: no limit). SIGALRM: only in a process's main thread
+    (elsewhere the block runs without a limit), and a call into C (a solver) is interrupted when it returns."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise RunTimeout(f"{what}: over the run timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_cached(key: RunKey, models: Models = (), mpc: MPCSettings | None = None,
-               env: EnvConfig | None = None) -> EpisodeResult:
+               env: EnvConfig | None = None, timeout: float = 0.0) -> EpisodeResult:
     """`run_key` with this process's controller cache (one per set of learned models and MPCSettings): what
     the backends run (picklable: `models` is a tuple of string pairs, `mpc` and `env` frozen dataclasses or
-    None)."""
+    None). A run over `timeout` seconds (0: none) raises RunTimeout; a controller that calls sys.exit raises
+    RuntimeError: both are failed runs, never the end of the grid."""
     cache_key = (models, mpc)
     if cache_key not in _CACHES:
         _CACHES[cache_key] = ControllerCache(models, mpc)
-    return run_key(key, _CACHES[cache_key], env)
+    try:
+        with time_limit(timeout, key.stem()):
+            return run_key(key, _CACHES[cache_key], env)
+    except SystemExit as exc:
+        raise RuntimeError(f"{key.stem()}: the controller called sys.exit({exc.code!r})") from None
 
 
 @dataclass(frozen=True)
@@ -235,9 +275,51 @@ class Failure:
     error: str
 
 
-def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> list[RunKey]:
-    """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together)."""
-    return [RunKey(c, sc, int(sd)) for sc in scenarios for sd in seeds for c in controllers]
+def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
+    """spec -> its label in results, distinct within `specs`: specs sharing a label (csv:d1/s.csv, csv:d2/s.csv)
+    get '-' and 8 hex digits of the sha256 of their resolved files (or of the spec) appended."""
+    from pev_env.scenarios import resolve, scenario_label
+
+    labels = {spec: scenario_label(spec) for spec in specs}
+    shared = {label for label, count in Counter(labels.values()).items() if count > 1}
+    for spec in [s for s, label in labels.items() if label in shared]:
+        family, args = resolve(spec)
+        where = "\0".join(str(p) for p in family.files(args)) or spec
+        labels[spec] = f"{labels[spec]}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+    return labels
+
+
+def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> tuple[list[RunKey], list[str]]:
+    """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together), and
+    one note per scenario whose seeds draw repeated episodes: each distinct episode runs once, under its first
+    seed (`pev_env.scenarios.scenario_episodes`), so repeats never pass for independent samples."""
+    from pev_env.scenarios import scenario_episodes
+
+    seeds, controllers = [int(s) for s in seeds], list(controllers)
+    labels = scenario_labels(scenarios)
+    keys: list[RunKey] = []
+    notes: list[str] = []
+    for spec, label in labels.items():
+        first: dict[int, int] = {}
+        for seed, episode in zip(seeds, scenario_episodes(spec, seeds)):
+            first.setdefault(episode, seed)
+        kept = list(first.values())
+        if len(kept) < len(seeds):
+            notes.append(f"{label}: the {len(seeds)} seeds draw {len(kept)} distinct episode(s), each run once "
+                         f"(seeds {_ranges(kept)})")
+        keys += [RunKey(c, spec, seed, label) for seed in kept for c in controllers]
+    return keys, notes
+
+
+def _ranges(values: list[int]) -> str:
+    """'0-4, 7' for [0, 1, 2, 3, 4, 7] (sorted)."""
+    parts: list[str] = []
+    for value in sorted(values):
+        if parts and value == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{value}"
+        else:
+            parts.append(str(value))
+    return ", ".join(parts)
 
 
 def run_grid(
@@ -248,13 +330,15 @@ def run_grid(
     progress: bool = True,
     mpc: MPCSettings | None = None,
     env: EnvConfig | None = None,
+    timeout: float = 0.0,
 ) -> list[Failure]:
     """Run every key on `backend` (default: this process), calling `on_result` in this process as each
     finishes; return the failures. `mpc`: MPCSettings of the MPC controllers (None: their defaults);
-    `env`: the base plant of every scenario (None: the EnvConfig defaults)."""
+    `env`: the base plant of every scenario (None: the EnvConfig defaults); `timeout`: seconds per run (0: no
+    limit)."""
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
-    fn = partial(run_cached, models=models, mpc=mpc, env=env)
+    fn = partial(run_cached, models=models, mpc=mpc, env=env, timeout=timeout)
     with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
         for done in backend.map(fn, keys):
             if done.error is not None:

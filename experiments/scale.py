@@ -74,7 +74,8 @@ def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
 
 def scale(cfg: ScaleConfig, argv: list[str] | None = None, progress: bool = True) -> int:
     """Run every size x controller x seed; write scale.csv, scale.png and scale.json into cfg.out (locked)."""
-    with claim(cfg.out, ("scale.csv",), overwrite=cfg.overwrite) as out:
+    with claim(cfg.out, ("scale.csv",), overwrite=cfg.overwrite,
+               outputs=("scale.csv", "scale.json", "scale.png")) as out:
         return _measure_all(cfg, out, argv, progress)
 
 

@@ -112,7 +112,7 @@ def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
                      soc_init=scenario.soc_init[keep], soc_target=scenario.soc_target[keep],
                      capacity=scenario.capacity[keep], station=scenario.station[keep],
                      n_stations=scenario.n_stations, n_steps=steps, name=f"{scenario.name}[:{steps}]")
-    cfg = config.with_overrides({"total_time": steps * config.sampling_time, "n_pevs": short.n_pevs})
+    cfg = config.derive({"total_time": steps * config.sampling_time, "n_pevs": short.n_pevs})
     return cfg, short
 
 
@@ -126,7 +126,8 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.Series:
 
 def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) -> int:
     """Run the sweep; write tune.csv, pareto.png and tune.json into cfg.out (locked); print the best settings."""
-    with claim(cfg.out, ("tune.csv",), overwrite=cfg.overwrite) as out:
+    with claim(cfg.out, ("tune.csv",), overwrite=cfg.overwrite,
+               outputs=("tune.csv", "tune.json", "pareto.png")) as out:
         return _sweep(cfg, out, argv, progress)
 
 

@@ -91,6 +91,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+        object.__setattr__(self, "_chosen", _differing(self))  # with_overrides / derive replace it
 
     # -- derived quantities -------------------------------------------------------
     @property
@@ -118,9 +119,16 @@ class EnvConfig:
         """(n_stations,) kW: p_max of every station."""
         return _per_station(self, "p_max")
 
+    @property
+    def user_set(self) -> frozenset[str]:
+        """The fields the user chose: named by `with_overrides` (even with the default value) or given to the
+        constructor with another value than the default; values a scenario derived (`derive`) are not."""
+        chosen = self.__dict__.get("_chosen")  # None while __post_init__ validates
+        return chosen if chosen is not None else _differing(self)
+
     def is_set(self, name: str) -> bool:
-        """True when field `name` differs from the EnvConfig default (a value the user chose)."""
-        return getattr(self, name) != _DEFAULTS[name]
+        """True when the user chose field `name` (`user_set`), even if the value equals the default."""
+        return name in self.user_set
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -147,7 +155,17 @@ class EnvConfig:
             raise ValueError(f"EnvConfig: unknown field(s) {unknown}; valid fields: {list(valid)}")
         types = {f.name: f.type for f in fields(self)}
         changes = {k: _coerce(k, v, types[k]) for k, v in overrides.items()}
-        return dataclasses.replace(self, **changes)
+        return self._copy(changes, self.user_set | set(changes))
+
+    def derive(self, changes: Mapping[str, Any]) -> EnvConfig:
+        """A copy with fields a scenario determines (typed values, `pev_env.plant`); the user's choices
+        (`user_set`) stay as they are."""
+        return self._copy(changes, self.user_set)
+
+    def _copy(self, changes: Mapping[str, Any], chosen: frozenset[str]) -> EnvConfig:
+        new = dataclasses.replace(self, **changes)
+        object.__setattr__(new, "_chosen", frozenset(chosen))
+        return new
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (tuples as lists), e.g. for results files."""
@@ -155,6 +173,11 @@ class EnvConfig:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(EnvConfig)}
+
+
+def _differing(cfg: EnvConfig) -> frozenset[str]:
+    """The fields of `cfg` whose value differs from the EnvConfig default."""
+    return frozenset(name for name, default in _DEFAULTS.items() if getattr(cfg, name) != default)
 
 
 MAPPING_SUFFIXES = (".yaml", ".yml", ".toml")

@@ -7,8 +7,8 @@ whose config disagrees with its scenario raises a ValueError naming the field (`
 Binding area limit (`binding_area_limit`, used by acn-*, synthetic-N and the acn:/csv: specs):
 P_ref = `area_limit_fraction` (default 0.8) x the least constant area power under which every
 session's deliverable energy could be supplied (`generators.min_feasible_area_power`, from the
-sessions alone), so part of the demand is infeasible for every controller. A base whose P_ref differs
-from the EnvConfig default (31.5 kW) keeps its P_ref (`EnvConfig.is_set`). P_max (observed only)
+sessions alone), so part of the demand is infeasible for every controller. A base whose P_ref the user
+set (`EnvConfig.is_set`, even to the default 31.5 kW) keeps its P_ref. P_max (observed only)
 becomes max(base P_max, sum of the station ratings, P_ref).
 """
 
@@ -26,7 +26,7 @@ _BOUNDS = ("p_min", "p_max")
 
 def binding_area_limit(config: EnvConfig, scenario: Scenario) -> EnvConfig:
     """`config` with n_stations / n_pevs of the scenario and the binding P_ref (module doc)."""
-    config = config.with_overrides({"n_stations": scenario.n_stations, "n_pevs": scenario.n_pevs})
+    config = config.derive({"n_stations": scenario.n_stations, "n_pevs": scenario.n_pevs})
     if config.is_set("P_ref"):
         p_ref = config.P_ref
     elif is_site(config.network):  # the site's limits replace the area limit
@@ -35,7 +35,7 @@ def binding_area_limit(config: EnvConfig, scenario: Scenario) -> EnvConfig:
         least = min_feasible_area_power(scenario, config.station_p_max, config.eta, config.dt_h)
         p_ref = max(round(config.area_limit_fraction * least, 1), 0.1)
     p_max_area = max(config.P_max, float(config.station_p_max.sum()), p_ref)
-    return config.with_overrides({"P_ref": p_ref, "P_max": p_max_area})
+    return config.derive({"P_ref": p_ref, "P_max": p_max_area})
 
 
 def unbound_area_limit(config: EnvConfig) -> EnvConfig:
@@ -45,7 +45,7 @@ def unbound_area_limit(config: EnvConfig) -> EnvConfig:
     if config.is_set("P_ref") or not is_site(config.network):
         return config
     top = max(config.P_max, float(config.station_p_max.sum()))
-    return config.with_overrides({"P_ref": top, "P_max": top})
+    return config.derive({"P_ref": top, "P_max": top})
 
 
 def plant_config(scenario: Scenario, base: EnvConfig | None = None) -> EnvConfig:
@@ -62,7 +62,7 @@ def plant_config(scenario: Scenario, base: EnvConfig | None = None) -> EnvConfig
     fields.update({f: tuple(getattr(scenario, f)) for f in _BOUNDS if getattr(scenario, f) is not None})
     if scenario.n_pevs:
         fields["soc_max"] = fields["soc_ref"] = float(scenario.capacity.max())
-    return binding_area_limit(base.with_overrides(fields), scenario)
+    return binding_area_limit(base.derive(fields), scenario)
 
 
 def check_consistent(config: EnvConfig, scenario: Scenario, where: str = "ChargingCore") -> None:

@@ -132,7 +132,7 @@ def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
     model_dir = tmp_path / algo
     assert main(["train", "--algo", algo, "--scenarios", "seed", "--seeds", "1000-1003", "--timesteps", "600",
                  "--set", "n_steps=50", "--set", "batch_size=100", "--out", str(model_dir), "-q"]) == 0
-    assert sorted(p.name for p in model_dir.iterdir()) == ["learning_curve.png", "model.json", "model.safetensors",
+    assert sorted(p.name for p in model_dir.iterdir()) == [".written", "learning_curve.png", "model.json", "model.safetensors",
                                                            "tb", "training_log.csv"]
     assert any((model_dir / "tb").iterdir())
     description = json.loads((model_dir / "model.json").read_text())

@@ -48,7 +48,7 @@ def test_p_ref_index_matches_the_observation_contract() -> None:
 
 def _row(c: str, s: str, seed: int, v: float) -> dict:
     return {"controller": c, "scenario": s, "seed": seed, "unmet_energy_kwh": v, "package_version": "0.1.0",
-            "settings_fingerprint": "0123456789ab"}
+            "plant_fingerprint": "ba9876543210", "settings_fingerprint": "0123456789ab"}
 
 
 def test_results_table_is_rewritten_after_every_row_and_resumes(tmp_path) -> None:
@@ -58,7 +58,7 @@ def test_results_table_is_rewritten_after_every_row_and_resumes(tmp_path) -> Non
     assert pd.read_csv(path).shape[0] == 1  # on disk immediately
     table.add(_row("edf", "seed", 1, 2.0))
     assert not list(tmp_path.glob(".metrics*"))  # no temporary files left behind
-    rows, problems = read_rows(path, ["settings_fingerprint"])
+    rows, problems = read_rows(path, ["unmet_energy_kwh"])
     assert ResultsTable(path, rows=rows).done() == {("edf", "seed", 0), ("edf", "seed", 1)} and not problems
     assert ResultsTable(path).done() == set()
     with pytest.raises(ValueError, match="missing key columns"):

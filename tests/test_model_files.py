@@ -184,3 +184,28 @@ def test_price_informed_model_sees_the_area_price() -> None:
     assert policy.last_stats["price"] > 0
     with pytest.raises(ValueError, match="alpha"):
         AreaPrice(0.0)
+
+
+def test_nan_weights_negative_obs_var_and_deep_json_are_refused(tmp_path) -> None:
+    """Issue 20: models that passed the checks and crashed later stop with one ModelError."""
+    for name, value in (("out.weight", np.nan), ("obs_var", -1.0)):
+        tensors = _tensors(np.random.default_rng(3))
+        tensors[name] = np.full_like(tensors[name], value)
+        with pytest.raises(ModelError, match="finite numbers, obs_var >= 0"):
+            save_model(tmp_path / name, tensors, _description())
+    deep = save_model(tmp_path / "deep", _tensors(np.random.default_rng(4)), _description())
+    (deep / DESCRIPTION_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="is not a JSON model description"):
+        load_model(deep)
+
+
+def test_a_trusted_zip_that_is_no_sb3_model_stops_with_one_line(tmp_path, capsys) -> None:
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    with zipfile.ZipFile(legacy / "model.zip", "w") as archive:
+        archive.writestr("hello.txt", "not a model")
+    np.savez(legacy / "normalizer.npz", mean=np.zeros(N_FEATURES), var=np.ones(N_FEATURES), clip=10.0, epsilon=1e-8)
+    err = _stops(capsys, "evaluate", *FAST, "--ppo-model", str(legacy / "model.zip"), "--trust-model", "--out",
+                 str(tmp_path / "out"))
+    assert "evaluate.ppo_model = " in err and "not a Stable-Baselines3 model that converts" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

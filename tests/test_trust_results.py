@@ -41,7 +41,7 @@ def exit_code(capsys, *argv: str) -> tuple[int, str]:
 def test_rows_carry_their_provenance(tmp_path) -> None:
     assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.horizon=6") == 0
     metrics = pd.read_csv(tmp_path / "metrics.csv", dtype={"settings_fingerprint": str})
-    assert list(metrics.columns[-2:]) == list(PROVENANCE_COLUMNS) and set(FAILURE_COLUMNS) <= set(metrics.columns)
+    assert list(metrics.columns[-3:]) == list(PROVENANCE_COLUMNS) and set(FAILURE_COLUMNS) <= set(metrics.columns)
     stored = json.loads((tmp_path / "settings.json").read_text())
     by_controller = metrics.set_index("controller")["settings_fingerprint"]
     assert stored[by_controller["mpc-centralised"]]["mpc"]["horizon"] == 6
@@ -66,14 +66,14 @@ def test_a_folder_with_results_needs_resume_or_overwrite(tmp_path, capsys) -> No
     (tmp_path / "traces" / "old.csv").write_text("x\n")
     assert run(tmp_path, "--controllers", "llf", "--seeds", "3", "--overwrite") == 0
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert list(metrics["controller"]) == ["llf"] and not (tmp_path / "traces" / "old.csv").exists()
+    assert list(metrics["controller"]) == ["llf"] and (tmp_path / "traces" / "old.csv").exists()  # not the tool's
 
 
 def test_resume_refuses_to_mix_settings_and_names_the_keys(tmp_path, capsys) -> None:
     assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.horizon=6") == 0
     before = (tmp_path / "metrics.csv").read_bytes()
-    for setting, named in [("env.P_ref=100", "edf: env.P_ref: 31.5 -> 100.0"),
-                           ("mpc.horizon=12", "mpc-centralised: mpc.horizon: 6 -> 12")]:
+    for setting, named in [("env.P_ref=100", "edf/seed: env.P_ref: 31.5 -> 100.0"),
+                           ("mpc.horizon=12", "mpc-centralised/seed: mpc.horizon: 6 -> 12")]:
         code, err = exit_code(capsys, "compare", *FAST, "--out", str(tmp_path), "--controllers", "edf,mpc-centralised",
                               "--seeds", "0-1", "--resume", "--set", setting)
         assert code == 2 and "holds rows computed with other settings" in err and named in err
@@ -133,7 +133,7 @@ def test_a_table_from_another_version_is_not_resumed(tmp_path, capsys) -> None:
     (tmp_path / "metrics.csv").write_text("controller,scenario,seed,unmet_energy_kwh\nedf,seed,0,1.0\n")
     code, err = exit_code(capsys, "compare", *FAST, "--out", str(tmp_path), "--controllers", "edf", "--seeds", "0",
                           "--resume")
-    assert code == 2 and "the header lacks package_version, settings_fingerprint" in err
+    assert code == 2 and "the header lacks package_version, plant_fingerprint, settings_fingerprint" in err
 
 
 class _Troubled:

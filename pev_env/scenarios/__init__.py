@@ -23,6 +23,7 @@ from pev_env.scenarios.registry import (
     make_scenario,
     resolve,
     scenario_data_reports,
+    scenario_episodes,
     scenario_files,
     scenario_label,
     scenario_names,
@@ -31,5 +32,6 @@ from pev_env.scenarios.registry import (
 
 __all__ = [
     "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "file_sha256", "make_scenario", "resolve",
-    "scenario_data_reports", "scenario_files", "scenario_label", "scenario_names", "scenario_provenance",
+    "scenario_data_reports", "scenario_episodes", "scenario_files", "scenario_label", "scenario_names",
+    "scenario_provenance",
 ]

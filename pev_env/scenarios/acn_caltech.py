@@ -16,6 +16,7 @@ Plant and overrides as for `acn:` specs (`pev_env.scenarios.acn_file`). Names: a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -82,3 +83,7 @@ class AcnCaltechFamily(ScenarioFamily):
 
     def data_report(self, args: str) -> list[dict[str, Any]]:
         return acn.data_report(list(_SOURCES[args].files))
+
+    def episodes(self, args: str, seeds: Sequence[int]) -> list[int]:
+        count = len(caltech_days(args))
+        return [seed % count for seed in seeds]

@@ -47,6 +47,7 @@ class AcnFileFamily(ScenarioFamily):
     """`acn:PATH:YYYY-MM-DD` (module doc)."""
 
     patterns = ("acn:PATH:YYYY-MM-DD",)
+    seeded = False
 
     def parse(self, spec: str) -> tuple[Path, dt.date] | None:
         if not spec.startswith(PREFIX):

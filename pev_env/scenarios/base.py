@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ class ScenarioFamily(ABC):
     """The family's fixed names."""
     patterns: tuple[str, ...] = ()
     """How its parsed specs are written (for help and errors), e.g. 'synthetic-N (N >= 1)'."""
+    seeded: bool = True
+    """False: the seed is not used (every seed draws the same episode)."""
 
     @abstractmethod
     def parse(self, spec: str) -> Any | None:
@@ -44,6 +47,11 @@ class ScenarioFamily(ABC):
         """What reading the data files left out or read by a rule, one dict per file (`pev_env.acn.data_report`;
         for run.json); default: none."""
         return []
+
+    def episodes(self, args: Any, seeds: Sequence[int]) -> list[int]:
+        """Which episode each seed draws (seeds with the same number draw the same episode); default: every
+        seed its own, or one episode for all when the family is not `seeded`."""
+        return list(seeds) if self.seeded else [0] * len(seeds)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

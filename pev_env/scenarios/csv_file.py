@@ -1,8 +1,8 @@
 """`csv:PATH`: the sessions of a scenario CSV (`Scenario.to_csv` / `Scenario.from_csv` format).
 
 The plant constants come from the base config (`--env-file`, `--set env.*`). n_stations is the base's
-when set (differs from the default 6), else the largest station index + 1 (the default when every
-session takes the first free station); n_steps is the base's (total_time / sampling_time) when
+when the user set it, else the largest station index + 1 (a file whose every session takes the first free
+station, -1, needs env.n_stations); n_steps is the base's (total_time / sampling_time) when
 total_time is set, else the last departure. The rest of the plant follows `pev_env.plant.plant_config`
 (binding P_ref unless P_ref is set). The seed is not used.
 """
@@ -27,6 +27,7 @@ class CsvFileFamily(ScenarioFamily):
     """`csv:PATH` (module doc)."""
 
     patterns = ("csv:PATH",)
+    seeded = False
 
     def parse(self, spec: str) -> Path | None:
         if not spec.startswith(PREFIX):
@@ -44,7 +45,13 @@ class CsvFileFamily(ScenarioFamily):
         if stations.size and np.max(stations) >= MAX_STATIONS:
             raise ValueError(f"Scenario CSV {str(args)!r}: station = {int(np.max(stations))}: must be -1 (first free) or "
                              f"in [0, {MAX_STATIONS}) (at most {MAX_STATIONS} stations)")
-        n_stations = base.n_stations if base.is_set("n_stations") or not (stations >= 0).any() else int(stations.max()) + 1
+        if base.is_set("n_stations"):
+            n_stations = base.n_stations
+        elif (stations >= 0).any():
+            n_stations = int(stations.max()) + 1
+        else:
+            raise ValueError(f"Scenario CSV {str(args)!r}: station = -1 (first free station) in every row, so the file "
+                             "does not say how many stations there are; set env.n_stations (e.g. --set env.n_stations=6)")
         n_steps = base.n_steps if base.is_set("total_time") else max(int(departures.max(initial=1)), 1)
         scenario = Scenario(**fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),
                             sampling_time=base.sampling_time)

@@ -5,7 +5,7 @@ A new family is one file with a `ScenarioFamily` subclass (`pev_env.scenarios.ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pev_env.config import EnvConfig
@@ -72,6 +72,13 @@ def scenario_label(spec: str) -> str:
     except ValueError:
         return spec
     return family.label(spec, args)
+
+
+def scenario_episodes(spec: str, seeds: Sequence[int]) -> list[int]:
+    """Which episode of `spec` each seed draws: equal numbers draw the same episode (acn:/csv: ignore the seed;
+    acn-caltech* repeat their days)."""
+    family, args = resolve(spec)
+    return family.episodes(args, seeds)
 
 
 def scenario_files(spec: str) -> dict[str, str]:

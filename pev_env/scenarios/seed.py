@@ -22,5 +22,5 @@ class SeedFamily(ScenarioFamily):
     def build(self, args: str, seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
         config = base
         if args in _VARIANTS:
-            config = base.with_overrides({"n_stations": 5, "n_pevs": _VARIANTS[args], "total_time": 960.0})
+            config = base.derive({"n_stations": 5, "n_pevs": _VARIANTS[args], "total_time": 960.0})
         return unbound_area_limit(config), seed_schedule(config, seed, name=args)
