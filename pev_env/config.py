@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pev_env.limits import MAX_PEVS, MAX_STATIONS
+from pev_env.mapping_file import read_mapping_file
 from pev_env.network import check_network_spec
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -178,35 +178,6 @@ _DEFAULTS = {f.name: f.default for f in fields(EnvConfig)}
 def _differing(cfg: EnvConfig) -> frozenset[str]:
     """The fields of `cfg` whose value differs from the EnvConfig default."""
     return frozenset(name for name, default in _DEFAULTS.items() if getattr(cfg, name) != default)
-
-
-MAPPING_SUFFIXES = (".yaml", ".yml", ".toml")
-
-
-def read_mapping_file(path: str | Path, label: str = "config file") -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) file whose top level is a mapping (empty file: {}).
-
-    Errors (bad suffix, unreadable file, invalid syntax, non-mapping top level) raise ValueError
-    starting with ``f"{label} {path}: "``.
-    """
-    import yaml
-
-    p = Path(path)
-    if p.suffix.lower() not in MAPPING_SUFFIXES:
-        raise ValueError(f"{label} {p}: suffix {p.suffix!r} not allowed; allowed: {', '.join(MAPPING_SUFFIXES)}")
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ValueError(f"{label} {p}: cannot read ({exc.strerror})") from exc
-    try:
-        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{label} {p}: not valid {p.suffix[1:].upper()}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{label} {p}: top level must be a mapping of keys, got {type(data).__name__}")
-    return dict(data)
 
 
 def _split_assignment(item: str) -> tuple[str, str]:

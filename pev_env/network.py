@@ -26,7 +26,6 @@ tree in YAML or JSON, `read_network_file`).
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pev_env.mapping_file import read_mapping_file
 
 LINE_PHASES_DEG: dict[str, float] = {"AB": 30.0, "BC": -90.0, "CA": 150.0}
 """Phase angles (degrees) of line-to-line stations on a three-phase site (acnportal's convention)."""
@@ -328,25 +329,15 @@ def parse_tree(spec: str) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------ user files
 def read_network_file(path: str | Path) -> dict[str, Any]:
-    """The mapping of a network file (.yaml/.yml or .json); NetworkError naming the file otherwise."""
-    import yaml
-
-    p = Path(path).expanduser()
-    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise NetworkError(f"network file {str(p)!r}: suffix {p.suffix!r} not allowed; allowed: .yaml, .yml, .json")
+    """The mapping of a network file (.yaml/.yml or .json) with its `root` node; NetworkError naming the
+    file otherwise."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise NetworkError(f"network file {str(p)!r}: cannot read ({exc.strerror})") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NetworkError(f"network file {str(p)!r}: not valid {p.suffix[1:].upper()}: {first}") from None
-    if not isinstance(data, Mapping) or "root" not in data:
-        raise NetworkError(f"network file {str(p)!r}: top level must be a mapping with a 'root' node "
-                           "(see docs: Networks)")
-    return dict(data)
+        data = read_mapping_file(path, "network file", (".yaml", ".yml", ".json"))
+    except ValueError as exc:
+        raise NetworkError(str(exc)) from None
+    if "root" not in data:
+        raise NetworkError(f"network file {path}: top level must be a mapping with a 'root' node (see README: Networks)")
+    return data
 
 
 def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:

@@ -275,8 +275,8 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenarios", "acn-caltech", "--set", "env.network=jpl"],
      "compare.scenarios: acn-caltech: network jpl: station 'CA-"),
-    (["--set", "env.network=network:{missing}"], "none.yaml': cannot read (No such file or directory)"),
-    (["--set", "env.network=network:{broken}"], "broken.yaml': not valid YAML"),
+    (["--set", "env.network=network:{missing}"], "none.yaml: cannot read (No such file or directory)"),
+    (["--set", "env.network=network:{broken}"], "broken.yaml: not valid YAML"),
     (["--set", "env.network=network:{negative}"], "negative.yaml': node 'panel': limit_kw = -3: must be a number > 0"),
     (["--set", "env.network=bogus"],
      "EnvConfig.network = 'bogus': must be one of area, caltech, jpl, tree:B1,B2, network:PATH"),
