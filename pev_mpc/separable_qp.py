@@ -17,7 +17,6 @@ exact (rigid bounds and pin) or smoothed exactly as ActiveSetStations smooths it
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
 
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
