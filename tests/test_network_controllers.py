@@ -317,3 +317,30 @@ def test_closed_loop_on_a_caltech_morning_never_violates_the_network(caltech_mor
     assert core.episode_metrics()["network_violation_steps"] == 0
     if name.startswith("mpc-decentralised"):  # the issue's round goals: at most 25 in a step, mean <= 8
         assert max(rounds) <= 25 and np.mean(rounds) <= 8
+
+
+def test_centralised_mpc_falls_back_to_its_shifted_plan_where_the_solver_fails(caltech_morning, monkeypatch) -> None:
+    """A step whose solver fails acts on the last plan shifted by one step, flagged (not converged, one
+    fallback), and the applied move still respects the network."""
+    import cvxpy as cp
+
+    import pev_mpc.policies.mpc as mpc
+
+    config, scenario = caltech_morning
+    policy = make_policy("mpc-centralised", settings=MPCSettings(horizon=6, max_horizon=12))
+    core = ChargingCore(config, scenario)
+    policy.reset(config, scenario, 0)
+    obs = core.reset()
+    for _ in range(12):
+        obs = core.step(policy.act_array(obs)).observations
+    last = policy._last.p.copy()
+
+    def fail(*args, **kwargs):
+        raise cp.error.SolverError("Solver 'CLARABEL' failed")
+
+    monkeypatch.setattr(mpc, "solve_centralised", fail)
+    applied = core.step(policy.act_array(obs)).applied_kw
+    assert policy.last_stats["converged"] is False and policy.last_stats["fallbacks"] == 1
+    np.testing.assert_array_equal(policy._last.p[:, :last.shape[1] - 1] <= last[:, 1:] + 1e-12, True)
+    network = site_network(config, scenario.station_ids)
+    assert np.all(network.loads(applied) <= network.limit)

@@ -22,6 +22,7 @@ import dataclasses
 from abc import abstractmethod
 from typing import Any
 
+import cvxpy as cp
 import numpy as np
 
 from pev_env.network import Network
@@ -34,6 +35,7 @@ from pev_mpc.policies.base import Observed, Policy
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
+from pev_mpc.solution import MPCSolution
 
 
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
@@ -190,5 +192,26 @@ class CentralisedMPC(_RecedingHorizon):
 
     name = "mpc-centralised"
 
+    def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        self._last: MPCSolution | None = None
+
     def _solve(self, problem: ChargingProblem) -> Any:
-        return solve_centralised(problem, self.settings)
+        try:
+            self._last = solve_centralised(problem, self.settings)
+        except cp.error.SolverError:
+            self._last = shifted_plan(problem, self._last)
+        return self._last
+
+
+def shifted_plan(problem: ChargingProblem, last: MPCSolution | None) -> MPCSolution:
+    """Where the solver failed: the last step's plan shifted by one step (zeros beyond it), within this
+    step's bounds; not converged and one fallback, so the step is visible in the results (the policy then
+    scales the first move onto the limits)."""
+    H = problem.horizon
+    p = np.zeros((problem.n_stations, H))
+    if last is not None and last.p.shape[0] == problem.n_stations:
+        tail = last.p[:, 1:H + 1]
+        p[:, :tail.shape[1]] = tail
+    p = np.clip(p, problem.lower_plan(), problem.upper_plan())
+    prices = np.zeros(H) if problem.network is None else np.zeros((problem.network.n_constraints, H), complex)
+    return MPCSolution(p=p, prices=prices, objective=float("nan"), iterations=0, converged=False, fallbacks=1)
