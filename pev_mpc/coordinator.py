@@ -50,15 +50,19 @@ class CoordinationResult:
     history: dict = field(default_factory=dict)
 
 
+def shift_steps(values: np.ndarray, horizon: int) -> np.ndarray:
+    """values (..., K) one step on along the last axis: drop the first step, repeat the last, fit to horizon."""
+    shifted = np.concatenate([values[..., 1:], values[..., -1:]], axis=-1)
+    if shifted.shape[-1] >= horizon:
+        return shifted[..., :horizon].copy()
+    return np.concatenate([shifted, np.repeat(shifted[..., -1:], horizon - shifted.shape[-1], axis=-1)], axis=-1)
+
+
 def shift_prices(prices: np.ndarray | None, horizon: int) -> np.ndarray:
     """Warm start for the next control step: drop the first price, repeat the last; fit to horizon."""
     if prices is None or len(prices) == 0:
         return np.zeros(horizon)
-    prices = np.maximum(np.asarray(prices, dtype=float), 0.0)
-    shifted = np.concatenate([prices[1:], prices[-1:]])
-    if shifted.shape[0] >= horizon:
-        return shifted[:horizon].copy()
-    return np.concatenate([shifted, np.full(horizon - shifted.shape[0], shifted[-1])])
+    return shift_steps(np.maximum(np.asarray(prices, dtype=float), 0.0), horizon)
 
 
 def extrapolate_prices(last: np.ndarray, before: np.ndarray | None, limit: float) -> np.ndarray:

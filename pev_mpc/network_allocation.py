@@ -153,3 +153,8 @@ def station_prices(network: Network, prices: np.ndarray) -> np.ndarray:
     """(N, H) pi_ik = sum_j Re(conj(G_ji) y_jk): station i's price per kW at step k of the network
     multipliers y (J, H) complex (the convention of pev_mpc.centralised and pev_mpc.network_coordinator)."""
     return np.real(np.conj(network.gain).T @ prices)
+
+
+def dual_penalty(network: Network, y: np.ndarray) -> float:
+    """sum_jk L_j |y_jk|: what the network multipliers y (J, H) charge for the limits (the dual's last term)."""
+    return float(network.limit @ np.abs(y).sum(axis=1))

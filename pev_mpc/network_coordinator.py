@@ -36,8 +36,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pev_env.network import Network
-from pev_mpc.coordinator import CoordinationResult
-from pev_mpc.network_allocation import scale_into_network, station_prices
+from pev_mpc.coordinator import CoordinationResult, shift_steps
+from pev_mpc.network_allocation import dual_penalty, scale_into_network, station_prices
 from pev_mpc.network_market import clear_separable_market, polish
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import StationPool
@@ -54,11 +54,6 @@ replies of stations with a small regularisation move a lot with such errors (doc
 "Networks"); 1e-5 of the deadline objective is about 1e-3 kWh of unmet energy on a real day."""
 
 
-def dual_penalty(network: Network, y: np.ndarray) -> float:
-    """sum_jk L_j |y_jk|: what the multipliers charge for the limits."""
-    return float(network.limit @ np.abs(y).sum(axis=1))
-
-
 def shift_multipliers(y: np.ndarray | None, network: Network, horizon: int) -> np.ndarray:
     """Warm start for the next control step: drop the first step's multipliers, repeat the last; fit to
     horizon (zeros without a previous step or when the network changed shape)."""
@@ -66,10 +61,7 @@ def shift_multipliers(y: np.ndarray | None, network: Network, horizon: int) -> n
     y = None if y is None else np.asarray(y)
     if y is None or y.ndim != 2 or y.shape[0] != J or y.shape[1] == 0:
         return np.zeros((J, horizon), dtype=np.complex128)
-    shifted = np.concatenate([y[:, 1:], y[:, -1:]], axis=1)
-    if shifted.shape[1] >= horizon:
-        return shifted[:, :horizon].copy()
-    return np.concatenate([shifted, np.repeat(shifted[:, -1:], horizon - shifted.shape[1], axis=1)], axis=1)
+    return shift_steps(y, horizon)
 
 
 def project_to_network(p: np.ndarray, lower: np.ndarray, network: Network) -> np.ndarray:
@@ -160,13 +152,14 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     lower = problem.lower_plan()
     projected = project_to_network(state.plan, lower, network)
     shed = float(np.max((state.plan - projected).sum(axis=0), initial=0.0))
+    primal = float(costs.value(problem, projected).sum())
     if state.cleared is not None and within_budgets(state, problem, costs):  # the better of it and the replies
         cleared = project_to_network(state.cleared, lower, network)
-        if costs.value(problem, cleared).sum() < costs.value(problem, projected).sum():
-            projected = cleared
+        value = float(costs.value(problem, cleared).sum())
+        if value < primal:
+            projected, primal = cleared, value
     prices = station_prices(network, state.y)
     dual = float(state.value.sum() + np.sum(state.plan * prices) - dual_penalty(network, state.y))
-    primal = float(costs.value(problem, projected).sum())
     gap = primal - dual
     certified = not state.stale.any() and gap <= max(settings.gap_tol, GAP_FLOOR) * max(1.0, abs(dual))
     return Certificate(projected, shed, gap, certified)

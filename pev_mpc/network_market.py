@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from pev_env.network import Network
-from pev_mpc.network_allocation import station_prices
+from pev_mpc.network_allocation import dual_penalty, station_prices
 from pev_mpc.objective import StationCosts
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.separable_qp import SeparableStations
@@ -52,8 +52,9 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     lo, hi = problem.p_min[station], problem.p_max[station]
     budget = (costs.cap - problem.x0) / problem.c
     known = np.flatnonzero(np.isfinite(budget) & (budget < hi.sum() + 1.0))
-    rows_of = {int(i): r for r, i in enumerate(known)}
-    in_budget = np.array([rows_of.get(int(i), -1) for i in station])
+    row_of = np.full(N, -1)
+    row_of[known] = np.arange(known.size)
+    in_budget = row_of[station]   # each cell's budget row, -1 where its station's budget is not known
     has = in_budget >= 0
     blocks += [sparse.identity(n, format="csc"), -sparse.identity(n, format="csc"),
                sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
@@ -102,7 +103,6 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     return plan, y * scale / network.limit[:, None]
 
 
-
 # --------------------------------------------------------------------------------- the polish
 POLISH_STEPS = 4
 """Newton steps that polish the interior point's multipliers on the model's dual (no messages)."""
@@ -113,8 +113,7 @@ def model_dual(model: SeparableStations, network: Network, y: np.ndarray) -> tup
     """The bid model's dual value at the multipliers y (J, H), and the loads z = G p (J, H) of its replies."""
     prices = station_prices(network, y)
     p = model.solve(prices)
-    value = float(np.sum(model.costs.value(model.problem, p)) + np.sum(p * prices)
-                  - network.limit @ np.abs(y).sum(axis=1))
+    value = float(np.sum(model.costs.value(model.problem, p)) + np.sum(p * prices)) - dual_penalty(network, y)
     return value, network.gain @ p
 
 

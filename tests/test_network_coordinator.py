@@ -12,8 +12,8 @@ from pev_env.config import EnvConfig
 from pev_env.network import Network, site_network
 from pev_mpc import ChargingProblem, MPCSettings, solve_centralised, solve_decentralised
 from pev_mpc.decentralised import make_station_pool
-from pev_mpc.network_allocation import station_prices
-from pev_mpc.network_coordinator import dual_penalty, project_to_network, shift_multipliers
+from pev_mpc.network_allocation import dual_penalty, station_prices
+from pev_mpc.network_coordinator import project_to_network, shift_multipliers
 
 H = 12
 PHASES = np.exp(1j * np.deg2rad([30.0, -90.0, 150.0]))
