@@ -22,9 +22,10 @@ messages) and broadcasts the prices of its multipliers; the next replies certify
 budgets that came to bind. A revealed budget is kept for the rest of the step, so every exchange's model
 is at least as exact as the last one's. A pool whose replies carry no bids (the tracking objective's SOC
 chains) is modelled by the objective's station QPs, which the stations report once. The clearing's plan
-is a candidate next to the replies (the better of the two, projected, is applied) wherever it keeps every
-station's budget: stations respond steeply to prices when their regularisation is small, and the cleared
-multipliers are accurate to about 1e-6, so the replies can overshoot where the model's plan does not.
+is a candidate next to the replies (the better of the two, projected, is applied), each row fitted by its
+station to its own budget (a model with a budget left out may plan past it): stations respond steeply to
+prices when their regularisation is small, and the cleared multipliers are accurate to about 1e-6, so the
+replies can overshoot where the model's plan does not.
 
 The state of a step is one immutable value (`StepState`) that each phase takes and returns.
 """
@@ -95,8 +96,6 @@ class StepState:
     """(N,) bool: the station's plan does not answer y (its reply was lost)."""
     cleared: np.ndarray | None = None
     """(N, H) the plan of the last clearing (the model's optimum), a candidate next to the replies."""
-    exact_model: bool = False
-    """The last clearing's model is the stations' own QPs (replies without bids), budgets included."""
     rounds: int = 0
     messages: int = 0
     fallbacks: int = 0
@@ -153,8 +152,8 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     projected = project_to_network(state.plan, lower, network)
     shed = float(np.max((state.plan - projected).sum(axis=0), initial=0.0))
     primal = float(costs.value(problem, projected).sum())
-    if state.cleared is not None and within_budgets(state, problem, costs):  # the better of it and the replies
-        cleared = project_to_network(state.cleared, lower, network)
+    if state.cleared is not None:  # the better of it (each row within its station's budget) and the replies
+        cleared = project_to_network(fit_budgets(state.cleared, lower, problem, costs), lower, network)
         value = float(costs.value(problem, cleared).sum())
         if value < primal:
             projected, primal = cleared, value
@@ -165,14 +164,24 @@ def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, set
     return Certificate(projected, shed, gap, certified)
 
 
-def within_budgets(state: StepState, problem: ChargingProblem, costs: StationCosts) -> bool:
-    """Every station accepts the cleared plan: each checks its row against its own energy budget (the SOC
-    cap of its QP; one message each way, as when the stations value the projected plans). A model with a
-    budget left out may plan a station past it; the stations' own QPs (replies without bids) never do."""
-    if state.exact_model:
-        return True
-    energy = problem.x0 + problem.c * np.where(problem.mask, state.cleared, 0.0).sum(axis=1)
-    return bool(np.all(energy <= costs.cap + 1e-9 * np.maximum(1.0, np.abs(costs.cap))))
+def fit_budgets(plan: np.ndarray, lower: np.ndarray, problem: ChargingProblem, costs: StationCosts) -> np.ndarray:
+    """The cleared plan as the stations accept it: each checks its row against its own energy budget (the SOC
+    cap of its QP; one message each way, as when the stations value the projected plans) and scales the
+    power above `lower` down to fit where it would pass it. A model with a budget left out may plan a
+    station past it, grossly or by the clearing's residue on a budget at the edge."""
+    rows = np.where(problem.mask, plan, 0.0)
+    energy = problem.x0 + problem.c * rows.sum(axis=1)
+    over = np.flatnonzero(energy > costs.cap + 1e-9 * np.maximum(1.0, np.abs(costs.cap)))
+    if over.size == 0:
+        return plan
+    c = np.broadcast_to(np.asarray(problem.c, dtype=float), energy.shape)[over]
+    base = np.where(problem.mask, np.minimum(lower, plan), 0.0)[over]
+    room = costs.cap[over] - problem.x0[over] - c * base.sum(axis=1)
+    extra = c * (rows[over] - base).sum(axis=1)
+    factor = np.clip(np.divide(room, extra, out=np.zeros_like(room), where=extra > 0.0), 0.0, 1.0)
+    out = plan.copy()
+    out[over] = np.where(problem.mask[over], base + factor[:, None] * (rows[over] - base), plan[over])
+    return out
 
 
 def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSettings,
@@ -212,9 +221,8 @@ def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSetting
         if done:
             break
         if not state.stale.any():
-            exact = state.bids_model is None
             y, cleared = clear_model(state, problem, settings, costs)
-            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared, exact_model=exact)
+            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared)
         state = ask(pool, problem, settings, y, state)  # a lost reply: the same multipliers again
     return CoordinationResult(p=verdict.projected, prices=state.y, iterations=state.rounds,
                               converged=verdict.certified, residual_kw=verdict.shed_kw, messages=state.messages,

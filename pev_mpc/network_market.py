@@ -117,35 +117,50 @@ def model_dual(model: SeparableStations, network: Network, y: np.ndarray) -> tup
     return value, network.gain @ p
 
 
-def _newton_system(model: SeparableStations, network: Network, y: np.ndarray, z: np.ndarray,
-                   rows: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(M, g) on the entries (rows[a], steps[a]) in real coordinates (re, im): g the dual's gradient
-    z - L y / |y|, M minus its Hessian: the stations' exact price sensitivity (1 / (2 eps) on steps
-    strictly inside their bounds, less the rank-one term of a binding budget) seen through their gains,
-    plus the norm's curvature L (I - y y^T / |y|^2) / |y|."""
+def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray, z: np.ndarray,
+                      rows: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
+    """The Newton step M^{-1} g on the entries (rows[a], steps[a]) in real coordinates (re, im), None where M
+    is singular. g is the dual's gradient z - L y / |y|; M minus its Hessian: the stations' exact price
+    sensitivity (1 / (2 eps) on steps strictly inside their bounds) seen through their gains plus the
+    norm's curvature L (I - y y^T / |y|^2) / |y|, block-diagonal over the steps (D), less one rank-one
+    term V_i^T V_i per station whose budget binds, which couples its steps: M = D - V^T V, solved by
+    blocks and the Woodbury identity (r x r for r binding budgets)."""
     free = (model._raw > model.lo) & (model._raw < model.hi)
     u = free / model.two_eps                                     # (n, H)
     gain = network.gain[:, model.rows]
     w = np.concatenate([gain.real[rows], gain.imag[rows]]).T     # (n, 2A)
+    A = rows.size
     k = np.concatenate([steps, steps])
-    E = w * u[:, k]
-    M = np.where(k[:, None] == k[None, :], w.T @ E, 0.0)
-    total = u.sum(axis=1)
-    pinned = (model._mu > 0.0) & (total > 0)
-    if pinned.any():
-        V = E[pinned] / np.sqrt(total[pinned])[:, None]
-        M -= V.T @ V
+    entry, imag = np.tile(np.arange(A), 2), np.repeat([False, True], A)
     yy, L = y[rows, steps], network.limit[rows]
     ay = np.abs(yy)
-    unit = yy / ay
-    a = np.arange(rows.size)
-    c = L / ay
-    M[a, a] += c * (1.0 - unit.real ** 2)
-    M[a + rows.size, a + rows.size] += c * (1.0 - unit.imag ** 2)
-    M[a, a + rows.size] -= c * unit.real * unit.imag
-    M[a + rows.size, a] -= c * unit.real * unit.imag
+    unit, c = yy / ay, L / ay
     grad = z[rows, steps] - L * unit
-    return M, np.concatenate([grad.real, grad.imag])
+    g = np.concatenate([grad.real, grad.imag])
+    total = u.sum(axis=1)
+    pinned = np.flatnonzero((model._mu > 0.0) & (total > 0))
+    V = w[pinned] * u[pinned][:, k] / np.sqrt(total[pinned])[:, None]   # (r, 2A)
+    rhs = np.column_stack([g, V.T])
+    sol = np.empty_like(rhs)
+    for step in np.unique(steps):
+        idx = np.flatnonzero(k == step)
+        block = w[:, idx].T @ (u[:, step, None] * w[:, idx])
+        e, im = entry[idx], imag[idx]
+        ur, ui = unit.real[e], unit.imag[e]
+        curvature = np.where(im[:, None] & im[None, :], 1.0 - ui[:, None] ** 2,
+                             np.where(~im[:, None] & ~im[None, :], 1.0 - ur[:, None] ** 2, -ur[:, None] * ui[None, :]))
+        block += np.where(e[:, None] == e[None, :], c[e][:, None] * curvature, 0.0)
+        try:
+            sol[idx] = np.linalg.solve(block, rhs[idx])
+        except np.linalg.LinAlgError:
+            return None
+    d, DV = sol[:, 0], sol[:, 1:]
+    if pinned.size:
+        try:
+            d = d + DV @ np.linalg.solve(np.eye(pinned.size) - V @ DV, V @ d)
+        except np.linalg.LinAlgError:
+            return None
+    return d
 
 
 def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:
@@ -158,10 +173,8 @@ def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndar
         return y
     value, z = model_dual(model, network, y)
     for _ in range(POLISH_STEPS):
-        M, g = _newton_system(model, network, y, z, rows, steps)
-        try:
-            d = np.linalg.solve(M, g)
-        except np.linalg.LinAlgError:
+        d = _newton_direction(model, network, y, z, rows, steps)
+        if d is None:
             return y
         trial = y.copy()
         trial[rows, steps] += d[:rows.size] + 1j * d[rows.size:]

@@ -140,3 +140,29 @@ def test_projection_holds_every_constraint_and_only_lowers(n, rows, cones, seed)
     assert np.all(out <= p + 1e-12) and np.all(out >= lower - 1e-12)
     untouched = np.all(network.overload(p) <= 0, axis=0)
     assert np.array_equal(out[:, untouched], p[:, untouched])
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(seed=st_.integers(0, 10**6), squeeze=st_.floats(0.0, 1.0))
+def test_cleared_rows_fitted_to_budgets(seed, squeeze):
+    """A cleared plan past a station's budget (a model that left the budget out, or the interior point's
+    residue on a budget at the edge) is scaled down by that station to its budget above `lower`; rows within
+    their budget are unchanged. Without this the candidate was dropped and such steps ran to the cap."""
+    from pev_mpc.network_coordinator import fit_budgets
+    from pev_mpc.objective import station_costs
+
+    problem = network_problem(random_network(8, 2, True, seed), seed)
+    costs = station_costs(problem, MPCSettings(horizon=H))
+    rng = np.random.default_rng(seed)
+    lower = problem.lower_plan()
+    plan = np.where(problem.mask, rng.uniform(0.0, 1.0, lower.shape) * problem.upper_plan(), 0.0)
+    plan = np.maximum(plan, lower)
+    budget = problem.x0 + problem.c * plan.sum(axis=1)
+    costs = dataclasses.replace(costs, cap=np.where(rng.random(8) < 0.5, budget * squeeze, costs.cap))
+    out = fit_budgets(plan, lower, problem, costs)
+    energy = problem.x0 + problem.c * np.where(problem.mask, out, 0.0).sum(axis=1)
+    floor = problem.x0 + problem.c * np.where(problem.mask, lower, 0.0).sum(axis=1)
+    assert np.all(energy <= np.maximum(costs.cap, floor) + 1e-9 * np.maximum(1.0, np.abs(costs.cap)))
+    assert np.all(out <= plan + 1e-12) and np.all(out >= np.minimum(lower, plan) - 1e-12)
+    kept = budget <= costs.cap
+    assert np.array_equal(out[kept], plan[kept])
