@@ -6,7 +6,7 @@ from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import AreaCoordinator, CoordinationResult, dual_step_size, project_to_limit, shift_prices
 from pev_mpc.decentralised import make_station_pool, solve_decentralised
 from pev_mpc.objective import OBJECTIVES, StationCosts, objective_value, station_costs
-from pev_mpc.pool import StationPool, StationReplies
+from pev_mpc.pool import PoolCapabilities, StationPool, StationReplies
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.separable_qp import SeparableStations
 from pev_mpc.settings import MPCSettings
@@ -18,7 +18,7 @@ from pev_mpc.policies import (EDF, LLF, POLICIES, CentralisedMPC, DecentralisedM
 
 __all__ = [
     "ActiveSetStations", "AreaCoordinator", "BatchStations", "ChargingProblem", "CoordinationResult", "InfeasibleProblemError",
-    "MPCSettings", "MPCSolution", "OSQPStations", "SeparableStations", "StationPool", "StationQP", "StationReplies",
+    "MPCSettings", "MPCSolution", "OSQPStations", "PoolCapabilities", "SeparableStations", "StationPool", "StationQP", "StationReplies",
     "dual_step_size",
     "OBJECTIVES", "StationCosts", "objective_value", "station_costs",
     "make_station_pool", "project_to_limit", "shift_prices", "solve_centralised", "solve_decentralised",

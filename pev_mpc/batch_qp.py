@@ -17,7 +17,7 @@ import numpy as np
 from scipy.linalg.lapack import dpttrs
 
 from pev_mpc.objective import station_costs
-from pev_mpc.pool import StationReplies, priced, station_rows
+from pev_mpc.pool import PoolCapabilities, StationReplies, check_request, priced, station_rows
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 from pev_mpc.station_qp import StationQP
@@ -106,6 +106,10 @@ class BatchStations:
         barrier > 0 (objective units): minimise f_i + prices . p_i - barrier * sum log(slacks) instead
         (fixed-barrier mode: the iterates are driven to the central point slack * multiplier = barrier).
         """
+        return self._interior_point(prices, barrier)
+
+    def _interior_point(self, prices: np.ndarray, barrier: float) -> tuple[np.ndarray, np.ndarray]:
+        """The vectorised interior point behind solve (every subclass's barrier replies)."""
         m, c, N, H = self.m, self.c, self.n_stations, self.horizon
         prices = np.asarray(prices, dtype=float)
         lam = m * ((prices[None, :] if prices.ndim == 1 else prices) + self.linear)
@@ -182,8 +186,22 @@ class BatchStations:
         p = np.clip(self._power(z), m * self.pmin, m * self.pmax)
         return p, done
 
-    def sensitivity(self) -> np.ndarray:
-        """(H, H) sum_i -dp_i/dlambda = sum_i B_i^T K_i^{-1} B_i at the last solve (PSD), B_i = D^T / c."""
+    def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
+        """(H, H) sum_i -dp_i/dlambda = sum_i B_i^T K_i^{-1} B_i at the last solve (PSD), B_i = D^T / c
+        (the interior point's own: it takes no smoothing)."""
+        if smoothing is not None:
+            raise ValueError(f"{type(self).__name__}.sensitivity takes no smoothing (capabilities {self.capabilities})")
+        return self._interior_sensitivity()
+
+    @property
+    def kkt_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(q, a): the interior point's KKT matrix at the last solve (what the sensitivity is built from)."""
+        if self._theta is None:
+            raise RuntimeError(f"{type(self).__name__}.kkt_data needs a prior solve()")
+        return self._theta
+
+    def _interior_sensitivity(self) -> np.ndarray:
+        """The interior point's summed sensitivity at its last solve."""
         if self._theta is None:
             raise RuntimeError("BatchStations.sensitivity() needs a prior solve()")
         return self._gram(*self._theta, self.m)
@@ -209,17 +227,18 @@ class BatchStations:
             total += Yw.T @ Yw
         return total
 
-    smoothing = True
-    """respond() takes barrier > 0 (StationPool protocol: smoothed replies)."""
+    capabilities = PoolCapabilities(barrier=True)
+    """Barrier-smoothed replies (StationPool protocol)."""
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
-                smoothing: np.ndarray | None = None) -> StationReplies:
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """Every station's reply to the broadcast prices (StationPool protocol). barrier > 0: replies of
         the log-barrier-smoothed QPs (interior point in fixed-barrier mode), their values including
         -barrier * sum log(slacks) and the sensitivity that of the smoothed QPs."""
+        check_request(self, barrier, smoothing, exact)
         prices = np.asarray(prices, dtype=float)
         if barrier > 0.0:
-            p, ok = BatchStations.solve(self, prices, barrier)
+            p, ok = self._interior_point(prices, barrier)
             smooth = barrier * self._log_slack
         else:
             p, ok = self.solve(prices)
@@ -235,7 +254,7 @@ class BatchStations:
 
     def _reported_sensitivity(self, barrier: float, smoothing: np.ndarray | None) -> np.ndarray:
         """The sensitivity of this round's replies (smoothing is only used by ActiveSetStations)."""
-        return BatchStations.sensitivity(self)
+        return self._interior_sensitivity()
 
 
 _BIG = 1e12  # stiffness standing in for an active constraint in the sensitivity's KKT matrix (relative)
@@ -280,8 +299,8 @@ class ActiveSetStations(BatchStations):
         self._S: np.ndarray | None = None                           # last summed sensitivity ...
         self._theta_S: tuple[np.ndarray, np.ndarray] | None = None  # ... and the KKT data it was built from
 
-    smooth_sensitivity = True
-    """sensitivity()/respond() take `smoothing` (StationPool protocol)."""
+    capabilities = PoolCapabilities(barrier=True, smoothing=True)
+    """Barrier-smoothed replies (the interior point) and sensitivities smoothed by `smoothing`."""
 
     def _kkt(self, smoothing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(q, a) of every station's KKT matrix at the current active sets.
@@ -308,7 +327,7 @@ class ActiveSetStations(BatchStations):
 
     def _reported_sensitivity(self, barrier: float, smoothing: np.ndarray | None) -> np.ndarray:
         """Barrier replies: the interior point's sensitivity; exact replies: the active sets' (smoothed)."""
-        return BatchStations.sensitivity(self) if barrier > 0.0 else self.sensitivity(smoothing)
+        return self._interior_sensitivity() if barrier > 0.0 else self.sensitivity(smoothing)
 
     def sensitivity(self, smoothing: np.ndarray | None = None) -> np.ndarray:
         """Summed -dp_i/dlambda (exact, or smoothed: see _kkt), updated incrementally: only stations
@@ -403,8 +422,11 @@ class ActiveSetStations(BatchStations):
         self._nu[:, cols] = np.maximum(nu, 0.0)
         return settled
 
-    def solve(self, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,)."""
+    def solve(self, prices: np.ndarray, barrier: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Plans p (N, H) minimising f_i + prices . p_i, and a per-station converged flag (N,); barrier > 0:
+        the barrier-smoothed QPs, by the interior point (BatchStations.solve)."""
+        if barrier > 0.0:
+            return self._interior_point(prices, barrier)
         N = self.n_stations
         prices = np.asarray(prices, dtype=float)
         lam = (prices[:, None] if prices.ndim == 1 else prices.T) + self._linT  # (H, N) price + linear cost per kW
@@ -426,7 +448,7 @@ class ActiveSetStations(BatchStations):
             self.ipm_fallbacks += todo.size
             sub = BatchStations(self.problem.subset(todo), self.settings)
             p[todo], done[todo] = sub.solve(station_rows(prices, todo))
-            self._ipm = (todo, *sub._theta)
+            self._ipm = (todo, *sub.kkt_data)
         self._solved = True  # the KKT matrices are built when a sensitivity is asked for (_kkt)
         return p, done
 

@@ -17,6 +17,7 @@ mu_jk >= 0 times `Network.direction[j]`. (cvxpy's cone dual (lambda, w) enters i
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -190,7 +191,9 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     model.costs.assign(problem, costs)
     options = _NETWORK_CLARABEL if network is not None and solver == "CLARABEL" else _SOLVER_OPTIONS[solver]
     try:
-        model.problem.solve(solver=solver, **options)
+        with warnings.catch_warnings():  # an inaccurate solution is reported (converged False), not printed
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
+            model.problem.solve(solver=solver, **options)
         converged = model.problem.status == cp.OPTIMAL
     except cp.error.SolverError:
         if network is None or solver != "CLARABEL":

@@ -26,7 +26,6 @@ _G_NOISE = 1e-9  # relative accuracy of the dual value (sum of station values so
 _DAMPING_DOWN = 0.1
 _DAMPING_UP = 8.0
 _BISECTION_STEPS = 60
-_SLACK_SHARE = 0.01     # share of |residual| that always enters the smoothing (pools may set their own)
 _EXPAND_RATIO = 1.5     # a kept smoothed step that raised the dual this much more than the model predicted ...
 _EXPAND = 4.0           # ... makes the next smoothed step this much longer
 _EXACT_CONDITION = 1e8  # an exact sensitivity more ill-conditioned than this on the free prices is not used
@@ -177,9 +176,9 @@ class AreaCoordinator:
 
     def _smoothing(self, prices: np.ndarray, r: np.ndarray) -> np.ndarray:
         """(H,) kW sent with the next prices: the KKT residual per station that can draw power at each
-        step, at least the pool's `slack_share` (default _SLACK_SHARE) of |r|: for stations whose
+        step, at least the pool's `capabilities.slack_share` of |r|: for stations whose
         steps are coupled by their SOC chain (tracking), unused capacity at a zero price counts a little."""
-        share = getattr(self.pool, "slack_share", _SLACK_SHARE)
+        share = self.pool.capabilities.slack_share
         return np.maximum(self._kkt_residual(prices, r), share * np.abs(r)) / self._plugged
 
     def _residual(self, prices: np.ndarray, r: np.ndarray) -> float:
@@ -522,11 +521,11 @@ class AreaCoordinator:
             raise ValueError(f"warm_prices has shape {lam.shape}: must be ({H},)")
         lam[lam <= self.settings.price_tol * max(1.0, float(np.max(lam, initial=0.0)))] = 0.0  # solver noise
         method = self.settings.coordination
-        if method == "smoothed-newton" and getattr(self.pool, "smoothing", False):
+        if method == "smoothed-newton" and self.pool.capabilities.barrier:
             lam, converged = self._newton(lam, self.settings.smoothing_after)
             if not converged and self._iterations < self.settings.max_iterations:
                 lam, converged = self._newton(self._smoothed(lam))
-        elif method == "newton" and self.settings.model_after is not None and getattr(self.pool, "bids", False):
+        elif method == "newton" and self.settings.model_after is not None and self.pool.capabilities.bids:
             lam, converged = self._bid_model(lam)
         elif method in ("newton", "smoothed-newton"):
             lam, converged = self._newton(lam)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pev_mpc.decentralised import POOLS, make_station_pool, station_solver
-from pev_mpc.pool import Bids, StationPool, StationReplies, ask_pool
+from pev_mpc.pool import Bids, PoolCapabilities, StationPool, StationReplies, ask_pool, check_request
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -123,23 +123,18 @@ class RayStations:
         self._ray = import_ray()
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         self.timeout_s = timeout_s
-        shard_pool = POOLS[station_solver(problem, settings)]  # what the shards build: take its capabilities
-        self.smoothing = getattr(shard_pool, "smoothing", False)
-        self.smooth_sensitivity = getattr(shard_pool, "smooth_sensitivity", False)
-        self.exact_sensitivity = getattr(shard_pool, "exact_sensitivity", False)
-        self.bids = getattr(shard_pool, "bids", False)
-        if hasattr(shard_pool, "slack_share"):
-            self.slack_share = shard_pool.slack_share
+        self.capabilities: PoolCapabilities = POOLS[station_solver(problem, settings)].capabilities  # the shards'
         self.bounds = shard_bounds(problem.n_stations, len(actors))
         self.actors = actors[: len(self.bounds)]
         # calls from one caller to an actor run in order, so loading needs no round trip of its own
         for a, (lo, hi) in zip(self.actors, self.bounds):
             a.load.remote(problem.subset(np.arange(lo, hi)), settings)
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, barrier: float = 0.0,
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
                 smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """Broadcast prices (one object-store put; per-station prices (N, H): each shard its rows), gather
         every shard's replies (StationPool protocol)."""
+        check_request(self, barrier, smoothing, exact)
         ray = self._ray
         prices = np.asarray(prices, dtype=float)
         shared = ray.put(prices) if prices.ndim == 1 else None

@@ -3,7 +3,7 @@ every pool (closed form, active set, interior point, OSQP, Ray shards) implement
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -46,26 +46,55 @@ class Bids:
     > 0 where the budget binds: its marginal value of energy beyond the budget."""
 
 
-class StationPool(Protocol):
-    """The stations as the coordinator sees them (BatchStations, OSQPStations, RayStations).
+@dataclass(frozen=True)
+class PoolCapabilities:
+    """What a station pool's replies can carry beyond plans and values: each flag names the keyword of
+    `StationPool.respond` that it makes the pool honour (a pool asked for one it lacks raises)."""
 
-    A pool with a true attribute `smoothing` also takes respond(..., barrier=tau) with tau > 0
-    (objective units): each station then solves its QP with the log-barrier term
-    -tau * sum log(slacks of p_min, p_max and the SOC cap) and reports that smoothed optimum, its
-    value (barrier term included) and sensitivity. Pools without it are only asked without barrier.
-    A pool with a true attribute `smooth_sensitivity` also takes respond(..., smoothing=omega) (H,) kW
-    and reports the smoothed sensitivity; its optional `slack_share` sets how much unused capacity at
-    a zero price enters omega (see AreaCoordinator._smoothing). A pool with a true attribute
-    `exact_sensitivity` then also takes exact=True and reports the exact sensitivity next to it
-    (StationReplies.exact_sensitivity; without smoothing the sensitivity is the exact one anyway).
-    A pool with a true attribute `bids` sends Bids with every reply; 'newton' then also clears the
-    market of the station QPs they reveal (MPCSettings.model_after).
-    """
+    barrier: bool = False
+    """respond(..., barrier=tau) with tau > 0 (objective units): every station solves its QP with the
+    log-barrier term -tau * sum log(slacks of p_min, p_max and the SOC cap) and reports that smoothed
+    optimum, its value (barrier term included) and sensitivity ('smoothed-newton')."""
+    smoothing: bool = False
+    """respond(..., smoothing=omega) (H,) kW: the reported sensitivity is smoothed by omega."""
+    exact: bool = False
+    """respond(..., smoothing=omega, exact=True) also reports the exact sensitivity
+    (StationReplies.exact_sensitivity; without smoothing the sensitivity is the exact one anyway)."""
+    bids: bool = False
+    """Every reply carries Bids; 'newton' then also clears the market of the station QPs they reveal
+    (MPCSettings.model_after)."""
+    slack_share: float = 0.01
+    """Share of |area residual| that always enters omega (AreaCoordinator._smoothing): stations whose
+    steps are coupled by their SOC chain count unused capacity at a zero price a little."""
+
+
+MINIMAL = PoolCapabilities()
+"""Plans and values only (and the exact sensitivity when asked for one)."""
+
+
+def check_request(pool: StationPool, barrier: float, smoothing: np.ndarray | None, exact: bool) -> None:
+    """Raise ValueError if respond() was asked for a reply the pool's capabilities do not include."""
+    can = asdict(pool.capabilities)
+    asked = {"barrier": barrier > 0.0, "smoothing": smoothing is not None, "exact": exact}
+    missing = [name for name, wanted in asked.items() if wanted and not can[name]]
+    if missing:
+        raise ValueError(f"{type(pool).__name__}.respond: {', '.join(missing)} requested, but its capabilities "
+                         f"are {pool.capabilities}")
+
+
+class StationPool(Protocol):
+    """The stations as the coordinator sees them (SeparableStations, BatchStations, ActiveSetStations,
+    OSQPStations, RayStations): one method, and what its replies can carry declared in `capabilities`
+    (the coordinator asks only for those, `ask_pool`)."""
 
     n_stations: int
     horizon: int
+    capabilities: PoolCapabilities
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies: ...
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
+        """Every station's reply to prices (H,) (every station's) or (N, H) (one row each)."""
+        ...
 
 
 def priced(p: np.ndarray, prices: np.ndarray) -> np.ndarray:
@@ -80,13 +109,11 @@ def station_rows(prices: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
 
 def ask_pool(pool: StationPool, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
              smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
-    """pool.respond with only the keywords the pool takes: barrier > 0 for pools that smooth their
-    QPs, smoothing for pools that smooth their sensitivity, exact (the exact sensitivity too) for
-    pools that report both (StationPool protocol)."""
+    """pool.respond with only what the pool's capabilities include: barrier > 0 (pools that smooth their
+    QPs), smoothing (pools that smooth their sensitivity), exact with it (pools that report both)."""
+    can = pool.capabilities
     if barrier > 0.0:
         return pool.respond(prices, want_sensitivity, barrier=barrier)
-    if smoothing is not None and getattr(pool, "smooth_sensitivity", False):
-        if exact and getattr(pool, "exact_sensitivity", False):
-            return pool.respond(prices, want_sensitivity, smoothing=smoothing, exact=True)
-        return pool.respond(prices, want_sensitivity, smoothing=smoothing)
+    if smoothing is not None and can.smoothing:
+        return pool.respond(prices, want_sensitivity, smoothing=smoothing, exact=exact and can.exact)
     return pool.respond(prices, want_sensitivity)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.piecewise import clipped_sum_root
-from pev_mpc.pool import Bids, StationReplies, priced
+from pev_mpc.pool import Bids, PoolCapabilities, StationReplies, check_request, priced
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -36,14 +36,9 @@ def separable(problem: ChargingProblem, costs: StationCosts) -> bool:
 class SeparableStations:
     """Exact closed-form replies of every station (see the module docstring); a StationPool."""
 
-    smooth_sensitivity = True
-    """respond() takes `smoothing` (StationPool protocol)."""
-    exact_sensitivity = True
-    """respond(..., smoothing=omega, exact=True) also reports the exact sensitivity."""
-    bids = True
-    """Every reply carries Bids (bid curves and budget multipliers)."""
-    slack_share = 0.0
-    """Steps coupled only through the energy budget: a step neither priced nor overloaded stays rigid."""
+    capabilities = PoolCapabilities(smoothing=True, exact=True, bids=True, slack_share=0.0)
+    """Smoothed and exact sensitivities, bids with every reply; steps coupled only through the energy
+    budget: a step neither priced nor overloaded stays rigid (slack_share 0)."""
 
     def __init__(self, problem: ChargingProblem, settings: MPCSettings, costs: StationCosts | None = None) -> None:
         self.problem, self.settings = problem, settings
@@ -148,12 +143,13 @@ class SeparableStations:
         np.fill_diagonal(S, np.sum(u * kept, axis=0))
         return S
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False,
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
                 smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
         """Every station's reply to the broadcast prices (StationPool protocol); never fails. The
         sensitivity is smoothed if smoothing is given, and then also reported exact if exact is set;
         every reply carries the bid curves (Bids: the unclipped plans, compliance 1 / (2 eps), the
         budget multipliers)."""
+        check_request(self, barrier, smoothing, exact)
         prices = np.asarray(prices, dtype=float)
         p = self.solve(prices)
         value = self.costs.value(self.problem, p) + priced(p, prices)

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.linalg import null_space
 
 from pev_mpc.objective import StationCosts, station_costs
-from pev_mpc.pool import StationReplies, priced, station_rows
+from pev_mpc.pool import MINIMAL, StationReplies, check_request, priced, station_rows
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MPCSettings
 
@@ -101,7 +101,13 @@ class OSQPStations:
         self.costs = station_costs(problem, settings)
         self.stations = [StationQP.from_problem(problem, i, settings, self.costs) for i in range(problem.n_stations)]
 
-    def respond(self, prices: np.ndarray, want_sensitivity: bool = False) -> StationReplies:
+    capabilities = MINIMAL
+    """Plans, values and the exact sensitivity."""
+
+    def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
+                smoothing: np.ndarray | None = None, exact: bool = False) -> StationReplies:
+        """Every station's reply: one OSQP solve each (StationPool protocol)."""
+        check_request(self, barrier, smoothing, exact)
         prices = np.asarray(prices, dtype=float)
         plans, ok = zip(*(st.solve(station_rows(prices, i)) for i, st in enumerate(self.stations))) \
             if self.stations else ((), ())

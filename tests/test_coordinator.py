@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st_
 
+from pev_mpc.pool import MINIMAL
 from pev_mpc import (AreaCoordinator, BatchStations, ChargingProblem, MPCSettings, StationReplies, project_to_limit,
                      shift_prices, solve_centralised, solve_decentralised)
 
@@ -80,6 +81,8 @@ def test_warm_start_reduces_iterations():
 class DroppingPool:
     """Wraps a pool; station 0's reply is lost in every second round."""
 
+    capabilities = MINIMAL
+
     def __init__(self, inner):
         self.inner, self.n_stations, self.horizon, self.rounds = inner, inner.n_stations, inner.horizon, 0
 
@@ -141,3 +144,25 @@ def test_extrapolated_warm_start_follows_a_steady_drift_within_its_limit():
     np.testing.assert_array_equal(extrapolate_prices(last, None, 0.05), last)
     np.testing.assert_array_equal(extrapolate_prices(last, before, 0.0), last)
     assert np.all(extrapolate_prices(np.array([0.1, 0.0]), np.array([5.0, 5.0]), 1.0) >= 0.0)
+
+
+@pytest.mark.parametrize("pool_name", ["separable", "active_set", "batch", "osqp"])
+def test_pools_declare_their_capabilities_and_refuse_what_they_lack(pool_name):
+    """Every pool has one respond signature (barrier, smoothing, exact keywords) and declares what it
+    honours in one typed value; a request beyond it is refused, never silently ignored."""
+    from pev_mpc.decentralised import POOLS
+    from pev_mpc.pool import PoolCapabilities
+
+    pr = binding_problem(4, seed=1)
+    settings = MPCSettings(horizon=H, objective="deadline")
+    pool = POOLS[pool_name](pr, settings)
+    can = pool.capabilities
+    assert isinstance(can, PoolCapabilities)
+    prices = np.zeros(H)
+    for keyword, value in (("barrier", 1.0), ("smoothing", np.ones(H)), ("exact", True)):
+        kwargs = {keyword: value} if keyword != "exact" else {"smoothing": np.ones(H), "exact": True}
+        if getattr(can, keyword) and (keyword != "exact" or can.smoothing):
+            assert pool.respond(prices, True, **kwargs).p.shape == (pr.n_stations, H)
+        else:
+            with pytest.raises(ValueError, match=keyword):
+                pool.respond(prices, True, **kwargs)

@@ -5,6 +5,7 @@ import pytest
 
 from hypothesis import given, settings as hsettings, strategies as st_
 
+from pev_mpc.pool import MINIMAL
 from pev_mpc import (OBJECTIVES, ActiveSetStations, ChargingProblem, MPCSettings, project_to_limit, solve_centralised,
                      solve_decentralised)
 from pev_mpc.batch_qp import BatchStations
@@ -255,6 +256,8 @@ def test_decentralised_equals_centralised_property(seed, n, tightness, objective
 class FailingPool:
     """Stations whose QP fails in every round (each sends its safe fallback plan)."""
 
+    capabilities = MINIMAL
+
     def __init__(self, pool):
         self.pool, self.n_stations, self.horizon = pool, pool.n_stations, pool.horizon
 
@@ -272,6 +275,8 @@ def test_fallbacks_are_never_reported_as_converged():
 
 class SilentPool:
     """Stations `silent` whose replies are lost in the first `calls` rounds (None: always)."""
+
+    capabilities = MINIMAL
 
     def __init__(self, pool, silent, calls=None):
         self.pool, self.silent, self.calls = pool, silent, calls

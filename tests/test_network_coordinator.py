@@ -10,6 +10,7 @@ from hypothesis import given, settings as hsettings, strategies as st_
 
 from pev_env.config import EnvConfig
 from pev_env.network import Network, site_network
+from pev_mpc.pool import MINIMAL
 from pev_mpc import ChargingProblem, MPCSettings, solve_centralised, solve_decentralised
 from pev_mpc.decentralised import make_station_pool
 from pev_mpc.network_allocation import dual_penalty, station_prices
@@ -108,6 +109,8 @@ def test_warm_start_from_the_last_step_and_lost_replies():
     assert np.all(shift_multipliers(None, problem.network, H) == 0)
 
     class Lossy:
+        capabilities = MINIMAL
+
         def __init__(self, pool, losses):
             self.pool, self.losses, self.n_stations, self.horizon = pool, losses, pool.n_stations, pool.horizon
 

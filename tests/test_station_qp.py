@@ -174,7 +174,7 @@ def test_barrier_replies_are_the_smoothed_dual_derivatives(stations, barrier):
     prices = rng.uniform(0, 20, H)
     pool = stations(pr, SET)
     rep = pool.respond(prices, want_sensitivity=True, barrier=barrier)
-    assert not rep.failed.any() and stations.smoothing
+    assert not rep.failed.any() and stations.capabilities.barrier
     m = pr.mask
     assert np.all(rep.p[m] > pr.p_min[:, None].repeat(H, 1)[m]) and np.all(rep.p[m] < pr.p_max[:, None].repeat(H, 1)[m])
     h = 1e-5
