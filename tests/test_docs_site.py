@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,14 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert (site / "results" / "reference" / "plots" / "violations_unmet.png").is_file()  # its image from outside docs/
     api = (site / "api" / "pev_env" / "index.html").read_text(encoding="utf-8")
     assert "ChargingCore" in api and "EnvConfig" in api  # the API reference is rendered from the docstrings
+
+
+def test_relative_links_resolve_on_github() -> None:
+    """README.md and docs/*.md link to files by paths relative to themselves, as GitHub shows them (the site's
+    hook, docs/hooks.py, maps the same links onto the site)."""
+    link = re.compile(r"\]\((?!https?:|#|mailto:)([^)\s#]+)(?:#[^)\s]*)?\)")
+    broken = [f"{page.relative_to(ROOT)}: {target}"
+              for page in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+              for target in link.findall(page.read_text(encoding="utf-8"))
+              if not (page.parent / target).exists()]
+    assert not broken, broken
