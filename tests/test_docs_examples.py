@@ -9,6 +9,7 @@
 - ```yaml: parsed; a network file (a `root` node) is built into a site network.
 - ```ini: parsed.
 - A block without a language is text (a formula, a file tree); it must not hold a command.
+- An inline `pev-experiments ...` command of the prose dry-runs too (a `...` placeholder is reported, not run).
 
 A block that cannot run here is skipped only by a marker on a line before it, `<!-- docs-test: skip (WHY) -->`,
 and every skip is reported with its reason (`pytest -ra`).
@@ -212,14 +213,14 @@ def skip_reason(argv: list[str]) -> str:
     return ""
 
 
-def dry_run(args: list[str]) -> tuple[int, str]:
-    """`pev-experiments ARGS --dry-run` in this process: the exit code and what it printed."""
+def run_cli(args: list[str]) -> tuple[int, str]:
+    """`pev-experiments ARGS` in this process: the exit code and what it printed."""
     from experiments.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
-            code = main([*args, "--dry-run"])
+            code = main(args)
         except SystemExit as exc:  # argparse and the checks exit with 2
             code = exc.code if isinstance(exc.code, int) else 2
     return code, out.getvalue()
@@ -246,13 +247,30 @@ def test_bash_blocks_pass_the_dry_run(block: Block, workdir: Path) -> None:
         args = cli_args(argv)
         assert args is not None, (f"{block.where}: `{shown}` is neither the experiments CLI nor in SKIP_COMMANDS; "
                                   "add a `<!-- docs-test: skip (WHY) -->` marker or a rule")
-        code, printed = dry_run(args)
+        code, printed = run_cli([*args, "--dry-run"])
         assert code == 0, f"{block.where}: `{shown} --dry-run` exited {code}:\n{printed}"
         assert "dry run, checks passed" in printed, printed
         checked += 1
     print(f"{block.where}: {checked} commands dry-run; skipped: {skipped}")
     if not checked:
         pytest.skip(f"{block.where}: every command skipped by name: {'; '.join(skipped)}")
+
+
+_INLINE = re.compile(r"`((?:pev-experiments|python -m experiments) [^`]+)`")
+INLINE = sorted({(page.relative_to(ROOT).as_posix(), m.group(1)) for page in PAGES
+                 for m in _INLINE.finditer(page.read_text(encoding="utf-8"))})
+
+
+@pytest.mark.parametrize("page, command", INLINE, ids=[f"{p}:{c[:60]}" for p, c in INLINE])
+def test_inline_commands_pass_the_dry_run(page: str, command: str, workdir: Path) -> None:
+    """The commands quoted in the prose: `--version` runs, the others pass their dry run."""
+    if "..." in command:
+        pytest.skip(f"{page}: `{command}` is a placeholder")
+    args = cli_args(shlex.split(command))
+    assert args is not None
+    dry = [] if args == ["--version"] else ["--dry-run"]
+    code, printed = run_cli([*args, *dry])
+    assert code == 0, f"{page}: `{command} --dry-run` exited {code}:\n{printed}"
 
 
 # ------------------------------------------------------------------------------------------------ data
