@@ -8,7 +8,8 @@ Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [
 mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the
 base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`).
 
-`--dry-run` does every check and prints what the command would run, without running or writing anything.
+`--dry-run` does every check of the configuration (experiments.preflight included; not the output folder) and
+prints what the command would run, without running or writing anything.
 
 Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found before any work starts
 (a bad key or value, a scenario that cannot be built, an output folder that is busy, holds results without
