@@ -8,6 +8,9 @@ Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [
 mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the
 base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`).
 
+`--dry-run` does every check of the configuration (experiments.preflight included; not the output folder) and
+prints what the command would run, without running or writing anything.
+
 Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found before any work starts
 (a bad key or value, a scenario that cannot be built, an output folder that is busy, holds results without
 --resume/--overwrite or cannot be written, rows that would mix settings), one line naming the problem;
@@ -27,6 +30,7 @@ from experiments.backends import BACKENDS
 from experiments.config import CONFIGS
 from experiments.errors import UsageError
 from experiments.loader import load_config, parse_assignments
+from experiments.plan import describe
 from experiments.preflight import preflight
 from experiments.provenance import package_version
 
@@ -111,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate), grid.horizon=12,24 (tune) or "
                        "env.P_ref=40 (the plant, an EnvConfig field; not train)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--dry-run", action="store_true", help="check everything (configuration, scenarios, "
+                       "controllers, models, Ray), print what would run, run and write nothing")
         p.add_argument("--overwrite", dest="opt_overwrite", help="replace the results already in OUT", **_TRUE)
         for flag, text in _COMMON:
             if flag == "--controllers" and command in _NO_CONTROLLERS:
@@ -204,6 +210,9 @@ def _main(argv: list[str]) -> int:
         preflight(cfg)
     except (ValueError, ImportError, ConnectionError) as exc:
         parser.exit(2, f"{prefix}: error: {exc}\n")
+    if args.dry_run:
+        print(describe(cfg))
+        return 0
     try:
         import torch
 

@@ -336,7 +336,7 @@ def read_network_file(path: str | Path) -> dict[str, Any]:
     except ValueError as exc:
         raise NetworkError(str(exc)) from None
     if "root" not in data:
-        raise NetworkError(f"network file {path}: top level must be a mapping with a 'root' node (see README: Networks)")
+        raise NetworkError(f"network file {path}: top level must be a mapping with a 'root' node (see docs/networks.md)")
     return data
 
 
