@@ -30,10 +30,12 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from pev_env.mapping_file import read_mapping_file
 
@@ -42,6 +44,10 @@ LINE_PHASES_DEG: dict[str, float] = {"AB": 30.0, "BC": -90.0, "CA": 150.0}
 TREE_OVERSUBSCRIPTION = 1.1
 """`tree:B1,B2`: a transformer's limit is this times its stations' share of the feeder limit, a panel's
 this times its share of its transformer's limit (oversubscribed, as real sites are)."""
+SPARSE_DENSITY = 0.1
+"""Products with the gains are sparse when at most this share of them is nonzero (trees; not the ACN sites)."""
+SPARSE_MIN_SIZE = 10_000
+"""... and the gain matrix has at least this many entries (below it dense products are faster)."""
 MAX_CONSTRAINTS = 100_000
 """Largest number of constraints a network may have (rows x stations are allocated densely)."""
 _LINEAR_TOL = 1e-12
@@ -117,9 +123,30 @@ class Network:
         return self.gain != 0
 
     # ---- measurement ------------------------------------------------------------------------
+    @cached_property
+    def sparse_gain(self) -> sparse.csr_matrix:
+        """gain as a CSR matrix (J, N)."""
+        return sparse.csr_matrix(self.gain)
+
+    @cached_property
+    def _sparse(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix] | None:
+        """(gain, conj(gain)^T) as CSR where few stations load each constraint (trees), else None."""
+        if self.gain.size < SPARSE_MIN_SIZE or np.count_nonzero(self.gain) > SPARSE_DENSITY * self.gain.size:
+            return None
+        return self.sparse_gain, self.sparse_gain.conj().T.tocsr()
+
+    def combine(self, p_kw: np.ndarray) -> np.ndarray:
+        """gain @ p, complex: (J,) for p (N,), (J, T) for p (N, T) (a sparse product on sparse networks)."""
+        p_kw = np.asarray(p_kw, dtype=np.float64)
+        return self.gain @ p_kw if self._sparse is None else self._sparse[0] @ p_kw
+
+    def weigh(self, y: np.ndarray) -> np.ndarray:
+        """Re(conj(gain)^T y): what the multipliers y (J,) or (J, T) complex cost each station per kW."""
+        return np.real(np.conj(self.gain).T @ y if self._sparse is None else self._sparse[1] @ y)
+
     def loads(self, p_kw: np.ndarray) -> np.ndarray:
         """Constraint loads |gain @ p| in their units: (J,) for p (N,), (J, T) for p (N, T)."""
-        return np.abs(self.gain @ np.asarray(p_kw, dtype=np.float64))
+        return np.abs(self.combine(p_kw))
 
     def overload(self, p_kw: np.ndarray) -> np.ndarray:
         """loads - limit, (J,) or (J, T) (positive where a constraint is exceeded)."""

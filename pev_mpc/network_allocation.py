@@ -140,7 +140,7 @@ def max_min_fill(network: Network, floor: np.ndarray, extra: np.ndarray) -> np.n
 def scale_into_network(network: Network, floor: np.ndarray, extra: np.ndarray) -> np.ndarray:
     """floor + t extra with the largest t in [0, 1] keeping every constraint within its limit, per
     column: floor, extra (N,) or (N, T) kW (t = 0 where the floors alone exceed a limit)."""
-    base, move = network.gain @ floor, network.gain @ extra
+    base, move = network.combine(floor), network.combine(extra)
     limit = network.limit if base.ndim == 1 else network.limit[:, None]
     t = np.minimum(step_limit(base, move, limit).min(axis=0, initial=np.inf), 1.0)
     full = _within(base + move, limit).all(axis=0)
@@ -152,7 +152,7 @@ def scale_into_network(network: Network, floor: np.ndarray, extra: np.ndarray) -
 def station_prices(network: Network, prices: np.ndarray) -> np.ndarray:
     """(N, H) pi_ik = sum_j Re(conj(G_ji) y_jk): station i's price per kW at step k of the network
     multipliers y (J, H) complex (the convention of pev_mpc.centralised and pev_mpc.network_coordinator)."""
-    return np.real(np.conj(network.gain).T @ prices)
+    return network.weigh(prices)
 
 
 def dual_penalty(network: Network, y: np.ndarray) -> float:

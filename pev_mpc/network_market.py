@@ -60,25 +60,23 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
                sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
     rhs += [hi, -lo, budget[known]]
     # network rows, scaled by their limits: linear rows in the nonnegative cone, cones as SOC(3)
-    g = network.gain[:, station] / network.limit[:, None]     # (J, n)
     linear = np.flatnonzero(network.linear)
     conic = np.flatnonzero(~network.linear)
     if linear.size:
-        mag = np.abs(g[linear])                                 # (Jl, n)
-        rows = (linear.size * step[None, :] + np.arange(linear.size)[:, None])  # row of (j, k) = k Jl + j
-        blocks.append(sparse.csc_matrix((mag.ravel(), (rows.ravel(), np.tile(cells, linear.size))),
+        j, cell, g = _cell_gains(network, linear, station)
+        blocks.append(sparse.csc_matrix((np.abs(g), (linear.size * step[cell] + j, cell)),  # row (j, k): k Jl + j
                                         shape=(linear.size * H, n)))
         rhs.append(np.ones(linear.size * H))
     n_nonneg = sum(b.shape[0] for b in blocks)
     cones.append(clarabel.NonnegativeConeT(n_nonneg))
     if conic.size:
-        gc = g[conic]                                           # (Jc, n)
-        base = 3 * (conic.size * step[None, :] + np.arange(conic.size)[:, None])  # first row of cone (j, k)
-        rows = np.concatenate([(base + 1).ravel(), (base + 2).ravel()])
-        vals = np.concatenate([-gc.real.ravel(), -gc.imag.ravel()])
-        cols = np.tile(cells, 2 * conic.size)
+        j, cell, g = _cell_gains(network, conic, station)
+        first = 3 * (conic.size * step[cell] + j)                # first row of cone (j, k)
+        rows = np.concatenate([first + 1, first + 2])
+        vals = np.concatenate([-g.real, -g.imag])
         keep = vals != 0
-        blocks.append(sparse.csc_matrix((vals[keep], (rows[keep], cols[keep])), shape=(3 * conic.size * H, n)))
+        blocks.append(sparse.csc_matrix((vals[keep], (rows[keep], np.tile(cell, 2)[keep])),
+                                        shape=(3 * conic.size * H, n)))
         b = np.zeros(3 * conic.size * H)
         b[0::3] = 1.0
         rhs.append(b)
@@ -103,6 +101,17 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     return plan, y * scale / network.limit[:, None]
 
 
+def _cell_gains(network: Network, rows: np.ndarray, station: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nonzero gains of the constraints `rows` on every cell (a cell is a station's step; station[c] is
+    cell c's station), divided by their limits: (index into rows, cell, gain) per nonzero, without forming the
+    dense (rows x cells) matrix (a tree's rows each load few of many stations)."""
+    G = sparse.csc_matrix(network.sparse_gain[rows].multiply(1.0 / network.limit[rows][:, None]))
+    count = np.diff(G.indptr)[station]                          # nonzeros of each cell's station column
+    cell = np.repeat(np.arange(station.size), count)
+    pos = np.arange(cell.size) - np.repeat(np.cumsum(count) - count, count) + np.repeat(G.indptr[station], count)
+    return G.indices[pos], cell, G.data[pos]
+
+
 # --------------------------------------------------------------------------------- the polish
 POLISH_STEPS = 4
 """Newton steps that polish the interior point's multipliers on the model's dual (no messages)."""
@@ -114,41 +123,42 @@ def model_dual(model: SeparableStations, network: Network, y: np.ndarray) -> tup
     prices = station_prices(network, y)
     p = model.solve(prices)
     value = float(np.sum(model.costs.value(model.problem, p)) + np.sum(p * prices)) - dual_penalty(network, y)
-    return value, network.gain @ p
+    return value, network.combine(p)
 
 
 def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray, z: np.ndarray,
                       rows: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
-    """The Newton step M^{-1} g on the entries (rows[a], steps[a]) in real coordinates (re, im), None where M
-    is singular. g is the dual's gradient z - L y / |y|; M minus its Hessian: the stations' exact price
-    sensitivity (1 / (2 eps) on steps strictly inside their bounds) seen through their gains plus the
-    norm's curvature L (I - y y^T / |y|^2) / |y|, block-diagonal over the steps (D), less one rank-one
-    term V_i^T V_i per station whose budget binds, which couples its steps: M = D - V^T V, solved by
-    blocks and the Woodbury identity (r x r for r binding budgets)."""
+    """The Newton step (A,) complex on the entries (rows[a], steps[a]), None where the system is singular.
+
+    Coordinates: a cone's multiplier moves in the plane (basis 1, i), a linear row's along its direction
+    (y = mu e^{i theta}). In them the dual's gradient is Re(conj(b) (z - L y / |y|)) and minus its Hessian
+    M the stations' exact price sensitivity (1 / (2 eps) on steps strictly inside their bounds) seen through
+    Re(conj(b) g) plus the norm's curvature L (I - u u^T) / |y| (u = y / |y|; zero along a linear row):
+    block-diagonal over the steps (D), less one rank-one term V_i^T V_i per station whose budget binds, which
+    couples its steps. M = D - V^T V is solved by blocks and the Woodbury identity (r x r for r budgets)."""
     free = (model._raw > model.lo) & (model._raw < model.hi)
     u = free / model.two_eps                                     # (n, H)
-    gain = network.gain[:, model.rows]
-    w = np.concatenate([gain.real[rows], gain.imag[rows]]).T     # (n, 2A)
-    A = rows.size
-    k = np.concatenate([steps, steps])
-    entry, imag = np.tile(np.arange(A), 2), np.repeat([False, True], A)
+    conic = ~network.linear[rows]
+    entry = np.concatenate([np.arange(rows.size), np.flatnonzero(conic)])      # each coordinate's entry
+    basis = np.where(conic, 1.0, network.direction[rows]).astype(np.complex128)
+    basis = np.concatenate([basis, np.full(int(conic.sum()), 1j)])            # (m,) its unit direction
+    w = np.real(np.conj(basis)[None, :] * network.gain[:, model.rows][rows[entry]].T)   # (n, m)
+    k = steps[entry]
     yy, L = y[rows, steps], network.limit[rows]
     ay = np.abs(yy)
     unit, c = yy / ay, L / ay
-    grad = z[rows, steps] - L * unit
-    g = np.concatenate([grad.real, grad.imag])
+    g = np.real(np.conj(basis) * (z[rows, steps] - L * unit)[entry])
+    along = np.real(np.conj(basis) * unit[entry])                             # Re(conj(b) u) per coordinate
     total = u.sum(axis=1)
     pinned = np.flatnonzero((model._mu > 0.0) & (total > 0))
-    V = w[pinned] * u[pinned][:, k] / np.sqrt(total[pinned])[:, None]   # (r, 2A)
+    V = w[pinned] * u[pinned][:, k] / np.sqrt(total[pinned])[:, None]       # (r, m)
     rhs = np.column_stack([g, V.T])
     sol = np.empty_like(rhs)
     for step in np.unique(steps):
         idx = np.flatnonzero(k == step)
         block = w[:, idx].T @ (u[:, step, None] * w[:, idx])
-        e, im = entry[idx], imag[idx]
-        ur, ui = unit.real[e], unit.imag[e]
-        curvature = np.where(im[:, None] & im[None, :], 1.0 - ui[:, None] ** 2,
-                             np.where(~im[:, None] & ~im[None, :], 1.0 - ur[:, None] ** 2, -ur[:, None] * ui[None, :]))
+        e, b = entry[idx], basis[idx]
+        curvature = np.real(np.conj(b)[:, None] * b[None, :]) - along[idx][:, None] * along[idx][None, :]
         block += np.where(e[:, None] == e[None, :], c[e][:, None] * curvature, 0.0)
         try:
             sol[idx] = np.linalg.solve(block, rhs[idx])
@@ -160,13 +170,17 @@ def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray,
             d = d + DV @ np.linalg.solve(np.eye(pinned.size) - V @ DV, V @ d)
         except np.linalg.LinAlgError:
             return None
-    return d
+    return np.bincount(entry, weights=d * basis.real, minlength=rows.size) \
+        + 1j * np.bincount(entry, weights=d * basis.imag, minlength=rows.size)
 
 
 def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:
     """The interior point's multipliers y refined by up to POLISH_STEPS Newton steps on the model's dual,
     on the entries it left nonzero (the active set it found): each step is kept only if it raises the
-    dual value, so the result is never worse than y."""
+    dual value, so the result is never worse than y. A linear network's multipliers are returned as they are
+    (an interior point's multipliers of linear rows are accurate; the cones' degeneracy is what needs it)."""
+    if network.is_linear:
+        return y
     y = np.where(np.abs(y) > _ACTIVE * float(np.max(np.abs(y), initial=0.0)), y, 0.0)
     rows, steps = np.nonzero(y)
     if rows.size == 0:
@@ -177,7 +191,7 @@ def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndar
         if d is None:
             return y
         trial = y.copy()
-        trial[rows, steps] += d[:rows.size] + 1j * d[rows.size:]
+        trial[rows, steps] += d
         v_new, z_new = model_dual(model, network, trial)
         if not v_new > value:
             return y
