@@ -223,7 +223,7 @@ SECTION_NAMES: dict[type[Section], str] = {cls: name for name, cls in SECTIONS.i
 FLAT: dict[str, tuple[str, str]] = {
     **{f.name: (section, f.name) for section, cls in SECTIONS.items() for f in fields(cls)  # type: ignore[arg-type]
        if f.name != cls.selector},
-    "objective": ("objective", "name"), "coordination": ("coordination", "method")}
+    **{section: (section, cls.selector) for section, cls in SECTIONS.items() if cls.selector}}
 """Flat keyword (the settings before sections) -> (section, field): `MPCSettings(horizon=48)`."""
 MOVED: dict[str, str] = {flat: f"{section}.{name}" for flat, (section, name) in FLAT.items()}
 """Flat key of a config file or `--set` -> its sectioned key (refused there, naming it; 'objective' and
@@ -235,7 +235,7 @@ def _assemble(sections: dict[str, Any], flat: dict[str, Any]) -> dict[str, Secti
     'coordination' the selector's value) with the flat keywords `flat` applied to theirs."""
     changes: dict[str, dict[str, Any]] = {}
     for name, value in sections.items():
-        if isinstance(value, str) and name in ("objective", "coordination"):
+        if isinstance(value, str) and SECTIONS[name].selector:  # objective='tracking', coordination='gradient'
             flat = {name: value, **flat}
             sections[name] = None
     for key, value in flat.items():
@@ -296,7 +296,7 @@ class MPCSettings:
                 sections[key] = value
             else:
                 flat[key] = value
-        new = object.__new__(MPCSettings)
+        new = object.__new__(type(self))
         new._fill(_assemble(sections, flat))
         return new
 
