@@ -33,8 +33,10 @@ def _only(*choices: str) -> dict[str, tuple[str, ...]]:
 
 
 class Section:
-    """Base of the settings sections (frozen dataclasses): records the fields given to the constructor
-    (`given`; defaults never count) and refuses a given field that does not apply to the selector's value."""
+    """Base of the settings sections (frozen dataclasses, eq=False: equality and hash are here): records the
+    fields given to the constructor (`given`; defaults never count) and refuses a given field that does not
+    apply to the selector's value. Compared with a string (code written for the flat settings, e.g.
+    `settings.coordination == "newton"`) it raises TypeError rather than answering False."""
 
     selector: ClassVar[str] = ""
     """The field whose value decides which fields apply ('' for none)."""
@@ -57,6 +59,19 @@ class Section:
         dataclasses.replace, which counts every field as given)."""
         return type(self)(**{**{name: getattr(self, name) for name in self.given}, **changes})
 
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            section = SECTION_NAMES[type(self)]
+            raise TypeError(f"MPCSettings.{section} is a section, not {other!r}: compare "
+                            f"{section}.{self.selector or '<field>'}")
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._values()))
+
     def __post_init__(self) -> None:
         choice = getattr(self, self.selector, None)
         if choice not in self.choices:
@@ -72,7 +87,7 @@ class Section:
 DEADLINE, TRACKING = _only("deadline"), _only("tracking")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Objective(Section):
     """The objective f_i and its weights (docs/FORMULATION.md, pev_mpc.objective); every solver uses them
     identically. A weight of the other objective is refused."""
@@ -114,7 +129,7 @@ class Objective(Section):
 SMOOTHED = _only("smoothed-newton")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Coordination(Section):
     """How the area coordinator finds the prices: the method, its stopping rule and its warm start. An
     option of another method is refused."""
@@ -171,7 +186,7 @@ class Coordination(Section):
     cold-started the same way) and used as the warm start; 0 disables."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stations(Section):
     """How the decentralised MPC solves the station QPs of a coordination round."""
 
@@ -193,7 +208,7 @@ class Stations(Section):
     """OSQP time limit per station solve (0 = none); a timeout is handled as a failure."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Centralised(Section):
     """How the centralised MPC solves the coupled QP."""
 
@@ -201,7 +216,7 @@ class Centralised(Section):
     """Solver of the coupled QP: 'CLARABEL' or 'OSQP' (eps 1e-8 and polishing)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Policy(Section):
     """The receding-horizon policy: the horizon of each control step's problem."""
 

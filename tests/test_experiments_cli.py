@@ -124,7 +124,7 @@ def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None
     assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "mpc-decentralised",
                  "--set", "mpc.objective.deadline_reg=1e-3", "--out", str(out), "-q"]) == 0
     assert seen and all(mpc.deadline_reg == 1e-3 for mpc in seen)
-    assert json.loads((out / "scale.json").read_text())["config"]["mpc"]["deadline_reg"] == 1e-3
+    assert json.loads((out / "scale.json").read_text())["config"]["mpc"]["objective"]["deadline_reg"] == 1e-3
 
 
 @pytest.mark.parametrize("algo, controller", [("ippo", "ppo"), ("mappo", "mappo")])
@@ -200,8 +200,8 @@ def test_compare_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> No
                  "--out", str(tmp_path / "h6")]) == 0
     assert seen["mpc-centralised"] == MPCSettings(horizon=6) and seen["edf"] is None
     info = json.loads((tmp_path / "h6" / "run.json").read_text())
-    assert info["config"]["mpc"]["horizon"] == 6
-    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["mpc"]["horizon"] == 24
+    assert info["config"]["mpc"]["policy"]["horizon"] == 6
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["mpc"]["policy"]["horizon"] == 24
 
     def power(out):
         trace = pd.read_csv(out / "traces" / "seed_seed0_mpc-centralised.csv")

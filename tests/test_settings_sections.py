@@ -84,6 +84,17 @@ def test_a_setting_of_another_objective_or_method_is_refused(kwargs, message) ->
         MPCSettings(**kwargs)
 
 
+def test_a_section_compared_with_a_string_raises() -> None:
+    """Code written for the flat settings (`settings.coordination == "newton"`) fails loudly, never False."""
+    with pytest.raises(TypeError, match=r"MPCSettings.coordination is a section, not 'newton': compare "
+                                        r"coordination.method"):
+        MPCSettings().coordination == "newton"  # noqa: B015
+    with pytest.raises(TypeError, match=r"compare objective.name"):
+        MPCSettings().objective in ("deadline", "tracking")  # noqa: B015
+    assert MPCSettings().objective == Objective() != Objective(name="tracking")
+    assert MPCSettings().policy != MPCSettings().stations and len({Policy(), Policy(horizon=24)}) == 1
+
+
 def test_applicable_settings_and_defaults_are_accepted() -> None:
     MPCSettings(coordination="gradient")  # the defaults of newton's model_after etc. were not set
     MPCSettings(coordination="smoothed-newton", barrier_start=0.5, smoothing_after=2)

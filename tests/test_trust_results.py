@@ -44,7 +44,7 @@ def test_rows_carry_their_provenance(tmp_path) -> None:
     assert list(metrics.columns[-3:]) == list(PROVENANCE_COLUMNS) and set(FAILURE_COLUMNS) <= set(metrics.columns)
     stored = json.loads((tmp_path / "settings.json").read_text())
     by_controller = metrics.set_index("controller")["settings_fingerprint"]
-    assert stored[by_controller["mpc-centralised"]]["mpc"]["horizon"] == 6
+    assert stored[by_controller["mpc-centralised"]]["mpc"]["policy"]["horizon"] == 6
     assert "mpc" not in stored[by_controller["edf"]]  # the MPC settings do not affect edf's rows
     assert fingerprint(stored[by_controller["edf"]]) == by_controller["edf"]
 
