@@ -5,7 +5,8 @@ Every command writes into `--out`, locked while it runs; a folder that holds res
 
 Precedence: built-in defaults < config file (--config, YAML or TOML, flat or a [<command>] section)
 < --set KEY=VALUE < the dedicated options (--seeds, --out, ...). A dotted key sets one item of a
-mapping key: `--set mpc.horizon=48` (the MPC settings of compare/evaluate), `--set env.P_ref=40` (the
+mapping key: `--set mpc.policy.horizon=48` (the MPC settings of compare/evaluate/scale, in sections:
+objective, coordination, stations, centralised, policy), `--set env.P_ref=40` (the
 base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`).
 
 `--dry-run` does every check of the configuration (experiments.preflight included; not the output folder) and
@@ -80,7 +81,7 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
         ("--seed", "seed", "seed of the learner", {}),
     ),
     "tune": (
-        ("--grid", "grid", "MPCSettings field=v1,v2 (repeatable); replaces the default grid", {"action": "append"}),
+        ("--grid", "grid", "MPCSettings SECTION.FIELD=v1,v2, e.g. policy.horizon=12,24 (repeatable); replaces the default grid", {"action": "append"}),
         ("--max-steps", "max_steps", "control steps per episode (0 = full episode)", {}),
     ),
     "scale": (
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable); a dotted key sets one "
-                       "item of a mapping, e.g. mpc.horizon=48 (compare, evaluate), grid.horizon=12,24 (tune) or "
+                       "item of a mapping, e.g. mpc.policy.horizon=48 (compare, evaluate, scale), grid.policy.horizon=12,24 (tune) or "
                        "env.P_ref=40 (the plant, an EnvConfig field; not train)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         p.add_argument("--dry-run", action="store_true", help="check everything (configuration, scenarios, "
@@ -147,7 +148,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _grid_item(item: str) -> tuple[str, list[str]]:
     key, sep, values = item.partition("=")
     if not sep or not key.strip() or not values.strip():
-        raise ValueError(f"--grid {item!r}: must be FIELD=v1,v2,...")
+        raise ValueError(f"--grid {item!r}: must be SECTION.FIELD=v1,v2,...")
     return key.strip(), [v.strip() for v in values.split(",")]
 
 

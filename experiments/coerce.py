@@ -59,12 +59,32 @@ def parse_seeds(key: str, value: Any) -> tuple[int, ...]:
     return unique(key, tuple(s for lo, hi in bounds for s in range(lo, hi + 1)))
 
 
+def _nested(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with the dotted names `field.name` turned into items of the mapping of `field` (merged into it,
+    later items winning): `{"policy": {"horizon": 6}, "policy.max_horizon": 96}` -> one mapping for policy."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        head, dot, rest = str(name).partition(".")
+        value = {rest: value} if dot else value
+        base = out.get(head)
+        out[head] = {**base, **value} if isinstance(base, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
 def field_values(cls: type, key: str, values: Any) -> dict[str, Any]:
-    """`values` (field -> value of the dataclass `cls`) coerced to the field types; an unknown field lists the
-    valid ones; errors name `key`."""
+    """`values` (field -> value of the dataclass `cls`; `field.name` sets one field of a nested dataclass)
+    coerced to the field types; an unknown field lists the valid ones, or names its new key when `cls` lists
+    it in `MOVED_KEYS` (old name -> new dotted key); errors name `key`."""
     if not isinstance(values, Mapping):
         raise ValueError(f"{key} = {values!r}: must be a mapping of {cls.__name__} field -> value")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    moved = getattr(cls, "MOVED_KEYS", {})
+    for name, value in values.items():
+        section = isinstance(value, Mapping) or dataclasses.is_dataclass(value)
+        if name in moved and (name not in fields or not section):  # a flat key, or a section given one value
+            raise ValueError(f"{key}.{name} = {value!r}: {cls.__name__} has sections; the key is now "
+                             f"{key}.{moved[name]}")
+    values = _nested(values)
     unknown = [name for name in values if name not in fields]
     if unknown:
         raise ValueError(f"{key}: unknown {cls.__name__} field {unknown[0]!r}; valid fields: {', '.join(fields)}")
@@ -74,6 +94,15 @@ def field_values(cls: type, key: str, values: Any) -> dict[str, Any]:
         parse = fields[name].metadata.get("coerce")
         out[name] = parse(f"{key}.{name}", value) if parse else coerce(f"{key}.{name}", hints[name], value)
     return out
+
+
+def path_value(cls: type, key: str, path: str, value: Any) -> Any:
+    """`value` coerced to the type of the dotted field `path` of the dataclass `cls` (e.g. 'policy.horizon')."""
+    head, dot, rest = path.partition(".")
+    tp = typing.get_type_hints(cls).get(head) if dot else None
+    if dot and dataclasses.is_dataclass(tp):
+        return path_value(tp, f"{key}.{head}", rest, value)
+    return field_values(cls, key, {path: value})[head]
 
 
 def construct(cls: type[C], key: str, values: Mapping[str, Any]) -> C:

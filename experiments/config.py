@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from experiments import registry
 from experiments.backends import BACKENDS, check_ray_address
-from experiments.coerce import MAX_SEED, construct, field_values, parse_seeds, unique
+from experiments.coerce import MAX_SEED, build, parse_seeds, path_value, unique
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -164,8 +164,10 @@ class CompareConfig(Execution, Plant, Output):
     """Accept a model file holding pickled objects (a Stable-Baselines3 model.zip), which can run any code when
     loaded: it is converted once into the safe format in `out`/models/ppo. Only for files you made."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
-    """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), e.g.
-    {horizon: 48, terminal_weight: 100}; `--set mpc.horizon=48` sets one field. The others ignore it."""
+    """The MPCSettings of every MPC controller (mpc-decentralised, mpc-centralised, mpc-distributed), in sections
+    (objective, coordination, stations, centralised, policy; docs/controllers.md), e.g. {policy: {horizon: 48},
+    objective: {name: tracking, terminal_weight: 100}}; `--set mpc.policy.horizon=48` sets one field. The others
+    ignore it."""
     run_timeout: float = 0.0
     """Seconds one run (controller x scenario x seed) may take; a run over it is recorded as failed and the grid
     goes on (0: no limit)."""
@@ -278,23 +280,23 @@ class TrainConfig(Output):
 
 
 def typed_grid(grid: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
-    """A tune grid (MPCSettings field -> values) with every value coerced to its field's type."""
-    return {name: tuple(field_values(MPCSettings, "tune.grid", {name: v})[name] for v in values)
+    """A tune grid (MPCSettings `section.field` -> values) with every value coerced to its field's type."""
+    return {name: tuple(path_value(MPCSettings, "tune.grid", name, v) for v in values)
             for name, values in grid.items()}
 
 
 def settings_grid(grid: Mapping[str, tuple[Any, ...]]) -> list[MPCSettings]:
-    """MPCSettings for every combination of the typed `grid` (field -> values)."""
+    """MPCSettings for every combination of the typed `grid` (`section.field` -> values)."""
     names = list(grid)
-    return [construct(MPCSettings, "tune.grid", dict(zip(names, combo)))
+    return [build(MPCSettings, "tune.grid", dict(zip(names, combo)))
             for combo in itertools.product(*(grid[name] for name in names))]
 
 
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
-    "coordination": ("newton", "nesterov", "gradient"),
-    "max_iterations": (10, 50, 200),
-    "primal_tol_kw": (1e-2, 1e-4),
-    "horizon": (12, 24),
+    "coordination.method": ("newton", "nesterov", "gradient"),
+    "coordination.max_iterations": (10, 50, 200),
+    "coordination.primal_tol_kw": (1e-2, 1e-4),
+    "policy.horizon": (12, 24),
 }
 
 
@@ -307,8 +309,8 @@ class TuneConfig(Execution, Plant, Output):
     scenarios: tuple[str, ...] = ("seed",)
     seeds: tuple[int, ...] = field(default=(0,), metadata=SEEDS)
     grid: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: dict(DEFAULT_GRID))
-    """MPCSettings field -> values; the cartesian product is swept with the decentralised MPC (the
-    reference is always the centralised QP)."""
+    """MPCSettings `section.field` (e.g. policy.horizon) -> values; the cartesian product is swept with the
+    decentralised MPC (the reference is always the centralised QP)."""
     max_steps: int = 0
     """Control steps per episode (0 = full episode)."""
     out: str = str(Path("results") / "tune")
@@ -353,7 +355,7 @@ class ScaleConfig(Execution, Plant, Output):
     workers: int = 1
     """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
-    """The MPCSettings of the MPC controllers timed (as in compare), e.g. `--set mpc.deadline_reg=1e-3`."""
+    """The MPCSettings of the MPC controllers timed (as in compare), e.g. `--set mpc.objective.deadline_reg=1e-3`."""
 
     def __post_init__(self) -> None:
         self._check_output()

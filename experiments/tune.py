@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Mapping
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,7 @@ class _GapProbe:
 
 
 def _label(settings: Any, grid: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={getattr(settings, k)}" for k in grid)
+    return " ".join(f"{k}={attrgetter(k)(settings)}" for k in grid)
 
 
 def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: int,
@@ -98,7 +99,7 @@ def _tune_row(job: tuple[Any, str, int], grid: Mapping[str, Any], max_steps: int
               env: EnvConfig | None = None) -> dict[str, Any]:
     """The tune.csv row of one (settings, scenario, seed) job (what the backends run)."""
     settings, scenario, seed = job
-    return {"setting": _label(settings, grid), **{k: getattr(settings, k) for k in grid},
+    return {"setting": _label(settings, grid), **{k: attrgetter(k)(settings) for k in grid},
             "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, max_steps, env)}
 
 

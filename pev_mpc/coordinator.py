@@ -10,7 +10,7 @@ projected onto the area limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -433,7 +433,7 @@ class AreaCoordinator:
         if converged or self._handover is None:
             return lam, converged
         (r, g, rep), ceiling = self._handover, self._ceiling()
-        inner = replace(s, coordination="newton", model_after=None, max_iterations=s.model_rounds,
+        inner = s.replace(coordination="newton", model_after=None, max_iterations=s.model_rounds,
                         primal_tol_kw=_MODEL_TOL * s.primal_tol_kw,
                         gap_tol=_MODEL_TOL * s.gap_tol)
         while True:
@@ -520,7 +520,7 @@ class AreaCoordinator:
         if lam.shape != (H,):
             raise ValueError(f"warm_prices has shape {lam.shape}: must be ({H},)")
         lam[lam <= self.settings.price_tol * max(1.0, float(np.max(lam, initial=0.0)))] = 0.0  # solver noise
-        method = self.settings.coordination
+        method = self.settings.coordination.method
         if method == "smoothed-newton" and self.pool.capabilities.barrier:
             lam, converged = self._newton(lam, self.settings.smoothing_after)
             if not converged and self._iterations < self.settings.max_iterations:

@@ -166,7 +166,7 @@ def station_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCos
     immutable, and the pool, the coordinator and the objective of one step share them."""
     per_problem = _COSTS.setdefault(problem, {})
     if settings not in per_problem:
-        costs = OBJECTIVES[settings.objective](problem, settings)
+        costs = OBJECTIVES[settings.objective.name](problem, settings)
         for name in ("node_weight", "linear", "power_reg", "cap", "offset"):
             getattr(costs, name).setflags(write=False)
         per_problem[settings] = costs

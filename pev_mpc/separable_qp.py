@@ -46,7 +46,7 @@ class SeparableStations:
         if not separable(problem, self.costs):
             lowest = float(np.min(problem.p_min, initial=0.0))
             raise ValueError("SeparableStations needs node weights 0 and p_min >= 0 (objective 'deadline'); "
-                             f"objective = {settings.objective!r}, min p_min = {lowest}")
+                             f"objective = {settings.objective.name!r}, min p_min = {lowest}")
         self.n_stations, self.horizon = problem.n_stations, problem.horizon
         # every per-round computation runs on the stations that can draw power in the horizon (rows);
         # the others plan 0 whatever the prices

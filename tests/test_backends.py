@@ -150,7 +150,7 @@ def test_killed_ray_run_resumes_to_the_same_rows(ray_session, reference, tmp_pat
 
 
 def test_tune_rows_are_the_same_on_ray(ray_session, tmp_path):
-    args = ["tune", "--scenarios", "seed", "--seeds", "0", "--grid", "coordination=newton,nesterov",
+    args = ["tune", "--scenarios", "seed", "--seeds", "0", "--grid", "coordination.method=newton,nesterov",
             "--max-steps", "3", "-q"]
     assert main([*args, "--backend", "local", "--workers", "1", "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--backend", "ray", "--out", str(tmp_path / "b")]) == 0

@@ -250,7 +250,8 @@ def test_decentralised_equals_centralised_property(seed, n, tightness, objective
     pr = ChargingProblem(x0=x0, r=np.minimum(x0 + rng.uniform(0, 16, n), 24.0), s=np.full(n, 24.0),
                          d=rng.integers(0, H + 1, n), p_min=0.0, p_max=rng.choice([6.6, 11.0, 22.0], n), eta=0.9,
                          dt_h=5 / 60, P_ref=tightness * 11.0 * n, horizon=H)
-    assert_agree(pr, MPCSettings(horizon=H, objective=objective, terminal_weight=weight, model_after=model_after))
+    weights = {"terminal_weight": weight} if objective == "tracking" else {}  # wT is the tracking objective's
+    assert_agree(pr, MPCSettings(horizon=H, objective=objective, model_after=model_after, **weights))
 
 
 class FailingPool:

@@ -34,9 +34,9 @@ def test_dry_run_stops_on_what_a_real_run_stops_on(argv: list[str], allowed: str
 
 def test_other_commands_dry_run(tmp_path: Path, capsys) -> None:
     assert main(["train", "--seeds", "1000-1003", "--out", str(tmp_path / "m"), "--dry-run"]) == 0
-    assert main(["tune", "--grid", "horizon=12,24", "--out", str(tmp_path / "t"), "--dry-run"]) == 0
+    assert main(["tune", "--grid", "policy.horizon=12,24", "--out", str(tmp_path / "t"), "--dry-run"]) == 0
     assert main(["scale", "--sizes", "3,6", "--out", str(tmp_path / "s"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "would run ippo for 2400000 station-samples" in printed and "x 4 seeds (1000-1003)" in printed
-    assert "2 settings (horizon=12,24)" in printed and "sizes (3,6)" in printed
+    assert "2 settings (policy.horizon=12,24)" in printed and "sizes (3,6)" in printed
     assert not list(tmp_path.iterdir())

@@ -77,11 +77,11 @@ def test_a_failed_run_is_reported_and_the_others_kept(tmp_path, monkeypatch) -> 
 
 def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
     out = tmp_path / "tune"
-    argv = ["tune", "--grid", "coordination=newton,gradient", "--grid", "max_iterations=3",
-            "--grid", "horizon=6", "--max-steps", "6", "--out", str(out), "-q"]
+    argv = ["tune", "--grid", "coordination.method=newton,gradient", "--grid", "coordination.max_iterations=3",
+            "--grid", "policy.horizon=6", "--max-steps", "6", "--out", str(out), "-q"]
     assert main(argv) == 0
     frame = pd.read_csv(out / "tune.csv")
-    assert len(frame) == 2 and set(frame["coordination"]) == {"newton", "gradient"}
+    assert len(frame) == 2 and set(frame["coordination.method"]) == {"newton", "gradient"}
     assert (frame["gap_mean"] >= 0).all() and (frame["iterations_mean"] <= 3).all()
     assert (out / "pareto.png").exists()
     assert "Best" in capsys.readouterr().out
@@ -92,10 +92,15 @@ def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
 def test_tune_unknown_setting_lists_valid_ones() -> None:
     from experiments.config import typed_grid
 
-    with pytest.raises(ValueError, match=r"tune.grid: unknown MPCSettings field 'colour'; valid fields: horizon"):
+    with pytest.raises(ValueError, match=r"tune.grid: unknown MPCSettings field 'colour'; valid fields: objective"):
         typed_grid({"colour": ("red",)})
-    with pytest.raises(ValueError, match=r"tune.grid.horizon = 'x': must be an integer"):
-        typed_grid({"horizon": ("x",)})
+    with pytest.raises(ValueError, match=r"tune.grid.policy: unknown Policy field 'colour'; valid fields: horizon"):
+        typed_grid({"policy.colour": ("red",)})
+    with pytest.raises(ValueError, match=r"tune.grid.policy.horizon = 'x': must be an integer"):
+        typed_grid({"policy.horizon": ("x",)})
+    with pytest.raises(ValueError, match=r"^tune.grid.horizon = 6: MPCSettings has sections; the key is now "
+                                         r"tune.grid.policy.horizon$"):
+        typed_grid({"horizon": (6,)})
 
 
 def test_scale_writes_csv_and_plot(tmp_path) -> None:
@@ -117,9 +122,9 @@ def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None
     monkeypatch.setattr(registry, "make_controller", lambda name, **kw: seen.append(kw.get("mpc")) or make(name, **kw))
     out = tmp_path / "scale"
     assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "mpc-decentralised",
-                 "--set", "mpc.deadline_reg=1e-3", "--out", str(out), "-q"]) == 0
+                 "--set", "mpc.objective.deadline_reg=1e-3", "--out", str(out), "-q"]) == 0
     assert seen and all(mpc.deadline_reg == 1e-3 for mpc in seen)
-    assert json.loads((out / "scale.json").read_text())["config"]["mpc"]["deadline_reg"] == 1e-3
+    assert json.loads((out / "scale.json").read_text())["config"]["mpc"]["objective"]["deadline_reg"] == 1e-3
 
 
 @pytest.mark.parametrize("algo, controller", [("ippo", "ppo"), ("mappo", "mappo")])
@@ -184,19 +189,19 @@ def _spy_settings(monkeypatch) -> dict:
 
 
 def test_compare_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None:
-    """`--set mpc.horizon=6` changes the centralised MPC's horizon (and its actions), also in a process pool."""
+    """`--set mpc.policy.horizon=6` changes the centralised MPC's horizon (and its actions), also in a process pool."""
     from pev_mpc.settings import MPCSettings
 
     base = ["compare", "--scenarios", "seed", "--seeds", "0", "--no-plots", "-q"]
     seen = _spy_settings(monkeypatch)
     assert main([*base, "--controllers", "mpc-centralised", "--jobs", "1", "--out", str(tmp_path / "default")]) == 0
     assert seen["mpc-centralised"] == MPCSettings()
-    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "1", "--set", "mpc.horizon=6",
+    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "1", "--set", "mpc.policy.horizon=6",
                  "--out", str(tmp_path / "h6")]) == 0
     assert seen["mpc-centralised"] == MPCSettings(horizon=6) and seen["edf"] is None
     info = json.loads((tmp_path / "h6" / "run.json").read_text())
-    assert info["config"]["mpc"]["horizon"] == 6
-    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["mpc"]["horizon"] == 24
+    assert info["config"]["mpc"]["policy"]["horizon"] == 6
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["config"]["mpc"]["policy"]["horizon"] == 24
 
     def power(out):
         trace = pd.read_csv(out / "traces" / "seed_seed0_mpc-centralised.csv")
@@ -204,7 +209,7 @@ def test_compare_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> No
 
     assert not np.allclose(power(tmp_path / "default"), power(tmp_path / "h6"))  # the horizon changed the actions
     # two runs -> a pool of 2 worker processes: the settings travel with the (pickled) run function
-    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "2", "--set", "mpc.horizon=6",
+    assert main([*base, "--controllers", "mpc-centralised,edf", "--jobs", "2", "--set", "mpc.policy.horizon=6",
                  "--out", str(tmp_path / "pool")]) == 0
     np.testing.assert_allclose(power(tmp_path / "pool"), power(tmp_path / "h6"), atol=1e-9)  # solver noise
 
@@ -221,7 +226,7 @@ def test_run_function_with_mpc_settings_pickles() -> None:
 
 def test_compare_bad_mpc_setting_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as err:
-        main(["compare", "--set", "mpc.horizon=0"])
+        main(["compare", "--set", "mpc.policy.horizon=0"])
     assert err.value.code == 2
     assert "compare.mpc: MPCSettings.horizon = 0: must be an int >= 1" in capsys.readouterr().err
 
@@ -256,7 +261,7 @@ def test_env_file_option_with_set_on_top(tmp_path) -> None:
 
 def test_tune_and_scale_record_and_use_the_env(tmp_path) -> None:
     tune_out, scale_out = tmp_path / "tune", tmp_path / "scale"
-    assert main(["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "4",
+    assert main(["tune", "--grid", "coordination.max_iterations=3", "--grid", "policy.horizon=6", "--max-steps", "4",
                  "--set", "env.P_ref=60", "--out", str(tune_out), "-q"]) == 0
     assert json.loads((tune_out / "tune.json").read_text())["config"]["env"]["P_ref"] == 60.0
     assert main(["scale", "--sizes", "3", "--steps", "1", "--controllers", "edf", "--set", "env.soc_max=48",

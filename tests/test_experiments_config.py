@@ -42,34 +42,39 @@ def test_train_defaults_are_the_reference_recipe() -> None:
 
 def test_mpc_settings_default_are_the_mpc_defaults() -> None:
     assert load_config(CompareConfig).mpc == MPCSettings()
-    assert load_config(EvaluateConfig, None, {"mpc.horizon": "6"}).mpc.horizon == 6
+    assert load_config(EvaluateConfig, None, {"mpc.policy.horizon": "6"}).mpc.horizon == 6
 
 
 def test_mpc_settings_from_dotted_set_coerced_to_field_types() -> None:
-    cfg = load_config(CompareConfig, None, {"mpc.horizon": "48", "mpc.terminal_weight": "100",
-                                            "mpc.coordination": "nesterov", "mpc.step_size": "none"})
-    assert cfg.mpc == MPCSettings(horizon=48, terminal_weight=100.0, coordination="nesterov", step_size=None)
-    assert type(cfg.mpc.horizon) is int and type(cfg.mpc.terminal_weight) is float
-    assert to_dict(cfg)["mpc"]["horizon"] == 48 and to_dict(cfg)["mpc"]["step_size"] is None
-    assert load_config(CompareConfig, None, {"mpc.step_size": "0.5"}).mpc.step_size == 0.5
-    assert load_config(CompareConfig, None, {"mpc.model_after": "None"}).mpc.model_after is None
-    with pytest.raises(ValueError, match=r"compare.mpc.model_after = 'abc': must be an integer or None"):
-        load_config(CompareConfig, None, {"mpc.model_after": "abc"})
+    cfg = load_config(CompareConfig, None, {"mpc.policy.horizon": "48", "mpc.objective.name": "tracking",
+                                            "mpc.objective.terminal_weight": "100",
+                                            "mpc.coordination.method": "nesterov", "mpc.coordination.step_size": "none"})
+    assert cfg.mpc == MPCSettings(horizon=48, objective="tracking", terminal_weight=100.0, coordination="nesterov",
+                                  step_size=None)
+    assert type(cfg.mpc.policy.horizon) is int and type(cfg.mpc.objective.terminal_weight) is float
+    assert to_dict(cfg)["mpc"]["policy"]["horizon"] == 48 and to_dict(cfg)["mpc"]["coordination"]["step_size"] is None
+    gradient = {"mpc.coordination.method": "gradient"}
+    assert load_config(CompareConfig, None, {**gradient, "mpc.coordination.step_size": "0.5"}).mpc.step_size == 0.5
+    assert load_config(CompareConfig, None, {"mpc.coordination.model_after": "None"}).mpc.model_after is None
+    with pytest.raises(ValueError, match=r"compare.mpc.coordination.model_after = 'abc': must be an integer or None"):
+        load_config(CompareConfig, None, {"mpc.coordination.model_after": "abc"})
 
 
 @pytest.mark.parametrize("name,text", [
-    ("c.yaml", "mpc: {horizon: 48, terminal_weight: 100}\n"),
-    ("c.yaml", "compare:\n  mpc:\n    horizon: 48\n    terminal_weight: 100\n"),
-    ("c.yaml", "mpc.horizon: 48\nmpc.terminal_weight: 100\n"),
-    ("c.toml", "[compare.mpc]\nhorizon = 48\nterminal_weight = 100\n"),
-    ("c.toml", "[mpc]\nhorizon = 48\nterminal_weight = 100\n"),
+    ("c.yaml", "mpc: {policy: {horizon: 48}, objective: {name: tracking, terminal_weight: 100}}\n"),
+    ("c.yaml", "compare:\n  mpc:\n    policy:\n      horizon: 48\n    objective:\n      name: tracking\n"
+               "      terminal_weight: 100\n"),
+    ("c.yaml", "mpc.policy.horizon: 48\nmpc.objective: {name: tracking}\nmpc.objective.terminal_weight: 100\n"),
+    ("c.toml", "[compare.mpc.policy]\nhorizon = 48\n[compare.mpc.objective]\nname = 'tracking'\nterminal_weight = 100\n"),
+    ("c.toml", "[mpc]\npolicy = {horizon = 48}\nobjective = {name = 'tracking', terminal_weight = 100}\n"),
 ])
 def test_mpc_settings_from_file_and_set_merges_into_it(tmp_path, name, text) -> None:
     path = tmp_path / name
     path.write_text(text)
-    assert load_config(CompareConfig, path).mpc == MPCSettings(horizon=48, terminal_weight=100.0)
-    cfg = load_config(CompareConfig, path, {"mpc.horizon": "6"})  # --set overrides one item of the file's mapping
-    assert cfg.mpc == MPCSettings(horizon=6, terminal_weight=100.0)
+    expected = MPCSettings(horizon=48, objective="tracking", terminal_weight=100.0)
+    assert load_config(CompareConfig, path).mpc == expected
+    cfg = load_config(CompareConfig, path, {"mpc.policy.horizon": "6"})  # --set overrides one item of the file's
+    assert cfg.mpc == expected.replace(horizon=6) and cfg.mpc.objective.given == {"name", "terminal_weight"}
 
 
 def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
@@ -82,7 +87,7 @@ def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
         controller = registry.make_controller(name, mpc=settings)
         got = getattr(controller, "settings", None)
         assert (got is not None and got.horizon == 6) == (name in registry.mpc_controllers())
-    assert registry.make_controller("mpc-decentralised-tracking", mpc=settings).settings.objective == "tracking"
+    assert registry.make_controller("mpc-decentralised-tracking", mpc=settings).settings.objective.name == "tracking"
     assert registry.make_controller("mpc-centralised").settings == MPCSettings()
 
 
@@ -159,7 +164,7 @@ def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
 
 def test_build_is_the_one_parser_of_mpc_and_env() -> None:
     assert build(EnvConfig, "k", {"xi": "0.2", "n_pevs": 4.0}) == EnvConfig(xi=0.2, n_pevs=4)
-    assert build(MPCSettings, "k", {"horizon": "6"}) == MPCSettings(horizon=6)
+    assert build(MPCSettings, "k", {"policy": {"horizon": "6"}}) == MPCSettings(horizon=6)
     with pytest.raises(ValueError, match=r"^k: EnvConfig.P_ref = 300.0: must be > 0"):
         build(EnvConfig, "k", {"P_ref": 300})
     with pytest.raises(ValueError, match=r"^k = \[1\]: must be a mapping of MPCSettings field -> value"):
@@ -175,7 +180,7 @@ def test_configs_with_env_pickle() -> None:
 
 
 def test_dotted_grid_of_tune_is_typed() -> None:
-    assert load_config(TuneConfig, None, {"grid.horizon": "12,24"}).grid == {"horizon": (12, 24)}
+    assert load_config(TuneConfig, None, {"grid.policy.horizon": "12,24"}).grid == {"policy.horizon": (12, 24)}
 
 
 def test_file_then_overrides(tmp_path) -> None:
@@ -203,18 +208,20 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"workers": "1.5"}, r"compare.workers = '1.5': must be an integer"),
         ({"backend": "spark"}, r"compare.backend = 'spark': allowed values: local, ray"),
         ({"resume": "maybe"}, r"compare.resume = 'maybe': must be a boolean"),
-        ({"mpc.colour": "red"}, r"compare.mpc: unknown MPCSettings field 'colour'; valid fields: horizon, "
-                                r"objective, .*centralised_solver"),
-        ({"mpc.horizon": "0"}, r"compare.mpc: MPCSettings.horizon = 0: must be an int >= 1"),
-        ({"mpc.horizon": "x"}, r"compare.mpc.horizon = 'x': must be an integer"),
-        ({"mpc.horizon": "2.5"}, r"compare.mpc.horizon = '2.5': must be an integer"),
-        ({"mpc.power_reg": "0"}, r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
-        ({"mpc.coordination": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
+        ({"mpc.colour": "red"}, r"compare.mpc: unknown MPCSettings field 'colour'; valid fields: objective, "
+                                r"coordination, stations, centralised, policy"),
+        ({"mpc.policy.colour": "red"}, r"compare.mpc.policy: unknown Policy field 'colour'; valid fields: horizon, "),
+        ({"mpc.policy.horizon": "0"}, r"compare.mpc: MPCSettings.horizon = 0: must be an int >= 1"),
+        ({"mpc.policy.horizon": "x"}, r"compare.mpc.policy.horizon = 'x': must be an integer"),
+        ({"mpc.policy.horizon": "2.5"}, r"compare.mpc.policy.horizon = '2.5': must be an integer"),
+        ({"mpc.objective.name": "tracking", "mpc.objective.power_reg": "0"},
+         r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
+        ({"mpc.coordination.method": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
         ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, models, mpc"),
         ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
-        ({"mpc.terminal_weight": "inf"}, r"compare.mpc.terminal_weight = 'inf': must be a finite number"),
-        ({"mpc.station_tol": "nan"}, r"compare.mpc.station_tol = 'nan': must be a finite number"),
+        ({"mpc.objective.terminal_weight": "inf"}, r"compare.mpc.objective.terminal_weight = 'inf': must be a finite "),
+        ({"mpc.stations.station_tol": "nan"}, r"compare.mpc.stations.station_tol = 'nan': must be a finite number"),
         ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),
         ({"seeds": "5000000000"}, r"compare.seeds = '5000000000': seeds must be <= 4294967295"),
         ({"env.total_time": "1e9"}, r"compare.env = 'total_time / sampling_time = 200000000 steps': must be <= "

@@ -42,7 +42,7 @@ def stops(capsys, *argv: str) -> str:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--set", "mpc.terminal_weight=inf"], "compare.mpc.terminal_weight = 'inf': must be a finite number"),
+    (["--set", "mpc.objective.terminal_weight=inf"], "compare.mpc.objective.terminal_weight = 'inf': must be a finite number"),
     (["--scenarios", "acn-caltech", "--set", "env.sampling_time=7"],
      "compare.scenarios: acn-caltech: sampling_time = 7.0: must be > 0 minutes and divide 1440"),
     (["--set", "env.total_time=1e9"], "must be <= 100000 control steps per episode"),

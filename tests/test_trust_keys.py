@@ -238,7 +238,7 @@ def test_overwrite_of_a_folder_without_manifest_removes_the_tool_s_file_names_on
 def test_an_interrupted_tune_overwrite_leaves_no_old_outputs(tmp_path, monkeypatch) -> None:
     from experiments import tune
 
-    args = ["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "2", "-q", "--workers", "1",
+    args = ["tune", "--grid", "coordination.max_iterations=3", "--grid", "policy.horizon=6", "--max-steps", "2", "-q", "--workers", "1",
             "--out", str(tmp_path)]
     assert main(args) == 0 and (tmp_path / "pareto.png").exists()
     (tmp_path / "mine.png").write_text("mine\n")

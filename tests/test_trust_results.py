@@ -39,12 +39,12 @@ def exit_code(capsys, *argv: str) -> tuple[int, str]:
 
 
 def test_rows_carry_their_provenance(tmp_path) -> None:
-    assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.horizon=6") == 0
+    assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.policy.horizon=6") == 0
     metrics = pd.read_csv(tmp_path / "metrics.csv", dtype={"settings_fingerprint": str})
     assert list(metrics.columns[-3:]) == list(PROVENANCE_COLUMNS) and set(FAILURE_COLUMNS) <= set(metrics.columns)
     stored = json.loads((tmp_path / "settings.json").read_text())
     by_controller = metrics.set_index("controller")["settings_fingerprint"]
-    assert stored[by_controller["mpc-centralised"]]["mpc"]["horizon"] == 6
+    assert stored[by_controller["mpc-centralised"]]["mpc"]["policy"]["horizon"] == 6
     assert "mpc" not in stored[by_controller["edf"]]  # the MPC settings do not affect edf's rows
     assert fingerprint(stored[by_controller["edf"]]) == by_controller["edf"]
 
@@ -70,16 +70,16 @@ def test_a_folder_with_results_needs_resume_or_overwrite(tmp_path, capsys) -> No
 
 
 def test_resume_refuses_to_mix_settings_and_names_the_keys(tmp_path, capsys) -> None:
-    assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.horizon=6") == 0
+    assert run(tmp_path, "--controllers", "edf,mpc-centralised", "--seeds", "0", "--set", "mpc.policy.horizon=6") == 0
     before = (tmp_path / "metrics.csv").read_bytes()
     for setting, named in [("env.P_ref=100", "edf/seed: env.P_ref: 31.5 -> 100.0"),
-                           ("mpc.horizon=12", "mpc-centralised/seed: mpc.horizon: 6 -> 12")]:
+                           ("mpc.policy.horizon=12", "mpc-centralised/seed: mpc.policy.horizon: 6 -> 12")]:
         code, err = exit_code(capsys, "compare", *FAST, "--out", str(tmp_path), "--controllers", "edf,mpc-centralised",
                               "--seeds", "0-1", "--resume", "--set", setting)
         assert code == 2 and "holds rows computed with other settings" in err and named in err
         assert (tmp_path / "metrics.csv").read_bytes() == before
     # settings that do not touch the kept rows: edf's rows do not depend on the MPC settings
-    assert run(tmp_path, "--controllers", "edf", "--seeds", "0-1", "--resume", "--set", "mpc.horizon=6") == 0
+    assert run(tmp_path, "--controllers", "edf", "--seeds", "0-1", "--resume", "--set", "mpc.policy.horizon=6") == 0
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
 
 
@@ -212,8 +212,8 @@ def test_compare_writes_paired_differences_against_the_reference(tmp_path) -> No
 
 def test_the_issue_s_starved_osqp_stations_are_reported(tmp_path, caplog) -> None:
     """Issue 9, item 4: OSQP stations with a 1e-9 s time limit deliver nothing; the rows and the summary say so."""
-    assert run(tmp_path, "--controllers", "mpc-decentralised", "--seeds", "0", "--set", "mpc.station_solver=osqp",
-               "--set", "mpc.station_time_limit_s=1e-9") == 0
+    assert run(tmp_path, "--controllers", "mpc-decentralised", "--seeds", "0", "--set", "mpc.stations.station_solver=osqp",
+               "--set", "mpc.stations.station_time_limit_s=1e-9") == 0
     row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
     assert row["station_fallbacks"] > 0 and row["nonconverged_steps"] > 0
     assert f"| mpc-decentralised {FAILURE_MARK} |" in (tmp_path / "summary.md").read_text()
@@ -228,7 +228,7 @@ def test_run_json_describes_every_row_after_a_resume_with_other_controllers(tmp_
 
 
 def test_tune_scale_and_train_refuse_a_folder_with_results(tmp_path, capsys) -> None:
-    args = ["tune", "--grid", "max_iterations=3", "--grid", "horizon=6", "--max-steps", "2", "-q", "--out",
+    args = ["tune", "--grid", "coordination.max_iterations=3", "--grid", "policy.horizon=6", "--max-steps", "2", "-q", "--out",
             str(tmp_path)]
     assert main(args) == 0
     with pytest.raises(SystemExit) as err:

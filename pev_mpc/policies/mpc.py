@@ -18,7 +18,6 @@ the first move is scaled onto it exactly.
 """
 from __future__ import annotations
 
-import dataclasses
 from abc import abstractmethod
 from typing import Any
 
@@ -152,7 +151,7 @@ class DecentralisedTrackingMPC(DecentralisedMPC):
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         base = settings if settings is not None else MPCSettings()
-        super().__init__(dataclasses.replace(base, objective="tracking", horizon_to_departure=False))
+        super().__init__(base.replace(objective=base.objective.switched("tracking"), horizon_to_departure=False))
 
 
 class DistributedMPC(DecentralisedMPC):
