@@ -59,28 +59,27 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     blocks += [sparse.identity(n, format="csc"), -sparse.identity(n, format="csc"),
                sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
     rhs += [hi, -lo, budget[known]]
-    # network rows, scaled by their limits: linear rows in the nonnegative cone, cones as SOC(3)
+    # network rows, scaled by their limits: linear rows in the nonnegative cone, cones as SOC(3); a row (j, k)
+    # that the cells cannot load past its limit even at full power is left out (its multiplier is 0)
     linear = np.flatnonzero(network.linear)
     conic = np.flatnonzero(~network.linear)
     if linear.size:
-        j, cell, g = _cell_gains(network, linear, station)
-        blocks.append(sparse.csc_matrix((np.abs(g), (linear.size * step[cell] + j, cell)),  # row (j, k): k Jl + j
-                                        shape=(linear.size * H, n)))
-        rhs.append(np.ones(linear.size * H))
+        lin_rows, row, cell, g = _bindable(network, linear, station, step, hi, H)
+        blocks.append(sparse.csc_matrix((np.abs(g), (row, cell)), shape=(lin_rows.size, n)))
+        rhs.append(np.ones(lin_rows.size))
     n_nonneg = sum(b.shape[0] for b in blocks)
     cones.append(clarabel.NonnegativeConeT(n_nonneg))
     if conic.size:
-        j, cell, g = _cell_gains(network, conic, station)
-        first = 3 * (conic.size * step[cell] + j)                # first row of cone (j, k)
-        rows = np.concatenate([first + 1, first + 2])
+        cone_rows, row, cell, g = _bindable(network, conic, station, step, hi, H)
+        rows = np.concatenate([3 * row + 1, 3 * row + 2])       # cone r: rows 3r (the limit), 3r + 1, 3r + 2
         vals = np.concatenate([-g.real, -g.imag])
         keep = vals != 0
         blocks.append(sparse.csc_matrix((vals[keep], (rows[keep], np.tile(cell, 2)[keep])),
-                                        shape=(3 * conic.size * H, n)))
-        b = np.zeros(3 * conic.size * H)
+                                        shape=(3 * cone_rows.size, n)))
+        b = np.zeros(3 * cone_rows.size)
         b[0::3] = 1.0
         rhs.append(b)
-        cones += [clarabel.SecondOrderConeT(3)] * (conic.size * H)
+        cones += [clarabel.SecondOrderConeT(3)] * cone_rows.size
     A = sparse.vstack(blocks, format="csc")
     settings = clarabel.DefaultSettings()
     for key, value in _SETTINGS.items():
@@ -91,14 +90,31 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
         raise MarketError(f"network model market: Clarabel status {status}")
     x, z = np.asarray(solution.x), np.asarray(solution.z)
     plan[station, step] = np.clip(x, lo, hi)
-    y = np.zeros((J, H), dtype=np.complex128)
+    y = np.zeros((J * H,), dtype=np.complex128)                  # flat (j, k) -> j H + k
     if linear.size:
-        mu = z[n_nonneg - linear.size * H:n_nonneg].reshape(H, linear.size).T  # (Jl, H)
-        y[linear] = np.maximum(mu, 0.0) * network.direction[linear, None]
+        mu = z[n_nonneg - lin_rows.size:n_nonneg]
+        y[lin_rows] = np.maximum(mu, 0.0) * network.direction[lin_rows // H]
     if conic.size:
-        zc = z[n_nonneg:].reshape(H, conic.size, 3)
-        y[conic] = -(zc[:, :, 1] + 1j * zc[:, :, 2]).T  # the rows hold -g: s = (1, g . p / L)
+        zc = z[n_nonneg:].reshape(cone_rows.size, 3)
+        y[cone_rows] = -(zc[:, 1] + 1j * zc[:, 2])              # the rows hold -g: s = (1, g . p / L)
+    y = y.reshape(J, H)
     return plan, y * scale / network.limit[:, None]
+
+
+def _bindable(network: Network, rows: np.ndarray, station: np.ndarray, step: np.ndarray, hi: np.ndarray,
+              H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The constraints (j, k) of `rows` that the cells (station[c], step[c], at most hi[c] kW) could load past
+    their limits, as flat indices j H + k (ascending), and their nonzeros: (index into them, cell, gain / limit).
+    The others hold at every plan of the model (|sum g p| <= sum |g| hi <= limit) and are left out. H: the
+    horizon."""
+    j, cell, g = _cell_gains(network, rows, station)
+    flat = rows[j] * H + step[cell]
+    worst = np.bincount(flat, weights=np.abs(g) * hi[cell], minlength=network.n_constraints * H)
+    bindable = np.flatnonzero(worst > 1.0)
+    index = np.full(worst.size, -1)
+    index[bindable] = np.arange(bindable.size)
+    keep = index[flat] >= 0
+    return bindable, index[flat[keep]], cell[keep], g[keep]
 
 
 def _cell_gains(network: Network, rows: np.ndarray, station: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
