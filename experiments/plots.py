@@ -173,24 +173,34 @@ def _colours(n: int) -> list:
 
 
 def performance_profiles(profiles: Sequence[Any], title: str = "Performance profiles") -> plt.Figure:
-    """One panel per `experiments.rl_report.Profile`: the fraction of runs within each threshold, one line and
-    95 % bootstrap band per agent, the target threshold marked."""
-    fig, axes = plt.subplots(1, len(profiles), figsize=(5.2 * len(profiles), 3.9), squeeze=False)
+    """One panel per `experiments.rl_report.Profile`: the fraction of runs within each threshold, one line (its
+    own colour and dash, so equal curves stay visible) and 95 % bootstrap band per agent, the target dashed."""
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.0 * len(profiles) + 1.6, 3.9), squeeze=False)
+    dashes = ("-", "--", ":", "-.")
     for ax, profile in zip(axes[0], profiles):
-        for colour, (agent, curve) in zip(_colours(len(profile.curves)), profile.curves.items()):
-            ax.step(profile.taus, curve.point, where="post", color=colour, lw=1.4, label=agent)
+        for i, (colour, (agent, curve)) in enumerate(zip(_colours(len(profile.curves)), profile.curves.items())):
+            ax.step(profile.taus, curve.point, where="post", color=colour, ls=dashes[i % len(dashes)],
+                    lw=1.8 - 0.1 * (i % 4), label=agent)
             ax.fill_between(profile.taus, np.clip(curve.low, 0, 1), np.clip(curve.high, 0, 1), step="post",
-                            color=colour, alpha=0.15, lw=0)
+                            color=colour, alpha=0.12, lw=0)
+        heading = "no target"
         if np.isfinite(profile.target):
-            ax.axvline(profile.target, color="k", ls="--", lw=1.0, label=f"target ({profile.target:g})")
+            ax.axvline(profile.target, color="k", ls=(0, (4, 2)), lw=1.0)
+            heading = f"target τ = {profile.target:g} (black dashes)"
+        if profile.scale == "log":
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=1.0)
         ax.set_xlim(profile.taus[0], profile.taus[-1])
         ax.set_ylim(0, 1.02)
+        ax.set_title(heading, fontsize=9)
         ax.set_xlabel(f"threshold τ: {profile.label}")
         ax.set_ylabel("fraction of runs ≤ τ")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{title} (runs = training seeds × days; bands: 95 % stratified bootstrap)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig
 
 

@@ -123,16 +123,23 @@ class Profile(NamedTuple):
     curves: dict[str, Interval]
     target: float
     """Threshold marked on the plot (NaN: none)."""
+    scale: str
+    """x-axis scale of the plot: log (ratios) or symlog (counts, linear below 1)."""
 
 
-def _profile(runs: pd.DataFrame, column: str, label: str, target: float, top: float) -> Profile:
+def _profile(runs: pd.DataFrame, column: str, label: str, target: float, top: float, scale: str) -> Profile:
+    """Profiles of `column` for every agent at thresholds up to `top` (geometric from `top` / 40 for a log axis,
+    linear below 1 and geometric above for symlog)."""
     scenarios = list(dict.fromkeys(runs["scenario"]))
-    taus = np.linspace(0.0, top, 241)
+    if scale == "log":
+        taus = np.geomspace(top / 40, top, 241)
+    else:
+        taus = np.concatenate([np.linspace(0.0, 1.0, 41)[:-1], np.geomspace(1.0, max(top, 1.0), 201)])
     curves = {}
     for agent in dict.fromkeys(runs["agent"]):
         parts = [p for p in strata(runs, agent, column, scenarios) if p.size]
         curves[agent] = performance_profile(parts, taus, lower_is_better=True)
-    return Profile(label, taus, curves, target)
+    return Profile(label, taus, curves, target, scale)
 
 
 def llf_ratio(runs: pd.DataFrame) -> pd.Series:
@@ -154,12 +161,14 @@ def profiles(metrics: pd.DataFrame) -> list[Profile]:
     if "llf" in set(runs["agent"]):
         runs = runs.assign(llf_ratio=llf_ratio(runs)).dropna(subset=["llf_ratio"])
         finite = runs["llf_ratio"][np.isfinite(runs["llf_ratio"])]
-        top = float(np.clip(finite.max() * 1.05 if len(finite) else 2.0, 2.0, 10.0))
-        found.append(_profile(runs, "llf_ratio", "unmet energy / LLF's on the same episode\n(LLF 0 kWh: 1 if also 0, else never reached)", RATIO_TARGET, top))
+        top = float(np.clip(finite.max() * 1.05 if len(finite) else 2.0, 2.0, 20.0))
+        found.append(_profile(runs, "llf_ratio", "unmet energy / LLF's on the same episode\n(LLF 0 kWh: 1 if also 0, "
+                              "else never reached)", RATIO_TARGET, top, "log"))
     elif "unmet_energy_pct" in runs:
-        top = max(float(runs["unmet_energy_pct"].max()) * 1.05, 1.0)
-        found.append(_profile(runs, "unmet_energy_pct", "unmet energy (% of the energy asked)", float("nan"), top))
-    top = max(float(runs["area_violation_steps"].max()) * 1.05, 1.0)
+        top = float(runs["unmet_energy_pct"].max()) * 1.05
+        found.append(_profile(runs, "unmet_energy_pct", "unmet energy (% of the energy asked)", float("nan"), top,
+                              "symlog"))
+    top = float(runs["area_violation_steps"].max()) * 1.05
     found.append(_profile(runs, "area_violation_steps", "area-limit violation steps per episode", VIOLATION_TARGET,
-                          top))
+                          top, "symlog"))
     return found
