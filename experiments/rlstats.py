@@ -75,7 +75,7 @@ def stratified_bootstrap(samples: Strata, statistic: Statistic = iqm_of_strata, 
     boot = np.asarray(statistic(resample(parts, n_boot, np.random.default_rng(seed))), dtype=float)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(boot, [tail, 100 - tail], axis=0)
-    return Interval(point, low, high)
+    return Interval(point[()], low, high)  # [()]: a scalar statistic gives numpy scalars, like the bounds
 
 
 def _better(x: np.ndarray, y: np.ndarray, lower_is_better: bool) -> np.ndarray:
