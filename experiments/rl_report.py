@@ -138,7 +138,8 @@ def _profile(runs: pd.DataFrame, column: str, label: str, target: float, top: fl
     curves = {}
     for agent in dict.fromkeys(runs["agent"]):
         parts = [p for p in strata(runs, agent, column, scenarios) if p.size]
-        curves[agent] = performance_profile(parts, taus, lower_is_better=True)
+        if parts:  # none: the agent ran only where the normalising LLF did not
+            curves[agent] = performance_profile(parts, taus, lower_is_better=True)
     return Profile(label, taus, curves, target, scale)
 
 

@@ -90,6 +90,9 @@ def test_ratio_to_llf_and_profiles() -> None:
     at = np.searchsorted(unmet.taus, 2.0)
     assert unmet.curves["ppo"].point[at] == pytest.approx(2 / 3)  # 2 and 1 are <= 2, inf never
     assert (violations.curves["llf"].low >= 0).all()
+    elsewhere = pd.DataFrame(_rows("ppo", [2.0], scenario="t"))  # LLF never ran on t: no ratio for ppo there
+    unmet, _ = rl_report.profiles(pd.concat([metrics[metrics["controller"] == "llf"], elsewhere]))
+    assert set(unmet.curves) == {"llf"}
 
 
 def _log(level: float) -> pd.DataFrame:
