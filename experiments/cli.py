@@ -41,11 +41,21 @@ _COMMON: tuple[tuple[str, str], ...] = (
     ("--scenarios", "comma-separated scenarios: seed, seed-20, seed-30, acn-caltech, acn-caltech-train, "
                     "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
     ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
-    ("--controllers", "comma-separated controller names (uncontrolled, edf, llf, equal-share, "
-                      "round-robin, mpc-decentralised, mpc-centralised, offline-optimal, ppo, installed plug-ins) or your own "
-                      "policy classes as package.module:ClassName"),
+    ("--controllers", ""),  # generated from the registry (`controllers_help`)
     ("--out", "output directory"),
 )
+
+
+def controllers_help() -> str:
+    """Help of --controllers: every name of the registry (policies, learned controllers, installed plug-ins)."""
+    from experiments.registry import TRAINING_SEED_MARK, controller_names
+
+    return (f"comma-separated controller names ({', '.join(controller_names())}) or your own policy classes as "
+            f"package.module:ClassName; a learned controller given several model folders (--set "
+            f"models.ppo=DIR1,DIR2 or a glob) runs once per folder as ppo{TRAINING_SEED_MARK}0, "
+            f"ppo{TRAINING_SEED_MARK}1, ...")
+
+
 _HELP = {
     "compare": "run every controller on every scenario x seed; write metrics.csv, summary.md, traces, plots",
     "train": "train IPPO or MAPPO (one shared station policy) on training seeds and days",
@@ -122,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         for flag, text in _COMMON:
             if flag == "--controllers" and command in _NO_CONTROLLERS:
                 continue
-            p.add_argument(flag, help=text)
+            p.add_argument(flag, help=controllers_help() if flag == "--controllers" else text)
         for flag, key, text, kwargs in _EXTRA.get(command, ()):
             p.add_argument(flag, dest=f"opt_{key}", help=text, **kwargs)
         if command != "train":

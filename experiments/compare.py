@@ -10,7 +10,8 @@ settings.json        fingerprint -> what it hashes: the settings of rows (base e
                      package version and code_sha256, scenario_files, mpc for MPC controllers, the learned
                      model's checksum) and the plants that ran ({"plant": EnvConfig fields})
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, solver failures marked, the model (and checksum) behind the learned rows,
+                     controller, the RL statistics when a learned controller ran (`experiments.rl_report`: IQM
+                     with stratified-bootstrap CIs, probability of improvement), solver failures marked, the model (and checksum) behind the learned rows,
                      repeated episodes (also printed)
 run.json             the configuration (base plant and MPC settings included), the plants that ran, the command
                      line, versions, wall time, failures, rows re-run because they were incomplete
@@ -19,7 +20,8 @@ traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref,
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 traces/<scenario>_seed<seed>_<controller>_network.csv    per step: load_<j> of each site-network constraint
 traces/<scenario>_seed<seed>_<controller>_network.json   its constraints: column, name, unit, limit, stations
-plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png
+plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unmet.png,
+plots/performance_profiles.png (when a learned controller ran)
 ```
 
 The folder is locked while the run lasts (`experiments.outdir`). With `resume`, only complete rows whose
@@ -41,7 +43,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from experiments import plots, registry
+from experiments import plots, registry, rl_report
 from experiments.backends import open_backend
 from experiments.config import CompareConfig
 from experiments.errors import UsageError
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 
 METRICS, SETTINGS, SUMMARY, RUN = "metrics.csv", "settings.json", "summary.md", "run.json"
 OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces/*_seed*.csv", "plots/violations_unmet.png",
-           "plots/area_power_*.png", "plots/soc_*.png", "models")
+           "plots/area_power_*.png", "plots/soc_*.png", "plots/performance_profiles.png", "models")
 """What a run writes, as patterns for a folder without a manifest (`experiments.outdir.clear`; removed by
 `overwrite` once the first new row is ready)."""
 
@@ -228,6 +230,8 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
         written.append(out / "plots" / name)
 
     save(plots.metric_bars(metrics), "violations_unmet.png")
+    if rl_report.has_learned(metrics):
+        save(plots.performance_profiles(rl_report.profiles(metrics)), "performance_profiles.png")
     for spec, scenario in scenario_labels(cfg.scenarios).items():
         seed = cfg.seeds[0]
         found = {c: trace_paths(out, RunKey(c, spec, seed, scenario)) for c in cfg.controllers}
@@ -317,7 +321,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             log.error("scenario files changed during the run: rows of %s may come from either version; run them "
                       "again with --overwrite (a --resume refuses them)", ", ".join(changed))
         metrics = _in_config_order(table.frame(), cfg)
-        text = markdown(metrics, title=title, reference=cfg.reference_controller()) + models_note(models, checksums)
+        text = (markdown(metrics, title=title, reference=cfg.reference_controller()) + rl_report.markdown(metrics)
+                + models_note(models, checksums))
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
         if changed:

@@ -8,6 +8,7 @@ that need a scenario or the file system. Repeated names and seeds are removed wi
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 from collections.abc import Mapping
@@ -159,7 +160,10 @@ class CompareConfig(Execution, Plant, Output):
     """Saved model of `mappo` (`train --algo mappo`); empty: the shipped reference (experiments/models/mappo)."""
     models: Mapping[str, str] = field(default_factory=dict)
     """Learned controller -> model folder, for any learned controller (e.g. `--set models.ppo-price=DIR`); a
-    learned controller without one runs its reference model shipped in experiments/models/<controller>."""
+    learned controller without one runs its reference model shipped in experiments/models/<controller>.
+    Several folders (training seeds), comma-separated and/or as glob patterns (`--set models.ppo=runs/ppo-*`),
+    run as `ppo@0`, `ppo@1`, ... (in the order given, a pattern's matches sorted): one row per training seed
+    x scenario x seed, grouped again by `ppo` in the RL statistics of summary.md."""
     trust_model: bool = False
     """Accept a model file holding pickled objects (a Stable-Baselines3 model.zip), which can run any code when
     loaded: it is converted once into the safe format in `out`/models/ppo. Only for files you made."""
@@ -188,20 +192,66 @@ class CompareConfig(Execution, Plant, Output):
         if unknown:
             _fail(self.section, "models", dict(self.models), f"unknown learned controllers {unknown}; allowed: "
                   f"{', '.join(registry.LEARNED_NEEDS)}")
+        self._training_seeds()
         if self.reference and self.reference not in self.controllers:
             _fail(self.section, "reference", self.reference, f"must be one of the controllers "
                   f"({', '.join(self.controllers)})")
 
-    def model_paths(self) -> dict[str, str]:
-        """Learned controller -> the model folder given for it ('' for the shipped reference model)."""
+    def model_folders(self) -> dict[str, tuple[str, ...]]:
+        """Learned controller -> the model folders given for it (('',): the shipped reference model); ValueError
+        naming the key for a pattern that matches nothing or an empty entry."""
         given = {**self.models, **{k: v for k, v in ((registry.PPO, self.ppo_model),
                                                       (registry.MAPPO, self.mappo_model)) if v}}
-        return {name: given.get(name, "") for name in registry.LEARNED_NEEDS}
+        return {name: model_folder_list(f"{self.section}.models.{name}", str(given.get(name, "")))
+                for name in registry.LEARNED_NEEDS}
+
+    def model_paths(self) -> dict[str, str]:
+        """Controller -> the model folder given for it ('' for the shipped reference model); a learned controller
+        given several folders appears once per folder, as `name@i` (`registry.training_seed_names`)."""
+        return {run: folder for name, folders in self.model_folders().items()
+                for run, folder in zip(registry.training_seed_names(name, len(folders)), folders)}
+
+    def _training_seeds(self) -> None:
+        """A learned controller given several model folders runs once per folder (`name@i`); a `name@i` named
+        directly must be one of them."""
+        folders = self.model_folders()
+        runs = self.model_paths()
+        expanded: list[str] = []
+        for name in self.controllers:
+            if name in folders:
+                expanded += registry.training_seed_names(name, len(folders[name]))
+            elif registry.learned_base(name) and name not in runs:
+                base = registry.learned_base(name)
+                names = registry.training_seed_names(base, len(folders[base]))
+                _fail(self.section, "controllers", name, f"allowed: {', '.join(names)} (one per folder in "
+                      f"models.{base})")
+            else:
+                expanded.append(name)
+        object.__setattr__(self, "controllers", tuple(dict.fromkeys(expanded)))
 
     def reference_controller(self) -> str:
         """The controller of the paired differences ('' for none)."""
         default = "offline-optimal" if "offline-optimal" in self.controllers else ""
         return self.reference or default
+
+
+def model_folder_list(key: str, given: str) -> tuple[str, ...]:
+    """The folders of a comma-separated list of folders and glob patterns (a pattern's matches sorted, repeats
+    dropped); ('',) for '' (the shipped reference model)."""
+    if not given.strip():
+        return ("",)
+    folders: list[str] = []
+    for part in (p.strip() for p in given.split(",")):
+        if not part:
+            raise ValueError(f"{key} = {given!r}: an empty entry; allowed: model folders separated by commas")
+        if glob.has_magic(part):
+            matches = sorted(glob.glob(os.path.expanduser(part)))
+            if not matches:
+                raise ValueError(f"{key} = {given!r}: the pattern {part!r} matches no model folder")
+            folders += matches
+        else:
+            folders.append(part)
+    return tuple(dict.fromkeys(folders))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -161,6 +162,62 @@ def learning_curve(log: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_pc
         ax.set_ylabel(col)
     axes.flat[0].legend(fontsize="small")
     fig.suptitle(f"Learning curve (rolling mean of {window} training episodes)")
+    fig.tight_layout()
+    return fig
+
+
+def _colours(n: int) -> list:
+    """`n` distinct colours (tab10, tab20 beyond 10)."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def performance_profiles(profiles: Sequence[Any], title: str = "Performance profiles") -> plt.Figure:
+    """One panel per `experiments.rl_report.Profile`: the fraction of runs within each threshold, one line (its
+    own colour and dash, so equal curves stay visible) and 95 % bootstrap band per agent, the target dashed."""
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.0 * len(profiles) + 1.6, 3.9), squeeze=False)
+    dashes = ("-", "--", ":", "-.")
+    for ax, profile in zip(axes[0], profiles):
+        for i, (colour, (agent, curve)) in enumerate(zip(_colours(len(profile.curves)), profile.curves.items())):
+            ax.step(profile.taus, curve.point, where="post", color=colour, ls=dashes[i % len(dashes)],
+                    lw=1.8 - 0.1 * (i % 4), label=agent)
+            ax.fill_between(profile.taus, np.clip(curve.low, 0, 1), np.clip(curve.high, 0, 1), step="post",
+                            color=colour, alpha=0.12, lw=0)
+        heading = "no target"
+        if np.isfinite(profile.target):
+            ax.axvline(profile.target, color="k", ls=(0, (4, 2)), lw=1.0)
+            heading = f"target τ = {profile.target:g} (black dashes)"
+        if profile.scale == "log":
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(profile.taus[0], profile.taus[-1])
+        ax.set_ylim(0, 1.02)
+        ax.set_title(heading, fontsize=9)
+        ax.set_xlabel(f"threshold τ: {profile.label}")
+        ax.set_ylabel("fraction of runs ≤ τ")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(f"{title} (runs = training seeds × days; bands: 95 % stratified bootstrap)")
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    return fig
+
+
+def seed_curves(curves: Mapping[str, Any], ylabel: str, title: str) -> plt.Figure:
+    """Learning curves over training seeds, one panel per scenario: `curves` maps a scenario to
+    (samples, Interval of the statistic across seeds, number of seeds)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
+    for ax, (colour, (scenario, (samples, curve, seeds))) in zip(axes[0], zip(_colours(len(curves)),
+                                                                           curves.items())):
+        ax.plot(samples, curve.point, color=colour, lw=1.4, label=f"IQM over {seeds} seeds")
+        ax.fill_between(samples, curve.low, curve.high, color=colour, alpha=0.2, lw=0, label="95 % bootstrap band")
+        ax.set_title(scenario, fontsize=10)
+        ax.set_xlabel("station-samples trained")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

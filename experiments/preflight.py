@@ -42,15 +42,16 @@ def check_model(section: str, controller: str, path: str, trust: bool) -> None:
     converts it)."""
     from experiments.rl_model import is_pickled, load_model, reference_model
 
-    model = path or reference_model(controller)
+    base = registry.learned_base(controller) or controller  # ppo@1: a training seed of ppo
+    model = path or reference_model(base)
     if trust and is_pickled(Path(model)):
         check_training_extra(f"{section}.trust_model")
         return
     key = f"{section}.{controller}_model"
     found = load_model(model, key).description.get("controller")
-    if found != controller:
+    if found != base:
         raise ValueError(f"{key} = {str(model)!r}: a model of controller {found!r}; allowed: a model of "
-                         f"{controller!r} (its model.json `controller`)")
+                         f"{base!r} (its model.json `controller`)")
 
 
 TRAINING_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {

@@ -39,6 +39,8 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
 LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in
                                              (PPO, MAPPO, PPO + PRICE_SUFFIX, MAPPO + PRICE_SUFFIX)}
 """Modules each learned controller needs at run time (torch is needed for training only)."""
+TRAINING_SEED_MARK = "@"
+"""`ppo@2`: the learned controller `ppo` run with the third of several model folders (training seeds) given."""
 INSTALL_HINT = "install the learned controllers with: pip install 'pev-mpc[rl]'"
 Models = tuple[tuple[str, str], ...]
 """(learned controller, model folder) pairs; a learned controller not listed runs its shipped reference model."""
@@ -53,6 +55,21 @@ def controller_names() -> tuple[str, ...]:
     return (*POLICIES, *LEARNED_NEEDS, *policies_plugin.entry_points())
 
 
+def learned_base(name: str) -> str:
+    """The learned controller behind `name` (`ppo` for `ppo` and for a training-seed run `ppo@2`); '' for every
+    other controller."""
+    base, mark, index = name.partition(TRAINING_SEED_MARK)
+    if base in LEARNED_NEEDS and (not mark or index.isdigit()):
+        return base
+    return ""
+
+
+def training_seed_names(name: str, count: int) -> tuple[str, ...]:
+    """The controller names of `count` model folders of learned controller `name`: `name` itself for one,
+    `name@0` ... `name@{count-1}` for several."""
+    return (name,) if count <= 1 else tuple(f"{name}{TRAINING_SEED_MARK}{i}" for i in range(count))
+
+
 def installed(module: str) -> bool:
     """True when top-level `module` can be imported (found by the import system)."""
     try:
@@ -63,7 +80,7 @@ def installed(module: str) -> bool:
 
 def missing_modules(name: str) -> list[str]:
     """The modules learned controller `name` needs that are not installed ([] for every other controller)."""
-    return [m for m in LEARNED_NEEDS.get(name, ()) if not installed(m)]
+    return [m for m in LEARNED_NEEDS.get(learned_base(name), ()) if not installed(m)]
 
 
 def available_defaults(controllers: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,7 +121,7 @@ def check_controller(name: str, key: str = "controller") -> None:
         policies_plugin.make(name, key)
         return
     valid = controller_names()
-    if name not in valid:
+    if name not in valid and not learned_base(name):
         raise ValueError(f"{key}: unknown controller {name!r}; valid controllers: {', '.join(valid)}")
 
 
@@ -124,10 +141,11 @@ def make_controller(name: str, models: Mapping[str, str | Path] | None = None, m
     from pev_mpc.policies import POLICIES
 
     check_controller(name)
-    if name in LEARNED_NEEDS:
+    base = learned_base(name)
+    if base:
         from experiments.rl_model import LearnedPolicy, reference_model
 
-        return LearnedPolicy.load((models or {}).get(name) or reference_model(name), f"{name}_model")
+        return LearnedPolicy.load((models or {}).get(name) or reference_model(base), f"{base}_model")
     if name not in POLICIES:
         return policies_plugin.make(name)
     if mpc is not None and name in mpc_controllers():

@@ -1,0 +1,175 @@
+"""The RL statistics of summary.md and the performance profiles: IQM with stratified-bootstrap 95 % intervals,
+probability of improvement over baselines and profiles (`experiments.rlstats`), over training seeds x evaluation
+days.
+
+A learned controller run with several model folders has rows `ppo@0`, `ppo@1`, ... (`registry.learned_base`);
+here they are one *agent*, `ppo`, whose runs are its (training seed, evaluation day) pairs. Every other controller
+is an agent of one training seed. The tasks (strata of the bootstrap) are the scenarios. Every metric here is
+lower-is-better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from experiments import registry
+from experiments.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
+                                 stratified_bootstrap)
+
+METRICS: tuple[str, ...] = ("unmet_energy_kwh", "area_violation_steps")
+"""Metrics of the RL statistics (lower is better)."""
+BASELINES: tuple[str, ...] = ("llf", "mpc-decentralised")
+"""Controllers the probability of improvement is taken over (when they ran)."""
+RATIO_TARGET = 1.1
+"""Target of the unmet-energy profile: at most 10 % more unmet energy than LLF on the same episode."""
+VIOLATION_TARGET = 0.1
+"""Target of the violation profile: at most 0.1 area-limit violation steps per episode."""
+
+
+def agent_runs(metrics: pd.DataFrame) -> pd.DataFrame:
+    """`metrics` with `agent` (the controller, `ppo` for `ppo@1`) and `train_seed` (the folder index; 0 for a
+    controller run once)."""
+    base = metrics["controller"].map(lambda c: registry.learned_base(c) or c)
+    index = metrics["controller"].map(lambda c: int(c.partition(registry.TRAINING_SEED_MARK)[2] or 0))
+    return metrics.assign(agent=base, train_seed=index)
+
+
+def has_learned(metrics: pd.DataFrame) -> bool:
+    """True when a learned controller has rows."""
+    return bool(len(metrics)) and any(registry.learned_base(c) for c in metrics["controller"].unique())
+
+
+def strata(runs: pd.DataFrame, agent: str, metric: str, scenarios: Sequence[str]) -> list[np.ndarray]:
+    """The runs of `agent` on each of `scenarios`: one array of `metric` per scenario."""
+    mine = runs[runs["agent"] == agent]
+    return [mine.loc[mine["scenario"] == s, metric].to_numpy(float) for s in scenarios]
+
+
+def _interval(value: Interval, n: int) -> str:
+    point = float(value.point)
+    return f"{point:.2f}" if n < 2 else f"{point:.2f} [{float(value.low):.2f}, {float(value.high):.2f}]"
+
+
+def _count(block: pd.DataFrame) -> str:
+    seeds, days = block["train_seed"].nunique(), block["seed"].nunique()
+    return f"{seeds} × {days} = {len(block)}" if seeds > 1 else str(len(block))
+
+
+def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str]:
+    """One markdown table per scenario: agent, n (training seeds x days), IQM [95 % CI] of each metric."""
+    lines: list[str] = []
+    for scenario, block in runs.groupby("scenario", sort=False):
+        lines += [f"### {scenario}: IQM [95 % CI]", "", "| agent | n (training seeds × days) | "
+                  + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+        for agent, rows in block.groupby("agent", sort=False):
+            cells = [_interval(stratified_bootstrap([rows[m].to_numpy(float)], iqm_of_strata), len(rows))
+                     for m in metrics]
+            lines.append(f"| {agent} | {_count(rows)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
+                      baselines: Sequence[str] = BASELINES) -> list[str]:
+    """Markdown table: P(agent better than baseline) [95 % CI] per metric and baseline, averaged over the
+    scenarios both ran; [] when no baseline ran."""
+    present = [b for b in baselines if b in set(runs["agent"])]
+    if not present:
+        return []
+    heads = [f"{m} vs {b}" for m in metrics for b in present]
+    lines = ["### Probability of improvement P(agent better than baseline) [95 % CI]", "",
+             "| agent | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for agent in dict.fromkeys(runs["agent"]):
+        cells = []
+        for metric in metrics:
+            for baseline in present:
+                both = [s for s in dict.fromkeys(runs["scenario"])
+                        if {agent, baseline} <= set(runs.loc[runs["scenario"] == s, "agent"])]
+                if agent == baseline or not both:
+                    cells.append("—")
+                    continue
+                poi = probability_of_improvement(strata(runs, agent, metric, both),
+                                                 strata(runs, baseline, metric, both), lower_is_better=True)
+                cells.append(_interval(poi, 2))
+        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(metrics: pd.DataFrame) -> str:
+    """The RL statistics section of summary.md ('' when no learned controller has rows)."""
+    if not has_learned(metrics):
+        return ""
+    runs = agent_runs(metrics)
+    lines = ["", "## RL statistics (IQM, stratified bootstrap, probability of improvement)", "",
+             "Runs are training seeds × evaluation days (n); lower is better for every metric. IQM: mean of the "
+             "middle 50 % of the runs; [low, high]: 95 % percentile interval of 2000 stratified bootstrap "
+             "resamples (runs resampled within each scenario, seed 0). P(agent better than baseline): the chance "
+             "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
+             "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", ""]
+    lines += iqm_tables(runs)
+    lines += improvement_table(runs)
+    return "\n".join(lines)
+
+
+class Profile(NamedTuple):
+    """Performance profiles of one metric: per agent, the fraction of runs <= each threshold and its band."""
+
+    label: str
+    taus: np.ndarray
+    curves: dict[str, Interval]
+    target: float
+    """Threshold marked on the plot (NaN: none)."""
+    scale: str
+    """x-axis scale of the plot: log (ratios) or symlog (counts, linear below 1)."""
+
+
+def _profile(runs: pd.DataFrame, column: str, label: str, target: float, top: float, scale: str) -> Profile:
+    """Profiles of `column` for every agent at thresholds up to `top` (geometric from `top` / 40 for a log axis,
+    linear below 1 and geometric above for symlog)."""
+    scenarios = list(dict.fromkeys(runs["scenario"]))
+    if scale == "log":
+        taus = np.geomspace(top / 40, top, 241)
+    else:
+        taus = np.concatenate([np.linspace(0.0, 1.0, 41)[:-1], np.geomspace(1.0, max(top, 1.0), 201)])
+    curves = {}
+    for agent in dict.fromkeys(runs["agent"]):
+        parts = [p for p in strata(runs, agent, column, scenarios) if p.size]
+        if parts:  # none: the agent ran only where the normalising LLF did not
+            curves[agent] = performance_profile(parts, taus, lower_is_better=True)
+    return Profile(label, taus, curves, target, scale)
+
+
+def llf_ratio(runs: pd.DataFrame) -> pd.Series:
+    """Each run's unmet energy / LLF's on the same scenario and seed (1 when both are 0, inf when only LLF's
+    is 0; NaN where LLF did not run)."""
+    llf = runs[runs["agent"] == "llf"].set_index(["scenario", "seed"])["unmet_energy_kwh"]
+    ref = pd.Series(list(zip(runs["scenario"], runs["seed"])), index=runs.index).map(llf.to_dict()).astype(float)
+    unmet = runs["unmet_energy_kwh"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = unmet / ref
+    return ratio.mask((ref == 0) & (unmet <= 1e-9), 1.0)
+
+
+def profiles(metrics: pd.DataFrame) -> list[Profile]:
+    """The unmet-energy profile (relative to LLF on the same episode when LLF ran, else in % of the energy
+    asked) and the area-violation profile, each over every agent's runs, scenarios as strata."""
+    runs = agent_runs(metrics)
+    found: list[Profile] = []
+    if "llf" in set(runs["agent"]):
+        runs = runs.assign(llf_ratio=llf_ratio(runs)).dropna(subset=["llf_ratio"])
+        finite = runs["llf_ratio"][np.isfinite(runs["llf_ratio"])]
+        top = float(np.clip(finite.max() * 1.05 if len(finite) else 2.0, 2.0, 20.0))
+        found.append(_profile(runs, "llf_ratio", "unmet energy / LLF's on the same episode\n(LLF 0 kWh: 1 if also 0, "
+                              "else never reached)", RATIO_TARGET, top, "log"))
+    elif "unmet_energy_pct" in runs:
+        top = float(runs["unmet_energy_pct"].max()) * 1.05
+        found.append(_profile(runs, "unmet_energy_pct", "unmet energy (% of the energy asked)", float("nan"), top,
+                              "symlog"))
+    top = float(runs["area_violation_steps"].max()) * 1.05
+    found.append(_profile(runs, "area_violation_steps", "area-limit violation steps per episode", VIOLATION_TARGET,
+                          top, "symlog"))
+    return found

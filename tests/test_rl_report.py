@@ -1,0 +1,127 @@
+"""Several training seeds per learned controller in evaluate, the RL statistics of summary.md, the performance
+profiles, learning curves over seeds and the generated --controllers help."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import registry, rl_report
+from experiments.cli import build_parser, main
+from experiments.learning_curves import main as curves_main
+from experiments.learning_curves import seed_curves
+from experiments.rl_model import reference_model
+
+EVAL = ["evaluate", "--scenarios", "seed", "--seeds", "0-1", "--controllers", "ppo,llf", "--jobs", "1", "-q",
+        "--no-traces"]
+
+
+@pytest.fixture
+def two_seeds(tmp_path):
+    """Two model folders of ppo (copies of the shipped reference: two 'training seeds')."""
+    for name in ("ppo-a", "ppo-b"):
+        shutil.copytree(reference_model("ppo"), tmp_path / name)
+    return tmp_path
+
+
+def test_evaluate_runs_every_training_seed_and_reports_rl_statistics(two_seeds, capsys) -> None:
+    out = two_seeds / "ev"
+    pattern = f"models.ppo={two_seeds}/ppo-*"
+    assert main([*EVAL, "--set", pattern, "--out", str(out)]) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert sorted(set(metrics["controller"])) == ["llf", "ppo@0", "ppo@1"] and len(metrics) == 6
+    summary = (out / "summary.md").read_text()
+    assert "## RL statistics" in summary
+    assert "| ppo | 2 × 2 = 4 |" in summary and "| llf | 2 |" in summary  # n: training seeds x days
+    assert "Probability of improvement" in summary and "unmet_energy_kwh vs llf" in summary
+    assert f"`ppo@1`: model `{two_seeds}/ppo-b`" in summary
+    assert (out / "plots" / "performance_profiles.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main([*EVAL, "--set", pattern, "--out", str(out), "--resume"]) == 0  # every row kept, none re-run
+    assert "2 × 2 = 4" in capsys.readouterr().out and len(pd.read_csv(out / "metrics.csv")) == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "models.ppo=/nonexistent/ppo-*"], "evaluate.models.ppo = '/nonexistent/ppo-*': the pattern"),
+    (["--set", "models.ppo=a,,b"], "an empty entry"),
+    (["--controllers", "ppo@3"], "evaluate.controllers = 'ppo@3': allowed: ppo"),
+])
+def test_bad_training_seed_input_exits_2_with_one_line(args, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--controllers", "ppo", *args, "--out", str(tmp_path / "x"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_training_seed_names() -> None:
+    assert registry.training_seed_names("ppo", 1) == ("ppo",)
+    assert registry.training_seed_names("ppo", 3) == ("ppo@0", "ppo@1", "ppo@2")
+    assert [registry.learned_base(n) for n in ("ppo@2", "mappo", "llf", "ppo@x", "llf@1")] == [
+        "ppo", "mappo", "", "", ""]
+
+
+def _rows(controller: str, unmet: list[float], scenario: str = "s") -> list[dict]:
+    return [{"controller": controller, "scenario": scenario, "seed": i, "unmet_energy_kwh": u,
+             "area_violation_steps": 0} for i, u in enumerate(unmet)]
+
+
+def test_summary_groups_training_seeds_and_compares_with_the_baselines() -> None:
+    metrics = pd.DataFrame(_rows("ppo@0", [5.0, 6]) + _rows("ppo@1", [7.0, 8]) + _rows("llf", [1.0, 9])
+                           + _rows("mpc-decentralised", [0.0, 0]))
+    runs = rl_report.agent_runs(metrics)
+    assert runs.groupby("agent", sort=False)["train_seed"].nunique().to_dict() == {
+        "ppo": 2, "llf": 1, "mpc-decentralised": 1}
+    text = rl_report.markdown(metrics)
+    # IQM of 5, 6, 7, 8 = 6.5; P(ppo < llf): ppo beats 9 in all 4 pairs, loses to 1 in all 4 -> 1/2
+    assert "| ppo | 2 × 2 = 4 | 6.50 [" in text
+    row = next(line for line in text.splitlines() if line.startswith("| ppo | 0.50"))
+    assert row.split(" | ")[2].startswith("0.00 [0.00, 0.00]")  # never better than the MPC's 0 kWh
+    assert rl_report.markdown(metrics[~metrics["controller"].str.startswith("ppo")]) == ""  # no learned agent
+
+
+def test_ratio_to_llf_and_profiles() -> None:
+    metrics = pd.DataFrame(_rows("ppo", [2.0, 0.0, 3.0]) + _rows("llf", [1.0, 0.0, 0.0]))
+    ratio = rl_report.llf_ratio(rl_report.agent_runs(metrics))
+    assert ratio.tolist()[:3] == [2.0, 1.0, np.inf]
+    unmet, violations = rl_report.profiles(metrics)
+    assert unmet.target == rl_report.RATIO_TARGET and violations.target == rl_report.VIOLATION_TARGET
+    at = np.searchsorted(unmet.taus, 2.0)
+    assert unmet.curves["ppo"].point[at] == pytest.approx(2 / 3)  # 2 and 1 are <= 2, inf never
+    assert (violations.curves["llf"].low >= 0).all()
+    elsewhere = pd.DataFrame(_rows("ppo", [2.0], scenario="t"))  # LLF never ran on t: no ratio for ppo there
+    unmet, _ = rl_report.profiles(pd.concat([metrics[metrics["controller"] == "llf"], elsewhere]))
+    assert set(unmet.curves) == {"llf"}
+
+
+def _log(level: float) -> pd.DataFrame:
+    return pd.DataFrame({"timesteps": np.arange(1, 41) * 100, "scenario": ["a", "b"] * 20,
+                         "unmet_energy_kwh": np.full(40, level)})
+
+
+def test_learning_curves_over_seeds(tmp_path, capsys) -> None:
+    curves = seed_curves([_log(1.0), _log(3.0)], "unmet_energy_kwh", points=5, window=2)
+    grid, curve, seeds = curves["a"]
+    assert set(curves) == {"a", "b"} and seeds == 2 and len(grid) == 5
+    assert np.allclose(curve.point, 2.0) and np.allclose(curve.low, 1.0) and np.allclose(curve.high, 3.0)
+    folders = []
+    for i, level in enumerate((1.0, 2.0, 4.0)):
+        (tmp_path / f"s{i}").mkdir()
+        _log(level).to_csv(tmp_path / f"s{i}" / "training_log.csv", index=False)
+        folders.append(str(tmp_path / f"s{i}"))
+    assert curves_main(["--out", str(tmp_path / "c.png"), *folders]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(pd.read_csv(tmp_path / "c.csv")["seeds"]) == {3}
+    with pytest.raises(SystemExit) as exit_:
+        curves_main(["--out", str(tmp_path / "d.png"), str(tmp_path / "missing")])
+    assert exit_.value.code == 2 and "has no readable training_log.csv" in capsys.readouterr().err
+
+
+def test_controllers_help_lists_every_registered_controller() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    for command in ("compare", "evaluate"):
+        text = next(a for a in sub[command]._actions if a.dest == "controllers").help
+        for name in registry.controller_names():
+            assert name in text, (command, name)
