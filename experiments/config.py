@@ -33,6 +33,8 @@ MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
 """Most settings one tune grid may combine."""
+MAX_WORKERS = 1024
+"""Most worker processes (local) or runs in flight (ray) one command may ask for."""
 SEEDS = {"coerce": parse_seeds}
 """Field metadata of the seed lists: parsed from '0-4,10' style ranges."""
 
@@ -46,10 +48,11 @@ class _Checks:
 
     section: ClassVar[str]
 
-    def _at_least(self, key: str, minimum: float) -> None:
+    def _at_least(self, key: str, minimum: float, maximum: float | None = None) -> None:
         value = getattr(self, key)
-        if value < minimum:
-            _fail(self.section, key, value, f"must be >= {minimum}")
+        if value < minimum or maximum is not None and value > maximum:
+            _fail(self.section, key, value, f"must be >= {minimum}" if maximum is None else
+                  f"must be in [{minimum}, {maximum}]")
 
     def _names(self, key: str, check: Any) -> None:
         """Non-empty, duplicates removed (with a note), every name valid."""
@@ -82,7 +85,7 @@ class Execution(_Checks):
     def _check_execution(self) -> None:
         if self.backend not in BACKENDS:
             _fail(self.section, "backend", self.backend, f"allowed values: {', '.join(BACKENDS)}")
-        self._at_least("workers", 0)
+        self._at_least("workers", 0, MAX_WORKERS)
         try:
             check_ray_address(self.ray_address)
         except ValueError as exc:

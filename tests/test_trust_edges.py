@@ -43,8 +43,15 @@ def stops(capsys, *argv: str) -> str:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "mpc.terminal_weight=inf"], "compare.mpc.terminal_weight = 'inf': must be a finite number"),
-    (["--scenarios", "acn-caltech", "--set", "env.sampling_time=7"],
+    (["--scenarios", "acn-caltech", "--set", "env.sampling_time=7", "--set", "env.total_time=700"],
      "compare.scenarios: acn-caltech: sampling_time = 7.0: must be > 0 minutes and divide 1440"),
+    (["--set", "env.sampling_time=9"], "compare.env: EnvConfig.sampling_time = 9.0: must divide total_time = 240 min "
+                                       "into whole control steps (26.67 here"),
+    (["--set", "mpc.horizon=1e9"], "compare.mpc: MPCSettings.horizon = 1000000000: must be an int in [1, 2016]"),
+    (["--set", "mpc.max_horizon=100000"], "MPCSettings.max_horizon = 100000: must be an int in [1, 2016]"),
+    (["--workers", "1e9"], "compare.workers = 1000000000: must be in [0, 1024]"),
+    (["--scenarios", "synthetic-100000000"], "synthetic-100000000: synthetic: n_stations = 100000000: must be in "
+                                             "[1, 100000]"),
     (["--set", "env.total_time=1e9"], "must be <= 100000 control steps per episode"),
     (["--seeds", "0-99999999", "--controllers", "bogus"], "compare.seeds = '0-99999999': at most 100000 seeds"),
     (["--ray-address", "bogus"], "compare.ray_address = 'bogus': must be empty (a local Ray instance), auto"),
