@@ -25,6 +25,7 @@ import numpy as np
 from pev_env.network import Network
 from pev_mpc.objective import CvxpyCosts, StationCosts, station_costs
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.quiet import c_stdout_silenced
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 
@@ -190,7 +191,8 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     model.costs.assign(problem, costs)
     options = _NETWORK_CLARABEL if network is not None and solver == "CLARABEL" else _SOLVER_OPTIONS[solver]
     try:
-        model.problem.solve(solver=solver, **options)
+        with c_stdout_silenced():  # OSQP prints even when not verbose
+            model.problem.solve(solver=solver, **options)
         converged = model.problem.status == cp.OPTIMAL
     except cp.error.SolverError:
         if network is None or solver != "CLARABEL":
