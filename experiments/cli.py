@@ -51,6 +51,8 @@ _HELP = {
 _NO_CONTROLLERS = ("train", "tune")
 """Commands without a choice of controller (one learner; the tuned decentralised MPC)."""
 _TRUE: dict[str, Any] = {"action": "store_const", "const": True}
+_RUN_TIMEOUT = ("--run-timeout", "run_timeout", "seconds one run may take; a run over it is recorded as failed and "
+                                                "the grid goes on (default 0: no limit)", {"metavar": "SECONDS"})
 # command -> extra options: (flag, config key, help, argparse kwargs)
 _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     "compare": (
@@ -64,8 +66,7 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
                                          "reference model)", {}),
         ("--trust-model", "trust_model", "accept a model file holding pickled objects (a Stable-Baselines3 model.zip; "
                                          "loading it can run any code): only for files you made", _TRUE),
-        ("--run-timeout", "run_timeout", "seconds one run may take; a run over it is recorded as failed and the "
-                                         "grid goes on (default 0: no limit)", {"metavar": "SECONDS"}),
+        _RUN_TIMEOUT,
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
@@ -78,11 +79,13 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     "tune": (
         ("--grid", "grid", "MPCSettings field=v1,v2 (repeatable); replaces the default grid", {"action": "append"}),
         ("--max-steps", "max_steps", "control steps per episode (0 = full episode)", {}),
+        _RUN_TIMEOUT,
     ),
     "scale": (
         ("--sizes", "sizes", "comma-separated numbers of stations", {}),
         ("--steps", "steps", "timed control steps per size", {}),
         ("--centralised-max", "centralised_max", "largest size run for the centralised MPC", {}),
+        _RUN_TIMEOUT,
     ),
 }
 _EXTRA["evaluate"] = _EXTRA["compare"]

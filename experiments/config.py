@@ -315,9 +315,13 @@ class TuneConfig(Execution, Plant, Output):
     max_steps: int = 0
     """Control steps per episode (0 = full episode)."""
     out: str = str(Path("results") / "tune")
+    run_timeout: float = 0.0
+    """Seconds one run (setting x scenario x seed) may take; a run over it is a row with `failed` set, the sweep
+    goes on and ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
         self._seeds()
@@ -357,9 +361,13 @@ class ScaleConfig(Execution, Plant, Output):
     """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of the MPC controllers timed (as in compare), e.g. `--set mpc.deadline_reg=1e-3`."""
+    run_timeout: float = 0.0
+    """Seconds one run (size x controller x seed) may take; a run over it is a row with `skipped` saying so, and
+    the command ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         if self.scenarios != ("synthetic",):
             _fail(self.section, "scenarios", self.scenarios, "allowed values: ('synthetic',)")

@@ -228,7 +228,9 @@ _CACHES: dict[tuple[Models, MPCSettings | None], ControllerCache] = {}
 
 
 class RunTimeout(RuntimeError):
-    """A run went over its time limit."""
+    """A run went over its time limit (its message holds MARK)."""
+
+    MARK = "over the run timeout of"
 
 
 @contextlib.contextmanager
@@ -240,7 +242,7 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expire(_signum: int, _frame: Any) -> None:
-        raise RunTimeout(f"{what}: over the run timeout of {seconds:g} s")
+        raise RunTimeout(f"{what}: {RunTimeout.MARK} {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
