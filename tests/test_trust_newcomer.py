@@ -87,3 +87,25 @@ def test_pev_energy_and_learning_curve_are_labelled(tmp_path) -> None:
     assert [a.get_ylabel() for a in fig.axes] == ["Unmet energy (%)", "Area-limit violations (steps)"]
     assert fig.axes[0].get_xlabel() == "Station-samples trained"
     plots.close(fig)
+
+
+def test_progress_moves_within_an_episode_run_in_this_process() -> None:
+    from experiments import runner
+    from pev_env.scenarios import make_scenario
+    from pev_mpc import EDF
+
+    class Bar:
+        n = 0.0
+        updates: list[float] = []
+
+        def update(self, amount: float = 1.0) -> None:
+            self.n += amount
+            self.updates.append(self.n)
+
+    bar = Bar()
+    config, scenario = make_scenario("seed", 0)
+    with runner.step_progress(bar):
+        runner.run_episode(EDF(), config, scenario, 0)
+        bar.episode_finished()
+    assert len(bar.updates) == config.n_steps - 1 and 0 < bar.updates[0] < bar.updates[-1] < 1
+    assert bar.n == pytest.approx(0.0) and runner._STEP_HOOK is None  # the whole episode is counted by run_grid
