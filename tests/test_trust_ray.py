@@ -17,21 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import main
 from pev_mpc import ray_connect
+from test_trust_edges import stops  # exit 2 with one line
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "-q", "--no-plots", "--backend", "ray"]
-
-
-def stops(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as err:
-        main(list(argv))
-    assert err.value.code == 2
-    text = capsys.readouterr().err
-    assert text.count("\n") == 1 and "Traceback" not in text, text
-    return text
 
 
 def closed_port() -> int:
