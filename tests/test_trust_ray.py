@@ -55,6 +55,9 @@ def test_a_web_server_is_not_taken_for_ray(web_server, tmp_path, capsys, monkeyp
 
 
 def test_stale_cluster_file_and_auto_without_cluster(tmp_path, capsys, monkeypatch) -> None:
+    import ray._private.services as services
+
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])  # as on a machine without Ray processes
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     stale = f"127.0.0.1:{closed_port()}"
@@ -66,8 +69,6 @@ def test_stale_cluster_file_and_auto_without_cluster(tmp_path, capsys, monkeypat
 
     def nothing(*args):
         raise ConnectionError("Could not find any running Ray instance.")
-
-    import ray._private.services as services
 
     monkeypatch.setattr(services, "get_ray_address_from_environment", nothing)
     text = stops(capsys, "compare", *FAST, "--ray-address", "auto", "--out", str(tmp_path / "out"))
