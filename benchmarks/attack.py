@@ -173,6 +173,8 @@ def classify(done: subprocess.CompletedProcess | None) -> str:
     if done is None:
         return "hang (killed after 120 s)"
     text = done.stdout + done.stderr
+    if done.returncode == 1 and "FAILED" in text:
+        return "exit 1 (failed run recorded, its traceback in the log)"
     if "Traceback" in text:
         return "traceback"
     if done.returncode == 2:
