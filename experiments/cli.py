@@ -23,7 +23,7 @@ import signal
 import sys
 import textwrap
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from experiments import registry
 from experiments.backends import BACKENDS
@@ -110,13 +110,19 @@ class _Formatter(argparse.HelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (exit 2), pointing at --help instead of printing the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per command."""
-    parser = argparse.ArgumentParser(prog="pev-experiments", description=__doc__.split("\n")[0],
-                                     formatter_class=_Formatter)
+    parser = _Parser(prog="pev-experiments", description=__doc__.split("\n")[0], formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command, help_text in _HELP.items():
         p = sub.add_parser(command, help=help_text, description=help_text, formatter_class=_Formatter)
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")

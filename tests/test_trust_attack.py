@@ -28,3 +28,9 @@ def test_binary_config_file_is_named(tmp_path: Path, capsys, option) -> None:
     text = stops(capsys, "compare", *FAST, "--scenarios", "seed", option, str(tmp_path / "b.yaml"), "--out",
                  str(tmp_path / "o"))
     assert f"{tmp_path / 'b.yaml'}: not UTF-8 text (byte 1: invalid start byte)" in text
+
+
+@pytest.mark.parametrize("argv", [["compare", "--backend", "spark"], ["bogus"], ["tune", "--controllers", "x"]])
+def test_bad_arguments_are_one_line_without_the_usage(capsys, argv) -> None:
+    text = stops(capsys, *argv)
+    assert "usage:" not in text and "--help)" in text
