@@ -88,9 +88,9 @@ def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_k
         for i, controller in enumerate(controllers):
             stats = [mean_ci(metrics.loc[(metrics["controller"] == controller) & (metrics["scenario"] == s), col])
                      for s in scenarios]
-            means = np.nan_to_num(np.array([m for m, _ in stats], dtype=float))
+            means = np.array([m for m, _ in stats], dtype=float)  # NaN (no rows): no bar
             errs = np.nan_to_num(np.array([h for _, h in stats], dtype=float))
-            below = np.minimum(errs, np.maximum(means, 0.0))  # clipped at 0: a count or energy is never negative
+            below = np.minimum(errs, np.maximum(np.nan_to_num(means), 0.0))  # clipped at 0: never negative
             x = np.arange(len(scenarios)) + (i - (len(controllers) - 1) / 2) * width
             ax.bar(x, means, width, yerr=np.vstack([below, errs]), capsize=2, color=colors[i], label=controller)
         ax.set_xticks(np.arange(len(scenarios)), scenarios)
