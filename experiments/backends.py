@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import signal
-import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,15 +25,14 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from pev_mpc.ray_connect import connect_address
+
 __all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "check_ray_address", "check_ray_reachable",
            "make_backend", "map_in_order", "open_backend"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
-RAY_CONNECT_TIMEOUT_S = 10.0
-"""How long to wait for an existing Ray cluster's port to answer."""
-RAY_CLIENT_MISSING = "ray:// addresses need the Ray client, which is not installed: pip install 'ray[client]'"
 _RAY_ADDRESS = re.compile(r"^(ray://)?([A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
 _PR_SET_PDEATHSIG = 1
 
@@ -68,23 +66,11 @@ def check_ray_address(address: str) -> None:
                          "ray://HOST:PORT")
 
 
-def check_ray_reachable(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """For HOST:PORT and ray:// addresses: ImportError without the Ray client (ray://), ConnectionError when
-    the port does not answer within `timeout_s` (Ray itself would retry for minutes)."""
-    match = _RAY_ADDRESS.match(address)
-    if match is None:
-        return
-    if match.group(1):
-        try:
-            import grpc  # noqa: F401 - what ray[client] adds
-        except ImportError:
-            raise ImportError(RAY_CLIENT_MISSING) from None
-    host, port = match.group(2).strip("[]"), int(match.group(3))
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as exc:
-        raise ConnectionError(f"ray_address = {address!r}: no Ray cluster answers there "
-                              f"({exc.strerror or exc}, waited up to {timeout_s:g} s)") from None
+def check_ray_reachable(address: str) -> None:
+    """A cluster address (auto, HOST:PORT) answers as a Ray GCS within a bounded time, or ConnectionError with
+    one line (`pev_mpc.ray_connect`); ray:// is refused. Empty (a local instance): nothing to check."""
+    if address:
+        connect_address(address)
 
 
 def _init_worker(parent: int) -> None:
@@ -191,7 +177,8 @@ class RayBackend:
     """One Ray task (1 CPU) per run; at most `workers` runs in flight (0: twice the cluster's CPUs).
 
     address: None or "" starts a local Ray instance (or reuses the session already initialised in this
-    process); "auto" joins the cluster this machine belongs to; "ray://host:10001" connects a client.
+    process); "auto" joins the cluster this machine belongs to; HOST:PORT the cluster whose GCS is there (checked
+    with a bounded probe, `pev_mpc.ray_connect`; ray:// client addresses are refused).
     On a cluster, this checkout's packages (pev_env, pev_mpc, experiments) are shipped to the workers
     (runtime_env py_modules), so the nodes need only the dependencies installed.
     """
@@ -204,7 +191,6 @@ class RayBackend:
         if not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers = {workers!r}: must be an int >= 0 (0 = twice the cluster's CPUs)")
         import_ray()  # fail early with the install hint
-        check_ray_reachable(address or "")
         if address:
             import experiments
             import pev_env

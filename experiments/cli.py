@@ -21,12 +21,15 @@ Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
+import textwrap
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
+from experiments import registry
 from experiments.backends import BACKENDS
 from experiments.config import CONFIGS
 from experiments.errors import UsageError
@@ -37,12 +40,11 @@ from experiments.provenance import package_version
 
 log = logging.getLogger("experiments")
 
-_COMMON: tuple[tuple[str, str], ...] = (
-    ("--scenarios", "comma-separated scenarios: seed, seed-20, seed-30, acn-caltech, acn-caltech-train, "
-                    "acn-caltech-eval, synthetic-N, acn:PATH:YYYY-MM-DD (an ACN-Data file's day), csv:PATH"),
-    ("--seeds", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
-    ("--controllers", ""),  # generated from the registry (`controllers_help`)
-    ("--out", "output directory"),
+_COMMON: tuple[tuple[str, str, str], ...] = (
+    ("--scenarios", "LIST", "comma-separated scenarios: {scenarios} (an ACN-Data file's day), csv:PATH"),
+    ("--seeds", "SEEDS", "scenario seeds: integers and inclusive ranges, e.g. 0-4,10"),
+    ("--controllers", "LIST", ""),  # from the registry: controllers_help
+    ("--out", "DIR", "output directory"),
 )
 
 
@@ -50,8 +52,8 @@ def controllers_help() -> str:
     """Help of --controllers: every name of the registry (policies, learned controllers, installed plug-ins)."""
     from experiments.registry import TRAINING_SEED_MARK, controller_names
 
-    return (f"comma-separated controller names ({', '.join(controller_names())}) or your own policy classes as "
-            f"package.module:ClassName; a learned controller given several model folders (--set "
+    return (f"comma-separated controllers: {', '.join(controller_names())}, or your own policy classes as "
+            f"module:ClassName (a module in the working directory or installed); a learned controller given several model folders (--set "
             f"models.ppo=DIR1,DIR2 or a glob) runs once per folder as ppo{TRAINING_SEED_MARK}0, "
             f"ppo{TRAINING_SEED_MARK}1, ...")
 
@@ -66,38 +68,42 @@ _HELP = {
 _NO_CONTROLLERS = ("train", "tune")
 """Commands without a choice of controller (one learner; the tuned decentralised MPC)."""
 _TRUE: dict[str, Any] = {"action": "store_const", "const": True}
+_RUN_TIMEOUT = ("--run-timeout", "run_timeout", "seconds one run may take; a run over it is recorded as failed and "
+                                                "the grid goes on (default 0: no limit)", {"metavar": "SECONDS"})
 # command -> extra options: (flag, config key, help, argparse kwargs)
 _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     "compare": (
         ("--resume", "resume", "keep the complete rows in OUT/metrics.csv made with the same settings and skip "
                                "them", _TRUE),
         ("--reference", "reference", "controller of the paired differences in summary.md (default: "
-                                     "offline-optimal when it runs)", {}),
+                                     "offline-optimal when it runs)", {"metavar": "CONTROLLER"}),
         ("--ppo-model", "ppo_model", "model folder (model.json + model.safetensors) written by train (default: the "
-                                     "reference model shipped in the package)", {}),
+                                     "reference model shipped in the package)", {"metavar": "DIR"}),
         ("--mappo-model", "mappo_model", "model folder of mappo written by train --algo mappo (default: the shipped "
-                                         "reference model)", {}),
+                                         "reference model)", {"metavar": "DIR"}),
         ("--trust-model", "trust_model", "accept a model file holding pickled objects (a Stable-Baselines3 model.zip; "
                                          "loading it can run any code): only for files you made", _TRUE),
-        ("--run-timeout", "run_timeout", "seconds one run may take; a run over it is recorded as failed and the "
-                                         "grid goes on (default 0: no limit)", {"metavar": "SECONDS"}),
+        _RUN_TIMEOUT,
         ("--no-traces", "traces", "do not write per-step traces", {"action": "store_const", "const": False}),
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
     "train": (
         ("--algo", "algo", "ippo (PPO, parameter sharing, Stable-Baselines3) or mappo (centralised critic, "
                            "TorchRL)", {"choices": ("ippo", "mappo")}),
-        ("--timesteps", "timesteps", "training budget in station-samples", {}),
-        ("--seed", "seed", "seed of the learner", {}),
+        ("--timesteps", "timesteps", "training budget in station-samples", {"metavar": "N"}),
+        ("--seed", "seed", "seed of the learner", {"metavar": "N"}),
     ),
     "tune": (
-        ("--grid", "grid", "MPCSettings SECTION.FIELD=v1,v2, e.g. policy.horizon=12,24 (repeatable); replaces the default grid", {"action": "append"}),
-        ("--max-steps", "max_steps", "control steps per episode (0 = full episode)", {}),
+        ("--grid", "grid", "MPCSettings SECTION.FIELD=v1,v2, e.g. policy.horizon=12,24 (repeatable); replaces the "
+                           "default grid", {"action": "append", "metavar": "SECTION.FIELD=V1,V2"}),
+        ("--max-steps", "max_steps", "control steps per episode (0 = full episode)", {"metavar": "N"}),
+        _RUN_TIMEOUT,
     ),
     "scale": (
-        ("--sizes", "sizes", "comma-separated numbers of stations", {}),
-        ("--steps", "steps", "timed control steps per size", {}),
-        ("--centralised-max", "centralised_max", "largest size run for the centralised MPC", {}),
+        ("--sizes", "sizes", "comma-separated numbers of stations", {"metavar": "LIST"}),
+        ("--steps", "steps", "timed control steps per size", {"metavar": "N"}),
+        ("--centralised-max", "centralised_max", "largest size run for the centralised MPC", {"metavar": "N"}),
+        _RUN_TIMEOUT,
     ),
 }
 _EXTRA["evaluate"] = _EXTRA["compare"]
@@ -106,21 +112,35 @@ _EXECUTION: tuple[tuple[tuple[str, ...], str, str, dict[str, Any]], ...] = (
     (("--backend",), "backend", "local (process pool on this machine) or ray (Ray tasks)", {"choices": BACKENDS}),
     (("--workers", "--jobs"), "workers", "local: worker processes (0 = one per core, 1 = in this process; "
                                          "scale defaults to 1); ray: runs in flight (0 = 2 x cluster CPUs)", {"metavar": "N"}),
-    (("--ray-address",), "ray_address", "existing Ray cluster: auto, or ray://HOST:10001 (default: start a local "
-                                        "Ray instance)", {"metavar": "ADDRESS"}),
+    (("--ray-address",), "ray_address", "existing Ray cluster: auto, or HOST:PORT of its GCS (ray:// is not "
+                                        "supported; default: start a local Ray instance)", {"metavar": "ADDRESS"}),
     (("--env-file",), "env_file", "YAML/TOML file of EnvConfig fields: the base plant of every scenario "
                                   "(--set env.FIELD=VALUE overrides one field)", {"metavar": "FILE"}),
 )
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Help lines wrapped between words only: a name like mpc-decentralised is never split at its hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (exit 2), pointing at --help instead of printing the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per command."""
-    parser = argparse.ArgumentParser(prog="pev-experiments", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="pev-experiments", description=__doc__.split("\n")[0], formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command, help_text in _HELP.items():
-        p = sub.add_parser(command, help=help_text, description=help_text)
+        p = sub.add_parser(command, help=help_text, description=help_text, formatter_class=_Formatter)
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable); a dotted key sets one "
                        "item of a mapping, e.g. mpc.policy.horizon=48 (compare, evaluate, scale), grid.policy.horizon=12,24 (tune) or "
@@ -129,21 +149,49 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="check everything (configuration, scenarios, "
                        "controllers, models, Ray), print what would run, run and write nothing")
         p.add_argument("--overwrite", dest="opt_overwrite", help="replace the results already in OUT", **_TRUE)
-        for flag, text in _COMMON:
+        names = {"scenarios": ", ".join(registry.scenario_names()[:-1])}
+        for flag, metavar, text in _COMMON:
             if flag == "--controllers" and command in _NO_CONTROLLERS:
                 continue
-            p.add_argument(flag, help=controllers_help() if flag == "--controllers" else text)
+            text = controllers_help() if flag == "--controllers" else text.format(**names)
+            p.add_argument(flag, metavar=metavar, help=_with_default(text, command, flag[2:]))
         for flag, key, text, kwargs in _EXTRA.get(command, ()):
-            p.add_argument(flag, dest=f"opt_{key}", help=text, **kwargs)
+            p.add_argument(flag, dest=f"opt_{key}", help=_with_default(text, command, key), **kwargs)
         if command != "train":
             for flags, key, text, kwargs in _EXECUTION:
-                p.add_argument(*flags, dest=f"opt_{key}", help=text, **kwargs)
+                p.add_argument(*flags, dest=f"opt_{key}", help=_with_default(text, command, key), **kwargs)
     return parser
+
+
+def _with_default(text: str, command: str, key: str) -> str:
+    """`text` with the configuration's default of `key` appended, unless the text already names it."""
+    fields = {f.name: f for f in dataclasses.fields(CONFIGS[command])}
+    if key not in fields or "default" in text:
+        return text
+    f = fields[key]
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    if isinstance(value, bool) or value in ("", None):
+        return text
+    shown = _ranges(value) if isinstance(value, (tuple, list)) else value
+    if isinstance(value, dict):
+        shown = " ".join(f"{k}={','.join(map(str, v))}" for k, v in value.items())
+    return f"{text} (default: {shown})".replace("%", "%%")
+
+
+def _ranges(values: tuple[Any, ...] | list[Any]) -> str:
+    """Comma-separated values, runs of consecutive integers as inclusive ranges (1000-1099)."""
+    parts: list[list[Any]] = []
+    for v in values:
+        if parts and isinstance(v, int) and isinstance(parts[-1][-1], int) and v == parts[-1][-1] + 1:
+            parts[-1].append(v)
+        else:
+            parts.append([v])
+    return ",".join(f"{p[0]}-{p[-1]}" if len(p) > 2 else ",".join(map(str, p)) for p in parts)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = parse_assignments(args.set)
-    for flag, _ in _COMMON:
+    for flag, _, _ in _COMMON:
         key = flag.lstrip("-")
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)

@@ -54,7 +54,7 @@ from experiments.results import ResultsTable, read_rows, save_figure, write_csv,
 from experiments.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
 from experiments.summary import failure_note, markdown
-from pev_env.scenarios import scenario_data_reports, scenario_files
+from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,9 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
         save(plots.area_power(power, f"Area power against P_ref ({scenario}, seed {seed})"),
              f"area_power_{scenario}.png")
         soc = {c: pd.read_csv(p.soc) for c, p in found.items()}
-        save(plots.soc_trajectories(soc, f"SOC of every PEV ({scenario}, seed {seed})"), f"soc_{scenario}.png")
+        _, episode = make_scenario(spec, seed, base=cfg.env)
+        save(plots.pev_energy(soc, episode.soc_target - episode.soc_init,
+                              f"Energy per PEV: delivered vs requested ({scenario}, seed {seed})"), f"soc_{scenario}.png")
     return written
 
 

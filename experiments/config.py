@@ -34,6 +34,8 @@ MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
 """Most settings one tune grid may combine."""
+MAX_WORKERS = 1024
+"""Most worker processes (local) or runs in flight (ray) one command may ask for."""
 SEEDS = {"coerce": parse_seeds}
 """Field metadata of the seed lists: parsed from '0-4,10' style ranges."""
 
@@ -47,10 +49,11 @@ class _Checks:
 
     section: ClassVar[str]
 
-    def _at_least(self, key: str, minimum: float) -> None:
+    def _at_least(self, key: str, minimum: float, maximum: float | None = None) -> None:
         value = getattr(self, key)
-        if value < minimum:
-            _fail(self.section, key, value, f"must be >= {minimum}")
+        if value < minimum or maximum is not None and value > maximum:
+            _fail(self.section, key, value, f"must be >= {minimum}" if maximum is None else
+                  f"must be in [{minimum}, {maximum}]")
 
     def _names(self, key: str, check: Any) -> None:
         """Non-empty, duplicates removed (with a note), every name valid."""
@@ -83,7 +86,7 @@ class Execution(_Checks):
     def _check_execution(self) -> None:
         if self.backend not in BACKENDS:
             _fail(self.section, "backend", self.backend, f"allowed values: {', '.join(BACKENDS)}")
-        self._at_least("workers", 0)
+        self._at_least("workers", 0, MAX_WORKERS)
         try:
             check_ray_address(self.ray_address)
         except ValueError as exc:
@@ -364,9 +367,13 @@ class TuneConfig(Execution, Plant, Output):
     max_steps: int = 0
     """Control steps per episode (0 = full episode)."""
     out: str = str(Path("results") / "tune")
+    run_timeout: float = 0.0
+    """Seconds one run (setting x scenario x seed) may take; a run over it is a row with `failed` set, the sweep
+    goes on and ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         self._names("scenarios", registry.check_scenario)
         self._seeds()
@@ -406,9 +413,13 @@ class ScaleConfig(Execution, Plant, Output):
     """As in compare, but 1 by default: the step times are the result, and parallel runs share the cores."""
     mpc: MPCSettings = field(default_factory=MPCSettings)
     """The MPCSettings of the MPC controllers timed (as in compare), e.g. `--set mpc.objective.deadline_reg=1e-3`."""
+    run_timeout: float = 0.0
+    """Seconds one run (size x controller x seed) may take; a run over it is a row with `skipped` saying so, and
+    the command ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
         self._check_output()
+        self._at_least("run_timeout", 0)
         self._check_plant()
         if self.scenarios != ("synthetic",):
             _fail(self.section, "scenarios", self.scenarios, "allowed values: ('synthetic',)")

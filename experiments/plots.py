@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -62,49 +63,76 @@ def _legend_entries(axes: np.ndarray) -> tuple[list, list]:
     return list(entries.values()), list(entries)
 
 
+def distinct_colors(n: int) -> list[tuple[float, ...]]:
+    """`n` colours that differ: tab10 up to 10, tab20 up to 20, else evenly spaced hues of `turbo`."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("turbo")(x) for x in np.linspace(0.03, 0.97, n)]
+
+
 def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "area_violation_steps"),
                 title: str = "Unmet energy and area violations") -> plt.Figure:
-    """Grouped bars (scenario groups, one bar per controller) with 95% t-interval error bars."""
+    """Grouped bars (scenario groups, one bar per controller, each controller its own colour) with 95%
+    t-interval error bars; the metrics are non-negative, so an interval never reaches below 0. The legend is
+    below the panels, never over the bars."""
     controllers = list(dict.fromkeys(metrics["controller"]))
     scenarios = list(dict.fromkeys(metrics["scenario"]))
-    fig, axes = plt.subplots(1, len(columns), figsize=(max(5.0, 1.0 + 0.5 * len(controllers) * len(scenarios))
-                                                       * len(columns) / 1.4, 3.8), squeeze=False)
+    panel = float(np.clip(1.5 + 0.3 * len(controllers) * len(scenarios), 4.5, 12.0))
+    legend_rows = math.ceil(len(controllers) / 4)
+    fig, axes = plt.subplots(1, len(columns), figsize=(panel * len(columns), 3.6 + 0.25 * legend_rows),
+                             squeeze=False)
     width = 0.8 / max(len(controllers), 1)
-    colors = plt.get_cmap("tab10")
+    colors = distinct_colors(len(controllers))
     for ax, col in zip(axes[0], columns):
         for i, controller in enumerate(controllers):
             stats = [mean_ci(metrics.loc[(metrics["controller"] == controller) & (metrics["scenario"] == s), col])
                      for s in scenarios]
-            means = np.array([m for m, _ in stats])
-            errs = np.nan_to_num(np.array([h for _, h in stats]))
+            means = np.array([m for m, _ in stats], dtype=float)  # NaN (no rows): no bar
+            errs = np.nan_to_num(np.array([h for _, h in stats], dtype=float))
+            below = np.minimum(errs, np.maximum(np.nan_to_num(means), 0.0))  # clipped at 0: never negative
             x = np.arange(len(scenarios)) + (i - (len(controllers) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=errs, capsize=2, color=colors(i % 10), label=controller)
+            ax.bar(x, means, width, yerr=np.vstack([below, errs]), capsize=2, color=colors[i], label=controller)
         ax.set_xticks(np.arange(len(scenarios)), scenarios)
         ax.set_xlabel("Scenario")
         ax.set_ylabel(LABELS.get(col, col))
+        ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, -1].legend(fontsize=8, loc="best")
     fig.suptitle(f"{title} (mean, 95% CI)")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(controllers), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, min(0.45, 0.07 * legend_rows + 0.02), 1, 1))
     return fig
 
 
-def soc_trajectories(socs: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
-    """SOC of every PEV over one episode (one line per PEV), one panel per controller."""
-    fig, axes = _grid(len(socs))
+def pev_energy(socs: Mapping[str, pd.DataFrame], requested_kwh: np.ndarray, title: str) -> plt.Figure:
+    """Energy delivered to each PEV (bars: last SOC - first SOC of the trace) against what it requested (black
+    ticks), one panel per controller: the shortfall of every PEV is visible without 50 overlapping lines."""
+    fig, axes = _grid(len(socs), width=max(4.2, min(9.0, 0.09 * len(requested_kwh) + 2.0)))
+    pevs = np.arange(len(requested_kwh))
     for ax, (controller, soc) in zip(axes.flat, socs.items()):
         cols = [c for c in soc.columns if c.startswith("soc_")]
-        ax.plot(soc["time_min"], soc[cols].to_numpy(), lw=0.9)
+        values = soc[cols].to_numpy()
+        delivered = values[-1] - values[0] if len(values) else np.zeros(len(cols))
+        ax.bar(pevs[: len(delivered)], delivered, 0.8, color="tab:blue", label="delivered")
+        ax.scatter(pevs, requested_kwh, marker="_", s=60, color="k", zorder=3, label="requested")
         ax.set_title(controller, fontsize=10)
-    return _finish_panels(fig, axes, "SOC (kWh)", title)
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="upper right", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("PEV (index in the scenario)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _finish_panels(fig, axes, "Energy (kWh)", title, xlabel=None)
 
 
-def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str) -> plt.Figure:
-    """Grid lines, time axis labels on the bottom row, `ylabel` on the left column, title, tight layout."""
+def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str,
+                   xlabel: str | None = "Time (min)") -> plt.Figure:
+    """Grid lines, `xlabel` on the bottom row (None: as set), `ylabel` on the left column, title, tight layout."""
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("Time (min)")
+    for ax in axes[-1] if xlabel else ():
+        ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
@@ -153,13 +181,15 @@ def loglog(frame: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title
 def learning_curve(log: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_pct", "area_violation_steps"),
                    window: int = 20) -> plt.Figure:
     """Training episodes' metrics against the samples trained, one line per scenario (rolling mean of
-    `window` episodes), one panel per metric."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.0), squeeze=False)
+    `window` episodes), one panel per metric, axes labelled in words with units."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.8 * len(columns), 3.4), squeeze=False)
     for ax, col in zip(axes.flat, columns):
         for scenario, group in log.groupby("scenario", sort=False):
             ax.plot(group["timesteps"], group[col].rolling(window, min_periods=1).mean(), label=scenario)
-        ax.set_xlabel("station-samples trained")
-        ax.set_ylabel(col)
+        ax.set_xlabel("Station-samples trained")
+        ax.set_ylabel(LABELS.get(col, col))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize="small")
     fig.suptitle(f"Learning curve (rolling mean of {window} training episodes)")
     fig.tight_layout()

@@ -114,6 +114,35 @@ def _drive(core: Any, policy: Any, obs: np.ndarray, steps: int,
     return obs
 
 
+_STEP_HOOK: Callable[[int, int], None] | None = None
+"""Called with (steps done, steps of the episode) after every control step of an episode run in this process
+(`run_grid` moves its progress bar with it)."""
+
+
+@contextlib.contextmanager
+def step_progress(bar: Any) -> Iterator[None]:
+    """Within the block, episodes run in this process move `bar` (whose unit is one episode) step by step."""
+    global _STEP_HOOK
+    moved = 0.0
+
+    def hook(done: int, total: int) -> None:
+        nonlocal moved
+        if done < total:  # the last step: run_grid counts the whole episode
+            bar.update(1.0 / total)
+            moved += 1.0 / total
+
+    def finished() -> None:
+        nonlocal moved
+        bar.n -= moved  # the fractions of the finished episode make way for its whole count
+        moved = 0.0
+
+    _STEP_HOOK, bar.episode_finished = hook, finished
+    try:
+        yield
+    finally:
+        _STEP_HOOK = None
+
+
 def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey | None = None) -> EpisodeResult:
     """Run `policy` for one full episode of `scenario` and time every act."""
     from pev_env.core import ChargingCore
@@ -135,6 +164,8 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         fallbacks.append(int(stats.get("fallbacks", 0)))
         converged.append(bool(stats.get("converged", True)) and fallbacks[-1] == 0)
         prices.append(_price(stats))
+        if _STEP_HOOK is not None:
+            _STEP_HOOK(len(times), config.n_steps)
 
     _drive(core, policy, core.reset(), config.n_steps, record)
     history = core.history
@@ -228,7 +259,9 @@ _CACHES: dict[tuple[Models, MPCSettings | None], ControllerCache] = {}
 
 
 class RunTimeout(RuntimeError):
-    """A run went over its time limit."""
+    """A run went over its time limit (its message holds MARK)."""
+
+    MARK = "over the run timeout of"
 
 
 @contextlib.contextmanager
@@ -240,7 +273,7 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expire(_signum: int, _frame: Any) -> None:
-        raise RunTimeout(f"{what}: over the run timeout of {seconds:g} s")
+        raise RunTimeout(f"{what}: {RunTimeout.MARK} {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -339,8 +372,12 @@ def run_grid(
     failures: list[Failure] = []
     backend = LocalBackend(1) if backend is None else backend
     fn = partial(run_cached, models=models, mpc=mpc, env=env, timeout=timeout)
-    with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys) as bar:
+    in_process = isinstance(backend, LocalBackend) and min(backend.workers, len(keys)) <= 1
+    with tqdm(total=len(keys), desc=f"episodes ({backend.name})", unit="ep", disable=not progress or not keys,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}{postfix}]") as bar, \
+            (step_progress(bar) if in_process and progress else contextlib.nullcontext()):
         for done in backend.map(fn, keys):
+            getattr(bar, "episode_finished", lambda: None)()
             if done.error is not None:
                 text = "".join(traceback.format_exception(done.error))
                 log.error("run %s failed:\n%s", done.item, text)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from experiments import plots, registry
 from experiments.backends import map_in_order, open_backend
+from experiments.runner import RunTimeout, time_limit
 from experiments.config import ScaleConfig
 from experiments.outdir import claim
 from experiments.provenance import environment_info, to_dict
@@ -67,8 +68,12 @@ def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
     row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": seed}
     if controller == CENTRALISED and n > cfg.centralised_max:
         row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
-    else:
-        row.update(measure(controller, n, seed, cfg.steps, cfg.env, cfg.mpc))
+        return row
+    try:
+        with time_limit(cfg.run_timeout, f"{controller}/synthetic-{n}/{seed}"):
+            row.update(measure(controller, n, seed, cfg.steps, cfg.env, cfg.mpc))
+    except RunTimeout as exc:
+        row["skipped"] = str(exc)
     return row
 
 
@@ -85,6 +90,7 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
         rows = map_in_order(backend, partial(_measure_job, cfg=cfg), jobs,
                             lambda done: write_csv(out / "scale.csv", pd.DataFrame(done)), "scale", progress)
     frame = pd.DataFrame(rows)
+    timed_out = frame["skipped"].fillna("").str.contains(RunTimeout.MARK, regex=False)
     done = frame[frame["skipped"].fillna("") == ""]
     if not done.empty:
         fig = plots.loglog(done, "n_stations", {"step_time_median_ms": "Median time per control step (ms)",
@@ -97,4 +103,8 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
     with pd.option_context("display.width", 200):
         print(frame.to_string(index=False))
     print(f"wrote {out / 'scale.csv'} and {out / 'scale.png'}")
+    if timed_out.any():
+        print(f"{int(timed_out.sum())} run(s) over the run timeout of {cfg.run_timeout:g} s (column skipped)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -27,7 +27,7 @@ from experiments.config import TuneConfig, settings_grid
 from experiments.outdir import claim
 from experiments.provenance import environment_info, to_dict
 from experiments.results import save_figure, write_csv, write_text
-from experiments.runner import run_episode
+from experiments.runner import RunTimeout, run_episode, time_limit
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
@@ -96,11 +96,17 @@ def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: in
 
 
 def _tune_row(job: tuple[Any, str, int], grid: Mapping[str, Any], max_steps: int,
-              env: EnvConfig | None = None) -> dict[str, Any]:
-    """The tune.csv row of one (settings, scenario, seed) job (what the backends run)."""
+              env: EnvConfig | None = None, run_timeout: float = 0.0) -> dict[str, Any]:
+    """The tune.csv row of one (settings, scenario, seed) job (what the backends run); a job over `run_timeout`
+    seconds (0: no limit) is a row with `failed` set."""
     settings, scenario, seed = job
-    return {"setting": _label(settings, grid), **{k: attrgetter(k)(settings) for k in grid},
-            "scenario": scenario, "seed": seed, **evaluate_setting(settings, scenario, seed, max_steps, env)}
+    row = {"setting": _label(settings, grid), **{k: attrgetter(k)(settings) for k in grid}, "scenario": scenario,
+           "seed": seed}
+    try:
+        with time_limit(run_timeout, f"{row['setting']}/{scenario}/{seed}"):
+            return {**row, **evaluate_setting(settings, scenario, seed, max_steps, env)}
+    except RunTimeout as exc:
+        return {**row, "failed": str(exc)}
 
 
 def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
@@ -136,9 +142,14 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     grid = cfg.grid
     jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in cfg.seeds]
     with open_backend(cfg) as backend:
-        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env), jobs,
+        rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env,
+                                             run_timeout=cfg.run_timeout), jobs,
                             lambda done: write_csv(out / "tune.csv", pd.DataFrame(done)), "tune", progress)
     frame = pd.DataFrame(rows)
+    failed = frame.pop("failed").dropna() if "failed" in frame else pd.Series(dtype=str)
+    if failed.size == len(frame):
+        print(f"every run went over the run timeout of {cfg.run_timeout:g} s; see {out / 'tune.csv'}", file=sys.stderr)
+        return 1
     per_setting = frame.groupby("setting", sort=False).agg(
         gap_mean=("gap_mean", "mean"), gap_max=("gap_max", "max"), area_violation_steps=("area_violation_steps", "sum"),
         unmet_energy_kwh=("unmet_energy_kwh", "mean"), iterations_mean=("iterations_mean", "mean"),
@@ -159,4 +170,8 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
         print(f"\nBest (fastest with gap <= {GAP_OK:g} and no area violations; else smallest gap):")
         print(best.to_string(index=False))
     print(f"wrote {out / 'tune.csv'} and {out / 'pareto.png'}")
+    if failed.size:
+        print(f"{failed.size} run(s) over the run timeout of {cfg.run_timeout:g} s (column failed of tune.csv)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -306,6 +306,10 @@ def _validate(cfg: EnvConfig) -> None:
     _check(cfg, "soc_ref", 0 < cfg.soc_ref <= cfg.soc_max, "must be in (0, soc_max]")
     _check(cfg, "sampling_time", cfg.sampling_time > 0, "must be > 0 (minutes)")
     _check(cfg, "total_time", cfg.total_time >= cfg.sampling_time, "must be >= sampling_time (minutes)")
+    steps = cfg.total_time / cfg.sampling_time
+    _check(cfg, "sampling_time", abs(steps - round(steps)) <= 1e-9 * steps,
+           f"must divide total_time = {cfg.total_time:g} min into whole control steps ({steps:.4g} here; an "
+           "episode is never stretched or cut)")
     _check(cfg, "charge_time_desired", cfg.charge_time_desired > 0, "must be > 0 (minutes)")
     _check(cfg, "initial_charge_max", 0 <= cfg.initial_charge_max <= 1, "must be in [0, 1]")
     _check(cfg, "charge_duration_tolerance", 0 <= cfg.charge_duration_tolerance < 1, "must be in [0, 1)")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pev_env import metrics
+from pev_env.arrays import real_array
 from pev_env.config import EnvConfig
 from pev_env.meter import NetworkMeter
 from pev_env.network import Network, site_network
@@ -217,10 +218,10 @@ class ChargingCore:
     def _check_action(self, requested_kw: Any) -> np.ndarray:
         n = self.config.n_stations
         try:
-            req = np.array(requested_kw, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"requested_kw of type {type(requested_kw).__name__}: must be numeric, "
-                             f"shape ({n},) kW") from exc
+            req = real_array("requested_kw", requested_kw)
+        except TypeError as exc:
+            raise ValueError(f"requested_kw of type {type(requested_kw).__name__}: must be numeric (real, "
+                             f"not complex or boolean), shape ({n},) kW ({exc})") from exc
         if req.shape != (n,):
             raise ValueError(f"requested_kw has shape {req.shape}: expected ({n},), one kW value per station")
         finite = np.isfinite(req)

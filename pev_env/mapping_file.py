@@ -27,9 +27,11 @@ def read_mapping_file(path: str | Path, label: str = "config file",
     if kind not in suffixes:
         raise ValueError(f"{label} {p}: suffix {p.suffix!r} not allowed; allowed: {', '.join(suffixes)}")
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{label} {p}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{label} {p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         data = tomllib.loads(text) if kind == ".toml" else json.loads(text) if kind == ".json" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pev_env.arrays import real_array
 from pev_env.limits import MAX_CAPACITY_KWH, MAX_STATIONS, MAX_STEPS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,9 +85,9 @@ def _as_int_array(field: str, values: Any) -> np.ndarray:
 
 def _as_float_array(field: str, values: Any, unit: str = "kWh") -> np.ndarray:
     try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise _fail(field, None, values, f"must be numeric ({unit})") from exc
+        arr = real_array(f"Scenario.{field}", values)
+    except TypeError as exc:
+        raise _fail(field, None, values, f"must be real numbers ({unit})") from exc
     i = _first_bad(~np.isfinite(arr.reshape(-1)) | (arr.reshape(-1) < 0))
     if i is not None:
         raise _fail(field, i, arr.reshape(-1)[i].item(), f"must be finite and >= 0 {unit}")

@@ -26,6 +26,7 @@ import numpy as np
 from pev_env.network import Network
 from pev_mpc.objective import CvxpyCosts, StationCosts, station_costs
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.quiet import c_stdout_silenced
 from pev_mpc.settings import MPCSettings
 from pev_mpc.solution import MPCSolution
 
@@ -191,7 +192,7 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     model.costs.assign(problem, costs)
     options = _NETWORK_CLARABEL if network is not None and solver == "CLARABEL" else _SOLVER_OPTIONS[solver]
     try:
-        with warnings.catch_warnings():  # an inaccurate solution is reported (converged False), not printed
+        with warnings.catch_warnings(), c_stdout_silenced():  # inaccurate: reported (converged False); OSQP prints
             warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
             model.problem.solve(solver=solver, **options)
         converged = model.problem.status == cp.OPTIMAL

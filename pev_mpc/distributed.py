@@ -24,6 +24,7 @@ import numpy as np
 from pev_mpc.decentralised import POOLS, make_station_pool, station_solver
 from pev_mpc.pool import Bids, PoolCapabilities, StationPool, StationReplies, ask_pool, check_request
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.ray_connect import connect_address
 from pev_mpc.settings import MPCSettings
 
 RAY_MISSING = ("the distributed mode needs Ray, which is not installed: "
@@ -44,16 +45,19 @@ def import_ray() -> ModuleType:
 
 
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> tuple[ModuleType, bool]:
-    """Connect to Ray: reuse a running session, else ray.init(address) (None: start a local instance).
+    """Connect to Ray: reuse a running session, else ray.init(address) (None: start a local instance, never a
+    stale cluster's address). A cluster address is checked first with a bounded probe
+    (`pev_mpc.ray_connect.connect_address`: ConnectionError with one line instead of a hang).
 
     Returns (ray, started) where started tells whether this call initialised Ray.
     """
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    resolved = connect_address(address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(address=address, **{**QUIET_RAY_INIT, **init_kwargs})
-    return ray, True
+    ray.init(address=resolved, **{**QUIET_RAY_INIT, **init_kwargs})  # Ray shuts down at exit, and its local
+    return ray, True  # instance shares the driver's fate (tests/test_trust_ray.py)
 
 
 def shard_bounds(n_stations: int, n_shards: int) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from pev_env.arrays import real_array
 from pev_env.network import Network
 
 class InfeasibleProblemError(ValueError):
@@ -18,7 +19,7 @@ class InfeasibleProblemError(ValueError):
 
 
 def _vector(name: str, value: object, n: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    arr = real_array(f"ChargingProblem.{name}", value)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
@@ -75,10 +76,13 @@ class ChargingProblem:
     the area limit sum_i p[i, k] <= P_ref[k] alone."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
+        if isinstance(self.horizon, (bool, np.bool_)) or not isinstance(self.horizon, (int, np.integer)):
+            raise TypeError(f"ChargingProblem.horizon = {self.horizon!r}: must be an int >= 1, not "
+                            f"{type(self.horizon).__name__}")
+        if self.horizon < 1:
             raise ValueError(f"ChargingProblem.horizon = {self.horizon!r}: must be an int >= 1")
         H = int(self.horizon)
-        x0 = np.asarray(self.x0, dtype=float)
+        x0 = real_array("ChargingProblem.x0", self.x0)
         if x0.ndim != 1:
             raise ValueError(f"ChargingProblem.x0 has shape {x0.shape}: must be a vector of length N")
         n = x0.shape[0]
@@ -89,7 +93,8 @@ class ChargingProblem:
         fields["d"] = d.astype(np.int64)
         fields["departure"] = _departure(self.departure, fields["d"], H)
         for name in ("eta", "dt_h"):
-            v = float(getattr(self, name))
+            v = float(real_array(f"ChargingProblem.{name}", getattr(self, name)).reshape(-1)[0]) \
+                if np.size(getattr(self, name)) == 1 else float("nan")
             if not (np.isfinite(v) and v > 0.0 and (name != "eta" or v <= 1.0)):
                 allowed = "in (0, 1]" if name == "eta" else "> 0"
                 raise ValueError(f"ChargingProblem.{name} = {v!r}: must be {allowed}")
@@ -102,7 +107,7 @@ class ChargingProblem:
         if np.any(over):
             raise ValueError(f"ChargingProblem.x0 = {fields['x0'][over]}: must be <= s = {fields['s'][over]} "
                              f"(stations {np.flatnonzero(over)})")
-        P_ref = np.asarray(self.P_ref, dtype=float)
+        P_ref = real_array("ChargingProblem.P_ref", self.P_ref)
         if P_ref.ndim == 0:
             P_ref = np.full(H, float(P_ref))
         if P_ref.ndim != 1 or P_ref.shape[0] < H:

@@ -18,6 +18,13 @@ OBJECTIVES = ("deadline", "tracking")
 COORDINATIONS = ("newton", "smoothed-newton", "nesterov", "gradient")
 STATION_SOLVERS = ("auto", "separable", "active_set", "batch", "osqp")
 CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
+MAX_HORIZON = 2_016
+"""Longest horizon / max_horizon (steps; a week at 5 min): each station QP holds H x H matrices, so a
+larger horizon would exhaust memory long before it solved."""
+_INT_FIELDS = ("horizon", "max_horizon", "model_after", "model_rounds", "smoothing_after", "barrier_rounds",
+               "max_iterations", "station_max_iter", "active_set_max_sweeps", "cold_start_sample")
+_BOOL_FIELDS = ("horizon_to_departure",)
+_STR_FIELDS = ("objective", "coordination", "station_solver", "centralised_solver")
 
 S = TypeVar("S", bound="Section")
 
@@ -318,11 +325,15 @@ class MPCSettings:
     def __post_init__(self) -> None:
         for key in FLAT:
             v = getattr(self, key)
+            if isinstance(v, bool) and key not in _BOOL_FIELDS or isinstance(v, (complex, str)) and \
+                    key not in _STR_FIELDS:
+                raise TypeError(f"MPCSettings.{key} = {v!r}: must be {'an int' if key in _INT_FIELDS else 'a number'}"
+                                f", not {type(v).__name__}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"MPCSettings.{key} = {v!r}: must be finite")
-        _require(isinstance(self.horizon, int) and self.horizon >= 1, "horizon", self.horizon, "an int >= 1")
-        _require(isinstance(self.max_horizon, int) and self.max_horizon >= 1, "max_horizon", self.max_horizon,
-                 "an int >= 1")
+        for name in ("horizon", "max_horizon"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and 1 <= v <= MAX_HORIZON, name, v, f"an int in [1, {MAX_HORIZON}]")
         _require(self.objective.name in OBJECTIVES, "objective", self.objective.name, f"one of {OBJECTIVES}")
         _require(isinstance(self.horizon_to_departure, bool), "horizon_to_departure", self.horizon_to_departure,
                  "true or false")

@@ -10,6 +10,7 @@ from scipy.linalg import null_space
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import MINIMAL, StationReplies, check_request, priced, station_rows
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.quiet import c_stdout_silenced
 from pev_mpc.settings import MPCSettings
 
 _ACTIVE_DUAL = 1e-7  # |y| above which a constraint counts as active (sensitivity)
@@ -70,7 +71,8 @@ class StationQP:
         if self._solver is None:
             return plan, True
         self._solver.update(q=self.q0 + np.asarray(prices[: self.d], dtype=float))
-        res = self._solver.solve(raise_error=False)
+        with c_stdout_silenced():  # OSQP prints "Polishing not needed" even when not verbose
+            res = self._solver.solve(raise_error=False)
         if res.info.status_val not in (osqp.SolverStatus.OSQP_SOLVED, osqp.SolverStatus.OSQP_SOLVED_INACCURATE) \
                 or not np.all(np.isfinite(res.x)):
             self.failures += 1
@@ -109,8 +111,9 @@ class OSQPStations:
         """Every station's reply: one OSQP solve each (StationPool protocol)."""
         check_request(self, barrier, smoothing, exact)
         prices = np.asarray(prices, dtype=float)
-        plans, ok = zip(*(st.solve(station_rows(prices, i)) for i, st in enumerate(self.stations))) \
-            if self.stations else ((), ())
+        with c_stdout_silenced():  # once for all stations
+            plans, ok = zip(*[st.solve(station_rows(prices, i)) for i, st in enumerate(self.stations)]) \
+                if self.stations else ((), ())
         p = np.array(plans).reshape(self.n_stations, self.horizon)
         value = self.costs.value(self.problem, p) + priced(p, prices)
         sens = sum((st.sensitivity() for st in self.stations), np.zeros((self.horizon,) * 2)) \

@@ -44,7 +44,7 @@ SKIP_COMMANDS = {
     "ray": "starts or stops a Ray cluster node",
 }
 """Commands of bash blocks that are not run, by name, with the reason shown in the report."""
-SKIP_RAY_CLIENT = "needs the Ray cluster named by a ray:// or HOST:PORT address"
+SKIP_RAY_CLIENT = "needs the running Ray cluster its --ray-address names (auto or HOST:PORT)"
 CLI = ("pev-experiments",)
 TEXT_COMMANDS = re.compile(r"^\s*(\$ |pev-experiments|python|pip |make )")
 
@@ -209,7 +209,7 @@ def skip_reason(argv: list[str]) -> str:
         return SKIP_COMMANDS[name]
     args = cli_args(argv) or []
     for flag, value in zip(args, args[1:]):
-        if flag == "--ray-address" and value != "auto":
+        if flag == "--ray-address":
             return SKIP_RAY_CLIENT
     return ""
 

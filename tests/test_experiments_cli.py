@@ -228,7 +228,7 @@ def test_compare_bad_mpc_setting_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["compare", "--set", "mpc.policy.horizon=0"])
     assert err.value.code == 2
-    assert "compare.mpc: MPCSettings.horizon = 0: must be an int >= 1" in capsys.readouterr().err
+    assert "compare.mpc: MPCSettings.horizon = 0: must be an int in [1, 2016]" in capsys.readouterr().err
 
 
 def test_compare_env_reaches_the_plant(tmp_path) -> None:

@@ -49,6 +49,9 @@ class CsvFileFamily(ScenarioFamily):
             n_stations = base.n_stations
         elif (stations >= 0).any():
             n_stations = int(stations.max()) + 1
+        elif not stations.size:
+            raise ValueError(f"Scenario CSV {str(args)!r}: no sessions (a header and no rows), so the file does not "
+                             "give the number of stations; set env.n_stations to run an episode without PEVs")
         else:
             raise ValueError(f"Scenario CSV {str(args)!r}: station = -1 (first free station) in every row, so the file "
                              "does not say how many stations there are; set env.n_stations (e.g. --set env.n_stations=6)")
