@@ -64,7 +64,7 @@ class PoolCapabilities:
     """Every reply carries Bids; 'newton' then also clears the market of the station QPs they reveal
     (MPCSettings.model_after)."""
     slack_share: float = 0.01
-    """Share of |area residual| that always enters omega (AreaCoordinator._smoothing): stations whose
+    """Share of |area residual| that always enters omega (area_state.smoothing): stations whose
     steps are coupled by their SOC chain count unused capacity at a zero price a little."""
 
 

@@ -55,7 +55,7 @@ def test_decentralised_equals_centralised(n, binding, seed, objective):
 @pytest.mark.parametrize("n, binding, seed", [c for c in CASES if c[1]])
 def test_model_market_from_the_first_reply_equals_centralised(n, binding, seed):
     """model_after = 0: after the first reply every exchange broadcasts the prices that clear the model
-    market of the last replies (AreaCoordinator._bid_model)."""
+    market of the last replies (area_market.model_market)."""
     dec, _ = assert_agree(random_problem(n, binding, seed), MPCSettings(horizon=H, model_after=0))
     assert dec.history["model_exchanges"] >= 1 and dec.history["model_rounds"] >= 1
 

@@ -76,7 +76,7 @@ def test_deadline_mpc_between_offline_bound_and_llf(scenario, seed):
     most 25 rounds in any step, leaves no more energy unmet than LLF and stays within 0.5 % of the
     offline bound. Seed 10 has a step that crept to the cap without the longer smoothed steps on
     nearly linear stretches, and one that stalled there at a 1e-6 kW overload without the
-    residual-judged steps below the noise of the dual value (AreaCoordinator._newton); seed 0 had a
+    residual-judged steps below the noise of the dual value (area_newton.judge); seed 0 had a
     39-round step before the model market (MPCSettings.model_after)."""
     mpc = run_episode("mpc-decentralised", scenario, seed)
     llf = run_episode("llf", scenario, seed)["unmet_energy_kwh"]

@@ -185,6 +185,8 @@ def test_bid_model_is_each_station_qp_as_its_reply_reveals_it(seed):
 def test_a_rigid_price_jumps_to_where_it_clears_on_the_bid_curves():
     """Every station at p_max with a small overload: the Newton model cannot see how far the next bound
     is, the bid curves can. One kept step moves the price to where the step clears."""
+    from pev_mpc.area_state import AreaContext, AreaState, ask
+    from pev_mpc.area_steps import clear_rigid
     from pev_mpc.coordinator import AreaCoordinator
     n, h = 5, 4
     pr = ChargingProblem(x0=np.zeros(n), r=np.full(n, 100.0), s=np.full(n, 100.0), d=np.full(n, h), p_min=0.0,
@@ -192,12 +194,13 @@ def test_a_rigid_price_jumps_to_where_it_clears_on_the_bid_curves():
                          departure=np.array([4, 8, 12, 16, 20]))
     st = MPCSettings(horizon=h)
     pool = SeparableStations(pr, st)
-    coordinator = AreaCoordinator(pool, pr, st)
+    ctx = AreaContext.of(pool, pr, st)
     lam = np.zeros(h)
-    r, g, rep = coordinator._round(lam, True)
+    last = ask(ctx, AreaState.blank(ctx), lam, True).last
+    r, rep = last.residual, last.replies
     assert np.allclose(r, 0.3) and np.all(np.diag(rep.exact_sensitivity) == 0.0)  # rigid everywhere
-    step = coordinator._clear_rigid(lam, r, np.ones(h, dtype=bool), rep, np.zeros(h))
+    step = clear_rigid(ctx, lam, r, np.ones(h, dtype=bool), rep, np.zeros(h))
     assert np.all(step > 1.0)  # several price units: far beyond what the residual alone suggests
     np.testing.assert_allclose(pool.solve(lam + step).sum(axis=0), pr.P_ref, atol=1e-9)
-    sol = coordinator.run()
+    sol = AreaCoordinator(SeparableStations(pr, st), pr, st).run()
     assert sol.converged and sol.iterations <= 4
