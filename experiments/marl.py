@@ -33,6 +33,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import ProbabilisticActor, ValueOperator
 from torchrl.modules.distributions import IndependentNormal
 from torchrl.objectives import ClipPPOLoss
@@ -81,6 +82,14 @@ class _StateIndependentScale(nn.Module):
         return loc, self.log_std.exp().expand_as(loc)
 
 
+def actor_critic(n_in: int, hidden: tuple[int, ...]) -> tuple[nn.Sequential, ProbabilisticActor, ValueOperator]:
+    """The actor's network, the Gaussian actor on it (state-independent scale) and the centralised critic."""
+    actor_net = _mlp(n_in, 1, hidden)
+    actor = ProbabilisticActor(TensorDictModule(_StateIndependentScale(actor_net), ["observation"], ["loc", "scale"]),
+                               in_keys=["loc", "scale"], distribution_class=IndependentNormal, return_log_prob=True)
+    return actor_net, actor, ValueOperator(_mlp(3 * n_in, 1, hidden), in_keys=["critic_input"])
+
+
 def train_mappo(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train MAPPO on cfg.scenarios x cfg.seeds; write the model, training_log.csv, learning_curve.png and tb/."""
     with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite, outputs=TRAIN_OUTPUTS) as out:
@@ -96,11 +105,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) 
         env.multiplier = cfg.lagrange_init
     n_steps = rollout_steps(cfg, env.num_envs)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
-    n_in = len(env.inputs)
-    actor_net = _mlp(n_in, 1, cfg.net_arch)
-    actor = ProbabilisticActor(TensorDictModule(_StateIndependentScale(actor_net), ["observation"], ["loc", "scale"]),
-                               in_keys=["loc", "scale"], distribution_class=IndependentNormal, return_log_prob=True)
-    critic = ValueOperator(_mlp(3 * n_in, 1, cfg.net_arch), in_keys=["critic_input"])
+    actor_net, actor, critic = actor_critic(len(env.inputs), cfg.net_arch)
     loss = ClipPPOLoss(actor, critic, clip_epsilon=CLIP_EPSILON, entropy_coeff=cfg.ent_coef, critic_coeff=0.5,
                        normalize_advantage=True)
     optimiser = torch.optim.Adam(loss.parameters(), lr=cfg.learning_rate)
@@ -145,7 +150,8 @@ def _rollout(venv: VecNormalize, env: StationVecEnv, actor: ProbabilisticActor, 
     mean overload cost per station-step (`StationVecEnv.costs`)."""
     steps: list[dict[str, np.ndarray]] = []
     cost = 0.0
-    with torch.no_grad():
+    # sample the actions: a ProbabilisticActor outside this context returns its mean (no exploration, no learning)
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
         for _ in range(n_steps):
             td = TensorDict({"observation": torch.as_tensor(obs),
                              "critic_input": torch.as_tensor(critic_inputs(obs, env))}, batch_size=[len(obs)])

@@ -177,3 +177,22 @@ def test_the_same_seed_trains_the_same_model_file(tmp_path, algo) -> None:
     if algo == "mappo-lagrangian":
         assert description["controller"] == "mappo-lagrangian-safe"
         assert description["training"]["algorithm_detail"]["lagrange_multiplier_final"] >= 0
+
+
+def test_mappo_rollouts_sample_their_actions() -> None:
+    """MAPPO explores: the rollout's actions are drawn from the Gaussian, not its mean (a ProbabilisticActor outside
+    `set_exploration_type(RANDOM)` returns the mean, and PPO then learns nothing from its actions)."""
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from experiments.marl import _rollout, actor_critic
+    from experiments.rl import StationVecEnv
+
+    torch.manual_seed(0)
+    env = StationVecEnv(["seed"], [1000])
+    venv = VecNormalize(env, gamma=0.99)
+    actor_net, actor, critic = actor_critic(len(env.inputs), (8,))
+    torch.nn.init.zeros_(actor_net[-1].weight)
+    torch.nn.init.zeros_(actor_net[-1].bias)  # the mean action is 0 everywhere
+    batch, _, _ = _rollout(venv, env, actor, critic, venv.reset(), 4, 0.99, "action_log_prob", 1.0)
+    assert batch["action"].abs().min() > 0 and batch["action"].std() > 0.1
