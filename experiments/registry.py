@@ -54,6 +54,8 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     MAPPO,
     PPO + PRICE_SUFFIX,
     PPO + "-safe",
+    PPO + "-residual",
+    MAPPO_LAGRANGIAN,
 )
 LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in LEARNED_NAMES}
 """Modules each learned controller needs at run time (torch is needed for training only)."""
