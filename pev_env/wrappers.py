@@ -35,7 +35,7 @@ ACTION_BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
 
 
 def action_box(mode: str, n: int = 1) -> spaces.Box:
-    """The actions of `n` stations in action mode `mode`: [-1, 1] for a rate, unbounded for a score."""
+    """The actions of `n` stations in action mode `mode`: [-1, 1] for a rate, +-SCORE_BOUND for a score."""
     bound = action_bound(mode)
     return spaces.Box(-bound, bound, (n,), np.float32)
 
