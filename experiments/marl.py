@@ -42,8 +42,8 @@ from torchrl.objectives.value.functional import generalized_advantage_estimate
 from experiments.outdir import claim
 from experiments.rl import (LOG_STD_INIT, TRAIN_OUTPUTS, StationVecEnv, TrainingRecord, model_description,
                             rollout_steps, seed_everything, training_info)
-from pev_env.feasibility import action_bound
 from experiments.rl_model import DESCRIPTION_FILE, save_model
+from pev_env.feasibility import action_bound
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
