@@ -88,8 +88,11 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
         ("--no-plots", "plots", "do not write plots", {"action": "store_const", "const": False}),
     ),
     "train": (
-        ("--algo", "algo", "ippo (PPO, parameter sharing, Stable-Baselines3) or mappo (centralised critic, "
-                           "TorchRL)", {"choices": ("ippo", "mappo")}),
+        ("--algo", "algo", "ippo (PPO, parameter sharing, Stable-Baselines3), mappo (centralised critic, "
+                           "TorchRL) or mappo-lagrangian (MAPPO with a learned overload multiplier)",
+         {"choices": ("ippo", "mappo", "mappo-lagrangian")}),
+        ("--action-mode", "action_mode", "raw, safe (learned order, feasibility layer), safe-rate or residual "
+                                         "(LLF's key + the action)", {"metavar": "MODE"}),
         ("--timesteps", "timesteps", "training budget in station-samples", {"metavar": "N"}),
         ("--seed", "seed", "seed of the learner", {"metavar": "N"}),
     ),
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE", help="YAML or TOML file with keys of this command")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key (repeatable); a dotted key sets one "
                        "item of a mapping, e.g. mpc.policy.horizon=48 (compare, evaluate, scale), grid.policy.horizon=12,24 (tune) or "
-                       "env.P_ref=40 (the plant, an EnvConfig field; not train)")
+                       "env.P_ref=40 (the plant, an EnvConfig field)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         p.add_argument("--dry-run", action="store_true", help="check everything (configuration, scenarios, "
                        "controllers, models, Ray), print what would run, run and write nothing")
@@ -217,12 +220,14 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
         title = "Controller comparison" if command == "compare" else "Evaluation of saved learned models"
         return compare(cfg, argv=argv, progress=progress, title=title)
     if command == "train":
-        if cfg.algo == "mappo":
+        if cfg.algo.startswith("mappo"):
             from experiments.marl import train_mappo as train
         else:
             from experiments.rl import train
         path = train(cfg, progress=progress, argv=argv)
-        print(f"saved {path} (model.json + model.safetensors, training_log.csv, learning_curve.png, tb/)")
+        from experiments.rl import saved_line
+
+        print(saved_line(path))
         return 0
     if command == "tune":
         from experiments.tune import tune

@@ -20,6 +20,7 @@ from experiments import registry
 from experiments.backends import BACKENDS, check_ray_address
 from experiments.coerce import MAX_SEED, build, parse_seeds, path_value, unique
 from pev_env.config import EnvConfig
+from pev_env.feasibility import ACTION_MODES
 from pev_mpc.settings import MPCSettings
 
 DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech", "acn-caltech-network")
@@ -28,8 +29,9 @@ TRAIN_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech-train")
 """The training scenarios: the real days are those of the training split, so `acn-caltech` and
 `acn-caltech-eval` evaluate on days training never saw."""
 TRAIN_SEEDS: tuple[int, ...] = tuple(range(1000, 1100))
-TRAIN_ALGOS: tuple[str, ...] = ("ippo", "mappo")
 """The training seeds of the reference models, disjoint from the evaluation seeds 0..4."""
+TRAIN_ALGOS: tuple[str, ...] = ("ippo", "mappo", "mappo-lagrangian")
+"""ippo (SB3), mappo (TorchRL, overload penalty in the reward), mappo-lagrangian (TorchRL, learned multiplier)."""
 MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
@@ -268,15 +270,22 @@ class EvaluateConfig(CompareConfig):
 
 
 @dataclass(frozen=True)
-class TrainConfig(Output):
+class TrainConfig(Plant, Output):
     """`train`: PPO with parameter sharing (one policy, every station one sample)."""
 
     section: ClassVar[str] = "train"
 
     algo: str = "ippo"
     """ippo: PPO with parameter sharing (Stable-Baselines3; the controller `ppo`); mappo: PPO with a centralised
-    critic (TorchRL, the `marl` extra; the controller `mappo`). Both train the same kind of shared station
-    actor on the same features and reward, and save it in the same safe format."""
+    critic (TorchRL, the `marl` extra; the controller `mappo`); mappo-lagrangian: MAPPO whose overload cost is
+    weighted by a Lagrange multiplier learned by dual ascent (`lagrange_lr`, `cost_limit`; the controller
+    `mappo-lagrangian`). All train the same kind of shared station actor on the same features, and save it in
+    the same safe format."""
+    action_mode: str = "raw"
+    """How an action becomes power (`pev_env.feasibility`): raw (a request, may exceed a limit), safe (a score:
+    the heuristics' fill in the learned order, never exceeds a limit), safe-rate (a request capped by that fill
+    where it would exceed a limit) or residual (score = LLF's key + the action: residual RL on LLF). The model
+    records it; the controller is `<algo>[-price][-<mode>]`, e.g. ppo-safe."""
     scenarios: tuple[str, ...] = TRAIN_SCENARIOS
     """Scenario families trained on simultaneously (one plant per name); the defaults reproduce the
     shipped reference model (experiments/models/ppo/model.json, `training`)."""
@@ -309,10 +318,24 @@ class TrainConfig(Output):
     a price updated each step from the area residual, lambda <- max(0, lambda + price_alpha (P - P_ref) / P_ref)
     (`pev_env.learning.AreaPrice`), as an extra input of every station; the model is the controller
     `ppo-price` / `mappo-price`."""
+    lagrange_lr: float = 5.0
+    """mappo-lagrangian: dual ascent step of the multiplier after each batch, lambda <- max(0, lambda + lagrange_lr
+    (mean overload cost per station-step - cost_limit)); the cost of a station-step is its power / p_max while
+    any limit (area or network) is exceeded, so a policy over the limit in 10 % of its steps at half power moves
+    lambda by 0.25 per batch."""
+    lagrange_init: float = 1.0
+    """mappo-lagrangian: the multiplier at the start (in units of the per-step progress reward)."""
+    cost_limit: float = 0.0
+    """mappo-lagrangian: the average overload cost per station-step the constraint allows (0: none)."""
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGOS:
             _fail(self.section, "algo", self.algo, f"allowed values: {', '.join(TRAIN_ALGOS)}")
+        if self.action_mode not in ACTION_MODES:
+            _fail(self.section, "action_mode", self.action_mode, f"allowed values: {', '.join(ACTION_MODES)}")
+        self._check_plant()
+        for key in ("lagrange_lr", "lagrange_init", "cost_limit"):
+            self._at_least(key, 0)
         if not self.out:
             object.__setattr__(self, "out", str(Path("results") / self.algo))
         self._check_output()

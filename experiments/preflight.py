@@ -58,6 +58,7 @@ TRAINING_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "ippo": (("torch", "stable_baselines3"), "rl"),
     "mappo": (("torch", "stable_baselines3", "torchrl", "tensordict"), "rl,marl"),
 }
+TRAINING_NEEDS["mappo-lagrangian"] = TRAINING_NEEDS["mappo"]
 """Modules each training algorithm needs, and the extras that install them."""
 
 

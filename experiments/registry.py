@@ -1,7 +1,9 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
-Controllers are `pev_mpc.policies.POLICIES`, the learned `ppo` (IPPO) and `mappo` (saved models,
-`experiments.rl_model`; the reference models shipped in the package unless a folder is given) and the user's own policy classes
+Controllers are `pev_mpc.policies.POLICIES`, the learned ones (saved models, `experiments.rl_model`; the reference
+models shipped in the package unless a folder is given), named `<algo>[-price][-<action mode>]` (`learned_name`:
+algo ppo (IPPO), mappo or mappo-lagrangian; `-price` for price-informed agents; the action mode of
+`pev_env.feasibility` unless raw, e.g. `ppo-safe`, `mappo-residual`), and the user's own policy classes
 (`experiments.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
 `pev_mpc.policies`). Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
@@ -22,7 +24,23 @@ if TYPE_CHECKING:
 
 PPO = "ppo"
 MAPPO = "mappo"
+MAPPO_LAGRANGIAN = "mappo-lagrangian"
+LEARNED_ALGOS: dict[str, str] = {"ippo": PPO, "mappo": MAPPO, "mappo-lagrangian": MAPPO_LAGRANGIAN}
+"""`train --algo` -> the controller name stem of its models."""
 PRICE_SUFFIX = "-price"
+ACTION_MODES: tuple[str, ...] = ("raw", "safe", "safe-rate", "residual")
+"""`pev_env.feasibility.ACTION_MODES` (listed here so that resolving names imports no plant code)."""
+
+
+def learned_name(stem: str, price_alpha: float = 0.0, action_mode: str = "raw") -> str:
+    """The controller name of a learned model: stem (ppo, mappo, mappo-lagrangian), `-price` when price-informed,
+    `-<action mode>` unless raw."""
+    return stem + (PRICE_SUFFIX if price_alpha > 0 else "") + ("" if action_mode == "raw" else f"-{action_mode}")
+
+
+LEARNED_NAMES: tuple[str, ...] = tuple(learned_name(stem, price, mode) for stem in LEARNED_ALGOS.values()
+                                       for price in (0.0, 1.0) for mode in ACTION_MODES)
+"""Every learned controller name (a model runs only under the name its model.json records, `preflight`)."""
 DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "uncontrolled",
     "edf",
@@ -35,9 +53,11 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     PPO,
     MAPPO,
     PPO + PRICE_SUFFIX,
+    PPO + "-safe",
+    PPO + "-residual",
+    MAPPO_LAGRANGIAN,
 )
-LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in
-                                             (PPO, MAPPO, PPO + PRICE_SUFFIX, MAPPO + PRICE_SUFFIX)}
+LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in LEARNED_NAMES}
 """Modules each learned controller needs at run time (torch is needed for training only)."""
 TRAINING_SEED_MARK = "@"
 """`ppo@2`: the learned controller `ppo` run with the third of several model folders (training seeds) given."""

@@ -40,10 +40,14 @@ from experiments.outdir import claim, record
 from experiments.provenance import environment_info, file_checksum, to_dict
 from experiments.results import save_figure, write_csv
 from experiments.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
-from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
+from experiments.registry import LEARNED_ALGOS, learned_name
+from pev_env.feasibility import FeasibilityLayer, action_bound
+from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, policy_inputs, station_progress,
+                              station_rewards)
 
 if TYPE_CHECKING:
     from experiments.config import TrainConfig
+    from pev_env.config import EnvConfig
 
 LOG_FILE = "training_log.csv"
 CURVE_FILE = "learning_curve.png"
@@ -55,10 +59,11 @@ LOG_STD_INIT = -1.0
 
 
 class _Plant:
-    """One ChargingCore of the vectorised environment and its slice of sub-environments."""
+    """One ChargingCore of the vectorised environment, its slice of sub-environments and its feasibility layer."""
 
-    def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0) -> None:
-        self.name, self._seeds = name, seeds
+    def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0, action_mode: str = "raw",
+                 base: EnvConfig | None = None) -> None:
+        self.name, self._seeds, self.mode, self.base = name, seeds, action_mode, base
         self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
         self.reset()
         self.slice = slice(offset, offset + self.config.n_stations)
@@ -68,11 +73,12 @@ class _Plant:
         from pev_env.scenarios import make_scenario
 
         self.seed = next(self._seeds)
-        config, scenario = make_scenario(self.name, self.seed)
+        config, scenario = make_scenario(self.name, self.seed, base=self.base)
         if hasattr(self, "config") and config.n_stations != self.config.n_stations:
             raise ValueError(f"train.scenarios: {self.name!r} changes its number of stations between seeds "
                              f"({self.config.n_stations} -> {config.n_stations}); allowed: fixed-size scenarios")
         self.config, self.core = config, ChargingCore(config, scenario)
+        self.layer = FeasibilityLayer(self.mode, self.core.network)
         if self.price is not None:
             self.price.reset()
         self.observe(self.core.reset())
@@ -80,7 +86,7 @@ class _Plant:
 
     def observe(self, obs: np.ndarray) -> None:
         """Take the observations of the current step and compute their policy inputs (`features()`)."""
-        self.obs, self._inputs = obs, policy_inputs(obs, self.config, self.price)
+        self.obs, self._inputs = obs, policy_inputs(obs, self.config, self.price, self.mode)
 
     def features(self) -> np.ndarray:
         """(stations, inputs) policy inputs of the current observations (`pev_env.learning.policy_inputs`)."""
@@ -88,26 +94,33 @@ class _Plant:
 
 
 class StationVecEnv(VecEnv):
-    """SB3 VecEnv: sub-environment i is one station of one plant; plants restart with the next seed."""
+    """SB3 VecEnv: sub-environment i is one station of one plant; plants restart with the next seed.
+
+    The reward is `station_rewards` (the overload penalty), or with `multiplier` set (MAPPO-Lagrangian)
+    `station_progress - multiplier * overload_cost`; `costs` holds the overload cost of the last step."""
 
     render_mode = None
 
-    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int], price_alpha: float = 0.0) -> None:
+    def __init__(self, scenarios: Sequence[str], seeds: Sequence[int], price_alpha: float = 0.0,
+                 action_mode: str = "raw", base: EnvConfig | None = None) -> None:
         self._seed_cycle = cycle(seeds)
         self.plants: list[_Plant] = []
-        self.inputs = input_names(price_alpha)
+        self.inputs = input_names(price_alpha, action_mode)
         """Names of the policy inputs (`pev_env.learning.input_names`)."""
+        self.multiplier: float | None = None
         offset = 0
         for name in scenarios:
-            self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha))
+            self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha, action_mode, base))
             offset = self.plants[-1].slice.stop
         self.finished: list[dict[str, Any]] = []
         """Episode metrics of every finished plant episode (scenario, seed, metric columns)."""
         self._actions = np.zeros(offset)
         self._returns = np.zeros(offset)
         self._lengths = np.zeros(offset, dtype=np.int64)
+        self.costs = np.zeros(offset)
         box = spaces.Box(-np.inf, np.inf, (len(self.inputs),), np.float32)
-        super().__init__(offset, box, spaces.Box(-1.0, 1.0, (1,), np.float32))
+        bound = action_bound(action_mode)
+        super().__init__(offset, box, spaces.Box(-bound, bound, (1,), np.float32))
 
     def reset(self) -> np.ndarray:
         for plant in self.plants:
@@ -128,8 +141,13 @@ class StationVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for plant in self.plants:
             sl, cfg = plant.slice, plant.config
-            result = plant.core.step(action_to_kw(self._actions[sl], plant.obs, cfg))
-            rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
+            result = plant.core.step(plant.layer(self._actions[sl], plant.obs, cfg))
+            exceeded = result.area_overload_kw > 0 or result.info["network_overload_pct"] > 0
+            self.costs[sl] = overload_cost(plant.obs, result.applied_kw, exceeded)
+            if self.multiplier is None:
+                rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
+            else:
+                rewards[sl] = station_progress(plant.obs, result.applied_kw, cfg) - self.multiplier * self.costs[sl]
             plant.observe(result.observations)
             if result.terminated:
                 dones[sl] = True
@@ -168,33 +186,46 @@ class StationVecEnv(VecEnv):
 
 class TrainingRecord:
     """The record of a training run: finished-episode metrics (with the timestep) in training_log.csv, a
-    progress bar, TensorBoard scalars in tb/ (when tensorboard is installed) and learning_curve.png."""
+    progress bar, TensorBoard scalars in tb/ (when tensorboard is installed; the folder is made with the first
+    scalar) and learning_curve.png."""
 
     def __init__(self, out: Path, env: StationVecEnv, progress: bool, total: int, label: str) -> None:
         self.out, self.env, self.rows, self.done = out, env, [], 0
         self.bar = tqdm(total=total, desc=label, unit="sample", disable=not progress)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        self.writer: Any = None
+        self.extra: dict[str, float] = {}
+        """Scalars of the learner logged with every update (e.g. the Lagrange multiplier)."""
 
-            record(out / TENSORBOARD_DIR)  # the tool's own folder: --overwrite removes it whole
-            self.writer: Any = SummaryWriter(str(out / TENSORBOARD_DIR))
-        except ImportError:  # tensorboard is optional
-            self.writer = None
+    def _tensorboard(self) -> Any:
+        """The SummaryWriter of tb/, made on first use; None when tensorboard is not installed."""
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                return None
+            record(self.out / TENSORBOARD_DIR)  # the tool's own folder: --overwrite removes it whole
+            self.writer = SummaryWriter(str(self.out / TENSORBOARD_DIR))
+        return self.writer
 
     def update(self, samples: int) -> None:
         """Advance to `samples` trained; log the episodes finished since the last call."""
         self.bar.update(samples - self.done)
         self.done = samples
+        if self.extra and self._tensorboard() is not None:
+            for key, value in self.extra.items():
+                self.writer.add_scalar(f"learner/{key}", value, samples)
         if not self.env.finished:
             return
-        new = [{"timesteps": samples, **m} for m in self.env.finished]
+        new = [{"timesteps": samples, **self.extra, **m} for m in self.env.finished]
         self.env.finished.clear()
         self.rows += new
         write_csv(self.out / LOG_FILE, pd.DataFrame(self.rows))
+        writer = self._tensorboard()
         for row in new:
-            if self.writer is not None:
-                for key in ("unmet_energy_kwh", "area_violation_steps", "area_overload_kwh"):
-                    self.writer.add_scalar(f"{row['scenario']}/{key}", row[key], samples)
+            if writer is not None:
+                for key in ("unmet_energy_kwh", "area_violation_steps", "area_overload_kwh", "network_violation_steps"):
+                    if key in row:
+                        writer.add_scalar(f"{row['scenario']}/{key}", row[key], samples)
         self.bar.set_postfix(unmet_kwh=f"{new[-1]['unmet_energy_kwh']:.1f}",
                              violations=new[-1]["area_violation_steps"])
 
@@ -209,6 +240,36 @@ class TrainingRecord:
             fig = plots.learning_curve(pd.DataFrame(self.rows))
             save_figure(fig, self.out / CURVE_FILE)
             plots.close(fig)
+
+
+def saved_line(folder: Path) -> str:
+    """The line `train` prints: the model folder and the files it holds (tb/ only when TensorBoard logs were
+    written, learning_curve.png only when an episode finished)."""
+    names = ["model.json + model.safetensors"] + [n for n in (LOG_FILE, CURVE_FILE) if (folder / n).is_file()]
+    if (folder / TENSORBOARD_DIR).is_dir() and any((folder / TENSORBOARD_DIR).iterdir()):
+        names.append(f"{TENSORBOARD_DIR}/")
+    return f"saved {folder} ({', '.join(names)})"
+
+
+def rollout_steps(cfg: TrainConfig, stations: int) -> int:
+    """Steps per rollout: cfg.n_steps, or fewer when the budget is smaller than one rollout of every station
+    (so `--timesteps 5000` trains about 5,000 samples); the budget is rounded up to whole rollouts, with one line
+    saying so."""
+    steps = max(1, min(cfg.n_steps, -(-cfg.timesteps // stations)))
+    per_rollout = steps * stations
+    total = -(-cfg.timesteps // per_rollout) * per_rollout
+    if total != cfg.timesteps:
+        print(f"train: {total:,} samples for timesteps = {cfg.timesteps:,}: whole rollouts of {steps} steps x "
+              f"{stations} stations", file=sys.stderr)
+    return steps
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, use one thread and torch's deterministic algorithms: the same seed gives the
+    same weights on the same machine (and the same library versions)."""
+    torch.set_num_threads(1)  # one core: the CPU is shared, small MLPs gain nothing, and sums stay in one order
+    torch.use_deterministic_algorithms(True)
+    set_random_seed(seed)  # random, numpy and torch (SB3's helper)
 
 
 class _TrainingLog(BaseCallback):
@@ -229,6 +290,7 @@ def training_info(cfg: TrainConfig, argv: list[str] | None, env: StationVecEnv, 
     return {
         "command": argv if argv is not None else sys.argv,
         "config": to_dict(cfg),
+        "action_mode": cfg.action_mode,
         "stations_per_sample_batch": env.num_envs,
         "samples_trained": int(samples),
         "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
@@ -267,12 +329,12 @@ def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None
 
 def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) -> Path:
     start = time.perf_counter()
-    torch.set_num_threads(1)  # one core: the CPU is shared, and small MLPs gain nothing from more threads
-    set_random_seed(cfg.seed)
-    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha)
+    seed_everything(cfg.seed)
+    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha, cfg.action_mode, cfg.env)
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
-    model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=cfg.n_steps,
-                batch_size=_batch_size(cfg.batch_size, cfg.n_steps * env.num_envs), n_epochs=cfg.n_epochs,
+    n_steps = rollout_steps(cfg, env.num_envs)
+    model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=n_steps,
+                batch_size=_batch_size(cfg.batch_size, n_steps * env.num_envs), n_epochs=cfg.n_epochs,
                 gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": list(cfg.net_arch), "log_std_init": LOG_STD_INIT})
     record = TrainingRecord(out, env, progress, cfg.timesteps, "IPPO")
@@ -280,19 +342,31 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) 
     record.close()
     info = training_info(cfg, argv, env, model.num_timesteps, start)
     return save_model(out, sb3_tensors(model, venv.obs_rms.mean, venv.obs_rms.var),
-                      describe(model, venv.clip_obs, venv.epsilon, info, cfg.price_alpha))
+                      describe(model, venv.clip_obs, venv.epsilon, info, cfg.price_alpha, cfg.action_mode))
 
 
-def model_description(controller: str, algorithm: str, price_alpha: float, activation: str, layers: list[str],
-                      clip: float, epsilon: float, training: dict[str, Any]) -> dict[str, Any]:
-    """The model.json description of a shared station actor (`experiments.rl_model`); a price-informed one
-    (`price_alpha` > 0) is the controller `<controller>-price`."""
+ACTIONS = {
+    "raw": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
+    "safe": "a = score; in order of decreasing score each station takes the largest rate <= need keeping every "
+            "limit (pev_env.feasibility)",
+    "safe-rate": "a in [-1,1] -> the raw request, capped by the fill in order of decreasing a where the requests "
+                 "would exceed a limit (pev_env.feasibility)",
+    "residual": "score = -laxity_log + a (residual on LLF's key), then the safe fill (pev_env.feasibility)",
+}
+"""The `action` text of model.json for each action mode."""
+
+
+def model_description(algo: str, algorithm: str, price_alpha: float, activation: str, layers: list[str],
+                      clip: float, epsilon: float, training: dict[str, Any], action_mode: str = "raw") -> dict[str, Any]:
+    """The model.json description of a shared station actor (`experiments.rl_model`) trained by `train --algo
+    algo`; its controller is `registry.learned_name` (e.g. ppo-price, mappo-safe)."""
     return {
-        "controller": f"{controller}-price" if price_alpha > 0 else controller,
+        "controller": learned_name(LEARNED_ALGOS[algo], price_alpha, action_mode),
         "algorithm": algorithm,
-        "features": input_names(price_alpha),
+        "features": input_names(price_alpha, action_mode),
         "price_alpha": float(price_alpha),
-        "action": "a in [-1,1] -> clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged, else 0",
+        "action_mode": action_mode,
+        "action": ACTIONS[action_mode],
         "activation": activation,
         "layers": layers,
         "normalizer": {"clip": float(clip), "epsilon": float(epsilon)},
@@ -301,11 +375,11 @@ def model_description(controller: str, algorithm: str, price_alpha: float, activ
 
 
 def describe(model: PPO, clip: float, epsilon: float, training: dict[str, Any],
-             price_alpha: float = 0.0) -> dict[str, Any]:
+             price_alpha: float = 0.0, action_mode: str = "raw") -> dict[str, Any]:
     """The model.json description of an SB3 PPO station policy."""
-    return model_description("ppo", "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every "
+    return model_description("ippo", "ippo: PPO with parameter sharing (Stable-Baselines3), one policy for every "
                              "station", price_alpha, _activation(model), [n for n, _ in _linear_layers(model)],
-                             clip, epsilon, training)
+                             clip, epsilon, training, action_mode)
 
 
 def _linear_layers(model: PPO) -> list[tuple[str, torch.nn.Linear]]:

@@ -31,7 +31,9 @@ import numpy as np
 
 from experiments.provenance import file_checksum
 from experiments.results import atomic_path, write_text
-from pev_env.learning import AreaPrice, action_to_kw, input_names, policy_inputs
+from pev_env.feasibility import ACTION_MODES, FeasibilityLayer
+from pev_env.learning import AreaPrice, input_names, policy_inputs
+from pev_env.network import area_network
 from pev_mpc.policies.base import Observed, Policy
 
 FORMAT = "pev-mpc-policy/1"
@@ -70,6 +72,11 @@ class SavedModel:
     """The model's folder."""
     description: dict[str, Any]
     tensors: dict[str, np.ndarray]
+
+    @property
+    def action_mode(self) -> str:
+        """How its actions become power (`pev_env.feasibility`; models before the layer are raw)."""
+        return str(self.description.get("action_mode", "raw"))
 
     @property
     def checksum(self) -> str:
@@ -155,7 +162,9 @@ def _check(model: SavedModel, shown: str) -> None:
     d = model.description
     try:
         n_in = len(d["features"])
-        expected = input_names(float(d.get("price_alpha", 0.0)))
+        if model.action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode {model.action_mode!r} (allowed: {', '.join(ACTION_MODES)})")
+        expected = input_names(float(d.get("price_alpha", 0.0)), model.action_mode)
         if list(d["features"]) != expected:
             raise ValueError(f"features {d['features']} (allowed: {expected})")
         if d["activation"] not in ACTIVATIONS:
@@ -179,7 +188,9 @@ def _check(model: SavedModel, shown: str) -> None:
 
 
 class LearnedPolicy(Policy):
-    """A saved model as a controller: each station's features -> normaliser -> actor -> kW (decentralised)."""
+    """A saved model as a controller: each station's features -> normaliser -> actor (decentralised) -> kW by the
+    model's action mode (`pev_env.feasibility.FeasibilityLayer` on the plant's network: raw, or the fill that keeps
+    every limit)."""
 
     def __init__(self, model: SavedModel) -> None:
         super().__init__()
@@ -188,6 +199,7 @@ class LearnedPolicy(Policy):
         alpha = float(model.description.get("price_alpha", 0.0))
         self._price = AreaPrice(alpha) if alpha > 0 else None
         self._raw: np.ndarray | None = None
+        self._layer: FeasibilityLayer | None = None
 
     @classmethod
     def load(cls, path: str | Path, key: str = "ppo_model") -> LearnedPolicy:
@@ -200,10 +212,12 @@ class LearnedPolicy(Policy):
         return super().act_array(obs)
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        network = self.network if self.network is not None else area_network(config.n_stations, config.P_ref)
+        self._layer = FeasibilityLayer(self.model.action_mode, network)
         if self._price is not None:
             self._price.reset()
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
-        inputs = policy_inputs(self._raw, self.config, self._price).astype(np.float64)
+        inputs = policy_inputs(self._raw, self.config, self._price, self.model.action_mode).astype(np.float64)
         stats = {} if self._price is None else {"price": self._price.value}
-        return action_to_kw(self.model.actor(inputs), self._raw, self.config), stats
+        return self._layer(self.model.actor(inputs), self._raw, self.config), stats

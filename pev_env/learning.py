@@ -15,8 +15,11 @@ serve the PettingZoo/Gymnasium wrappers (`pev_env.wrappers`), the in-package tra
   features. The same kind of signal the decentralised MPC's coordinator sends, so RL and MPC then differ
   only in how a station responds to prices.
 * `station_rewards`: the training reward, aligned with the evaluation metrics: energy delivered
-  towards the target this step (summed over an episode it is the requested energy minus the unmet
-  energy), minus a penalty on the power a station draws while the area is over P_ref.
+  towards the target this step (`station_progress`; summed over an episode it is the requested energy minus the
+  unmet energy), minus a penalty on the power a station draws while the area is over P_ref (`overload_cost`,
+  which MAPPO-Lagrangian weights by a learned multiplier instead).
+* `laxity_log`, `safe_features` (SAFE_FEATURES): the extra inputs of the actors of the feasibility layer
+  (`pev_env.feasibility`): LLF's key in a monotone transform, and the network headroom.
 """
 
 from __future__ import annotations
@@ -42,7 +45,31 @@ FEATURES: tuple[str, ...] = (
     "just_plugged",       # plugged and drew nothing last step
 )
 N_FEATURES = len(FEATURES)
+SAFE_FEATURES: tuple[str, ...] = (
+    "laxity_log",         # sign(l) log(1 + |l|) of the laxity l = steps to departure - steps needed at p_max (LLF's key)
+    "network_headroom_frac",  # the observed network_headroom / p_max (clipped to [-4, 4]): room on the tightest constraint
+)
+"""Inputs added for the actors of the feasibility layer (`pev_env.feasibility`, every action mode but raw): a
+monotone transform of LLF's key, so a learned score can represent LLF's order, and the network headroom."""
 _MAX_RATE = 4.0
+
+
+def laxity_log(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
+    """(N,) sign(l) log(1 + |l|) of each station's laxity l = steps to departure - steps needed at p_max (the key
+    of LLF, `pev_mpc.policies.LLF`, in a strictly monotone transform); 0 where free."""
+    o = np.asarray(obs, dtype=np.float64)
+    plugged, _, p_max, remain = _station(o)
+    per_step = eta * dt_h * p_max
+    needed = np.divide(remain, per_step, out=np.zeros_like(per_step), where=per_step > 0)
+    lax = np.where(plugged, np.maximum(o[:, OBS_INDEX["steps_to_departure"]], 0.0) - needed, 0.0)
+    return np.sign(lax) * np.log1p(np.abs(lax))
+
+
+def safe_features(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
+    """(N, len(SAFE_FEATURES)) float32: `laxity_log` and the network headroom / p_max of each station."""
+    o = np.asarray(obs, dtype=np.float64)
+    headroom = o[:, OBS_INDEX["network_headroom"]] / np.maximum(o[:, OBS_INDEX["p_max"]], 1e-9)
+    return np.stack([laxity_log(o, eta, dt_h), np.clip(headroom, -_MAX_RATE, _MAX_RATE)], axis=1).astype(np.float32)
 
 
 def station_features(obs: np.ndarray, eta: float, dt_h: float) -> np.ndarray:
@@ -100,15 +127,21 @@ def with_price(features: np.ndarray, price: float) -> np.ndarray:
     return np.concatenate([features, np.full((features.shape[0], 1), price, dtype=features.dtype)], axis=1)
 
 
-def input_names(price_alpha: float = 0.0) -> list[str]:
-    """Names of the policy inputs: FEATURES, then the price when `price_alpha` > 0."""
-    return [*FEATURES, PRICE_FEATURE] if price_alpha > 0 else list(FEATURES)
+def input_names(price_alpha: float = 0.0, action_mode: str = "raw") -> list[str]:
+    """Names of the policy inputs: FEATURES, then SAFE_FEATURES unless `action_mode` is raw, then the price when
+    `price_alpha` > 0."""
+    names = list(FEATURES) if action_mode == "raw" else [*FEATURES, *SAFE_FEATURES]
+    return [*names, PRICE_FEATURE] if price_alpha > 0 else names
 
 
-def policy_inputs(obs: np.ndarray, config: Any, price: AreaPrice | None = None) -> np.ndarray:
-    """The inputs of the shared policy at observations `obs` (N, N_OBS): the station features and, for a
-    price-informed agent, the price after this observation (`price` is updated: call once per step)."""
+def policy_inputs(obs: np.ndarray, config: Any, price: AreaPrice | None = None,
+                  action_mode: str = "raw") -> np.ndarray:
+    """The inputs of the shared policy at observations `obs` (N, N_OBS) (`input_names`): the station features,
+    the SAFE_FEATURES of an actor of the feasibility layer and, for a price-informed agent, the price after this
+    observation (`price` is updated: call once per step)."""
     features = station_features(obs, config.eta, config.dt_h)
+    if action_mode != "raw":
+        features = np.concatenate([features, safe_features(obs, config.eta, config.dt_h)], axis=1)
     return features if price is None else with_price(features, price.update(obs))
 
 
@@ -124,10 +157,15 @@ def action_to_kw(action: np.ndarray, obs: np.ndarray, config: Any) -> np.ndarray
     """Requested powers (N,) kW for actions in [-1, 1] (N,) at observations (N, N_OBS):
     clip((a+1)/2 * p_max, p_min, max(p_min, need)) while plugged (need: the power that finishes the PEV this
     step, at most p_max), else 0."""
-    plugged, p_min, p_max, remain = _station(obs)
+    plugged, p_min, p_max, _ = _station(obs)
     fraction = (np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0) + 1.0) / 2.0
-    need = np.minimum(p_max, remain / (config.eta * config.dt_h)) * plugged
-    return np.where(plugged, np.clip(fraction * p_max, p_min, np.maximum(need, p_min)), 0.0)
+    return np.where(plugged, np.clip(fraction * p_max, p_min, np.maximum(need_kw(obs, config), p_min)), 0.0)
+
+
+def need_kw(obs: np.ndarray, config: Any) -> np.ndarray:
+    """(N,) kW: the power that finishes each plugged PEV this step, at most p_max (0 where free)."""
+    plugged, _, p_max, remain = _station(obs)
+    return np.minimum(p_max, remain / (config.eta * config.dt_h)) * plugged
 
 
 @dataclass(frozen=True)
@@ -154,11 +192,25 @@ def station_rewards(obs: np.ndarray, applied_kw: np.ndarray, overload_kw: float,
     Progress is the energy delivered towards the target, min(eta dt_h applied, soc_remain), divided by
     the energy of one full-power step eta dt_h p_max.
     """
-    _, _, p_max, remain = _station(obs)
-    applied = np.asarray(applied_kw, dtype=np.float64)
-    full_step = config.eta * config.dt_h * np.maximum(p_max, 1e-9)
-    progress = np.minimum(config.eta * config.dt_h * applied, remain) / full_step
+    progress = station_progress(obs, applied_kw, config)
     if overload_kw <= 0.0:
         return progress
     severity = weights.violation + weights.overload * overload_kw / max(config.P_ref, 1e-9)
-    return progress - severity * applied / np.maximum(p_max, 1e-9)
+    return progress - severity * overload_cost(obs, applied_kw, True)
+
+
+def station_progress(obs: np.ndarray, applied_kw: np.ndarray, config: Any) -> np.ndarray:
+    """(N,) energy delivered towards the target this step, min(eta dt_h applied, soc_remain), in units of one
+    full-power step eta dt_h p_max (`obs`: the observation the step acted on)."""
+    _, _, p_max, remain = _station(obs)
+    applied = np.asarray(applied_kw, dtype=np.float64)
+    full_step = config.eta * config.dt_h * np.maximum(p_max, 1e-9)
+    return np.minimum(config.eta * config.dt_h * applied, remain) / full_step
+
+
+def overload_cost(obs: np.ndarray, applied_kw: np.ndarray, exceeded: bool) -> np.ndarray:
+    """(N,) the constraint cost of one step: each station's power / p_max while a limit is `exceeded` (the area
+    limit or any network constraint), else 0. The penalty of `station_rewards` and the cost of MAPPO-Lagrangian."""
+    if not exceeded:
+        return np.zeros(np.asarray(applied_kw).shape)
+    return np.asarray(applied_kw, dtype=np.float64) / np.maximum(_station(obs)[2], 1e-9)

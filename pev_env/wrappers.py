@@ -12,6 +12,10 @@ so a policy trained through these wrappers (e.g. SuperSuit + Stable-Baselines3) 
 and can be saved and run by the harness (`experiments.rl`, `experiments.rl_model`). The features are
 scale-free but unbounded (Box(-inf, inf)): normalise them by running statistics (SB3's VecNormalize) as
 the trainer does.
+
+`action_mode` (`pev_env.feasibility.ACTION_MODES`): `raw` (default) maps a to kW as above; `safe`, `safe-rate` and
+`residual` pass the actions through the feasibility layer (`FeasibilityLayer`) on the plant's network, so no step
+exceeds the area limit or a network constraint; their agents also observe `pev_env.learning.SAFE_FEATURES`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from pev_env.learning import AreaPrice, RewardWeights, action_to_kw, input_names, policy_inputs, station_rewards
+from pev_env.feasibility import FeasibilityLayer, action_bound, check_action_mode
+from pev_env.learning import AreaPrice, RewardWeights, input_names, policy_inputs, station_rewards
 
 ACTION_BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
 """The action of one learning station: a in [-1, 1] -> (a + 1) / 2 of its p_max (see `action_to_kw`)."""
+
+
+def action_box(mode: str, n: int = 1) -> spaces.Box:
+    """The actions of `n` stations in action mode `mode`: [-1, 1] for a rate, +-SCORE_BOUND for a score."""
+    bound = action_bound(mode)
+    return spaces.Box(-bound, bound, (n,), np.float32)
 
 
 def feature_box(n_inputs: int) -> spaces.Box:
@@ -35,47 +46,57 @@ def feature_box(n_inputs: int) -> spaces.Box:
 
 
 class _Inputs:
-    """The policy inputs of every station, with the area price of a price-informed agent (reset per episode)."""
+    """The policy inputs of every station, with the area price of a price-informed agent (reset per episode), and
+    the feasibility layer that turns the actions into kW on the plant's network (rebuilt per episode)."""
 
-    def __init__(self, price_alpha: float) -> None:
-        self.names = input_names(price_alpha)
+    def __init__(self, price_alpha: float, action_mode: str) -> None:
+        self.mode = check_action_mode(action_mode)
+        self.names = input_names(price_alpha, action_mode)
         self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
         self.raw: np.ndarray | None = None
+        self.layer: FeasibilityLayer | None = None
 
-    def reset(self) -> None:
+    def reset(self, env: Any) -> None:
+        self.layer = FeasibilityLayer(self.mode, env.unwrapped.core.network)
         if self.price is not None:
             self.price.reset()
 
     def __call__(self, raw: np.ndarray, config: Any) -> np.ndarray:
         self.raw = raw
-        return policy_inputs(raw, config, self.price)
+        return policy_inputs(raw, config, self.price, self.mode)
+
+    def kw(self, action: Any, config: Any) -> np.ndarray:
+        """Powers (N,) kW of the actions (N,) at the last observation (`pev_env.feasibility`)."""
+        if self.raw is None or self.layer is None:
+            raise RuntimeError("step: call reset() first")
+        return self.layer(np.asarray(action, dtype=np.float64).reshape(-1), self.raw, config)
 
 
 class StationLearningWrapper(BaseParallelWrapper):
     """PettingZoo: station features in, a in [-1, 1] out, the training reward of `pev_env.learning` per agent."""
 
-    def __init__(self, env: Any, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0) -> None:
+    def __init__(self, env: Any, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0,
+                 action_mode: str = "raw") -> None:
         super().__init__(env)
         self.weights = weights
-        self.inputs = _Inputs(price_alpha)
+        self.inputs = _Inputs(price_alpha, action_mode)
         self._feature_box = feature_box(len(self.inputs.names))
+        self._action_box = action_box(action_mode)
 
     def observation_space(self, agent: str) -> spaces.Box:
         return self._feature_box
 
     def action_space(self, agent: str) -> spaces.Box:
-        return ACTION_BOX
+        return self._action_box
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs, infos = self.env.reset(seed=seed, options=options)
-        self.inputs.reset()
+        self.inputs.reset(self.env)
         return self._features(obs), infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if self.inputs.raw is None:
-            raise RuntimeError("StationLearningWrapper.step: call reset() first")
         agents, raw, cfg = list(self.env.possible_agents), self.inputs.raw, self.env.config
-        kw = action_to_kw(np.array([np.asarray(actions[a]).reshape(-1)[0] for a in agents]), raw, cfg)
+        kw = self.inputs.kw(np.array([np.asarray(actions[a]).reshape(-1)[0] for a in agents]), cfg)
         obs, _, terminations, truncations, infos = self.env.step({a: np.array([k]) for a, k in zip(agents, kw)})
         applied = np.array([infos[a]["applied_kw"] for a in agents])
         rewards = station_rewards(raw, applied, infos[agents[0]]["area_overload_kw"], cfg, self.weights)
@@ -89,24 +110,23 @@ class StationLearningWrapper(BaseParallelWrapper):
 class StationLearningGymWrapper(gym.Wrapper):
     """Gymnasium: every station's features (flattened), actions (N,) in [-1, 1], the summed training reward."""
 
-    def __init__(self, env: gym.Env, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, weights: RewardWeights = RewardWeights(), price_alpha: float = 0.0,
+                 action_mode: str = "raw") -> None:
         super().__init__(env)
         n = env.unwrapped.config.n_stations
         self.weights = weights
-        self.inputs = _Inputs(price_alpha)
+        self.inputs = _Inputs(price_alpha, action_mode)
         self.observation_space = feature_box(n * len(self.inputs.names))
-        self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
+        self.action_space = action_box(action_mode, n)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
         obs, info = self.env.reset(**kwargs)
-        self.inputs.reset()
+        self.inputs.reset(self.env)
         return self._features(obs), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self.inputs.raw is None:
-            raise RuntimeError("StationLearningGymWrapper.step: call reset() first")
         raw, cfg = self.inputs.raw, self.env.unwrapped.config
-        obs, _, terminated, truncated, info = self.env.step(action_to_kw(action, raw, cfg))
+        obs, _, terminated, truncated, info = self.env.step(self.inputs.kw(action, cfg))
         reward = station_rewards(raw, info["applied_kw"], info["area_overload_kw"], cfg, self.weights)
         return self._features(obs), float(reward.sum()), terminated, truncated, info
 

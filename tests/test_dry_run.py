@@ -20,7 +20,7 @@ def test_compare_dry_run_names_the_grid_and_writes_nothing(tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize("argv, allowed", [
-    (["compare", "--scenarios", "acn-caltech", "--set", "env.sampling_time=7"], "compare.scenarios: acn-caltech"),
+    (["compare", "--scenarios", "acn-caltech", "--set", "env.sampling_time=7", "--set", "env.total_time=700"], "compare.scenarios: acn-caltech"),
     (["compare", "--controllers", "nope"], "nope"),
     (["compare", "--set", "mpc.colour=red"], "colour"),
     (["tune", "--grid", "colour=red"], "colour"),

@@ -16,7 +16,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from experiments.rl import StationVecEnv
 from pev_env import PEVChargeEnv
 from pev_env.gym_env import PEVChargeGymEnv
-from pev_env.learning import N_FEATURES
+from pev_env.learning import N_FEATURES, input_names
 from pev_env.wrappers import StationLearningGymWrapper, StationLearningWrapper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,14 +61,15 @@ def test_gymnasium_make_with_the_module_prefix_in_a_fresh_interpreter(tmp_path) 
     assert done.stdout.strip() == "(55,)"  # 5 stations x N_OBS = 11
 
 
-@pytest.mark.parametrize("price_alpha", [0.0, 0.1])
-def test_wrappers_match_the_trainers_array_path(price_alpha) -> None:
-    """Same inputs (with the area price of price-informed agents) and rewards as `pev-experiments train`
-    (StationVecEnv) for the same actions."""
-    vec = StationVecEnv(["seed"], [7], price_alpha)
-    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"), price_alpha=price_alpha)
-    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"), price_alpha=price_alpha)
-    width = N_FEATURES + (price_alpha > 0)
+@pytest.mark.parametrize("price_alpha, action_mode", [(0.0, "raw"), (0.1, "raw"), (0.0, "safe")])
+def test_wrappers_match_the_trainers_array_path(price_alpha, action_mode) -> None:
+    """Same inputs (with the area price of price-informed agents, the safe inputs of a safe agent) and rewards as
+    `pev-experiments train` (StationVecEnv) for the same actions."""
+    vec = StationVecEnv(["seed"], [7], price_alpha, action_mode)
+    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"), price_alpha=price_alpha, action_mode=action_mode)
+    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"), price_alpha=price_alpha,
+                                        action_mode=action_mode)
+    width = len(input_names(price_alpha, action_mode))
     first = vec.reset()
     obs, _ = pz.reset(seed=7)
     flat, _ = gym_env.reset(seed=7)
@@ -84,6 +85,8 @@ def test_wrappers_match_the_trainers_array_path(price_alpha) -> None:
         flat, gym_reward, *_ = gym_env.step(action)
         np.testing.assert_allclose([pz_rewards[a] for a in agents], rewards, rtol=1e-6, atol=1e-6)
         assert gym_reward == pytest.approx(float(rewards.sum()), abs=1e-4)
+        if action_mode != "raw":
+            assert pz.unwrapped.core.episode_metrics()["area_violation_steps"] == 0
     parallel_api_test(StationLearningWrapper(PEVChargeEnv(scenario_name="seed")), num_cycles=30)
 
 

@@ -192,7 +192,7 @@ def test_acn_caltech_cycles_weekdays_with_fixed_agents():
     ("name", "seed", "pattern"),
     [
         ("nope", 0, r"scenario: unknown scenario 'nope'; valid scenarios: seed, seed-20, seed-30, acn-caltech, "
-                    r"acn-caltech-train, acn-caltech-eval, acn-caltech-network, synthetic-N \(N >= 1\), acn:PATH:YYYY-MM-DD, csv:PATH"),
+                    r"acn-caltech-train, acn-caltech-eval, acn-caltech-network, acn-caltech-network-train, synthetic-N \(N >= 1\), acn:PATH:YYYY-MM-DD, csv:PATH"),
         ("synthetic-01", 0, "unknown scenario 'synthetic-01'"),
         ("synthetic-0", 0, "synthetic-N"),
         ("synthetic-x", 0, "synthetic-N"),

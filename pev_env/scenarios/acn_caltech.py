@@ -9,6 +9,8 @@
 * `acn-caltech-network`: the days of `acn-caltech` on the Caltech site network (`pev_env.network`,
   `network=caltech`) with a transformer of NETWORK_TRANSFORMER_KW = 40 kW unless the base sets
   `transformer_kw` (or another network); any other day on a network: `--set env.network=caltech`.
+* `acn-caltech-network-train`: the days of `acn-caltech-train` on that network (training the network-aware
+  learned agents; evaluate them on `acn-caltech-eval --set env.network=caltech --set env.transformer_kw=40`).
 
 Plant and overrides as for `acn:` specs (`pev_env.scenarios.acn_file`). Names: acn-caltech-<day>.
 """
@@ -40,6 +42,7 @@ _SOURCES = {
     "acn-caltech-train": _Source(acn.MONTH_FILES, "train"),
     "acn-caltech-eval": _Source(acn.MONTH_FILES, "eval"),
     "acn-caltech-network": _Source((acn.SAMPLE_FILE,), None, network=True),
+    "acn-caltech-network-train": _Source(acn.MONTH_FILES, "train", network=True),
 }
 NETWORK_TRANSFORMER_KW = 40.0
 """`acn-caltech-network`: the Caltech transformer's capacity (kW) unless the base sets one: it binds on

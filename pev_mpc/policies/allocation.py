@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pev_env.allocation import priority_fill
 
-def priority_fill(cap: np.ndarray, budget: float, order: np.ndarray) -> np.ndarray:
-    """Serve stations in `order` (indices, first = highest priority), each up to its cap."""
-    c = cap[order]
-    before = np.cumsum(c) - c
-    out = np.empty_like(cap, dtype=np.float64)
-    out[order] = np.clip(budget - before, 0.0, c)
-    return out
+__all__ = ["priority_fill", "scale_to_budget", "water_fill"]
 
 
 def water_fill(cap: np.ndarray, budget: float) -> np.ndarray:
