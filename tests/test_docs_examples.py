@@ -128,7 +128,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         **{f"{kind}-{s}": model for s in (1, 2) for kind, model in (("ippo", "ppo"), ("mappo", "mappo"),
                                                                      ("ppo-price", "ppo-price"))},
         **{f"runs/ppo-{s}": "ppo" for s in range(5)}, **{f"runs/mappo-{s}": "mappo" for s in range(3)},
-        **{f"runs/ppo-residual-{s}": "ppo-residual" for s in range(5)},
+        **{f"{root}ppo-residual-{s}": "ppo-residual" for s in range(5) for root in ("runs/", "results/learned/models/")},
+        **{f"results/learned/models/ppo-{s}": "ppo" for s in range(5)},
     }
     for folder, model in stand_ins.items():
         with resources.as_file(models / model) as src:
