@@ -256,6 +256,24 @@ def test_offline_plan_serves_the_early_deadline_first():
     np.testing.assert_allclose(plan, [[10, 0]] * 2 + [[0, 10]] * 4, atol=1e-6)
 
 
+def test_an_inaccurate_offline_plan_is_counted_once_in_the_results(monkeypatch):
+    """A cone stage that Clarabel ends 'inaccurate' is not printed but reported: the first step of the
+    episode is not converged (nonconverged_steps 1), the others are."""
+    import pev_mpc.policies.offline as offline
+
+    solve = offline._solve_socp
+    monkeypatch.setattr(offline, "_solve_socp", lambda problem, stage: solve(problem, stage) and False)
+    config, scenario = make_scenario("acn-caltech-network", 0, EnvConfig(network="caltech", transformer_kw=40.0))
+    policy = OfflineOptimal()
+    policy.reset(config, scenario, 0)  # three-phase: the cone program (an LP would be HiGHS, exact or raising)
+    core = ChargingCore(config, scenario)
+    obs, converged = core.reset(), []
+    for _ in range(3):
+        obs = core.step(policy.act_array(obs)).observations
+        converged.append(policy.last_stats["converged"])
+    assert not policy.accurate and converged[0] is False and all(converged[1:])
+
+
 def test_offline_plan_unmet_when_overbooked():
     config, scenario = tiny_scenario(late_pev=True)
     plan, unmet = offline_plan(config, scenario, plug_schedule(scenario).station_pev)

@@ -28,6 +28,7 @@ exactly (``network_allocation.scale_into_network``).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import cvxpy as cp
@@ -59,6 +60,14 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
     `station_pev` is the plug schedule's (n_steps, n_stations) occupancy matrix; `network` the site
     network (None: the area limit P_ref alone).
     """
+    plan, unmet, _ = offline_solution(config, scenario, station_pev, network)
+    return plan, unmet
+
+
+def offline_solution(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
+                     network: Network | None = None) -> tuple[np.ndarray, float, bool]:
+    """offline_plan's plan and unmet energy, and whether the solver reported them accurate (False: Clarabel
+    ended a cone stage with its 'inaccurate' status; the HiGHS LPs are exact or raise)."""
     if scenario.n_stations != config.n_stations:
         raise ValueError(
             f"scenario.n_stations = {scenario.n_stations}: must equal config.n_stations = {config.n_stations}"
@@ -81,9 +90,9 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
         j, cell = np.nonzero(g)
         used, row = np.unique(j * n_steps + steps[cell], return_inverse=True)  # constraint (j, t) of each nonzero
         if not network.is_linear:
-            x, u_star = _socp_plan(g[j, cell], row, cell, limits.ravel()[used], steps, energy[:, :n_cells], req,
-                                   forced, low, high)
-            return _place(x, steps, stations, low, high, station_pev, config, network), u_star
+            x, u_star, accurate = _socp_plan(g[j, cell], row, cell, limits.ravel()[used], steps, energy[:, :n_cells],
+                                             req, forced, low, high)
+            return _place(x, steps, stations, low, high, station_pev, config, network), u_star, accurate
         coupling = sp.csr_matrix((np.abs(g[j, cell]), (row, cell)), shape=(used.size, n_cells + m))
         coupling_limit = limits.ravel()[used]
     else:
@@ -101,7 +110,7 @@ def offline_plan(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
     a_fix = sp.vstack([a_ub, sp.csr_matrix(c_unmet)], format="csr")
     b_fix = np.append(b_ub, u_star * (1.0 + UNMET_REL_TOL) + UNMET_REL_TOL)
     plan_x = _solve(c_early, a_fix, b_fix, bounds, "earliest charging at optimal unmet").x
-    return _place(plan_x[:n_cells], steps, stations, low, high, station_pev, config, network), u_star
+    return _place(plan_x[:n_cells], steps, stations, low, high, station_pev, config, network), u_star, True
 
 
 def _place(x: np.ndarray, steps: np.ndarray, stations: np.ndarray, low: np.ndarray, high: np.ndarray,
@@ -133,18 +142,23 @@ def _socp_plan(gain: np.ndarray, row: np.ndarray, cell: np.ndarray, limit: np.nd
     constraints = [x >= low, x <= high, u >= req - delivered, delivered <= np.maximum(req, forced),
                    cp.SOC(limit, cp.vstack([re @ x, im @ x]), axis=0)]
     stage = cp.Problem(cp.Minimize(cp.sum(u)), constraints)
-    _solve_socp(stage, "unmet")
+    accurate = _solve_socp(stage, "unmet")
     u_star = float(stage.value)
     early = cp.Problem(cp.Minimize((steps + 1.0) / n_steps @ x),
                        constraints + [cp.sum(u) <= u_star * (1.0 + SOCP_UNMET_REL_TOL) + SOCP_UNMET_REL_TOL])
-    _solve_socp(early, "early")
-    return np.asarray(x.value, dtype=np.float64), u_star
+    accurate = _solve_socp(early, "early") and accurate
+    return np.asarray(x.value, dtype=np.float64), u_star, accurate
 
 
-def _solve_socp(problem: cp.Problem, stage: str) -> None:
-    problem.solve(solver=cp.CLARABEL, **_CLARABEL[stage])
+def _solve_socp(problem: cp.Problem, stage: str) -> bool:
+    """Solve one cone stage; True if Clarabel reports it optimal, False if only 'inaccurate' (then reported in
+    the results, not printed); raises on any other status."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
+        problem.solve(solver=cp.CLARABEL, **_CLARABEL[stage])
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
         raise RuntimeError(f"OfflineOptimal SOCP ({stage}) failed: solver status {problem.status!r}")
+    return problem.status == cp.OPTIMAL
 
 
 def _solve(c: np.ndarray, a_ub: sp.csr_matrix, b_ub: np.ndarray, bounds: np.ndarray, stage: str) -> Any:
@@ -174,7 +188,8 @@ class OfflineOptimal(Policy):
             raise ValueError("OfflineOptimal.reset: scenario = None: a Scenario is required (perfect foresight)")
         start = time.perf_counter()
         station_pev = plug_schedule(scenario).station_pev
-        self.plan, self.unmet_bound_kwh = offline_plan(config, scenario, station_pev, self.network)
+        self.plan, self.unmet_bound_kwh, self.accurate = offline_solution(config, scenario, station_pev,
+                                                                           self.network)
         self.plan_time_s = time.perf_counter() - start
         self._plugged = station_pev >= 0
         self._t = 0
@@ -190,4 +205,5 @@ class OfflineOptimal(Policy):
                 f"differ from the scenario's schedule {np.flatnonzero(self._plugged[t]).tolist()}"
             )
         self._t += 1
-        return self.plan[t].copy(), {"plan_time_s": self.plan_time_s, "step": t}
+        # an inaccurate plan counts once, at the first step, in nonconverged_steps
+        return self.plan[t].copy(), {"plan_time_s": self.plan_time_s, "step": t, "converged": self.accurate or t > 0}
