@@ -52,15 +52,20 @@ def test_sorted_fill_never_exceeds_and_first_takes_its_largest_feasible_rate(net
     assert a[first] == pytest.approx(min(extra[first], alone), rel=1e-9, abs=1e-12)
 
 
+def _assert_short_stations_blocked(network, a: np.ndarray, extra: np.ndarray) -> None:
+    """Every station granted less than its need loads a constraint at its limit."""
+    tight = network.loads(a) >= network.limit * (1 - 1e-9)
+    short = a < extra * (1 - 1e-9)
+    assert np.all(~short | (network.loaded & tight[:, None]).any(axis=0))
+
+
 @given(networks(linear=True), st.data())
 def test_sorted_fill_on_linear_networks_leaves_no_station_able_to_grow(network, data) -> None:
     """A linear row's load only grows, so a station short of its need loads a row at its limit."""
     n = network.n_stations
     extra = _extra(data.draw, n)
     a = sorted_fill(network, np.zeros(n), extra, np.arange(n))
-    tight = network.loads(a) >= network.limit * (1 - 1e-9)
-    short = a < extra * (1 - 1e-9)
-    assert np.all(~short | (network.loaded & tight[:, None]).any(axis=0))
+    _assert_short_stations_blocked(network, a, extra)
 
 
 @given(networks(), st.data())
@@ -81,9 +86,7 @@ def test_max_min_fill_never_exceeds_and_blocks_every_short_station(network, data
     a = max_min_fill(network, np.zeros(n), extra)
     assert np.all((0.0 <= a) & (a <= extra))
     _assert_feasible(network, a)
-    tight = network.loads(a) >= network.limit * (1 - 1e-9)
-    short = a < extra * (1 - 1e-9)
-    assert np.all(~short | (network.loaded & tight[:, None]).any(axis=0))
+    _assert_short_stations_blocked(network, a, extra)
 
 
 @given(networks(), st.data())
