@@ -218,7 +218,7 @@ def skip_reason(argv: list[str]) -> str:
 
 def run_cli(args: list[str]) -> tuple[int, str]:
     """`pev-experiments ARGS` in this process: the exit code and what it printed."""
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):

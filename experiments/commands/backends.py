@@ -83,7 +83,7 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (experiments.cli)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (experiments.cli.main)
     try:
         import torch
 

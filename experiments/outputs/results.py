@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import UsageError
-from experiments.outdir import record
-from experiments.provenance import FINGERPRINT_LENGTH
+from experiments.outputs.outdir import record
+from experiments.outputs.provenance import FINGERPRINT_LENGTH
 from pev_env.scenario import atomic_path as _atomic_path
 
 __all__ = ["KEY_COLUMNS", "PROVENANCE_COLUMNS", "ResultsTable", "atomic_path", "read_rows", "save_figure",
@@ -45,7 +45,7 @@ _FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_LENGTH}}}")
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """`pev_env.scenario.atomic_path`, the file first noted in the manifest of the claimed output folder
-    (`experiments.outdir.record`: what --overwrite may remove)."""
+    (`experiments.outputs.outdir.record`: what --overwrite may remove)."""
     record(path)
     with _atomic_path(path) as tmp:
         yield tmp
