@@ -13,8 +13,8 @@ import time
 from unittest import mock
 from pathlib import Path
 
-from experiments.outputs.results import ResultsTable
 from experiments.commands.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS
+from experiments.outputs.results import ResultsTable
 from pev_env.metrics import METRIC_COLUMNS
 
 COLUMNS = [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.commands.backends import LocalBackend, RayBackend, make_backend, map_in_order
 from experiments.cli.main import main
+from experiments.commands.backends import LocalBackend, RayBackend, make_backend, map_in_order
 from experiments.outputs.results import KEY_COLUMNS
 from pev_mpc.distributed import RAY_MISSING
 

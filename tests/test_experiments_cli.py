@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.commands import runner
 from experiments.cli.main import main
+from experiments.commands import runner
 from experiments.outputs.results import KEY_COLUMNS
 from pev_env.metrics import CONTROLLER_COLUMNS, METRIC_COLUMNS
 from pev_env.observation import N_OBS

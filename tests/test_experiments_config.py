@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.cli.main import main
-from experiments.commands import registry
 from experiments.cli.coerce import build, parse_seeds
 from experiments.cli.config import CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig
 from experiments.cli.loader import load_config
+from experiments.cli.main import main
+from experiments.commands import registry
 from experiments.outputs.provenance import to_dict
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings

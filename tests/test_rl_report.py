@@ -10,8 +10,8 @@ import pytest
 
 from experiments.commands import registry
 
-from experiments.learning import rl_report
 from experiments.cli.main import build_parser, main
+from experiments.learning import rl_report
 from experiments.learning.learning_curves import main as curves_main
 from experiments.learning.learning_curves import seed_curves
 from experiments.learning.rl_model import reference_model

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from experiments.cli.main import main
 from experiments.commands import runner
 from experiments.commands.backends import check_ray_address
-from experiments.cli.main import main
 from experiments.outputs.provenance import package_version
 
 ROOT = Path(__file__).resolve().parents[1]

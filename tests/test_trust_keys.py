@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.commands import compare
 from experiments.cli.main import main
+from experiments.commands import compare
 from experiments.commands.runner import grid, scenario_labels
 from pev_env.config import EnvConfig
 from pev_env.scenarios import make_scenario

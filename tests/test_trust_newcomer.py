@@ -12,8 +12,8 @@ import pytest
 
 from experiments.outputs import plots
 
-from experiments.commands import registry
 from experiments.cli.main import build_parser
+from experiments.commands import registry
 
 
 def help_text(command: str) -> str:

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.commands import runner
 from experiments.cli.main import main
+from experiments.commands import runner
+from experiments.commands.runner import FAILURE_COLUMNS
 from experiments.outputs.provenance import canonical, differing_keys, fingerprint
 from experiments.outputs.results import PROVENANCE_COLUMNS
-from experiments.commands.runner import FAILURE_COLUMNS
 from experiments.outputs.summary import FAILURE_MARK, markdown, paired
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from experiments.cli.coerce import MAX_SEED, build, parse_seeds, path_value, unique
 from experiments.commands import registry
 from experiments.commands.backends import BACKENDS, check_ray_address
-from experiments.cli.coerce import MAX_SEED, build, parse_seeds, path_value, unique
 from pev_env.config import EnvConfig
 from pev_env.feasibility import ACTION_MODES
 from pev_mpc.settings import MPCSettings

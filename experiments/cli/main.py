@@ -29,13 +29,14 @@ import textwrap
 import threading
 from typing import Any, NoReturn
 
-from experiments.commands import registry
-from experiments.commands.backends import BACKENDS
 from experiments.cli.config import CONFIGS
-from experiments.errors import UsageError
 from experiments.cli.loader import load_config, parse_assignments
 from experiments.cli.plan import describe
 from experiments.cli.preflight import preflight
+from experiments.commands import registry
+from experiments.commands.backends import BACKENDS
+from experiments.errors import UsageError
+from experiments.learning.torch_threads import single_thread_torch
 from experiments.outputs.provenance import package_version
 
 log = logging.getLogger("experiments")
@@ -277,12 +278,7 @@ def _main(argv: list[str]) -> int:
     if args.dry_run:
         print(describe(cfg))
         return 0
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # small networks: threads cost more than they give on 2 cores
-    except ImportError:  # pragma: no cover - the rl extra is optional
-        pass
+    single_thread_torch()
     try:
         return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)
     except UsageError as exc:

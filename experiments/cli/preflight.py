@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments.commands import registry
 from experiments.cli.config import MAX_EPISODE_STEPS
+from experiments.commands import registry
 from pev_env.config import EnvConfig
 
 

@@ -47,10 +47,10 @@ from experiments.outputs import plots
 
 from experiments.commands import registry
 
-from experiments.learning import rl_report
-from experiments.commands.backends import open_backend
 from experiments.cli.config import CompareConfig
+from experiments.commands.backends import open_backend
 from experiments.errors import UsageError
+from experiments.learning import rl_report
 from experiments.outputs.outdir import claim, clear
 from experiments.outputs.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
                                     to_dict)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from experiments.outputs import plots
-from experiments.commands.backends import map_in_order, open_backend
 from experiments.cli.config import TuneConfig, settings_grid
+from experiments.commands.backends import map_in_order, open_backend
+from experiments.commands.runner import RunTimeout, run_episode, time_limit
+from experiments.outputs import plots
 from experiments.outputs.outdir import claim
 from experiments.outputs.provenance import environment_info, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text
-from experiments.commands.runner import RunTimeout, run_episode, time_limit
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig

@@ -36,11 +36,12 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
+from experiments.commands.registry import LEARNED_ALGOS, learned_name
+from experiments.learning.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
+from experiments.learning.torch_threads import single_thread_torch
 from experiments.outputs.outdir import claim, record
 from experiments.outputs.provenance import environment_info, file_checksum, to_dict
 from experiments.outputs.results import save_figure, write_csv
-from experiments.learning.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
-from experiments.commands.registry import LEARNED_ALGOS, learned_name
 from pev_env.feasibility import FeasibilityLayer, action_bound
 from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, policy_inputs, station_progress,
                               station_rewards)
@@ -267,7 +268,7 @@ def rollout_steps(cfg: TrainConfig, stations: int) -> int:
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch, use one thread and torch's deterministic algorithms: the same seed gives the
     same weights on the same machine (and the same library versions)."""
-    torch.set_num_threads(1)  # one core: the CPU is shared, small MLPs gain nothing, and sums stay in one order
+    single_thread_torch()
     torch.use_deterministic_algorithms(True)
     set_random_seed(seed)  # random, numpy and torch (SB3's helper)
 

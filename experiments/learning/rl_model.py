@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from experiments.outputs.provenance import file_checksum
-from experiments.outputs.results import atomic_path, write_text
+from experiments.outputs.results import recorded_atomic_path, write_text
 from pev_env.feasibility import ACTION_MODES, FeasibilityLayer
 from pev_env.learning import AreaPrice, input_names, policy_inputs
 from pev_env.network import area_network
@@ -112,7 +112,7 @@ def save_model(folder: str | Path, tensors: dict[str, np.ndarray], description: 
     folder = Path(folder)
     _check(SavedModel(folder, description, {k: np.asarray(v, np.float64) for k, v in tensors.items()}), str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+    with recorded_atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp))
     info = {"format": FORMAT, **description, "weights": WEIGHTS_FILE,
             "weights_sha256": file_checksum(folder / WEIGHTS_FILE)}
