@@ -1,0 +1,171 @@
+"""How far a reader follows the configuration through the code: the files, stays and returns (issue 21).
+
+Runs `pev-experiments compare` in this process (one run, `--workers 1`) under `sys.setprofile` and records, in
+call order, every call of a Python function defined in the checkout's packages (experiments/, pev_mpc/, pev_env/;
+left out: comprehensions, lambdas, module bodies and the dunder methods Python calls implicitly, all but
+`__init__` and `__post_init__`) that handles the followed object, until the followed use:
+
+* `compare`: calls that receive the configuration (an argument, `self` included) or return it, until the first
+  episode starts (`run_episode`). The configuration is any dataclass instance of a module named `*config` or
+  `*settings` (the command's config, `EnvConfig`, `MPCSettings` and its sections).
+* `model_after` value: with `--set mpc.coordination.model_after=4`, calls that receive or return the setting
+  itself: a string naming `model_after` (argv), a mapping or sequence holding one, the `argparse.Namespace`,
+  the settings section that has the field (`Coordination`), until the coordinator reads it (the first call
+  into pev_mpc/coordinator.py).
+* `model_after` carried: the same, also counting calls that receive an object holding that section (the
+  command's config, `MPCSettings`): every file the value passes through on its way.
+
+A stay is a maximal run of consecutive recorded calls in one file; a return is a stay in a file that an earlier
+stay already left. Usage: `python benchmarks/config_trace.py [--list] [--root CHECKOUT]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("experiments", "pev_mpc", "pev_env")
+SETTING = "mpc.coordination.model_after=4"
+
+
+def _repo_file(filename: str) -> str | None:
+    try:
+        rel = Path(filename).resolve().relative_to(ROOT)
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts[0] in PACKAGES else None
+
+
+def _is_config(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type) and module.endswith(("config", "settings"))
+
+
+def _has_setting(value: Any, carried: bool = False, depth: int = 4) -> bool:
+    """Whether `value` is the setting (text, mapping, sequence, namespace, its settings section); `carried`:
+    or a configuration object holding that section."""
+    if depth < 0:
+        return False
+    if isinstance(value, str):
+        return "model_after" in value
+    if isinstance(value, Mapping):
+        return any(_has_setting(k, carried, depth - 1) or _has_setting(v, carried, depth - 1)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_setting(v, carried, depth - 1) for v in value)
+    if isinstance(value, argparse.Namespace):
+        return _has_setting(vars(value), carried, depth - 1)
+    if _is_config(value):
+        fields = dataclasses.fields(value)
+        if any(f.name == "model_after" for f in fields):
+            return getattr(value, "model_after") == 4
+        return carried and any(_has_setting(getattr(value, f.name, None), carried, depth - 1) for f in fields)
+    return False
+
+
+def _carries_setting(value: Any) -> bool:
+    return _has_setting(value, carried=True)
+
+
+def _implicit(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and name not in ("__init__", "__post_init__")
+
+
+class Recorder:
+    """The profile function: one entry a repository call, kept when `wanted` holds for an argument or the
+    returned value; stops at the first call for which `stop(file, function)` holds (that call is kept)."""
+
+    def __init__(self, wanted: Callable[[Any], bool], stop: Callable[[str, str], bool]) -> None:
+        self.wanted, self.stop = wanted, stop
+        self.calls: list[list[Any]] = []  # [file, function, kept]
+        self.open: dict[int, int] = {}
+        self.stopped = False
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            file = _repo_file(code.co_filename)
+            if file is None or code.co_name.startswith("<") or _implicit(code.co_name):
+                return
+            n_args = code.co_argcount + code.co_kwonlyargcount
+            args = [frame.f_locals.get(name) for name in code.co_varnames[:n_args]]
+            self.open[id(frame)] = len(self.calls)
+            self.calls.append([file, code.co_qualname, any(self.wanted(a) for a in args)])
+            if self.stop(file, code.co_name):
+                self.calls[-1][2] = True
+                self.stopped = True
+                sys.setprofile(None)
+        elif event == "return":
+            index = self.open.pop(id(frame), None)
+            if index is not None and self.wanted(arg):
+                self.calls[index][2] = True
+
+    def path(self) -> list[tuple[str, str]]:
+        """The kept calls, in call order: (file, function)."""
+        return [(file, name) for file, name, kept in self.calls if kept]
+
+
+def measure(path: list[tuple[str, str]]) -> dict[str, int]:
+    """Distinct files, stays (runs of consecutive calls in one file) and returns to a file already left."""
+    stays = [file for i, (file, _) in enumerate(path) if i == 0 or path[i - 1][0] != file]
+    returns = sum(1 for i, file in enumerate(stays) if file in stays[:i])
+    return {"calls": len(path), "files": len(set(stays)), "stays": len(stays), "returns": returns}
+
+
+def _main_function() -> Callable[[list[str]], int]:
+    try:  # the grouped layout (experiments/cli/main.py); before it, experiments/cli.py
+        return importlib.import_module("experiments.cli.main").main
+    except ModuleNotFoundError:
+        return importlib.import_module("experiments.cli").main
+
+
+def trace(extra: list[str], wanted: Callable[[Any], bool], stop: Callable[[str, str], bool]) -> Recorder:
+    """Run one compare under the recorder."""
+    main = _main_function()
+    recorder = Recorder(wanted, stop)
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["compare", "--scenarios", "seed", "--seeds", "0", "--workers", "1", "--out", out, "-q", *extra]
+        sys.setprofile(recorder)
+        try:
+            main(argv)
+        finally:
+            sys.setprofile(None)
+    if not recorder.stopped:
+        raise SystemExit("config_trace: the followed use was never reached")
+    return recorder
+
+
+def report(title: str, recorder: Recorder, listing: bool) -> None:
+    path = recorder.path()
+    print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in measure(path).items()))
+    print("  files: " + ", ".join(dict.fromkeys(file for file, _ in path)))
+    if listing:
+        for file, name in path:
+            print(f"    {file}: {name}")
+
+
+def cli() -> None:
+    global ROOT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print every recorded call")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
+    args = parser.parse_args()
+    ROOT, listing = args.root.resolve(), args.list
+    sys.path.insert(0, str(ROOT))
+    report("compare configuration (argv -> first episode)",
+           trace(["--controllers", "edf"], _is_config, lambda file, name: name == "run_episode"), listing)
+    for title, wanted in (("value", _has_setting), ("carried", _carries_setting)):
+        report(f"--set {SETTING}, {title} (argv -> coordinator)",
+               trace(["--controllers", "mpc-decentralised", "--set", SETTING], wanted,
+                     lambda file, name: file == "pev_mpc/coordinator.py"), listing)
+
+
+if __name__ == "__main__":
+    cli()
