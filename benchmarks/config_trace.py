@@ -22,8 +22,10 @@ stay already left. Usage: `python benchmarks/config_trace.py [--list] [--root CH
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
+import io
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -78,14 +80,28 @@ def _implicit(name: str) -> bool:
     return name.startswith("__") and name.endswith("__") and name not in ("__init__", "__post_init__")
 
 
-class Recorder:
-    """The profile function: one entry a repository call, kept when `wanted` holds for an argument or the
-    returned value; stops at the first call for which `stop(file, function)` holds (that call is kept)."""
+@dataclasses.dataclass
+class Call:
+    """One call: its file and function, the file it was called from, and how it met the followed object."""
 
-    def __init__(self, wanted: Callable[[Any], bool], stop: Callable[[str, str], bool]) -> None:
+    file: str
+    qualname: str
+    name: str
+    caller: str
+    met: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    """Followed object -> how the call met it: 'self', 'args', 'return'."""
+    pinned: bool = False
+
+
+class Recorder:
+    """The profile function: one `Call` a repository call, noting for each followed object (`wanted`: name ->
+    test) how it met it; the first call (the entry point) and the call at which `stop(file, function)` first
+    holds are kept whatever they receive; recording stops at that call."""
+
+    def __init__(self, wanted: dict[str, Callable[[Any], bool]], stop: Callable[[str, str], bool]) -> None:
         self.wanted, self.stop = wanted, stop
-        self.calls: list[list[Any]] = []  # [file, function, kept]
-        self.open: dict[int, int] = {}
+        self.calls: list[Call] = []
+        self.open: dict[int, Call] = {}
         self.stopped = False
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
@@ -94,22 +110,48 @@ class Recorder:
             file = _repo_file(code.co_filename)
             if file is None or code.co_name.startswith("<") or _implicit(code.co_name):
                 return
-            n_args = code.co_argcount + code.co_kwonlyargcount
-            args = [frame.f_locals.get(name) for name in code.co_varnames[:n_args]]
-            self.open[id(frame)] = len(self.calls)
-            self.calls.append([file, code.co_qualname, any(self.wanted(a) for a in args)])
+            names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            method = bool(names) and names[0] == "self"
+            call = Call(file, code.co_qualname, code.co_name, _repo_file(frame.f_back.f_code.co_filename) or "",
+                        pinned=not self.calls)
+            for key, wanted in self.wanted.items():
+                met = call.met.setdefault(key, set())
+                if method and wanted(frame.f_locals.get(names[0])):
+                    met.add("self")
+                if any(wanted(frame.f_locals.get(n)) for n in names[method:]):
+                    met.add("args")
+            self.calls.append(call)
+            self.open[id(frame)] = call
             if self.stop(file, code.co_name):
-                self.calls[-1][2] = True
-                self.stopped = True
+                call.pinned = self.stopped = True
                 sys.setprofile(None)
         elif event == "return":
-            index = self.open.pop(id(frame), None)
-            if index is not None and self.wanted(arg):
-                self.calls[index][2] = True
+            call = self.open.pop(id(frame), None)
+            if call is not None:
+                for key, wanted in self.wanted.items():
+                    if wanted(arg):
+                        call.met[key].add("return")
 
-    def path(self) -> list[tuple[str, str]]:
-        """The kept calls, in call order: (file, function)."""
-        return [(file, name) for file, name, kept in self.calls if kept]
+
+VIEWS: dict[str, str] = {
+    "all": "every call that receives (self included) or returns the followed object",
+    "harness": "those made from experiments/ code: a call inside pev_env or pev_mpc counts only where the harness "
+               "calls into it (its API)",
+    "hand-off": "harness calls that take the object as an argument or return it; its own methods (self) only "
+                "when they build it (__init__, __post_init__)",
+}
+
+
+def kept(call: Call, key: str, view: str) -> bool:
+    """Whether `call` is on the path of the followed object `key` in `view` (`VIEWS`)."""
+    if call.pinned:
+        return True
+    if view != "all" and not (call.file.startswith("experiments/") or call.caller.startswith("experiments/")):
+        return False
+    met = call.met[key]
+    if view == "hand-off":
+        return bool(met - {"self"}) or "self" in met and call.name in ("__init__", "__post_init__")
+    return bool(met)
 
 
 def measure(path: list[tuple[str, str]]) -> dict[str, int]:
@@ -126,7 +168,7 @@ def _main_function() -> Callable[[list[str]], int]:
         return importlib.import_module("experiments.cli").main
 
 
-def trace(extra: list[str], wanted: Callable[[Any], bool], stop: Callable[[str, str], bool]) -> Recorder:
+def trace(extra: list[str], wanted: dict[str, Callable[[Any], bool]], stop: Callable[[str, str], bool]) -> Recorder:
     """Run one compare under the recorder."""
     main = _main_function()
     recorder = Recorder(wanted, stop)
@@ -134,7 +176,8 @@ def trace(extra: list[str], wanted: Callable[[Any], bool], stop: Callable[[str, 
         argv = ["compare", "--scenarios", "seed", "--seeds", "0", "--workers", "1", "--out", out, "-q", *extra]
         sys.setprofile(recorder)
         try:
-            main(argv)
+            with contextlib.redirect_stdout(io.StringIO()):  # the summary
+                main(argv)
         finally:
             sys.setprofile(None)
     if not recorder.stopped:
@@ -142,13 +185,17 @@ def trace(extra: list[str], wanted: Callable[[Any], bool], stop: Callable[[str, 
     return recorder
 
 
-def report(title: str, recorder: Recorder, listing: bool) -> None:
-    path = recorder.path()
-    print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in measure(path).items()))
-    print("  files: " + ", ".join(dict.fromkeys(file for file, _ in path)))
-    if listing:
-        for file, name in path:
-            print(f"    {file}: {name}")
+def report(title: str, recorder: Recorder, key: str, listing: bool) -> None:
+    """Print the measures of each view of the followed object `key` (and with `listing` the path of each)."""
+    print(title)
+    for view in VIEWS:
+        path = [(c.file, c.qualname) for c in recorder.calls if kept(c, key, view)]
+        print(f"  {view:9s} " + ", ".join(f"{k} {v}" for k, v in measure(path).items()))
+        if listing:
+            print("    files: " + ", ".join(dict.fromkeys(file for file, _ in path)))
+            for i, (file, name) in enumerate(path):
+                if i == 0 or path[i - 1][0] != file:
+                    print(f"    {file}: {name}")
 
 
 def cli() -> None:
@@ -159,12 +206,16 @@ def cli() -> None:
     args = parser.parse_args()
     ROOT, listing = args.root.resolve(), args.list
     sys.path.insert(0, str(ROOT))
+    for view, text in VIEWS.items():
+        print(f"{view}: {text}")
     report("compare configuration (argv -> first episode)",
-           trace(["--controllers", "edf"], _is_config, lambda file, name: name == "run_episode"), listing)
-    for title, wanted in (("value", _has_setting), ("carried", _carries_setting)):
-        report(f"--set {SETTING}, {title} (argv -> coordinator)",
-               trace(["--controllers", "mpc-decentralised", "--set", SETTING], wanted,
-                     lambda file, name: file == "pev_mpc/coordinator.py"), listing)
+           trace(["--controllers", "edf"], {"config": _is_config}, lambda file, name: name == "run_episode"),
+           "config", listing)
+    recorder = trace(["--controllers", "mpc-decentralised", "--set", SETTING],
+                     {"value": _has_setting, "carried": _carries_setting},
+                     lambda file, name: file == "pev_mpc/coordinator.py")
+    for key in ("value", "carried"):
+        report(f"--set {SETTING}, {key} (argv -> coordinator)", recorder, key, listing)
 
 
 if __name__ == "__main__":
