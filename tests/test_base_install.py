@@ -48,7 +48,7 @@ def test_training_without_torch_is_exit_2_with_the_hint(tmp_path) -> None:
 
 def test_default_list_skips_a_learned_controller_that_cannot_run(tmp_path) -> None:
     hidden = ("torch", "stable_baselines3", "safetensors")
-    done = _python(tmp_path, hidden, "from experiments.cli.config import CompareConfig\n"
+    done = _python(tmp_path, hidden, "from experiments.commands.config import CompareConfig\n"
                                      "print(','.join(CompareConfig().controllers))\n")
     assert done.returncode == 0, done.stderr
     assert "ppo" not in done.stdout.split(",") and "edf" in done.stdout

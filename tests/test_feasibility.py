@@ -93,7 +93,7 @@ def test_the_scores_decide_the_order_of_the_fill() -> None:
 
 def _zero_actor(mode: str, controller: str) -> object:
     """A LearnedPolicy of `mode` whose actor outputs 0 for every input (a zero last layer)."""
-    from experiments.learning.rl_model import LearnedPolicy, SavedModel
+    from experiments.controllers.rl_model import LearnedPolicy, SavedModel
 
     names = input_names(0.0, mode)
     tensors = {"obs_mean": np.zeros(len(names)), "obs_var": np.ones(len(names)),
@@ -132,7 +132,7 @@ def test_a_safe_model_records_its_mode_and_runs_safe_under_its_own_name_only(tmp
     """The model file records the action mode and the extra inputs; a safe model never runs as `ppo` (preflight:
     the controller must match), and an unknown mode is refused."""
     from experiments.cli.preflight import check_model
-    from experiments.learning.rl_model import ModelError, load_model, save_model
+    from experiments.controllers.rl_model import ModelError, load_model, save_model
 
     policy = _zero_actor("safe", "ppo-safe")
     folder = save_model(tmp_path / "m", policy.model.tensors, policy.model.description)
@@ -157,7 +157,7 @@ def _sha(path: Path) -> str:
 def test_the_same_seed_trains_the_same_model_file(tmp_path, algo) -> None:
     """Two tiny trainings (a few hundred samples) with the same seed write byte-identical weights; another seed
     does not."""
-    from experiments.cli.config import TrainConfig
+    from experiments.commands.config import TrainConfig
 
     if algo == "ippo":
         from experiments.learning.rl import train

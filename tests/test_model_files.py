@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments.cli.main import main
-from experiments.learning.rl_model import (DESCRIPTION_FILE, WEIGHTS_FILE, ModelError, load_model, model_checksum,
+from experiments.controllers.rl_model import (DESCRIPTION_FILE, WEIGHTS_FILE, ModelError, load_model, model_checksum,
                                   reference_model, save_model)
 from pev_env.learning import N_FEATURES
 
@@ -155,7 +155,7 @@ def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, contr
     scenarios = set(description["training"]["config"]["scenarios"])
     assert {"seed", "seed-20", "acn-caltech-train"} <= scenarios
     assert not scenarios & {"acn-caltech", "acn-caltech-eval", "acn-caltech-network"}
-    code = ("from experiments.learning.rl_model import reference_model, load_model; "
+    code = ("from experiments.controllers.rl_model import reference_model, load_model; "
             f"print(load_model(reference_model({controller!r})).description['controller'])")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whichever one is installed
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -165,7 +165,7 @@ def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, contr
 
 def test_price_informed_model_sees_the_area_price() -> None:
     """A price-informed model's extra input is the coordinator's price, updated from the observed area residual."""
-    from experiments.learning.rl_model import LearnedPolicy, SavedModel
+    from experiments.controllers.rl_model import LearnedPolicy, SavedModel
     from pev_env.core import ChargingCore
     from pev_env.learning import PRICE_FEATURE, AreaPrice
     from pev_env.scenarios import make_scenario

@@ -142,8 +142,8 @@ REFERENCE = Path(__file__).parents[1] / "results" / "reference" / "metrics.csv"
 def test_area_network_metrics_equal_the_area_metrics_and_the_reference(scenario: str) -> None:
     """Each heuristic's seed-0 row reproduces the committed reference in every existing column (timings
     aside), and the network columns restate the area ones."""
-    from experiments.commands.registry import make_controller
     from experiments.commands.runner import FAILURE_COLUMNS, run_episode
+    from experiments.controllers.registry import make_controller
 
     old = [c for c in METRIC_COLUMNS if not c.startswith("network_")] + list(FAILURE_COLUMNS)
     reference = pd.read_csv(REFERENCE)
@@ -256,8 +256,8 @@ def test_compare_writes_the_network_traces_beside_the_unchanged_ones(tmp_path) -
 
 
 def test_episode_result_carries_every_caltech_constraint() -> None:
-    from experiments.commands.registry import make_controller
     from experiments.commands.runner import run_episode
+    from experiments.controllers.registry import make_controller
 
     config, scenario = make_scenario("acn-caltech", 0, EnvConfig(network="caltech", transformer_kw=40))
     result = run_episode(make_controller("uncontrolled"), config, scenario, 0)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from experiments.cli.main import main
-from experiments.commands.policies_plugin import ENTRY_POINT_GROUP, load_class
+from experiments.controllers.policies_plugin import ENTRY_POINT_GROUP, load_class
 
 FAST = ["--scenarios", "seed", "--seeds", "0", "-q", "--no-plots"]
 PLUGIN = "example_policies:HalfPower"

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.commands import registry
+from experiments.controllers import registry
 
 from experiments.cli.main import build_parser, main
+from experiments.controllers.rl_model import reference_model
 from experiments.learning import rl_report
 from experiments.learning.learning_curves import main as curves_main
 from experiments.learning.learning_curves import seed_curves
-from experiments.learning.rl_model import reference_model
 
 EVAL = ["evaluate", "--scenarios", "seed", "--seeds", "0-1", "--controllers", "ppo,llf", "--jobs", "1", "-q",
         "--no-traces"]

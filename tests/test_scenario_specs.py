@@ -91,7 +91,7 @@ def test_display_names_and_checksums(jpl_file):
 
 
 def test_one_registry_for_names_and_the_harness():
-    from experiments.commands import registry
+    from experiments.controllers import registry
 
     assert registry.scenario_names() == scenario_names()
     assert scenario_names()[: len(SCENARIO_NAMES)] == SCENARIO_NAMES

@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 
-from experiments.cli.config import CompareConfig
 from experiments.cli.loader import load_config
 from experiments.cli.main import main
+from experiments.commands.config import CompareConfig
 from experiments.outputs.provenance import fingerprint, to_dict
 from pev_mpc.policies.mpc import DecentralisedTrackingMPC
 from pev_mpc.settings import FLAT, SECTIONS, Coordination, MPCSettings, Objective, Policy

@@ -392,7 +392,7 @@ def test_an_unwritable_traces_folder_stops_with_one_line_and_keeps_the_rows(tmp_
 
 
 def test_out_with_a_tilde_in_a_config_file_and_a_negative_train_seed(tmp_path, monkeypatch, capsys) -> None:
-    from experiments.cli.config import CompareConfig
+    from experiments.commands.config import CompareConfig
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert CompareConfig(out="~/x").out == str(tmp_path / "x")

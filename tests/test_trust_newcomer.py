@@ -13,7 +13,7 @@ import pytest
 from experiments.outputs import plots
 
 from experiments.cli.main import build_parser
-from experiments.commands import registry
+from experiments.controllers import registry
 
 
 def help_text(command: str) -> str:

@@ -1,3 +1,2 @@
-"""The command line and its configuration: `main` (argparse, dispatch), `config` (one dataclass a command),
-`coerce` (text to typed values), `loader` (config file + `--set`), `plan` (`--dry-run`), `preflight` (checks
-before anything runs)."""
+"""The command line: `main` (argparse, dispatch to the commands), `loader` (a config file and `--set` into a
+command's configuration), `plan` (`--dry-run`), `preflight` (checks before anything runs)."""

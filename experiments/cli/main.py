@@ -29,12 +29,12 @@ import textwrap
 import threading
 from typing import Any, NoReturn
 
-from experiments.cli.config import CONFIGS
 from experiments.cli.loader import load_config, parse_assignments
 from experiments.cli.plan import describe
 from experiments.cli.preflight import preflight
-from experiments.commands import registry
 from experiments.commands.backends import BACKENDS
+from experiments.commands.config import CONFIGS
+from experiments.controllers import registry
 from experiments.errors import UsageError
 from experiments.learning.torch_threads import single_thread_torch
 from experiments.outputs.provenance import package_version
@@ -51,7 +51,7 @@ _COMMON: tuple[tuple[str, str, str], ...] = (
 
 def controllers_help() -> str:
     """Help of --controllers: every name of the registry (policies, learned controllers, installed plug-ins)."""
-    from experiments.commands.registry import TRAINING_SEED_MARK, controller_names
+    from experiments.controllers.registry import TRAINING_SEED_MARK, controller_names
 
     return (f"comma-separated controllers: {', '.join(controller_names())}, or your own policy classes as "
             f"module:ClassName (a module in the working directory or installed); a learned controller given several model folders (--set "

@@ -1,3 +1,3 @@
-"""The commands and what they run on: `compare`, `tune`, `scale`; `runner` (one episode, the grid),
-`backends` (local process pool or Ray), `registry` (controller and scenario names, controller construction),
-`policies_plugin` (the user's own policy classes)."""
+"""The commands and what they run on: `config` (one checked dataclass a command; `coerce` turns text into its
+typed values), `compare`, `tune`, `scale`; `runner` (one episode, the grid), `backends` (local processes or
+Ray)."""

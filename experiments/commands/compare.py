@@ -45,10 +45,10 @@ import pandas as pd
 
 from experiments.outputs import plots
 
-from experiments.commands import registry
+from experiments.controllers import registry
 
-from experiments.cli.config import CompareConfig
 from experiments.commands.backends import open_backend
+from experiments.commands.config import CompareConfig
 from experiments.errors import UsageError
 from experiments.learning import rl_report
 from experiments.outputs.outdir import claim, clear
@@ -72,7 +72,7 @@ OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces/*_seed*.csv", "plots/violati
 def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
     """The model folder of each learned controller that runs: the folder given, or its shipped reference
     model; a trusted pickled zip (`trust_model`) is converted once into out/models/<controller>."""
-    from experiments.learning.rl_model import description_path, is_pickled, reference_model
+    from experiments.controllers.rl_model import description_path, is_pickled, reference_model
 
     models = {}
     for name, given in cfg.model_paths().items():
@@ -95,7 +95,7 @@ def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
 
 def model_checksums(models: Mapping[str, Path]) -> dict[str, str]:
     """SHA-256 of each model folder's description and weights."""
-    from experiments.learning.rl_model import model_checksum
+    from experiments.controllers.rl_model import model_checksum
 
     return {name: model_checksum(path) for name, path in models.items()}
 

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.commands import registry
 from experiments.commands.backends import Backend, LocalBackend
-from experiments.commands.registry import Models
+from experiments.controllers import registry
+from experiments.controllers.registry import Models
 from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
 

@@ -23,11 +23,11 @@ import pandas as pd
 
 from experiments.outputs import plots
 
-from experiments.cli.config import ScaleConfig
-from experiments.commands import registry
 from experiments.commands.backends import map_in_order, open_backend
+from experiments.commands.config import ScaleConfig
 from experiments.commands.runner import RunTimeout, time_limit
 from experiments.commands.runner import time_control_steps
+from experiments.controllers import registry
 from experiments.outputs.outdir import claim
 from experiments.outputs.provenance import environment_info, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text

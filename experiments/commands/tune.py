@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from experiments.cli.config import TuneConfig, settings_grid
 from experiments.commands.backends import map_in_order, open_backend
+from experiments.commands.config import TuneConfig, settings_grid
 from experiments.commands.runner import RunTimeout, run_episode, time_limit
 from experiments.outputs import plots
 from experiments.outputs.outdir import claim

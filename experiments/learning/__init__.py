@@ -1,3 +1,3 @@
-"""Learned controllers: training (`rl` IPPO, `marl` MAPPO, `benchmarl_task`/`benchmarl_run`), saved model
-files (`rl_model`; the shipped reference models in `models/`), and their statistics and reports (`rlstats`,
-`rl_report`, `learning_curves`)."""
+"""Training learned controllers and judging them: `rl` (IPPO), `marl` (MAPPO), `benchmarl_task` and
+`benchmarl_run` (BenchMARL, configs in `benchmarl_conf/`), `rlstats`, `rl_report`, `learning_curves`;
+`torch_threads` (torch on one thread)."""

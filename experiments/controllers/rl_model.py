@@ -14,7 +14,7 @@ Stable-Baselines3 `model.zip` holds pickled objects (loading it with `PPO.load` 
 so it is refused unless the user passes `--trust-model`; then it is converted once into this format
 (`experiments.learning.rl.convert_sb3_zip`) and only the converted copy is run.
 
-The reference models ship inside the package (`experiments/learning/models/<controller>/`, found with
+The reference models ship inside the package (`experiments/controllers/models/<controller>/`, found with
 `importlib.resources` from any working directory).
 """
 
@@ -49,8 +49,8 @@ class ModelError(ValueError):
 
 
 def reference_model(controller: str) -> Path:
-    """The folder of the reference model of `controller` shipped in the package (experiments/learning/models/...)."""
-    return Path(str(resources.files("experiments.learning") / "models" / controller))
+    """The folder of the reference model of `controller` shipped in the package (experiments/controllers/models/...)."""
+    return Path(str(resources.files("experiments.controllers") / "models" / controller))
 
 
 def is_pickled(path: Path) -> bool:
