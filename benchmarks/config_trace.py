@@ -15,8 +15,11 @@ left out: comprehensions, lambdas, module bodies and the dunder methods Python c
 * `model_after` carried: the same, also counting calls that receive an object holding that section (the
   command's config, `MPCSettings`): every file the value passes through on its way.
 
-A stay is a maximal run of consecutive recorded calls in one file; a return is a stay in a file that an earlier
-stay already left. Usage: `python benchmarks/config_trace.py [--list] [--root CHECKOUT]`.
+Each path is measured in three views (`VIEWS`): all such calls; the harness's (a call inside pev_env or pev_mpc
+only where experiments/ calls into it); hand-offs (those, without the object's own methods other than its
+construction). A stay is a maximal run of consecutive recorded calls in one file; a return is a stay in a file
+that an earlier stay already left. Usage: `python benchmarks/config_trace.py [--list] [--root CHECKOUT]`
+(`--root` measures another checkout, e.g. an export of the commit before the grouping).
 """
 
 from __future__ import annotations
