@@ -129,7 +129,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                                                      ("ppo-price", "ppo-price"))},
         **{f"runs/ppo-{s}": "ppo" for s in range(5)}, **{f"runs/mappo-{s}": "mappo" for s in range(3)},
         **{f"{root}ppo-residual-{s}": "ppo-residual" for s in range(5) for root in ("runs/", "results/learned/models/")},
-        **{f"results/learned/models/ppo-{s}": "ppo" for s in range(5)},
+        **{f"results/learned/models/{kind}-{s}": kind for s in range(5)
+           for kind in ("ppo", "ppo-safe", "mappo-safe", "mappo-lagrangian")},
     }
     for folder, model in stand_ins.items():
         with resources.as_file(models / model) as src:

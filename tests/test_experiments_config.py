@@ -23,7 +23,7 @@ def test_defaults_are_the_main_job() -> None:
     assert cfg.seeds == (0, 1, 2, 3, 4)
     assert set(cfg.controllers) == {"uncontrolled", "edf", "llf", "equal-share", "mpc-decentralised",
                                     "mpc-centralised", "mpc-decentralised-tracking", "offline-optimal", "ppo", "mappo",
-                                    "ppo-price", "ppo-safe", "ppo-residual", "mappo-lagrangian"}
+                                    "ppo-price", "ppo-safe", "ppo-residual", "mappo-safe", "mappo-lagrangian"}
     assert not set(TrainConfig().seeds) & set(cfg.seeds)  # PPO is evaluated on held-out seeds
 
 

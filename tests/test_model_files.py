@@ -146,7 +146,8 @@ def test_trusted_sb3_zip_is_converted_once_and_evaluated(tmp_path) -> None:
     assert converted["training"]["converted_from"] == str(legacy / "model.zip")
 
 
-@pytest.mark.parametrize("controller", ["ppo", "mappo", "ppo-price", "ppo-safe", "ppo-residual", "mappo-lagrangian"])
+@pytest.mark.parametrize("controller", ["ppo", "mappo", "ppo-price", "ppo-safe", "ppo-residual", "mappo-safe",
+                                        "mappo-lagrangian"])
 def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, controller) -> None:
     """Each reference model loads from another working directory and records its training command, trained on the
     training scenarios and never on an evaluation day."""

@@ -55,6 +55,7 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     PPO + PRICE_SUFFIX,
     PPO + "-safe",
     PPO + "-residual",
+    MAPPO + "-safe",
     MAPPO_LAGRANGIAN,
 )
 LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in LEARNED_NAMES}
