@@ -127,3 +127,26 @@ def test_controllers_help_lists_every_registered_controller() -> None:
         text = next(a for a in sub[command]._actions if a.dest == "controllers").help
         for name in registry.controller_names():
             assert name in text, (command, name)
+
+
+def test_network_violations_are_what_the_summary_the_statistics_and_the_bars_count() -> None:
+    """On a site network the area limit is no constraint (area_violation_steps 0): the summary, the RL
+    statistics, the violation profile and the bar plot count the steps above any network constraint."""
+    from experiments.outputs import plots
+    from experiments.outputs.summary import markdown
+
+    rows = [{"controller": c, "scenario": "acn-caltech-network", "seed": s, "unmet_energy_kwh": u + s,
+             "unmet_energy_pct": 1.0, "area_violation_steps": 0, "network_violation_steps": v,
+             "area_overload_kwh": 0.0, "local_violation_steps": 0, "step_time_median_ms": 1.0}
+            for c, u, v in (("ppo@0", 10.0, 92), ("ppo@1", 11.0, 90), ("llf", 9.0, 0)) for s in range(3)]
+    metrics = pd.DataFrame(rows)
+    assert "network_violation_steps" in markdown(metrics)
+    stats = rl_report.markdown(metrics)
+    assert "network_violation_steps" in stats and "area_violation_steps" not in stats
+    assert "91.00" in stats                                   # the IQM of ppo's six runs of 90 and 92 steps
+    violation = rl_report.profiles(metrics)[-1]
+    assert "network" in violation.label and violation.curves["ppo"].point[0] == 0.0   # no run at 0 steps
+    fig = plots.metric_bars(metrics)
+    assert "network" in fig.axes[1].get_ylabel()
+    legacy = metrics.drop(columns="network_violation_steps")  # rows written before site networks
+    assert "area_violation_steps" in rl_report.markdown(legacy)

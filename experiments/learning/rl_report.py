@@ -17,17 +17,19 @@ import numpy as np
 import pandas as pd
 
 from experiments.controllers import registry
+from experiments.outputs.plots import violation_column
 from experiments.learning.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
                                  stratified_bootstrap)
 
-METRICS: tuple[str, ...] = ("unmet_energy_kwh", "area_violation_steps")
-"""Metrics of the RL statistics (lower is better)."""
+METRICS: tuple[str, ...] = ("unmet_energy_kwh", "network_violation_steps")
+"""Metrics of the RL statistics (lower is better). network_violation_steps counts the steps above any limit of
+the plant: the area limit alone (then it equals area_violation_steps), or any constraint of a site network."""
 BASELINES: tuple[str, ...] = ("llf", "mpc-decentralised")
 """Controllers the probability of improvement is taken over (when they ran)."""
 RATIO_TARGET = 1.1
 """Target of the unmet-energy profile: at most 10 % more unmet energy than LLF on the same episode."""
 VIOLATION_TARGET = 0.1
-"""Target of the violation profile: at most 0.1 area-limit violation steps per episode."""
+"""Target of the violation profile: at most 0.1 violation steps (area limit or network) per episode."""
 
 
 def agent_runs(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -110,8 +112,9 @@ def markdown(metrics: pd.DataFrame) -> str:
              "resamples (runs resampled within each scenario, seed 0). P(agent better than baseline): the chance "
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", ""]
-    lines += iqm_tables(runs)
-    lines += improvement_table(runs)
+    metrics_here = [violation_column(runs) if m == "network_violation_steps" else m for m in METRICS]
+    lines += iqm_tables(runs, metrics_here)
+    lines += improvement_table(runs, metrics_here)
     return "\n".join(lines)
 
 
@@ -156,7 +159,8 @@ def llf_ratio(runs: pd.DataFrame) -> pd.Series:
 
 def profiles(metrics: pd.DataFrame) -> list[Profile]:
     """The unmet-energy profile (relative to LLF on the same episode when LLF ran, else in % of the energy
-    asked) and the area-violation profile, each over every agent's runs, scenarios as strata."""
+    asked) and the violation profile (the area limit or any network constraint), each over every agent's runs,
+    scenarios as strata."""
     runs = agent_runs(metrics)
     found: list[Profile] = []
     if "llf" in set(runs["agent"]):
@@ -169,7 +173,8 @@ def profiles(metrics: pd.DataFrame) -> list[Profile]:
         top = float(runs["unmet_energy_pct"].max()) * 1.05
         found.append(_profile(runs, "unmet_energy_pct", "unmet energy (% of the energy asked)", float("nan"), top,
                               "symlog"))
-    top = float(runs["area_violation_steps"].max()) * 1.05
-    found.append(_profile(runs, "area_violation_steps", "area-limit violation steps per episode", VIOLATION_TARGET,
-                          top, "symlog"))
+    violations = violation_column(runs)
+    top = float(runs[violations].max()) * 1.05
+    found.append(_profile(runs, violations, "violation steps per episode (area limit or network)",
+                          VIOLATION_TARGET, top, "symlog"))
     return found

@@ -20,6 +20,7 @@ LABELS: dict[str, str] = {
     "unmet_energy_kwh": "Unmet energy (kWh)",
     "unmet_energy_pct": "Unmet energy (%)",
     "area_violation_steps": "Area-limit violations (steps)",
+    "network_violation_steps": "Limit violations (steps; the area limit,\nor any constraint of a site network)",
     "area_overload_kwh": "Energy above the area limit (kWh)",
     "local_violation_steps": "Local violations (steps)",
     "step_time_median_ms": "Median time per step (ms)",
@@ -72,11 +73,19 @@ def distinct_colors(n: int) -> list[tuple[float, ...]]:
     return [plt.get_cmap("turbo")(x) for x in np.linspace(0.03, 0.97, n)]
 
 
-def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "area_violation_steps"),
-                title: str = "Unmet energy and area violations") -> plt.Figure:
+def violation_column(metrics: pd.DataFrame) -> str:
+    """The rows' count of steps above a limit: network_violation_steps (the area limit, or any constraint of a
+    site network), or area_violation_steps where the rows predate networks."""
+    return "network_violation_steps" if "network_violation_steps" in metrics.columns else "area_violation_steps"
+
+
+def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "network_violation_steps"),
+                title: str = "Unmet energy and limit violations") -> plt.Figure:
     """Grouped bars (scenario groups, one bar per controller, each controller its own colour) with 95%
     t-interval error bars; the metrics are non-negative, so an interval never reaches below 0. The legend is
-    below the panels, never over the bars."""
+    below the panels, never over the bars. A violation count the rows lack (files written before site networks
+    have no network_violation_steps) falls back to area_violation_steps."""
+    columns = [violation_column(metrics) if c == "network_violation_steps" else c for c in columns]
     controllers = list(dict.fromkeys(metrics["controller"]))
     scenarios = list(dict.fromkeys(metrics["scenario"]))
     panel = float(np.clip(1.5 + 0.3 * len(controllers) * len(scenarios), 4.5, 12.0))

@@ -13,6 +13,7 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "unmet_energy_kwh",
     "unmet_energy_pct",
     "area_violation_steps",
+    "network_violation_steps",
     "area_overload_kwh",
     "local_violation_steps",
     "step_time_median_ms",
