@@ -1,7 +1,7 @@
 # The two set-up commands of the README:
 #   make run   -> create .venv, install the package with the RL extra, run the default comparison
 #   make test  -> create .venv, install with the test extras (docs included: a test builds the site; benchmarl
-#                 included: it resolves torchrl 0.11.x, on which experiments.marl also runs), run the test suite
+#                 included: it resolves torchrl 0.11.x, on which experiments.learning.marl also runs), run the test suite
 # torch is installed first with the exact CPU build (TORCH), and kept by naming it in every install (an unpinned
 # resolution could pull a CUDA build); the package's extras only take a range.
 PYTHON ?= python3.11

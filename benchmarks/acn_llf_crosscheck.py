@@ -87,7 +87,7 @@ def acnportal_llf_delivered(config: Any, scenario: Any, voltage: float = 208.0) 
 
 def our_llf_delivered(config: Any, scenario: Any) -> np.ndarray:
     """kWh stored per PEV by our `llf` policy in the plant (the path `compare` runs)."""
-    from experiments.runner import run_episode
+    from experiments.commands.runner import run_episode
     from pev_mpc.policies import make_policy
 
     policy = make_policy("llf")

@@ -14,7 +14,7 @@ b-d. Whole days of the shipped Caltech files on `caltech_acn(basic_evse=True, vo
    transformer_cap=kW)`: acnportal's `SortedSchedulingAlgo(least_laxity_first / earliest_deadline_first)`,
    `RoundRobin(first_come_first_served, continuous_inc=1)` and adacharge's `AdaptiveChargingAlgorithmOffline`
    (objective `total_energy`, SOC constraints) run by `acnsim.Simulator` against our `llf`, `edf`,
-   `round-robin` and `offline-optimal` in our plant (`experiments.runner.run_episode`), network `caltech`.
+   `round-robin` and `offline-optimal` in our plant (`experiments.commands.runner.run_episode`), network `caltech`.
    Days: the quoted ones (QUOTED_DAYS) and held-out ones (HELD_OUT_EVERY), each at 40 and 25 kW. A second
    table runs acnportal's LLF and EDF with their bisection to 1e-7 A instead of the fixed 0.01 A
    (`ExactSortedSchedulingAlgo`): that tolerance alone separates the two sides (near-ties of laxity flip).
@@ -216,7 +216,7 @@ def acn_algorithms(columns: Sequence[str]) -> dict[str, Callable[[], Any]]:
 
 def ours_delivered(column: str, config: Any, scenario: Any) -> tuple[float | None, str]:
     """(kWh stored by our policy, '') or (None, why pending): no such policy, or it exceeds the network."""
-    from experiments.runner import run_episode
+    from experiments.commands.runner import run_episode
     from pev_env.network import site_network
     from pev_mpc.policies import POLICIES, make_policy
 

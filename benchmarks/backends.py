@@ -113,7 +113,7 @@ def grids(quick: bool, repeats: int) -> None:
 
     import ray
 
-    from experiments.cli import main as cli
+    from experiments.cli.main import main as cli
 
     small = ["--scenarios", "seed", "--seeds", "0-1", "--controllers", "edf,llf,mpc-decentralised"] if quick else []
     args = ["compare", *small, "-q", "--no-plots", "--no-traces"]

@@ -1,4 +1,4 @@
-"""Coverage of the 95 % stratified-bootstrap intervals of `experiments.rlstats` (IQM and mean, 2000 resamples)
+"""Coverage of the 95 % stratified-bootstrap intervals of `experiments.learning.rlstats` (IQM and mean, 2000 resamples)
 on normal samples whose true IQM and mean are 0: the fraction of 1000 draws whose interval holds 0, for the
 numbers of runs an evaluation has (5 days of one training seed; 3 or 5 seeds x 5 days; 50).
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.rlstats import iqm_of_strata, stratified_bootstrap
+from experiments.learning.rlstats import iqm_of_strata, stratified_bootstrap
 
 DRAWS = 1000
 

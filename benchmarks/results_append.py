@@ -1,4 +1,4 @@
-"""Cost of recording one row in metrics.csv (`experiments.results.ResultsTable.add`: append + fsync) with 1,000
+"""Cost of recording one row in metrics.csv (`experiments.outputs.results.ResultsTable.add`: append + fsync) with 1,000
 and 50,000 rows already in the file: it should not grow with the table. Printed with the fsync (the disk's
 share, which varies with the machine's other writes) and without it (the code's share).
 
@@ -13,8 +13,8 @@ import time
 from unittest import mock
 from pathlib import Path
 
-from experiments.results import ResultsTable
-from experiments.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS
+from experiments.commands.runner import CONTROLLER_COLUMNS, FAILURE_COLUMNS
+from experiments.outputs.results import ResultsTable
 from pev_env.metrics import METRIC_COLUMNS
 
 COLUMNS = [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS]

@@ -12,6 +12,6 @@ import sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     sys.path.append(sys.path.pop(0))
 
-from experiments.cli import main  # noqa: E402 - after the sys.path fix
+from experiments.cli.main import main  # noqa: E402 - after the sys.path fix
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 Everything here is per station and uses only that station's observation plus the plant constants
 every controller knows (p_max, eta, dt_h), so the shared policy stays decentralised. The same functions
 serve the PettingZoo/Gymnasium wrappers (`pev_env.wrappers`), the in-package trainer's array path
-(`experiments.rl`) and the saved policies (`experiments.rl_model`).
+(`experiments.learning.rl`) and the saved policies (`experiments.controllers.rl_model`).
 
 * `station_features`: scale-free features of the station's own observation (fractions of p_max,
   P_ref and departure time), so one policy serves plants with 22 kW and 6.6 kW stations alike.

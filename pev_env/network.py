@@ -162,6 +162,19 @@ class Network:
         least = room.min(axis=0, initial=np.inf)
         return np.where(np.isfinite(least), least, np.asarray(p_max, dtype=np.float64))
 
+    def with_limits(self, limit: np.ndarray) -> Network:
+        """The same constraints with other limits; the derived structure (linear rows, directions, the
+        sparse gains) is kept, not recomputed (a policy widens limits at every step)."""
+        out = Network.__new__(Network)
+        out.__dict__.update(self.__dict__)
+        limit = np.asarray(limit, dtype=np.float64).copy()
+        bad = ~(np.isfinite(limit) & (limit > 0)) if limit.shape == self.limit.shape else None
+        if bad is None or bad.any():
+            raise NetworkError(f"network {self.name}: limits {limit} must be {self.n_constraints} finite numbers > 0")
+        limit.setflags(write=False)
+        object.__setattr__(out, "limit", limit)
+        return out
+
     def rows(self, index: np.ndarray) -> Network:
         """The network of the constraints `index` only."""
         return Network(self.name, tuple(self.names[j] for j in index), self.gain[index], self.limit[index],

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pev_env.observation import OBS_INDEX
-from pev_env.scenario import atomic_path
+from pev_env.files import atomic_path
 
 MAX_STATIONS_DRAWN = 32
 MAX_LABELLED_SESSIONS = 40

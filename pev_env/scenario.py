@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pev_env.arrays import real_array
+from pev_env.files import atomic_path
 from pev_env.limits import MAX_CAPACITY_KWH, MAX_STATIONS, MAX_STEPS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,32 +27,6 @@ CSV_COLUMNS: tuple[str, ...] = (
 _ARRAY_FIELDS: tuple[str, ...] = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
 _INT_FIELDS = ("arrival", "departure", "station")
 _BOUND_FIELDS = ("p_min", "p_max")
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_read_umask()
-"""Mode of files written by `atomic_path` (mkstemp alone would create them 0600)."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success move it onto `path` (os.replace)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _fail(field: str, index: int | None, value: Any, allowed: str) -> ValueError:

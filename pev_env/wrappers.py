@@ -7,9 +7,9 @@
 * `StationLearningGymWrapper` (Gymnasium, all stations as one agent): the features of every station
   flattened (N * N_FEATURES,), actions (N,) in [-1, 1], reward the sum of the station rewards.
 
-`pev-experiments train` uses the same functions on its fast array path (`experiments.rl.StationVecEnv`),
+`pev-experiments train` uses the same functions on its fast array path (`experiments.learning.rl.StationVecEnv`),
 so a policy trained through these wrappers (e.g. SuperSuit + Stable-Baselines3) is the same kind of agent,
-and can be saved and run by the harness (`experiments.rl`, `experiments.rl_model`). The features are
+and can be saved and run by the harness (`experiments.learning.rl`, `experiments.controllers.rl_model`). The features are
 scale-free but unbounded (Box(-inf, inf)): normalise them by running statistics (SB3's VecNormalize) as
 the trainer does.
 

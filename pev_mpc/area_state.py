@@ -16,6 +16,7 @@ import numpy as np
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import StationPool, StationReplies, ask_pool
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.rounds import Counts, take_replies
 from pev_mpc.settings import MPCSettings
 
 ARMIJO = 1e-4
@@ -84,24 +85,6 @@ class AreaContext:
                    G_NOISE * max(1.0, float(np.max(np.abs(problem.P_ref), initial=0.0))))
 
 
-@dataclass(frozen=True)
-class Counts:
-    """What a step has spent and seen so far."""
-
-    rounds: int = 0
-    messages: int = 0
-    fallbacks: int = 0
-    missing: int = 0
-    gap_checks: int = 0
-    """Certifications in which the stations valued the projected plans."""
-    exchanges: int = 0
-    """Model-market exchanges."""
-    model_rounds: int = 0
-    """The coordinator's own rounds on the model market (no messages)."""
-    trace: tuple[float, ...] = ()
-    """KKT residual (kW) at every stopping test."""
-
-
 @dataclass(frozen=True, eq=False)
 class Round:
     """The last broadcast and what it gave."""
@@ -140,19 +123,13 @@ class AreaState:
 
 def tally(state: AreaState, **increments: int | tuple[float, ...]) -> AreaState:
     """The state with counters raised by increments (trace: the entries appended)."""
-    c = state.counts
-    return replace(state, counts=replace(c, **{k: getattr(c, k) + v for k, v in increments.items()}))
+    return replace(state, counts=state.counts.add(**increments))
 
 
-def _record(ctx: AreaContext, state: AreaState, rep: StationReplies, prices: np.ndarray) -> AreaState:
+def _record(state: AreaState, rep: StationReplies, prices: np.ndarray) -> AreaState:
     """Keep the plans that arrived; count the round, its messages and failures."""
-    ok = rep.answered
-    plan, value = state.plan.copy(), state.value.copy()
-    plan[ok] = rep.p[ok]
-    value[ok] = rep.value[ok] - rep.p[ok] @ prices
-    state = replace(state, plan=plan, value=value, stale=~ok)
-    return tally(state, rounds=1, messages=ctx.problem.n_stations + int(ok.sum()),
-                 fallbacks=int(np.sum(rep.failed & ok)), missing=int(np.sum(~ok)))
+    plan, value, counts = take_replies(state.plan, state.value, rep, prices, state.counts)
+    return replace(state, plan=plan, value=value, stale=~rep.answered, counts=counts)
 
 
 def ask(ctx: AreaContext, state: AreaState, prices: np.ndarray, want_sensitivity: bool, barrier: float = 0.0,
@@ -164,9 +141,9 @@ def ask(ctx: AreaContext, state: AreaState, prices: np.ndarray, want_sensitivity
     """
     rep = ask_pool(ctx.pool, prices, want_sensitivity, barrier, smoothing, exact)
     if not rep.answered.all() and state.counts.rounds + 1 < ctx.settings.max_iterations:
-        state = _record(ctx, state, rep, prices)
+        state = _record(state, rep, prices)
         rep = ask_pool(ctx.pool, prices, want_sensitivity, barrier, smoothing, exact)
-    state = _record(ctx, state, rep, prices)
+    state = _record(state, rep, prices)
     P_ref = ctx.problem.P_ref
     r = state.plan.sum(axis=0) - P_ref
     g = float(state.value.sum() + np.sum(state.plan @ prices) - prices @ P_ref)

@@ -39,10 +39,11 @@ import numpy as np
 from pev_env.network import Network
 from pev_mpc.coordinator import CoordinationResult, shift_steps
 from pev_mpc.network_allocation import dual_penalty, scale_into_network, station_prices
-from pev_mpc.network_market import clear_separable_market, polish
+from pev_mpc.network_market import MarketError, clear_separable_market, polish
 from pev_mpc.objective import StationCosts, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
+from pev_mpc.rounds import Counts, take_replies
 from pev_mpc.separable_qp import SeparableStations, bid_model
 from pev_mpc.settings import MPCSettings
 
@@ -96,13 +97,9 @@ class StepState:
     """(N,) bool: the station's plan does not answer y (its reply was lost)."""
     cleared: np.ndarray | None = None
     """(N, H) the plan of the last clearing (the model's optimum), a candidate next to the replies."""
-    rounds: int = 0
-    messages: int = 0
-    fallbacks: int = 0
-    missing: int = 0
-    exchanges: int = 0
-    trace: tuple[float, ...] = ()
-    """Projection shed per round (kW, the largest over the horizon)."""
+    counts: Counts = Counts()
+    """Rounds, messages, exchanges; trace: the projection's shed per certification (kW, the largest over
+    the horizon)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,22 +122,15 @@ def ask(pool: StationPool, problem: ChargingProblem, settings: MPCSettings, y: n
     network = problem.network
     prices = station_prices(network, y)
     rep = pool.respond(prices, False)
-    ok = rep.answered
     N = problem.n_stations
-    plan = problem.lower_plan() if state is None else state.plan.copy()
-    value = np.zeros(N) if state is None else state.value.copy()
-    plan[ok] = rep.p[ok]
-    value[ok] = rep.value[ok] - np.sum(rep.p[ok] * prices[ok], axis=1)
-    last = state or StepState(y, plan, value, None, np.full(N, np.inf), ~ok)
+    last = state or StepState(y, problem.lower_plan(), np.zeros(N), None, np.full(N, np.inf), ~rep.answered)
+    plan, value, counts = take_replies(last.plan, last.value, rep, prices, last.counts)
     model, known = None, last.known_cap
-    if rep.bids is not None and ok.all():
+    if rep.bids is not None and rep.answered.all():
         model = bid_model(problem, settings, prices, rep, known)
         known = model.costs.cap
-    out = replace(last, y=y, plan=plan, value=value, bids_model=model, known_cap=known, stale=~ok,
-                  rounds=last.rounds + 1,
-                  messages=last.messages + N + int(ok.sum()), fallbacks=last.fallbacks + int(np.sum(rep.failed & ok)),
-                  missing=last.missing + int(np.sum(~ok)))
-    return out
+    return replace(last, y=y, plan=plan, value=value, bids_model=model, known_cap=known, stale=~rep.answered,
+                   counts=counts)
 
 
 def certify(state: StepState, problem: ChargingProblem, costs: StationCosts, settings: MPCSettings) -> Certificate:
@@ -196,7 +186,10 @@ def clear_model(state: StepState, problem: ChargingProblem, settings: MPCSetting
         return polish(model, problem.network, y), plan
     from pev_mpc.centralised import solve_centralised
 
-    cleared = solve_centralised(problem, settings, costs=costs)
+    try:
+        cleared = solve_centralised(problem, settings, costs=costs)
+    except RuntimeError as exc:                              # the solver's status named
+        raise MarketError(f"network model market: {exc}") from exc
     return np.asarray(cleared.prices, dtype=np.complex128), cleared.p
 
 
@@ -212,20 +205,26 @@ def coordinate(pool: StationPool, problem: ChargingProblem, settings: MPCSetting
         raise ValueError(f"warm multipliers have shape {y.shape}: must be ({J}, {H})")
     costs = station_costs(problem, settings)
     state = ask(pool, problem, settings, y, None)
+    failure = ""
     while True:
         verdict = certify(state, problem, costs, settings)
         # the stations value the projected plans, and check the cleared plan against their budgets
         checks = 2 * problem.n_stations * (1 + (state.cleared is not None))
-        state = replace(state, trace=state.trace + (verdict.shed_kw,), messages=state.messages + checks)
-        done = verdict.certified or state.exchanges >= MAX_EXCHANGES or state.rounds >= settings.max_iterations
-        if done:
+        state = replace(state, counts=state.counts.add(trace=(verdict.shed_kw,), messages=checks, gap_checks=1))
+        c = state.counts
+        if verdict.certified or failure or c.exchanges >= MAX_EXCHANGES or c.rounds >= settings.max_iterations:
             break
         if not state.stale.any():
-            y, cleared = clear_model(state, problem, settings, costs)
-            state = replace(state, exchanges=state.exchanges + 1, cleared=cleared)
+            try:
+                y, cleared = clear_model(state, problem, settings, costs)
+            except MarketError as exc:  # the step ends on the replies so far, reported not converged
+                failure = str(exc)
+                break
+            state = replace(state, counts=c.add(exchanges=1), cleared=cleared)
         state = ask(pool, problem, settings, y, state)  # a lost reply: the same multipliers again
-    return CoordinationResult(p=verdict.projected, prices=state.y, iterations=state.rounds,
-                              converged=verdict.certified, residual_kw=verdict.shed_kw, messages=state.messages,
-                              fallbacks=state.fallbacks, missing_replies=state.missing,
-                              history={"shed_kw": list(state.trace), "model_exchanges": state.exchanges,
-                                       "gap": verdict.gap})
+    c = state.counts
+    return CoordinationResult(p=verdict.projected, prices=state.y, iterations=c.rounds,
+                              converged=verdict.certified, residual_kw=verdict.shed_kw, messages=c.messages,
+                              fallbacks=c.fallbacks, missing_replies=c.missing,
+                              history={"shed_kw": list(c.trace), "model_exchanges": c.exchanges, "gap": verdict.gap,
+                                       "market_error": failure})

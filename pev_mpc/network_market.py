@@ -14,6 +14,8 @@ is mu_jk (y_jk = mu_jk times the row direction); both rescaled from the limits a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import clarabel
 import numpy as np
 from scipy import sparse
@@ -46,59 +48,77 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     scale = max(1.0, float(np.max(np.abs(costs.linear[station, step]), initial=0.0)))  # objective units
     P = sparse.diags(2.0 * costs.power_reg[station] / scale, format="csc")
     q = costs.linear[station, step] / scale
-    cells = np.arange(n)
-    blocks, rhs, cones = [], [], []
-    # box and budget rows (nonnegative cone)
     lo, hi = problem.p_min[station], problem.p_max[station]
-    budget = (costs.cap - problem.x0) / problem.c
-    known = np.flatnonzero(np.isfinite(budget) & (budget < hi.sum() + 1.0))
-    row_of = np.full(N, -1)
-    row_of[known] = np.arange(known.size)
-    in_budget = row_of[station]   # each cell's budget row, -1 where its station's budget is not known
-    has = in_budget >= 0
-    blocks += [sparse.identity(n, format="csc"), -sparse.identity(n, format="csc"),
-               sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
-    rhs += [hi, -lo, budget[known]]
-    # network rows, scaled by their limits: linear rows in the nonnegative cone, cones as SOC(3); a row (j, k)
-    # that the cells cannot load past its limit even at full power is left out (its multiplier is 0)
-    linear = np.flatnonzero(network.linear)
-    conic = np.flatnonzero(~network.linear)
-    if linear.size:
-        lin_rows, row, cell, g = _bindable(network, linear, station, step, hi, H)
-        blocks.append(sparse.csc_matrix((np.abs(g), (row, cell)), shape=(lin_rows.size, n)))
-        rhs.append(np.ones(lin_rows.size))
-    n_nonneg = sum(b.shape[0] for b in blocks)
-    cones.append(clarabel.NonnegativeConeT(n_nonneg))
-    if conic.size:
-        cone_rows, row, cell, g = _bindable(network, conic, station, step, hi, H)
-        rows = np.concatenate([3 * row + 1, 3 * row + 2])       # cone r: rows 3r (the limit), 3r + 1, 3r + 2
-        vals = np.concatenate([-g.real, -g.imag])
-        keep = vals != 0
-        blocks.append(sparse.csc_matrix((vals[keep], (rows[keep], np.tile(cell, 2)[keep])),
-                                        shape=(3 * cone_rows.size, n)))
-        b = np.zeros(3 * cone_rows.size)
-        b[0::3] = 1.0
-        rhs.append(b)
-        cones += [clarabel.SecondOrderConeT(3)] * cone_rows.size
-    A = sparse.vstack(blocks, format="csc")
+    blocks, rhs = _cell_rows(problem, costs, station, lo, hi)
+    rows = _NetworkRows.of(network, station, step, hi, H)
+    n_nonneg = sum(b.shape[0] for b in blocks) + rows.linear.size
+    cones = [clarabel.NonnegativeConeT(n_nonneg)] + [clarabel.SecondOrderConeT(3)] * rows.conic.size
+    A = sparse.vstack(blocks + rows.blocks, format="csc")
     settings = clarabel.DefaultSettings()
     for key, value in _SETTINGS.items():
         setattr(settings, key, value)
-    solution = clarabel.DefaultSolver(P, q, A, np.concatenate(rhs), cones, settings).solve()
+    solution = clarabel.DefaultSolver(P, q, A, np.concatenate(rhs + rows.rhs), cones, settings).solve()
     status = str(solution.status)
     if "Solved" not in status:
         raise MarketError(f"network model market: Clarabel status {status}")
-    x, z = np.asarray(solution.x), np.asarray(solution.z)
-    plan[station, step] = np.clip(x, lo, hi)
-    y = np.zeros((J * H,), dtype=np.complex128)                  # flat (j, k) -> j H + k
-    if linear.size:
-        mu = z[n_nonneg - lin_rows.size:n_nonneg]
-        y[lin_rows] = np.maximum(mu, 0.0) * network.direction[lin_rows // H]
-    if conic.size:
-        zc = z[n_nonneg:].reshape(cone_rows.size, 3)
-        y[cone_rows] = -(zc[:, 1] + 1j * zc[:, 2])              # the rows hold -g: s = (1, g . p / L)
-    y = y.reshape(J, H)
+    plan[station, step] = np.clip(np.asarray(solution.x), lo, hi)
+    y = rows.multipliers(network, np.asarray(solution.z)[n_nonneg - rows.linear.size:], H)
     return plan, y * scale / network.limit[:, None]
+
+
+def _cell_rows(problem: ChargingProblem, costs: StationCosts, station: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray) -> tuple[list[sparse.csc_matrix], list[np.ndarray]]:
+    """The box and known-budget rows of the cells (station[c]: cell c's station), A x <= b."""
+    n = station.size
+    budget = (costs.cap - problem.x0) / problem.c
+    known = np.flatnonzero(np.isfinite(budget) & (budget < hi.sum() + 1.0))
+    row_of = np.full(problem.n_stations, -1)
+    row_of[known] = np.arange(known.size)
+    in_budget = row_of[station]   # each cell's budget row, -1 where its station's budget is not known
+    has = in_budget >= 0
+    cells = np.arange(n)
+    blocks = [sparse.identity(n, format="csc"), -sparse.identity(n, format="csc"),
+              sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
+    return blocks, [hi, -lo, budget[known]]
+
+
+@dataclass(frozen=True)
+class _NetworkRows:
+    """The network's rows of the market, scaled by their limits: linear rows in the nonnegative cone, cones as
+    SOC(3); a row (j, k) that the cells cannot load past its limit even at full power is left out (its
+    multiplier is 0)."""
+
+    linear: np.ndarray
+    """Flat indices j H + k of the linear rows kept (the last rows of the nonnegative cone)."""
+    conic: np.ndarray
+    """Flat indices of the cones kept (after the nonnegative cone, three rows each)."""
+    blocks: list[sparse.csc_matrix]
+    rhs: list[np.ndarray]
+
+    @staticmethod
+    def of(network: Network, station: np.ndarray, step: np.ndarray, hi: np.ndarray, H: int) -> _NetworkRows:
+        n = station.size
+        lin_rows, row, cell, g = _bindable(network, np.flatnonzero(network.linear), station, step, hi, H)
+        cone_rows, c_row, c_cell, c_g = _bindable(network, np.flatnonzero(~network.linear), station, step, hi, H)
+        rows = np.concatenate([3 * c_row + 1, 3 * c_row + 2])   # cone r: rows 3r (the limit), 3r + 1, 3r + 2
+        vals = np.concatenate([-c_g.real, -c_g.imag])
+        keep = vals != 0
+        b = np.zeros(3 * cone_rows.size)
+        b[0::3] = 1.0
+        return _NetworkRows(lin_rows, cone_rows,
+                            [sparse.csc_matrix((np.abs(g), (row, cell)), shape=(lin_rows.size, n)),
+                             sparse.csc_matrix((vals[keep], (rows[keep], np.tile(c_cell, 2)[keep])),
+                                               shape=(3 * cone_rows.size, n))],
+                            [np.ones(lin_rows.size), b])
+
+    def multipliers(self, network: Network, z: np.ndarray, H: int) -> np.ndarray:
+        """y (J, H) complex of the scaled rows (per limit and unit of the scaled objective), from Clarabel's
+        duals z of these rows."""
+        y = np.zeros((network.n_constraints * H,), dtype=np.complex128)   # flat (j, k) -> j H + k
+        y[self.linear] = np.maximum(z[:self.linear.size], 0.0) * network.direction[self.linear // H]
+        zc = z[self.linear.size:].reshape(self.conic.size, 3)
+        y[self.conic] = -(zc[:, 1] + 1j * zc[:, 2])              # the rows hold -g: s = (1, g . p / L)
+        return y.reshape(network.n_constraints, H)
 
 
 def _bindable(network: Network, rows: np.ndarray, station: np.ndarray, step: np.ndarray, hi: np.ndarray,

@@ -134,7 +134,7 @@ def test_an_absurd_energy_is_left_out_not_a_nan(tmp_path):
 
 
 def test_the_data_report_is_recorded_in_run_json(tmp_path):
-    from experiments.cli import main
+    from experiments.cli.main import main
     from pev_env.scenarios import scenario_data_reports
 
     spec = f"acn:{_write(tmp_path, GLITCH)}:2021-05-07"

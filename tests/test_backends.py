@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.backends import LocalBackend, RayBackend, make_backend, map_in_order
-from experiments.cli import main
-from experiments.results import KEY_COLUMNS
+from experiments.cli.main import main
+from experiments.commands.backends import LocalBackend, RayBackend, make_backend, map_in_order
+from experiments.outputs.results import KEY_COLUMNS
 from pev_mpc.distributed import RAY_MISSING
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ def _python(tmp_path: Path, hidden: tuple[str, ...], body: str) -> subprocess.Co
 
 def _run(tmp_path: Path, hidden: tuple[str, ...], *argv: str) -> subprocess.CompletedProcess:
     """`pev-experiments argv` with the `hidden` modules not installed."""
-    return _python(tmp_path, hidden, f"from experiments.cli import main\nsys.exit(main({list(argv)!r}))\n")
+    return _python(tmp_path, hidden, f"from experiments.cli.main import main\nsys.exit(main({list(argv)!r}))\n")
 
 
 def test_learned_controller_runs_without_torch(tmp_path) -> None:
@@ -48,7 +48,7 @@ def test_training_without_torch_is_exit_2_with_the_hint(tmp_path) -> None:
 
 def test_default_list_skips_a_learned_controller_that_cannot_run(tmp_path) -> None:
     hidden = ("torch", "stable_baselines3", "safetensors")
-    done = _python(tmp_path, hidden, "from experiments.config import CompareConfig\n"
+    done = _python(tmp_path, hidden, "from experiments.commands.config import CompareConfig\n"
                                      "print(','.join(CompareConfig().controllers))\n")
     assert done.returncode == 0, done.stderr
     assert "ppo" not in done.stdout.split(",") and "edf" in done.stdout

@@ -1,4 +1,4 @@
-"""The BenchMARL task (`experiments.benchmarl_task`): its configs, its TorchRL env, short BenchMARL trainings
+"""The BenchMARL task (`experiments.learning.benchmarl_task`): its configs, its TorchRL env, short BenchMARL trainings
 (MAPPO, IPPO, MASAC from BenchMARL's own yaml configs) and the hydra command line's config composition."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from benchmarl.algorithms import IppoConfig, MappoConfig, MasacConfig  # noqa: E
 from benchmarl.experiment import Experiment, ExperimentConfig  # noqa: E402
 from benchmarl.models import MlpConfig  # noqa: E402
 
-from experiments.benchmarl_task import CONF_DIR, GROUP, PevTask, register  # noqa: E402
+from experiments.learning.benchmarl_task import CONF_DIR, GROUP, PevTask, register  # noqa: E402
 from pev_env import PEVChargeEnv  # noqa: E402
 from pev_env.learning import N_FEATURES  # noqa: E402
 from pev_env.wrappers import StationLearningWrapper  # noqa: E402
@@ -90,7 +90,7 @@ def test_benchmarl_trains_on_the_task_and_reports(tmp_path, one_thread, algorith
 
 
 def test_hydra_config_composes_from_benchmarl_and_task_yaml() -> None:
-    """`python -m experiments.benchmarl_run algorithm=mappo task=pev/seed_20 +task.env.network=caltech` composes
+    """`python -m experiments.learning.benchmarl_run algorithm=mappo task=pev/seed_20 +task.env.network=caltech` composes
     BenchMARL's experiment/algorithm/model yaml with the task's (checked against its TaskConfig)."""
     from benchmarl.hydra_config import load_task_config_from_hydra
     from hydra import compose, initialize_config_dir

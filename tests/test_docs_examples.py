@@ -122,7 +122,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from pev_env.schedule import plug_schedule
     from pev_env.scenarios import make_scenario
 
-    models = resources.files("experiments") / "models"
+    models = resources.files("experiments.controllers") / "models"
     stand_ins = {  # documented model folder -> the shipped reference model standing in for it
         "results/ppo": "ppo", "results/mappo": "mappo", "results/ppo-price": "ppo-price",
         **{f"{kind}-{s}": model for s in (1, 2) for kind, model in (("ippo", "ppo"), ("mappo", "mappo"),
@@ -219,7 +219,7 @@ def skip_reason(argv: list[str]) -> str:
 
 def run_cli(args: list[str]) -> tuple[int, str]:
     """`pev-experiments ARGS` in this process: the exit code and what it printed."""
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import main
+from experiments.cli.main import main
 
 
 def test_compare_dry_run_names_the_grid_and_writes_nothing(tmp_path: Path, capsys) -> None:

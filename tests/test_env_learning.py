@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import parallel_api_test, render_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from experiments.rl import StationVecEnv
+from experiments.learning.rl import StationVecEnv
 from pev_env import PEVChargeEnv
 from pev_env.gym_env import PEVChargeGymEnv
 from pev_env.learning import N_FEATURES, input_names
@@ -97,8 +97,8 @@ def test_supersuit_sb3_training_gives_the_agent_the_harness_runs(tmp_path) -> No
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from experiments.rl import describe, sb3_tensors
-    from experiments.rl_model import LearnedPolicy, save_model
+    from experiments.controllers.rl_model import LearnedPolicy, save_model
+    from experiments.learning.rl import describe, sb3_tensors
 
     ss.normalize_obs_v0(PEVChargeEnv(scenario_name="seed")).reset(seed=0)  # needs finite bounds
     venv = ss.pettingzoo_env_to_vec_env_v1(StationLearningWrapper(PEVChargeEnv(scenario_name="seed")))

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import runner
-from experiments.cli import main
-from experiments.results import KEY_COLUMNS
+from experiments.cli.main import main
+from experiments.commands import runner
+from experiments.outputs.results import KEY_COLUMNS
 from pev_env.metrics import CONTROLLER_COLUMNS, METRIC_COLUMNS
 from pev_env.observation import N_OBS
 
@@ -90,7 +90,7 @@ def test_tune_writes_csv_and_pareto(tmp_path, capsys) -> None:
 
 
 def test_tune_unknown_setting_lists_valid_ones() -> None:
-    from experiments.config import typed_grid
+    from experiments.commands.config import typed_grid
 
     with pytest.raises(ValueError, match=r"tune.grid: unknown MPCSettings field 'colour'; valid fields: objective"):
         typed_grid({"colour": ("red",)})
@@ -115,7 +115,7 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
 
 
 def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None:
-    from experiments import registry
+    from experiments.controllers import registry
 
     seen = []
     make = registry.make_controller
@@ -131,7 +131,7 @@ def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None
 def test_train_save_reload_and_compare(tmp_path, algo, controller) -> None:
     """A short training (IPPO, or the MAPPO smoke: a few hundred samples) saves the same files and a model
     that reloads, acts deterministically and runs in compare under its controller name."""
-    from experiments.rl_model import LearnedPolicy, model_checksum
+    from experiments.controllers.rl_model import LearnedPolicy, model_checksum
     from pev_env.scenarios import make_scenario
 
     model_dir = tmp_path / algo

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.cli import main
-from experiments import registry
-from experiments.coerce import build, parse_seeds
-from experiments.config import CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig
-from experiments.loader import load_config
-from experiments.provenance import to_dict
+from experiments.cli.loader import load_config
+from experiments.cli.main import main
+from experiments.commands.coerce import build, parse_seeds
+from experiments.commands.config import CompareConfig, EvaluateConfig, ScaleConfig, TrainConfig, TuneConfig
+from experiments.controllers import registry
+from experiments.outputs.provenance import to_dict
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -30,7 +30,7 @@ def test_defaults_are_the_main_job() -> None:
 def test_train_defaults_are_the_reference_recipe() -> None:
     """A plain `train` reproduces the shipped reference model's recorded configuration (but the output folder),
     on the training split of the real days."""
-    from experiments.rl_model import DESCRIPTION_FILE, reference_model
+    from experiments.controllers.rl_model import DESCRIPTION_FILE, reference_model
 
     reference = json.loads((reference_model("ppo") / DESCRIPTION_FILE).read_text())["training"]
     recorded = {k: v for k, v in reference["config"].items() if k not in ("out", "overwrite")}

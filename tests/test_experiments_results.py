@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.results import ResultsTable, read_rows
-from experiments.runner import P_REF_INDEX, RunKey, run_episode
-from experiments.summary import markdown, mean_ci, summarise
+from experiments.commands.runner import P_REF_INDEX, RunKey, run_episode
+from experiments.outputs.results import ResultsTable, read_rows
+from experiments.outputs.summary import markdown, mean_ci, summarise
 from pev_env.config import EnvConfig
 from pev_env.observation import OBS_INDEX
 from pev_env.scenario import Scenario

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.config import TrainConfig
-from experiments.rl import StationVecEnv, _acn_days, train
-from experiments.rl_model import LearnedPolicy
+from experiments.commands.config import TrainConfig
+from experiments.controllers.rl_model import LearnedPolicy
+from experiments.learning.rl import StationVecEnv, _acn_days, train
 from pev_env.learning import (N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
 from pev_env.core import ChargingCore

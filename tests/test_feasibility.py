@@ -93,7 +93,7 @@ def test_the_scores_decide_the_order_of_the_fill() -> None:
 
 def _zero_actor(mode: str, controller: str) -> object:
     """A LearnedPolicy of `mode` whose actor outputs 0 for every input (a zero last layer)."""
-    from experiments.rl_model import LearnedPolicy, SavedModel
+    from experiments.controllers.rl_model import LearnedPolicy, SavedModel
 
     names = input_names(0.0, mode)
     tensors = {"obs_mean": np.zeros(len(names)), "obs_var": np.ones(len(names)),
@@ -131,8 +131,8 @@ def test_residual_with_a_zero_correction_is_llf(name, overrides) -> None:
 def test_a_safe_model_records_its_mode_and_runs_safe_under_its_own_name_only(tmp_path) -> None:
     """The model file records the action mode and the extra inputs; a safe model never runs as `ppo` (preflight:
     the controller must match), and an unknown mode is refused."""
-    from experiments.preflight import check_model
-    from experiments.rl_model import ModelError, load_model, save_model
+    from experiments.cli.preflight import check_model
+    from experiments.controllers.rl_model import ModelError, load_model, save_model
 
     policy = _zero_actor("safe", "ppo-safe")
     folder = save_model(tmp_path / "m", policy.model.tensors, policy.model.description)
@@ -157,12 +157,12 @@ def _sha(path: Path) -> str:
 def test_the_same_seed_trains_the_same_model_file(tmp_path, algo) -> None:
     """Two tiny trainings (a few hundred samples) with the same seed write byte-identical weights; another seed
     does not."""
-    from experiments.config import TrainConfig
+    from experiments.commands.config import TrainConfig
 
     if algo == "ippo":
-        from experiments.rl import train
+        from experiments.learning.rl import train
     else:
-        from experiments.marl import train_mappo as train
+        from experiments.learning.marl import train_mappo as train
 
     def run(out: str, seed: int) -> Path:
         cfg = TrainConfig(algo=algo, scenarios=("seed",), seeds=(1000, 1001), timesteps=180, n_steps=30,
@@ -185,8 +185,8 @@ def test_mappo_rollouts_sample_their_actions() -> None:
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from experiments.marl import _rollout, actor_critic
-    from experiments.rl import StationVecEnv
+    from experiments.learning.marl import _rollout, actor_critic
+    from experiments.learning.rl import StationVecEnv
 
     torch.manual_seed(0)
     env = StationVecEnv(["seed"], [1000])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.cli import main
-from experiments.rl_model import (DESCRIPTION_FILE, WEIGHTS_FILE, ModelError, load_model, model_checksum,
+from experiments.cli.main import main
+from experiments.controllers.rl_model import (DESCRIPTION_FILE, WEIGHTS_FILE, ModelError, load_model, model_checksum,
                                   reference_model, save_model)
 from pev_env.learning import N_FEATURES
 
@@ -73,7 +73,7 @@ def test_pickle_disguised_as_safetensors_is_unreadable_and_nothing_runs(tmp_path
     folder = save_model(tmp_path / "m", _tensors(np.random.default_rng(0)), _description())
     (folder / WEIGHTS_FILE).write_bytes(pickle.dumps(_Payload(marker)))
     description = json.loads((folder / DESCRIPTION_FILE).read_text())
-    from experiments.provenance import file_checksum
+    from experiments.outputs.provenance import file_checksum
 
     description["weights_sha256"] = file_checksum(folder / WEIGHTS_FILE)
     (folder / DESCRIPTION_FILE).write_text(json.dumps(description))
@@ -112,7 +112,7 @@ def test_tampered_or_inconsistent_models_are_refused(tmp_path) -> None:
 def test_numpy_actor_equals_the_sb3_policy_it_was_exported_from(tmp_path) -> None:
     from stable_baselines3 import PPO
 
-    from experiments.rl import StationVecEnv, describe, sb3_tensors
+    from experiments.learning.rl import StationVecEnv, describe, sb3_tensors
 
     model = PPO("MlpPolicy", StationVecEnv(["seed"], [1000]), n_steps=8, batch_size=8, seed=0, device="cpu",
                 policy_kwargs={"net_arch": [16, 16]})
@@ -129,7 +129,7 @@ def test_trusted_sb3_zip_is_converted_once_and_evaluated(tmp_path) -> None:
     """--trust-model converts a legacy SB3 model.zip into out/models/ppo; the rows name the converted model."""
     from stable_baselines3 import PPO
 
-    from experiments.rl import StationVecEnv
+    from experiments.learning.rl import StationVecEnv
 
     legacy = tmp_path / "legacy"
     legacy.mkdir()
@@ -156,7 +156,7 @@ def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, contr
     scenarios = set(description["training"]["config"]["scenarios"])
     assert {"seed", "seed-20", "acn-caltech-train"} <= scenarios
     assert not scenarios & {"acn-caltech", "acn-caltech-eval", "acn-caltech-network"}
-    code = ("from experiments.rl_model import reference_model, load_model; "
+    code = ("from experiments.controllers.rl_model import reference_model, load_model; "
             f"print(load_model(reference_model({controller!r})).description['controller'])")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whichever one is installed
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -166,7 +166,7 @@ def test_reference_model_is_shipped_and_found_from_any_directory(tmp_path, contr
 
 def test_price_informed_model_sees_the_area_price() -> None:
     """A price-informed model's extra input is the coordinator's price, updated from the observed area residual."""
-    from experiments.rl_model import LearnedPolicy, SavedModel
+    from experiments.controllers.rl_model import LearnedPolicy, SavedModel
     from pev_env.core import ChargingCore
     from pev_env.learning import PRICE_FEATURE, AreaPrice
     from pev_env.scenarios import make_scenario

@@ -130,6 +130,38 @@ def test_warm_start_from_the_last_step_and_lost_replies():
     assert not never.converged and never.missing_replies >= 5
 
 
+def test_a_model_market_the_solver_cannot_clear_ends_the_step_unconverged(monkeypatch):
+    """Clarabel failing on the model market is no traceback: the step ends on the replies so far, projected
+    onto the network, reported not converged with the solver's status."""
+    import pev_mpc.network_coordinator as nc
+    from pev_mpc.network_market import MarketError
+
+    def fail(*args, **kwargs):
+        raise MarketError("network model market: Clarabel status NumericalError")
+
+    monkeypatch.setattr(nc, "clear_separable_market", fail)
+    network = site_network(EnvConfig(network="caltech", n_stations=54, transformer_kw=25.0))
+    problem = network_problem(network, 1)
+    out = solve_decentralised(problem, MPCSettings(horizon=H))
+    assert not out.converged and out.iterations == 1
+    assert "NumericalError" in out.history["market_error"]
+    assert np.all(problem.network.loads(out.p) <= problem.network.limit[:, None] * (1 + 1e-9))
+
+
+def test_with_limits_keeps_the_structure_and_checks_the_limits():
+    network = site_network(EnvConfig(network="tree:3,2", n_stations=30, P_ref=60.0))
+    _ = network._sparse, network.sparse_gain
+    wider = network.with_limits(network.limit * 2.0)
+    assert np.array_equal(wider.limit, network.limit * 2.0) and wider.gain is network.gain
+    assert wider.linear is network.linear and wider.__dict__["sparse_gain"] is network.sparse_gain
+    assert np.array_equal(network.limit, site_network(EnvConfig(network="tree:3,2", n_stations=30, P_ref=60.0)).limit)
+    p = np.full(30, 3.0)
+    assert np.allclose(wider.overload(p), network.loads(p) - 2.0 * network.limit)
+    for bad in (network.limit[:-1], -network.limit, np.full(network.n_constraints, np.nan)):
+        with pytest.raises(ValueError, match="limits"):
+            network.with_limits(bad)
+
+
 @hsettings(max_examples=40, deadline=None)
 @given(n=st_.integers(1, 10), rows=st_.integers(1, 4), cones=st_.booleans(), seed=st_.integers(0, 10**6))
 def test_projection_holds_every_constraint_and_only_lowers(n, rows, cones, seed):

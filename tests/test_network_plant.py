@@ -142,8 +142,8 @@ REFERENCE = Path(__file__).parents[1] / "results" / "reference" / "metrics.csv"
 def test_area_network_metrics_equal_the_area_metrics_and_the_reference(scenario: str) -> None:
     """Each heuristic's seed-0 row reproduces the committed reference in every existing column (timings
     aside), and the network columns restate the area ones."""
-    from experiments.registry import make_controller
-    from experiments.runner import FAILURE_COLUMNS, run_episode
+    from experiments.commands.runner import FAILURE_COLUMNS, run_episode
+    from experiments.controllers.registry import make_controller
 
     old = [c for c in METRIC_COLUMNS if not c.startswith("network_")] + list(FAILURE_COLUMNS)
     reference = pd.read_csv(REFERENCE)
@@ -239,7 +239,7 @@ def test_network_file_with_kw_and_ampere_nodes_builds_the_expected_rows(tmp_path
 
 # ---- traces
 def test_compare_writes_the_network_traces_beside_the_unchanged_ones(tmp_path) -> None:
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     out = tmp_path / "cmp"
     assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "uncontrolled", "--jobs", "1",
@@ -256,8 +256,8 @@ def test_compare_writes_the_network_traces_beside_the_unchanged_ones(tmp_path) -
 
 
 def test_episode_result_carries_every_caltech_constraint() -> None:
-    from experiments.registry import make_controller
-    from experiments.runner import run_episode
+    from experiments.commands.runner import run_episode
+    from experiments.controllers.registry import make_controller
 
     config, scenario = make_scenario("acn-caltech", 0, EnvConfig(network="caltech", transformer_kw=40))
     result = run_episode(make_controller("uncontrolled"), config, scenario, 0)
@@ -284,7 +284,7 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
     (["--set", "env.network=tree:0,3"], "EnvConfig.network = 'tree:0,3': B1 and B2 must be >= 1"),
 ])
 def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys) -> None:
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     files = {"missing": tmp_path / "none.yaml", "broken": tmp_path / "broken.yaml",
              "negative": tmp_path / "negative.yaml"}
@@ -301,7 +301,7 @@ def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys
 
 
 def test_scale_checks_the_network_of_every_size(tmp_path, capsys) -> None:
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     with pytest.raises(SystemExit) as err:
         main(["scale", "--sizes", "10,60", "--steps", "1", "--controllers", "edf", "--set", "env.network=caltech",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from experiments.cli import main
-from experiments.policies_plugin import ENTRY_POINT_GROUP, load_class
+from experiments.cli.main import main
+from experiments.controllers.policies_plugin import ENTRY_POINT_GROUP, load_class
 
 FAST = ["--scenarios", "seed", "--seeds", "0", "-q", "--no-plots"]
 PLUGIN = "example_policies:HalfPower"

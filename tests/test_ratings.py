@@ -40,8 +40,8 @@ def test_config_accepts_scalars_and_per_station_values():
 
 
 def test_experiments_config_coerces_per_station_values():
-    from experiments.config import CompareConfig
-    from experiments.loader import load_config
+    from experiments.cli.loader import load_config
+    from experiments.commands.config import CompareConfig
 
     cfg = load_config(CompareConfig, None, {"env.p_max": "6.6,50", "env.n_stations": "2"})
     assert cfg.env.p_max == (6.6, 50.0)

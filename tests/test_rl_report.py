@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import registry, rl_report
-from experiments.cli import build_parser, main
-from experiments.learning_curves import main as curves_main
-from experiments.learning_curves import seed_curves
-from experiments.rl_model import reference_model
+from experiments.controllers import registry
+
+from experiments.cli.main import build_parser, main
+from experiments.controllers.rl_model import reference_model
+from experiments.learning import rl_report
+from experiments.learning.learning_curves import main as curves_main
+from experiments.learning.learning_curves import seed_curves
 
 EVAL = ["evaluate", "--scenarios", "seed", "--seeds", "0-1", "--controllers", "ppo,llf", "--jobs", "1", "-q",
         "--no-traces"]

@@ -1,11 +1,11 @@
-"""experiments.rlstats against hand-computed cases, the coverage of its intervals and its stratification."""
+"""experiments.learning.rlstats against hand-computed cases, the coverage of its intervals and its stratification."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.rlstats import (iqm, iqm_of_strata, performance_profile, probability_of_improvement, resample,
+from experiments.learning.rlstats import (iqm, iqm_of_strata, performance_profile, probability_of_improvement, resample,
                                  stratified_bootstrap)
 
 

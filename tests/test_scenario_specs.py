@@ -91,7 +91,7 @@ def test_display_names_and_checksums(jpl_file):
 
 
 def test_one_registry_for_names_and_the_harness():
-    from experiments import registry
+    from experiments.controllers import registry
 
     assert registry.scenario_names() == scenario_names()
     assert scenario_names()[: len(SCENARIO_NAMES)] == SCENARIO_NAMES
@@ -177,7 +177,7 @@ def test_train_and_evaluation_scenarios_share_the_spaces():
 
 # --------------------------------------------------------------------------------- CLI
 def test_specs_through_the_cli_from_another_directory(jpl_file, csv_file, tmp_path, monkeypatch):
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -202,7 +202,7 @@ def test_specs_through_the_cli_from_another_directory(jpl_file, csv_file, tmp_pa
 
 
 def test_cli_rejects_a_bad_spec_before_running(jpl_file, tmp_path, capsys):
-    from experiments.cli import main
+    from experiments.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--scenarios", f"acn:{jpl_file}:2019-05-04", "--out", str(tmp_path / "out"), "-q"])

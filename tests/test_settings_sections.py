@@ -8,10 +8,10 @@ import pickle
 
 import pytest
 
-from experiments.cli import main
-from experiments.config import CompareConfig
-from experiments.loader import load_config
-from experiments.provenance import fingerprint, to_dict
+from experiments.cli.loader import load_config
+from experiments.cli.main import main
+from experiments.commands.config import CompareConfig
+from experiments.outputs.provenance import fingerprint, to_dict
 from pev_mpc.policies.mpc import DecentralisedTrackingMPC
 from pev_mpc.settings import FLAT, SECTIONS, Coordination, MPCSettings, Objective, Policy
 

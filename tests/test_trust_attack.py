@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import main
+from experiments.cli.main import main
 from test_trust_edges import stops  # exit 2 with one line
 
 FAST = ["--seeds", "0", "--controllers", "edf", "-q", "--no-plots", "--workers", "1"]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import runner
-from experiments.backends import check_ray_address
-from experiments.cli import main
-from experiments.provenance import package_version
+from experiments.cli.main import main
+from experiments.commands import runner
+from experiments.commands.backends import check_ray_address
+from experiments.outputs.provenance import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--scenarios", "seed", "--seeds", "0", "--controllers", "edf", "--workers", "1", "-q", "--no-plots"]

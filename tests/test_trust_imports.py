@@ -97,5 +97,19 @@ def test_no_import_circles(package) -> None:
 
 def test_the_walk_sees_imports_inside_functions() -> None:
     graph = import_graph("experiments")
-    assert "experiments.rl_model" in graph["experiments.registry"]  # imported inside make_controller
+    assert "experiments.controllers.rl_model" in graph["experiments.controllers.registry"]  # imported inside make_controller
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
+
+
+LAYERS = ("cli", "commands", "learning", "controllers", "outputs", "errors")
+"""The subpackages of `experiments` (and the shared `errors` module), each importing only those after it."""
+
+
+def test_experiments_subpackages_import_one_way() -> None:
+    graph = import_graph("experiments")
+    layer = {name: name.split(".")[1] for name in graph if name.count(".") >= 1}
+    assert set(layer.values()) - {"__main__"} == set(LAYERS)
+    upward = sorted((a, b) for a, deps in graph.items() for b in deps
+                    if a in layer and b in layer and layer[a] in LAYERS and layer[b] in LAYERS
+                    and LAYERS.index(layer[b]) < LAYERS.index(layer[a]))
+    assert not upward, upward

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import compare
-from experiments.cli import main
-from experiments.runner import grid, scenario_labels
+from experiments.cli.main import main
+from experiments.commands import compare
+from experiments.commands.runner import grid, scenario_labels
 from pev_env.config import EnvConfig
 from pev_env.scenarios import make_scenario
 
@@ -167,7 +167,7 @@ def test_resume_refuses_a_metrics_csv_that_is_a_folder(tmp_path, capsys) -> None
 CLAIMER = """
 import os, socket, sys, time
 from experiments.errors import UsageError
-from experiments.outdir import claim
+from experiments.outputs.outdir import claim
 out, rounds = sys.argv[1], int(sys.argv[2])
 stale = ('{"pid": 999999999, "host": "%s", "started": "then"}' % socket.gethostname()).encode()
 done = 0
@@ -236,7 +236,7 @@ def test_overwrite_of_a_folder_without_manifest_removes_the_tool_s_file_names_on
 
 
 def test_an_interrupted_tune_overwrite_leaves_no_old_outputs(tmp_path, monkeypatch) -> None:
-    from experiments import tune
+    from experiments.commands import tune
 
     args = ["tune", "--grid", "coordination.max_iterations=3", "--grid", "policy.horizon=6", "--max-steps", "2", "-q", "--workers", "1",
             "--out", str(tmp_path)]
@@ -351,7 +351,7 @@ def test_sigterm_removes_the_lock(plugins) -> None:
 
 # -- item 12: a row is appended, not the file rewritten ----------------------------------------------------
 def test_rows_are_appended_to_metrics_csv_not_rewritten(tmp_path) -> None:
-    from experiments.results import ResultsTable, read_rows
+    from experiments.outputs.results import ResultsTable, read_rows
 
     def row(seed: int) -> dict:
         return {"controller": "edf", "scenario": "seed", "seed": seed, "unmet_energy_kwh": seed / 3,
@@ -392,7 +392,7 @@ def test_an_unwritable_traces_folder_stops_with_one_line_and_keeps_the_rows(tmp_
 
 
 def test_out_with_a_tilde_in_a_config_file_and_a_negative_train_seed(tmp_path, monkeypatch, capsys) -> None:
-    from experiments.config import CompareConfig
+    from experiments.commands.config import CompareConfig
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert CompareConfig(out="~/x").out == str(tmp_path / "x")
@@ -411,7 +411,7 @@ def test_resume_with_a_subset_of_the_controllers(tmp_path) -> None:
 
 
 def test_a_scenario_file_edited_during_the_run_is_reported(tmp_path, monkeypatch) -> None:
-    from experiments import runner
+    from experiments.commands import runner
 
     path = sessions(tmp_path / "s.csv")
     real = runner.run_key

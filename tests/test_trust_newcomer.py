@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import plots, registry
-from experiments.cli import build_parser
+from experiments.outputs import plots
+
+from experiments.cli.main import build_parser
+from experiments.controllers import registry
 
 
 def help_text(command: str) -> str:
@@ -90,7 +92,7 @@ def test_pev_energy_and_learning_curve_are_labelled(tmp_path) -> None:
 
 
 def test_progress_moves_within_an_episode_run_in_this_process() -> None:
-    from experiments import runner
+    from experiments.commands import runner
     from pev_env.scenarios import make_scenario
     from pev_mpc import EDF
 

@@ -33,7 +33,7 @@ def test_cwd_plugin_loads_and_user_folders_do_not_shadow(tmp_path, launcher) -> 
         (user / name / "__init__.py").write_text(SHADOW)
     script = tmp_path / "bin" / "pev-experiments"  # as the installed console script: its folder is sys.path[0]
     script.parent.mkdir()
-    script.write_text("import sys\nfrom experiments.cli import main\nsys.exit(main())\n")
+    script.write_text("import sys\nfrom experiments.cli.main import main\nsys.exit(main())\n")
     start = [sys.executable, str(script)] if launcher == "console-script" else [sys.executable, "-m", "experiments"]
     done = subprocess.run([*start, "compare", "-q", "--no-plots", "--no-traces", "--scenarios", "seed", "--seeds",
                            "0", "--workers", "1", "--controllers", "mine:Mine,edf", "--out", "out"],

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import runner
-from experiments.cli import main
-from experiments.provenance import canonical, differing_keys, fingerprint
-from experiments.results import PROVENANCE_COLUMNS
-from experiments.runner import FAILURE_COLUMNS
-from experiments.summary import FAILURE_MARK, markdown, paired
+from experiments.cli.main import main
+from experiments.commands import runner
+from experiments.commands.runner import FAILURE_COLUMNS
+from experiments.outputs.provenance import canonical, differing_keys, fingerprint
+from experiments.outputs.results import PROVENANCE_COLUMNS
+from experiments.outputs.summary import FAILURE_MARK, markdown, paired
 from pev_env.config import EnvConfig
 from pev_mpc.settings import MPCSettings
 
@@ -83,7 +83,7 @@ def test_resume_refuses_to_mix_settings_and_names_the_keys(tmp_path, capsys) -> 
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
 
 
-HOLD = ("import sys, time\nfrom experiments.outdir import claim\n"
+HOLD = ("import sys, time\nfrom experiments.outputs.outdir import claim\n"
         "with claim(sys.argv[1], ['metrics.csv'], resume=False):\n    print('locked', flush=True)\n    time.sleep(120)\n")
 
 

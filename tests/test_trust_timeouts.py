@@ -7,8 +7,8 @@ import time
 
 import pandas as pd
 
-from experiments import scale, tune
-from experiments.cli import main
+from experiments.cli.main import main
+from experiments.commands import scale, tune
 
 
 def test_tune_run_over_the_timeout_is_a_failed_row(tmp_path, monkeypatch, capsys) -> None:

@@ -74,7 +74,7 @@ def _floors_within(network: Network, floor: np.ndarray) -> Network:
     load = network.loads(floor)
     if np.all(load <= network.limit):
         return network
-    return Network(network.name, network.names, network.gain, np.maximum(network.limit, load), network.units)
+    return network.with_limits(np.maximum(network.limit, load))
 
 
 def safe_first_move(p0: np.ndarray, ob: Observed, eta: float, dt_h: float,

@@ -12,9 +12,9 @@ A model is a folder with two files:
 Neither file can hold code: loading parses a JSON document and a safetensors table of plain arrays. A
 Stable-Baselines3 `model.zip` holds pickled objects (loading it with `PPO.load` runs whatever they carry),
 so it is refused unless the user passes `--trust-model`; then it is converted once into this format
-(`experiments.rl.convert_sb3_zip`) and only the converted copy is run.
+(`experiments.learning.rl.convert_sb3_zip`) and only the converted copy is run.
 
-The reference models ship inside the package (`experiments/models/<controller>/`, found with
+The reference models ship inside the package (`experiments/controllers/models/<controller>/`, found with
 `importlib.resources` from any working directory).
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.provenance import file_checksum
-from experiments.results import atomic_path, write_text
+from experiments.outputs.provenance import file_checksum
+from experiments.outputs.results import recorded_atomic_path, write_text
 from pev_env.feasibility import ACTION_MODES, FeasibilityLayer
 from pev_env.learning import AreaPrice, input_names, policy_inputs
 from pev_env.network import area_network
@@ -49,8 +49,8 @@ class ModelError(ValueError):
 
 
 def reference_model(controller: str) -> Path:
-    """The folder of the reference model of `controller` shipped in the package (experiments/models/...)."""
-    return Path(str(resources.files("experiments") / "models" / controller))
+    """The folder of the reference model of `controller` shipped in the package (experiments/controllers/models/...)."""
+    return Path(str(resources.files("experiments.controllers") / "models" / controller))
 
 
 def is_pickled(path: Path) -> bool:
@@ -112,7 +112,7 @@ def save_model(folder: str | Path, tensors: dict[str, np.ndarray], description: 
     folder = Path(folder)
     _check(SavedModel(folder, description, {k: np.asarray(v, np.float64) for k, v in tensors.items()}), str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+    with recorded_atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp))
     info = {"format": FORMAT, **description, "weights": WEIGHTS_FILE,
             "weights_sha256": file_checksum(folder / WEIGHTS_FILE)}

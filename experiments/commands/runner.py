@@ -2,7 +2,7 @@
 
 `run_episode` runs one full episode through the array API and returns the metrics row (the plant's
 episode metrics plus the controller columns) and per-step traces. `run_grid` runs every
-(controller, scenario, seed) key on a backend (`experiments.backends`: this process, a process pool
+(controller, scenario, seed) key on a backend (`experiments.commands.backends`: this process, a process pool
 or Ray tasks) and hands each finished result to a callback in this process; a failing run is logged
 and reported, never fatal for the others.
 """
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments import registry
-from experiments.backends import Backend, LocalBackend
-from experiments.registry import Models
+from experiments.commands.backends import Backend, LocalBackend
+from experiments.controllers import registry
+from experiments.controllers.registry import Models
 from pev_env.metrics import CONTROLLER_COLUMNS
 from pev_env.observation import OBS_INDEX
 

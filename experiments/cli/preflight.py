@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments import registry
-from experiments.config import MAX_EPISODE_STEPS
+from experiments.commands.config import MAX_EPISODE_STEPS
+from experiments.controllers import registry
 from pev_env.config import EnvConfig
 
 
@@ -37,10 +37,10 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
-    """The model of a learned controller loads safely (`experiments.rl_model.load_model`; '' is the shipped
+    """The model of a learned controller loads safely (`experiments.controllers.rl_model.load_model`; '' is the shipped
     reference model); a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (compare
     converts it)."""
-    from experiments.rl_model import is_pickled, load_model, reference_model
+    from experiments.controllers.rl_model import is_pickled, load_model, reference_model
 
     base = registry.learned_base(controller) or controller  # ppo@1: a training seed of ppo
     model = path or reference_model(base)
@@ -73,7 +73,7 @@ def check_training_extra(key: str, algo: str = "ippo") -> None:
 
 def check_ray(address: str) -> None:
     """Ray installed (ImportError with the install command) and, for a cluster address, reachable."""
-    from experiments.backends import check_ray_reachable
+    from experiments.commands.backends import check_ray_reachable
     from pev_mpc.distributed import import_ray
 
     import_ray()

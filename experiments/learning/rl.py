@@ -7,7 +7,7 @@ shared by construction. The learning functions of `pev_env.learning` sit between
 observation, its action maps to kW by `action_to_kw`, and it learns from `station_rewards` (energy
 delivered towards the target minus a penalty on power drawn while the area is over P_ref). The features
 are normalised by SB3's `VecNormalize`. The trained actor and the normaliser's running mean/variance are
-saved in the safe model format of `experiments.rl_model` (model.json + model.safetensors, no pickles),
+saved in the safe model format of `experiments.controllers.rl_model` (model.json + model.safetensors, no pickles),
 which `LearnedPolicy` runs with the same features and action mapping (numpy only).
 
 Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099) and, for real
@@ -36,17 +36,18 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
-from experiments.outdir import claim, record
-from experiments.provenance import environment_info, file_checksum, to_dict
-from experiments.results import save_figure, write_csv
-from experiments.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
-from experiments.registry import LEARNED_ALGOS, learned_name
+from experiments.controllers.registry import LEARNED_ALGOS, learned_name
+from experiments.controllers.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
+from experiments.learning.torch_threads import single_thread_torch
+from experiments.outputs.outdir import claim, record
+from experiments.outputs.provenance import environment_info, file_checksum, to_dict
+from experiments.outputs.results import save_figure, write_csv
 from pev_env.feasibility import FeasibilityLayer, action_bound
 from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, policy_inputs, station_progress,
                               station_rewards)
 
 if TYPE_CHECKING:
-    from experiments.config import TrainConfig
+    from experiments.commands.config import TrainConfig
     from pev_env.config import EnvConfig
 
 LOG_FILE = "training_log.csv"
@@ -235,7 +236,7 @@ class TrainingRecord:
         if self.writer is not None:
             self.writer.close()
         if self.rows:
-            from experiments import plots
+            from experiments.outputs import plots
 
             fig = plots.learning_curve(pd.DataFrame(self.rows))
             save_figure(fig, self.out / CURVE_FILE)
@@ -267,7 +268,7 @@ def rollout_steps(cfg: TrainConfig, stations: int) -> int:
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch, use one thread and torch's deterministic algorithms: the same seed gives the
     same weights on the same machine (and the same library versions)."""
-    torch.set_num_threads(1)  # one core: the CPU is shared, small MLPs gain nothing, and sums stay in one order
+    single_thread_torch()
     torch.use_deterministic_algorithms(True)
     set_random_seed(seed)  # random, numpy and torch (SB3's helper)
 
@@ -358,7 +359,7 @@ ACTIONS = {
 
 def model_description(algo: str, algorithm: str, price_alpha: float, activation: str, layers: list[str],
                       clip: float, epsilon: float, training: dict[str, Any], action_mode: str = "raw") -> dict[str, Any]:
-    """The model.json description of a shared station actor (`experiments.rl_model`) trained by `train --algo
+    """The model.json description of a shared station actor (`experiments.controllers.rl_model`) trained by `train --algo
     algo`; its controller is `registry.learned_name` (e.g. ppo-price, mappo-safe)."""
     return {
         "controller": learned_name(LEARNED_ALGOS[algo], price_alpha, action_mode),

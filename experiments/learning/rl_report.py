@@ -1,5 +1,5 @@
 """The RL statistics of summary.md and the performance profiles: IQM with stratified-bootstrap 95 % intervals,
-probability of improvement over baselines and profiles (`experiments.rlstats`), over training seeds x evaluation
+probability of improvement over baselines and profiles (`experiments.learning.rlstats`), over training seeds x evaluation
 days.
 
 A learned controller run with several model folders has rows `ppo@0`, `ppo@1`, ... (`registry.learned_base`);
@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from experiments import registry
-from experiments.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
+from experiments.controllers import registry
+from experiments.learning.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
                                  stratified_bootstrap)
 
 METRICS: tuple[str, ...] = ("unmet_energy_kwh", "area_violation_steps")

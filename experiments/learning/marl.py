@@ -1,4 +1,4 @@
-"""MAPPO: PPO with a centralised critic (TorchRL's clipped PPO loss and GAE) next to IPPO (`experiments.rl`).
+"""MAPPO: PPO with a centralised critic (TorchRL's clipped PPO loss and GAE) next to IPPO (`experiments.learning.rl`).
 
 Same stations, features, actions and training reward as IPPO (`StationVecEnv` and SB3's `VecNormalize`
 for the running feature/reward normalisation, so both algorithms see identical inputs); the differences:
@@ -7,7 +7,7 @@ for the running feature/reward normalisation, so both algorithms see identical i
   of every station of its plant (mean and max over the stations, permutation-invariant, so one critic
   serves plants of any size: seed, seed-20 and acn-caltech-train train together);
 * the actor stays decentralised and shared (its own features only), so the saved model is the same kind
-  as IPPO's (`experiments.rl_model`) and runs on any plant; the critic is discarded after training.
+  as IPPO's (`experiments.controllers.rl_model`) and runs on any plant; the critic is discarded after training.
 
 Training: rollouts of `n_steps` steps of every plant, generalised advantage estimates
 (`torchrl.objectives.value.functional.generalized_advantage_estimate`), `n_epochs` passes of minibatches
@@ -39,14 +39,14 @@ from torchrl.modules.distributions import IndependentNormal
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import generalized_advantage_estimate
 
-from experiments.outdir import claim
-from experiments.rl import (LOG_STD_INIT, TRAIN_OUTPUTS, StationVecEnv, TrainingRecord, model_description,
+from experiments.outputs.outdir import claim
+from experiments.learning.rl import (LOG_STD_INIT, TRAIN_OUTPUTS, StationVecEnv, TrainingRecord, model_description,
                             rollout_steps, seed_everything, training_info)
-from experiments.rl_model import DESCRIPTION_FILE, save_model
+from experiments.controllers.rl_model import DESCRIPTION_FILE, save_model
 from pev_env.feasibility import action_bound
 
 if TYPE_CHECKING:
-    from experiments.config import TrainConfig
+    from experiments.commands.config import TrainConfig
 
 GAE_LAMBDA = 0.95
 CLIP_EPSILON = 0.2

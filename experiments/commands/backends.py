@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from experiments.learning.torch_threads import single_thread_torch
 from pev_mpc.ray_connect import connect_address
 
 __all__ = ["BACKENDS", "Backend", "Finished", "LocalBackend", "RayBackend", "check_ray_address", "check_ray_reachable",
@@ -83,13 +84,8 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (experiments.cli)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - the rl extra is optional
-        pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler (experiments.cli.main)
+    single_thread_torch()
 
 
 def _bounded(submit: Callable[[Any], Any], items: Iterable[Any], cap: int,

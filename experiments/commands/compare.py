@@ -10,12 +10,12 @@ settings.json        fingerprint -> what it hashes: the settings of rows (base e
                      package version and code_sha256, scenario_files, mpc for MPC controllers, the learned
                      model's checksum) and the plants that ran ({"plant": EnvConfig fields})
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
-                     controller, the RL statistics when a learned controller ran (`experiments.rl_report`: IQM
+                     controller, the RL statistics when a learned controller ran (`experiments.learning.rl_report`: IQM
                      with stratified-bootstrap CIs, probability of improvement), solver failures marked, the model (and checksum) behind the learned rows,
                      repeated episodes (also printed)
 run.json             the configuration (base plant and MPC settings included), the plants that ran, the command
                      line, versions, wall time, failures, rows re-run because they were incomplete
-.written             every file written (what `overwrite` removes, `experiments.outdir.clear`)
+.written             every file written (what `overwrite` removes, `experiments.outputs.outdir.clear`)
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
 traces/<scenario>_seed<seed>_<controller>_network.csv    per step: load_<j> of each site-network constraint
@@ -24,7 +24,7 @@ plots/area_power_<scenario>.png, plots/soc_<scenario>.png, plots/violations_unme
 plots/performance_profiles.png (when a learned controller ran)
 ```
 
-The folder is locked while the run lasts (`experiments.outdir`). With `resume`, only complete rows whose
+The folder is locked while the run lasts (`experiments.outputs.outdir`). With `resume`, only complete rows whose
 fingerprint matches the current settings are kept; other settings stop the run (UsageError naming the
 differing keys). With `overwrite`, the earlier run's files (and no others) are removed when the first new row
 is written. A run in which no episode finishes leaves the folder as it was.
@@ -43,17 +43,21 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from experiments import plots, registry, rl_report
-from experiments.backends import open_backend
-from experiments.config import CompareConfig
+from experiments.outputs import plots
+
+from experiments.controllers import registry
+
+from experiments.commands.backends import open_backend
+from experiments.commands.config import CompareConfig
 from experiments.errors import UsageError
-from experiments.outdir import claim, clear
-from experiments.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
+from experiments.learning import rl_report
+from experiments.outputs.outdir import claim, clear
+from experiments.outputs.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
                                     to_dict)
-from experiments.results import ResultsTable, read_rows, save_figure, write_csv, write_text
-from experiments.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
+from experiments.outputs.results import ResultsTable, read_rows, save_figure, write_csv, write_text
+from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
-from experiments.summary import failure_note, markdown
+from experiments.outputs.summary import failure_note, markdown
 from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
@@ -61,14 +65,14 @@ log = logging.getLogger(__name__)
 METRICS, SETTINGS, SUMMARY, RUN = "metrics.csv", "settings.json", "summary.md", "run.json"
 OUTPUTS = (METRICS, SETTINGS, SUMMARY, RUN, "traces/*_seed*.csv", "plots/violations_unmet.png",
            "plots/area_power_*.png", "plots/soc_*.png", "plots/performance_profiles.png", "models")
-"""What a run writes, as patterns for a folder without a manifest (`experiments.outdir.clear`; removed by
+"""What a run writes, as patterns for a folder without a manifest (`experiments.outputs.outdir.clear`; removed by
 `overwrite` once the first new row is ready)."""
 
 
 def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
     """The model folder of each learned controller that runs: the folder given, or its shipped reference
     model; a trusted pickled zip (`trust_model`) is converted once into out/models/<controller>."""
-    from experiments.rl_model import description_path, is_pickled, reference_model
+    from experiments.controllers.rl_model import description_path, is_pickled, reference_model
 
     models = {}
     for name, given in cfg.model_paths().items():
@@ -76,7 +80,7 @@ def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
             continue
         path = Path(given) if given else reference_model(name)
         if cfg.trust_model and is_pickled(path):
-            from experiments.rl import convert_sb3_zip
+            from experiments.learning.rl import convert_sb3_zip
 
             log.warning("trust_model: unpickling %s and converting it into %s", path, out / "models" / name)
             try:
@@ -91,7 +95,7 @@ def resolve_models(cfg: CompareConfig, out: Path) -> dict[str, Path]:
 
 def model_checksums(models: Mapping[str, Path]) -> dict[str, str]:
     """SHA-256 of each model folder's description and weights."""
-    from experiments.rl_model import model_checksum
+    from experiments.controllers.rl_model import model_checksum
 
     return {name: model_checksum(path) for name, path in models.items()}
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from experiments.coerce import field_values
-from experiments.config import CONFIGS
+from experiments.commands.coerce import field_values
+from experiments.commands.config import CONFIGS
 from pev_env.config import EnvConfig, read_mapping_file
 
 C = TypeVar("C")
@@ -77,7 +77,7 @@ def plant(section: str, env: Any, env_file: str) -> EnvConfig:
 
 
 def load_config(cls: type[C], file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:
-    """`cls` (a class of `experiments.config.CONFIGS`) from its defaults, then the file, then `overrides`."""
+    """`cls` (a class of `experiments.commands.config.CONFIGS`) from its defaults, then the file, then `overrides`."""
     section = cls.section  # type: ignore[attr-defined]
     hints = typing.get_type_hints(cls)
     data: dict[str, Any] = {}

@@ -5,10 +5,10 @@ Every station is an agent of one group, ``stations``; each observes the policy i
 `pev_env.learning` (`StationLearningWrapper`: the same features, action mapping a in [-1, 1] -> kW and
 training reward as ``pev-experiments train``), and the centralised critics see the plant's global state
 (``state``: every station's raw observation, the episode progress and the network loads). Actions are
-continuous only. The task config (`TaskConfig`, yaml files in ``experiments/benchmarl_conf/task/pev``)
+continuous only. The task config (`TaskConfig`, yaml files in ``experiments/learning/benchmarl_conf/task/pev``)
 picks the scenario (a `pev_env.scenarios` name or spec), `EnvConfig` overrides (e.g. ``network: caltech``)
 and the area price of a price-informed agent. ``register()`` makes the tasks known to BenchMARL's hydra
-loader (``task=pev/seed``); ``python -m experiments.benchmarl_run`` is BenchMARL's command line with them.
+loader (``task=pev/seed``); ``python -m experiments.learning.benchmarl_run`` is BenchMARL's command line with them.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class PevClass(PettingZooClass):
 
 
 class PevTask(Task):
-    """The plant's tasks; each has a yaml config in experiments/benchmarl_conf/task/pev (any scenario by config)."""
+    """The plant's tasks; each has a yaml config in experiments/learning/benchmarl_conf/task/pev (any scenario by config)."""
 
     SEED = None
     SEED_20 = None
@@ -123,7 +123,7 @@ class PevTask(Task):
         return PevClass
 
     def get_from_yaml(self, path: str | None = None) -> PevClass:
-        """The task with its yaml config (default: experiments/benchmarl_conf/task/pev/<task>.yaml)."""
+        """The task with its yaml config (default: experiments/learning/benchmarl_conf/task/pev/<task>.yaml)."""
         path = path or str(CONF_DIR / "task" / ENV_NAME / f"{self.name.lower()}.yaml")
         return self.get_task(config=_read_yaml_config(path))
 

@@ -1,4 +1,4 @@
-"""BenchMARL's command line with the pev tasks: ``python -m experiments.benchmarl_run algorithm=mappo task=pev/seed``
+"""BenchMARL's command line with the pev tasks: ``python -m experiments.learning.benchmarl_run algorithm=mappo task=pev/seed``
 (hydra overrides as for ``benchmarl/run.py``: ``experiment.max_n_frames=...``, ``task.scenario=seed-20``, ``-m``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from benchmarl.hydra_config import load_experiment_from_hydra
 
-from experiments.benchmarl_task import register
+from experiments.learning.benchmarl_task import register
 
 
 @hydra.main(version_base=None, config_path="benchmarl_conf", config_name="config")

@@ -9,7 +9,7 @@ mapping key: `--set mpc.policy.horizon=48` (the MPC settings of compare/evaluate
 objective, coordination, stations, centralised, policy), `--set env.P_ref=40` (the
 base plant, an EnvConfig field, of compare/evaluate/tune/scale; on top of `--env-file plant.yaml`).
 
-`--dry-run` does every check of the configuration (experiments.preflight included; not the output folder) and
+`--dry-run` does every check of the configuration (experiments.cli.preflight included; not the output folder) and
 prints what the command would run, without running or writing anything.
 
 Exit codes: 0 ok; 1 some runs failed (the others are kept); 2 bad input, found before any work starts
@@ -29,14 +29,15 @@ import textwrap
 import threading
 from typing import Any, NoReturn
 
-from experiments import registry
-from experiments.backends import BACKENDS
-from experiments.config import CONFIGS
+from experiments.cli.loader import load_config, parse_assignments
+from experiments.cli.plan import describe
+from experiments.cli.preflight import preflight
+from experiments.commands.backends import BACKENDS
+from experiments.commands.config import CONFIGS
+from experiments.controllers import registry
 from experiments.errors import UsageError
-from experiments.loader import load_config, parse_assignments
-from experiments.plan import describe
-from experiments.preflight import preflight
-from experiments.provenance import package_version
+from experiments.learning.torch_threads import single_thread_torch
+from experiments.outputs.provenance import package_version
 
 log = logging.getLogger("experiments")
 
@@ -50,7 +51,7 @@ _COMMON: tuple[tuple[str, str, str], ...] = (
 
 def controllers_help() -> str:
     """Help of --controllers: every name of the registry (policies, learned controllers, installed plug-ins)."""
-    from experiments.registry import TRAINING_SEED_MARK, controller_names
+    from experiments.controllers.registry import TRAINING_SEED_MARK, controller_names
 
     return (f"comma-separated controllers: {', '.join(controller_names())}, or your own policy classes as "
             f"module:ClassName (a module in the working directory or installed); a learned controller given several model folders (--set "
@@ -110,7 +111,7 @@ _EXTRA: dict[str, tuple[tuple[str, str, str, dict[str, Any]], ...]] = {
     ),
 }
 _EXTRA["evaluate"] = _EXTRA["compare"]
-# where the runs execute (experiments.backends) and the plant they run: compare, evaluate, tune, scale
+# where the runs execute (experiments.commands.backends) and the plant they run: compare, evaluate, tune, scale
 _EXECUTION: tuple[tuple[tuple[str, ...], str, str, dict[str, Any]], ...] = (
     (("--backend",), "backend", "local (process pool on this machine) or ray (Ray tasks)", {"choices": BACKENDS}),
     (("--workers", "--jobs"), "workers", "local: worker processes (0 = one per core, 1 = in this process; "
@@ -215,25 +216,25 @@ def _grid_item(item: str) -> tuple[str, list[str]]:
 
 def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
     if command in ("compare", "evaluate"):
-        from experiments.compare import compare
+        from experiments.commands.compare import compare
 
         title = "Controller comparison" if command == "compare" else "Evaluation of saved learned models"
         return compare(cfg, argv=argv, progress=progress, title=title)
     if command == "train":
         if cfg.algo.startswith("mappo"):
-            from experiments.marl import train_mappo as train
+            from experiments.learning.marl import train_mappo as train
         else:
-            from experiments.rl import train
+            from experiments.learning.rl import train
         path = train(cfg, progress=progress, argv=argv)
-        from experiments.rl import saved_line
+        from experiments.learning.rl import saved_line
 
         print(saved_line(path))
         return 0
     if command == "tune":
-        from experiments.tune import tune
+        from experiments.commands.tune import tune
 
         return tune(cfg, argv=argv, progress=progress)
-    from experiments.scale import scale
+    from experiments.commands.scale import scale
 
     return scale(cfg, argv=argv, progress=progress)
 
@@ -277,12 +278,7 @@ def _main(argv: list[str]) -> int:
     if args.dry_run:
         print(describe(cfg))
         return 0
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # small networks: threads cost more than they give on 2 cores
-    except ImportError:  # pragma: no cover - the rl extra is optional
-        pass
+    single_thread_torch()
     try:
         return _run(args.command, cfg, ["pev-experiments", *argv], progress=not args.quiet)
     except UsageError as exc:

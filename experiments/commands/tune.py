@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from experiments import plots
-from experiments.backends import map_in_order, open_backend
-from experiments.config import TuneConfig, settings_grid
-from experiments.outdir import claim
-from experiments.provenance import environment_info, to_dict
-from experiments.results import save_figure, write_csv, write_text
-from experiments.runner import RunTimeout, run_episode, time_limit
+from experiments.commands.backends import map_in_order, open_backend
+from experiments.commands.config import TuneConfig, settings_grid
+from experiments.commands.runner import RunTimeout, run_episode, time_limit
+from experiments.outputs import plots
+from experiments.outputs.outdir import claim
+from experiments.outputs.provenance import environment_info, to_dict
+from experiments.outputs.results import save_figure, write_csv, write_text
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig

@@ -1,5 +1,5 @@
 """What a command would run, in one line (`pev-experiments ... --dry-run`): the configuration after every
-check of `experiments.preflight`, nothing run and nothing written."""
+check of `experiments.cli.preflight`, nothing run and nothing written."""
 
 from __future__ import annotations
 

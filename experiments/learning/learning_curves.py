@@ -1,7 +1,7 @@
 """Learning curves over training seeds: the IQM across seeds of a training metric against the samples trained,
 with a 95 % bootstrap band over seeds, one panel per training scenario.
 
-    python -m experiments.learning_curves --out curves.png runs/ppo-0 runs/ppo-1 runs/ppo-2
+    python -m experiments.learning.learning_curves --out curves.png runs/ppo-0 runs/ppo-1 runs/ppo-2
 
 Each folder is one training seed written by `pev-experiments train` (its training_log.csv: one row per finished
 training episode, `timesteps` = samples trained so far). Per seed and scenario the episodes are smoothed by a
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.rlstats import Interval, iqm, stratified_bootstrap
+from experiments.learning.rlstats import Interval, iqm, stratified_bootstrap
 
 LOG_FILE = "training_log.csv"
 
@@ -74,7 +74,7 @@ def curve_table(curves: dict[str, tuple[np.ndarray, Interval, int]]) -> pd.DataF
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line (module doc); exit 2 with one line on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.learning_curves", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.learning.learning_curves", description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", help="training folders (one per training seed)")
     parser.add_argument("--out", required=True, help="PNG file (the CSV goes beside it)")
     parser.add_argument("--metric", default="unmet_energy_kwh", help="column of training_log.csv")
@@ -86,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         curves = seed_curves(load_logs(args.folders), args.metric, window=args.window)
     except ValueError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    from experiments import plots
-    from experiments.results import save_figure, write_csv
+    from experiments.outputs import plots
+    from experiments.outputs.results import save_figure, write_csv
 
     out = Path(args.out)
     fig = plots.seed_curves(curves, args.metric, f"Learning curves: IQM over training seeds (rolling mean of "

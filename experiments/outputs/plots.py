@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.summary import mean_ci  # noqa: E402
+from experiments.outputs.summary import mean_ci  # noqa: E402
 
 LABELS: dict[str, str] = {
     "unmet_energy_kwh": "Unmet energy (kWh)",
@@ -203,7 +203,7 @@ def _colours(n: int) -> list:
 
 
 def performance_profiles(profiles: Sequence[Any], title: str = "Performance profiles") -> plt.Figure:
-    """One panel per `experiments.rl_report.Profile`: the fraction of runs within each threshold, one line (its
+    """One panel per `experiments.learning.rl_report.Profile`: the fraction of runs within each threshold, one line (its
     own colour and dash, so equal curves stay visible) and 95 % bootstrap band per agent, the target dashed."""
     fig, axes = plt.subplots(1, len(profiles), figsize=(5.0 * len(profiles) + 1.6, 3.9), squeeze=False)
     dashes = ("-", "--", ":", "-.")

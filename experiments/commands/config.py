@@ -2,7 +2,7 @@
 settings (`mpc: MPCSettings`) nested as typed fields.
 
 Each class validates itself in `__post_init__` (errors name `<command>.<key>`, the value and what is
-allowed); `experiments.loader` builds them from files and `--set`, `experiments.preflight` adds the checks
+allowed); `experiments.cli.loader` builds them from files and `--set`, `experiments.cli.preflight` adds the checks
 that need a scenario or the file system. Repeated names and seeds are removed with a note.
 """
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from experiments import registry
-from experiments.backends import BACKENDS, check_ray_address
-from experiments.coerce import MAX_SEED, build, parse_seeds, path_value, unique
+from experiments.commands.backends import BACKENDS, check_ray_address
+from experiments.commands.coerce import MAX_SEED, build, parse_seeds, path_value, unique
+from experiments.controllers import registry
 from pev_env.config import EnvConfig
 from pev_env.feasibility import ACTION_MODES
 from pev_mpc.settings import MPCSettings
@@ -75,7 +75,7 @@ class _Checks:
 
 @dataclass(frozen=True)
 class Execution(_Checks):
-    """Where the runs of a grid execute (`experiments.backends`): shared by compare, tune and scale."""
+    """Where the runs of a grid execute (`experiments.commands.backends`): shared by compare, tune and scale."""
 
     backend: str = "local"
     """'local' (this machine: a process pool, or this process with workers = 1) or 'ray' (Ray tasks)."""
@@ -110,7 +110,7 @@ class Plant(_Checks):
     and seed-30."""
     env_file: str = ""
     """YAML/TOML file with a flat table of EnvConfig fields, the base that `env` entries override (read by
-    `experiments.loader` into `env`; kept here as the record of where `env` came from). Empty: none."""
+    `experiments.cli.loader` into `env`; kept here as the record of where `env` came from). Empty: none."""
 
     def _check_plant(self) -> None:
         if self.env.n_steps > MAX_EPISODE_STEPS:
@@ -144,7 +144,7 @@ class CompareConfig(Execution, Plant, Output):
     seeds: tuple[int, ...] = field(default=DEFAULT_EVAL_SEEDS, metadata=SEEDS)
     """Scenario seeds, the same for every controller (training uses seeds >= 1000, so these are held out)."""
     controllers: tuple[str, ...] = registry.DEFAULT_CONTROLLERS
-    """Controller names (`experiments.registry.controller_names()`), or import paths `package.module:ClassName`
+    """Controller names (`experiments.controllers.registry.controller_names()`), or import paths `package.module:ClassName`
     of the user's own policy classes. A learned controller that cannot run here (its extra not installed) is
     left out of the default list with a note; named explicitly, it is an error."""
     out: str = str(Path("results") / "compare")
@@ -160,12 +160,12 @@ class CompareConfig(Execution, Plant, Output):
     """Write PNG plots."""
     ppo_model: str = ""
     """Saved model of `ppo`: a folder (or its model.json) written by `train`; empty: the reference model shipped
-    in the package (experiments/models/ppo). A missing or unreadable model is an error, never retrained."""
+    in the package (experiments/controllers/models/ppo). A missing or unreadable model is an error, never retrained."""
     mappo_model: str = ""
-    """Saved model of `mappo` (`train --algo mappo`); empty: the shipped reference (experiments/models/mappo)."""
+    """Saved model of `mappo` (`train --algo mappo`); empty: the shipped reference (experiments/controllers/models/mappo)."""
     models: Mapping[str, str] = field(default_factory=dict)
     """Learned controller -> model folder, for any learned controller (e.g. `--set models.ppo-price=DIR`); a
-    learned controller without one runs its reference model shipped in experiments/models/<controller>.
+    learned controller without one runs its reference model shipped in experiments/controllers/models/<controller>.
     Several folders (training seeds), comma-separated and/or as glob patterns (`--set models.ppo=runs/ppo-*`),
     run as `ppo@0`, `ppo@1`, ... (in the order given, a pattern's matches sorted): one row per training seed
     x scenario x seed, grouped again by `ppo` in the RL statistics of summary.md."""
@@ -288,7 +288,7 @@ class TrainConfig(Plant, Output):
     records it; the controller is `<algo>[-price][-<mode>]`, e.g. ppo-safe."""
     scenarios: tuple[str, ...] = TRAIN_SCENARIOS
     """Scenario families trained on simultaneously (one plant per name); the defaults reproduce the
-    shipped reference model (experiments/models/ppo/model.json, `training`)."""
+    shipped reference model (experiments/controllers/models/ppo/model.json, `training`)."""
     seeds: tuple[int, ...] = field(default=TRAIN_SEEDS, metadata=SEEDS)
     """Scenario seeds drawn in turn for training episodes: disjoint from the evaluation seeds 0..4 (the real
     days come from the `acn-caltech-train` split, never from the evaluation days)."""
@@ -297,7 +297,7 @@ class TrainConfig(Plant, Output):
     timesteps: int = 2_400_000
     """Training budget in station-steps (samples); about 2 minutes on 2 cores."""
     out: str = ""
-    """Output directory: model.json + model.safetensors (`experiments.rl_model`), training_log.csv,
+    """Output directory: model.json + model.safetensors (`experiments.controllers.rl_model`), training_log.csv,
     learning_curve.png, tb/ (TensorBoard); empty: results/<algo>."""
     learning_rate: float = 1e-3
     """Adam step size of PPO."""

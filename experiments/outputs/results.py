@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import UsageError
-from experiments.outdir import record
-from experiments.provenance import FINGERPRINT_LENGTH
-from pev_env.scenario import atomic_path as _atomic_path
+from experiments.outputs.outdir import record
+from experiments.outputs.provenance import FINGERPRINT_LENGTH
+from pev_env.files import atomic_path
 
-__all__ = ["KEY_COLUMNS", "PROVENANCE_COLUMNS", "ResultsTable", "atomic_path", "read_rows", "save_figure",
+__all__ = ["KEY_COLUMNS", "PROVENANCE_COLUMNS", "ResultsTable", "read_rows", "recorded_atomic_path", "save_figure",
            "write_csv", "write_text"]
 
 KEY_COLUMNS: tuple[str, ...] = ("controller", "scenario", "seed")
@@ -43,29 +43,29 @@ _FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_LENGTH}}}")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """`pev_env.scenario.atomic_path`, the file first noted in the manifest of the claimed output folder
-    (`experiments.outdir.record`: what --overwrite may remove)."""
+def recorded_atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """`pev_env.files.atomic_path`, the file first noted in the manifest of the claimed output folder
+    (`experiments.outputs.outdir.record`: what --overwrite may remove)."""
     record(path)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         yield tmp
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically."""
-    with atomic_path(path) as tmp:
+    with recorded_atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     """Write a DataFrame (no index) to `path` atomically."""
-    with atomic_path(path) as tmp:
+    with recorded_atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 150) -> None:
     """Save a matplotlib figure atomically (format from the suffix of `path`)."""
-    with atomic_path(path) as tmp:
+    with recorded_atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
 
 
@@ -195,7 +195,7 @@ class ResultsTable:
         """Rewrite the file atomically (fsync'ed before it replaces the old one); later rows are appended."""
         frame = self.frame()
         self._header = list(frame.columns) if self._rows else None  # no rows: the next add writes the header
-        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with recorded_atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             frame.to_csv(handle, index=False, lineterminator="\n")
             handle.flush()
             os.fsync(handle.fileno())

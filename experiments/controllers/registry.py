@@ -1,10 +1,10 @@
 """Names of controllers and scenarios the harness accepts, and construction of controllers.
 
-Controllers are `pev_mpc.policies.POLICIES`, the learned ones (saved models, `experiments.rl_model`; the reference
+Controllers are `pev_mpc.policies.POLICIES`, the learned ones (saved models, `experiments.controllers.rl_model`; the reference
 models shipped in the package unless a folder is given), named `<algo>[-price][-<action mode>]` (`learned_name`:
 algo ppo (IPPO), mappo or mappo-lagrangian; `-price` for price-informed agents; the action mode of
 `pev_env.feasibility` unless raw, e.g. `ppo-safe`, `mappo-residual`), and the user's own policy classes
-(`experiments.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
+(`experiments.controllers.policies_plugin`: `package.module:ClassName`, or a name of the entry-point group
 `pev_mpc.policies`). Scenarios are resolved by `pev_env.scenarios` (names and file specs).
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments import policies_plugin
+from experiments.controllers import policies_plugin
 
 if TYPE_CHECKING:
     from pev_mpc.settings import MPCSettings
@@ -164,7 +164,7 @@ def make_controller(name: str, models: Mapping[str, str | Path] | None = None, m
     check_controller(name)
     base = learned_base(name)
     if base:
-        from experiments.rl_model import LearnedPolicy, reference_model
+        from experiments.controllers.rl_model import LearnedPolicy, reference_model
 
         return LearnedPolicy.load((models or {}).get(name) or reference_model(base), f"{base}_model")
     if name not in POLICIES:
