@@ -23,7 +23,6 @@ constrained problem max return s.t. mean cost <= cost_limit). The multiplier is 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,10 +38,9 @@ from torchrl.modules.distributions import IndependentNormal
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value.functional import generalized_advantage_estimate
 
-from experiments.outputs.outdir import claim
-from experiments.learning.rl import (LOG_STD_INIT, TRAIN_OUTPUTS, StationVecEnv, TrainingRecord, model_description,
-                            rollout_steps, seed_everything, training_info)
-from experiments.controllers.rl_model import DESCRIPTION_FILE, save_model
+from experiments.learning.rl import (LOG_STD_INIT, StationVecEnv, TrainingRecord, model_description, rollout_steps,
+                                     train_into, training_info)
+from experiments.controllers.rl_model import save_model
 from pev_env.feasibility import action_bound
 
 if TYPE_CHECKING:
@@ -92,14 +90,11 @@ def actor_critic(n_in: int, hidden: tuple[int, ...]) -> tuple[nn.Sequential, Pro
 
 def train_mappo(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train MAPPO on cfg.scenarios x cfg.seeds; write the model, training_log.csv, learning_curve.png and tb/."""
-    with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite, outputs=TRAIN_OUTPUTS) as out:
-        return _train(cfg, out, progress, argv)
+    return train_into(cfg, _train, progress, argv)
 
 
-def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) -> Path:
-    start = time.perf_counter()
-    seed_everything(cfg.seed)
-    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha, cfg.action_mode, cfg.env)
+def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None, start: float,
+           env: StationVecEnv) -> Path:
     lagrangian = cfg.algo == "mappo-lagrangian"
     if lagrangian:
         env.multiplier = cfg.lagrange_init

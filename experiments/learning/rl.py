@@ -324,14 +324,22 @@ def _acn_days(cfg: TrainConfig) -> dict[str, list[int]] | None:
 def train(cfg: TrainConfig, progress: bool = True, argv: list[str] | None = None) -> Path:
     """Train PPO on cfg.scenarios x cfg.seeds; write the model (model.json + model.safetensors) and the training
     log into cfg.out (locked); the folder's path."""
+    return train_into(cfg, _train, progress, argv)
+
+
+def train_into(cfg: TrainConfig, trainer: Callable[[TrainConfig, Path, bool, list[str] | None, float, StationVecEnv], Path],
+               progress: bool, argv: list[str] | None) -> Path:
+    """Run `trainer` (cfg, the claimed folder, progress, argv, its start time, the seeded training plants) in
+    cfg.out, locked for the training's outputs; the folder's path."""
     with claim(cfg.out, (DESCRIPTION_FILE,), overwrite=cfg.overwrite, outputs=TRAIN_OUTPUTS) as out:
-        return _train(cfg, out, progress, argv)
+        start = time.perf_counter()
+        seed_everything(cfg.seed)
+        env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha, cfg.action_mode, cfg.env)
+        return trainer(cfg, out, progress, argv, start, env)
 
 
-def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None) -> Path:
-    start = time.perf_counter()
-    seed_everything(cfg.seed)
-    env = StationVecEnv(cfg.scenarios, cfg.seeds, cfg.price_alpha, cfg.action_mode, cfg.env)
+def _train(cfg: TrainConfig, out: Path, progress: bool, argv: list[str] | None, start: float,
+           env: StationVecEnv) -> Path:
     venv = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
     n_steps = rollout_steps(cfg, env.num_envs)
     model = PPO("MlpPolicy", venv, learning_rate=_linear_decay(cfg.learning_rate), n_steps=n_steps,
