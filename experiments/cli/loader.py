@@ -56,7 +56,7 @@ def file_section(section: str, file: str | Path) -> dict[str, Any]:
     return dict(raw[section])
 
 
-def plant(section: str, env: Any, env_file: str) -> EnvConfig:
+def base_env_config(section: str, env: Any, env_file: str) -> EnvConfig:
     """The base EnvConfig: defaults < the fields of `env_file` (empty: none) < `env` (field -> value). Both
     are validated together; errors name `<section>.env_file` and / or `<section>.env`."""
     if isinstance(env, EnvConfig) and not env_file:
@@ -90,7 +90,7 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: Mapping
         raise ValueError(f"{section}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
     if "env" in valid:
         env_file = str(data.get("env_file") or "")
-        data["env"] = plant(section, data.get("env", {}), env_file)
+        data["env"] = base_env_config(section, data.get("env", {}), env_file)
     return cls(**field_values(cls, section, data))
 
 

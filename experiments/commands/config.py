@@ -96,7 +96,7 @@ class Execution(_Checks):
 
 
 @dataclass(frozen=True)
-class Plant(_Checks):
+class BasePlant(_Checks):
     """The base plant every scenario is built on."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -134,7 +134,7 @@ class Output(_Checks):
 
 
 @dataclass(frozen=True)
-class CompareConfig(Execution, Plant, Output):
+class CompareConfig(Execution, BasePlant, Output):
     """`compare` / `evaluate`: every controller on every scenario x seed, full episodes."""
 
     section: ClassVar[str] = "compare"
@@ -270,7 +270,7 @@ class EvaluateConfig(CompareConfig):
 
 
 @dataclass(frozen=True)
-class TrainConfig(Plant, Output):
+class TrainConfig(BasePlant, Output):
     """`train`: PPO with parameter sharing (one policy, every station one sample)."""
 
     section: ClassVar[str] = "train"
@@ -377,7 +377,7 @@ DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
 
 
 @dataclass(frozen=True)
-class TuneConfig(Execution, Plant, Output):
+class TuneConfig(Execution, BasePlant, Output):
     """`tune`: sweep of decentralised-MPC solver settings against the centralised optimum."""
 
     section: ClassVar[str] = "tune"
@@ -415,7 +415,7 @@ class TuneConfig(Execution, Plant, Output):
 
 
 @dataclass(frozen=True)
-class ScaleConfig(Execution, Plant, Output):
+class ScaleConfig(Execution, BasePlant, Output):
     """`scale`: time per control step and memory against the number of stations."""
 
     section: ClassVar[str] = "scale"

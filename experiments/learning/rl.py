@@ -59,7 +59,7 @@ LOG_STD_INIT = -1.0
 """Initial log standard deviation of the Gaussian actions (exploration noise of about 0.18 p_max)."""
 
 
-class _Plant:
+class _CoreSlot:
     """One ChargingCore of the vectorised environment, its slice of sub-environments and its feasibility layer."""
 
     def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0, action_mode: str = "raw",
@@ -105,13 +105,13 @@ class StationVecEnv(VecEnv):
     def __init__(self, scenarios: Sequence[str], seeds: Sequence[int], price_alpha: float = 0.0,
                  action_mode: str = "raw", base: EnvConfig | None = None) -> None:
         self._seed_cycle = cycle(seeds)
-        self.plants: list[_Plant] = []
+        self.plants: list[_CoreSlot] = []
         self.inputs = input_names(price_alpha, action_mode)
         """Names of the policy inputs (`pev_env.learning.input_names`)."""
         self.multiplier: float | None = None
         offset = 0
         for name in scenarios:
-            self.plants.append(_Plant(name, self._seed_cycle, offset, price_alpha, action_mode, base))
+            self.plants.append(_CoreSlot(name, self._seed_cycle, offset, price_alpha, action_mode, base))
             offset = self.plants[-1].slice.stop
         self.finished: list[dict[str, Any]] = []
         """Episode metrics of every finished plant episode (scenario, seed, metric columns)."""
@@ -161,7 +161,7 @@ class StationVecEnv(VecEnv):
         self._lengths[dones] = 0
         return self._stacked(), rewards, dones, infos
 
-    def _finish(self, plant: _Plant, infos: list[dict[str, Any]]) -> None:
+    def _finish(self, plant: _CoreSlot, infos: list[dict[str, Any]]) -> None:
         self.finished.append({"scenario": plant.name, "seed": plant.seed, **plant.core.episode_metrics()})
         last = plant.features()
         for row, i in enumerate(range(plant.slice.start, plant.slice.stop)):
