@@ -148,5 +148,8 @@ def test_network_violations_are_what_the_summary_the_statistics_and_the_bars_cou
     assert "network" in violation.label and violation.curves["ppo"].point[0] == 0.0   # no run at 0 steps
     fig = plots.metric_bars(metrics)
     assert "network" in fig.axes[1].get_ylabel()
+    log = metrics.assign(timesteps=range(len(metrics)))        # a training log of the same episodes
+    assert "network" in plots.learning_curve(log).axes[1].get_ylabel()
     legacy = metrics.drop(columns="network_violation_steps")  # rows written before site networks
     assert "area_violation_steps" in rl_report.markdown(legacy)
+    assert "Area-limit" in plots.learning_curve(legacy.assign(timesteps=range(len(legacy)))).axes[1].get_ylabel()

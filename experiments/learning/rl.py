@@ -228,7 +228,7 @@ class TrainingRecord:
                     if key in row:
                         writer.add_scalar(f"{row['scenario']}/{key}", row[key], samples)
         self.bar.set_postfix(unmet_kwh=f"{new[-1]['unmet_energy_kwh']:.1f}",
-                             violations=new[-1]["area_violation_steps"])
+                             violations=new[-1]["network_violation_steps"])
 
     def close(self) -> None:
         """Close the bar and the TensorBoard writer; plot the learning curve."""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.controllers import registry
-from experiments.outputs.plots import violation_column
+from experiments.outputs.summary import counted
 from experiments.learning.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
                                  stratified_bootstrap)
 
@@ -112,9 +112,8 @@ def markdown(metrics: pd.DataFrame) -> str:
              "resamples (runs resampled within each scenario, seed 0). P(agent better than baseline): the chance "
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", ""]
-    metrics_here = [violation_column(runs) if m == "network_violation_steps" else m for m in METRICS]
-    lines += iqm_tables(runs, metrics_here)
-    lines += improvement_table(runs, metrics_here)
+    lines += iqm_tables(runs, counted(runs, METRICS))
+    lines += improvement_table(runs, counted(runs, METRICS))
     return "\n".join(lines)
 
 
@@ -173,7 +172,7 @@ def profiles(metrics: pd.DataFrame) -> list[Profile]:
         top = float(runs["unmet_energy_pct"].max()) * 1.05
         found.append(_profile(runs, "unmet_energy_pct", "unmet energy (% of the energy asked)", float("nan"), top,
                               "symlog"))
-    violations = violation_column(runs)
+    [violations] = counted(runs, ["network_violation_steps"])
     top = float(runs[violations].max()) * 1.05
     found.append(_profile(runs, violations, "violation steps per episode (area limit or network)",
                           VIOLATION_TARGET, top, "symlog"))

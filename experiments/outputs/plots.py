@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.outputs.summary import mean_ci  # noqa: E402
+from experiments.outputs.summary import counted, mean_ci  # noqa: E402
 
 LABELS: dict[str, str] = {
     "unmet_energy_kwh": "Unmet energy (kWh)",
@@ -73,19 +73,12 @@ def distinct_colors(n: int) -> list[tuple[float, ...]]:
     return [plt.get_cmap("turbo")(x) for x in np.linspace(0.03, 0.97, n)]
 
 
-def violation_column(metrics: pd.DataFrame) -> str:
-    """The rows' count of steps above a limit: network_violation_steps (the area limit, or any constraint of a
-    site network), or area_violation_steps where the rows predate networks."""
-    return "network_violation_steps" if "network_violation_steps" in metrics.columns else "area_violation_steps"
-
-
 def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "network_violation_steps"),
                 title: str = "Unmet energy and limit violations") -> plt.Figure:
     """Grouped bars (scenario groups, one bar per controller, each controller its own colour) with 95%
     t-interval error bars; the metrics are non-negative, so an interval never reaches below 0. The legend is
-    below the panels, never over the bars. A violation count the rows lack (files written before site networks
-    have no network_violation_steps) falls back to area_violation_steps."""
-    columns = [violation_column(metrics) if c == "network_violation_steps" else c for c in columns]
+    below the panels, never over the bars. Violations as the rows count them (`summary.counted`)."""
+    columns = counted(metrics, columns)
     controllers = list(dict.fromkeys(metrics["controller"]))
     scenarios = list(dict.fromkeys(metrics["scenario"]))
     panel = float(np.clip(1.5 + 0.3 * len(controllers) * len(scenarios), 4.5, 12.0))
@@ -187,10 +180,12 @@ def loglog(frame: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title
     return fig
 
 
-def learning_curve(log: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_pct", "area_violation_steps"),
+def learning_curve(log: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_pct", "network_violation_steps"),
                    window: int = 20) -> plt.Figure:
     """Training episodes' metrics against the samples trained, one line per scenario (rolling mean of
-    `window` episodes), one panel per metric, axes labelled in words with units."""
+    `window` episodes), one panel per metric, axes labelled in words with units (violations as the log counts
+    them, `summary.counted`)."""
+    columns = counted(log, columns)
     fig, axes = plt.subplots(1, len(columns), figsize=(4.8 * len(columns), 3.4), squeeze=False)
     for ax, col in zip(axes.flat, columns):
         for scenario, group in log.groupby("scenario", sort=False):

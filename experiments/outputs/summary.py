@@ -19,6 +19,13 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "step_time_median_ms",
 )
 PAIRED_METRICS: tuple[str, ...] = SUMMARY_METRICS[:-1]
+
+
+def counted(metrics: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """`columns` as the rows can count them: network_violation_steps (steps above the area limit, or any constraint
+    of a site network) becomes area_violation_steps where the rows predate site networks and lack it."""
+    fallback = "network_violation_steps" not in metrics.columns
+    return ["area_violation_steps" if fallback and c == "network_violation_steps" else c for c in columns]
 """Metrics compared seed by seed against the reference (step times are not paired quantities)."""
 FAILURE_MARK = "⚠"
 TROUBLE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps")
