@@ -1,0 +1,84 @@
+"""The network quality goals, checked on the rows of `pev-experiments compare` runs (issue: at most 1.5 % more
+unmet energy than the offline optimum in total and 3 % on every day, below LLF and EDF on every day where they
+fall short, no step above a constraint).
+
+    pev-experiments compare --scenarios acn-caltech-eval --seeds 8,14,20 \\
+        --controllers offline-optimal,llf,edf,mpc-decentralised \\
+        --set env.network=caltech --set env.transformer_kw=40 --out results/heldout-40
+    python benchmarks/network_quality.py results/heldout-40 [more folders] [--controller mpc-decentralised]
+
+Prints, per folder, each day's unmet energy relative to the optimum ((controller - optimum) / optimum, as the
+issue's table) for the controller and the sorts, the totals over the days, the worst day, the days on which the
+controller is not below every sort, and its violations and coordination rounds. Exit 1 when a goal fails, so a
+script can check a new set of days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+TOTAL_GOAL_PCT, DAY_GOAL_PCT = 1.5, 3.0
+
+
+def excess_pct(unmet: pd.Series, optimum: pd.Series) -> pd.Series:
+    """(unmet - optimum) / optimum in % per day (0 where both are 0: nothing was left unmet)."""
+    gap = unmet - optimum
+    return (100.0 * gap / optimum.where(optimum > 0)).fillna(0.0).where(gap.abs() > 1e-9, 0.0)
+
+
+def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str]) -> tuple[list[str], bool]:
+    """The report lines of one folder's rows and whether every goal holds."""
+    unmet = rows.pivot_table(index=["scenario", "seed"], columns="controller", values="unmet_energy_kwh")
+    missing = [c for c in [controller, reference, *sorts] if c not in unmet.columns]
+    if missing:
+        raise SystemExit(f"controllers {missing}: not in the rows (found {sorted(unmet.columns)})")
+    unmet = unmet.dropna(subset=[controller, reference, *sorts])
+    optimum = unmet[reference]
+    lines = [f"{len(unmet)} days; {reference}: {optimum.sum():.2f} kWh unmet in total"]
+    table = pd.DataFrame({c: excess_pct(unmet[c], optimum) for c in [controller, *sorts]}).round(2)
+    lines.append("per day, % more unmet energy than the optimum:\n" + table.to_string())
+    totals = {c: 100.0 * (unmet[c].sum() / optimum.sum() - 1.0) for c in [controller, *sorts]}
+    lines.append("total: " + ", ".join(f"{c} {v:+.2f} %" for c, v in totals.items()))
+    scenario, seed = table[controller].idxmax()
+    lines.append(f"{controller} worst day: {table[controller].max():+.2f} % ({scenario} seed {seed})")
+    behind = [f"{i[0]} seed {i[1]}" for i in unmet.index if any(unmet.loc[i, controller] >= unmet.loc[i, s] and unmet.loc[i, s] > optimum[i]
+                                             for s in sorts)]
+    lines.append(f"days where {controller} is not below every sort that falls short: {behind or 'none'}")
+    mine = rows[rows.controller == controller]
+    violations = int(mine.network_violation_steps.sum())
+    lines.append(f"{controller}: {violations} steps above a constraint, rounds mean "
+                 f"{mine.coordination_iterations_mean.min():.2f}-{mine.coordination_iterations_mean.max():.2f}, "
+                 f"max {int(mine.coordination_iterations_max.max())}, {int(mine.nonconverged_steps.sum())} "
+                 "non-converged steps")
+    ok = (totals[controller] <= TOTAL_GOAL_PCT and table[controller].max() <= DAY_GOAL_PCT and not behind
+          and violations == 0)
+    return lines, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="output folders of `pev-experiments compare`")
+    parser.add_argument("--controller", default="mpc-decentralised")
+    parser.add_argument("--reference", default="offline-optimal")
+    parser.add_argument("--sorts", default="llf,edf", help="comma-separated")
+    args = parser.parse_args(argv)
+    all_ok = True
+    for folder in args.folders:
+        path = folder / "metrics.csv"
+        if not path.is_file():
+            print(f"folder = {str(folder)!r}: has no metrics.csv (expected the output folder of a compare)",
+                  file=sys.stderr)
+            return 2
+        lines, ok = check(pd.read_csv(path), args.controller, args.reference, args.sorts.split(","))
+        all_ok &= ok
+        print(f"== {folder} (goals {'met' if ok else 'NOT met'})")
+        print("\n".join(lines))
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
