@@ -190,12 +190,12 @@ def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray,
     V = w[pinned] * u[pinned][:, k] / np.sqrt(total[pinned])[:, None]       # (r, m)
     rhs = np.column_stack([g, V.T])
     sol = np.empty_like(rhs)
-    for step in np.unique(steps):
-        idx = np.flatnonzero(k == step)
-        block = w[:, idx].T @ (u[:, step, None] * w[:, idx])
-        e, b = entry[idx], basis[idx]
-        curvature = np.real(np.conj(b)[:, None] * b[None, :]) - along[idx][:, None] * along[idx][None, :]
-        block += np.where(e[:, None] == e[None, :], c[e][:, None] * curvature, 0.0)
+    for idx, step in _step_blocks(k):    # the steps' blocks of one size at a time, as a stack
+        wi = w[:, idx]                                                        # (n, blocks, size)
+        block = np.matmul(wi.transpose(1, 2, 0), (u[:, step, None] * wi).transpose(1, 0, 2))
+        e, b, a = entry[idx], basis[idx], along[idx]
+        curvature = np.real(np.conj(b)[:, :, None] * b[:, None, :]) - a[:, :, None] * a[:, None, :]
+        block += np.where(e[:, :, None] == e[:, None, :], c[e][:, :, None] * curvature, 0.0)
         try:
             sol[idx] = np.linalg.solve(block, rhs[idx])
         except np.linalg.LinAlgError:
@@ -208,6 +208,18 @@ def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray,
             return None
     return np.bincount(entry, weights=d * basis.real, minlength=rows.size) \
         + 1j * np.bincount(entry, weights=d * basis.imag, minlength=rows.size)
+
+
+def _step_blocks(k: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The coordinates of each step (k[a]: coordinate a's step) grouped by their count: per count s, the
+    (steps, s) coordinates of the steps with s (ascending in each row) and those steps (steps,)."""
+    order = np.argsort(k, kind="stable")
+    step, start, size = np.unique(k[order], return_index=True, return_counts=True)
+    groups = []
+    for s in np.unique(size):
+        which = np.flatnonzero(size == s)
+        groups.append((order[start[which][:, None] + np.arange(s)], step[which]))
+    return groups
 
 
 def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:
