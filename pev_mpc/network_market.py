@@ -80,11 +80,12 @@ class _Rows:
 
 def _stack(parts: list[_Rows], n: int) -> tuple[sparse.csc_matrix, np.ndarray]:
     """The blocks one under the other as (A, b), A in canonical CSC (row indices ascending in each column,
-    as scipy's stacking leaves them), built from the triplets in one sort rather than block by block."""
+    as scipy's stacking leaves them), built from the triplets in one sort rather than block by block; no
+    (row, cell) may repeat."""
     offset = np.cumsum([0] + [part.rhs.size for part in parts])
     row = np.concatenate([part.row + start for part, start in zip(parts, offset)])
     cell = np.concatenate([part.cell for part in parts])
-    order = np.lexsort((row, cell))
+    order = np.argsort(cell * int(offset[-1]) + row)           # by column, then row (each pair once)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=n), out=indptr[1:])
     A = sparse.csc_matrix((np.concatenate([part.value for part in parts])[order], row[order], indptr),
