@@ -46,18 +46,19 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     if n == 0:
         return plan, np.zeros((J, H), dtype=np.complex128)
     scale = max(1.0, float(np.max(np.abs(costs.linear[station, step]), initial=0.0)))  # objective units
-    P = sparse.diags(2.0 * costs.power_reg[station] / scale, format="csc")
+    cells = np.arange(n)
+    P = sparse.csc_matrix((2.0 * costs.power_reg[station] / scale, cells, np.arange(n + 1)), shape=(n, n))
     q = costs.linear[station, step] / scale
     lo, hi = problem.p_min[station], problem.p_max[station]
-    blocks, rhs = _cell_rows(problem, costs, station, lo, hi)
     rows = _NetworkRows.of(network, station, step, hi, H)
-    n_nonneg = sum(b.shape[0] for b in blocks) + rows.linear.size
+    parts = _cell_rows(problem, costs, station, lo, hi) + rows.parts
+    n_nonneg = sum(part.rhs.size for part in parts) - 3 * rows.conic.size
     cones = [clarabel.NonnegativeConeT(n_nonneg)] + [clarabel.SecondOrderConeT(3)] * rows.conic.size
-    A = sparse.vstack(blocks + rows.blocks, format="csc")
     settings = clarabel.DefaultSettings()
     for key, value in _SETTINGS.items():
         setattr(settings, key, value)
-    solution = clarabel.DefaultSolver(P, q, A, np.concatenate(rhs + rows.rhs), cones, settings).solve()
+    A, b = _stack(parts, n)
+    solution = clarabel.DefaultSolver(P, q, A, b, cones, settings).solve()
     status = str(solution.status)
     if "Solved" not in status:
         raise MarketError(f"network model market: Clarabel status {status}")
@@ -66,9 +67,35 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     return plan, y * scale / network.limit[:, None]
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Rows of the market's A x <= b (A x + s = b) as triplets: nonzero k is A[row[k], cell[k]] = value[k]
+    (rows numbered from 0 in this block)."""
+
+    row: np.ndarray
+    cell: np.ndarray
+    value: np.ndarray
+    rhs: np.ndarray
+
+
+def _stack(parts: list[_Rows], n: int) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """The blocks one under the other as (A, b), A in canonical CSC (row indices ascending in each column,
+    as scipy's stacking leaves them), built from the triplets in one sort rather than block by block; no
+    (row, cell) may repeat."""
+    offset = np.cumsum([0] + [part.rhs.size for part in parts])
+    row = np.concatenate([part.row + start for part, start in zip(parts, offset)])
+    cell = np.concatenate([part.cell for part in parts])
+    order = np.argsort(cell * int(offset[-1]) + row)           # by column, then row (each pair once)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=n), out=indptr[1:])
+    A = sparse.csc_matrix((np.concatenate([part.value for part in parts])[order], row[order], indptr),
+                          shape=(int(offset[-1]), n))
+    return A, np.concatenate([part.rhs for part in parts])
+
+
 def _cell_rows(problem: ChargingProblem, costs: StationCosts, station: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray) -> tuple[list[sparse.csc_matrix], list[np.ndarray]]:
-    """The box and known-budget rows of the cells (station[c]: cell c's station), A x <= b."""
+               hi: np.ndarray) -> list[_Rows]:
+    """The box and known-budget rows of the cells (station[c]: cell c's station)."""
     n = station.size
     budget = (costs.cap - problem.x0) / problem.c
     known = np.flatnonzero(np.isfinite(budget) & (budget < hi.sum() + 1.0))
@@ -77,9 +104,8 @@ def _cell_rows(problem: ChargingProblem, costs: StationCosts, station: np.ndarra
     in_budget = row_of[station]   # each cell's budget row, -1 where its station's budget is not known
     has = in_budget >= 0
     cells = np.arange(n)
-    blocks = [sparse.identity(n, format="csc"), -sparse.identity(n, format="csc"),
-              sparse.csc_matrix((np.ones(int(has.sum())), (in_budget[has], cells[has])), shape=(known.size, n))]
-    return blocks, [hi, -lo, budget[known]]
+    return [_Rows(cells, cells, np.ones(n), hi), _Rows(cells, cells, -np.ones(n), -lo),
+            _Rows(in_budget[has], cells[has], np.ones(int(has.sum())), budget[known])]
 
 
 @dataclass(frozen=True)
@@ -92,24 +118,21 @@ class _NetworkRows:
     """Flat indices j H + k of the linear rows kept (the last rows of the nonnegative cone)."""
     conic: np.ndarray
     """Flat indices of the cones kept (after the nonnegative cone, three rows each)."""
-    blocks: list[sparse.csc_matrix]
-    rhs: list[np.ndarray]
+    parts: list[_Rows]
+    """The linear rows, then the cones' (3 r: the limit, 3 r + 1 and 3 r + 2: -g . p)."""
 
     @staticmethod
     def of(network: Network, station: np.ndarray, step: np.ndarray, hi: np.ndarray, H: int) -> _NetworkRows:
-        n = station.size
         lin_rows, row, cell, g = _bindable(network, np.flatnonzero(network.linear), station, step, hi, H)
         cone_rows, c_row, c_cell, c_g = _bindable(network, np.flatnonzero(~network.linear), station, step, hi, H)
-        rows = np.concatenate([3 * c_row + 1, 3 * c_row + 2])   # cone r: rows 3r (the limit), 3r + 1, 3r + 2
-        vals = np.concatenate([-c_g.real, -c_g.imag])
+        rows = np.column_stack([3 * c_row + 1, 3 * c_row + 2]).ravel()   # each nonzero's two rows in turn
+        vals = np.column_stack([-c_g.real, -c_g.imag]).ravel()
         keep = vals != 0
         b = np.zeros(3 * cone_rows.size)
         b[0::3] = 1.0
         return _NetworkRows(lin_rows, cone_rows,
-                            [sparse.csc_matrix((np.abs(g), (row, cell)), shape=(lin_rows.size, n)),
-                             sparse.csc_matrix((vals[keep], (rows[keep], np.tile(c_cell, 2)[keep])),
-                                               shape=(3 * cone_rows.size, n))],
-                            [np.ones(lin_rows.size), b])
+                            [_Rows(row, cell, np.abs(g), np.ones(lin_rows.size)),
+                             _Rows(rows[keep], np.repeat(c_cell, 2)[keep], vals[keep], b)])
 
     def multipliers(self, network: Network, z: np.ndarray, H: int) -> np.ndarray:
         """y (J, H) complex of the scaled rows (per limit and unit of the scaled objective), from Clarabel's
@@ -139,13 +162,27 @@ def _bindable(network: Network, rows: np.ndarray, station: np.ndarray, step: np.
 
 def _cell_gains(network: Network, rows: np.ndarray, station: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The nonzero gains of the constraints `rows` on every cell (a cell is a station's step; station[c] is
-    cell c's station), divided by their limits: (index into rows, cell, gain) per nonzero, without forming the
-    dense (rows x cells) matrix (a tree's rows each load few of many stations)."""
-    G = sparse.csc_matrix(network.sparse_gain[rows].multiply(1.0 / network.limit[rows][:, None]))
-    count = np.diff(G.indptr)[station]                          # nonzeros of each cell's station column
-    cell = np.repeat(np.arange(station.size), count)
-    pos = np.arange(cell.size) - np.repeat(np.cumsum(count) - count, count) + np.repeat(G.indptr[station], count)
-    return G.indices[pos], cell, G.data[pos]
+    cell c's station), divided by their limits: (index into rows, cell, gain) per nonzero, each cell's in the
+    order of rows, without forming the dense (rows x cells) matrix (a tree's rows each load few of many
+    stations). Read from the CSR arrays of the gains (scipy's indexing costs more than the work here)."""
+    G = network.sparse_gain
+    start, count = G.indptr[rows], np.diff(G.indptr)[rows]
+    j = np.repeat(np.arange(rows.size), count)                  # the rows' nonzeros, row by row
+    pos = _runs(start, count)
+    of, gain = G.indices[pos], G.data[pos] * (1.0 / network.limit[rows])[j]
+    nonzero = gain != 0
+    j, of, gain = j[nonzero], of[nonzero], gain[nonzero]
+    by_station = np.argsort(of, kind="stable")                  # each station's nonzeros in the order of rows
+    per_station = np.bincount(of, minlength=network.n_stations)
+    first = np.cumsum(per_station) - per_station
+    count = per_station[station]
+    pick = by_station[_runs(first[station], count)]
+    return j[pick], np.repeat(np.arange(station.size), count), gain[pick]
+
+
+def _runs(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """start[0], ..., start[0] + count[0] - 1, start[1], ...: the positions of consecutive runs."""
+    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count - start, count)
 
 
 # --------------------------------------------------------------------------------- the polish
@@ -190,12 +227,12 @@ def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray,
     V = w[pinned] * u[pinned][:, k] / np.sqrt(total[pinned])[:, None]       # (r, m)
     rhs = np.column_stack([g, V.T])
     sol = np.empty_like(rhs)
-    for step in np.unique(steps):
-        idx = np.flatnonzero(k == step)
-        block = w[:, idx].T @ (u[:, step, None] * w[:, idx])
-        e, b = entry[idx], basis[idx]
-        curvature = np.real(np.conj(b)[:, None] * b[None, :]) - along[idx][:, None] * along[idx][None, :]
-        block += np.where(e[:, None] == e[None, :], c[e][:, None] * curvature, 0.0)
+    for idx, step in _step_blocks(k):    # the steps' blocks of one size at a time, as a stack
+        wi = w[:, idx]                                                        # (n, blocks, size)
+        block = np.matmul(wi.transpose(1, 2, 0), (u[:, step, None] * wi).transpose(1, 0, 2))
+        e, b, a = entry[idx], basis[idx], along[idx]
+        curvature = np.real(np.conj(b)[:, :, None] * b[:, None, :]) - a[:, :, None] * a[:, None, :]
+        block += np.where(e[:, :, None] == e[:, None, :], c[e][:, :, None] * curvature, 0.0)
         try:
             sol[idx] = np.linalg.solve(block, rhs[idx])
         except np.linalg.LinAlgError:
@@ -208,6 +245,18 @@ def _newton_direction(model: SeparableStations, network: Network, y: np.ndarray,
             return None
     return np.bincount(entry, weights=d * basis.real, minlength=rows.size) \
         + 1j * np.bincount(entry, weights=d * basis.imag, minlength=rows.size)
+
+
+def _step_blocks(k: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The coordinates of each step (k[a]: coordinate a's step) grouped by their count: per count s, the
+    (steps, s) coordinates of the steps with s (ascending in each row) and those steps (steps,)."""
+    order = np.argsort(k, kind="stable")
+    step, start, size = np.unique(k[order], return_index=True, return_counts=True)
+    groups = []
+    for s in np.unique(size):
+        which = np.flatnonzero(size == s)
+        groups.append((order[start[which][:, None] + np.arange(s)], step[which]))
+    return groups
 
 
 def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ every pool (closed form, active set, interior point, OSQP, Ray shards) implement
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -74,9 +74,8 @@ MINIMAL = PoolCapabilities()
 
 def check_request(pool: StationPool, barrier: float, smoothing: np.ndarray | None, exact: bool) -> None:
     """Raise ValueError if respond() was asked for a reply the pool's capabilities do not include."""
-    can = asdict(pool.capabilities)
     asked = {"barrier": barrier > 0.0, "smoothing": smoothing is not None, "exact": exact}
-    missing = [name for name, wanted in asked.items() if wanted and not can[name]]
+    missing = [name for name, wanted in asked.items() if wanted and not getattr(pool.capabilities, name)]
     if missing:
         raise ValueError(f"{type(pool).__name__}.respond: {', '.join(missing)} requested, but its capabilities "
                          f"are {pool.capabilities}")

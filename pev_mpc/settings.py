@@ -77,7 +77,16 @@ class Section:
         return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._values()))
+        """Computed once (a section is immutable; the objective's cost cache hashes the settings at every
+        lookup) and never pickled: another process hashes strings differently."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((type(self).__name__, self._values()))
+            object.__setattr__(self, "_hash", cached)
+        return cached  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_hash"}
 
     def __post_init__(self) -> None:
         choice = getattr(self, self.selector, None)

@@ -173,3 +173,20 @@ def test_sectioned_set_and_config_file_give_the_same_settings(tmp_path) -> None:
     assert fingerprint(from_file) == fingerprint(expected)
     recorded = to_dict(load_config(CompareConfig, path))["mpc"]  # run.json / settings.json: by section
     assert recorded["objective"]["terminal_weight"] == 100.0 and recorded["stations"]["station_solver"] == "osqp"
+
+
+def test_a_pickled_section_hashes_as_the_process_that_loads_it(tmp_path) -> None:
+    """A section computes its hash once; a copy sent to another process (another string hash seed, as a
+    Ray worker) hashes there as the settings built there (the cost cache keys on it)."""
+    import os
+    import subprocess
+    import sys
+
+    settings = MPCSettings(horizon=30, unmet_weight=50.0)
+    hash(settings)
+    (tmp_path / "s.pkl").write_bytes(pickle.dumps(settings))
+    code = ("import pickle, sys; from pev_mpc.settings import MPCSettings; "
+            "s = pickle.loads(open(sys.argv[1], 'rb').read()); fresh = MPCSettings(horizon=30, unmet_weight=50.0); "
+            "assert hash(s) == hash(fresh) and s == fresh")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.pkl")], check=True, env=env)
