@@ -145,8 +145,10 @@ def _running(pid: int) -> bool:
 
 
 def _start_pool(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen, list[int]]:
-    """A CLI compare with a pool of 2 workers, once both workers run: (driver, worker pids)."""
-    cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-9", "--controllers",
+    """A CLI compare with a pool of 2 workers, once both workers run: (driver, worker pids). It has 100 runs (the
+    tests stop it within seconds), so that the signal reaches it mid-run, not while it exits: with 10
+    runs the compare could finish before a loaded machine's scan of /proc saw both workers."""
+    cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-99", "--controllers",
            "mpc-centralised", "--workers", "2", "-q", "--no-plots", "--no-traces", "--out", str(tmp_path)]
     driver = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, **popen)
     deadline = time.monotonic() + 60
