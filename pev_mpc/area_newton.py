@@ -50,8 +50,8 @@ _EXPAND = 4.0        # ... makes the next smoothed step this much longer
 _STALL = 0.99        # a kept exact or bid step whose KKT residual is above this share of the last stalls
 
 Outcome = Literal["converged", "capped", "handover"]
-"""How `newton` ended: certified; at max_iterations or the rejection cap; at the round cap with replies
-that carry bids (the model market takes over from them)."""
+"""How `newton` ended: certified; at max_iterations or the rejection cap; at the round cap with every reply
+in, carrying bids where the pool bids (a model market takes over: `area_market`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,8 +116,8 @@ class Verdict:
 def newton(ctx: AreaContext, state: AreaState, lam: np.ndarray, rejections: int | None = None,
            rounds: int | None = None) -> tuple[AreaState, Outcome]:
     """Newton from lam (module doc) until certified, max_iterations rounds in all, `rejections` rejected
-    steps or, where the replies carry bids, `rounds` rounds in all (None: no limit). The returned
-    state's last round is at the prices it ends on."""
+    steps or `rounds` rounds in all (None: no limit; with a pool that bids, only on replies that carry bids).
+    The returned state's last round is at the prices it ends on."""
     state = with_ceiling(ctx, state)
     state, search = opening(ctx, state, np.minimum(lam, state.ceiling))
     while True:
@@ -163,7 +163,9 @@ def settle(ctx: AreaContext, state: AreaState, search: Search, rejections: int |
     n, rep = state.counts.rounds, state.last.replies
     if n >= ctx.settings.max_iterations or (rejections is not None and search.rejected >= rejections):
         return state, "capped"
-    if rounds is not None and n >= rounds and rep.bids is not None and rep.answered.all():
+    # a pool that bids hands over on replies that carry bids; one that never bids reports its QPs instead
+    if rounds is not None and n >= rounds and rep.answered.all() and (rep.bids is not None
+                                                                      or not ctx.pool.capabilities.bids):
         return state, "handover"
     return state, None
 

@@ -227,7 +227,7 @@ class BatchStations:
             total += Yw.T @ Yw
         return total
 
-    capabilities = PoolCapabilities(barrier=True)
+    capabilities = PoolCapabilities(barrier=True, reports=True)
     """Barrier-smoothed replies (StationPool protocol)."""
 
     def respond(self, prices: np.ndarray, want_sensitivity: bool = False, *, barrier: float = 0.0,
@@ -299,7 +299,7 @@ class ActiveSetStations(BatchStations):
         self._S: np.ndarray | None = None                           # last summed sensitivity ...
         self._theta_S: tuple[np.ndarray, np.ndarray] | None = None  # ... and the KKT data it was built from
 
-    capabilities = PoolCapabilities(barrier=True, smoothing=True)
+    capabilities = PoolCapabilities(barrier=True, smoothing=True, reports=True)
     """Barrier-smoothed replies (the interior point) and sensitivities smoothed by `smoothing`."""
 
     def _kkt(self, smoothing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

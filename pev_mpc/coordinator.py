@@ -3,8 +3,8 @@
 It broadcasts prices lambda (H,) to the stations, receives their plans (and, for the dual
 Newton update, each station's local price sensitivity -dp_i/dlambda summed over stations),
 and updates lambda >= 0 until the area residual is within tolerance or the iteration cap is
-reached. Where the replies carry bids, a step that Newton has not settled in model_after rounds
-goes on by model-market exchanges (pev_mpc.area_market). The applied plans are always
+reached. A step that Newton has not settled in model_after rounds goes on by model-market exchanges
+where the replies carry bids, else by one clearing of the station QPs reported once (pev_mpc.area_market). The applied plans are always
 projected onto the area limit.
 
 The state of a step is one immutable value (`area_state.AreaState`) that each phase takes and returns:
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pev_mpc.area_gradient import dual_step_size, gradient
-from pev_mpc.area_market import model_market
+from pev_mpc.area_market import model_market, reported_market
 from pev_mpc.area_newton import newton
 from pev_mpc.area_smoothed import smoothed_newton
 from pev_mpc.area_state import AreaContext, AreaState, project_to_limit, warm_start
@@ -83,8 +83,8 @@ def price_update(ctx: AreaContext, lam: np.ndarray) -> tuple[AreaState, bool]:
     method = s.coordination.method
     if method == "smoothed-newton" and can.barrier:
         return smoothed_newton(ctx, state, lam)
-    if method == "newton" and s.model_after is not None and can.bids:
-        return model_market(ctx, state, lam)
+    if method == "newton" and s.model_after is not None and (can.bids or can.reports):
+        return (model_market if can.bids else reported_market)(ctx, state, lam)
     if method in ("newton", "smoothed-newton"):
         state, outcome = newton(ctx, state, lam)
         return state, outcome == "converged"

@@ -63,6 +63,10 @@ class PoolCapabilities:
     bids: bool = False
     """Every reply carries Bids; 'newton' then also clears the market of the station QPs they reveal
     (MPCSettings.model_after)."""
+    reports: bool = False
+    """The replies are the exact optima of the station QPs (not an iterative solver's approximation), so the
+    stations can report their QPs once and the coordinator solve them as they do: 'newton' then clears the
+    market of the reported QPs where the replies carry no bids (MPCSettings.model_after)."""
     slack_share: float = 0.01
     """Share of |area residual| that always enters omega (area_state.smoothing): stations whose
     steps are coupled by their SOC chain count unused capacity at a zero price a little."""

@@ -172,10 +172,12 @@ class Coordination(Section):
     step_size: float | None = field(default=None, metadata=_only("gradient", "nesterov"))
     """'gradient' / 'nesterov': step alpha; None derives it from the problem (1 / sum_i 1/mu_i)."""
     model_after: int | None = field(default=12, metadata=_only("newton"))
-    """'newton' with station pools whose replies carry bids (the separable station QPs of the deadline
-    objective): after this many rounds without convergence, the coordinator clears the market of the
-    station QPs that the last replies reveal between exchanges (docs/FORMULATION.md, "Coordination");
-    0: from the first reply, None: never."""
+    """'newton': after this many rounds without convergence, the coordinator clears a model market itself:
+    with station pools whose replies carry bids (the separable station QPs of the deadline objective), the
+    market of the station QPs that the last replies reveal, between exchanges; with pools whose replies are
+    their QPs' exact optima but carry no bids (the tracking objective's active-set stations, also through
+    Ray; not OSQP's), once, the market of the station QPs reported once
+    (docs/FORMULATION.md, "Coordination"); 0: from the first reply, None: never (Newton alone)."""
     model_rounds: int = field(default=25, metadata=_only("newton"))
     """'newton': cap on the coordinator's own rounds on that model market per exchange (they send no
     messages)."""

@@ -87,3 +87,23 @@ def test_newton_hands_over_at_its_round_cap_with_the_replies_to_its_prices():
     assert state.last.replies.bids is not None
     again = ask(ctx, AreaState.blank(ctx), state.last.prices, True)
     np.testing.assert_array_equal(again.plan, state.plan)
+
+
+def test_a_pool_without_bids_clears_its_reported_qps_after_model_after_rounds():
+    """Tracking stations carry no bids: after model_after rounds they report their QPs once (one message each),
+    the coordinator clears that market itself, and the replies to its prices certify in a few rounds; the
+    plans are the centralised optimum, as by Newton alone (which takes 21-43 rounds on these problems)."""
+    from pev_mpc import solve_centralised
+    from pev_mpc.coordinator import coordinate_area
+
+    for seed in range(3):
+        pr = binding_problem(n=12, seed=seed)
+        alone, reported = (MPCSettings(horizon=H, objective="tracking", model_after=m) for m in (None, 2))
+        slow = coordinate_area(BatchStations(pr, alone), pr, alone)
+        fast = coordinate_area(BatchStations(pr, reported), pr, reported)
+        assert slow.converged and fast.converged
+        assert slow.history["model_exchanges"] == 0 and fast.history["model_exchanges"] == 1
+        assert fast.iterations <= 6 < 20 <= slow.iterations
+        optimum = solve_centralised(pr, alone).p
+        for result in (slow, fast):
+            np.testing.assert_allclose(result.p, optimum, atol=1e-3)

@@ -110,8 +110,10 @@ def test_messages_and_stats():
     pr = binding_problem(n=5, seed=6)
     st = MPCSettings(horizon=H, objective="tracking")
     coord = AreaCoordinator(BatchStations(pr, st), pr, st).run()
-    # ceiling report, broadcast and reply per round, plans sent and valued per exact gap check
-    assert coord.messages == 5 + 2 * 5 * (coord.iterations + coord.history["gap_checks"])
+    # ceiling report, broadcast and reply per round, plans sent and valued per exact gap check, a QP report
+    # per station where the reported market cleared (tracking stations carry no bids)
+    assert coord.messages == 5 + 2 * 5 * (coord.iterations + coord.history["gap_checks"]) \
+        + 5 * coord.history["model_exchanges"]
     assert coord.converged and coord.residual_kw <= st.primal_tol_kw
     assert len(coord.history["residual_kw"]) >= 1
 

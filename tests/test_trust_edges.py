@@ -145,10 +145,8 @@ def _running(pid: int) -> bool:
 
 
 def _start_pool(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen, list[int]]:
-    """A CLI compare with a pool of 2 workers, once both workers run: (driver, worker pids). It has 100 runs (the
-    tests stop it within seconds), so that the signal reaches it mid-run, not while it exits: with 10
-    runs the compare could finish before a loaded machine's scan of /proc saw both workers."""
-    cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-99", "--controllers",
+    """A CLI compare with a pool of 2 workers, once both workers run: (driver, worker pids)."""
+    cmd = [sys.executable, "-m", "experiments", "compare", "--scenarios", "seed-20", "--seeds", "0-9", "--controllers",
            "mpc-centralised", "--workers", "2", "-q", "--no-plots", "--no-traces", "--out", str(tmp_path)]
     driver = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, **popen)
     deadline = time.monotonic() + 60
@@ -182,7 +180,10 @@ def test_pool_workers_die_with_their_driver(tmp_path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_a_pool_run_with_130_and_no_traceback(tmp_path) -> None:
     """Ctrl-C reaches the whole process group (driver and workers), as from a terminal."""
-    driver, workers = _start_pool(tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored: the
+    # driver gets the default disposition, as from a terminal, whoever started the tests
+    driver, workers = _start_pool(tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.killpg(driver.pid, signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
