@@ -45,8 +45,9 @@ def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str])
     lines.append("total: " + ", ".join(f"{c} {v:+.2f} %" for c, v in totals.items()))
     scenario, seed = table[controller].idxmax()
     lines.append(f"{controller} worst day: {table[controller].max():+.2f} % ({scenario} seed {seed})")
-    behind = [f"{i[0]} seed {i[1]}" for i in unmet.index if any(unmet.loc[i, controller] >= unmet.loc[i, s] and unmet.loc[i, s] > optimum[i]
-                                             for s in sorts)]
+    behind = [f"{scenario} seed {seed}" for scenario, seed in unmet.index
+              if any(optimum[scenario, seed] < unmet.loc[(scenario, seed), s] <= unmet.loc[(scenario, seed), controller]
+                     for s in sorts)]
     lines.append(f"days where {controller} is not below every sort that falls short: {behind or 'none'}")
     mine = rows[rows.controller == controller]
     violations = int(mine.network_violation_steps.sum())

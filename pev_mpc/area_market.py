@@ -1,19 +1,20 @@
 """The model markets of the area coordination ('newton', MPCSettings.model_after).
 
 Pools whose replies carry bids (`model_market`): Newton for model_after rounds; then each exchange
-broadcasts the prices that clear the model market of the last replies (separable_qp.bid_model: every station's QP as its bid curve
-and budget multiplier reveal it, the budgets that do not bind yet left out), found by the coordinator
-alone (`clear_model`: Newton on the model, at most model_rounds rounds, no messages). The model is
-exact for every station whose budget binds, so the exchanges only have to discover the budgets that come
-to bind. Converged as Newton (`area_state.certify`). Newton goes on by itself where the replies carry no
-bids or miss a station, and takes over again after MODEL_EXCHANGES exchanges without convergence or once
-the model's rounds leave the prices where they were.
+broadcasts the prices that clear the model market of the last replies (separable_qp.bid_model: every
+station's QP as its bid curve and budget multiplier reveal it, the budgets that do not bind yet left out),
+found by the coordinator alone (`clear_model`: Newton on the model, at most model_rounds rounds, no
+messages). The model is exact for every station whose budget binds, so the exchanges only have to discover
+the budgets that come to bind. Converged as Newton (`area_state.certify`). Newton goes on by itself where
+the replies carry no bids or miss a station, and takes over again after MODEL_EXCHANGES exchanges without
+convergence or once the model's rounds leave the prices where they were.
 
-Pools whose replies carry no bids but are their QPs' exact optima (`reported_market`, PoolCapabilities.reports:
-the active-set and interior-point stations of the tracking objective's SOC chains, also through Ray): Newton for model_after rounds; then each station reports its QP once (one message), the coordinator
-clears the market of those QPs itself (`clear_reported`: the centralised QP with their costs, polished by
-Newton on them; no messages) and broadcasts its prices, and Newton goes on from the replies, which certify
-at once unless a station's reply differs from its report."""
+Pools whose replies carry no bids but are their QPs' exact optima (`reported_market`,
+PoolCapabilities.reports: the active-set and interior-point stations of the tracking objective's SOC
+chains, also through Ray): Newton for model_after rounds; then each station reports its QP once (one
+message), the coordinator clears the market of those QPs itself (`clear_reported`: the centralised QP with
+their costs, polished by Newton on them; no messages) and broadcasts its prices, and Newton goes on from
+the replies, which certify at once unless a station's reply differs from its report."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ It broadcasts prices lambda (H,) to the stations, receives their plans (and, for
 Newton update, each station's local price sensitivity -dp_i/dlambda summed over stations),
 and updates lambda >= 0 until the area residual is within tolerance or the iteration cap is
 reached. A step that Newton has not settled in model_after rounds goes on by model-market exchanges
-where the replies carry bids, else by one clearing of the station QPs reported once (pev_mpc.area_market). The applied plans are always
-projected onto the area limit.
+where the replies carry bids, else by one clearing of the station QPs reported once
+(pev_mpc.area_market). The applied plans are always projected onto the area limit.
 
 The state of a step is one immutable value (`area_state.AreaState`) that each phase takes and returns:
 `area_state.ask` (one round), `area_state.certify`, `area_newton.newton`, `area_market.model_market`,
