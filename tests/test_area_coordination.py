@@ -92,7 +92,7 @@ def test_newton_hands_over_at_its_round_cap_with_the_replies_to_its_prices():
 def test_a_pool_without_bids_clears_its_reported_qps_after_model_after_rounds():
     """Tracking stations carry no bids: after model_after rounds they report their QPs once (one message each),
     the coordinator clears that market itself, and the replies to its prices certify in a few rounds; the
-    plans are the centralised optimum, as by Newton alone (which takes 21-43 rounds on these problems)."""
+    plans are the centralised optimum, as by Newton alone (which takes 21-30 rounds on these problems)."""
     from pev_mpc import solve_centralised
     from pev_mpc.coordinator import coordinate_area
 
