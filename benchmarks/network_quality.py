@@ -19,15 +19,18 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 TOTAL_GOAL_PCT, DAY_GOAL_PCT = 1.5, 3.0
 
 
 def excess_pct(unmet: pd.Series, optimum: pd.Series) -> pd.Series:
-    """(unmet - optimum) / optimum in % per day (0 where both are 0: nothing was left unmet)."""
+    """(unmet - optimum) / optimum in % per day: 0 where the two agree (to 1e-9 kWh), inf where the optimum
+    leaves nothing unmet and the controller does."""
     gap = unmet - optimum
-    return (100.0 * gap / optimum.where(optimum > 0)).fillna(0.0).where(gap.abs() > 1e-9, 0.0)
+    pct = 100.0 * gap / optimum.where(optimum > 0)
+    return pct.where(optimum > 0, np.inf).where(gap.abs() > 1e-9, 0.0)
 
 
 def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str]) -> tuple[list[str], bool]:

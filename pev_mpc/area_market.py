@@ -49,15 +49,17 @@ def clear_model(model: StationPool, costs: StationCosts, problem: ChargingProble
 
 
 def clear_reported(ctx: AreaContext, lam: np.ndarray) -> tuple[np.ndarray, int]:
-    """The prices that clear the market of the station QPs as reported (the objective's): the centralised
-    QP with their costs (from lam where its solver fails), polished by `clear_model` on the same QPs
-    solved by the coordinator (the interior point's prices are accurate to about 1e-8, and stations with a
-    small regularisation respond steeply to such errors); and the model rounds."""
+    """The prices that clear the market of the station QPs as reported (those the stations solve, of
+    settings.objective): the centralised QP with their costs (from lam where its solver fails), polished by
+    `clear_model` on the same QPs solved by the coordinator (the interior point's prices are accurate to
+    about 1e-8, and stations with a small regularisation respond steeply to such errors); and the model
+    rounds."""
+    model = ActiveSetStations(ctx.problem, ctx.settings)
     try:
-        lam = np.maximum(np.asarray(solve_centralised(ctx.problem, ctx.settings, costs=ctx.costs).prices), 0.0)
+        lam = np.maximum(np.asarray(solve_centralised(ctx.problem, ctx.settings, costs=model.costs).prices), 0.0)
     except RuntimeError:  # the solver's status: the polish starts from the last prices
         pass
-    return clear_model(ActiveSetStations(ctx.problem, ctx.settings), ctx.costs, ctx.problem, ctx.settings, lam)
+    return clear_model(model, model.costs, ctx.problem, ctx.settings, lam)
 
 
 def model_market(ctx: AreaContext, state: AreaState, lam: np.ndarray) -> tuple[AreaState, bool]:

@@ -55,6 +55,13 @@ def test_goal_fails(quality, tmp_path, capsys, unmet, violations, reason):
     assert code == 1 and "NOT met" in out and reason in out
 
 
+def test_unmet_energy_where_the_optimum_leaves_none_fails(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 0.0], "mpc-decentralised": [100.0, 0.5], "llf": [120.0, 1.0],
+                  "edf": [115.0, 1.0]})
+    code, out = run(quality, tmp_path, frame, capsys)
+    assert code == 1 and "worst day: +inf %" in out
+
+
 def test_behind_a_sort_fails(quality, tmp_path, capsys):
     frame = rows({"offline-optimal": [100.0, 50.0], "mpc-decentralised": [100.5, 50.5], "llf": [120.0, 50.4],
                   "edf": [115.0, 60.0]})
