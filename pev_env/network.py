@@ -122,6 +122,11 @@ class Network:
         """(J, N) bool: station i loads constraint j."""
         return self.gain != 0
 
+    @cached_property
+    def tree(self) -> RowTree | None:
+        """The rows as a tree of nested linear limits (`RowTree`), None when they are not one."""
+        return RowTree.of(self)
+
     # ---- measurement ------------------------------------------------------------------------
     @cached_property
     def sparse_gain(self) -> sparse.csr_matrix:
@@ -166,6 +171,8 @@ class Network:
         """The same constraints with other limits; the derived structure (linear rows, directions, the
         sparse gains) is kept, not recomputed (a policy widens limits at every step)."""
         out = Network.__new__(Network)
+        if self.is_linear:
+            self.tree                                         # derived once, here, for every copy to share
         out.__dict__.update(self.__dict__)
         limit = np.asarray(limit, dtype=np.float64).copy()
         bad = ~(np.isfinite(limit) & (limit > 0)) if limit.shape == self.limit.shape else None
@@ -194,6 +201,65 @@ class Network:
         return {"name": self.name, "constraints": [
             {"name": n, "unit": u, "limit": float(lim), "stations": int(k), "linear": bool(lin)}
             for n, u, lim, k, lin in zip(self.names, self.units, self.limit, self.loaded.sum(axis=1), self.linear)]}
+
+
+@dataclass(frozen=True)
+class RowTree:
+    """A network whose rows nest: every row is linear, any two rows load disjoint or nested sets of stations
+    (feeder -> transformers -> panels), and a station's gains on its rows are proportional across
+    stations, |gain[j, i]| = factor[j] * station_gain[i] (one unit per row, such as kW, or A at one
+    voltage). The model market clears such networks by elimination along the tree
+    (`pev_mpc.tree_market`)."""
+
+    parent: np.ndarray
+    """(J,) the smallest row that loads every station of row j and more (or as many, and comes first);
+    -1 for a root."""
+    leaf: np.ndarray
+    """(N,) the smallest row that loads station i (-1: none)."""
+    factor: np.ndarray
+    """(J,) the row's gain per unit of station gain."""
+    station_gain: np.ndarray
+    """(N,) |gain| of station i on its smallest row (0 where it loads none)."""
+
+    @staticmethod
+    def of(network: Network) -> RowTree | None:
+        if not network.is_linear:
+            return None
+        S = abs(network.sparse_gain).tocsr()
+        S.eliminate_zeros()
+        J, N = S.shape
+        size = np.diff(S.indptr)
+        support = S.copy()
+        support.data[:] = 1.0
+        overlap = (support @ support.T).tocoo()
+        j, k, shared = overlap.row, overlap.col, overlap.data
+        if np.any((shared != size[j]) & (shared != size[k])):
+            return None                                           # two rows overlap without nesting
+        # k encloses j: it holds all of j's stations and more, or as many and comes first
+        encloses = (shared == size[j]) & ((size[k] > size[j]) | ((size[k] == size[j]) & (k < j)))
+        j, k = j[encloses], k[encloses]
+        order = np.lexsort((-k, size[k], j))       # per row j, its smallest enclosing row first
+        j, k = j[order], k[order]
+        first = np.flatnonzero(np.r_[True, j[1:] != j[:-1]]) if j.size else np.zeros(0, dtype=int)
+        parent = np.full(J, -1)
+        parent[j[first]] = k[first]
+        # each station's smallest row: of its rows, the one of least size (ties: the last)
+        rows_of, stations = S.nonzero()
+        pick = np.lexsort((-rows_of, size[rows_of], stations))
+        stations, rows_of = stations[pick], rows_of[pick]
+        lead = np.flatnonzero(np.r_[True, stations[1:] != stations[:-1]]) if stations.size else np.zeros(0, dtype=int)
+        leaf = np.full(N, -1)
+        leaf[stations[lead]] = rows_of[lead]
+        coo = S.tocoo()
+        station_gain = np.zeros(N)
+        on_leaf = coo.row == leaf[coo.col]
+        station_gain[coo.col[on_leaf]] = coo.data[on_leaf]
+        ratio = coo.data / station_gain[coo.col]
+        factor = np.zeros(J)
+        factor[coo.row] = ratio
+        if np.any(np.abs(ratio - factor[coo.row]) > 1e-9 * np.abs(ratio)):
+            return None                                           # gains not proportional across stations
+        return RowTree(parent, leaf, factor, station_gain)
 
 
 def _row_direction(gain: np.ndarray) -> np.ndarray:

@@ -1,0 +1,464 @@
+"""The model market on a tree of nested linear limits (`pev_env.network.RowTree`), cleared by a primal-dual
+interior point whose Newton systems are solved by elimination along the tree.
+
+The market is `network_market`'s (the stations' separable bid QPs, their known budgets, the network's rows
+that can bind), with the rows in their own units:
+
+    min  sum_c eps_c p_c^2 + a_c p_c   s.t.  lo <= p <= hi,  sum_{c of i} p_c <= B_i (known budgets),
+         sum_{c under j at k} s_j gamma_i p_c <= L_j (the rows (j, k) that can bind)
+
+(s_j gamma_i = |g_ji|: `RowTree.factor` and `.station_gain`). Each Mehrotra predictor-corrector iteration
+solves [D A^T; A -W^-1] [dp; dz] = [r_c; r_r] with D diagonal over the cells and W^-1 over the rows
+(`_Elimination`). Given the price sigma (H,) that a row's ancestors add per unit of station gain, the
+stations and rows under the row answer with the load b - M sigma, an affine map with an H x H matrix M: a
+station adds a diagonal (less one rank-one term if its budget is a row), and the row's own bindable steps
+K subtract X^T X, X = L^-1 s M[K, :], L L^T = s^2 M[K, K] + W^-1_K. So the system is eliminated from the
+leaves up (the rows without children in batches of similar |K|, the rows above one depth at a time) and
+solved from the root down: a few H x H products per row and a handful of passes over the cells, where
+Clarabel's KKT system holds every cell and bound (docs/FORMULATION.md, "Clearing a tree's market").
+Clarabel remains the market of every other network, of small trees, and of a tree whose interior point
+stops short (`network_market.clear_separable_market`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from pev_env.network import Network, RowTree
+from pev_mpc.objective import StationCosts
+from pev_mpc.problem import ChargingProblem
+
+MAX_ITERATIONS = 60
+TOLERANCE = 1e-9
+"""Complementarity (relative to the objective) at which the market counts as cleared ..."""
+ACCEPTABLE = 1e-8
+"""... or, should the interior point stall after reaching it (rounding grows as the gap closes), this."""
+RESIDUAL = 1e-9
+"""... with the residuals of its rows this small (relative to the limits) ..."""
+DUAL_RESIDUAL = 1e-7
+"""... and of stationarity (relative to the costs; the Newton systems lose accuracy as the gap closes: 1e-7
+of the largest cost per kW)."""
+_FIXED = 1e-9  # kW: a cell whose bounds are closer than this is fixed at its lower bound
+_STEP = 0.995  # share of the step to the boundary an iteration takes
+_CORRECTORS = 1  # Gondzio's centrality correctors per iteration, at most
+_COMMON_STEP = 1e-6  # relative gap below which primal and dual take one step length
+_REFINEMENTS = 1     # iterative refinements of each Newton solve ...
+_REFINE_BELOW = 1e-6  # ... once the relative gap is below this
+
+
+@dataclass(frozen=True)
+class TreeMarket:
+    """One market (module doc), its objective over `objective_scale`: cells c (station[c], step[c]) free
+    between lo and hi, budget rows (station budget_station[b], coefficient beta[b] = 1), network rows r (node
+    row_node[r], step row_step[r], sorted by node and step); rows hold A p <= rhs (budgets first)."""
+
+    station: np.ndarray
+    step: np.ndarray
+    P: np.ndarray
+    """(n,) 2 eps per cell, over the objective's scale."""
+    q: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    budget_station: np.ndarray
+    beta: np.ndarray
+    row_node: np.ndarray
+    row_step: np.ndarray
+    rhs: np.ndarray
+    """(budgets + network rows,) what each row may hold (its budget or limit less the load of fixed cells)."""
+    A: sparse.csr_matrix
+    tree: RowTree
+    s: np.ndarray
+    """(J,) the row's gain per unit of station gain."""
+    horizon: int
+
+
+def build_market(problem: ChargingProblem, costs: StationCosts, objective_scale: float) -> tuple[TreeMarket, np.ndarray] | None:
+    """The market of `problem` with the stations' `costs` (separable), and the plan (N, H) of its fixed cells
+    (0 elsewhere); None when a budget cannot be met (Clarabel reports it)."""
+    network, H = problem.network, problem.horizon
+    tree = network.tree
+    station, step = np.nonzero(problem.mask)
+    lo, hi = problem.p_min[station].astype(float), problem.p_max[station].astype(float)
+    N = problem.n_stations
+    budget = (costs.cap - problem.x0) / problem.c
+    least = np.bincount(station, weights=lo, minlength=N)
+    most = np.bincount(station, weights=hi, minlength=N)
+    if np.any(budget < least - _FIXED * (1.0 + np.abs(budget))):
+        return None
+    # a budget at the least energy fixes its station's cells at their lower bounds; one above the most never binds
+    pinned = budget <= least + _FIXED
+    fixed = (hi - lo <= _FIXED) | pinned[station]
+    base = np.zeros((N, H))
+    base[station[fixed], step[fixed]] = lo[fixed]
+    free = ~fixed
+    station, step, lo, hi = station[free], step[free], lo[free], hi[free]
+    known = np.flatnonzero(np.isfinite(budget) & ~pinned & (budget < most - _FIXED))
+    room = budget[known] - base[known].sum(axis=1)
+    beta = np.ones(known.size)
+    s = tree.factor
+    fixed_load = network.combine(base).real
+    row_node, row_step, cell_rows = _bindable(tree, s, station, step, hi, fixed_load, network.limit)
+    budget_of = np.full(N, -1)
+    budget_of[known] = np.arange(known.size)
+    b_of_cell = budget_of[station]
+    has = b_of_cell >= 0
+    n, m_b = station.size, known.size
+    rows = np.concatenate([b_of_cell[has], m_b + cell_rows[0]])
+    cols = np.concatenate([np.flatnonzero(has), cell_rows[1]])
+    vals = np.concatenate([beta[b_of_cell[has]], cell_rows[2]])
+    A = sparse.csr_matrix((vals, (rows, cols)), shape=(m_b + row_node.size, n))
+    rhs = np.concatenate([room, network.limit[row_node] - fixed_load[row_node, row_step]])
+    P = 2.0 * costs.power_reg[station] / objective_scale
+    q = costs.linear[station, step] / objective_scale
+    return TreeMarket(station, step, P, q, lo, hi, known, beta, row_node, row_step, rhs, A, tree, s, H), base
+
+
+def _bindable(tree: RowTree, s: np.ndarray, station: np.ndarray, step: np.ndarray, hi: np.ndarray,
+              fixed_load: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows (node, step) that the cells could load past their limits at full power with the fixed cells'
+    load (J, H) (sorted by node and step), and the nonzeros of those rows as (row, cell, coefficient)."""
+    H = fixed_load.shape[1]
+    n = station.size
+    gamma = tree.station_gain[station]
+    node = tree.leaf[station]
+    hops_node, hops_cell = [], []
+    cells = np.arange(n)
+    while True:                                       # each cell loads its leaf row and every ancestor
+        on = node >= 0
+        if not on.any():
+            break
+        hops_node.append(node[on])
+        hops_cell.append(cells[on])
+        node = np.where(on, tree.parent[np.maximum(node, 0)], -1)
+    j = np.concatenate(hops_node) if hops_node else np.zeros(0, dtype=int)
+    c = np.concatenate(hops_cell) if hops_cell else np.zeros(0, dtype=int)
+    coef = s[j] * gamma[c]
+    flat = j * H + step[c]
+    worst = np.bincount(flat, weights=coef * hi[c], minlength=s.size * H) + fixed_load.ravel()
+    bindable = np.flatnonzero(worst > np.repeat(limit, H))
+    index = np.full(worst.size, -1)
+    index[bindable] = np.arange(bindable.size)
+    keep = index[flat] >= 0
+    return bindable // H, bindable % H, (index[flat[keep]], c[keep], coef[keep])
+
+
+_BUCKETS = np.array([0, 3, 8, 16, 32, 64, 128, 288])
+"""Rows without children are eliminated in batches of similar numbers of bindable steps (padding costs K^2)."""
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Rows eliminated together (rows without children, by their number of bindable steps; then the rows above
+    them, one depth at a time), padded: K bindable steps each, C children each (J: no child)."""
+
+    nodes: np.ndarray
+    """(g,) the rows."""
+    k_step: np.ndarray
+    k_row: np.ndarray
+    """(g, K) each row's bindable steps and their network row index (-1: padding)."""
+    children: np.ndarray
+    """(g, C) the rows' children (J: padding)."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where every cell, budget and row sits in the tree (computed once per market)."""
+
+    node: np.ndarray
+    """(n,) each cell's smallest row (-1: it loads none)."""
+    gamma: np.ndarray
+    """(n,) the cell's station gain."""
+    cell_budget: np.ndarray
+    """(n,) the budget row of the cell's station (-1: none)."""
+    budget_node: np.ndarray
+    budget_slot: np.ndarray
+    """(n_budgets,) the budget's station's smallest row, and its column among that row's budgets."""
+    width: int
+    """Most budgets on one row (at least 1: the columns of U)."""
+    groups: list[_Group]
+    """In the order of elimination (children before parents)."""
+
+    @staticmethod
+    def of(market: TreeMarket) -> _Layout:
+        tree = market.tree
+        J = market.s.size
+        of_station = np.full(tree.leaf.size, -1)
+        of_station[market.budget_station] = np.arange(market.budget_station.size)
+        budget_node = tree.leaf[market.budget_station]
+        order = np.argsort(budget_node, kind="stable")
+        slot = np.zeros(budget_node.size, dtype=int)
+        if order.size:
+            sorted_nodes = budget_node[order]
+            starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
+            slot[order] = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+        parent = tree.parent
+        n_children = np.bincount(parent[parent >= 0], minlength=J)
+        depth = np.zeros(J, dtype=int)
+        for j in range(J):
+            k = parent[j]
+            while k >= 0:
+                depth[j] += 1
+                k = parent[k]
+        count = np.bincount(market.row_node, minlength=J)
+        first = np.cumsum(count) - count
+        bottom = np.flatnonzero(n_children == 0)
+        which = np.searchsorted(_BUCKETS, count[bottom])
+        batches = [bottom[which == b] for b in np.unique(which)]
+        upper = np.flatnonzero(n_children > 0)
+        batches += [upper[depth[upper] == level] for level in sorted(set(depth[upper]), reverse=True)]
+        child_order = np.argsort(parent, kind="stable")[np.sum(parent < 0):]     # children grouped by parent
+        child_start = np.cumsum(n_children) - n_children
+        width = int(slot.max(initial=-1)) + 1
+        groups = []
+        for nodes in batches:
+            k = int(count[nodes].max())
+            valid = np.arange(k)[None, :] < count[nodes][:, None]
+            k_row = np.where(valid, first[nodes][:, None] + np.arange(k)[None, :], -1)
+            c = int(n_children[nodes].max())
+            has = np.arange(c)[None, :] < n_children[nodes][:, None]
+            children = np.where(has, child_order[np.minimum(child_start[nodes][:, None] + np.arange(c)[None, :],
+                                                            max(child_order.size - 1, 0))], J) if c else \
+                np.zeros((nodes.size, 0), dtype=int)
+            groups.append(_Group(nodes, np.where(valid, market.row_step[np.maximum(k_row, 0)], 0), k_row, children))
+        return _Layout(tree.leaf[market.station], tree.station_gain[market.station], of_station[market.station],
+                       budget_node, slot, max(width, 1), groups)
+
+
+class _GroupFactor:
+    """One group eliminated: per row, the H x H matrix M of its stations and children (diag(d) - U U^T plus
+    the children's M~), L L^T = s^2 M[K, K] + W^-1_K (kept as L^-1), X = L^-1 s M[K, :]; it passes up
+    M~ = M - X^T X (into `passed`, (J + 1, H, H): row J stays 0)."""
+
+    def __init__(self, group: _Group, s: np.ndarray, d: np.ndarray, U: np.ndarray, w_rows: np.ndarray,
+                 passed: np.ndarray) -> None:
+        ks, kr = group.k_step, group.k_row
+        self.group, self.valid = group, kr >= 0
+        self.s = s[group.nodes][:, None]
+        Ug = U[group.nodes]                                      # (g, H, w)
+        M = -(Ug @ Ug.transpose(0, 2, 1))
+        H = M.shape[1]
+        M[:, np.arange(H), np.arange(H)] += d[group.nodes]
+        if group.children.shape[1]:
+            M += passed[group.children].sum(axis=1)
+        self.L = self.X = None
+        if ks.shape[1]:
+            g, k = ks.shape
+            MK = M[np.arange(g)[:, None], ks] * self.valid[:, :, None]     # (g, K, H): the rows K of M
+            Q = self.s[:, :, None] ** 2 * np.take_along_axis(MK, ks[:, None, :], axis=2) * self.valid[:, None, :]
+            Q[:, np.arange(k), np.arange(k)] += np.where(self.valid, w_rows[np.maximum(kr, 0)], 1.0)
+            self.L = np.linalg.inv(np.linalg.cholesky(Q))       # L^-1, lower triangular
+            self.X = self.L @ (self.s[:, :, None] * MK)
+            M -= self.X.transpose(0, 2, 1) @ self.X
+        passed[group.nodes] = M
+
+    def up(self, B: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(b - X^T t: the load these rows pass up at sigma = 0 (g, H), t = L^-1 (s B_K - r_K)) from the load
+        B (g, H) of their stations and children."""
+        if self.L is None:
+            return B, None
+        rK = np.where(self.valid, r_rows[np.maximum(self.group.k_row, 0)], 0.0)
+        t = np.einsum("bkl,bl->bk", self.L, self.s * np.take_along_axis(B, self.group.k_step, axis=1) * self.valid - rK)
+        return B - np.einsum("bkh,bk->bh", self.X, t), t
+
+    def down(self, t: np.ndarray | None, sigma: np.ndarray, dz_rows: np.ndarray) -> np.ndarray:
+        """The price under each row (g, H) from the price sigma above it; its multipliers into dz_rows."""
+        if self.L is None:
+            return sigma
+        dz = np.einsum("blk,bl->bk", self.L, t - np.einsum("bkh,bh->bk", self.X, sigma))
+        dz_rows[self.group.k_row[self.valid]] = dz[self.valid]
+        below = sigma.copy()
+        g, k = self.valid.shape
+        rows = np.repeat(np.arange(g), k).reshape(g, k)
+        np.add.at(below, (rows[self.valid], self.group.k_step[self.valid]), (self.s * dz)[self.valid])
+        return below
+
+
+class _Elimination:
+    """The factorisation of [D A^T; A -W^-1] along the tree (module doc) and its solves."""
+
+    def __init__(self, market: TreeMarket, layout: _Layout, D: np.ndarray, w_budget: np.ndarray,
+                 w_rows: np.ndarray) -> None:
+        self.market, self.layout = market, layout
+        m, lay = market, layout
+        H, J = m.horizon, m.s.size
+        self.inv_d = inv_d = 1.0 / D
+        self.on = on = lay.node >= 0
+        self.flat = np.where(on, lay.node * H + m.step, -1)
+        d = np.bincount(self.flat[on], weights=(lay.gamma**2 * inv_d)[on], minlength=J * H).reshape(J, H)
+        b = lay.cell_budget
+        self.has_budget = hb = b >= 0
+        self.beta_c = _gather(m.beta, b)
+        self.rho = 1.0 / (np.bincount(b[hb], weights=(self.beta_c**2 * inv_d)[hb], minlength=m.beta.size) + w_budget)
+        self.v = self.beta_c * lay.gamma * inv_d                  # (n,) 0 for cells without a budget
+        U = np.zeros((J, H, lay.width))
+        on_row = hb & on                                          # a station loading no row adds no load
+        bc = b[on_row]
+        U[lay.budget_node[bc], m.step[on_row], lay.budget_slot[bc]] = np.sqrt(self.rho[bc]) * self.v[on_row]
+        passed = np.zeros((J + 1, H, H))
+        self.groups = [_GroupFactor(group, m.s, d, U, w_rows, passed) for group in lay.groups]
+
+    def solve(self, r_cells: np.ndarray, r_budget: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dp (n,), dz of the budget rows, dz of the network rows) of the system with these right-hand sides."""
+        m, lay = self.market, self.layout
+        H, J = m.horizon, m.s.size
+        hb, b, on = self.has_budget, lay.cell_budget, self.on
+        w = r_cells * self.inv_d
+        t_budget = np.bincount(b[hb], weights=(self.beta_c * w)[hb], minlength=m.beta.size) - r_budget
+        load = lay.gamma * w - _gather(self.rho * t_budget, b) * self.v
+        B = np.bincount(self.flat[on], weights=load[on], minlength=J * H).reshape(J, H)
+        out = np.zeros((J + 1, H))                                # up: each row's load at sigma = 0 (row J: 0)
+        ts = []
+        for factor in self.groups:
+            nodes, children = factor.group.nodes, factor.group.children
+            Bg = B[nodes] + out[children].sum(axis=1) if children.shape[1] else B[nodes]
+            out[nodes], t = factor.up(Bg, r_rows)
+            ts.append(t)
+        dz_rows = np.zeros(r_rows.size)                           # down: the price (per unit station gain) under
+        below = np.zeros((J + 1, H))                              # each row, from the root
+        parent = np.where(m.tree.parent >= 0, m.tree.parent, J)
+        for factor, t in zip(reversed(self.groups), reversed(ts)):
+            nodes = factor.group.nodes
+            below[nodes] = factor.down(t, below[parent[nodes]], dz_rows)
+        price = np.where(on, below[:J].ravel()[np.maximum(self.flat, 0)], 0.0)
+        dz_budget = self.rho * (t_budget - np.bincount(b[hb], weights=(self.v * price)[hb], minlength=m.beta.size))
+        dp = (r_cells - lay.gamma * price - self.beta_c * _gather(dz_budget, b)) * self.inv_d
+        return dp, dz_budget, dz_rows
+
+
+def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[index], 0 where index is -1."""
+    return np.append(values, 0.0)[index]
+
+
+def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
+    """(p (n,), z (rows,)) optimal for the market by Mehrotra's predictor-corrector method with Gondzio's
+    centrality correctors, the Newton systems by `_Elimination`: the first iterate within TOLERANCE, else
+    the last within ACCEPTABLE (the residuals within RESIDUAL and DUAL_RESIDUAL), else None. The
+    complementarity pairs (slack, multiplier) are stacked: the lower bounds, the upper bounds, the rows."""
+    m = market
+    layout = _Layout.of(m)
+    A, AT, rhs = m.A, m.A.T.tocsr(), m.rhs
+    n, n_b = m.q.size, m.beta.size
+    width = m.hi - m.lo
+    p = m.lo + _start_share(m) * width
+    mu = 0.5 * float(width.mean())                     # every pair's product at the start
+    slack = np.concatenate([p - m.lo, m.hi - p, np.maximum(rhs - A @ p, 1e-3 * mu)])
+    dual = mu / slack
+    scale_b = 1.0 + float(np.max(np.abs(rhs), initial=0.0))
+    scale_q = 1.0 + float(np.max(np.abs(m.q), initial=0.0))
+    best = None
+    for _ in range(MAX_ITERATIONS):
+        z_lo, z_hi, z = dual[:n], dual[n:2 * n], dual[2 * n:]
+        r_dual = m.P * p + m.q - z_lo + z_hi + AT @ z
+        r_primal = A @ p + slack[2 * n:] - rhs
+        gap = float(slack @ dual)
+        objective = float(0.5 * p @ (m.P * p) + m.q @ p)
+        if not np.isfinite(gap + objective):
+            return best
+        relative = gap / (1.0 + abs(objective))
+        if np.max(np.abs(r_primal), initial=0.0) <= RESIDUAL * scale_b and \
+                np.max(np.abs(r_dual), initial=0.0) <= DUAL_RESIDUAL * scale_q and relative <= ACCEPTABLE:
+            best = (p, z)
+            if relative <= TOLERANCE:
+                return best
+        mu = gap / slack.size
+        ratio = dual / slack
+        D, w = m.P + ratio[:n] + ratio[n:2 * n], 1.0 / ratio[2 * n:]
+        try:
+            system = _Elimination(m, layout, D, w[:n_b], w[n_b:])
+        except np.linalg.LinAlgError:                      # a Newton system lost definiteness to rounding
+            return best
+
+        def direction(c: np.ndarray, residuals: bool = True) -> tuple[np.ndarray, np.ndarray]:
+            """(d slack, d dual) with slack * d dual + dual * d slack = c and the residuals' Newton step
+            (or none: a corrector)."""
+            rd, rp = (r_dual, r_primal) if residuals else (0.0, 0.0)
+            c_by_s = c / slack
+            r_r = -rp - c[2 * n:] / z
+            r_c = -rd + c_by_s[:n] - c_by_s[n:2 * n]
+            dp, dzb, dzr = system.solve(r_c, r_r[:n_b], r_r[n_b:])
+            for _ in range(_REFINEMENTS if relative < _REFINE_BELOW else 0):   # the solve's rounding, corrected
+                dz = np.concatenate([dzb, dzr])
+                e_c = r_c - D * dp - AT @ dz
+                e_r = r_r - A @ dp + w * dz
+                ep, ezb, ezr = system.solve(e_c, e_r[:n_b], e_r[n_b:])
+                dp, dzb, dzr = dp + ep, dzb + ezb, dzr + ezr
+            d_slack = np.concatenate([dp, -dp, -rp - A @ dp])
+            return d_slack, c_by_s - ratio * d_slack
+
+        def steps(d_slack: np.ndarray, d_dual: np.ndarray) -> tuple[float, float]:
+            return _largest_step(slack, d_slack), _largest_step(dual, d_dual)
+
+        ds, dd = direction(-slack * dual)                          # the affine (predictor) step
+        ap, ad = steps(ds, dd)
+        sigma = (float((slack + ap * ds) @ (dual + ad * dd)) / slack.size / mu) ** 3
+        ds, dd = direction(sigma * mu - slack * dual - ds * dd)   # Mehrotra's corrector
+        ap, ad = steps(ds, dd)
+        for _ in range(_CORRECTORS if min(ap, ad) < 0.9 else 0):  # Gondzio: outlying products to the centre
+            aim_p, aim_d = min(1.0, 1.5 * ap + 0.2), min(1.0, 1.5 * ad + 0.2)
+            trial = (slack + aim_p * ds) * (dual + aim_d * dd)
+            target = sigma * mu
+            c = np.clip(trial, 0.1 * target, 10.0 * target) - trial
+            c = np.maximum(c, -10.0 * target)
+            cs, cd = direction(c, residuals=False)
+            new_p, new_d = steps(ds + cs, dd + cd)
+            if min(new_p, new_d) < 1.01 * min(ap, ad):
+                break
+            ds, dd, ap, ad = ds + cs, dd + cd, new_p, new_d
+        ap, ad = min(1.0, _STEP * ap), min(1.0, _STEP * ad)
+        if relative <= _COMMON_STEP:                       # one step for both: exact on stationarity's P p term
+            ap = ad = min(ap, ad)
+        p = p + ap * ds[:n]
+        slack = slack + ap * ds
+        dual = dual + ad * dd
+    return best
+
+
+def _start_share(market: TreeMarket) -> np.ndarray:
+    """(n,) where each cell starts between its bounds: half way, or less where a row it loads would be past
+    half of its room (lo + share (hi - lo) holds every row with room to spare, when the lower bounds do)."""
+    A = market.A
+    lo_load = A @ market.lo
+    room = np.clip((market.rhs - lo_load) / np.maximum(A @ (market.hi - market.lo), 1e-300), 0.0, 1.0)
+    C = A.tocsc()
+    share = np.full(A.shape[1], 1.0)
+    filled = np.flatnonzero(np.diff(C.indptr) > 0)
+    if filled.size:
+        share[filled] = np.minimum.reduceat(room[C.indices], C.indptr[filled])
+    return 0.5 * np.maximum(share, 1e-3)
+
+
+def _largest_step(x: np.ndarray, dx: np.ndarray) -> float:
+    """The largest alpha in [0, 1] keeping x + alpha dx >= 0 (x > 0)."""
+    down = dx < 0
+    return min(1.0, float(np.min(-x[down] / dx[down]))) if down.any() else 1.0
+
+
+def clear_tree_market(problem: ChargingProblem, costs: StationCosts) -> tuple[np.ndarray, np.ndarray] | None:
+    """(plans (N, H) kW, multipliers y (J, H) complex) of the model market on a tree network (as
+    `network_market.clear_separable_market` returns them); None when the network is not a tree, a budget
+    cannot be met or the interior point stops short."""
+    network: Network = problem.network
+    if network.tree is None:
+        return None
+    mask = problem.mask
+    objective_scale = max(1.0, float(np.max(np.abs(np.where(mask, costs.linear, 0.0)), initial=0.0)))
+    built = build_market(problem, costs, objective_scale)
+    if built is None:
+        return None
+    market, plan = built
+    J, H = network.n_constraints, problem.horizon
+    y = np.zeros((J, H), dtype=np.complex128)
+    if market.station.size:
+        with np.errstate(all="ignore"):
+            solved = interior_point(market)
+        if solved is None:
+            return None
+        p, z = solved
+        plan[market.station, market.step] = np.clip(p, market.lo, market.hi)
+        rows = np.maximum(z[market.beta.size:], 0.0)
+        y[market.row_node, market.row_step] = rows * network.direction[market.row_node]
+    return plan, y * objective_scale

@@ -1,0 +1,160 @@
+"""The model market on trees of linear limits (`pev_mpc.tree_market`): the tree is recognised exactly when the
+rows nest, the elimination solves its Newton systems exactly, and the interior point clears the same market
+as Clarabel (the objective, the plans and the dual value), with fixed cells, budgets, stations hanging on an
+inner row and stations outside every row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from scipy import sparse
+
+import pev_mpc.network_market as nm
+import pev_mpc.tree_market as tm
+from pev_env.config import EnvConfig
+from pev_env.network import Network, site_network
+from pev_mpc import MPCSettings
+from pev_mpc.network_market import model_dual
+from pev_mpc.objective import StationCosts, station_costs
+from pev_mpc.separable_qp import SeparableStations
+
+from test_network_coordinator import assert_agree, network_problem
+
+
+def nested_network(seed: int, n: int = 24) -> Network:
+    """A random tree: a feeder over two transformers, panels under them, a station on the feeder itself and
+    one outside every row; kW rows or A rows at one voltage (gains proportional across stations)."""
+    rng = np.random.default_rng(seed)
+    panel = rng.integers(0, 4, n)                      # panels 0, 1 under transformer 0; 2, 3 under 1
+    on_feeder_only, outside = n - 2, n - 1
+    rows, names = [], []
+    feeder = np.ones(n)
+    feeder[outside] = 0.0
+    rows.append(feeder)
+    for t in range(2):
+        row = np.isin(panel, [2 * t, 2 * t + 1]).astype(float)
+        row[[on_feeder_only, outside]] = 0.0
+        rows.append(row)
+        for q in (2 * t, 2 * t + 1):
+            row = (panel == q).astype(float)
+            row[[on_feeder_only, outside]] = 0.0
+            rows.append(row)
+    names = ("feeder", "t0", "p0", "p1", "t1", "p2", "p3")
+    unit = 1000.0 / 208.0 if seed % 2 else 1.0
+    gain = np.array(rows) * unit
+    return Network("nested", names, gain, np.full(len(rows), 100.0), ("A" if seed % 2 else "kW",) * len(rows))
+
+
+def test_row_tree_of_a_synthetic_tree_and_of_networks_that_are_not_trees():
+    network = site_network(EnvConfig(network="tree:3,2", n_stations=14, P_ref=60.0))
+    tree = network.tree
+    assert tree is not None
+    names = network.names
+    for j, parent in enumerate(tree.parent):
+        kind = names[j].split()[0]
+        assert (parent < 0) == (kind == "feeder")
+        if kind == "panel":
+            assert names[parent].startswith("transformer")
+    assert all(names[j].startswith("panel") for j in tree.leaf)
+    assert np.all(tree.factor == 1.0) and np.all(tree.station_gain == 1.0)
+    gain = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])        # two rows that overlap without nesting
+    assert Network("x", ("a", "b"), gain, np.ones(2), ("kW",) * 2).tree is None
+    gain = np.array([[1.0, 2.0], [1.0, 1.0]])                  # nested, gains not proportional
+    assert Network("x", ("a", "b"), gain, np.ones(2), ("kW",) * 2).tree is None
+    phases = np.exp(1j * np.deg2rad([30.0, -90.0]))
+    assert Network("x", ("a",), phases[None, :], np.ones(1), ("A",)).tree is None   # a cone
+
+
+def market_of(seed: int, horizon: int = 6):
+    """A tree market with binding rows, a budget per station, two fixed cells and a station whose budget
+    allows only its lower bounds."""
+    network = nested_network(seed)
+    problem = network_problem(network, seed, horizon=horizon, tightness=0.4)
+    model = SeparableStations(problem, MPCSettings(horizon=horizon))
+    rng = np.random.default_rng(seed)
+    costs = model.costs
+    cells = np.flatnonzero(problem.mask.any(axis=1))
+    cap = problem.x0 + problem.c * rng.uniform(0.2, 1.2, problem.n_stations) * problem.upper_plan().sum(axis=1)
+    costs = StationCosts(node_weight=costs.node_weight, linear=costs.linear, power_reg=costs.power_reg,
+                         cap=np.where(rng.random(cap.size) < 0.7, cap, np.inf), offset=costs.offset)
+    return problem, costs, cells
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_elimination_solves_the_newton_system_exactly(seed):
+    problem, costs, _ = market_of(seed)
+    market, _ = tm.build_market(problem, costs, 1.0)
+    layout = tm._Layout.of(market)
+    rng = np.random.default_rng(seed)
+    n, m = market.q.size, market.rhs.size
+    D, w = rng.uniform(0.01, 10.0, n), rng.uniform(1e-3, 10.0, m)
+    nb = market.beta.size
+    system = tm._Elimination(market, layout, D, w[:nb], w[nb:])
+    r_c, r_r = rng.normal(size=n), rng.normal(size=m)
+    dp, dzb, dzr = system.solve(r_c, r_r[:nb], r_r[nb:])
+    K = sparse.bmat([[sparse.diags(D), market.A.T], [market.A, -sparse.diags(w)]]).toarray()
+    exact = np.linalg.solve(K, np.concatenate([r_c, r_r]))
+    assert market.row_node.size > 0 and nb > 0
+    np.testing.assert_allclose(np.concatenate([dp, dzb, dzr]), exact, rtol=1e-9, atol=1e-9 * np.abs(exact).max())
+
+
+def clarabel_market(problem, costs, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(nm, "clear_tree_market", lambda *args: None)
+        return nm.clear_separable_market(problem, costs)
+
+
+@hsettings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), horizon=st.integers(1, 12))
+def test_the_tree_market_clears_what_clarabel_clears(seed, horizon, monkeypatch_session):
+    problem, costs, _ = market_of(seed, horizon)
+    tree_plan, tree_y = tm.clear_tree_market(problem, costs)
+    plan, y = clarabel_market(problem, costs, monkeypatch_session)
+    value = float(costs.value(problem, plan).sum())
+    assert abs(float(costs.value(problem, tree_plan).sum()) - value) <= 1e-8 * max(1.0, abs(value))
+    network = problem.network
+    assert np.all(network.loads(tree_plan) <= network.limit[:, None] * (1 + 1e-8) + 1e-8)
+    model = SeparableStations(problem, MPCSettings(horizon=horizon), costs)
+    dual_tree, dual = model_dual(model, network, tree_y)[0], model_dual(model, network, y)[0]
+    assert abs(dual_tree - dual) <= 1e-7 * max(1.0, abs(dual))   # both optimal multipliers (they need not be equal)
+    assert np.all(tree_y.real >= 0.0) and np.all(tree_y.imag == 0.0)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_session():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_synthetic_tree_is_cleared_without_clarabel(monkeypatch):
+    network = site_network(EnvConfig(network="tree:3,4", n_stations=60, P_ref=200.0))
+    problem = network_problem(network, 3, horizon=8, tightness=0.4)
+    costs = station_costs(problem, MPCSettings(horizon=8))
+    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
+    monkeypatch.setattr(nm.clarabel, "DefaultSolver", None)   # any call to Clarabel fails
+    plan, y = nm.clear_separable_market(problem, costs)
+    assert np.abs(y).max() > 0 and np.all(network.loads(plan) <= problem.network.limit[:, None] * (1 + 1e-8))
+
+
+def test_an_interior_point_that_stops_short_falls_back_to_clarabel(monkeypatch):
+    problem, costs, _ = market_of(1)
+    expected = clarabel_market(problem, costs, monkeypatch)
+    monkeypatch.setattr(tm, "MAX_ITERATIONS", 2)
+    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
+    assert tm.clear_tree_market(problem, costs) is None
+    plan, y = nm.clear_separable_market(problem, costs)
+    np.testing.assert_array_equal(plan, expected[0])
+    np.testing.assert_array_equal(y, expected[1])
+
+
+@pytest.mark.parametrize("objective", ["deadline", "tracking"])
+def test_decentralised_equals_centralised_with_the_tree_market(objective, monkeypatch):
+    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
+    cleared = []
+    original = tm.interior_point
+    monkeypatch.setattr(tm, "interior_point", lambda market: cleared.append(1) or original(market))
+    network = site_network(EnvConfig(network="tree:3,4", n_stations=48, P_ref=150.0))
+    for seed in range(3):
+        assert_agree(network_problem(network, seed, horizon=10, tightness=0.4), MPCSettings(horizon=10, objective=objective))
+    assert cleared or objective == "tracking"      # the tracking stations report QPs: the centralised solver clears
