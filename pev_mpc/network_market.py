@@ -31,10 +31,11 @@ _SETTINGS = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_
              "max_iter": 200}
 
 
-TREE_MIN_CELLS = 20_000
+TREE_MIN_CELLS = 15_000
 """Plugged cells (stations x steps) from which a tree's market is cleared by `tree_market`: its interior point
-costs a few H x H products per row whatever the stations, so below this Clarabel is faster (`tree:20,25`:
-0.4 s against 0.16 s at 7,000 cells, even at 21,000, 1.2 s against 3 s at 70,000)."""
+costs a few products per row and step whatever the stations, so below this Clarabel is faster (`tree:20,25`,
+one market each, tree / Clarabel: 0.31 / 0.16 s at 7,100 cells, 0.39 / 0.36 s at 14,600, 0.58 / 0.73 s at
+21,400, 0.81 / 2.8-3.7 s at 70,500)."""
 
 
 class MarketError(RuntimeError):

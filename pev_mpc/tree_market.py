@@ -12,9 +12,10 @@ solves [D A^T; A -W^-1] [dp; dz] = [r_c; r_r] with D diagonal over the cells and
 (`_Elimination`). Given the price sigma (H,) that a row's ancestors add per unit of station gain, the
 stations and rows under the row answer with the load b - M sigma, an affine map with an H x H matrix M: a
 station adds a diagonal (less one rank-one term if its budget is a row), and the row's own bindable steps
-K subtract X^T X, X = L^-1 s M[K, :], L L^T = s^2 M[K, K] + W^-1_K. So the system is eliminated from the
-leaves up (the rows without children in batches of similar |K|, the rows above one depth at a time) and
-solved from the root down: a few H x H products per row and a handful of passes over the cells, where
+K subtract X^T X, X = L^-1 s M[K, :], L L^T = s^2 M[K, K] + W^-1_K; M is only needed on the steps R where
+the row or an ancestor has a bindable row. So the system is eliminated from the leaves up (the rows without
+children in batches of similar |K|, the rows above one depth at a time) and solved from the root down: a
+few |R| x |R| products per row and a handful of passes over the cells, where
 Clarabel's KKT system holds every cell and bound (docs/FORMULATION.md, "Clearing a tree's market").
 Clarabel remains the market of every other network, of small trees, and of a tree whose interior point
 stops short (`network_market.clear_separable_market`).
@@ -152,13 +153,20 @@ _BUCKETS = np.array([0, 3, 8, 16, 32, 64, 128, 288])
 @dataclass(frozen=True)
 class _Group:
     """Rows eliminated together (rows without children, by their number of bindable steps; then the rows above
-    them, one depth at a time), padded: K bindable steps each, C children each (J: no child)."""
+    them, one depth at a time). A row works on its steps R: its own bindable steps K and its ancestors'
+    (its parent's R, in the parent's order: S), the only steps at which anything above it prices its
+    stations. Positions into R are padded with R_max (a scratch position that stays 0)."""
 
     nodes: np.ndarray
     """(g,) the rows."""
-    k_step: np.ndarray
+    r_step: np.ndarray
+    r_valid: np.ndarray
+    """(g, R_max) each row's steps R (padding: step 0, not valid)."""
+    k_pos: np.ndarray
     k_row: np.ndarray
-    """(g, K) each row's bindable steps and their network row index (-1: padding)."""
+    """(g, K) the positions in R of the row's bindable steps, and their network row index (-1: padding)."""
+    s_pos: np.ndarray
+    """(g, S) the positions in R of the parent's steps R, in the parent's order."""
     children: np.ndarray
     """(g, C) the rows' children (J: padding)."""
 
@@ -169,6 +177,8 @@ class _Layout:
 
     node: np.ndarray
     """(n,) each cell's smallest row (-1: it loads none)."""
+    position: np.ndarray
+    """(n,) the position of the cell's step in its row's steps R (-1: not there: nothing prices it)."""
     gamma: np.ndarray
     """(n,) the cell's station gain."""
     cell_budget: np.ndarray
@@ -178,12 +188,20 @@ class _Layout:
     """(n_budgets,) the budget's station's smallest row, and its column among that row's budgets."""
     width: int
     """Most budgets on one row (at least 1: the columns of U)."""
+    steps: int
+    """Most steps R of one row (the width of what rows pass to each other)."""
+    budget_sum: sparse.csr_matrix
+    """(n_budgets, n): sums over each budget's cells."""
+    spread: sparse.csr_matrix
+    """(n, n_budgets): each cell's budget's value (0 without one)."""
+    row_sum: sparse.csr_matrix
+    """(J H, n): sums over the cells of each row's own stations at each step."""
     groups: list[_Group]
     """In the order of elimination (children before parents)."""
 
     @staticmethod
     def of(market: TreeMarket) -> _Layout:
-        tree = market.tree
+        tree, H = market.tree, market.horizon
         J = market.s.size
         of_station = np.full(tree.leaf.size, -1)
         of_station[market.budget_station] = np.arange(market.budget_station.size)
@@ -204,6 +222,12 @@ class _Layout:
                 k = parent[k]
         count = np.bincount(market.row_node, minlength=J)
         first = np.cumsum(count) - count
+        on_steps = np.zeros((J + 1, H), dtype=bool)             # R of each row: its K and its ancestors'
+        on_steps[market.row_node, market.row_step] = True
+        for level in range(1, int(depth.max(initial=0)) + 1):
+            rows = np.flatnonzero(depth == level)
+            on_steps[rows] |= on_steps[parent[rows]]
+        position = np.cumsum(on_steps, axis=1) - 1               # a step's position in its row's R
         bottom = np.flatnonzero(n_children == 0)
         which = np.searchsorted(_BUCKETS, count[bottom])
         batches = [bottom[which == b] for b in np.unique(which)]
@@ -211,68 +235,103 @@ class _Layout:
         batches += [upper[depth[upper] == level] for level in sorted(set(depth[upper]), reverse=True)]
         child_order = np.argsort(parent, kind="stable")[np.sum(parent < 0):]     # children grouped by parent
         child_start = np.cumsum(n_children) - n_children
-        width = int(slot.max(initial=-1)) + 1
+        parent_or_none = np.where(parent >= 0, parent, J)        # row J: no steps
         groups = []
         for nodes in batches:
-            k = int(count[nodes].max())
-            valid = np.arange(k)[None, :] < count[nodes][:, None]
-            k_row = np.where(valid, first[nodes][:, None] + np.arange(k)[None, :], -1)
-            c = int(n_children[nodes].max())
+            r_step, r_valid = _padded_steps(on_steps[nodes])
+            k = int(count[nodes].max(initial=0))
+            k_valid = np.arange(k)[None, :] < count[nodes][:, None]
+            k_row = np.where(k_valid, first[nodes][:, None] + np.arange(k)[None, :], -1)
+            R = r_step.shape[1]
+            k_pos = np.where(k_valid, position[nodes[:, None], market.row_step[np.maximum(k_row, 0)]], R)
+            above, s_valid = _padded_steps(on_steps[parent_or_none[nodes]])
+            s_pos = np.where(s_valid, position[nodes[:, None], above], R)
+            c = int(n_children[nodes].max(initial=0))
             has = np.arange(c)[None, :] < n_children[nodes][:, None]
             children = np.where(has, child_order[np.minimum(child_start[nodes][:, None] + np.arange(c)[None, :],
-                                                            max(child_order.size - 1, 0))], J) if c else \
-                np.zeros((nodes.size, 0), dtype=int)
-            groups.append(_Group(nodes, np.where(valid, market.row_step[np.maximum(k_row, 0)], 0), k_row, children))
-        return _Layout(tree.leaf[market.station], tree.station_gain[market.station], of_station[market.station],
-                       budget_node, slot, max(width, 1), groups)
+                                                            max(child_order.size - 1, 0))], J)
+            groups.append(_Group(nodes, r_step, r_valid, k_pos, k_row, s_pos, children))
+        node = tree.leaf[market.station]
+        at = np.maximum(node, 0), market.step
+        cell_position = np.where((node >= 0) & on_steps[at], position[at], -1)
+        n = node.size
+        cell_budget = of_station[market.station]
+        has, on = cell_budget >= 0, node >= 0
+        budget_sum = sparse.csr_matrix((np.ones(int(has.sum())), (cell_budget[has], np.flatnonzero(has))),
+                                       shape=(market.beta.size, n))
+        row_sum = sparse.csr_matrix((np.ones(int(on.sum())), ((node * H + market.step)[on], np.flatnonzero(on))),
+                                    shape=(J * H, n))
+        return _Layout(node, cell_position, tree.station_gain[market.station], cell_budget,
+                       budget_node, slot, max(int(slot.max(initial=-1)) + 1, 1),
+                       int(on_steps.sum(axis=1).max(initial=0)), budget_sum, budget_sum.T.tocsr(), row_sum, groups)
+
+
+def _padded_steps(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (g, R), valid (g, R)): each row's steps where `on` (g, H), ascending, padded with step 0."""
+    size = on.sum(axis=1)
+    valid = np.arange(int(size.max(initial=0)))[None, :] < size[:, None]
+    steps = np.zeros(valid.shape, dtype=int)
+    steps[valid] = np.nonzero(on)[1]
+    return steps, valid
 
 
 class _GroupFactor:
-    """One group eliminated: per row, the H x H matrix M of its stations and children (diag(d) - U U^T plus
-    the children's M~), L L^T = s^2 M[K, K] + W^-1_K (kept as L^-1), X = L^-1 s M[K, :]; it passes up
-    M~ = M - X^T X (into `passed`, (J + 1, H, H): row J stays 0)."""
+    """One group eliminated. Per row, on its steps R (plus the scratch position): the matrix M of its
+    stations and children (diag(d) - U U^T plus the children's M~), L L^T = s^2 M[K, K] + W^-1_K (kept as
+    L^-1), X = L^-1 s M[K, :]; it passes M~ = M - X^T X on its parent's steps up (into `passed`,
+    (J + 1, P, P): row J stays 0)."""
 
     def __init__(self, group: _Group, s: np.ndarray, d: np.ndarray, U: np.ndarray, w_rows: np.ndarray,
                  passed: np.ndarray) -> None:
-        ks, kr = group.k_step, group.k_row
-        self.group, self.valid = group, kr >= 0
+        self.group = group
+        self.valid = group.k_row >= 0
         self.s = s[group.nodes][:, None]
-        Ug = U[group.nodes]                                      # (g, H, w)
-        M = -(Ug @ Ug.transpose(0, 2, 1))
-        H = M.shape[1]
-        M[:, np.arange(H), np.arange(H)] += d[group.nodes]
+        g, R = group.r_step.shape
+        rows = np.arange(g)[:, None]
+        Ug = U[group.nodes[:, None], group.r_step] * group.r_valid[:, :, None]     # (g, R, w)
+        M = np.zeros((g, R + 1, R + 1))
+        inner = M[:, :R, :R]
+        inner -= Ug @ Ug.transpose(0, 2, 1)
+        inner[:, np.arange(R), np.arange(R)] += d[group.nodes[:, None], group.r_step] * group.r_valid
         if group.children.shape[1]:
-            M += passed[group.children].sum(axis=1)
+            inner += passed[group.children, :R, :R].sum(axis=1)
         self.L = self.X = None
-        if ks.shape[1]:
-            g, k = ks.shape
-            MK = M[np.arange(g)[:, None], ks] * self.valid[:, :, None]     # (g, K, H): the rows K of M
-            Q = self.s[:, :, None] ** 2 * np.take_along_axis(MK, ks[:, None, :], axis=2) * self.valid[:, None, :]
-            Q[:, np.arange(k), np.arange(k)] += np.where(self.valid, w_rows[np.maximum(kr, 0)], 1.0)
+        k = group.k_pos.shape[1]
+        if k:
+            MK = M[rows, group.k_pos]                            # (g, K, R + 1): the rows K of M
+            Q = self.s[:, :, None] ** 2 * np.take_along_axis(MK, group.k_pos[:, None, :], axis=2)
+            Q[:, np.arange(k), np.arange(k)] += np.where(self.valid, w_rows[np.maximum(group.k_row, 0)], 1.0)
             self.L = np.linalg.inv(np.linalg.cholesky(Q))       # L^-1, lower triangular
             self.X = self.L @ (self.s[:, :, None] * MK)
             M -= self.X.transpose(0, 2, 1) @ self.X
-        passed[group.nodes] = M
+        S = group.s_pos.shape[1]
+        passed[group.nodes, :S, :S] = M[rows[:, :, None], group.s_pos[:, :, None], group.s_pos[:, None, :]]
 
     def up(self, B: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(b - X^T t: the load these rows pass up at sigma = 0 (g, H), t = L^-1 (s B_K - r_K)) from the load
-        B (g, H) of their stations and children."""
-        if self.L is None:
-            return B, None
-        rK = np.where(self.valid, r_rows[np.maximum(self.group.k_row, 0)], 0.0)
-        t = np.einsum("bkl,bl->bk", self.L, self.s * np.take_along_axis(B, self.group.k_step, axis=1) * self.valid - rK)
-        return B - np.einsum("bkh,bk->bh", self.X, t), t
+        """(what these rows pass up on their parents' steps (g, S), t = L^-1 (s B_K - r_K)) from the load B
+        (g, R + 1) of their stations and children at sigma = 0: B - X^T t."""
+        group = self.group
+        rows = np.arange(B.shape[0])[:, None]
+        t = None
+        if self.L is not None:
+            rK = np.where(self.valid, r_rows[np.maximum(group.k_row, 0)], 0.0)
+            t = np.einsum("bkl,bl->bk", self.L, self.s * B[rows, group.k_pos] - rK)
+            B = B - np.einsum("bkh,bk->bh", self.X, t)
+        return B[rows, group.s_pos], t
 
     def down(self, t: np.ndarray | None, sigma: np.ndarray, dz_rows: np.ndarray) -> np.ndarray:
-        """The price under each row (g, H) from the price sigma above it; its multipliers into dz_rows."""
-        if self.L is None:
-            return sigma
-        dz = np.einsum("blk,bl->bk", self.L, t - np.einsum("bkh,bh->bk", self.X, sigma))
-        dz_rows[self.group.k_row[self.valid]] = dz[self.valid]
-        below = sigma.copy()
-        g, k = self.valid.shape
-        rows = np.repeat(np.arange(g), k).reshape(g, k)
-        np.add.at(below, (rows[self.valid], self.group.k_step[self.valid]), (self.s * dz)[self.valid])
+        """The price under each row on its steps (g, R + 1) from the price sigma (g, S) on its parent's;
+        its multipliers into dz_rows."""
+        group = self.group
+        g, R = group.r_step.shape
+        rows = np.arange(g)[:, None]
+        below = np.zeros((g, R + 1))
+        below[rows, group.s_pos] = sigma                          # padding lands on the scratch position
+        if self.L is not None:
+            dz = np.einsum("blk,bl->bk", self.L, t - np.einsum("bkh,bh->bk", self.X, below))
+            dz_rows[group.k_row[self.valid]] = dz[self.valid]
+            below[rows, group.k_pos] += self.s * dz * self.valid
+        below[:, R] = 0.0
         return below
 
 
@@ -285,52 +344,50 @@ class _Elimination:
         m, lay = market, layout
         H, J = m.horizon, m.s.size
         self.inv_d = inv_d = 1.0 / D
-        self.on = on = lay.node >= 0
-        self.flat = np.where(on, lay.node * H + m.step, -1)
-        d = np.bincount(self.flat[on], weights=(lay.gamma**2 * inv_d)[on], minlength=J * H).reshape(J, H)
+        d = (lay.row_sum @ (lay.gamma**2 * inv_d)).reshape(J, H)
         b = lay.cell_budget
-        self.has_budget = hb = b >= 0
-        self.beta_c = _gather(m.beta, b)
-        self.rho = 1.0 / (np.bincount(b[hb], weights=(self.beta_c**2 * inv_d)[hb], minlength=m.beta.size) + w_budget)
+        self.beta_c = lay.spread @ m.beta
+        self.rho = 1.0 / (lay.budget_sum @ (self.beta_c**2 * inv_d) + w_budget)
         self.v = self.beta_c * lay.gamma * inv_d                  # (n,) 0 for cells without a budget
         U = np.zeros((J, H, lay.width))
-        on_row = hb & on                                          # a station loading no row adds no load
+        on_row = (b >= 0) & (lay.node >= 0)                       # a station loading no row adds no load
         bc = b[on_row]
         U[lay.budget_node[bc], m.step[on_row], lay.budget_slot[bc]] = np.sqrt(self.rho[bc]) * self.v[on_row]
-        passed = np.zeros((J + 1, H, H))
+        passed = np.zeros((J + 1, lay.steps + 1, lay.steps + 1))
         self.groups = [_GroupFactor(group, m.s, d, U, w_rows, passed) for group in lay.groups]
 
     def solve(self, r_cells: np.ndarray, r_budget: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(dp (n,), dz of the budget rows, dz of the network rows) of the system with these right-hand sides."""
         m, lay = self.market, self.layout
         H, J = m.horizon, m.s.size
-        hb, b, on = self.has_budget, lay.cell_budget, self.on
         w = r_cells * self.inv_d
-        t_budget = np.bincount(b[hb], weights=(self.beta_c * w)[hb], minlength=m.beta.size) - r_budget
-        load = lay.gamma * w - _gather(self.rho * t_budget, b) * self.v
-        B = np.bincount(self.flat[on], weights=load[on], minlength=J * H).reshape(J, H)
-        out = np.zeros((J + 1, H))                                # up: each row's load at sigma = 0 (row J: 0)
+        t_budget = lay.budget_sum @ (self.beta_c * w) - r_budget
+        B = (lay.row_sum @ (lay.gamma * w - (lay.spread @ (self.rho * t_budget)) * self.v)).reshape(J, H)
+        P = lay.steps + 1
+        out = np.zeros((J + 1, P))                                # up: what each row passes at sigma = 0
         ts = []
         for factor in self.groups:
-            nodes, children = factor.group.nodes, factor.group.children
-            Bg = B[nodes] + out[children].sum(axis=1) if children.shape[1] else B[nodes]
-            out[nodes], t = factor.up(Bg, r_rows)
+            group = factor.group
+            g, R = group.r_step.shape
+            Bg = np.zeros((g, R + 1))
+            Bg[:, :R] = B[group.nodes[:, None], group.r_step] * group.r_valid
+            if group.children.shape[1]:
+                Bg[:, :R] += out[group.children, :R].sum(axis=1)
+            passing, t = factor.up(Bg, r_rows)
+            out[group.nodes, :passing.shape[1]] = passing
             ts.append(t)
         dz_rows = np.zeros(r_rows.size)                           # down: the price (per unit station gain) under
-        below = np.zeros((J + 1, H))                              # each row, from the root
+        below = np.zeros((J + 1, P))                              # each row on its steps, from the root
         parent = np.where(m.tree.parent >= 0, m.tree.parent, J)
         for factor, t in zip(reversed(self.groups), reversed(ts)):
-            nodes = factor.group.nodes
-            below[nodes] = factor.down(t, below[parent[nodes]], dz_rows)
-        price = np.where(on, below[:J].ravel()[np.maximum(self.flat, 0)], 0.0)
-        dz_budget = self.rho * (t_budget - np.bincount(b[hb], weights=(self.v * price)[hb], minlength=m.beta.size))
-        dp = (r_cells - lay.gamma * price - self.beta_c * _gather(dz_budget, b)) * self.inv_d
+            group = factor.group
+            sigma = below[parent[group.nodes], :group.s_pos.shape[1]]
+            under = factor.down(t, sigma, dz_rows)
+            below[group.nodes, :under.shape[1]] = under
+        price = np.where(lay.position >= 0, below[np.maximum(lay.node, 0), np.maximum(lay.position, 0)], 0.0)
+        dz_budget = self.rho * (t_budget - lay.budget_sum @ (self.v * price))
+        dp = (r_cells - lay.gamma * price - self.beta_c * (lay.spread @ dz_budget)) * self.inv_d
         return dp, dz_budget, dz_rows
-
-
-def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """values[index], 0 where index is -1."""
-    return np.append(values, 0.0)[index]
 
 
 def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
