@@ -47,11 +47,16 @@ def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tup
     separable (node weights 0). A tree of linear limits with at least TREE_MIN_CELLS plugged cells is
     cleared by `tree_market` (the same market, by elimination along the tree), falling back to Clarabel
     where that stops short. Raises MarketError if the solver fails."""
-    network = problem.network
-    if network.tree is not None and np.count_nonzero(problem.mask) >= TREE_MIN_CELLS:
+    if problem.network.tree is not None and np.count_nonzero(problem.mask) >= TREE_MIN_CELLS:
         cleared = clear_tree_market(problem, costs)
         if cleared is not None:
             return cleared
+    return clear_with_clarabel(problem, costs)
+
+
+def clear_with_clarabel(problem: ChargingProblem, costs: StationCosts) -> tuple[np.ndarray, np.ndarray]:
+    """`clear_separable_market` by Clarabel (any network)."""
+    network = problem.network
     N, H = problem.n_stations, problem.horizon
     J = network.n_constraints
     station, step = np.nonzero(problem.mask)

@@ -99,18 +99,16 @@ def test_elimination_solves_the_newton_system_exactly(seed):
     np.testing.assert_allclose(np.concatenate([dp, dzb, dzr]), exact, rtol=1e-9, atol=1e-9 * np.abs(exact).max())
 
 
-def clarabel_market(problem, costs, monkeypatch):
-    with monkeypatch.context() as patch:
-        patch.setattr(nm, "clear_tree_market", lambda *args: None)
-        return nm.clear_separable_market(problem, costs)
+def clarabel_market(problem, costs):
+    return nm.clear_with_clarabel(problem, costs)
 
 
 @hsettings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10_000), horizon=st.integers(1, 12))
-def test_the_tree_market_clears_what_clarabel_clears(seed, horizon, monkeypatch_session):
+def test_the_tree_market_clears_what_clarabel_clears(seed, horizon):
     problem, costs, _ = market_of(seed, horizon)
     tree_plan, tree_y = tm.clear_tree_market(problem, costs)
-    plan, y = clarabel_market(problem, costs, monkeypatch_session)
+    plan, y = clarabel_market(problem, costs)
     value = float(costs.value(problem, plan).sum())
     assert abs(float(costs.value(problem, tree_plan).sum()) - value) <= 1e-8 * max(1.0, abs(value))
     network = problem.network
@@ -119,12 +117,6 @@ def test_the_tree_market_clears_what_clarabel_clears(seed, horizon, monkeypatch_
     dual_tree, dual = model_dual(model, network, tree_y)[0], model_dual(model, network, y)[0]
     assert abs(dual_tree - dual) <= 1e-7 * max(1.0, abs(dual))   # both optimal multipliers (they need not be equal)
     assert np.all(tree_y.real >= 0.0) and np.all(tree_y.imag == 0.0)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_session():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 def test_a_synthetic_tree_is_cleared_without_clarabel(monkeypatch):
@@ -139,7 +131,7 @@ def test_a_synthetic_tree_is_cleared_without_clarabel(monkeypatch):
 
 def test_an_interior_point_that_stops_short_falls_back_to_clarabel(monkeypatch):
     problem, costs, _ = market_of(1)
-    expected = clarabel_market(problem, costs, monkeypatch)
+    expected = clarabel_market(problem, costs)
     monkeypatch.setattr(tm, "MAX_ITERATIONS", 2)
     monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
     assert tm.clear_tree_market(problem, costs) is None
@@ -158,3 +150,17 @@ def test_decentralised_equals_centralised_with_the_tree_market(objective, monkey
     for seed in range(3):
         assert_agree(network_problem(network, seed, horizon=10, tightness=0.4), MPCSettings(horizon=10, objective=objective))
     assert cleared or objective == "tracking"      # the tracking stations report QPs: the centralised solver clears
+
+
+def test_the_benchmark_script_clears_a_synthetic_tree_both_ways():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tree_market.py"
+    run = subprocess.run([sys.executable, str(script), "--stations", "200", "--network", "tree:4,5", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "tree interior point" in run.stdout and "Clarabel" in run.stdout
+    difference = float(run.stdout.split("objective relative difference ")[1].split(";")[0])
+    assert difference < 1e-8
