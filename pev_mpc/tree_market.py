@@ -44,7 +44,6 @@ DUAL_RESIDUAL = 1e-7
 of the largest cost per kW)."""
 _FIXED = 1e-9  # kW: a cell whose bounds are closer than this is fixed at its lower bound
 _STEP = 0.995  # share of the step to the boundary an iteration takes
-_CORRECTORS = 1  # Gondzio's centrality correctors per iteration, at most
 _COMMON_STEP = 1e-6  # relative gap below which primal and dual take one step length
 _REFINEMENTS = 1     # iterative refinements of each Newton solve ...
 _REFINE_BELOW = 1e-6  # ... once the relative gap is below this
@@ -391,8 +390,8 @@ class _Elimination:
 
 
 def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
-    """(p (n,), z (rows,)) optimal for the market by Mehrotra's predictor-corrector method with Gondzio's
-    centrality correctors, the Newton systems by `_Elimination`: the first iterate within TOLERANCE, else
+    """(p (n,), z (rows,)) optimal for the market by Mehrotra's predictor-corrector method, the Newton systems
+    by `_Elimination`: the first iterate within TOLERANCE, else
     the last within ACCEPTABLE (the residuals within RESIDUAL and DUAL_RESIDUAL), else None. The
     complementarity pairs (slack, multiplier) are stacked: the lower bounds, the upper bounds, the rows."""
     m = market
@@ -429,13 +428,11 @@ def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
         except np.linalg.LinAlgError:                      # a Newton system lost definiteness to rounding
             return best
 
-        def direction(c: np.ndarray, residuals: bool = True) -> tuple[np.ndarray, np.ndarray]:
-            """(d slack, d dual) with slack * d dual + dual * d slack = c and the residuals' Newton step
-            (or none: a corrector)."""
-            rd, rp = (r_dual, r_primal) if residuals else (0.0, 0.0)
+        def direction(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(d slack, d dual): the Newton step on the residuals with slack * d dual + dual * d slack = c."""
             c_by_s = c / slack
-            r_r = -rp - c[2 * n:] / z
-            r_c = -rd + c_by_s[:n] - c_by_s[n:2 * n]
+            r_r = -r_primal - c[2 * n:] / z
+            r_c = -r_dual + c_by_s[:n] - c_by_s[n:2 * n]
             dp, dzb, dzr = system.solve(r_c, r_r[:n_b], r_r[n_b:])
             for _ in range(_REFINEMENTS if relative < _REFINE_BELOW else 0):   # the solve's rounding, corrected
                 dz = np.concatenate([dzb, dzr])
@@ -443,7 +440,7 @@ def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
                 e_r = r_r - A @ dp + w * dz
                 ep, ezb, ezr = system.solve(e_c, e_r[:n_b], e_r[n_b:])
                 dp, dzb, dzr = dp + ep, dzb + ezb, dzr + ezr
-            d_slack = np.concatenate([dp, -dp, -rp - A @ dp])
+            d_slack = np.concatenate([dp, -dp, -r_primal - A @ dp])
             return d_slack, c_by_s - ratio * d_slack
 
         def steps(d_slack: np.ndarray, d_dual: np.ndarray) -> tuple[float, float]:
@@ -454,17 +451,6 @@ def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
         sigma = (float((slack + ap * ds) @ (dual + ad * dd)) / slack.size / mu) ** 3
         ds, dd = direction(sigma * mu - slack * dual - ds * dd)   # Mehrotra's corrector
         ap, ad = steps(ds, dd)
-        for _ in range(_CORRECTORS if min(ap, ad) < 0.9 else 0):  # Gondzio: outlying products to the centre
-            aim_p, aim_d = min(1.0, 1.5 * ap + 0.2), min(1.0, 1.5 * ad + 0.2)
-            trial = (slack + aim_p * ds) * (dual + aim_d * dd)
-            target = sigma * mu
-            c = np.clip(trial, 0.1 * target, 10.0 * target) - trial
-            c = np.maximum(c, -10.0 * target)
-            cs, cd = direction(c, residuals=False)
-            new_p, new_d = steps(ds + cs, dd + cd)
-            if min(new_p, new_d) < 1.01 * min(ap, ad):
-                break
-            ds, dd, ap, ad = ds + cs, dd + cd, new_p, new_d
         ap, ad = min(1.0, _STEP * ap), min(1.0, _STEP * ad)
         if relative <= _COMMON_STEP:                       # one step for both: exact on stationarity's P p term
             ap = ad = min(ap, ad)

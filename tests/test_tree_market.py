@@ -164,3 +164,33 @@ def test_the_benchmark_script_clears_a_synthetic_tree_both_ways():
     assert "tree interior point" in run.stdout and "Clarabel" in run.stdout
     difference = float(run.stdout.split("objective relative difference ")[1].split(";")[0])
     assert difference < 1e-8
+
+
+def episode(monkeypatch, tree_cells: int) -> tuple[dict, list[dict]]:
+    """A synthetic tree episode of the decentralised MPC with the tree market from `tree_cells` plugged cells."""
+    from pev_env.core import ChargingCore
+    from pev_env.scenarios import make_scenario
+    from pev_mpc.policies import make_policy
+
+    monkeypatch.setattr(nm, "TREE_MIN_CELLS", tree_cells)
+    config, scenario = make_scenario("synthetic-300", 0, EnvConfig(network="tree:20,25"))
+    policy = make_policy("mpc-decentralised")
+    policy.reset(config, scenario, 0)
+    core = ChargingCore(config, scenario)
+    obs, stats = core.reset(), []
+    while not core.done:
+        obs = core.step(policy.act_array(obs)).observations
+        stats.append(dict(policy.last_stats))
+    return core.episode_metrics(), stats
+
+
+def test_a_closed_loop_episode_with_the_tree_market_on_every_clearing(monkeypatch):
+    cleared = []
+    original = tm.interior_point
+    monkeypatch.setattr(tm, "interior_point", lambda market: cleared.append(original(market)) or cleared[-1])
+    metrics, stats = episode(monkeypatch, 0)
+    with_clarabel, _ = episode(monkeypatch, 10**12)
+    assert len(cleared) > 20 and all(out is not None for out in cleared)     # never fell back to Clarabel
+    assert metrics["network_violation_steps"] == 0
+    assert all(s["converged"] and s["iterations"] <= 3 for s in stats)
+    assert abs(metrics["unmet_energy_kwh"] - with_clarabel["unmet_energy_kwh"]) <= 1e-3
