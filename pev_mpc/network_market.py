@@ -33,9 +33,9 @@ _SETTINGS = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_
 
 TREE_MIN_CELLS = 15_000
 """Plugged cells (stations x steps) from which a tree's market is cleared by `tree_market`: its interior point
-costs a few products per row and step whatever the stations, so below this Clarabel is faster (`tree:20,25`,
-one market each, tree / Clarabel: 0.31 / 0.16 s at 7,100 cells, 0.39 / 0.36 s at 14,600, 0.58 / 0.73 s at
-21,400, 0.81 / 2.8-3.7 s at 70,500)."""
+costs a few products per row and step whatever the stations, so below this Clarabel is faster
+(`benchmarks/tree_market.py`, tree:20,25, tree / Clarabel: 0.43-0.48 / 0.17-0.19 s at 7,100 cells,
+0.40-0.53 / 0.38-0.51 s at 14,600, 0.61-0.64 / 0.78-1.00 s at 21,400, 0.89-1.24 / 3.97-5.46 s at 70,500)."""
 
 
 class MarketError(RuntimeError):
