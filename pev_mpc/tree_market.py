@@ -34,14 +34,16 @@ from pev_mpc.problem import ChargingProblem
 
 MAX_ITERATIONS = 60
 TOLERANCE = 1e-9
-"""Complementarity (relative to the objective) at which the market counts as cleared ..."""
+"""Complementarity (relative to the objective) at which the market counts as cleared, with the residuals
+within RESIDUAL and DUAL_RESIDUAL."""
 ACCEPTABLE = 1e-8
-"""... or, should the interior point stall after reaching it (rounding grows as the gap closes), this."""
+"""Complementarity of the last iterate kept in case the interior point stalls after it (rounding grows as
+the gap closes), with the same residuals."""
 RESIDUAL = 1e-9
-"""... with the residuals of its rows this small (relative to the limits) ..."""
+"""Largest residual of a row, relative to the largest limit or budget."""
 DUAL_RESIDUAL = 1e-7
-"""... and of stationarity (relative to the costs; the Newton systems lose accuracy as the gap closes: 1e-7
-of the largest cost per kW)."""
+"""Largest residual of stationarity, relative to the largest cost per kW (the Newton systems lose accuracy
+as the gap closes)."""
 _FIXED = 1e-9  # kW: a cell whose bounds are closer than this is fixed at its lower bound
 _STEP = 0.995  # share of the step to the boundary an iteration takes
 _COMMON_STEP = 1e-6  # relative gap below which primal and dual take one step length
@@ -99,7 +101,7 @@ def build_market(problem: ChargingProblem, costs: StationCosts, objective_scale:
     room = budget[known] - base[known].sum(axis=1)
     beta = np.ones(known.size)
     s = tree.factor
-    fixed_load = network.combine(base).real
+    fixed_load = network.loads(base)                       # linear rows: sum |g| p (p >= 0)
     row_node, row_step, cell_rows = _bindable(tree, s, station, step, hi, fixed_load, network.limit)
     budget_of = np.full(N, -1)
     budget_of[known] = np.arange(known.size)
