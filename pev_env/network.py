@@ -220,6 +220,8 @@ class RowTree:
     """(J,) the row's gain per unit of station gain."""
     station_gain: np.ndarray
     """(N,) |gain| of station i on its smallest row (0 where it loads none)."""
+    depth: np.ndarray
+    """(J,) the row's number of ancestors (0 for a root)."""
 
     @staticmethod
     def of(network: Network) -> RowTree | None:
@@ -259,7 +261,11 @@ class RowTree:
         factor[coo.row] = ratio
         if np.any(np.abs(ratio - factor[coo.row]) > 1e-9 * np.abs(ratio)):
             return None                                           # gains not proportional across stations
-        return RowTree(parent, leaf, factor, station_gain)
+        depth, above = np.zeros(J, dtype=int), parent
+        while np.any(above >= 0):
+            depth += above >= 0
+            above = np.where(above >= 0, parent[np.maximum(above, 0)], -1)
+        return RowTree(parent, leaf, factor, station_gain, depth)
 
 
 def _row_direction(gain: np.ndarray) -> np.ndarray:

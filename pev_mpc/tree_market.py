@@ -54,7 +54,7 @@ _REFINE_BELOW = 1e-6  # ... once the relative gap is below this
 @dataclass(frozen=True)
 class TreeMarket:
     """One market (module doc), its objective over `objective_scale`: cells c (station[c], step[c]) free
-    between lo and hi, budget rows (station budget_station[b], coefficient beta[b] = 1), network rows r (node
+    between lo and hi, budget rows (station budget_station[b], coefficient 1), network rows r (node
     row_node[r], step row_step[r], sorted by node and step); rows hold A p <= rhs (budgets first)."""
 
     station: np.ndarray
@@ -65,15 +65,12 @@ class TreeMarket:
     lo: np.ndarray
     hi: np.ndarray
     budget_station: np.ndarray
-    beta: np.ndarray
     row_node: np.ndarray
     row_step: np.ndarray
     rhs: np.ndarray
     """(budgets + network rows,) what each row may hold (its budget or limit less the load of fixed cells)."""
     A: sparse.csr_matrix
     tree: RowTree
-    s: np.ndarray
-    """(J,) the row's gain per unit of station gain."""
     horizon: int
 
 
@@ -99,10 +96,8 @@ def build_market(problem: ChargingProblem, costs: StationCosts, objective_scale:
     station, step, lo, hi = station[free], step[free], lo[free], hi[free]
     known = np.flatnonzero(np.isfinite(budget) & ~pinned & (budget < most - _FIXED))
     room = budget[known] - base[known].sum(axis=1)
-    beta = np.ones(known.size)
-    s = tree.factor
     fixed_load = network.loads(base)                       # linear rows: sum |g| p (p >= 0)
-    row_node, row_step, cell_rows = _bindable(tree, s, station, step, hi, fixed_load, network.limit)
+    row_node, row_step, cell_rows = _bindable(tree, station, step, hi, fixed_load, network.limit)
     budget_of = np.full(N, -1)
     budget_of[known] = np.arange(known.size)
     b_of_cell = budget_of[station]
@@ -110,15 +105,15 @@ def build_market(problem: ChargingProblem, costs: StationCosts, objective_scale:
     n, m_b = station.size, known.size
     rows = np.concatenate([b_of_cell[has], m_b + cell_rows[0]])
     cols = np.concatenate([np.flatnonzero(has), cell_rows[1]])
-    vals = np.concatenate([beta[b_of_cell[has]], cell_rows[2]])
+    vals = np.concatenate([np.ones(int(has.sum())), cell_rows[2]])
     A = sparse.csr_matrix((vals, (rows, cols)), shape=(m_b + row_node.size, n))
     rhs = np.concatenate([room, network.limit[row_node] - fixed_load[row_node, row_step]])
     P = 2.0 * costs.power_reg[station] / objective_scale
     q = costs.linear[station, step] / objective_scale
-    return TreeMarket(station, step, P, q, lo, hi, known, beta, row_node, row_step, rhs, A, tree, s, H), base
+    return TreeMarket(station, step, P, q, lo, hi, known, row_node, row_step, rhs, A, tree, H), base
 
 
-def _bindable(tree: RowTree, s: np.ndarray, station: np.ndarray, step: np.ndarray, hi: np.ndarray,
+def _bindable(tree: RowTree, station: np.ndarray, step: np.ndarray, hi: np.ndarray,
               fixed_load: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The rows (node, step) that the cells could load past their limits at full power with the fixed cells'
     load (J, H) (sorted by node and step), and the nonzeros of those rows as (row, cell, coefficient)."""
@@ -137,9 +132,9 @@ def _bindable(tree: RowTree, s: np.ndarray, station: np.ndarray, step: np.ndarra
         node = np.where(on, tree.parent[np.maximum(node, 0)], -1)
     j = np.concatenate(hops_node) if hops_node else np.zeros(0, dtype=int)
     c = np.concatenate(hops_cell) if hops_cell else np.zeros(0, dtype=int)
-    coef = s[j] * gamma[c]
+    coef = tree.factor[j] * gamma[c]
     flat = j * H + step[c]
-    worst = np.bincount(flat, weights=coef * hi[c], minlength=s.size * H) + fixed_load.ravel()
+    worst = np.bincount(flat, weights=coef * hi[c], minlength=limit.size * H) + fixed_load.ravel()
     bindable = np.flatnonzero(worst > np.repeat(limit, H))
     index = np.full(worst.size, -1)
     index[bindable] = np.arange(bindable.size)
@@ -203,7 +198,7 @@ class _Layout:
     @staticmethod
     def of(market: TreeMarket) -> _Layout:
         tree, H = market.tree, market.horizon
-        J = market.s.size
+        J = tree.parent.size
         of_station = np.full(tree.leaf.size, -1)
         of_station[market.budget_station] = np.arange(market.budget_station.size)
         budget_node = tree.leaf[market.budget_station]
@@ -213,14 +208,8 @@ class _Layout:
             sorted_nodes = budget_node[order]
             starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
             slot[order] = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
-        parent = tree.parent
+        parent, depth = tree.parent, tree.depth
         n_children = np.bincount(parent[parent >= 0], minlength=J)
-        depth = np.zeros(J, dtype=int)
-        for j in range(J):
-            k = parent[j]
-            while k >= 0:
-                depth[j] += 1
-                k = parent[k]
         count = np.bincount(market.row_node, minlength=J)
         first = np.cumsum(count) - count
         on_steps = np.zeros((J + 1, H), dtype=bool)             # R of each row: its K and its ancestors'
@@ -259,7 +248,7 @@ class _Layout:
         cell_budget = of_station[market.station]
         has, on = cell_budget >= 0, node >= 0
         budget_sum = sparse.csr_matrix((np.ones(int(has.sum())), (cell_budget[has], np.flatnonzero(has))),
-                                       shape=(market.beta.size, n))
+                                       shape=(market.budget_station.size, n))
         row_sum = sparse.csr_matrix((np.ones(int(on.sum())), ((node * H + market.step)[on], np.flatnonzero(on))),
                                     shape=(J * H, n))
         return _Layout(node, cell_position, tree.station_gain[market.station], cell_budget,
@@ -343,26 +332,25 @@ class _Elimination:
                  w_rows: np.ndarray) -> None:
         self.market, self.layout = market, layout
         m, lay = market, layout
-        H, J = m.horizon, m.s.size
+        H, J = m.horizon, m.tree.parent.size
         self.inv_d = inv_d = 1.0 / D
         d = (lay.row_sum @ (lay.gamma**2 * inv_d)).reshape(J, H)
         b = lay.cell_budget
-        self.beta_c = lay.spread @ m.beta
-        self.rho = 1.0 / (lay.budget_sum @ (self.beta_c**2 * inv_d) + w_budget)
-        self.v = self.beta_c * lay.gamma * inv_d                  # (n,) 0 for cells without a budget
+        self.rho = 1.0 / (lay.budget_sum @ inv_d + w_budget)
+        self.v = lay.gamma * inv_d                                # what a cell's budget multiplier loads per unit
         U = np.zeros((J, H, lay.width))
         on_row = (b >= 0) & (lay.node >= 0)                       # a station loading no row adds no load
         bc = b[on_row]
         U[lay.budget_node[bc], m.step[on_row], lay.budget_slot[bc]] = np.sqrt(self.rho[bc]) * self.v[on_row]
         passed = np.zeros((J + 1, lay.steps + 1, lay.steps + 1))
-        self.groups = [_GroupFactor(group, m.s, d, U, w_rows, passed) for group in lay.groups]
+        self.groups = [_GroupFactor(group, m.tree.factor, d, U, w_rows, passed) for group in lay.groups]
 
     def solve(self, r_cells: np.ndarray, r_budget: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(dp (n,), dz of the budget rows, dz of the network rows) of the system with these right-hand sides."""
         m, lay = self.market, self.layout
-        H, J = m.horizon, m.s.size
+        H, J = m.horizon, m.tree.parent.size
         w = r_cells * self.inv_d
-        t_budget = lay.budget_sum @ (self.beta_c * w) - r_budget
+        t_budget = lay.budget_sum @ w - r_budget
         B = (lay.row_sum @ (lay.gamma * w - (lay.spread @ (self.rho * t_budget)) * self.v)).reshape(J, H)
         P = lay.steps + 1
         out = np.zeros((J + 1, P))                                # up: what each row passes at sigma = 0
@@ -387,19 +375,19 @@ class _Elimination:
             below[group.nodes, :under.shape[1]] = under
         price = np.where(lay.position >= 0, below[np.maximum(lay.node, 0), np.maximum(lay.position, 0)], 0.0)
         dz_budget = self.rho * (t_budget - lay.budget_sum @ (self.v * price))
-        dp = (r_cells - lay.gamma * price - self.beta_c * (lay.spread @ dz_budget)) * self.inv_d
+        dp = (r_cells - lay.gamma * price - lay.spread @ dz_budget) * self.inv_d
         return dp, dz_budget, dz_rows
 
 
 def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
     """(p (n,), z (rows,)) optimal for the market by Mehrotra's predictor-corrector method, the Newton systems
-    by `_Elimination`: the first iterate within TOLERANCE, else
-    the last within ACCEPTABLE (the residuals within RESIDUAL and DUAL_RESIDUAL), else None. The
-    complementarity pairs (slack, multiplier) are stacked: the lower bounds, the upper bounds, the rows."""
+    by `_Elimination`: the first iterate within TOLERANCE, else the last within ACCEPTABLE (the residuals
+    within RESIDUAL and DUAL_RESIDUAL), else None. The complementarity pairs (slack, multiplier) are
+    stacked: the lower bounds, the upper bounds, the rows."""
     m = market
     layout = _Layout.of(m)
     A, AT, rhs = m.A, m.A.T.tocsr(), m.rhs
-    n, n_b = m.q.size, m.beta.size
+    n, n_b = m.q.size, m.budget_station.size
     width = m.hi - m.lo
     p = m.lo + _start_share(m) * width
     mu = 0.5 * float(width.mean())                     # every pair's product at the start
@@ -504,6 +492,6 @@ def clear_tree_market(problem: ChargingProblem, costs: StationCosts) -> tuple[np
             return None
         p, z = solved
         plan[market.station, market.step] = np.clip(p, market.lo, market.hi)
-        rows = np.maximum(z[market.beta.size:], 0.0)
+        rows = np.maximum(z[market.budget_station.size:], 0.0)
         y[market.row_node, market.row_step] = rows * network.direction[market.row_node]
     return plan, y * objective_scale

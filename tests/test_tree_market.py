@@ -96,7 +96,7 @@ def test_elimination_solves_the_newton_system_exactly(seed):
     rng = np.random.default_rng(seed)
     n, m = market.q.size, market.rhs.size
     D, w = rng.uniform(0.01, 10.0, n), rng.uniform(1e-3, 10.0, m)
-    nb = market.beta.size
+    nb = market.budget_station.size
     system = tm._Elimination(market, layout, D, w[:nb], w[nb:])
     r_c, r_r = rng.normal(size=n), rng.normal(size=m)
     dp, dzb, dzr = system.solve(r_c, r_r[:nb], r_r[nb:])
