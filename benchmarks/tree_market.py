@@ -44,13 +44,26 @@ def first_market(stations: int, network: str) -> tuple:
     return seen[0]
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be an integer >= 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stations", type=int, default=10_000)
+    parser.add_argument("--stations", type=_positive, default=10_000)
     parser.add_argument("--network", default="tree:20,25")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=_positive, default=3)
     args = parser.parse_args()
-    problem, costs = first_market(args.stations, args.network)
+    try:
+        problem, costs = first_market(args.stations, args.network)
+    except ValueError as exc:                                     # the scenario or network named
+        parser.error(str(exc))
+    if problem.network.tree is None:
+        parser.error(f"--network {args.network}: not a tree of nested linear limits (pev_env.network.RowTree)")
     print(f"{args.network}, N = {args.stations}: {int(problem.mask.sum())} plugged cells, horizon {problem.horizon}")
     iterations = []
     factor = tree_market._Elimination.__init__

@@ -5,6 +5,10 @@ inner row and stations outside every row."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -160,14 +164,14 @@ def test_decentralised_equals_centralised_with_the_tree_market(objective, monkey
     assert cleared or objective == "tracking"      # the tracking stations report QPs: the centralised solver clears
 
 
-def test_the_benchmark_script_clears_a_synthetic_tree_both_ways():
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def run_benchmark(*args: str) -> subprocess.CompletedProcess:
+    """benchmarks/tree_market.py run with `args`."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "tree_market.py"
-    run = subprocess.run([sys.executable, str(script), "--stations", "200", "--network", "tree:4,5", "--repeats", "1"],
-                         capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_benchmark_script_clears_a_synthetic_tree_both_ways():
+    run = run_benchmark("--stations", "200", "--network", "tree:4,5", "--repeats", "1")
     assert run.returncode == 0, run.stderr
     assert "tree interior point" in run.stdout and "Clarabel" in run.stdout
     difference = float(run.stdout.split("objective relative difference ")[1].split(";")[0])
@@ -202,3 +206,10 @@ def test_a_closed_loop_episode_with_the_tree_market_on_every_clearing(monkeypatc
     assert metrics["network_violation_steps"] == 0
     assert all(s["converged"] and s["iterations"] <= 3 for s in stats)
     assert abs(metrics["unmet_energy_kwh"] - with_clarabel["unmet_energy_kwh"]) <= 1e-3
+
+
+@pytest.mark.parametrize("args, named", [(["--stations", "0"], "--stations"), (["--network", "tree:0,5"], "tree:0,5")])
+def test_the_benchmark_script_rejects_bad_input_with_exit_2(args, named):
+    run = run_benchmark(*args)
+    assert run.returncode == 2
+    assert named in run.stderr.strip().splitlines()[-1] and "Traceback" not in run.stderr
