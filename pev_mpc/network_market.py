@@ -25,17 +25,9 @@ from pev_mpc.network_allocation import dual_penalty, station_prices
 from pev_mpc.objective import StationCosts
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.separable_qp import SeparableStations
-from pev_mpc.tree_market import clear_tree_market
 
 _SETTINGS = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "tol_ktratio": 1e-8,
              "max_iter": 200}
-
-
-TREE_MIN_CELLS = 15_000
-"""Plugged cells (stations x steps) from which a tree's market is cleared by `tree_market`: its interior point
-costs a few products per row and step whatever the stations, so below this Clarabel is faster
-(`benchmarks/tree_market.py`, tree:20,25, tree / Clarabel: 0.43-0.48 / 0.17-0.19 s at 7,100 cells,
-0.40-0.53 / 0.38-0.51 s at 14,600, 0.61-0.64 / 0.78-1.00 s at 21,400, 0.89-1.24 / 3.97-5.46 s at 70,500)."""
 
 
 class MarketError(RuntimeError):
@@ -44,11 +36,13 @@ class MarketError(RuntimeError):
 
 def clear_separable_market(problem: ChargingProblem, costs: StationCosts) -> tuple[np.ndarray, np.ndarray]:
     """(plans (N, H) kW, multipliers y (J, H) complex) of the model market (module doc); costs must be
-    separable (node weights 0). A tree of linear limits with at least TREE_MIN_CELLS plugged cells is
-    cleared by `tree_market` (the same market, by elimination along the tree), falling back to Clarabel
-    where that stops short. Raises MarketError if the solver fails."""
-    if problem.network.tree is not None and np.count_nonzero(problem.mask) >= TREE_MIN_CELLS:
-        cleared = clear_tree_market(problem, costs)
+    separable (node weights 0). A tree of linear limits is cleared by `tree_market` (the same market, by
+    elimination along the tree, compiled: faster than Clarabel at every size measured), falling back to
+    Clarabel where that stops short. Raises MarketError if the solver fails."""
+    if problem.network.tree is not None:
+        from pev_mpc import tree_market      # here, not at the top: only trees pay for importing numba (0.25 s)
+
+        cleared = tree_market.clear_tree_market(problem, costs)
         if cleared is not None:
             return cleared
     return clear_with_clarabel(problem, costs)

@@ -1,5 +1,5 @@
 """The model market on a tree of nested linear limits (`pev_env.network.RowTree`), cleared by a primal-dual
-interior point whose Newton systems are solved by elimination along the tree.
+interior point whose Newton systems are solved by elimination along the tree, compiled with numba.
 
 The market is `network_market`'s (the stations' separable bid QPs, their known budgets, the network's rows
 that can bind), with the rows in their own units:
@@ -9,23 +9,26 @@ that can bind), with the rows in their own units:
 
 (s_j gamma_i = |g_ji|: `RowTree.factor` and `.station_gain`). Each Mehrotra predictor-corrector iteration
 solves [D A^T; A -W^-1] [dp; dz] = [r_c; r_r] with D diagonal over the cells and W^-1 over the rows
-(`_Elimination`). Given the price sigma (H,) that a row's ancestors add per unit of station gain, the
+(`_factor`, `_solve`). Given the price sigma (H,) that a row's ancestors add per unit of station gain, the
 stations and rows under the row answer with the load b - M sigma, an affine map with an H x H matrix M: a
 station adds a diagonal (less one rank-one term if its budget is a row), and the row's own bindable steps
-K subtract X^T X, X = L^-1 s M[K, :], L L^T = s^2 M[K, K] + W^-1_K; M is only needed on the steps R where
-the row or an ancestor has a bindable row. So the system is eliminated from the leaves up (the rows without
-children in batches of similar |K|, the rows above one depth at a time) and solved from the root down: a
-few |R| x |R| products per row and a handful of passes over the cells, where
-Clarabel's KKT system holds every cell and bound (docs/FORMULATION.md, "Clearing a tree's market").
-Clarabel remains the market of every other network, of small trees, and of a tree whose interior point
-stops short (`network_market.clear_separable_market`).
+K subtract X^T X, X = L^-1 s M[K, S], L L^T = s^2 M[K, K] + W^-1_K, S the parent's steps; M is only needed
+on the steps R where the row or an ancestor has a bindable row. So the system is eliminated from the
+leaves up, a row at a time, and solved from the root down: a few |K| x |R| products per row and a handful
+of passes over the cells, where Clarabel's KKT system holds every cell and bound (docs/FORMULATION.md,
+"Clearing a tree's market"). The products A p and A^T z are sums along the same tree (`_load`, `_price`).
+Clarabel remains the market of every other network and of a tree whose interior point stops short
+(`network_market.clear_separable_market`). The kernels are compiled at their first call (a few seconds,
+once: numba caches them beside this file or in the user's cache folder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 from scipy import sparse
 
 from pev_env.network import Network, RowTree
@@ -142,312 +145,466 @@ def _bindable(tree: RowTree, station: np.ndarray, step: np.ndarray, hi: np.ndarr
     return bindable // H, bindable % H, (index[flat[keep]], c[keep], coef[keep])
 
 
-_BUCKETS = np.array([0, 3, 8, 16, 32, 64, 128, 288])
-"""Rows without children are eliminated in batches of similar numbers of bindable steps (padding costs K^2)."""
+class _Layout(NamedTuple):
+    """Where every cell, budget and row sits in the tree (computed once per market, in flat arrays for the
+    compiled kernels). A row j works on its steps R_j: its own bindable steps K_j and its ancestors' (its
+    parent's R), the only steps at which anything above it prices its stations; per-row vectors on R_j lie
+    at r_off[j]:r_off[j + 1] of a flat array, its |R_j| x |R_j| matrix at m_off[j], its |K_j| x |K_j|
+    factor at l_off[j], its |K_j| x |S_j| block X at x_off[j] (S_j: its parent's steps R)."""
 
-
-@dataclass(frozen=True)
-class _Group:
-    """Rows eliminated together (rows without children, by their number of bindable steps; then the rows above
-    them, one depth at a time). A row works on its steps R: its own bindable steps K and its ancestors'
-    (its parent's R, in the parent's order: S), the only steps at which anything above it prices its
-    stations. Positions into R are padded with R_max (a scratch position that stays 0)."""
-
-    nodes: np.ndarray
-    """(g,) the rows."""
-    r_step: np.ndarray
-    r_valid: np.ndarray
-    """(g, R_max) each row's steps R (padding: step 0, not valid)."""
+    order: np.ndarray
+    """(J,) the rows, children before parents (the order of elimination)."""
+    parent: np.ndarray
+    scale: np.ndarray
+    """(J,) the row's gain per unit of station gain (`RowTree.factor`)."""
+    r_off: np.ndarray
+    m_off: np.ndarray
+    l_off: np.ndarray
+    x_off: np.ndarray
+    k_off: np.ndarray
+    """(J + 1,) where each row's bindable steps lie in k_pos (and among the network rows)."""
     k_pos: np.ndarray
-    k_row: np.ndarray
-    """(g, K) the positions in R of the row's bindable steps, and their network row index (-1: padding)."""
+    """The positions in R_j of the row's bindable steps (the network rows k_off[j]:k_off[j + 1]: rows are
+    sorted by node and step)."""
+    s_off: np.ndarray
     s_pos: np.ndarray
-    """(g, S) the positions in R of the parent's steps R, in the parent's order."""
-    children: np.ndarray
-    """(g, C) the rows' children (J: padding)."""
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where every cell, budget and row sits in the tree (computed once per market)."""
-
+    """At s_off[j]: the positions in R_j of the parent's steps R, in the parent's order."""
     node: np.ndarray
     """(n,) each cell's smallest row (-1: it loads none)."""
     position: np.ndarray
-    """(n,) the position of the cell's step in its row's steps R (-1: not there: nothing prices it)."""
+    """(n,) the position of the cell's step in its row's R (-1: not there: nothing prices it)."""
     gamma: np.ndarray
     """(n,) the cell's station gain."""
     cell_budget: np.ndarray
     """(n,) the budget row of the cell's station (-1: none)."""
+    budget_off: np.ndarray
+    budget_cells: np.ndarray
+    """The cells of budget b at budget_cells[budget_off[b]:budget_off[b + 1]]."""
     budget_node: np.ndarray
-    budget_slot: np.ndarray
-    """(n_budgets,) the budget's station's smallest row, and its column among that row's budgets."""
-    width: int
-    """Most budgets on one row (at least 1: the columns of U)."""
-    steps: int
-    """Most steps R of one row (the width of what rows pass to each other)."""
-    budget_sum: sparse.csr_matrix
-    """(n_budgets, n): sums over each budget's cells."""
-    spread: sparse.csr_matrix
-    """(n, n_budgets): each cell's budget's value (0 without one)."""
-    row_sum: sparse.csr_matrix
-    """(J H, n): sums over the cells of each row's own stations at each step."""
-    groups: list[_Group]
-    """In the order of elimination (children before parents)."""
+    """(n_budgets,) the smallest row of the budget's station (-1: none)."""
+    step: np.ndarray
+    """(n,) each cell's step."""
+    row_node: np.ndarray
+    row_step: np.ndarray
+    """The network rows (`TreeMarket`)."""
+    horizon: int
 
     @staticmethod
     def of(market: TreeMarket) -> _Layout:
         tree, H = market.tree, market.horizon
-        J = tree.parent.size
-        of_station = np.full(tree.leaf.size, -1)
-        of_station[market.budget_station] = np.arange(market.budget_station.size)
-        budget_node = tree.leaf[market.budget_station]
-        order = np.argsort(budget_node, kind="stable")
-        slot = np.zeros(budget_node.size, dtype=int)
-        if order.size:
-            sorted_nodes = budget_node[order]
-            starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
-            slot[order] = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
         parent, depth = tree.parent, tree.depth
-        n_children = np.bincount(parent[parent >= 0], minlength=J)
+        J = parent.size
         count = np.bincount(market.row_node, minlength=J)
-        first = np.cumsum(count) - count
-        on_steps = np.zeros((J + 1, H), dtype=bool)             # R of each row: its K and its ancestors'
+        on_steps = np.zeros((J, H), dtype=bool)                  # R of each row: its K and its ancestors'
         on_steps[market.row_node, market.row_step] = True
         for level in range(1, int(depth.max(initial=0)) + 1):
             rows = np.flatnonzero(depth == level)
             on_steps[rows] |= on_steps[parent[rows]]
-        position = np.cumsum(on_steps, axis=1) - 1               # a step's position in its row's R
-        bottom = np.flatnonzero(n_children == 0)
-        which = np.searchsorted(_BUCKETS, count[bottom])
-        batches = [bottom[which == b] for b in np.unique(which)]
-        upper = np.flatnonzero(n_children > 0)
-        batches += [upper[depth[upper] == level] for level in sorted(set(depth[upper]), reverse=True)]
-        child_order = np.argsort(parent, kind="stable")[np.sum(parent < 0):]     # children grouped by parent
-        child_start = np.cumsum(n_children) - n_children
-        parent_or_none = np.where(parent >= 0, parent, J)        # row J: no steps
-        groups = []
-        for nodes in batches:
-            r_step, r_valid = _padded_steps(on_steps[nodes])
-            k = int(count[nodes].max(initial=0))
-            k_valid = np.arange(k)[None, :] < count[nodes][:, None]
-            k_row = np.where(k_valid, first[nodes][:, None] + np.arange(k)[None, :], -1)
-            R = r_step.shape[1]
-            k_pos = np.where(k_valid, position[nodes[:, None], market.row_step[np.maximum(k_row, 0)]], R)
-            above, s_valid = _padded_steps(on_steps[parent_or_none[nodes]])
-            s_pos = np.where(s_valid, position[nodes[:, None], above], R)
-            c = int(n_children[nodes].max(initial=0))
-            has = np.arange(c)[None, :] < n_children[nodes][:, None]
-            children = np.where(has, child_order[np.minimum(child_start[nodes][:, None] + np.arange(c)[None, :],
-                                                            max(child_order.size - 1, 0))], J)
-            groups.append(_Group(nodes, r_step, r_valid, k_pos, k_row, s_pos, children))
+        position = np.cumsum(on_steps, axis=1) - 1                # a step's position in its row's R
+        size = on_steps.sum(axis=1)
+        k_pos = position[market.row_node, market.row_step]       # rows sorted by node and step: K_j in order
+        child, above = np.nonzero(on_steps[np.maximum(parent, 0)] & (parent >= 0)[:, None])
         node = tree.leaf[market.station]
         at = np.maximum(node, 0), market.step
-        cell_position = np.where((node >= 0) & on_steps[at], position[at], -1)
-        n = node.size
+        of_station = np.full(tree.leaf.size, -1)
+        of_station[market.budget_station] = np.arange(market.budget_station.size)
         cell_budget = of_station[market.station]
-        has, on = cell_budget >= 0, node >= 0
-        budget_sum = sparse.csr_matrix((np.ones(int(has.sum())), (cell_budget[has], np.flatnonzero(has))),
-                                       shape=(market.budget_station.size, n))
-        row_sum = sparse.csr_matrix((np.ones(int(on.sum())), ((node * H + market.step)[on], np.flatnonzero(on))),
-                                    shape=(J * H, n))
-        return _Layout(node, cell_position, tree.station_gain[market.station], cell_budget,
-                       budget_node, slot, max(int(slot.max(initial=-1)) + 1, 1),
-                       int(on_steps.sum(axis=1).max(initial=0)), budget_sum, budget_sum.T.tocsr(), row_sum, groups)
+        has = np.flatnonzero(cell_budget >= 0)
+        by_budget = has[np.argsort(cell_budget[has], kind="stable")]
+        return _Layout(order=np.argsort(-depth, kind="stable"), parent=parent.astype(np.int64),
+                       scale=tree.factor.astype(float), r_off=_offsets(size), m_off=_offsets(size**2),
+                       l_off=_offsets(count**2), x_off=_offsets(count * np.where(parent >= 0, size[np.maximum(parent, 0)], 0)), k_off=_offsets(count),
+                       k_pos=k_pos.astype(np.int64),
+                       s_off=_offsets(np.bincount(child, minlength=J)),
+                       s_pos=position[child, above].astype(np.int64),
+                       node=node.astype(np.int64),
+                       position=np.where((node >= 0) & on_steps[at], position[at], -1).astype(np.int64),
+                       gamma=tree.station_gain[market.station].astype(float),
+                       cell_budget=cell_budget.astype(np.int64),
+                       budget_off=_offsets(np.bincount(cell_budget[has], minlength=market.budget_station.size)),
+                       budget_cells=by_budget.astype(np.int64),
+                       budget_node=tree.leaf[market.budget_station].astype(np.int64),
+                       step=market.step.astype(np.int64), row_node=market.row_node.astype(np.int64),
+                       row_step=market.row_step.astype(np.int64), horizon=H)
 
 
-def _padded_steps(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(steps (g, R), valid (g, R)): each row's steps where `on` (g, H), ascending, padded with step 0."""
-    size = on.sum(axis=1)
-    valid = np.arange(int(size.max(initial=0)))[None, :] < size[:, None]
-    steps = np.zeros(valid.shape, dtype=int)
-    steps[valid] = np.nonzero(on)[1]
-    return steps, valid
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    """(len + 1,) where consecutive blocks of these sizes start."""
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-class _GroupFactor:
-    """One group eliminated. Per row, on its steps R (plus the scratch position): the matrix M of its
-    stations and children (diag(d) - U U^T plus the children's M~), L L^T = s^2 M[K, K] + W^-1_K (kept as
-    L^-1), X = L^-1 s M[K, :]; it passes M~ = M - X^T X on its parent's steps up (into `passed`,
-    (J + 1, P, P): row J stays 0)."""
+class _Factors(NamedTuple):
+    """[D A^T; A -W^-1] eliminated along the tree (`_factor`)."""
 
-    def __init__(self, group: _Group, s: np.ndarray, d: np.ndarray, U: np.ndarray, w_rows: np.ndarray,
-                 passed: np.ndarray) -> None:
-        self.group = group
-        self.valid = group.k_row >= 0
-        self.s = s[group.nodes][:, None]
-        g, R = group.r_step.shape
-        rows = np.arange(g)[:, None]
-        Ug = U[group.nodes[:, None], group.r_step] * group.r_valid[:, :, None]     # (g, R, w)
-        M = np.zeros((g, R + 1, R + 1))
-        inner = M[:, :R, :R]
-        inner -= Ug @ Ug.transpose(0, 2, 1)
-        inner[:, np.arange(R), np.arange(R)] += d[group.nodes[:, None], group.r_step] * group.r_valid
-        if group.children.shape[1]:
-            inner += passed[group.children, :R, :R].sum(axis=1)
-        self.L = self.X = None
-        k = group.k_pos.shape[1]
-        if k:
-            MK = M[rows, group.k_pos]                            # (g, K, R + 1): the rows K of M
-            Q = self.s[:, :, None] ** 2 * np.take_along_axis(MK, group.k_pos[:, None, :], axis=2)
-            Q[:, np.arange(k), np.arange(k)] += np.where(self.valid, w_rows[np.maximum(group.k_row, 0)], 1.0)
-            self.L = np.linalg.inv(np.linalg.cholesky(Q))       # L^-1, lower triangular
-            self.X = self.L @ (self.s[:, :, None] * MK)
-            M -= self.X.transpose(0, 2, 1) @ self.X
-        S = group.s_pos.shape[1]
-        passed[group.nodes, :S, :S] = M[rows[:, :, None], group.s_pos[:, :, None], group.s_pos[:, None, :]]
-
-    def up(self, B: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(what these rows pass up on their parents' steps (g, S), t = L^-1 (s B_K - r_K)) from the load B
-        (g, R + 1) of their stations and children at sigma = 0: B - X^T t."""
-        group = self.group
-        rows = np.arange(B.shape[0])[:, None]
-        t = None
-        if self.L is not None:
-            rK = np.where(self.valid, r_rows[np.maximum(group.k_row, 0)], 0.0)
-            t = np.einsum("bkl,bl->bk", self.L, self.s * B[rows, group.k_pos] - rK)
-            B = B - np.einsum("bkh,bk->bh", self.X, t)
-        return B[rows, group.s_pos], t
-
-    def down(self, t: np.ndarray | None, sigma: np.ndarray, dz_rows: np.ndarray) -> np.ndarray:
-        """The price under each row on its steps (g, R + 1) from the price sigma (g, S) on its parent's;
-        its multipliers into dz_rows."""
-        group = self.group
-        g, R = group.r_step.shape
-        rows = np.arange(g)[:, None]
-        below = np.zeros((g, R + 1))
-        below[rows, group.s_pos] = sigma                          # padding lands on the scratch position
-        if self.L is not None:
-            dz = np.einsum("blk,bl->bk", self.L, t - np.einsum("bkh,bh->bk", self.X, below))
-            dz_rows[group.k_row[self.valid]] = dz[self.valid]
-            below[rows, group.k_pos] += self.s * dz * self.valid
-        below[:, R] = 0.0
-        return below
+    inv_d: np.ndarray
+    v: np.ndarray
+    """(n,) what a cell's budget multiplier loads per unit: gamma / D."""
+    rho: np.ndarray
+    """(n_budgets,) 1 / (the budget's sum of 1 / D + its W^-1)."""
+    L: np.ndarray
+    """Per row: the Cholesky factor of s^2 M[K, K] + W^-1_K."""
+    X: np.ndarray
+    """Per row with a parent: L^-1 s M[K, S] (the columns of the parent's steps; the others are not needed)."""
 
 
-class _Elimination:
-    """The factorisation of [D A^T; A -W^-1] along the tree (module doc) and its solves."""
+@njit(cache=True, error_model="numpy")
+def _factor(lay: _Layout, D: np.ndarray, w_budget: np.ndarray, w_rows: np.ndarray) -> tuple[_Factors, bool]:
+    """The elimination of [D A^T; A -W^-1] (module doc), and False if a pivot lost definiteness to rounding.
+    Per row on its steps R: M = the diagonal of its cells' gamma^2 / D, less one rank-one term per budget of
+    its stations, plus what its children pass up (the lower triangle); L L^T = s^2 M[K, K] + W^-1_K,
+    X = L^-1 s M[K, S]; it passes (M - X^T X)[S, S] up, S its parent's steps."""
+    inv_d = 1.0 / D
+    v = lay.gamma * inv_d
+    n_budgets = lay.budget_off.size - 1
+    rho = np.empty(n_budgets)
+    for b in range(n_budgets):
+        total = w_budget[b]
+        for c in lay.budget_cells[lay.budget_off[b]:lay.budget_off[b + 1]]:
+            total += inv_d[c]
+        rho[b] = 1.0 / total
+    r_off, m_off = lay.r_off, lay.m_off
+    M = np.zeros(m_off[-1])
+    for c in range(inv_d.size):
+        a = lay.position[c]
+        if a >= 0:
+            j = lay.node[c]
+            M[m_off[j] + a * (r_off[j + 1] - r_off[j] + 1)] += lay.gamma[c] ** 2 * inv_d[c]
+    at, u = np.empty(r_off[-1], dtype=np.int64), np.empty(r_off[-1])
+    for b in range(n_budgets):                                   # M -= u u^T per budget on the row
+        j = lay.budget_node[b]
+        if j < 0:
+            continue
+        r, root, size = r_off[j + 1] - r_off[j], np.sqrt(rho[b]), 0
+        for c in lay.budget_cells[lay.budget_off[b]:lay.budget_off[b + 1]]:
+            if lay.position[c] >= 0:
+                at[size], u[size] = lay.position[c], root * v[c]
+                size += 1
+        for e in range(size):
+            M[m_off[j] + at[e] * (r + 1)] -= u[e] * u[e]
+            for f in range(e):                               # at[f] < at[e]: cells in order of step
+                M[m_off[j] + at[e] * r + at[f]] -= u[e] * u[f]
+    L, X = np.zeros(lay.l_off[-1]), np.zeros(lay.x_off[-1])
+    for j in lay.order:
+        r, k, s = r_off[j + 1] - r_off[j], lay.k_off[j + 1] - lay.k_off[j], lay.scale[j]
+        Mj = M[m_off[j]:m_off[j + 1]].reshape((r, r))
+        if k > 0:
+            K = lay.k_pos[lay.k_off[j]:lay.k_off[j + 1]]
+            Lj = L[lay.l_off[j]:lay.l_off[j + 1]].reshape((k, k))
+            for a in range(k):                                   # Cholesky of s^2 M[K, K] + W^-1_K
+                for e in range(a + 1):
+                    value = s * s * Mj[K[a], K[e]]
+                    if e == a:
+                        value += w_rows[lay.k_off[j] + a]
+                    for f in range(e):
+                        value -= Lj[a, f] * Lj[e, f]
+                    if e < a:
+                        Lj[a, e] = value / Lj[e, e]
+                    elif value > 0.0 and np.isfinite(value):
+                        Lj[a, a] = np.sqrt(value)
+                    else:
+                        return _Factors(inv_d, v, rho, L, X), False
+        p = lay.parent[j]
+        if p < 0:
+            continue
+        S = lay.s_pos[lay.s_off[j]:lay.s_off[j + 1]]
+        rp = S.size
+        Mp = M[m_off[p]:m_off[p + 1]].reshape((rp, rp))
+        Xj = X[lay.x_off[j]:lay.x_off[j + 1]].reshape((k, rp))
+        if k > 0:
+            for e in range(rp):                                  # X = L^-1 s M[K, S]
+                for a in range(k):
+                    value = s * (Mj[K[a], S[e]] if K[a] >= S[e] else Mj[S[e], K[a]])   # M's lower triangle
+                    for f in range(a):
+                        value -= Lj[a, f] * Xj[f, e]
+                    Xj[a, e] = value / Lj[a, a]
+        for e in range(rp):                                      # the parent's M += (M - X^T X)[S, S]
+            for f in range(e + 1):
+                value = Mj[S[e], S[f]]
+                for a in range(k):
+                    value -= Xj[a, e] * Xj[a, f]
+                Mp[e, f] += value
+    return _Factors(inv_d, v, rho, L, X), True
 
-    def __init__(self, market: TreeMarket, layout: _Layout, D: np.ndarray, w_budget: np.ndarray,
-                 w_rows: np.ndarray) -> None:
-        self.market, self.layout = market, layout
-        m, lay = market, layout
-        H, J = m.horizon, m.tree.parent.size
-        self.inv_d = inv_d = 1.0 / D
-        d = (lay.row_sum @ (lay.gamma**2 * inv_d)).reshape(J, H)
-        b = lay.cell_budget
-        self.rho = 1.0 / (lay.budget_sum @ inv_d + w_budget)
-        self.v = lay.gamma * inv_d                                # what a cell's budget multiplier loads per unit
-        U = np.zeros((J, H, lay.width))
-        on_row = (b >= 0) & (lay.node >= 0)                       # a station loading no row adds no load
-        bc = b[on_row]
-        U[lay.budget_node[bc], m.step[on_row], lay.budget_slot[bc]] = np.sqrt(self.rho[bc]) * self.v[on_row]
-        passed = np.zeros((J + 1, lay.steps + 1, lay.steps + 1))
-        self.groups = [_GroupFactor(group, m.tree.factor, d, U, w_rows, passed) for group in lay.groups]
 
-    def solve(self, r_cells: np.ndarray, r_budget: np.ndarray, r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dp (n,), dz of the budget rows, dz of the network rows) of the system with these right-hand sides."""
-        m, lay = self.market, self.layout
-        H, J = m.horizon, m.tree.parent.size
-        w = r_cells * self.inv_d
-        t_budget = lay.budget_sum @ w - r_budget
-        B = (lay.row_sum @ (lay.gamma * w - (lay.spread @ (self.rho * t_budget)) * self.v)).reshape(J, H)
-        P = lay.steps + 1
-        out = np.zeros((J + 1, P))                                # up: what each row passes at sigma = 0
-        ts = []
-        for factor in self.groups:
-            group = factor.group
-            g, R = group.r_step.shape
-            Bg = np.zeros((g, R + 1))
-            Bg[:, :R] = B[group.nodes[:, None], group.r_step] * group.r_valid
-            if group.children.shape[1]:
-                Bg[:, :R] += out[group.children, :R].sum(axis=1)
-            passing, t = factor.up(Bg, r_rows)
-            out[group.nodes, :passing.shape[1]] = passing
-            ts.append(t)
-        dz_rows = np.zeros(r_rows.size)                           # down: the price (per unit station gain) under
-        below = np.zeros((J + 1, P))                              # each row on its steps, from the root
-        parent = np.where(m.tree.parent >= 0, m.tree.parent, J)
-        for factor, t in zip(reversed(self.groups), reversed(ts)):
-            group = factor.group
-            sigma = below[parent[group.nodes], :group.s_pos.shape[1]]
-            under = factor.down(t, sigma, dz_rows)
-            below[group.nodes, :under.shape[1]] = under
-        price = np.where(lay.position >= 0, below[np.maximum(lay.node, 0), np.maximum(lay.position, 0)], 0.0)
-        dz_budget = self.rho * (t_budget - lay.budget_sum @ (self.v * price))
-        dp = (r_cells - lay.gamma * price - lay.spread @ dz_budget) * self.inv_d
-        return dp, dz_budget, dz_rows
+@njit(cache=True, error_model="numpy")
+def _solve(lay: _Layout, fac: _Factors, r_cells: np.ndarray, r_budget: np.ndarray,
+           r_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dp (n,), dz of the budget rows, dz of the network rows) of the factorised system with these
+    right-hand sides: up the tree, each row passes the load of its stations and children at price 0 less
+    X^T t, t = L^-1 (s B_K - r_K); down from the roots, dz_K = L^-T (t - X price) and the price under the
+    row grows by s dz_K at K."""
+    r_off, k_off = lay.r_off, lay.k_off
+    w = r_cells * fac.inv_d
+    n_budgets = r_budget.size
+    t_budget = np.empty(n_budgets)
+    for b in range(n_budgets):
+        total = -r_budget[b]
+        for c in lay.budget_cells[lay.budget_off[b]:lay.budget_off[b + 1]]:
+            total += w[c]
+        t_budget[b] = total
+    B = np.zeros(r_off[-1])
+    for c in range(w.size):
+        a = lay.position[c]
+        if a >= 0:
+            value = lay.gamma[c] * w[c]
+            b = lay.cell_budget[c]
+            if b >= 0:
+                value -= fac.rho[b] * t_budget[b] * fac.v[c]
+            B[r_off[lay.node[c]] + a] += value
+    T = np.zeros(k_off[-1])
+    for j in lay.order:                                          # up: the load at price 0
+        k, s = k_off[j + 1] - k_off[j], lay.scale[j]
+        Bj = B[r_off[j]:r_off[j + 1]]
+        K = lay.k_pos[k_off[j]:k_off[j + 1]]
+        Lj = fac.L[lay.l_off[j]:lay.l_off[j + 1]].reshape((k, k))
+        t = T[k_off[j]:k_off[j + 1]]
+        for a in range(k):
+            value = s * Bj[K[a]] - r_rows[k_off[j] + a]
+            for f in range(a):
+                value -= Lj[a, f] * t[f]
+            t[a] = value / Lj[a, a]
+        p = lay.parent[j]
+        if p >= 0:
+            S = lay.s_pos[lay.s_off[j]:lay.s_off[j + 1]]
+            Xj = fac.X[lay.x_off[j]:lay.x_off[j + 1]].reshape((k, S.size))
+            for e in range(S.size):
+                value = Bj[S[e]]
+                for a in range(k):
+                    value -= Xj[a, e] * t[a]
+                B[r_off[p] + e] += value
+    dz_rows = np.zeros(r_rows.size)
+    below = np.zeros(r_off[-1])                                  # the price per unit station gain under each row
+    dz = np.empty(int(np.max(k_off[1:] - k_off[:-1])) if k_off.size > 1 else 0)
+    for i in range(lay.order.size - 1, -1, -1):                  # down, from the roots
+        j = lay.order[i]
+        k, s = k_off[j + 1] - k_off[j], lay.scale[j]
+        under = below[r_off[j]:r_off[j + 1]]
+        K = lay.k_pos[k_off[j]:k_off[j + 1]]
+        Lj = fac.L[lay.l_off[j]:lay.l_off[j + 1]].reshape((k, k))
+        for a in range(k):
+            dz[a] = T[k_off[j] + a]
+        p = lay.parent[j]
+        if p >= 0:
+            S = lay.s_pos[lay.s_off[j]:lay.s_off[j + 1]]
+            Xj = fac.X[lay.x_off[j]:lay.x_off[j + 1]].reshape((k, S.size))
+            for e in range(S.size):
+                sigma = below[r_off[p] + e]
+                under[S[e]] = sigma
+                for a in range(k):
+                    dz[a] -= Xj[a, e] * sigma
+        for a in range(k - 1, -1, -1):
+            value = dz[a]
+            for f in range(a + 1, k):
+                value -= Lj[f, a] * dz[f]
+            dz[a] = value / Lj[a, a]
+        for a in range(k):
+            dz_rows[k_off[j] + a] = dz[a]
+            under[K[a]] += s * dz[a]
+    price = np.zeros(w.size)
+    for c in range(w.size):
+        a = lay.position[c]
+        if a >= 0:
+            price[c] = below[r_off[lay.node[c]] + a]
+    dz_budget = np.empty(n_budgets)
+    for b in range(n_budgets):
+        total = 0.0
+        for c in lay.budget_cells[lay.budget_off[b]:lay.budget_off[b + 1]]:
+            total += fac.v[c] * price[c]
+        dz_budget[b] = fac.rho[b] * (t_budget[b] - total)
+    dp = np.empty(w.size)
+    for c in range(w.size):
+        value = r_cells[c] - lay.gamma[c] * price[c]
+        b = lay.cell_budget[c]
+        if b >= 0:
+            value -= dz_budget[b]
+        dp[c] = value * fac.inv_d[c]
+    return dp, dz_budget, dz_rows
 
 
-def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray] | None:
-    """(p (n,), z (rows,)) optimal for the market by Mehrotra's predictor-corrector method, the Newton systems
-    by `_Elimination`: the first iterate within TOLERANCE, else the last within ACCEPTABLE (the residuals
-    within RESIDUAL and DUAL_RESIDUAL), else None. The complementarity pairs (slack, multiplier) are
-    stacked: the lower bounds, the upper bounds, the rows."""
-    m = market
-    layout = _Layout.of(m)
-    A, AT, rhs = m.A, m.A.T.tocsr(), m.rhs
-    n, n_b = m.q.size, m.budget_station.size
-    width = m.hi - m.lo
-    p = m.lo + _start_share(m) * width
-    mu = 0.5 * float(width.mean())                     # every pair's product at the start
-    slack = np.concatenate([p - m.lo, m.hi - p, np.maximum(rhs - A @ p, 1e-3 * mu)])
-    dual = mu / slack
-    scale_b = 1.0 + float(np.max(np.abs(rhs), initial=0.0))
-    scale_q = 1.0 + float(np.max(np.abs(m.q), initial=0.0))
-    best = None
-    for _ in range(MAX_ITERATIONS):
-        z_lo, z_hi, z = dual[:n], dual[n:2 * n], dual[2 * n:]
-        r_dual = m.P * p + m.q - z_lo + z_hi + AT @ z
-        r_primal = A @ p + slack[2 * n:] - rhs
-        gap = float(slack @ dual)
-        objective = float(0.5 * p @ (m.P * p) + m.q @ p)
+@njit(cache=True, error_model="numpy")
+def _load(lay: _Layout, p: np.ndarray) -> np.ndarray:
+    """A p: what the cells p load on the budget rows and the network rows (summed up the tree)."""
+    n_budgets = lay.budget_off.size - 1
+    out = np.empty(n_budgets + lay.row_node.size)
+    for b in range(n_budgets):
+        total = 0.0
+        for c in lay.budget_cells[lay.budget_off[b]:lay.budget_off[b + 1]]:
+            total += p[c]
+        out[b] = total
+    grid = np.zeros((lay.parent.size, lay.horizon))
+    for c in range(p.size):
+        if lay.node[c] >= 0:
+            grid[lay.node[c], lay.step[c]] += lay.gamma[c] * p[c]
+    for j in lay.order:
+        if lay.parent[j] >= 0:
+            grid[lay.parent[j]] += grid[j]
+    for r in range(lay.row_node.size):
+        out[n_budgets + r] = lay.scale[lay.row_node[r]] * grid[lay.row_node[r], lay.row_step[r]]
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _price(lay: _Layout, z: np.ndarray) -> np.ndarray:
+    """A^T z: what the multipliers z of the budget rows and the network rows (summed down the tree) cost a
+    cell per kW."""
+    n_budgets = lay.budget_off.size - 1
+    grid = np.zeros((lay.parent.size, lay.horizon))
+    for r in range(lay.row_node.size):
+        grid[lay.row_node[r], lay.row_step[r]] = lay.scale[lay.row_node[r]] * z[n_budgets + r]
+    for i in range(lay.order.size - 1, -1, -1):
+        j = lay.order[i]
+        if lay.parent[j] >= 0:
+            grid[j] += grid[lay.parent[j]]
+    out = np.zeros(lay.node.size)
+    for c in range(out.size):
+        if lay.node[c] >= 0:
+            out[c] = lay.gamma[c] * grid[lay.node[c], lay.step[c]]
+        if lay.cell_budget[c] >= 0:
+            out[c] += z[lay.cell_budget[c]]
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _direction(lay: _Layout, fac: _Factors, D: np.ndarray, w: np.ndarray, s_lo: np.ndarray,
+               s_hi: np.ndarray, s_r: np.ndarray, z_lo: np.ndarray, z_hi: np.ndarray, z_r: np.ndarray,
+               r_primal: np.ndarray, r_dual: np.ndarray, c_lo: np.ndarray, c_hi: np.ndarray, c_r: np.ndarray,
+               refine: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(dp = d s_lo = -d s_hi, d s_r, d z_lo, d z_hi, d z_r): the Newton step on the residuals with
+    s * dz + z * ds = c for each pair (lower bounds, upper bounds, rows), the solve's rounding corrected
+    once when `refine`."""
+    n, m, n_b = D.size, w.size, fac.rho.size
+    r_c = np.empty(n)
+    for i in range(n):
+        r_c[i] = -r_dual[i] + c_lo[i] / s_lo[i] - c_hi[i] / s_hi[i]
+    r_r = np.empty(m)
+    for e in range(m):
+        r_r[e] = -r_primal[e] - c_r[e] / z_r[e]
+    dp, dzb, dzr = _solve(lay, fac, r_c, r_r[:n_b], r_r[n_b:])
+    if refine:
+        dz = np.concatenate((dzb, dzr))
+        e_c = r_c - D * dp - _price(lay, dz)
+        e_r = r_r - _load(lay, dp) + w * dz
+        ep, ezb, ezr = _solve(lay, fac, e_c, e_r[:n_b], e_r[n_b:])
+        dp += ep
+    ds_r = _load(lay, dp)
+    dz_lo, dz_hi, dz_r = np.empty(n), np.empty(n), np.empty(m)
+    for i in range(n):
+        dz_lo[i] = (c_lo[i] - z_lo[i] * dp[i]) / s_lo[i]
+        dz_hi[i] = (c_hi[i] + z_hi[i] * dp[i]) / s_hi[i]
+    for e in range(m):
+        ds_r[e] = -r_primal[e] - ds_r[e]
+        dz_r[e] = (c_r[e] - z_r[e] * ds_r[e]) / s_r[e]
+    return dp, ds_r, dz_lo, dz_hi, dz_r
+
+
+@njit(cache=True, error_model="numpy")
+def _interior_point(lay: _Layout, P: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray, rhs: np.ndarray,
+                    p: np.ndarray,
+                    max_iterations: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """(status, p, z, iterations) of Mehrotra's predictor-corrector method from p (`interior_point`): status
+    0 within TOLERANCE, 1 the last iterate within ACCEPTABLE, 2 none."""
+    n, m, n_b = q.size, rhs.size, lay.budget_off.size - 1
+    pairs = 2 * n + m
+    mu = 0.5 * np.mean(hi - lo)                        # every pair's product at the start
+    s_lo, s_hi, s_r = p - lo, hi - p, np.maximum(rhs - _load(lay, p), 1e-3 * mu)
+    z_lo, z_hi, z_r = mu / s_lo, mu / s_hi, mu / s_r
+    scale_b = 1.0 + (np.max(np.abs(rhs)) if m else 0.0)
+    scale_q = 1.0 + np.max(np.abs(q))
+    status, best_p, best_z = 2, p.copy(), np.zeros(m)
+    r_dual, D, r_primal, w = np.empty(n), np.empty(n), np.empty(m), np.empty(m)
+    for iteration in range(max_iterations):
+        load, price = _load(lay, p), _price(lay, z_r)
+        gap = objective = worst_dual = worst_primal = 0.0
+        for i in range(n):
+            r_dual[i] = P[i] * p[i] + q[i] - z_lo[i] + z_hi[i] + price[i]
+            worst_dual = max(worst_dual, abs(r_dual[i]))
+            gap += s_lo[i] * z_lo[i] + s_hi[i] * z_hi[i]
+            objective += (0.5 * P[i] * p[i] + q[i]) * p[i]
+            D[i] = P[i] + z_lo[i] / s_lo[i] + z_hi[i] / s_hi[i]
+        for e in range(m):
+            r_primal[e] = load[e] + s_r[e] - rhs[e]
+            worst_primal = max(worst_primal, abs(r_primal[e]))
+            gap += s_r[e] * z_r[e]
+            w[e] = s_r[e] / z_r[e]
         if not np.isfinite(gap + objective):
-            return best
+            return status, best_p, best_z, iteration
         relative = gap / (1.0 + abs(objective))
-        if np.max(np.abs(r_primal), initial=0.0) <= RESIDUAL * scale_b and \
-                np.max(np.abs(r_dual), initial=0.0) <= DUAL_RESIDUAL * scale_q and relative <= ACCEPTABLE:
-            best = (p, z)
+        if worst_primal <= RESIDUAL * scale_b and worst_dual <= DUAL_RESIDUAL * scale_q and relative <= ACCEPTABLE:
+            status, best_p, best_z = 1, p.copy(), z_r.copy()
             if relative <= TOLERANCE:
-                return best
-        mu = gap / slack.size
-        ratio = dual / slack
-        D, w = m.P + ratio[:n] + ratio[n:2 * n], 1.0 / ratio[2 * n:]
-        try:
-            system = _Elimination(m, layout, D, w[:n_b], w[n_b:])
-        except np.linalg.LinAlgError:                      # a Newton system lost definiteness to rounding
-            return best
-
-        def direction(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """(d slack, d dual): the Newton step on the residuals with slack * d dual + dual * d slack = c."""
-            c_by_s = c / slack
-            r_r = -r_primal - c[2 * n:] / z
-            r_c = -r_dual + c_by_s[:n] - c_by_s[n:2 * n]
-            dp, dzb, dzr = system.solve(r_c, r_r[:n_b], r_r[n_b:])
-            for _ in range(_REFINEMENTS if relative < _REFINE_BELOW else 0):   # the solve's rounding, corrected
-                dz = np.concatenate([dzb, dzr])
-                e_c = r_c - D * dp - AT @ dz
-                e_r = r_r - A @ dp + w * dz
-                ep, ezb, ezr = system.solve(e_c, e_r[:n_b], e_r[n_b:])
-                dp, dzb, dzr = dp + ep, dzb + ezb, dzr + ezr
-            d_slack = np.concatenate([dp, -dp, -r_primal - A @ dp])
-            return d_slack, c_by_s - ratio * d_slack
-
-        def steps(d_slack: np.ndarray, d_dual: np.ndarray) -> tuple[float, float]:
-            return _largest_step(slack, d_slack), _largest_step(dual, d_dual)
-
-        ds, dd = direction(-slack * dual)                          # the affine (predictor) step
-        ap, ad = steps(ds, dd)
-        sigma = (float((slack + ap * ds) @ (dual + ad * dd)) / slack.size / mu) ** 3
-        ds, dd = direction(sigma * mu - slack * dual - ds * dd)   # Mehrotra's corrector
-        ap, ad = steps(ds, dd)
+                return 0, best_p, best_z, iteration
+        mu = gap / pairs
+        fac, definite = _factor(lay, D, w[:n_b], w[n_b:])
+        if not definite:                               # a Newton system lost definiteness to rounding
+            return status, best_p, best_z, iteration
+        refine = relative < _REFINE_BELOW
+        dp, ds_r, dz_lo, dz_hi, dz_r = _direction(lay, fac, D, w, s_lo, s_hi, s_r, z_lo, z_hi, z_r, r_primal,
+                                                  r_dual, -s_lo * z_lo, -s_hi * z_hi, -s_r * z_r, refine)
+        ap, ad = _step_lengths(s_lo, s_hi, s_r, z_lo, z_hi, z_r, dp, ds_r, dz_lo, dz_hi, dz_r)   # the predictor
+        sigma = (_pairs_after(s_lo, z_lo, dp, dz_lo, ap, ad) + _pairs_after(s_hi, z_hi, -dp, dz_hi, ap, ad)
+                 + _pairs_after(s_r, z_r, ds_r, dz_r, ap, ad)) / pairs / mu
+        target = sigma ** 3 * mu                       # Mehrotra's corrector
+        dp, ds_r, dz_lo, dz_hi, dz_r = _direction(
+            lay, fac, D, w, s_lo, s_hi, s_r, z_lo, z_hi, z_r, r_primal, r_dual,
+            target - s_lo * z_lo - dp * dz_lo, target - s_hi * z_hi + dp * dz_hi, target - s_r * z_r - ds_r * dz_r,
+            refine)
+        ap, ad = _step_lengths(s_lo, s_hi, s_r, z_lo, z_hi, z_r, dp, ds_r, dz_lo, dz_hi, dz_r)
         ap, ad = min(1.0, _STEP * ap), min(1.0, _STEP * ad)
-        if relative <= _COMMON_STEP:                       # one step for both: exact on stationarity's P p term
+        if relative <= _COMMON_STEP:                   # one step for both: exact on stationarity's P p term
             ap = ad = min(ap, ad)
-        p = p + ap * ds[:n]
-        slack = slack + ap * ds
-        dual = dual + ad * dd
-    return best
+        for i in range(n):
+            p[i] += ap * dp[i]
+            s_lo[i] += ap * dp[i]
+            s_hi[i] -= ap * dp[i]
+            z_lo[i] += ad * dz_lo[i]
+            z_hi[i] += ad * dz_hi[i]
+        for e in range(m):
+            s_r[e] += ap * ds_r[e]
+            z_r[e] += ad * dz_r[e]
+    return status, best_p, best_z, max_iterations
+
+
+@njit(cache=True, error_model="numpy")
+def _step_lengths(s_lo: np.ndarray, s_hi: np.ndarray, s_r: np.ndarray, z_lo: np.ndarray, z_hi: np.ndarray,
+                  z_r: np.ndarray, dp: np.ndarray, ds_r: np.ndarray, dz_lo: np.ndarray, dz_hi: np.ndarray,
+                  dz_r: np.ndarray) -> tuple[float, float]:
+    """The largest primal and dual steps in [0, 1] that keep every slack and multiplier >= 0."""
+    ap = ad = 1.0
+    for i in range(dp.size):
+        if dp[i] < 0.0:
+            ap = min(ap, -s_lo[i] / dp[i])
+        elif dp[i] > 0.0:
+            ap = min(ap, s_hi[i] / dp[i])
+        if dz_lo[i] < 0.0:
+            ad = min(ad, -z_lo[i] / dz_lo[i])
+        if dz_hi[i] < 0.0:
+            ad = min(ad, -z_hi[i] / dz_hi[i])
+    for e in range(ds_r.size):
+        if ds_r[e] < 0.0:
+            ap = min(ap, -s_r[e] / ds_r[e])
+        if dz_r[e] < 0.0:
+            ad = min(ad, -z_r[e] / dz_r[e])
+    return ap, ad
+
+
+@njit(cache=True, error_model="numpy")
+def _pairs_after(s: np.ndarray, z: np.ndarray, ds: np.ndarray, dz: np.ndarray, ap: float, ad: float) -> float:
+    """sum (s + ap ds) (z + ad dz)."""
+    total = 0.0
+    for e in range(s.size):
+        total += (s[e] + ap * ds[e]) * (z[e] + ad * dz[e])
+    return total
+
+
+def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(p (n,), z (rows,), iterations) optimal for the market by Mehrotra's predictor-corrector method, the
+    Newton systems by elimination along the tree (`_factor`, `_solve`), compiled: the first iterate within
+    TOLERANCE, else the last within ACCEPTABLE (the residuals within RESIDUAL and DUAL_RESIDUAL), else None.
+    The complementarity pairs (slack, multiplier) are stacked: the lower bounds, the upper bounds, the rows."""
+    m = market
+    status, p, z, iterations = _interior_point(_Layout.of(m), m.P, m.q, m.lo, m.hi, m.rhs,
+                                               m.lo + _start_share(m) * (m.hi - m.lo), MAX_ITERATIONS)
+    return None if status == 2 else (p, z, iterations)
 
 
 def _start_share(market: TreeMarket) -> np.ndarray:
@@ -462,12 +619,6 @@ def _start_share(market: TreeMarket) -> np.ndarray:
     if filled.size:
         share[filled] = np.minimum.reduceat(room[C.indices], C.indptr[filled])
     return 0.5 * np.maximum(share, 1e-3)
-
-
-def _largest_step(x: np.ndarray, dx: np.ndarray) -> float:
-    """The largest alpha in [0, 1] keeping x + alpha dx >= 0 (x > 0)."""
-    down = dx < 0
-    return min(1.0, float(np.min(-x[down] / dx[down]))) if down.any() else 1.0
 
 
 def clear_tree_market(problem: ChargingProblem, costs: StationCosts) -> tuple[np.ndarray, np.ndarray] | None:
@@ -486,11 +637,10 @@ def clear_tree_market(problem: ChargingProblem, costs: StationCosts) -> tuple[np
     J, H = network.n_constraints, problem.horizon
     y = np.zeros((J, H), dtype=np.complex128)
     if market.station.size:
-        with np.errstate(all="ignore"):
-            solved = interior_point(market)
+        solved = interior_point(market)
         if solved is None:
             return None
-        p, z = solved
+        p, z, _ = solved
         plan[market.station, market.step] = np.clip(p, market.lo, market.hi)
         rows = np.maximum(z[market.budget_station.size:], 0.0)
         y[market.row_node, market.row_step] = rows * network.direction[market.row_node]

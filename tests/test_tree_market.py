@@ -92,22 +92,43 @@ def market_of(seed: int, horizon: int = 6):
     return problem, costs, cells
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_elimination_solves_the_newton_system_exactly(seed):
+def tree_market_of(seed: int) -> tuple[tm.TreeMarket, tm._Layout]:
+    """`market_of(seed)` as the interior point sees it: the market and its layout along the tree."""
     problem, costs, _ = market_of(seed)
     market, _ = tm.build_market(problem, costs, 1.0)
-    layout = tm._Layout.of(market)
+    return market, tm._Layout.of(market)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_elimination_solves_the_newton_system_exactly(seed):
+    market, layout = tree_market_of(seed)
     rng = np.random.default_rng(seed)
     n, m = market.q.size, market.rhs.size
     D, w = rng.uniform(0.01, 10.0, n), rng.uniform(1e-3, 10.0, m)
     nb = market.budget_station.size
-    system = tm._Elimination(market, layout, D, w[:nb], w[nb:])
+    factors, definite = tm._factor(layout, D, w[:nb], w[nb:])
     r_c, r_r = rng.normal(size=n), rng.normal(size=m)
-    dp, dzb, dzr = system.solve(r_c, r_r[:nb], r_r[nb:])
+    dp, dzb, dzr = tm._solve(layout, factors, r_c, r_r[:nb], r_r[nb:])
     K = sparse.bmat([[sparse.diags(D), market.A.T], [market.A, -sparse.diags(w)]]).toarray()
     exact = np.linalg.solve(K, np.concatenate([r_c, r_r]))
-    assert market.row_node.size > 0 and nb > 0
+    assert definite and market.row_node.size > 0 and nb > 0
     np.testing.assert_allclose(np.concatenate([dp, dzb, dzr]), exact, rtol=1e-9, atol=1e-9 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_loads_and_prices_summed_along_the_tree_are_the_markets_rows(seed):
+    market, layout = tree_market_of(seed)
+    rng = np.random.default_rng(seed)
+    p, z = rng.normal(size=market.q.size), rng.normal(size=market.rhs.size)
+    np.testing.assert_allclose(tm._load(layout, p), market.A @ p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tm._price(layout, z), market.A.T @ z, rtol=1e-12, atol=1e-12)
+
+
+def test_a_newton_system_that_is_not_definite_is_reported():
+    market, layout = tree_market_of(0)
+    nb = market.budget_station.size
+    w = np.full(market.rhs.size, -1e6)                  # W^-1 < 0: s^2 M[K, K] + W^-1_K is not definite
+    assert not tm._factor(layout, np.ones(market.q.size), w[:nb], w[nb:])[1]
 
 
 def clarabel_market(problem, costs):
@@ -135,7 +156,6 @@ def test_a_synthetic_tree_is_cleared_without_clarabel(monkeypatch):
     network = site_network(EnvConfig(network="tree:3,4", n_stations=60, P_ref=200.0))
     problem = network_problem(network, 3, horizon=8, tightness=0.4)
     costs = station_costs(problem, MPCSettings(horizon=8))
-    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
     monkeypatch.setattr(nm.clarabel, "DefaultSolver", None)   # any call to Clarabel fails
     plan, y = nm.clear_separable_market(problem, costs)
     assert np.abs(y).max() > 0 and np.all(network.loads(plan) <= problem.network.limit[:, None] * (1 + 1e-8))
@@ -145,7 +165,6 @@ def test_an_interior_point_that_stops_short_falls_back_to_clarabel(monkeypatch):
     problem, costs, _ = market_of(1)
     expected = clarabel_market(problem, costs)
     monkeypatch.setattr(tm, "MAX_ITERATIONS", 2)
-    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
     assert tm.clear_tree_market(problem, costs) is None
     plan, y = nm.clear_separable_market(problem, costs)
     np.testing.assert_array_equal(plan, expected[0])
@@ -154,7 +173,6 @@ def test_an_interior_point_that_stops_short_falls_back_to_clarabel(monkeypatch):
 
 @pytest.mark.parametrize("objective", ["deadline", "tracking"])
 def test_decentralised_equals_centralised_with_the_tree_market(objective, monkeypatch):
-    monkeypatch.setattr(nm, "TREE_MIN_CELLS", 0)
     cleared = []
     original = tm.interior_point
     monkeypatch.setattr(tm, "interior_point", lambda market: cleared.append(1) or original(market))
@@ -178,13 +196,14 @@ def test_the_benchmark_script_clears_a_synthetic_tree_both_ways():
     assert difference < 1e-8
 
 
-def episode(monkeypatch, tree_cells: int) -> tuple[dict, list[dict]]:
-    """A synthetic tree episode of the decentralised MPC with the tree market from `tree_cells` plugged cells."""
+def episode(monkeypatch, tree_market: bool) -> tuple[dict, list[dict]]:
+    """A synthetic tree episode of the decentralised MPC, its markets cleared by the tree market or Clarabel."""
     from pev_env.core import ChargingCore
     from pev_env.scenarios import make_scenario
     from pev_mpc.policies import make_policy
 
-    monkeypatch.setattr(nm, "TREE_MIN_CELLS", tree_cells)
+    if not tree_market:
+        monkeypatch.setattr(tm, "clear_tree_market", lambda problem, costs: None)    # Clarabel clears
     config, scenario = make_scenario("synthetic-300", 0, EnvConfig(network="tree:20,25"))
     policy = make_policy("mpc-decentralised")
     policy.reset(config, scenario, 0)
@@ -200,8 +219,8 @@ def test_a_closed_loop_episode_with_the_tree_market_on_every_clearing(monkeypatc
     cleared = []
     original = tm.interior_point
     monkeypatch.setattr(tm, "interior_point", lambda market: cleared.append(original(market)) or cleared[-1])
-    metrics, stats = episode(monkeypatch, 0)
-    with_clarabel, _ = episode(monkeypatch, 10**12)
+    metrics, stats = episode(monkeypatch, True)
+    with_clarabel, _ = episode(monkeypatch, False)
     assert len(cleared) > 20 and all(out is not None for out in cleared)     # never fell back to Clarabel
     assert metrics["network_violation_steps"] == 0
     assert all(s["converged"] and s["iterations"] <= 3 for s in stats)
