@@ -79,6 +79,30 @@ def test_random_networks_agree_with_centralised(n, rows, cones, seed, tightness)
     assert_agree(problem, MPCSettings(horizon=H))
 
 
+@pytest.mark.filterwarnings("ignore:Reading from a sparse CVXPY expression:RuntimeWarning")   # cvxpy's own reads
+def test_the_centralised_networks_matrices_are_sparse_parameters():
+    """On a tree the solver's constraint matrix holds the rows' nonzeros only (dense Parameters made the
+    centralised MPC take 9-21 s a step at N = 100), and a network of the same shape with other nonzeros
+    gets a model of its own."""
+    import pev_mpc.centralised as centralised
+
+    network = site_network(EnvConfig(network="tree:20,25", n_stations=100, P_ref=150.0))
+    settings = MPCSettings(horizon=6)
+    problem = network_problem(network, 0, horizon=6, tightness=0.4)
+    solve_centralised(problem, settings)
+    values = centralised._network_values(problem.network, 6)
+    sparsity = centralised._sparsity(values)
+    model = centralised._CACHE[centralised._shape(problem, values, sparsity)]
+    dense = values["linear_gain"].size * 6                    # what dense rows alone would store
+    assert model.problem.get_problem_data("CLARABEL")[0]["A"].nnz < dense / 4
+    other = Network("shifted", network.names, np.roll(network.gain, 1, axis=1), network.limit, network.units)
+    shifted = dataclasses.replace(problem, network=other)
+    assert centralised._shape(shifted, centralised._network_values(other, 6),
+                              centralised._sparsity(centralised._network_values(other, 6))) != \
+        centralised._shape(problem, values, sparsity)
+    assert_agree(shifted, settings)
+
+
 def test_price_convention_is_the_centralised_dual():
     """pi = Re(conj(G)^T y) with the centralised multipliers: on steps strictly inside their bounds the
     stations' marginal cost plus pi is one constant per station (their budget multiplier)."""
