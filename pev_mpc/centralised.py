@@ -182,10 +182,10 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
     (H,) area prices, or (J, H) complex network prices (module doc) when problem.network is set.
 
     reuse=True keeps one compiled cvxpy problem per shape (N, H, the network's linear and cone row counts
-    and the pattern of its nonzeros) and only updates its Parameters (data, objective and weights); reuse=False rebuilds and
-    recompiles it (as ad-hoc scripts do). Raises InfeasibleProblemError if the constraints admit no
-    plan, ValueError for cone rows with a QP-only solver (OSQP). costs: the stations' costs (default:
-    settings.objective's; the network coordinator passes a model's).
+    and the pattern of its nonzeros) and only updates its Parameters (data, objective and weights);
+    reuse=False rebuilds and recompiles it (as ad-hoc scripts do). Raises InfeasibleProblemError if the
+    constraints admit no plan, ValueError for cone rows with a QP-only solver (OSQP). costs: the stations'
+    costs (default: settings.objective's; the network coordinator passes a model's).
     """
     start = time.perf_counter()
     problem.check_feasible()

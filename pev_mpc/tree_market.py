@@ -202,6 +202,7 @@ class _Layout(NamedTuple):
             on_steps[rows] |= on_steps[parent[rows]]
         position = np.cumsum(on_steps, axis=1) - 1                # a step's position in its row's R
         size = on_steps.sum(axis=1)
+        parent_size = np.where(parent >= 0, size[np.maximum(parent, 0)], 0)      # |S_j|
         k_pos = position[market.row_node, market.row_step]       # rows sorted by node and step: K_j in order
         child, above = np.nonzero(on_steps[np.maximum(parent, 0)] & (parent >= 0)[:, None])
         node = tree.leaf[market.station]
@@ -213,7 +214,7 @@ class _Layout(NamedTuple):
         by_budget = has[np.argsort(cell_budget[has], kind="stable")]
         return _Layout(order=np.argsort(-depth, kind="stable"), parent=parent.astype(np.int64),
                        scale=tree.factor.astype(float), r_off=_offsets(size), m_off=_offsets(size**2),
-                       l_off=_offsets(count**2), x_off=_offsets(count * np.where(parent >= 0, size[np.maximum(parent, 0)], 0)), k_off=_offsets(count),
+                       l_off=_offsets(count**2), x_off=_offsets(count * parent_size), k_off=_offsets(count),
                        k_pos=k_pos.astype(np.int64),
                        s_off=_offsets(np.bincount(child, minlength=J)),
                        s_pos=position[child, above].astype(np.int64),
