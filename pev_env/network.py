@@ -171,8 +171,7 @@ class Network:
         """The same constraints with other limits; the derived structure (linear rows, directions, the
         sparse gains) is kept, not recomputed (a policy widens limits at every step)."""
         out = Network.__new__(Network)
-        if self.is_linear:
-            self.tree                                         # derived once, here, for every copy to share
+        self.tree                                             # derived once, here, for every copy to share
         out.__dict__.update(self.__dict__)
         limit = np.asarray(limit, dtype=np.float64).copy()
         bad = ~(np.isfinite(limit) & (limit > 0)) if limit.shape == self.limit.shape else None
@@ -242,14 +241,14 @@ class RowTree:
         j, k = j[encloses], k[encloses]
         order = np.lexsort((-k, size[k], j))       # per row j, its smallest enclosing row first
         j, k = j[order], k[order]
-        first = np.flatnonzero(np.r_[True, j[1:] != j[:-1]]) if j.size else np.zeros(0, dtype=int)
+        first = np.unique(j, return_index=True)[1]               # where each row's run starts (j is sorted)
         parent = np.full(J, -1)
         parent[j[first]] = k[first]
         # each station's smallest row: of its rows, the one of least size (ties: the last)
         rows_of, stations = S.nonzero()
         pick = np.lexsort((-rows_of, size[rows_of], stations))
         stations, rows_of = stations[pick], rows_of[pick]
-        lead = np.flatnonzero(np.r_[True, stations[1:] != stations[:-1]]) if stations.size else np.zeros(0, dtype=int)
+        lead = np.unique(stations, return_index=True)[1]
         leaf = np.full(N, -1)
         leaf[stations[lead]] = rows_of[lead]
         coo = S.tocoo()

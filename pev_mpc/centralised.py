@@ -56,7 +56,7 @@ class _Model:
     """'area', or 'linear' and/or 'cone' (network rows)."""
 
 
-_Shape = tuple
+_Shape = tuple[int, int] | tuple[int, int, int, int, int, bytes]
 """(N, H) for the area limit; (N, H, station groups, linear rows, cone rows, the sparsity of the network's
 matrices as bytes) for a network."""
 _SPARSE = ("member", "linear_gain", "cone_re", "cone_im")

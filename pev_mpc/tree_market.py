@@ -50,8 +50,7 @@ as the gap closes)."""
 _FIXED = 1e-9  # kW: a cell whose bounds are closer than this is fixed at its lower bound
 _STEP = 0.995  # share of the step to the boundary an iteration takes
 _COMMON_STEP = 1e-6  # relative gap below which primal and dual take one step length
-_REFINEMENTS = 1     # iterative refinements of each Newton solve ...
-_REFINE_BELOW = 1e-6  # ... once the relative gap is below this
+_REFINE_BELOW = 1e-6  # relative gap below which each Newton solve is refined once by its residual
 
 
 @dataclass(frozen=True)
@@ -485,8 +484,7 @@ def _direction(lay: _Layout, fac: _Factors, D: np.ndarray, w: np.ndarray, s_lo: 
         dz = np.concatenate((dzb, dzr))
         e_c = r_c - D * dp - _price(lay, dz)
         e_r = r_r - _load(lay, dp) + w * dz
-        ep, ezb, ezr = _solve(lay, fac, e_c, e_r[:n_b], e_r[n_b:])
-        dp += ep
+        dp += _solve(lay, fac, e_c, e_r[:n_b], e_r[n_b:])[0]    # the multipliers' steps follow from dp below
     ds_r = _load(lay, dp)
     dz_lo, dz_hi, dz_r = np.empty(n), np.empty(n), np.empty(m)
     for i in range(n):
@@ -601,7 +599,7 @@ def interior_point(market: TreeMarket) -> tuple[np.ndarray, np.ndarray, int] | N
     """(p (n,), z (rows,), iterations) optimal for the market by Mehrotra's predictor-corrector method, the
     Newton systems by elimination along the tree (`_factor`, `_solve`), compiled: the first iterate within
     TOLERANCE, else the last within ACCEPTABLE (the residuals within RESIDUAL and DUAL_RESIDUAL), else None.
-    The complementarity pairs (slack, multiplier) are stacked: the lower bounds, the upper bounds, the rows."""
+    The complementarity pairs (slack, multiplier) are those of the lower bounds, the upper bounds and the rows."""
     m = market
     status, p, z, iterations = _interior_point(_Layout.of(m), m.P, m.q, m.lo, m.hi, m.rhs,
                                                m.lo + _start_share(m) * (m.hi - m.lo), MAX_ITERATIONS)
