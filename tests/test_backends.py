@@ -75,6 +75,32 @@ def test_local_backend_yields_every_item_once_with_errors(workers):
     assert [by_item[i].result for i in (0, 1, 2, 4)] == [0, 1, 4, 16]
 
 
+class _Stop(BaseException):
+    """A stop request like the CLI's SIGTERM (`Terminated`)."""
+
+
+def _stopped_in_compiled_code(stop: type[BaseException] | None) -> None:
+    """What numba's dispatcher raises when a signal's exception arrives while a kernel runs (None: a
+    SystemError of another cause)."""
+    try:
+        if stop is not None:
+            raise stop()
+        raise ValueError("not a stop request")
+    except BaseException as exc:
+        raise SystemError("CPUDispatcher(...) returned a result with an exception set") from exc
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, _Stop])
+def test_a_stop_request_wrapped_by_compiled_code_stops_an_in_process_run(stop):
+    with pytest.raises(stop):
+        list(LocalBackend(1).map(_stopped_in_compiled_code, [stop, stop]))
+
+
+def test_a_system_error_of_another_cause_is_a_failed_run():
+    done = list(LocalBackend(1).map(_stopped_in_compiled_code, [None]))
+    assert isinstance(done[0].error, SystemError) and done[0].result is None
+
+
 def test_map_in_order_keeps_item_order_and_reports_progressively():
     seen: list[list[int]] = []
     out = map_in_order(LocalBackend(2), _square, [2, 1, 0], seen.append, "t", progress=False)

@@ -99,6 +99,19 @@ def _bounded(submit: Callable[[Any], Any], items: Iterable[Any], cap: int,
     return refill
 
 
+def _stop_request(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM (a BaseException that is no Exception) behind `exc`, if any: compiled code (the
+    numba kernels of `pev_mpc.tree_market`) hands one that arrives while it runs back as a SystemError, which
+    must stop the run, not be recorded as a failed one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if not isinstance(exc, Exception):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class LocalBackend:
     """Runs in this process (workers = 1) or in a pool of `workers` processes (0: one per core)."""
 
@@ -116,6 +129,9 @@ class LocalBackend:
                 try:
                     result = fn(item)
                 except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+                    stop = _stop_request(exc)
+                    if stop is not None:
+                        raise type(stop)(*stop.args) from None
                     yield Finished(item, error=exc)
                 else:
                     yield Finished(item, result)
