@@ -16,6 +16,7 @@ import pytest
 
 from experiments.cli.main import main
 from experiments.commands.backends import LocalBackend, RayBackend, make_backend, map_in_order
+from experiments.errors import Terminated
 from experiments.outputs.results import KEY_COLUMNS
 from pev_mpc.distributed import RAY_MISSING
 
@@ -75,10 +76,6 @@ def test_local_backend_yields_every_item_once_with_errors(workers):
     assert [by_item[i].result for i in (0, 1, 2, 4)] == [0, 1, 4, 16]
 
 
-class _Stop(BaseException):
-    """A stop request like the CLI's SIGTERM (`Terminated`)."""
-
-
 def _stopped_in_compiled_code(stop: type[BaseException] | None) -> None:
     """What numba's dispatcher raises when a signal's exception arrives while a kernel runs (None: a
     SystemError of another cause)."""
@@ -90,14 +87,15 @@ def _stopped_in_compiled_code(stop: type[BaseException] | None) -> None:
         raise SystemError("CPUDispatcher(...) returned a result with an exception set") from exc
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, _Stop])
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, Terminated])
 def test_a_stop_request_wrapped_by_compiled_code_stops_an_in_process_run(stop):
     with pytest.raises(stop):
         list(LocalBackend(1).map(_stopped_in_compiled_code, [stop, stop]))
 
 
-def test_a_system_error_of_another_cause_is_a_failed_run():
-    done = list(LocalBackend(1).map(_stopped_in_compiled_code, [None]))
+@pytest.mark.parametrize("cause", [None, SystemExit])
+def test_a_system_error_of_another_cause_is_a_failed_run(cause):
+    done = list(LocalBackend(1).map(_stopped_in_compiled_code, [cause]))
     assert isinstance(done[0].error, SystemError) and done[0].result is None
 
 

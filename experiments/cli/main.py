@@ -35,7 +35,7 @@ from experiments.cli.preflight import preflight
 from experiments.commands.backends import BACKENDS
 from experiments.commands.config import CONFIGS
 from experiments.controllers import registry
-from experiments.errors import UsageError
+from experiments.errors import Terminated, UsageError
 from experiments.learning.torch_threads import single_thread_torch
 from experiments.outputs.provenance import package_version
 
@@ -237,10 +237,6 @@ def _run(command: str, cfg: Any, argv: list[str], progress: bool) -> int:
     from experiments.commands.scale import scale
 
     return scale(cfg, argv=argv, progress=progress)
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind like Ctrl-C (the lock and the finished results are left in order)."""
 
 
 def _terminate(_signum: int, _frame: Any) -> None:

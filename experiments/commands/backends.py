@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from experiments.errors import Terminated
 from experiments.learning.torch_threads import single_thread_torch
 from pev_mpc.ray_connect import connect_address
 
@@ -100,12 +101,12 @@ def _bounded(submit: Callable[[Any], Any], items: Iterable[Any], cap: int,
 
 
 def _stop_request(exc: BaseException) -> BaseException | None:
-    """The Ctrl-C or SIGTERM (a BaseException that is no Exception) behind `exc`, if any: compiled code (the
-    numba kernels of `pev_mpc.tree_market`) hands one that arrives while it runs back as a SystemError, which
-    must stop the run, not be recorded as a failed one."""
+    """The Ctrl-C or SIGTERM (`Terminated`) behind `exc`, if any: compiled code (the numba kernels of
+    `pev_mpc.tree_market`) hands one that arrives while it runs back as a SystemError, which must stop the
+    run, not be recorded as a failed one (a plugin's sys.exit stays a failed run)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if not isinstance(exc, Exception):
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
