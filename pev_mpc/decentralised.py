@@ -35,7 +35,12 @@ POOLS: dict[str, type] = {"separable": SeparableStations, "active_set": ActiveSe
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:
     """The stations of the problem: closed form ('separable'), vectorised active set ('active_set'),
     vectorised interior point ('batch') or one StationQP each ('osqp'); see station_solver."""
-    return POOLS[station_solver(problem, settings)](problem, settings)
+    solver = station_solver(problem, settings)
+    if solver != "separable" and problem.arrival.any():
+        raise ValueError(f"MPCSettings.station_solver = {settings.station_solver!r} ({solver}): a problem with PEVs "
+                         "still to come (ChargingProblem.arrival > 0) needs the 'separable' station solver "
+                         "(objective 'deadline', p_min >= 0)")
+    return POOLS[solver](problem, settings)
 
 
 def sample_prices(problem: ChargingProblem, settings: MPCSettings) -> MPCSolution | None:

@@ -125,11 +125,12 @@ def tracking_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCo
 
 
 def laxity_steps(problem: ChargingProblem) -> np.ndarray:
-    """(N,) laxity of each PEV in steps: steps to departure minus the steps it needs at p_max (>= 0)."""
+    """(N,) laxity of each PEV in steps: steps from its arrival to its departure minus the steps it needs at
+    p_max (>= 0)."""
     need = np.maximum(problem.r - problem.x0, 0.0)
     rate = problem.c * problem.p_max
     steps_needed = np.divide(need, rate, out=np.zeros_like(need), where=rate > 0)
-    return np.where(problem.d > 0, np.maximum(problem.departure - steps_needed, 0.0), 0.0)
+    return np.where(problem.d > 0, np.maximum(problem.departure - problem.arrival - steps_needed, 0.0), 0.0)
 
 
 def deadline_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCosts:
@@ -143,7 +144,7 @@ def deadline_costs(problem: ChargingProblem, settings: MPCSettings) -> StationCo
     least laxity first (rho_i = 1 / (1 + laxity_i / tau), tau = laxity_scale_h; kappa = early_decay_per_h).
     """
     mask, c, H = problem.mask, problem.c, problem.horizon
-    forced = problem.x0 + c * problem.p_min * problem.d
+    forced = problem.x0 + c * problem.p_min * (problem.d - problem.arrival)
     cap = np.where(problem.d > 0, np.minimum(problem.s, np.maximum(problem.r, forced)), problem.s)
     rho = 1.0 / (1.0 + laxity_steps(problem) * problem.dt_h / settings.laxity_scale_h)
     early = 1.0 / (1.0 + settings.early_decay_per_h * problem.dt_h * np.arange(H))

@@ -29,6 +29,18 @@ def _vector(name: str, value: object, n: int) -> np.ndarray:
     return arr
 
 
+def _arrival(value: object, d: np.ndarray) -> np.ndarray:
+    """Validated steps to arrival: integers in [0, d) where d > 0, 0 where d = 0."""
+    if value is None:
+        return np.zeros_like(d)
+    arr = _vector("arrival", value, d.shape[0])
+    ok = (arr == np.round(arr)) & np.where(d > 0, (arr >= 0) & (arr < d), arr == 0)
+    if not np.all(ok):
+        raise ValueError(f"ChargingProblem.arrival = {arr[~ok]}: must be integers in [0, d) where d = {d[~ok]} "
+                         "> 0 and 0 where d = 0")
+    return arr.astype(np.int64)
+
+
 def _departure(value: object, d: np.ndarray, H: int) -> np.ndarray:
     """Validated steps to departure: equal to d below the horizon, >= H where d = H."""
     if value is None:
@@ -74,6 +86,10 @@ class ChargingProblem:
     stations, the same limits at every horizon step): then every row |gain_j . p[:, k]| <= limit_j is a
     coupling constraint and P_ref is none (a network that needs the area limit has it as a row). None:
     the area limit sum_i p[i, k] <= P_ref[k] alone."""
+    arrival: np.ndarray | None = None
+    """Steps until each PEV plugs in (int, length N; p[i, k] = 0 for k < arrival_i): 0 for the PEVs plugged
+    now, > 0 for a PEV still to come (`pev_mpc.foresight`); None: every PEV is plugged now.
+    Only the separable (deadline) station QPs and the centralised MPC plan PEVs that are still to come."""
 
     def __post_init__(self) -> None:
         if isinstance(self.horizon, (bool, np.bool_)) or not isinstance(self.horizon, (int, np.integer)):
@@ -92,6 +108,7 @@ class ChargingProblem:
             raise ValueError(f"ChargingProblem.d = {d}: must be integers in [0, horizon={H}]")
         fields["d"] = d.astype(np.int64)
         fields["departure"] = _departure(self.departure, fields["d"], H)
+        fields["arrival"] = _arrival(self.arrival, fields["d"])
         for name in ("eta", "dt_h"):
             v = float(real_array(f"ChargingProblem.{name}", getattr(self, name)).reshape(-1)[0]) \
                 if np.size(getattr(self, name)) == 1 else float("nan")
@@ -137,8 +154,9 @@ class ChargingProblem:
 
     @cached_property
     def mask(self) -> np.ndarray:
-        """(N, H) bool, True where p[i, k] is a decision variable (k < d_i); read-only."""
-        mask = np.arange(self.horizon)[None, :] < self.d[:, None]
+        """(N, H) bool, True where p[i, k] is a decision variable (arrival_i <= k < d_i); read-only."""
+        k = np.arange(self.horizon)[None, :]
+        mask = (k < self.d[:, None]) & (k >= self.arrival[:, None])
         mask.setflags(write=False)
         return mask
 
@@ -148,7 +166,7 @@ class ChargingProblem:
         return ChargingProblem(x0=self.x0[idx], r=self.r[idx], s=self.s[idx], d=self.d[idx], p_min=self.p_min[idx],
                                p_max=self.p_max[idx], eta=self.eta, dt_h=self.dt_h,
                                P_ref=self.P_ref if P_ref is None else P_ref, horizon=self.horizon,
-                               departure=self.departure[idx], network=network)
+                               departure=self.departure[idx], network=network, arrival=self.arrival[idx])
 
     def lower_plan(self) -> np.ndarray:
         """(N, H) the station-wise minimum plan (p_min while plugged, else 0), kW."""

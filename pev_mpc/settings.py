@@ -21,8 +21,8 @@ CENTRAL_SOLVERS = ("CLARABEL", "OSQP")
 MAX_HORIZON = 2_016
 """Longest horizon / max_horizon (steps; a week at 5 min): each station QP holds H x H matrices, so a
 larger horizon would exhaust memory long before it solved."""
-_INT_FIELDS = ("horizon", "max_horizon", "model_after", "model_rounds", "smoothing_after", "barrier_rounds",
-               "max_iterations", "station_max_iter", "active_set_max_sweeps", "cold_start_sample")
+_INT_FIELDS = ("horizon", "max_horizon", "foresight", "model_after", "model_rounds", "smoothing_after",
+               "barrier_rounds", "max_iterations", "station_max_iter", "active_set_max_sweeps", "cold_start_sample")
 _BOOL_FIELDS = ("horizon_to_departure",)
 _STR_FIELDS = ("objective", "coordination", "station_solver", "centralised_solver")
 
@@ -246,7 +246,10 @@ class Policy(Section):
     plugged PEV (rounded up to a multiple of `horizon`, at most `max_horizon`)."""
     max_horizon: int = 48
     """Longest horizon (steps) horizon_to_departure extends to; later departures still set each
-    PEV's laxity (ChargingProblem.departure)."""
+    PEV's laxity (ChargingProblem.departure). `mpc-foresight`: one day of steps unless set."""
+    foresight: int = 48
+    """`mpc-foresight` only: the steps ahead in which it is told the PEVs that will arrive (from the
+    scenario: not causal); the other policies ignore it."""
 
 
 SECTIONS: dict[str, type[Section]] = {"objective": Objective, "coordination": Coordination, "stations": Stations,
@@ -345,6 +348,8 @@ class MPCSettings:
         for name in ("horizon", "max_horizon"):
             v = getattr(self, name)
             _require(isinstance(v, int) and 1 <= v <= MAX_HORIZON, name, v, f"an int in [1, {MAX_HORIZON}]")
+        _require(isinstance(self.foresight, int) and 0 <= self.foresight <= MAX_HORIZON, "foresight", self.foresight,
+                 f"an int in [0, {MAX_HORIZON}]")
         _require(self.objective.name in OBJECTIVES, "objective", self.objective.name, f"one of {OBJECTIVES}")
         _require(isinstance(self.horizon_to_departure, bool), "horizon_to_departure", self.horizon_to_departure,
                  "true or false")

@@ -13,7 +13,7 @@ from pev_mpc.policies import POLICIES, make_policy
 
 SEEDS = (0, 1, 2)
 RESPECT_P_REF = ("edf", "llf", "equal-share", "mpc-decentralised", "mpc-decentralised-tracking", "mpc-centralised",
-                 "offline-optimal")
+                 "mpc-foresight", "offline-optimal")
 MPC = ("mpc-decentralised", "mpc-centralised")
 UNMET_TOL_KWH = 1e-3
 IN_PROCESS = sorted(set(POLICIES) - {"mpc-distributed"})  # mpc-distributed needs Ray: tests/test_distributed_mpc.py

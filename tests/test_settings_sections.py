@@ -25,6 +25,8 @@ OLD_DEFAULTS = {
     "active_set_max_sweeps": 30, "warm_extrapolation": 0.05, "cold_start_sample": 32, "station_time_limit_s": 0.0,
     "centralised_solver": "CLARABEL"}
 """The flat MPCSettings defaults before the sections (pev_mpc/settings.py at c729c57)."""
+ADDED = {"foresight": 48}
+"""Fields added after the sections, with their defaults (`foresight`: mpc-foresight's window)."""
 
 
 def _section_value(settings: MPCSettings, flat: str) -> object:
@@ -33,9 +35,9 @@ def _section_value(settings: MPCSettings, flat: str) -> object:
 
 
 def test_defaults_are_the_old_flat_defaults_field_by_field() -> None:
-    assert set(FLAT) == set(OLD_DEFAULTS)
+    assert set(FLAT) == set(OLD_DEFAULTS) | set(ADDED)
     defaults = MPCSettings()
-    for flat, value in OLD_DEFAULTS.items():
+    for flat, value in {**OLD_DEFAULTS, **ADDED}.items():
         assert _section_value(defaults, flat) == value, flat
         if flat not in SECTIONS:
             assert getattr(defaults, flat) == value, flat  # flat reading forwards to the section
@@ -109,7 +111,8 @@ def test_given_fields_survive_pickle_and_do_not_change_equality_or_fingerprints(
     assert fingerprint(set_at_default) == fingerprint(MPCSettings())
     copy = pickle.loads(pickle.dumps(MPCSettings(objective="tracking", terminal_weight=5.0)))
     assert copy.objective.given == {"name", "terminal_weight"}
-    assert to_dict(MPCSettings())["policy"] == {"horizon": 24, "horizon_to_departure": True, "max_horizon": 48}
+    assert to_dict(MPCSettings())["policy"] == {"horizon": 24, "horizon_to_departure": True, "max_horizon": 48,
+                                              "foresight": 48}
 
 
 def test_tracking_controller_keeps_only_the_tracking_weights() -> None:

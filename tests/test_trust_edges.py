@@ -49,6 +49,10 @@ def stops(capsys, *argv: str) -> str:
                                        "into whole control steps (26.67 here"),
     (["--set", "mpc.policy.horizon=1e9"], "compare.mpc: MPCSettings.horizon = 1000000000: must be an int in [1, 2016]"),
     (["--set", "mpc.policy.max_horizon=100000"], "MPCSettings.max_horizon = 100000: must be an int in [1, 2016]"),
+    (["--set", "mpc.policy.foresight=-3"], "compare.mpc: MPCSettings.foresight = -3: must be an int in [0, 2016]"),
+    (["--controllers", "mpc-foresight", "--set", "mpc.objective.name=tracking"],
+     "compare.controllers: mpc-foresight: MPCSettings.objective.name = 'tracking': mpc-foresight plans PEVs still "
+     "to come with the 'deadline' objective only"),
     (["--workers", "1e9"], "compare.workers = 1000000000: must be in [0, 1024]"),
     (["--scenarios", "synthetic-100000000"], "synthetic-100000000: synthetic: n_stations = 100000000: must be in "
                                              "[1, 100000]"),

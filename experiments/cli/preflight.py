@@ -1,6 +1,6 @@
 """Checks before any work starts that need more than the configuration itself: every scenario built once
 (with the first seed) on the base plant, with its site network (which needs the scenario's stations), the
-learned models (readable, safe) and the extras the command needs
+MPC controllers with the run's settings, the learned models (readable, safe) and the extras the command needs
 (torch and Stable-Baselines3 for training), and Ray (installed, the cluster reachable).
 
 Each failure raises ValueError, ImportError or ConnectionError with one line naming the problem; the command
@@ -34,6 +34,17 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
         if config.n_steps > MAX_EPISODE_STEPS:
             raise ValueError(f"{section}.scenarios: {name}: {config.n_steps} control steps per episode; must be <= "
                              f"{MAX_EPISODE_STEPS}")
+
+
+def check_mpc_settings(section: str, controller: str, mpc: Any) -> None:
+    """An MPC controller accepts the run's MPCSettings `mpc` (built once: `mpc-foresight` refuses an objective
+    other than 'deadline')."""
+    if mpc is None or controller not in registry.mpc_controllers():
+        return
+    try:
+        registry.make_controller(controller, mpc=mpc)
+    except ValueError as exc:
+        raise ValueError(f"{section}.controllers: {controller}: {exc}") from None
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
@@ -90,6 +101,7 @@ def preflight(cfg: Any) -> None:
         check_scenarios(cfg.section, cfg.scenarios, seeds[0], env)
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
+        check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None))
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)

@@ -11,13 +11,14 @@ from typing import Any
 
 from pev_mpc.policies.base import Policy
 from pev_mpc.policies.heuristics import EDF, LLF, EqualShare, RoundRobin, Uncontrolled
-from pev_mpc.policies.mpc import CentralisedMPC, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC
+from pev_mpc.policies.mpc import (CentralisedMPC, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC,
+                                  ForesightMPC)
 from pev_mpc.policies.offline import OfflineOptimal
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     cls.name: cls
     for cls in (Uncontrolled, EDF, LLF, EqualShare, RoundRobin, DecentralisedMPC, DecentralisedTrackingMPC,
-                DistributedMPC, CentralisedMPC, OfflineOptimal)
+                DistributedMPC, CentralisedMPC, ForesightMPC, OfflineOptimal)
 }
 """Policy name -> factory (the class)."""
 
@@ -38,6 +39,7 @@ __all__ = [
     "EDF",
     "LLF",
     "EqualShare",
+    "ForesightMPC",
     "OfflineOptimal",
     "Policy",
     "RoundRobin",

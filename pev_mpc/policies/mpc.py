@@ -28,28 +28,30 @@ from pev_env.network import Network
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
 from pev_mpc.decentralised import solve_decentralised
+from pev_mpc.foresight import ComingPEVs, coming_pevs, with_coming
 from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
-from pev_mpc.settings import MPCSettings
+from pev_mpc.settings import MAX_HORIZON, MPCSettings
 from pev_mpc.solution import MPCSolution
 
 
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
-                  network: Network | None = None) -> ChargingProblem:
+                  network: Network | None = None, latest: int = 0) -> ChargingProblem:
     """The MPC problem seen from one step's observations (vectorised over stations), on `network`
     (None: the area limit).
 
-    Horizon: settings.horizon, extended towards the latest departure (rounded up to a multiple of
-    settings.horizon, so only a few problem shapes occur, and at most settings.max_horizon) when
-    settings.horizon_to_departure.
+    Horizon: settings.horizon, extended towards the latest departure (of a plugged PEV, or `latest` steps
+    from now when later: a coming PEV's) when settings.horizon_to_departure, rounded up to a multiple of
+    settings.horizon (so only a few problem shapes occur) and at most settings.max_horizon.
     """
     departure = np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
     horizon = settings.horizon
     if settings.horizon_to_departure:
-        horizon = max(horizon, min(horizon * -(-int(departure.max(initial=0)) // horizon), settings.max_horizon))
+        last = max(int(departure.max(initial=0)), latest)
+        horizon = max(horizon, min(horizon * -(-last // horizon), settings.max_horizon))
     d = np.minimum(departure, horizon)
     r = ob.soc_remain
     forced = np.where(ob.plugged, ob.p_min, 0.0) * eta * dt_h * d
@@ -104,7 +106,7 @@ class _RecedingHorizon(Policy):
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
         eta, dt_h = self.config.eta, self.config.dt_h
-        solution = self._solve(build_problem(ob, eta, dt_h, self.settings, self.network))
+        solution = self._solve(self._problem(ob))
         info = {
             "iterations": solution.iterations,
             "converged": solution.converged,
@@ -113,7 +115,11 @@ class _RecedingHorizon(Policy):
             "messages": int(solution.messages),
             "fallbacks": int(solution.fallbacks),
         }
-        return safe_first_move(solution.p[:, 0], ob, eta, dt_h, self.network), info
+        return safe_first_move(solution.p[:ob.plugged.size, 0], ob, eta, dt_h, self.network), info
+
+    def _problem(self, ob: Observed) -> ChargingProblem:
+        """This step's problem (its first N columns are the stations)."""
+        return build_problem(ob, self.config.eta, self.config.dt_h, self.settings, self.network)
 
     @abstractmethod
     def _solve(self, problem: ChargingProblem) -> Any:
@@ -152,6 +158,47 @@ class DecentralisedTrackingMPC(DecentralisedMPC):
     def __init__(self, settings: MPCSettings | None = None) -> None:
         base = settings if settings is not None else MPCSettings()
         super().__init__(base.replace(objective=base.objective.switched("tracking"), horizon_to_departure=False))
+
+
+class ForesightMPC(DecentralisedMPC):
+    """The decentralised MPC told the PEVs that will arrive within `settings.foresight` steps (their station,
+    arrival, departure and energy, read from the episode's scenario: **not causal**), planned over a whole
+    day (max_horizon one day of steps unless set). It bounds what a forecast of arrivals can be worth, as
+    the offline optimum bounds the whole controller (`pev_mpc.foresight`); `coming` is where a forecast of
+    one's own goes."""
+
+    name = "mpc-foresight"
+
+    def __init__(self, settings: MPCSettings | None = None) -> None:
+        super().__init__(settings)
+        if self.settings.objective.name != "deadline":
+            raise ValueError(f"MPCSettings.objective.name = {self.settings.objective.name!r}: mpc-foresight plans "
+                             "PEVs still to come with the 'deadline' objective only")
+        self._asked = self.settings
+
+    def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        super()._reset(config, scenario, seed)
+        if scenario is None:
+            raise ValueError("ForesightMPC.reset: scenario = None: a Scenario is required (foreknowledge of arrivals)")
+        self._scenario, self._step = scenario, 0
+        self.settings = self._asked
+        if "max_horizon" not in self._asked.policy.given:
+            day = min(MAX_HORIZON, int(np.ceil(24.0 / config.dt_h - 1e-9)))
+            self.settings = self._asked.replace(max_horizon=max(day, self._asked.horizon))
+
+    def coming(self, step: int, busy_until: np.ndarray) -> ComingPEVs:
+        """The PEVs still to come that step `step`'s problem plans for (busy_until (N,): the step at which
+        each station's PEV leaves, `step` where free): the scenario's arrivals in the next `foresight` steps.
+        Override it with a forecast of your own, and the policy is causal."""
+        return coming_pevs(self._scenario, step, self.settings.foresight, busy_until)
+
+    def _problem(self, ob: Observed) -> ChargingProblem:
+        step, self._step = self._step, self._step + 1
+        busy_until = step + np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
+        coming = self.coming(step, busy_until)
+        latest = int(coming.departure.max(initial=0))
+        problem = build_problem(ob, self.config.eta, self.config.dt_h, self.settings, self.network, latest)
+        return with_coming(problem, coming)
 
 
 class DistributedMPC(DecentralisedMPC):
