@@ -87,7 +87,10 @@ def test_display_names_and_checksums(jpl_file):
     import hashlib
 
     assert files == {str(jpl_file.resolve()): hashlib.sha256(jpl_file.read_bytes()).hexdigest()}
-    assert list(scenario_files("acn-caltech-eval")) == [str(p) for p in acn.MONTH_FILES]
+    # the shipped files by their place in the package: a row's settings fingerprint is the same in every checkout
+    assert list(scenario_files("acn-caltech-eval")) == [f"pev_env/data/{p.name}" for p in acn.MONTH_FILES]
+    assert scenario_files("acn-caltech") == {"pev_env/data/acn_caltech_sample.csv.gz": hashlib.sha256(
+        acn.SAMPLE_FILE.read_bytes()).hexdigest()}
 
 
 def test_one_registry_for_names_and_the_harness():

@@ -6,8 +6,10 @@ A new family is one file with a `ScenarioFamily` subclass (`pev_env.scenarios.ba
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from pev_env import acn
 from pev_env.config import EnvConfig
 from pev_env.plant import check_consistent
 from pev_env.scenario import Scenario
@@ -82,9 +84,18 @@ def scenario_episodes(spec: str, seeds: Sequence[int]) -> list[int]:
 
 
 def scenario_files(spec: str) -> dict[str, str]:
-    """Data files of `spec` -> their sha256 (provenance; {} for generated scenarios)."""
+    """Data files of `spec` -> their sha256 (provenance; {} for generated scenarios). A file shipped with the
+    package is named by its path in the package (`pev_env/data/...`), so that the rows of the shipped
+    scenarios have the same settings fingerprint wherever the package is installed or checked out; any other
+    file by its absolute path."""
     family, args = resolve(spec)
-    return {str(path): file_sha256(path) for path in family.files(args)}
+    return {_file_name(path): file_sha256(path) for path in family.files(args)}
+
+
+def _file_name(path: Path) -> str:
+    """`pev_env/data/NAME` for a file of the package's data folder, else the path as given."""
+    resolved = Path(path).resolve()
+    return f"pev_env/data/{resolved.name}" if resolved.parent == acn.DATA_DIR else str(path)
 
 
 def scenario_provenance(specs: Iterable[str]) -> dict[str, dict[str, str]]:
