@@ -66,7 +66,7 @@ def with_coming(problem: ChargingProblem, coming: ComingPEVs) -> ChargingProblem
         p_min=np.concatenate([problem.p_min, np.zeros(station.size)]),
         p_max=np.concatenate([problem.p_max, problem.p_max[station]]),
         eta=problem.eta, dt_h=problem.dt_h, P_ref=problem.P_ref, horizon=H,
-        departure=np.concatenate([problem.departure, np.maximum(departure, d)]),
+        departure=np.concatenate([problem.departure, departure]),
         network=None if network is None else network.columns(np.concatenate([np.arange(problem.n_stations), station])),
         arrival=np.concatenate([problem.arrival, arrival]),
     )

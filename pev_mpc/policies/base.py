@@ -52,6 +52,10 @@ class Observed:
         """Power the plant applies anyway (p_min while plugged, 0 when free), (N,) kW."""
         return np.where(self.plugged, self.p_min, 0.0)
 
+    def departure_steps(self) -> np.ndarray:
+        """Whole steps until the plugged PEV leaves (N,) int; 0 when free."""
+        return np.where(self.plugged, np.rint(self.steps_to_departure), 0).astype(np.int64)
+
     def need_kw(self, eta: float, dt_h: float) -> np.ndarray:
         """Power that finishes the PEV this step, capped at p_max: min(p_max, soc_remain/(eta dt_h)), (N,) kW."""
         return np.minimum(self.p_max, self.soc_remain / (eta * dt_h)) * self.plugged

@@ -47,7 +47,7 @@ def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
     from now when later: a coming PEV's) when settings.horizon_to_departure, rounded up to a multiple of
     settings.horizon (so only a few problem shapes occur) and at most settings.max_horizon.
     """
-    departure = np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
+    departure = ob.departure_steps()
     horizon = settings.horizon
     if settings.horizon_to_departure:
         last = max(int(departure.max(initial=0)), latest)
@@ -194,7 +194,7 @@ class ForesightMPC(DecentralisedMPC):
 
     def _problem(self, ob: Observed) -> ChargingProblem:
         step, self._step = self._step, self._step + 1
-        busy_until = step + np.where(ob.plugged, np.rint(ob.steps_to_departure), 0).astype(np.int64)
+        busy_until = step + ob.departure_steps()
         coming = self.coming(step, busy_until)
         latest = int(coming.departure.max(initial=0))
         problem = build_problem(ob, self.config.eta, self.config.dt_h, self.settings, self.network, latest)
