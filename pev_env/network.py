@@ -123,6 +123,25 @@ class Network:
         return self.gain != 0
 
     @cached_property
+    def exchange_ratio(self) -> float:
+        """How many kW of one station a kW of another can make room for on a row they share, bounded over
+        the rows: its largest over its smallest gain magnitude, divided by the cosine of half the narrowest arc
+        that holds all its gains' angles (a load inside that arc projects every gain at least that much).
+        1 for the area limit and for rows that weigh their stations equally; 4 on the ACN's primary rows
+        (2.40 and 1.20 A per kW, 60 degrees either side); inf when a row's gains span half a turn or more."""
+        ratio = 1.0
+        for j in range(self.n_constraints):
+            gain = self.gain[j][self.gain[j] != 0]
+            if gain.size == 0:
+                continue
+            magnitude = np.abs(gain)
+            spread = 0.0 if self.linear[j] else _arc(np.angle(gain))
+            if spread >= math.pi - _LINEAR_TOL:
+                return math.inf
+            ratio = max(ratio, float(magnitude.max() / magnitude.min()) / math.cos(spread / 2))
+        return ratio
+
+    @cached_property
     def tree(self) -> RowTree | None:
         """The rows as a tree of nested linear limits (`RowTree`), None when they are not one."""
         return RowTree.of(self)
@@ -265,6 +284,13 @@ class RowTree:
             depth += above >= 0
             above = np.where(above >= 0, parent[np.maximum(above, 0)], -1)
         return RowTree(parent, leaf, factor, station_gain, depth)
+
+
+def _arc(angle: np.ndarray) -> float:
+    """The narrowest arc (radians) of the circle that holds every angle of `angle`."""
+    turn = np.sort(np.mod(angle, 2 * math.pi))
+    gaps = np.diff(np.concatenate([turn, turn[:1] + 2 * math.pi]))
+    return float(2 * math.pi - gaps.max())
 
 
 def _row_direction(gain: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ larger horizon would exhaust memory long before it solved."""
 _INT_FIELDS = ("horizon", "max_horizon", "foresight", "model_after", "model_rounds", "smoothing_after",
                "barrier_rounds", "max_iterations", "station_max_iter", "active_set_max_sweeps", "cold_start_sample")
 _BOOL_FIELDS = ("horizon_to_departure",)
-_STR_FIELDS = ("objective", "coordination", "station_solver", "centralised_solver")
+_STR_FIELDS = ("objective", "coordination", "station_solver", "centralised_solver", "history")
 
 S = TypeVar("S", bound="Section")
 
@@ -248,8 +248,12 @@ class Policy(Section):
     """Longest horizon (steps) horizon_to_departure extends to; later departures still set each
     PEV's laxity (ChargingProblem.departure). `mpc-foresight`: one day of steps unless set."""
     foresight: int = 48
-    """`mpc-foresight` only: the steps ahead in which it is told the PEVs that will arrive (from the
-    scenario: not causal); the other policies ignore it."""
+    """`mpc-foresight` and `mpc-history` only: the steps ahead in which they plan the PEVs that will arrive
+    (`mpc-foresight`: told them by the scenario, not causal; `mpc-history`: forecast from other days); the
+    other policies ignore it."""
+    history: str = "acn-caltech-train"
+    """`mpc-history` only: the scenario whose days (each distinct episode one day) are the site's other days
+    it forecasts arrivals from (`pev_mpc.history`); the other policies ignore it."""
 
 
 SECTIONS: dict[str, type[Section]] = {"objective": Objective, "coordination": Coordination, "stations": Stations,
@@ -348,6 +352,8 @@ class MPCSettings:
         for name in ("horizon", "max_horizon"):
             v = getattr(self, name)
             _require(isinstance(v, int) and 1 <= v <= MAX_HORIZON, name, v, f"an int in [1, {MAX_HORIZON}]")
+        _require(isinstance(self.history, str) and self.history != "", "history", self.history,
+                 "a scenario name (the site's other days)")
         _require(isinstance(self.foresight, int) and 0 <= self.foresight <= MAX_HORIZON, "foresight", self.foresight,
                  f"an int in [0, {MAX_HORIZON}]")
         _require(self.objective.name in OBJECTIVES, "objective", self.objective.name, f"one of {OBJECTIVES}")

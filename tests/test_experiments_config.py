@@ -79,7 +79,7 @@ def test_mpc_settings_from_file_and_set_merges_into_it(tmp_path, name, text) -> 
 
 def test_mpc_settings_reach_only_the_mpc_controllers() -> None:
     assert set(registry.mpc_controllers()) == {"mpc-decentralised", "mpc-centralised", "mpc-distributed",
-                                              "mpc-decentralised-tracking", "mpc-foresight"}
+                                              "mpc-decentralised-tracking", "mpc-foresight", "mpc-history"}
     settings = MPCSettings(horizon=6)
     for name in registry.controller_names():
         if name in registry.LEARNED_NEEDS:

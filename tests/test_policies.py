@@ -154,7 +154,7 @@ def test_exact_limit_never_rounds_up():
 def test_registry_and_make_policy():
     assert set(POLICIES) == {
         "uncontrolled", "edf", "llf", "equal-share", "round-robin", "mpc-decentralised", "mpc-decentralised-tracking",
-        "mpc-distributed", "mpc-centralised", "mpc-foresight", "offline-optimal",
+        "mpc-distributed", "mpc-centralised", "mpc-foresight", "mpc-history", "offline-optimal",
     }
     for name, factory in POLICIES.items():
         assert make_policy(name).name == name == factory.name

@@ -16,7 +16,8 @@ RESPECT_P_REF = ("edf", "llf", "equal-share", "mpc-decentralised", "mpc-decentra
                  "mpc-foresight", "offline-optimal")
 MPC = ("mpc-decentralised", "mpc-centralised")
 UNMET_TOL_KWH = 1e-3
-IN_PROCESS = sorted(set(POLICIES) - {"mpc-distributed"})  # mpc-distributed needs Ray: tests/test_distributed_mpc.py
+IN_PROCESS = sorted(set(POLICIES) - {"mpc-distributed", "mpc-history"})
+"""mpc-distributed needs Ray (tests/test_distributed_mpc.py), mpc-history a site's other days (tests/test_history.py)."""
 
 
 def run_episode(name: str, scenario_name: str, seed: int) -> dict:

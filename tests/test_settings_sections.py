@@ -25,8 +25,9 @@ OLD_DEFAULTS = {
     "active_set_max_sweeps": 30, "warm_extrapolation": 0.05, "cold_start_sample": 32, "station_time_limit_s": 0.0,
     "centralised_solver": "CLARABEL"}
 """The flat MPCSettings defaults before the sections (pev_mpc/settings.py at c729c57)."""
-ADDED = {"foresight": 48}
-"""Fields added after the sections, with their defaults (`foresight`: mpc-foresight's window)."""
+ADDED = {"foresight": 48, "history": "acn-caltech-train"}
+"""Fields added after the sections, with their defaults (`foresight`: the window of mpc-foresight and
+mpc-history; `history`: the days mpc-history forecasts from)."""
 
 
 def _section_value(settings: MPCSettings, flat: str) -> object:
@@ -112,7 +113,7 @@ def test_given_fields_survive_pickle_and_do_not_change_equality_or_fingerprints(
     copy = pickle.loads(pickle.dumps(MPCSettings(objective="tracking", terminal_weight=5.0)))
     assert copy.objective.given == {"name", "terminal_weight"}
     assert to_dict(MPCSettings())["policy"] == {"horizon": 24, "horizon_to_departure": True, "max_horizon": 48,
-                                              "foresight": 48}
+                                              "foresight": 48, "history": "acn-caltech-train"}
 
 
 def test_tracking_controller_keeps_only_the_tracking_weights() -> None:

@@ -53,6 +53,10 @@ def stops(capsys, *argv: str) -> str:
     (["--controllers", "mpc-foresight", "--set", "mpc.objective.name=tracking"],
      "compare.controllers: mpc-foresight: MPCSettings.objective.name = 'tracking': mpc-foresight plans PEVs still "
      "to come with the 'deadline' objective only"),
+    (["--controllers", "mpc-history", "--set", "mpc.policy.history=nope"],
+     "compare.controllers: mpc-history: mpc.policy.history: unknown scenario 'nope'; valid scenarios: seed"),
+    (["--controllers", "mpc-history"], "compare.controllers: mpc-history: on seed: mpc.policy.history = "
+                                       "'acn-caltech-train': no session of its days is at a station of this episode"),
     (["--workers", "1e9"], "compare.workers = 1000000000: must be in [0, 1024]"),
     (["--scenarios", "synthetic-100000000"], "synthetic-100000000: synthetic: n_stations = 100000000: must be in "
                                              "[1, 100000]"),

@@ -36,15 +36,26 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
                              f"{MAX_EPISODE_STEPS}")
 
 
-def check_mpc_settings(section: str, controller: str, mpc: Any) -> None:
-    """An MPC controller accepts the run's MPCSettings `mpc` (built once: `mpc-foresight` refuses an objective
-    other than 'deadline')."""
+def check_mpc_settings(section: str, controller: str, mpc: Any, scenarios: tuple[str, ...] = (), seed: int = 0,
+                       env: EnvConfig | None = None) -> None:
+    """An MPC controller accepts the run's MPCSettings `mpc` and starts an episode of each scenario (built once
+    and reset with `seed`: `mpc-foresight` refuses an objective other than 'deadline', `mpc-history` a history
+    that is not of the scenario's site)."""
     if mpc is None or controller not in registry.mpc_controllers():
         return
+    from pev_env.scenarios import make_scenario
+
+    where = f"{section}.controllers: {controller}"
     try:
-        registry.make_controller(controller, mpc=mpc)
+        policy = registry.make_controller(controller, mpc=mpc)
     except ValueError as exc:
-        raise ValueError(f"{section}.controllers: {controller}: {exc}") from None
+        raise ValueError(f"{where}: {exc}") from None
+    for name in scenarios:
+        try:
+            config, scenario = make_scenario(name, seed, base=env)
+            policy.reset(config, scenario, seed)
+        except ValueError as exc:
+            raise ValueError(f"{where}: on {name}: {exc}") from None
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
@@ -95,13 +106,12 @@ def preflight(cfg: Any) -> None:
     """Every check of this module that applies to the configuration `cfg`."""
     seeds = getattr(cfg, "seeds", (0,))
     env = getattr(cfg, "env", EnvConfig())
-    if cfg.section == "scale":  # scale builds synthetic-N of each size
-        check_scenarios(cfg.section, tuple(f"synthetic-{n}" for n in cfg.sizes), seeds[0], env)
-    else:
-        check_scenarios(cfg.section, cfg.scenarios, seeds[0], env)
+    # scale builds synthetic-N of each size
+    scenarios = tuple(f"synthetic-{n}" for n in cfg.sizes) if cfg.section == "scale" else cfg.scenarios
+    check_scenarios(cfg.section, scenarios, seeds[0], env)
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
-        check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None))
+        check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), scenarios, seeds[0], env)
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)

@@ -12,13 +12,13 @@ from typing import Any
 from pev_mpc.policies.base import Policy
 from pev_mpc.policies.heuristics import EDF, LLF, EqualShare, RoundRobin, Uncontrolled
 from pev_mpc.policies.mpc import (CentralisedMPC, DecentralisedMPC, DecentralisedTrackingMPC, DistributedMPC,
-                                  ForesightMPC)
+                                  ForesightMPC, HistoryMPC)
 from pev_mpc.policies.offline import OfflineOptimal
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     cls.name: cls
     for cls in (Uncontrolled, EDF, LLF, EqualShare, RoundRobin, DecentralisedMPC, DecentralisedTrackingMPC,
-                DistributedMPC, CentralisedMPC, ForesightMPC, OfflineOptimal)
+                DistributedMPC, CentralisedMPC, ForesightMPC, HistoryMPC, OfflineOptimal)
 }
 """Policy name -> factory (the class)."""
 
@@ -40,6 +40,7 @@ __all__ = [
     "LLF",
     "EqualShare",
     "ForesightMPC",
+    "HistoryMPC",
     "OfflineOptimal",
     "Policy",
     "RoundRobin",

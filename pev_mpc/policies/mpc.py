@@ -25,10 +25,12 @@ import cvxpy as cp
 import numpy as np
 
 from pev_env.network import Network
+from pev_env.scenarios.registry import check_scenario
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.foresight import ComingPEVs, coming_pevs, with_coming
+from pev_mpc.history import ArrivalHistory, day_key
 from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
@@ -36,6 +38,10 @@ from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
 from pev_mpc.settings import MAX_HORIZON, MPCSettings
 from pev_mpc.solution import MPCSolution
+
+MAX_EXCHANGE_RATIO = 10.0
+"""`mpc-foresight` / `mpc-history`: the largest Network.exchange_ratio the early-delivery bonus is divided by
+(a cone whose gains span half a turn has none)."""
 
 
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
@@ -165,26 +171,40 @@ class ForesightMPC(DecentralisedMPC):
     arrival, departure and energy, read from the episode's scenario: **not causal**), planned over a whole
     day (max_horizon one day of steps unless set). It bounds what a forecast of arrivals can be worth, as
     the offline optimum bounds the whole controller (`pev_mpc.foresight`); `coming` is where a forecast of
-    one's own goes."""
+    one's own goes.
+
+    On a network whose rows weigh stations unequally the early-delivery bonus is divided by the network's
+    `exchange_ratio` (unless `early_weight` is set): a whole-day plan would otherwise trade a kWh left unmet
+    for several kWh delivered earlier at stations that load the binding row less (docs/FORMULATION.md)."""
 
     name = "mpc-foresight"
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__(settings)
         if self.settings.objective.name != "deadline":
-            raise ValueError(f"MPCSettings.objective.name = {self.settings.objective.name!r}: mpc-foresight plans "
+            raise ValueError(f"MPCSettings.objective.name = {self.settings.objective.name!r}: {self.name} plans "
                              "PEVs still to come with the 'deadline' objective only")
         self._asked = self.settings
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
         super()._reset(config, scenario, seed)
         if scenario is None:
-            raise ValueError("ForesightMPC.reset: scenario = None: a Scenario is required (foreknowledge of arrivals)")
+            raise ValueError(f"{type(self).__name__}.reset: scenario = None: a Scenario is required (its stations "
+                             "and arrivals)")
         self._scenario, self._step = scenario, 0
-        self.settings = self._asked
+        self.settings = self._asked.replace(**self._whole_day(config))
+
+    def _whole_day(self, config: Any) -> dict[str, Any]:
+        """The settings a whole-day plan changes: max_horizon one day of steps, the bonus by exchange_ratio
+        (each unless given)."""
+        changes: dict[str, Any] = {}
         if "max_horizon" not in self._asked.policy.given:
             day = min(MAX_HORIZON, int(np.ceil(24.0 / config.dt_h - 1e-9)))
-            self.settings = self._asked.replace(max_horizon=max(day, self._asked.horizon))
+            changes["max_horizon"] = max(day, self._asked.horizon)
+        if "early_weight" not in self._asked.objective.given and self.network is not None:
+            ratio = min(self.network.exchange_ratio, MAX_EXCHANGE_RATIO)
+            changes["early_weight"] = self._asked.objective.early_weight / ratio
+        return changes
 
     def coming(self, step: int, busy_until: np.ndarray) -> ComingPEVs:
         """The PEVs still to come that step `step`'s problem plans for (busy_until (N,): the step at which
@@ -199,6 +219,46 @@ class ForesightMPC(DecentralisedMPC):
         latest = int(coming.departure.max(initial=0))
         problem = build_problem(ob, self.config.eta, self.config.dt_h, self.settings, self.network, latest)
         return with_coming(problem, coming)
+
+
+class HistoryMPC(ForesightMPC):
+    """`mpc-foresight` with a causal forecast of arrivals instead of the scenario's: the expected PEVs of the
+    site's other days (`settings.history`) at each free station within the next `foresight` steps
+    (`pev_mpc.history.ArrivalHistory`). Of the episode it reads the stations, and its sessions only to leave
+    its own day out of the history (`pev_mpc.history.day_key`)."""
+
+    name = "mpc-history"
+
+    def __init__(self, settings: MPCSettings | None = None) -> None:
+        super().__init__(settings)
+        check_scenario(self.settings.history, "mpc.policy.history")
+        self._read: tuple[tuple[Any, ...], ArrivalHistory] | None = None
+        self._history: ArrivalHistory | None = None
+
+    def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
+        super()._reset(config, scenario, seed)
+        self._seen = 0
+        self._plugged = np.zeros(config.n_stations, dtype=bool)
+        self._departs = np.zeros(config.n_stations, dtype=np.int64)
+        ids = scenario.station_ids or tuple(str(i) for i in range(scenario.n_stations))
+        key = (self.settings.history, tuple(ids), config.dt_h)
+        if self._read is None or self._read[0] != key:
+            self._read = key, ArrivalHistory.read(self.settings.history, ids, config)
+        self._history = self._read[1].leaving_out(day_key(scenario))
+
+    def _problem(self, ob: Observed) -> ChargingProblem:
+        departs = ob.departure_steps()
+        began = ob.plugged & (~self._plugged | (departs >= self._departs))   # plugged in, or another PEV came
+        self._seen += int(np.count_nonzero(began))
+        self._plugged, self._departs = ob.plugged.copy(), departs
+        return super()._problem(ob)
+
+    def coming(self, step: int, busy_until: np.ndarray) -> ComingPEVs:
+        """The history's expected PEVs of the next `foresight` steps at the stations free by then, their energy
+        scaled by the nowcast of the sessions seen so far (`ArrivalHistory.nowcast`)."""
+        assert self._history is not None, "reset first"
+        pevs = self._history.expected(step, self.settings.foresight, busy_until)
+        return pevs._replace(energy_kwh=pevs.energy_kwh * self._history.nowcast(step, self._seen))
 
 
 class DistributedMPC(DecentralisedMPC):
