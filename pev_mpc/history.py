@@ -4,12 +4,12 @@ For each station that is free at a step, the forecast looks at the sessions that
 other days within the next `window` steps of the same time of day (only each day's first such session, and
 only after the station's current PEV leaves). If some days had one, it forecasts one expected PEV there: its
 arrival and stay are those sessions' means, and its energy is their mean energy times the share of days that
-had one. The energies are then scaled by how busy the day is so far: the sessions seen since the episode
-began against the history's mean by the same step, (seen + NOWCAST_PRIOR) / (mean + NOWCAST_PRIOR),
-kept within NOWCAST_RANGE (`ArrivalHistory.nowcast`). The MPC plans these expected PEVs like known ones (`pev_mpc.foresight.with_coming`) and keeps room
-for them on the rows they will load. It reads the episode's own sessions only to leave out a history day
-that has the same sessions (the same day, read through another scenario name: `ArrivalHistory.leaving_out`,
-`day_key`).
+had one. The policy scales their energies by how busy the day is so far: the sessions seen since the
+episode began against the history's mean by the same step, (seen + NOWCAST_PRIOR) / (mean + NOWCAST_PRIOR),
+kept within NOWCAST_RANGE (`ArrivalHistory.nowcast`). The MPC plans these expected PEVs like known ones
+(`pev_mpc.foresight.with_coming`) and keeps room for them on the rows they will load. It reads the episode's
+own sessions only to leave out a history day that has the same sessions (the same day, read through another
+scenario name: `ArrivalHistory.leaving_out`, `day_key`).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def test_read_refuses_a_history_on_other_steps(monkeypatch):
     config, day = make_scenario("acn-caltech", 0)
     coarse = dataclasses.replace(config, sampling_time=15.0)
     monkeypatch.setattr(pev_mpc.history, "make_scenario", lambda spec, seed, base: (coarse, day))
-    with pytest.raises(ValueError, match="mpc.policy.history = 'acn-caltech': its steps are 15 min, the episode's 5 min"):
+    with pytest.raises(ValueError, match="history = 'acn-caltech': its steps are 15 min, the episode's 5 min"):
         ArrivalHistory.read("acn-caltech", day.station_ids, config)
 
 
