@@ -40,9 +40,8 @@ def coming_pevs(scenario: Scenario, step: int, window: int, busy_until: np.ndarr
     station = np.asarray(scenario.station)
     pick = np.flatnonzero((arrival > step) & (arrival <= step + window))
     pick = pick[arrival[pick] >= busy_until[station[pick]]]
-    energy = np.asarray(scenario.soc_target)[pick] - np.asarray(scenario.soc_init)[pick]
     return ComingPEVs(station[pick].astype(np.int64), (arrival[pick] - step).astype(np.int64),
-                      (np.asarray(scenario.departure)[pick] - step).astype(np.int64), np.maximum(energy, 0.0))
+                      (np.asarray(scenario.departure)[pick] - step).astype(np.int64), scenario.energy_requested[pick])
 
 
 def with_coming(problem: ChargingProblem, coming: ComingPEVs) -> ChargingProblem:

@@ -34,10 +34,15 @@ NOWCAST_RANGE = (0.5, 2.0)
 """The nowcast factor is kept within these bounds."""
 
 
+def station_names(scenario: Scenario) -> tuple[str, ...]:
+    """The scenario's station ids; '0', '1', ... when it has none."""
+    return tuple(scenario.station_ids or (str(i) for i in range(scenario.n_stations)))
+
+
 def day_key(scenario: Scenario) -> str:
     """A digest of a day's sessions (station ids, arrivals, departures): one day read through two scenario
     names has one key."""
-    ids = scenario.station_ids or tuple(str(i) for i in range(scenario.n_stations))
+    ids = station_names(scenario)
     digest = hashlib.sha256("\0".join(ids[s] if s >= 0 else "" for s in scenario.station).encode())
     for steps in (scenario.arrival, scenario.departure):
         digest.update(np.ascontiguousarray(steps, dtype=np.int64).tobytes())
@@ -77,12 +82,11 @@ class ArrivalHistory(NamedTuple):
             if not np.isclose(day_config.dt_h, config.dt_h):
                 raise ValueError(f"mpc.policy.history = {spec!r}: its steps are {day_config.dt_h * 60:g} min, the "
                                  f"episode's {config.dt_h * 60:g} min: a history must have the episode's steps")
-            ids = day.station_ids or tuple(str(i) for i in range(day.n_stations))
+            ids = station_names(day)
             station = np.array([where.get(ids[s], -1) if s >= 0 else -1 for s in day.station], dtype=np.int64)
             keep = station >= 0
-            energy = np.maximum(np.asarray(day.soc_target) - np.asarray(day.soc_init), 0.0)
             rows.append(np.column_stack([station[keep], np.asarray(day.arrival)[keep],
-                                         np.asarray(day.departure)[keep], energy[keep],
+                                         np.asarray(day.departure)[keep], day.energy_requested[keep],
                                          np.full(int(keep.sum()), len(keys))]))
             keys.append(day_key(day))
         table = np.vstack(rows)

@@ -30,7 +30,7 @@ from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
 from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.foresight import ComingPEVs, coming_pevs, with_coming
-from pev_mpc.history import ArrivalHistory, day_key
+from pev_mpc.history import ArrivalHistory, day_key, station_names
 from pev_mpc.network_allocation import scale_into_network
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
@@ -240,8 +240,8 @@ class HistoryMPC(ForesightMPC):
         self._seen = 0
         self._plugged = np.zeros(config.n_stations, dtype=bool)
         self._departs = np.zeros(config.n_stations, dtype=np.int64)
-        ids = scenario.station_ids or tuple(str(i) for i in range(scenario.n_stations))
-        key = (self.settings.history, tuple(ids), config.dt_h)
+        ids = station_names(scenario)
+        key = (self.settings.history, ids, config.dt_h)
         if self._read is None or self._read[0] != key:
             self._read = key, ArrivalHistory.read(self.settings.history, ids, config)
         self._history = self._read[1].leaving_out(day_key(scenario))
