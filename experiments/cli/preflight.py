@@ -9,22 +9,28 @@ line turns them into exit code 2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from experiments.commands.config import MAX_EPISODE_STEPS
 from experiments.controllers import registry
 from pev_env.config import EnvConfig
+from pev_env.scenario import Scenario
+
+Episode = tuple[str, EnvConfig, Scenario]
+"""A scenario's name, and its plant and sessions as built with the run's first seed."""
 
 
-def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: EnvConfig) -> None:
+def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: EnvConfig) -> list[Episode]:
     """Build every scenario with `seed` on `env`, and its site network (`pev_env.network.site_network`: the
     network file read, each station of the data placed on the network); its ValueError (e.g. a sampling time
     that does not divide the day, a station the network lacks) or an episode longer than MAX_EPISODE_STEPS
-    names the scenario."""
+    names the scenario. Returns (name, config, scenario) of each, for the checks that start an episode."""
     from pev_env.network import site_network
     from pev_env.scenarios import make_scenario
 
+    built: list[Episode] = []
     for name in scenarios:
         try:
             config, scenario = make_scenario(name, seed, base=env)
@@ -34,25 +40,24 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
         if config.n_steps > MAX_EPISODE_STEPS:
             raise ValueError(f"{section}.scenarios: {name}: {config.n_steps} control steps per episode; must be <= "
                              f"{MAX_EPISODE_STEPS}")
+        built.append((name, config, scenario))
+    return built
 
 
-def check_mpc_settings(section: str, controller: str, mpc: Any, scenarios: tuple[str, ...] = (), seed: int = 0,
-                       env: EnvConfig | None = None) -> None:
-    """An MPC controller accepts the run's MPCSettings `mpc` and starts an episode of each scenario (built once
-    and reset with `seed`: `mpc-foresight` refuses an objective other than 'deadline', `mpc-history` a history
-    that is not of the scenario's site)."""
+def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequence[Episode] = (),
+                       seed: int = 0) -> None:
+    """An MPC controller accepts the run's MPCSettings `mpc` and starts an episode of each scenario (`episodes`:
+    what `check_scenarios` built, reset with `seed`): `mpc-foresight` refuses an objective other than
+    'deadline', `mpc-history` a history that is not of the scenario's site."""
     if mpc is None or controller not in registry.mpc_controllers():
         return
-    from pev_env.scenarios import make_scenario
-
     where = f"{section}.controllers: {controller}"
     try:
         policy = registry.make_controller(controller, mpc=mpc)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    for name in scenarios:
+    for name, config, scenario in episodes:
         try:
-            config, scenario = make_scenario(name, seed, base=env)
             policy.reset(config, scenario, seed)
         except ValueError as exc:
             raise ValueError(f"{where}: on {name}: {exc}") from None
@@ -108,10 +113,10 @@ def preflight(cfg: Any) -> None:
     env = getattr(cfg, "env", EnvConfig())
     # scale builds synthetic-N of each size
     scenarios = tuple(f"synthetic-{n}" for n in cfg.sizes) if cfg.section == "scale" else cfg.scenarios
-    check_scenarios(cfg.section, scenarios, seeds[0], env)
+    episodes = check_scenarios(cfg.section, scenarios, seeds[0], env)
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
-        check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), scenarios, seeds[0], env)
+        check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), episodes, seeds[0])
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)
