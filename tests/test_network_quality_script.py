@@ -18,21 +18,22 @@ def quality():
     return module
 
 
-def rows(unmet: dict[str, list[float]], violations: int = 0) -> pd.DataFrame:
+def rows(unmet: dict[str, list[float]], violations: int = 0, scenario: str = "day",
+         seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
     """Compare rows of two days: unmet energy per controller and day."""
     out = []
     for controller, values in unmet.items():
-        for seed, value in enumerate(values):
-            out.append({"controller": controller, "scenario": "day", "seed": seed, "unmet_energy_kwh": value,
+        for seed, value in zip(seeds, values):
+            out.append({"controller": controller, "scenario": scenario, "seed": seed, "unmet_energy_kwh": value,
                         "network_violation_steps": violations if controller == "mpc-decentralised" else 0,
                         "coordination_iterations_mean": 1.5, "coordination_iterations_max": 3,
                         "nonconverged_steps": 0})
     return pd.DataFrame(out)
 
 
-def run(quality, tmp_path: Path, frame: pd.DataFrame, capsys) -> tuple[int, str]:
+def run(quality, tmp_path: Path, frame: pd.DataFrame, capsys, *flags: str) -> tuple[int, str]:
     frame.to_csv(tmp_path / "metrics.csv", index=False)
-    code = quality.main([str(tmp_path)])
+    code = quality.main([str(tmp_path), *flags])
     return code, capsys.readouterr().out
 
 
@@ -72,3 +73,36 @@ def test_behind_a_sort_fails(quality, tmp_path, capsys):
 def test_missing_folder_is_exit_2(quality, tmp_path, capsys):
     assert quality.main([str(tmp_path / "nothing")]) == 2
     assert "has no metrics.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario, seed, day", [
+    ("acn-caltech-eval", 1, "2019-05-07"),             # eval seeds 0-4 (mod 87) are the shipped week
+    ("acn-caltech-eval", 88, "2019-05-07"),
+    ("acn-caltech-eval", 7, None),
+    ("acn-caltech-network", 13, "2019-05-09"),
+    ("acn-caltech-train", 0, None),
+    ("acn:pev_env/data/caltech_2019-05-01_2019-08-31.csv.gz:2019-05-08", 0, "2019-05-08"),
+    ("acn:pev_env/data/caltech_2019-05-01_2019-08-31.csv.gz:2019-05-13", 0, None),
+    ("seed", 1, None),
+])
+def test_shipped_day(quality, scenario, seed, day):
+    assert quality.shipped_day(scenario, seed) == day
+
+
+def test_shipped_week_named_and_left_out_with_held_out(quality, tmp_path, capsys):
+    # seed 1 of acn-caltech-eval is 2019-05-07, a day of the shipped week: +10 % there, +1 % on seed 7
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [110.0, 101.0], "llf": [120.0, 120.0],
+                  "edf": [115.0, 115.0]}, scenario="acn-caltech-eval", seeds=(1, 7))
+    code, out = run(quality, tmp_path, frame, capsys)
+    assert code == 1 and "acn-caltech-eval seed 1 (2019-05-07); kept (--held-out leaves them out)" in out
+    assert "2 days;" in out and "total: mpc-decentralised +5.50 %" in out
+    code, out = run(quality, tmp_path, frame, capsys, "--held-out")
+    assert code == 0 and "(2019-05-07); left out" in out
+    assert "1 day;" in out and "total: mpc-decentralised +1.00 %" in out
+
+
+def test_no_shipped_day_no_line(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [101.0, 101.0], "llf": [120.0, 120.0],
+                  "edf": [115.0, 115.0]}, scenario="acn-caltech-eval", seeds=(7, 13))
+    code, out = run(quality, tmp_path, frame, capsys, "--held-out")
+    assert code == 0 and "shipped week" not in out and "2 days;" in out

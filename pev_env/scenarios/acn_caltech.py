@@ -1,7 +1,8 @@
 """`acn-caltech`, `acn-caltech-train`, `acn-caltech-eval`: real Caltech weekdays shipped with the package.
 
 * `acn-caltech`: the weekday `seed % 5` of the shipped week (2019-05-06 to 05-10); the agents are the
-  42 stations of that week's file. It lies in the evaluation split (ISO week 19 is odd).
+  42 stations of that week's file. It lies in the evaluation split (ISO week 19 is odd): its days are
+  `acn-caltech-eval` seeds 0-4 (mod 87), so a set of held-out evaluation days leaves those seeds out.
 * `acn-caltech-train` / `acn-caltech-eval`: the weekday `seed % len(days)` of the training / evaluation
   days (even / odd ISO weeks, `pev_env.acn.split_days`) of Caltech May-December 2019; the agents are the
   stations of both files, so both splits have the same spaces. Train on `acn-caltech-train` and
