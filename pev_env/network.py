@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from pev_env.files import file_sha256
 from pev_env.mapping_file import read_mapping_file
 
 LINE_PHASES_DEG: dict[str, float] = {"AB": 30.0, "BC": -90.0, "CA": 150.0}
@@ -552,6 +553,9 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
         return below
 
     visit(data["root"], 0)
+    if not b.rows:
+        raise NetworkError(f"{where}: no node has limit_kw or limit_a: a network needs at least one limit (without "
+                           "one, and with P_ref no constraint on a site network, nothing would be limited)")
     return b
 
 
@@ -567,9 +571,27 @@ def check_network_spec(spec: str) -> None:
         parse_tree(spec)
         return
     if spec.startswith("network:"):
-        read_network_file(spec[len("network:"):])
+        read_network_file(network_path(spec))
         return
     raise NetworkError(f"EnvConfig.network = {spec!r}: must be one of {', '.join(NETWORK_SPECS)}")
+
+
+def network_path(spec: str) -> str:
+    """The PATH of `network:PATH`; NetworkError when it is empty."""
+    path = spec[len("network:"):]
+    if not path.strip():
+        raise NetworkError(f"EnvConfig.network = {spec!r}: needs the path of a network file after 'network:' "
+                           "(.yaml, .yml or .json)")
+    return path
+
+
+def network_files(spec: str) -> dict[str, str]:
+    """The file a network spec reads (`network:PATH`, by its resolved path) -> its sha256; {} for the built-in
+    networks. Part of what a row was computed from (provenance), like a scenario's data files."""
+    if not spec.startswith("network:"):
+        return {}
+    path = Path(network_path(spec))
+    return {str(path.resolve()): file_sha256(path)}
 
 
 def is_site(spec: str) -> bool:
@@ -596,7 +618,7 @@ def site_network(config: Any, station_ids: Sequence[str] | None = None) -> Netwo
     elif spec == "jpl":
         builder = jpl_builder(config.jpl_first_transformer_kw, config.jpl_third_fourth_transformer_kw)
     elif spec.startswith("network:"):
-        builder = file_builder(spec[len("network:"):], station_ids or [])
+        builder = file_builder(network_path(spec), station_ids or [])
     else:
         raise NetworkError(f"EnvConfig.network = {spec!r}: must be one of {', '.join(NETWORK_SPECS)}")
     if station_ids is None:

@@ -40,3 +40,10 @@ def test_other_commands_dry_run(tmp_path: Path, capsys) -> None:
     assert "would run ippo for 2400000 station-samples" in printed and "x 4 seeds (1000-1003)" in printed
     assert "2 settings (policy.horizon=12,24)" in printed and "sizes (3,6)" in printed
     assert not list(tmp_path.iterdir())
+
+
+def test_scale_dry_run_names_the_centralised_cap_only_when_it_runs(tmp_path: Path, capsys) -> None:
+    for controllers, cap in (("mpc-decentralised", False), ("mpc-decentralised,mpc-centralised", True)):
+        assert main(["scale", "--sizes", "3,6", "--controllers", controllers, "--centralised-max", "3",
+                     "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+        assert ("centralised up to N = 3" in capsys.readouterr().out) == cap

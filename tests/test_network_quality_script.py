@@ -106,3 +106,35 @@ def test_no_shipped_day_no_line(quality, tmp_path, capsys):
                   "edf": [115.0, 115.0]}, scenario="acn-caltech-eval", seeds=(7, 13))
     code, out = run(quality, tmp_path, frame, capsys, "--held-out")
     assert code == 0 and "shipped week" not in out and "2 days;" in out
+
+
+def test_a_day_without_a_row_of_the_controller_fails_and_is_named(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [101.0, 110.0], "llf": [120.0, 120.0],
+                  "edf": [115.0, 115.0]})
+    frame = frame[~((frame.controller == "mpc-decentralised") & (frame.seed == 1))]    # its run failed
+    code, out = run(quality, tmp_path, frame, capsys)
+    assert code == 1 and "failing the check: day seed 1 (mpc-decentralised)" in out
+    assert "total: mpc-decentralised +1.00 %" in out                                 # over the other day
+
+
+def test_unknown_controller_is_exit_2(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 0.0], "mpc-decentralised": [101.0, 0.0], "llf": [120.0, 0.0],
+                  "edf": [115.0, 1.0]})
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    assert quality.main([str(tmp_path), "--controller", "nope"]) == 2
+    assert "controllers ['nope']: not in the rows" in capsys.readouterr().err
+
+
+def test_only_shipped_days_with_held_out_fails_and_goes_on(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [101.0, 101.0], "llf": [120.0, 120.0],
+                  "edf": [115.0, 115.0]}, scenario="acn-caltech-network", seeds=(0, 1))
+    code, out = run(quality, tmp_path, frame, capsys, "--held-out")
+    assert code == 1 and "no day to check (every day left out)" in out
+
+
+def test_inaccurate_steps_of_the_reference_are_named(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 0.0], "mpc-decentralised": [101.0, 0.0], "llf": [120.0, 0.0],
+                  "edf": [115.0, 1.0]})
+    frame.loc[(frame.controller == "offline-optimal") & (frame.seed == 0), "nonconverged_steps"] = 2
+    code, out = run(quality, tmp_path, frame, capsys)
+    assert code == 0 and "offline-optimal: inaccurate steps (nonconverged_steps) on day seed 0 (2)" in out

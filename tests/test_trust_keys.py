@@ -122,6 +122,28 @@ def test_resume_after_a_scenario_file_changed_is_refused(tmp_path, capsys) -> No
     assert (tmp_path / "out" / "metrics.csv").read_bytes() == before
 
 
+def network_file(path: Path, feeder_kw: float) -> Path:
+    path.write_text(f"root: {{name: feeder, limit_kw: {feeder_kw}, stations: [a, b, c, d, e]}}\n")
+    return path
+
+
+def test_resume_after_a_network_file_changed_is_refused(tmp_path, capsys) -> None:
+    path = network_file(tmp_path / "net.yaml", 120)
+    args = ["--scenarios", "seed-20", "--seeds", "0", "--controllers", "llf", "--set", f"env.network=network:{path}"]
+    assert run(tmp_path / "out", *args) == 0
+    before = (tmp_path / "out" / "metrics.csv").read_bytes()
+    network_file(path, 15)                      # the same path, another limit: another plant
+    err = stops(capsys, tmp_path / "out", *args, "--resume")
+    assert "holds rows computed with other settings" in err and f"scenario_files.{path.resolve()}" in err
+    assert (tmp_path / "out" / "metrics.csv").read_bytes() == before
+    assert run(tmp_path / "new", *args) == 0
+    old, new = (pd.read_csv(tmp_path / name / "metrics.csv").iloc[0] for name in ("out", "new"))
+    assert old.plant_fingerprint != new.plant_fingerprint and old.unmet_energy_kwh < new.unmet_energy_kwh
+    plants = json.loads((tmp_path / "new" / "run.json").read_text())["plants"]
+    assert list(plants.values())[0]["network_files"] == {str(path.resolve()): compare.network_files(
+        f"network:{path}")[str(path.resolve())]}
+
+
 def test_files_with_the_same_name_in_two_folders_get_their_own_rows_and_traces(tmp_path) -> None:
     one, two = sessions(tmp_path / "d1" / "s.csv"), sessions(tmp_path / "d2" / "s.csv", 1, 0)
     specs = f"csv:{one},csv:{two}"

@@ -43,6 +43,7 @@ def describe(cfg: Any) -> str:
         what = (f"{settings} settings ({grid}) x {len(cfg.scenarios)} scenarios ({_names(cfg.scenarios)}) x "
                 f"{seeds} on backend {cfg.backend}")
     else:
-        what = (f"sizes ({_names(cfg.sizes)}) x controllers ({_names(cfg.controllers)}, centralised up to "
-                f"{cfg.centralised_max}) x {seeds}, {cfg.steps} timed steps each, on backend {cfg.backend}")
+        capped = f", centralised up to N = {cfg.centralised_max}" if "mpc-centralised" in cfg.controllers else ""
+        what = (f"sizes ({_names(cfg.sizes)}) x controllers ({_names(cfg.controllers)}{capped}) x {seeds}, "
+                f"{cfg.steps} timed steps each, on backend {cfg.backend}")
     return f"pev-experiments {section}: dry run, checks passed; would run {what} into {cfg.out}"

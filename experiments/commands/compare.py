@@ -7,8 +7,9 @@ metrics.csv          tidy: one row per controller x scenario x distinct episode 
                      finishes), with the solver-failure columns and, last, package_version, plant_fingerprint
                      and settings_fingerprint
 settings.json        fingerprint -> what it hashes: the settings of rows (base env and the fields set in it, the
-                     package version and code_sha256, scenario_files, mpc for MPC controllers, the learned
-                     model's checksum) and the plants that ran ({"plant": EnvConfig fields})
+                     package version and code_sha256, scenario_files: the sha256 of every data file the rows read,
+                     a network file's too, mpc for MPC controllers, the learned model's checksum) and the plants
+                     that ran ({"plant": EnvConfig fields and the sha256 of a network file})
 summary.md           mean ± 95% CI per controller and scenario, paired differences against the reference
                      controller, the RL statistics when a learned controller ran (`experiments.learning.rl_report`: IQM
                      with stratified-bootstrap CIs, probability of improvement), solver failures marked, the model (and checksum) behind the learned rows,
@@ -58,6 +59,7 @@ from experiments.outputs.results import ResultsTable, read_rows, save_figure, wr
 from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
 from experiments.outputs.summary import failure_note, markdown
+from pev_env.network import network_files
 from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
@@ -276,7 +278,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         for note in notes:
             log.warning("%s", note)
         labels = scenario_labels(cfg.scenarios)
-        files = {spec: scenario_files(spec) for spec in cfg.scenarios}
+        files = {spec: run_files(spec, cfg.env.network) for spec in cfg.scenarios}
         settings = {(c, labels[spec]): row_settings(cfg, c, checksums, files[spec])
                     for c in cfg.controllers for spec in cfg.scenarios}
         columns = [*METRIC_COLUMNS, *CONTROLLER_COLUMNS, *FAILURE_COLUMNS]
@@ -322,7 +324,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         if failures and not added:
             print(f"no run finished ({len(failures)} FAILED, see the log); {out} is left as it was", file=sys.stderr)
             return 1
-        changed = [labels[spec] for spec in cfg.scenarios if _files_now(spec) != files[spec]]
+        changed = [labels[spec] for spec in cfg.scenarios if _files_now(spec, cfg.env.network) != files[spec]]
         if changed:
             log.error("scenario files changed during the run: rows of %s may come from either version; run them "
                       "again with --overwrite (a --resume refuses them)", ", ".join(changed))
@@ -359,9 +361,15 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     return 1 if failures or changed else 0
 
 
-def _files_now(spec: str) -> dict[str, str] | None:
-    """`scenario_files(spec)` now (None when a file cannot be read any more)."""
+def run_files(spec: str, network: str) -> dict[str, str]:
+    """The data files the rows of scenario `spec` on network `network` read -> their sha256: the scenario's
+    (`scenario_files`) and a network file's (`network:PATH`, `network_files`)."""
+    return {**scenario_files(spec), **network_files(network)}
+
+
+def _files_now(spec: str, network: str) -> dict[str, str] | None:
+    """`run_files` now (None when a file cannot be read any more)."""
     try:
-        return scenario_files(spec)
+        return run_files(spec, network)
     except OSError:
         return None

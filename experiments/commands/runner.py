@@ -30,6 +30,7 @@ from experiments.commands.backends import Backend, LocalBackend
 from experiments.controllers import registry
 from experiments.controllers.registry import Models
 from pev_env.metrics import CONTROLLER_COLUMNS
+from pev_env.network import network_files
 from pev_env.observation import OBS_INDEX
 
 if TYPE_CHECKING:
@@ -200,7 +201,14 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
     return EpisodeResult(row=row, trace=trace, soc=soc_frame, network=loads, constraints=constraints,
-                         plant=config.as_dict())
+                         plant=plant_record(config))
+
+
+def plant_record(config: Any) -> dict[str, Any]:
+    """What identifies the plant that ran (its plant fingerprint): the EnvConfig fields, and the sha256 of a
+    network file it read (`network_files`), so that an edited file is another plant."""
+    files = network_files(config.network)
+    return {**config.as_dict(), **({"network_files": files} if files else {})}
 
 
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,

@@ -15,7 +15,8 @@ Families: `seed`, `acn_caltech`, `synthetic`, `acn_file`, `csv_file` (one module
 area limit and the derived plant: `pev_env.plant`; the ACN rules: `pev_env.acn`.
 """
 
-from pev_env.scenarios.base import ScenarioFamily, file_sha256
+from pev_env.files import file_sha256
+from pev_env.scenarios.base import ScenarioFamily
 from pev_env.scenarios.registry import (
     FAMILIES,
     SCENARIO_NAMES,

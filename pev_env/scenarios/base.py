@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,12 +50,3 @@ class ScenarioFamily(ABC):
         """Which episode each seed draws (seeds with the same number draw the same episode); default: every
         seed its own, or one episode for all when the family is not `seeded`."""
         return list(seeds) if self.seeded else [0] * len(seeds)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes (provenance of the data a scenario was built from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

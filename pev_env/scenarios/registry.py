@@ -11,11 +11,12 @@ from typing import Any
 
 from pev_env import acn
 from pev_env.config import EnvConfig
+from pev_env.files import file_sha256
 from pev_env.plant import check_consistent
 from pev_env.scenario import Scenario
 from pev_env.scenarios.acn_caltech import AcnCaltechFamily
 from pev_env.scenarios.acn_file import AcnFileFamily
-from pev_env.scenarios.base import ScenarioFamily, file_sha256
+from pev_env.scenarios.base import ScenarioFamily
 from pev_env.scenarios.csv_file import CsvFileFamily
 from pev_env.scenarios.seed import SeedFamily
 from pev_env.scenarios.synthetic import SyntheticFamily
