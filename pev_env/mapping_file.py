@@ -36,6 +36,9 @@ def read_mapping_file(path: str | Path, label: str = "config file",
         data = tomllib.loads(text) if kind == ".toml" else json.loads(text) if kind == ".json" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)    # YAML: where the parser stopped (0-based)
+        if mark is not None:
+            first = f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', None) or first}"
         raise ValueError(f"{label} {p}: not valid {p.suffix[1:].upper()}: {first}") from exc
     if data is None:
         return {}

@@ -276,7 +276,7 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
     (["--scenarios", "acn-caltech", "--set", "env.network=jpl"],
      "compare.scenarios: acn-caltech: network jpl: station 'CA-"),
     (["--set", "env.network=network:{missing}"], "none.yaml: cannot read (No such file or directory)"),
-    (["--set", "env.network=network:{broken}"], "broken.yaml: not valid YAML"),
+    (["--set", "env.network=network:{broken}"], "broken.yaml: not valid YAML: line 2, column 1: expected ',' or ']'"),
     (["--set", "env.network=network:{negative}"], "negative.yaml': node 'panel': limit_kw = -3: must be a number > 0"),
     (["--set", "env.network=network:{nolimit}"], "nolimit.yaml': no node has limit_kw or limit_a"),
     (["--set", "env.network=network:"], "EnvConfig.network = 'network:': needs the path of a network file"),
