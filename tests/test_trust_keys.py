@@ -144,6 +144,16 @@ def test_resume_after_a_network_file_changed_is_refused(tmp_path, capsys) -> Non
         f"network:{path}")[str(path.resolve())]}
 
 
+def test_run_json_names_the_day_each_seed_drew_and_keeps_it_on_resume(tmp_path) -> None:
+    args = ["--scenarios", "acn-caltech", "--controllers", "edf", "--no-traces"]
+    assert run(tmp_path, *args, "--seeds", "1") == 0
+    episodes = json.loads((tmp_path / "run.json").read_text())["episodes"]
+    assert episodes == {"acn-caltech": {"1": "acn-caltech-2019-05-07"}}
+    assert run(tmp_path, *args, "--seeds", "1,3", "--resume") == 0
+    assert json.loads((tmp_path / "run.json").read_text())["episodes"] == {
+        "acn-caltech": {"1": "acn-caltech-2019-05-07", "3": "acn-caltech-2019-05-09"}}
+
+
 def test_files_with_the_same_name_in_two_folders_get_their_own_rows_and_traces(tmp_path) -> None:
     one, two = sessions(tmp_path / "d1" / "s.csv"), sessions(tmp_path / "d2" / "s.csv", 1, 0)
     specs = f"csv:{one},csv:{two}"

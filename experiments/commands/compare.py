@@ -15,7 +15,9 @@ summary.md           mean ± 95% CI per controller and scenario, paired differen
                      with stratified-bootstrap CIs, probability of improvement), solver failures marked, the model (and checksum) behind the learned rows,
                      repeated episodes (also printed)
 run.json             the configuration (base plant and MPC settings included), the plants that ran, the command
-                     line, versions, wall time, failures, rows re-run because they were incomplete
+                     line, versions, wall time, failures, rows re-run because they were incomplete, and each
+                     row's episode by name (`episodes`: scenario -> seed -> e.g. acn-caltech-2019-05-07, the day
+                     a seed drew)
 .written             every file written (what `overwrite` removes, `experiments.outputs.outdir.clear`)
 traces/<scenario>_seed<seed>_<controller>.csv       per step: area power, P_ref, price, convergence, power
 traces/<scenario>_seed<seed>_<controller>_soc.csv   per step boundary: SOC of every PEV
@@ -292,6 +294,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
         store = SettingsStore(out / SETTINGS)
         added: list[RunKey] = []
+        episodes: dict[str, dict[str, str]] = _read_json(out / RUN).get("episodes", {}) if cfg.resume else {}
 
         def on_result(key: RunKey, result: EpisodeResult) -> None:
             if not added:  # the first new row: only now may earlier outputs go
@@ -305,6 +308,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 write_csv(paths.network, result.network)
                 write_text(paths.constraints, json.dumps(result.constraints, indent=2) + "\n")
             plant = store.add({"plant": result.plant})
+            episodes.setdefault(key.label, {})[str(key.seed)] = result.episode
             table.add({**result.row, "package_version": package_version(), "plant_fingerprint": plant,
                        "settings_fingerprint": fingerprint(settings[key.controller, key.label])})
             added.append(key)
@@ -350,6 +354,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
                 "rerun_rows": rejected, "repeated_episodes": notes, "scenario_files_changed": changed,
                 "scenario_files": {spec: f for spec, f in files.items() if f},
+                "episodes": _episodes_of(metrics, episodes),
                 "data_report": scenario_data_reports(cfg.scenarios), "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
@@ -359,6 +364,17 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     print(f"{len(metrics)} rows in {out / METRICS}; wall time {wall:.1f} s"
           + (f"; {len(failures)} runs FAILED" if failures else ""))
     return 1 if failures or changed else 0
+
+
+def _episodes_of(metrics: pd.DataFrame, names: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """scenario label -> seed -> the episode's name (the day of an ACN scenario), for the rows of `metrics`
+    (a name recorded by an earlier run of a resumed folder included; rows without one are left out)."""
+    out: dict[str, dict[str, str]] = {}
+    for label, seed in sorted(set(zip(metrics["scenario"], metrics["seed"]))):
+        name = names.get(label, {}).get(str(seed))
+        if name:
+            out.setdefault(label, {})[str(seed)] = name
+    return out
 
 
 def run_files(spec: str, network: str) -> dict[str, str]:

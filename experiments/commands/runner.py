@@ -87,7 +87,9 @@ class EpisodeResult:
     """The site network (`Network.describe`): its name and, per constraint j, the `column` load_<j> with its
     name, unit, limit, station count and linearity."""
     plant: dict[str, Any]
-    """The EnvConfig that ran (after the scenario derived it from the base), as a dict."""
+    """The EnvConfig that ran (after the scenario derived it from the base), as a dict (`plant_record`)."""
+    episode: str = ""
+    """The episode's own name (`Scenario.name`): for the ACN scenarios its day, e.g. acn-caltech-2019-05-07."""
 
 
 def _price(stats: dict[str, Any]) -> float:
@@ -201,7 +203,7 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
         coordination_iterations_max=int(finite_iter.max()) if finite_iter.size else 0,
     )
     return EpisodeResult(row=row, trace=trace, soc=soc_frame, network=loads, constraints=constraints,
-                         plant=plant_record(config))
+                         plant=plant_record(config), episode=scenario.name)
 
 
 def plant_record(config: Any) -> dict[str, Any]:
