@@ -6,7 +6,9 @@ the policy applies the first move of the plugged PEVs only (a coming PEV's first
 
 `coming_pevs` reads them from the episode's own scenario (perfect foreknowledge of the next `window` steps,
 the `mpc-foresight` policy: not causal, a bound for what an arrival forecast can be worth, like the offline
-optimum for the whole controller). `with_coming` puts any such list into a step's problem, so a forecast of
+optimum for the whole controller), at the station and step at which the plant plugs each one in
+(`pev_env.schedule.plug_schedule`: a PEV without a preferred station takes the first free one, a PEV whose
+station is busy waits). `with_coming` puts any such list into a step's problem, so a forecast of
 one's own plugs in the same way.
 """
 
@@ -17,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pev_env.scenario import Scenario
+from pev_env.schedule import PlugSchedule, plug_schedule
 from pev_mpc.problem import ChargingProblem
 
 
@@ -33,14 +36,16 @@ class ComingPEVs(NamedTuple):
     """kWh it asks for (target less initial charge)."""
 
 
-def coming_pevs(scenario: Scenario, step: int, window: int, busy_until: np.ndarray) -> ComingPEVs:
-    """The scenario's PEVs that arrive in steps step + 1 .. step + window at stations free by then
-    (busy_until (N,): the step at which each station's current PEV leaves, `step` when free)."""
-    arrival = np.asarray(scenario.arrival)
-    station = np.asarray(scenario.station)
-    pick = np.flatnonzero((arrival > step) & (arrival <= step + window))
-    pick = pick[arrival[pick] >= busy_until[station[pick]]]
-    return ComingPEVs(station[pick].astype(np.int64), (arrival[pick] - step).astype(np.int64),
+def coming_pevs(scenario: Scenario, step: int, window: int, busy_until: np.ndarray,
+                schedule: PlugSchedule | None = None) -> ComingPEVs:
+    """The scenario's PEVs that plug in in steps step + 1 .. step + window, at the stations the plant gives
+    them (`schedule`: the scenario's `plug_schedule`, computed when None) and free by then (busy_until (N,): the
+    step at which each station's current PEV leaves, `step` when free)."""
+    schedule = plug_schedule(scenario) if schedule is None else schedule
+    plug, station = schedule.plug_step, schedule.station
+    pick = np.flatnonzero((station >= 0) & (plug > step) & (plug <= step + window))
+    pick = pick[plug[pick] >= busy_until[station[pick]]]
+    return ComingPEVs(station[pick].astype(np.int64), (plug[pick] - step).astype(np.int64),
                       (np.asarray(scenario.departure)[pick] - step).astype(np.int64), scenario.energy_requested[pick])
 
 

@@ -11,6 +11,7 @@ from pev_env.config import EnvConfig
 from pev_env.core import ChargingCore
 from pev_env.network import site_network
 from pev_env.scenario import Scenario
+from pev_env.schedule import plug_schedule
 from pev_mpc import ChargingProblem, MPCSettings, solve_centralised, solve_decentralised
 from pev_mpc.decentralised import make_station_pool
 from pev_mpc.foresight import ComingPEVs, coming_pevs, with_coming
@@ -67,10 +68,22 @@ def test_coming_pevs_reads_the_window_at_free_stations():
                         capacity=np.full(5, 50.0), station=np.array([0, 1, 0, 2, 1]), n_stations=3, n_steps=48)
     busy = np.array([8, 4, 4])                          # station 0's PEV leaves at step 8
     got = coming_pevs(scenario, 4, 10, busy)
-    assert got.station.tolist() == [1, 2]               # 6 comes to a station still busy; 20 is past the window
-    assert got.arrival.tolist() == [1, 5] and got.departure.tolist() == [8, 26]
-    assert got.energy_kwh.tolist() == [5.0, 5.0]
+    assert got.station.tolist() == [1, 0, 2]            # the one of step 6 waits for station 0 (step 8); 20 is past
+    assert got.arrival.tolist() == [1, 4, 5] and got.departure.tolist() == [8, 11, 26]
+    assert got.energy_kwh.tolist() == [5.0, 3.0, 5.0]
     assert coming_pevs(scenario, 4, 0, busy).station.size == 0
+
+
+def test_coming_pevs_take_the_station_and_step_the_plant_gives_them():
+    # PEVs without a preferred station take the first free one, or wait for one, as the plant's schedule says
+    scenario = Scenario(arrival=np.array([0, 3, 5]), departure=np.array([10, 20, 30]), soc_init=np.zeros(3),
+                        soc_target=np.array([4.0, 5.0, 6.0]), capacity=np.full(3, 50.0),
+                        station=np.array([0, -1, -1]), n_stations=2, n_steps=48)
+    got = coming_pevs(scenario, 2, 10, np.array([10, 2]))
+    assert got.station.tolist() == [1, 0]               # the second waits for station 0 until step 10
+    assert got.arrival.tolist() == [1, 8] and got.departure.tolist() == [18, 28]
+    schedule = plug_schedule(scenario)                  # what ChargingCore plugs in (core.schedule)
+    assert schedule.station[1:].tolist() == [1, 0] and schedule.plug_step[1:].tolist() == [3, 10]
 
 
 @pytest.mark.parametrize("objective_seed", [0, 1, 3])

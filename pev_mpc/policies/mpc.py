@@ -26,6 +26,7 @@ import numpy as np
 
 from pev_env.network import Network
 from pev_env.scenarios.registry import check_scenario
+from pev_env.schedule import plug_schedule
 from pev_mpc.centralised import solve_centralised
 from pev_mpc.coordinator import extrapolate_prices
 from pev_mpc.decentralised import solve_decentralised
@@ -191,7 +192,7 @@ class ForesightMPC(DecentralisedMPC):
         if scenario is None:
             raise ValueError(f"{type(self).__name__}.reset: scenario = None: a Scenario is required (its stations "
                              "and arrivals)")
-        self._scenario, self._step = scenario, 0
+        self._scenario, self._schedule, self._step = scenario, plug_schedule(scenario), 0
         self.settings = self._asked.replace(**self._whole_day(config))
 
     def _whole_day(self, config: Any) -> dict[str, Any]:
@@ -210,7 +211,7 @@ class ForesightMPC(DecentralisedMPC):
         """The PEVs still to come that step `step`'s problem plans for (busy_until (N,): the step at which
         each station's PEV leaves, `step` where free): the scenario's arrivals in the next `foresight` steps.
         Override it with a forecast of your own, and the policy is causal."""
-        return coming_pevs(self._scenario, step, self.settings.foresight, busy_until)
+        return coming_pevs(self._scenario, step, self.settings.foresight, busy_until, self._schedule)
 
     def _problem(self, ob: Observed) -> ChargingProblem:
         step, self._step = self._step, self._step + 1
