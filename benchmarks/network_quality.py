@@ -14,7 +14,8 @@ controller and the sorts, the totals over the days, the worst day, the days on w
 below every sort, its violations and coordination rounds, and the reference's inaccurate steps. A day that lacks
 the row of one of the controllers (a failed run, listed in run.json) fails the check and is named. Exit 1 when
 a goal fails, so a script can check a new set of days; exit 2 on bad arguments (a folder without metrics.csv,
-a controller without rows).
+a controller without rows in the folder). A folder with no day left to check (`--held-out` on shipped-week days
+only) does not meet the goals (exit 1). The controller checked is never among its own sorts.
 
 The days of the shipped week (`acn-caltech`, 2019-05-06 to 05-10) are also `acn-caltech-eval` seeds 0-4 (mod
 87): the package was designed on them and `make run` runs them, so they are not held out. The report names
@@ -66,6 +67,10 @@ def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str],
           held_out: bool = False) -> tuple[list[str], bool]:
     """The report lines of one folder's rows and whether every goal holds (over the held-out days only if
     `held_out`: without the shipped week's)."""
+    sorts = [s for s in sorts if s not in (controller, reference)]
+    absent = sorted({controller, reference, *sorts} - set(rows.controller))
+    if absent:
+        raise ValueError(f"controllers {absent}: not in the rows (found {sorted(set(rows.controller))})")
     day = [shipped_day(scenario, seed) for scenario, seed in zip(rows.scenario, rows.seed)]
     shipped = rows.assign(day=day).dropna(subset=["day"])[["scenario", "seed", "day"]].drop_duplicates()
     lines = []
@@ -78,9 +83,7 @@ def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str],
     unmet = rows.pivot_table(index=["scenario", "seed"], columns="controller", values="unmet_energy_kwh")
     if unmet.empty:
         return lines + ["no day to check (every day left out)"], False
-    missing = [c for c in [controller, reference, *sorts] if c not in unmet.columns]
-    if missing:
-        raise ValueError(f"controllers {missing}: not in the rows (found {sorted(unmet.columns)})")
+    unmet = unmet.reindex(columns=[controller, reference, *sorts])   # a controller without rows here: NaN
     lacking = unmet[[controller, reference, *sorts]].isna()
     failed = [f"{scenario} seed {seed} ({', '.join(lacking.columns[lacking.loc[(scenario, seed)]])})"
               for scenario, seed in lacking.index[lacking.any(axis=1)]]

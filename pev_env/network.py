@@ -485,6 +485,9 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
     three constraints (I_a, I_b, I_c), else one on the phasor sum of its stations' currents."""
     data = read_network_file(path)
     where = f"network file {str(path)!r}"
+    unknown = sorted(set(data) - {"root", "phase"})
+    if unknown:
+        raise NetworkError(f"{where}: unknown top-level key(s) {unknown}; allowed: root, phase")
     default_phase = data.get("phase", 0.0)
     phases: dict[str, float] = {}
     b = _Builder(f"network:{path}", phases, [])
@@ -494,6 +497,9 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
         if isinstance(entry, Mapping):
             if "id" not in entry:
                 raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)} needs an 'id'")
+            if set(entry) - {"id", "phase"}:
+                raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)}: unknown key(s) "
+                                   f"{sorted(set(entry) - {'id', 'phase'})}; allowed: id, phase")
             return str(entry["id"]), entry.get("phase", default_phase)
         if isinstance(entry, (str, numbers.Integral)) and not isinstance(entry, bool):
             return str(entry), default_phase
@@ -590,7 +596,7 @@ def network_files(spec: str) -> dict[str, str]:
     networks. Part of what a row was computed from (provenance), like a scenario's data files."""
     if not spec.startswith("network:"):
         return {}
-    path = Path(network_path(spec))
+    path = Path(network_path(spec)).expanduser()
     return {str(path.resolve()): file_sha256(path)}
 
 

@@ -138,3 +138,19 @@ def test_inaccurate_steps_of_the_reference_are_named(quality, tmp_path, capsys):
     frame.loc[(frame.controller == "offline-optimal") & (frame.seed == 0), "nonconverged_steps"] = 2
     code, out = run(quality, tmp_path, frame, capsys)
     assert code == 0 and "offline-optimal: inaccurate steps (nonconverged_steps) on day seed 0 (2)" in out
+
+
+def test_a_missing_row_on_a_held_out_day_fails_the_check_not_the_arguments(quality, tmp_path, capsys):
+    # seed 1 is a shipped-week day (left out); the controller's run of seed 7 failed
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [101.0, 101.0], "llf": [120.0, 120.0],
+                  "edf": [115.0, 115.0]}, scenario="acn-caltech-eval", seeds=(1, 7))
+    frame = frame[~((frame.controller == "mpc-decentralised") & (frame.seed == 7))]
+    code, out = run(quality, tmp_path, frame, capsys, "--held-out")
+    assert code == 1 and "failing the check: acn-caltech-eval seed 7 (mpc-decentralised)" in out
+
+
+def test_the_controller_is_not_among_its_own_sorts(quality, tmp_path, capsys):
+    frame = rows({"offline-optimal": [100.0, 100.0], "mpc-decentralised": [110.0, 110.0], "llf": [101.0, 101.0],
+                  "edf": [115.0, 115.0]})
+    code, out = run(quality, tmp_path, frame, capsys, "--controller", "llf")
+    assert code == 0 and "total: llf +1.00 %, edf +15.00 %" in out

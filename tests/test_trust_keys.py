@@ -144,6 +144,16 @@ def test_resume_after_a_network_file_changed_is_refused(tmp_path, capsys) -> Non
         f"network:{path}")[str(path.resolve())]}
 
 
+def test_a_network_file_under_home_is_read_and_fingerprinted(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    network_file(tmp_path / "net.yaml", 120)
+    args = ["--scenarios", "seed-20", "--seeds", "0", "--controllers", "edf", "--set", "env.network=network:~/net.yaml"]
+    assert run(tmp_path / "out", *args) == 0
+    files = json.loads((tmp_path / "out" / "run.json").read_text())["scenario_files"]
+    assert list(files["seed-20"]) == [str((tmp_path / "net.yaml").resolve())]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["episodes"] == {}   # generated: the seed says
+
+
 def test_run_json_names_the_day_each_seed_drew_and_keeps_it_on_resume(tmp_path) -> None:
     args = ["--scenarios", "acn-caltech", "--controllers", "edf", "--no-traces"]
     assert run(tmp_path, *args, "--seeds", "1") == 0

@@ -308,7 +308,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 write_csv(paths.network, result.network)
                 write_text(paths.constraints, json.dumps(result.constraints, indent=2) + "\n")
             plant = store.add({"plant": result.plant})
-            episodes.setdefault(key.label, {})[str(key.seed)] = result.episode
+            if result.episode and result.episode != key.label:   # a day or a file's episode, not a generated one
+                episodes.setdefault(key.label, {})[str(key.seed)] = result.episode
             table.add({**result.row, "package_version": package_version(), "plant_fingerprint": plant,
                        "settings_fingerprint": fingerprint(settings[key.controller, key.label])})
             added.append(key)

@@ -89,7 +89,8 @@ class EpisodeResult:
     plant: dict[str, Any]
     """The EnvConfig that ran (after the scenario derived it from the base), as a dict (`plant_record`)."""
     episode: str = ""
-    """The episode's own name (`Scenario.name`): for the ACN scenarios its day, e.g. acn-caltech-2019-05-07."""
+    """The episode's own name (`Scenario.name`): for the ACN scenarios its day, e.g. acn-caltech-2019-05-07 (a
+    generated scenario's episodes share the scenario's name: the seed tells them apart)."""
 
 
 def _price(stats: dict[str, Any]) -> float:
