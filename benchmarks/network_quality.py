@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pev_env.scenarios import scenario_episodes
 from pev_env.scenarios.acn_caltech import AcnCaltechFamily, caltech_days
 
 TOTAL_GOAL_PCT, DAY_GOAL_PCT = 1.5, 3.0
@@ -46,8 +47,7 @@ def shipped_day(scenario: str, seed: int) -> str | None:
     """The day of the shipped week (`acn-caltech`) that the row (scenario spec, seed) ran, None for any other:
     a day of the shipped Caltech scenarios by its seed, or of an `acn:FILE:DATE` spec by its date."""
     if scenario in AcnCaltechFamily.names:
-        days = _days(scenario)
-        day = days[int(seed) % len(days)]
+        day = _days(scenario)[scenario_episodes(scenario, [int(seed)])[0]]
     elif scenario.startswith("acn:"):
         day = scenario.rsplit(":", 1)[-1]
     else:
@@ -68,7 +68,8 @@ def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str],
     """The report lines of one folder's rows and whether every goal holds (over the held-out days only if
     `held_out`: without the shipped week's)."""
     sorts = [s for s in sorts if s not in (controller, reference)]
-    absent = sorted({controller, reference, *sorts} - set(rows.controller))
+    columns = [controller, reference, *sorts]
+    absent = sorted(set(columns) - set(rows.controller))
     if absent:
         raise ValueError(f"controllers {absent}: not in the rows (found {sorted(set(rows.controller))})")
     day = [shipped_day(scenario, seed) for scenario, seed in zip(rows.scenario, rows.seed)]
@@ -83,14 +84,14 @@ def check(rows: pd.DataFrame, controller: str, reference: str, sorts: list[str],
     unmet = rows.pivot_table(index=["scenario", "seed"], columns="controller", values="unmet_energy_kwh")
     if unmet.empty:
         return lines + ["no day to check (every day left out)"], False
-    unmet = unmet.reindex(columns=[controller, reference, *sorts])   # a controller without rows here: NaN
-    lacking = unmet[[controller, reference, *sorts]].isna()
+    unmet = unmet.reindex(columns=columns)   # a controller without rows here: NaN
+    lacking = unmet.isna()
     failed = [f"{scenario} seed {seed} ({', '.join(lacking.columns[lacking.loc[(scenario, seed)]])})"
               for scenario, seed in lacking.index[lacking.any(axis=1)]]
     if failed:
         lines.append(f"days without a row of every controller (failed runs?), left out and failing the check: "
                      f"{', '.join(failed)}")
-    unmet = unmet.dropna(subset=[controller, reference, *sorts])
+    unmet = unmet.dropna()
     if unmet.empty:
         return lines + ["no day with a row of every controller"], False
     optimum = unmet[reference]

@@ -497,9 +497,10 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
         if isinstance(entry, Mapping):
             if "id" not in entry:
                 raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)} needs an 'id'")
-            if set(entry) - {"id", "phase"}:
-                raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)}: unknown key(s) "
-                                   f"{sorted(set(entry) - {'id', 'phase'})}; allowed: id, phase")
+            unknown = sorted(set(entry) - {"id", "phase"})
+            if unknown:
+                raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)}: unknown key(s) {unknown}; "
+                                   "allowed: id, phase")
             return str(entry["id"]), entry.get("phase", default_phase)
         if isinstance(entry, (str, numbers.Integral)) and not isinstance(entry, bool):
             return str(entry), default_phase

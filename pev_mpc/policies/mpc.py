@@ -192,7 +192,7 @@ class ForesightMPC(DecentralisedMPC):
         if scenario is None:
             raise ValueError(f"{type(self).__name__}.reset: scenario = None: a Scenario is required (its stations "
                              "and arrivals)")
-        self._scenario, self._schedule, self._step = scenario, plug_schedule(scenario), 0
+        self._scenario, self._schedule, self._step = scenario, None, 0
         self.settings = self._asked.replace(**self._whole_day(config))
 
     def _whole_day(self, config: Any) -> dict[str, Any]:
@@ -211,6 +211,8 @@ class ForesightMPC(DecentralisedMPC):
         """The PEVs still to come that step `step`'s problem plans for (busy_until (N,): the step at which
         each station's PEV leaves, `step` where free): the scenario's arrivals in the next `foresight` steps.
         Override it with a forecast of your own, and the policy is causal."""
+        if self._schedule is None:      # here, not at reset: a causal override never reads the scenario's arrivals
+            self._schedule = plug_schedule(self._scenario)
         return coming_pevs(self._scenario, step, self.settings.foresight, busy_until, self._schedule)
 
     def _problem(self, ob: Observed) -> ChargingProblem:
