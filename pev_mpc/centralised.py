@@ -196,7 +196,7 @@ def solve_centralised(problem: ChargingProblem, settings: MPCSettings, reuse: bo
         return MPCSolution(p=np.zeros((0, H)), prices=prices, objective=0.0, iterations=0, converged=True,
                            solve_time_s=time.perf_counter() - start)
     if network is not None and not network.is_linear and solver == "OSQP":
-        raise ValueError(f"MPCSettings.centralised_solver = 'OSQP' cannot solve network {network.name!r} (second-order "
+        raise ValueError(f"MPCSettings.centralised.centralised_solver = 'OSQP' cannot solve network {network.name!r} (second-order "
                          "cones); use CLARABEL")
     mask = problem.mask
     room = costs.cap - problem.x0

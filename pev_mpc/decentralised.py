@@ -37,7 +37,7 @@ def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> Statio
     vectorised interior point ('batch') or one StationQP each ('osqp'); see station_solver."""
     solver = station_solver(problem, settings)
     if solver != "separable" and problem.arrival.any():
-        raise ValueError(f"MPCSettings.station_solver = {settings.station_solver!r} ({solver}): a problem with PEVs "
+        raise ValueError(f"MPCSettings.stations.station_solver = {settings.station_solver!r} ({solver}): a problem with PEVs "
                          "still to come (ChargingProblem.arrival > 0) needs the 'separable' station solver "
                          "(objective 'deadline', p_min >= 0)")
     return POOLS[solver](problem, settings)

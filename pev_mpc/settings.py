@@ -29,9 +29,14 @@ _STR_FIELDS = ("objective", "coordination", "station_solver", "centralised_solve
 S = TypeVar("S", bound="Section")
 
 
+def _path(field: str) -> str:
+    """The sectioned name of a flat field ('horizon' -> 'policy.horizon'), as config files and `--set` write it."""
+    return ".".join(FLAT[field]) if field in FLAT and field not in SECTIONS else field
+
+
 def _require(ok: bool, field: str, value: object, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"MPCSettings.{field} = {value!r}: must be {allowed}")
+        raise ValueError(f"MPCSettings.{_path(field)} = {value!r}: must be {allowed}")
 
 
 def _only(*choices: str) -> dict[str, tuple[str, ...]]:
@@ -345,10 +350,10 @@ class MPCSettings:
             v = getattr(self, key)
             if isinstance(v, bool) and key not in _BOOL_FIELDS or isinstance(v, (complex, str)) and \
                     key not in _STR_FIELDS:
-                raise TypeError(f"MPCSettings.{key} = {v!r}: must be {'an int' if key in _INT_FIELDS else 'a number'}"
-                                f", not {type(v).__name__}")
+                raise TypeError(f"MPCSettings.{_path(key)} = {v!r}: must be "
+                                f"{'an int' if key in _INT_FIELDS else 'a number'}, not {type(v).__name__}")
             if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"MPCSettings.{key} = {v!r}: must be finite")
+                raise ValueError(f"MPCSettings.{_path(key)} = {v!r}: must be finite")
         for name in ("horizon", "max_horizon"):
             v = getattr(self, name)
             _require(isinstance(v, int) and 1 <= v <= MAX_HORIZON, name, v, f"an int in [1, {MAX_HORIZON}]")
@@ -356,7 +361,7 @@ class MPCSettings:
                  "a scenario name (the site's other days)")
         _require(isinstance(self.foresight, int) and 0 <= self.foresight <= MAX_HORIZON, "foresight", self.foresight,
                  f"an int in [0, {MAX_HORIZON}]")
-        _require(self.objective.name in OBJECTIVES, "objective", self.objective.name, f"one of {OBJECTIVES}")
+        _require(self.objective.name in OBJECTIVES, "objective.name", self.objective.name, f"one of {OBJECTIVES}")
         _require(isinstance(self.horizon_to_departure, bool), "horizon_to_departure", self.horizon_to_departure,
                  "true or false")
         for name in ("terminal_weight", "tracking_weight"):
@@ -364,7 +369,7 @@ class MPCSettings:
         for name in ("unmet_weight", "laxity_scale_h", "power_reg", "deadline_reg", "early_decay_per_h"):
             _require(float(getattr(self, name)) > 0.0, name, getattr(self, name), "> 0")
         _require(0.0 <= float(self.early_weight) < 1.0, "early_weight", self.early_weight, "in [0, 1)")
-        _require(self.coordination.method in COORDINATIONS, "coordination", self.coordination.method, f"one of {COORDINATIONS}")
+        _require(self.coordination.method in COORDINATIONS, "coordination.method", self.coordination.method, f"one of {COORDINATIONS}")
         for name in ("smoothing_after", "barrier_rounds", "model_rounds"):
             v = getattr(self, name)
             _require(isinstance(v, int) and v >= 1, name, v, "an int >= 1")

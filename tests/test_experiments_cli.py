@@ -228,7 +228,7 @@ def test_compare_bad_mpc_setting_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["compare", "--set", "mpc.policy.horizon=0"])
     assert err.value.code == 2
-    assert "compare.mpc: MPCSettings.horizon = 0: must be an int in [1, 2016]" in capsys.readouterr().err
+    assert "compare.mpc.policy.horizon = 0: must be an int in [1, 2016]" in capsys.readouterr().err
 
 
 def test_compare_env_reaches_the_plant(tmp_path) -> None:
@@ -283,7 +283,7 @@ def test_run_function_with_env_pickles() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--set", "env.p_max=-1"], "compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
+    (["--set", "env.p_max=-1"], "compare.env.p_max = -1.0: must be > 0 and >= p_min"),
     (["--set", "env.colour=red"], "compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations"),
     (["--env-file", "missing.yaml"], "compare.env_file = 'missing.yaml': config file missing.yaml: cannot read"),
 ])

@@ -14,6 +14,7 @@ from experiments.commands.config import CompareConfig, EvaluateConfig, ScaleConf
 from experiments.controllers import registry
 from experiments.outputs.provenance import to_dict
 from pev_env.config import EnvConfig
+from pev_env.mapping_file import read_mapping_file
 from pev_mpc.settings import MPCSettings
 
 
@@ -146,7 +147,7 @@ def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
                                          r"fields: n_stations"):
         load_config(CompareConfig, None, {"env_file": str(plant)})
     plant.write_text("xi: 1.5\n")
-    with pytest.raises(ValueError, match=r"tune.env_file .*plant.yaml \+ tune.env: EnvConfig.xi = 1.5: must be in "
+    with pytest.raises(ValueError, match=r"tune.env_file .*plant.yaml \+ tune.env.xi = 1.5: must be in "
                                          r"\[0, 1\)"):
         load_config(TuneConfig, None, {"env_file": str(plant)})
     plant.write_text("- 1\n")
@@ -156,7 +157,7 @@ def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml.n_pevs = 4.5: must be an integer"):
         load_config(CompareConfig, None, {"env_file": str(plant)})
     plant.write_text("P_max: 30\n")  # below the default P_ref (31.5 kW): valid with env.P_ref lowered on top
-    with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml \+ compare.env: EnvConfig.P_ref = 31.5"):
+    with pytest.raises(ValueError, match=r"compare.env_file .*plant.yaml \+ compare.env.P_ref = 31.5"):
         load_config(CompareConfig, None, {"env_file": str(plant)})
     assert load_config(CompareConfig, None, {"env_file": str(plant), "env.P_ref": "25"}).env == EnvConfig(
         P_max=30.0, P_ref=25.0)
@@ -165,7 +166,7 @@ def test_env_file_errors_name_the_file_and_field(tmp_path) -> None:
 def test_build_is_the_one_parser_of_mpc_and_env() -> None:
     assert build(EnvConfig, "k", {"xi": "0.2", "n_pevs": 4.0}) == EnvConfig(xi=0.2, n_pevs=4)
     assert build(MPCSettings, "k", {"policy": {"horizon": "6"}}) == MPCSettings(horizon=6)
-    with pytest.raises(ValueError, match=r"^k: EnvConfig.P_ref = 300.0: must be > 0"):
+    with pytest.raises(ValueError, match=r"^k\.P_ref = 300.0: must be > 0"):
         build(EnvConfig, "k", {"P_ref": 300})
     with pytest.raises(ValueError, match=r"^k = \[1\]: must be a mapping of MPCSettings field -> value"):
         build(MPCSettings, "k", [1])
@@ -211,12 +212,12 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"mpc.colour": "red"}, r"compare.mpc: unknown MPCSettings field 'colour'; valid fields: objective, "
                                 r"coordination, stations, centralised, policy"),
         ({"mpc.policy.colour": "red"}, r"compare.mpc.policy: unknown Policy field 'colour'; valid fields: horizon, "),
-        ({"mpc.policy.horizon": "0"}, r"compare.mpc: MPCSettings.horizon = 0: must be an int in \[1, 2016\]"),
+        ({"mpc.policy.horizon": "0"}, r"compare.mpc.policy.horizon = 0: must be an int in \[1, 2016\]"),
         ({"mpc.policy.horizon": "x"}, r"compare.mpc.policy.horizon = 'x': must be an integer"),
         ({"mpc.policy.horizon": "2.5"}, r"compare.mpc.policy.horizon = '2.5': must be an integer"),
         ({"mpc.objective.name": "tracking", "mpc.objective.power_reg": "0"},
-         r"compare.mpc: MPCSettings.power_reg = 0.0: must be > 0"),
-        ({"mpc.coordination.method": "magic"}, r"compare.mpc: MPCSettings.coordination = 'magic': must be one of"),
+         r"compare.mpc.objective.power_reg = 0.0: must be > 0"),
+        ({"mpc.coordination.method": "magic"}, r"compare.mpc.coordination.method = 'magic': must be one of"),
         ({"mpc": "horizon=4"}, r"compare.mpc = 'horizon=4': must be a mapping"),
         ({"mpc.": "4"}, r"compare: unknown key 'mpc.'; dotted keys set one item of: env, models, mpc"),
         ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
@@ -232,12 +233,12 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"reference": "llf", "controllers": "edf"}, r"compare.reference = 'llf': must be one of the controllers"),
         ({"env.colour": "red"}, r"compare.env: unknown EnvConfig field 'colour'; valid fields: n_stations, n_pevs, "
                                 r"p_min, p_max, .*shared_reward, area_limit_fraction, acn_battery_kwh, acn_battery_max_kwh, network, transformer_kw, .*voltage_v$"),
-        ({"env.p_max": "-1"}, r"compare.env: EnvConfig.p_max = -1.0: must be > 0 and >= p_min"),
-        ({"env.P_ref": "500"}, r"compare.env: EnvConfig.P_ref = 500.0: must be > 0 and within \[P_min, P_max\]"),
+        ({"env.p_max": "-1"}, r"compare.env.p_max = -1.0: must be > 0 and >= p_min"),
+        ({"env.P_ref": "500"}, r"compare.env.P_ref = 500.0: must be > 0 and within \[P_min, P_max\]"),
         ({"env.n_stations": "2.5"}, r"compare.env.n_stations = '2.5': must be an integer"),
         ({"env.xi": "lots"}, r"compare.env.xi = 'lots': must be a number"),
         ({"env.shared_reward": "maybe"}, r"compare.env.shared_reward = 'maybe': must be a boolean"),
-        ({"env.reward_weights": "1,2"}, r"compare.env: EnvConfig.reward_weights = \(1.0, 2.0\): must be a sequence "
+        ({"env.reward_weights": "1,2"}, r"compare.env.reward_weights = \(1.0, 2.0\): must be a sequence "
                                         r"of 3"),
         ({"env": "P_ref=40"}, r"compare.env = 'P_ref=40': must be a mapping"),
         ({"env_file": "plant.json"}, r"compare.env_file = 'plant.json': config file plant.json: suffix '.json' not "
@@ -264,6 +265,14 @@ def test_bad_files(tmp_path) -> None:
     bad.write_text("seeds: [1, 2\n")
     with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML"):
         load_config(CompareConfig, bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seeds: 1\nenv:\n  P_ref: 3\nseeds: 2\n")    # YAML would keep the last seeds silently
+    with pytest.raises(ValueError, match=r"twice.yaml: not valid YAML: line 4, column 1: duplicate key 'seeds' "
+                                         r"\(first on line 1\)"):
+        load_config(CompareConfig, twice)
+    merged = tmp_path / "merged.yaml"       # a merge key's values may be overridden
+    merged.write_text("base: &b {horizon: 6}\nmpc:\n  policy:\n    <<: *b\n    horizon: 12\n")
+    assert read_mapping_file(merged)["mpc"]["policy"] == {"horizon": 12}
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match=r"top level must be a mapping"):

@@ -176,7 +176,7 @@ def test_a_forecast_of_ones_own_replaces_the_scenarios_arrivals(caltech_day, bli
 def test_foresight_needs_the_scenario_and_a_valid_window():
     with pytest.raises(ValueError, match="scenario = None"):
         make_policy("mpc-foresight").reset(EnvConfig(n_stations=2))
-    with pytest.raises(ValueError, match="MPCSettings.foresight = -1: must be an int in \\[0, 2016\\]"):
+    with pytest.raises(ValueError, match="MPCSettings.policy.foresight = -1: must be an int in \\[0, 2016\\]"):
         MPCSettings(foresight=-1)
     with pytest.raises(ValueError, match="objective.name = 'tracking': mpc-foresight .* 'deadline' objective only"):
         make_policy("mpc-foresight", settings=MPCSettings(objective="tracking"))

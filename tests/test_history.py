@@ -162,7 +162,7 @@ def test_mpc_history_holds_the_network_on_a_day(caltech_day):
 
 
 def test_a_bad_history_is_refused():
-    with pytest.raises(ValueError, match="MPCSettings.history = '': must be a scenario name"):
+    with pytest.raises(ValueError, match="MPCSettings.policy.history = '': must be a scenario name"):
         MPCSettings(history="")
     with pytest.raises(ValueError, match="mpc.policy.history"):
         make_policy("mpc-history", settings=MPCSettings(history="no-such-site"))

@@ -279,25 +279,31 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
     (["--set", "env.network=network:{broken}"], "broken.yaml: not valid YAML: line 2, column 1: expected ',' or ']'"),
     (["--set", "env.network=network:{negative}"], "negative.yaml': node 'panel': limit_kw = -3: must be a number > 0"),
     (["--set", "env.network=network:{nolimit}"], "nolimit.yaml': no node has limit_kw or limit_a"),
-    (["--set", "env.network=network:"], "EnvConfig.network = 'network:': needs the path of a network file"),
+    (["--set", "env.network=network:"], "compare.env.network = 'network:': needs the path of a network file"),
     (["--set", "env.network=network:{typo}"], "station entry {'id': 'a', 'phas': 'AB'}: unknown key(s) ['phas']"),
     (["--set", "env.network=network:{toplevel}"], "unknown top-level key(s) ['phases']; allowed: root, phase"),
+    (["--set", "env.network=network:{twice}"],
+     "twice.yaml: not valid YAML: line 3, column 3: duplicate key 'limit_kw' (first on line 2)"),
+    (["--set", "env.network=network:{twice_json}"], "twice.json: not valid JSON: duplicate key 'limit_kw'"),
     (["--set", "env.network=bogus"],
-     "EnvConfig.network = 'bogus': must be one of area, caltech, jpl, tree:B1,B2, network:PATH"),
-    (["--set", "env.transformer_kw=-1"], "EnvConfig.transformer_kw = -1.0: must be > 0"),
-    (["--set", "env.network=tree:0,3"], "EnvConfig.network = 'tree:0,3': B1 and B2 must be >= 1"),
+     "compare.env.network = 'bogus': must be one of area, caltech, jpl, tree:B1,B2, network:PATH"),
+    (["--set", "env.transformer_kw=-1"], "compare.env.transformer_kw = -1.0: must be > 0"),
+    (["--set", "env.network=tree:0,3"], "compare.env.network = 'tree:0,3': B1 and B2 must be >= 1"),
 ])
 def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys) -> None:
     from experiments.cli.main import main
 
     files = {"missing": tmp_path / "none.yaml", "broken": tmp_path / "broken.yaml",
              "negative": tmp_path / "negative.yaml", "nolimit": tmp_path / "nolimit.yaml",
-             "typo": tmp_path / "typo.yaml", "toplevel": tmp_path / "toplevel.yaml"}
+             "typo": tmp_path / "typo.yaml", "toplevel": tmp_path / "toplevel.yaml",
+             "twice": tmp_path / "twice.yaml", "twice_json": tmp_path / "twice.json"}
     files["broken"].write_text("root: [a, b\n")
     files["negative"].write_text("root: {name: panel, limit_kw: -3, stations: [x]}\n")
     files["nolimit"].write_text("root: {name: feeder, stations: [a, b, c, d, e, f]}\n")
     files["typo"].write_text("root: {name: feeder, limit_kw: 50, stations: [{id: a, phas: AB}, b, c, d, e, f]}\n")
     files["toplevel"].write_text("phases: AB\nroot: {name: feeder, limit_kw: 50, stations: [a, b, c, d, e, f]}\n")
+    files["twice"].write_text("root:\n  limit_kw: 5\n  limit_kw: 500\n  stations: [a, b, c, d, e, f]\n")
+    files["twice_json"].write_text('{"root": {"limit_kw": 5, "stations": ["a", "b", "c", "d", "e", "f"], "limit_kw": 500}}')
     args = [a.format(**files) for a in args]
     with pytest.raises(SystemExit) as err:
         main(["compare", "--scenarios", "seed", "--controllers", "llf", "--seeds", "0", *args,

@@ -132,7 +132,7 @@ def test_tracking_controller_keeps_only_the_tracking_weights() -> None:
     ({"mpc.coordination": "nesterov"}, "compare.mpc.coordination = 'nesterov': MPCSettings has sections; the key is "
                                        "now compare.mpc.coordination.method"),
     ({"mpc.objective": "tracking"}, "the key is now compare.mpc.objective.name"),
-    ({"mpc.objective.terminal_weight": "100"}, "compare.mpc.objective: MPCSettings.objective.terminal_weight = "
+    ({"mpc.objective.terminal_weight": "100"}, "compare.mpc.objective.terminal_weight = "
                                                "100.0: applies to objective.name 'tracking' only, not 'deadline'"),
 ])
 def test_old_flat_keys_and_inapplicable_settings_are_refused_by_the_loader(overrides, message) -> None:
@@ -150,9 +150,9 @@ def test_old_flat_key_in_a_config_file_names_the_new_key(tmp_path) -> None:
 
 @pytest.mark.parametrize("setting, message", [
     ("mpc.horizon=48", "compare.mpc.horizon = '48': MPCSettings has sections; the key is now compare.mpc.policy.horizon"),
-    ("mpc.objective.terminal_weight=100", "MPCSettings.objective.terminal_weight = 100.0: applies to objective.name "
+    ("mpc.objective.terminal_weight=100", "compare.mpc.objective.terminal_weight = 100.0: applies to objective.name "
                                           "'tracking' only, not 'deadline'"),
-    ("mpc.coordination.step_size=0.5", "MPCSettings.coordination.step_size = 0.5: applies to coordination.method"),
+    ("mpc.coordination.step_size=0.5", "compare.mpc.coordination.step_size = 0.5: applies to coordination.method"),
 ])
 def test_cli_refuses_with_exit_2_and_one_line(setting, message, capsys) -> None:
     with pytest.raises(SystemExit) as err:

@@ -30,10 +30,10 @@ def test_charging_problem_refuses_complex_and_bool(bad, error, message) -> None:
 
 
 @pytest.mark.parametrize(("bad", "error", "message"), [
-    ({"horizon": True}, TypeError, r"MPCSettings.horizon = True: must be an int, not bool"),
-    ({"max_iterations": False}, TypeError, r"MPCSettings.max_iterations = False: must be an int, not bool"),
-    ({"unmet_weight": 100 + 0j}, TypeError, r"MPCSettings.unmet_weight = \(100\+0j\): must be a number, not complex"),
-    ({"horizon": 10**9}, ValueError, r"MPCSettings.horizon = 1000000000: must be an int in \[1, 2016\]"),
+    ({"horizon": True}, TypeError, r"MPCSettings.policy.horizon = True: must be an int, not bool"),
+    ({"max_iterations": False}, TypeError, r"MPCSettings.coordination.max_iterations = False: must be an int, not bool"),
+    ({"unmet_weight": 100 + 0j}, TypeError, r"MPCSettings.objective.unmet_weight = \(100\+0j\): must be a number, not complex"),
+    ({"horizon": 10**9}, ValueError, r"MPCSettings.policy.horizon = 1000000000: must be an int in \[1, 2016\]"),
 ])
 def test_mpc_settings_refuse_bool_complex_and_huge(bad, error, message) -> None:
     with pytest.raises(error, match=message):

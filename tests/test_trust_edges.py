@@ -45,11 +45,11 @@ def stops(capsys, *argv: str) -> str:
     (["--set", "mpc.objective.terminal_weight=inf"], "compare.mpc.objective.terminal_weight = 'inf': must be a finite number"),
     (["--scenarios", "acn-caltech", "--set", "env.sampling_time=7", "--set", "env.total_time=700"],
      "compare.scenarios: acn-caltech: sampling_time = 7.0: must be > 0 minutes and divide 1440"),
-    (["--set", "env.sampling_time=9"], "compare.env: EnvConfig.sampling_time = 9.0: must divide total_time = 240 min "
+    (["--set", "env.sampling_time=9"], "compare.env.sampling_time = 9.0: must divide total_time = 240 min "
                                        "into whole control steps (26.67 here"),
-    (["--set", "mpc.policy.horizon=1e9"], "compare.mpc: MPCSettings.horizon = 1000000000: must be an int in [1, 2016]"),
-    (["--set", "mpc.policy.max_horizon=100000"], "MPCSettings.max_horizon = 100000: must be an int in [1, 2016]"),
-    (["--set", "mpc.policy.foresight=-3"], "compare.mpc: MPCSettings.foresight = -3: must be an int in [0, 2016]"),
+    (["--set", "mpc.policy.horizon=1e9"], "compare.mpc.policy.horizon = 1000000000: must be an int in [1, 2016]"),
+    (["--set", "mpc.policy.max_horizon=100000"], "compare.mpc.policy.max_horizon = 100000: must be an int in [1, 2016]"),
+    (["--set", "mpc.policy.foresight=-3"], "compare.mpc.policy.foresight = -3: must be an int in [0, 2016]"),
     (["--controllers", "mpc-foresight", "--set", "mpc.objective.name=tracking"],
      "compare.controllers: mpc-foresight: MPCSettings.objective.name = 'tracking': mpc-foresight plans PEVs still "
      "to come with the 'deadline' objective only"),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from experiments.commands.coerce import field_values
+from experiments.commands.coerce import field_values, keyed
 from experiments.commands.config import CONFIGS
 from pev_env.config import EnvConfig, read_mapping_file
 
@@ -73,7 +73,7 @@ def base_env_config(section: str, env: Any, env_file: str) -> EnvConfig:
     try:  # with_overrides: every field named counts as set by the user (EnvConfig.is_set), even at its default
         return EnvConfig().with_overrides(values)
     except ValueError as exc:
-        raise ValueError(f"{key}: {exc}") from None
+        raise ValueError(keyed(key, str(exc))) from None
 
 
 def load_config(cls: type[C], file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:

@@ -105,12 +105,29 @@ def path_value(cls: type, key: str, path: str, value: Any) -> Any:
     return field_values(cls, key, {path: value})[head]
 
 
+_CLASS_FIELD = re.compile(r"^[A-Z]\w*\.([\w.]+) = ")
+
+
+def keyed(key: str, message: str) -> str:
+    """A dataclass's validation `message` under the `key` the user wrote: 'EnvConfig.P_ref = -1: ...' under
+    'compare.env' is 'compare.env.P_ref = -1: ...'; a section's own name is not repeated ('MPCSettings.objective.x'
+    under 'compare.mpc.objective' is 'compare.mpc.objective.x'). Any other message is prefixed by `key`."""
+    match = _CLASS_FIELD.match(message)
+    if match is None:
+        return f"{key}: {message}"
+    path = match.group(1)
+    section = key.rpartition(".")[2]
+    if path.startswith(f"{section}."):
+        path = path[len(section) + 1:]
+    return f"{key}.{path} = {message[match.end():]}"
+
+
 def construct(cls: type[C], key: str, values: Mapping[str, Any]) -> C:
-    """`cls(**values)`; its own validation message is prefixed by `key`."""
+    """`cls(**values)`; its own validation message is put under `key` (`keyed`)."""
     try:
         return cls(**values)
     except ValueError as exc:
-        raise ValueError(f"{key}: {exc}") from None
+        raise ValueError(keyed(key, str(exc))) from None
 
 
 def build(cls: type[C], key: str, values: Any) -> C:
