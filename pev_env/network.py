@@ -493,6 +493,16 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
     b = _Builder(f"network:{path}", phases, [])
     seen_names: set[str] = set()
 
+    def listed(node: Mapping[str, Any], key: str, name: str) -> list[Any]:
+        """The list under `key` (absent or null: empty); a single value is refused (a string would be split
+        into characters)."""
+        value = node.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise NetworkError(f"{where}: node {name!r}: {key} = {value!r}: must be a list (write [{value}] for one)")
+        return value
+
     def station_of(entry: Any, node: str) -> tuple[str, float | str]:
         if isinstance(entry, Mapping):
             if "id" not in entry:
@@ -501,18 +511,21 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
             if unknown:
                 raise NetworkError(f"{where}: node {node!r}: station entry {dict(entry)}: unknown key(s) {unknown}; "
                                    "allowed: id, phase")
-            return str(entry["id"]), entry.get("phase", default_phase)
-        if isinstance(entry, (str, numbers.Integral)) and not isinstance(entry, bool):
-            return str(entry), default_phase
-        raise NetworkError(f"{where}: node {node!r}: station {entry!r} must be an id or a mapping with 'id'")
+            return station_id(entry["id"], node), entry.get("phase", default_phase)
+        return station_id(entry, node), default_phase
 
-    def phase_deg(value: Any, node: str, sid: str) -> float:
+    def station_id(value: Any, node: str) -> str:
+        if isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool) and str(value).strip():
+            return str(value)
+        raise NetworkError(f"{where}: node {node!r}: station {value!r}: an id must be a non-empty string or an "
+                           "integer (or a mapping with 'id')")
+
+    def phase_deg(value: Any, what: str) -> float:
         if isinstance(value, str) and value.upper() in LINE_PHASES_DEG:
             return LINE_PHASES_DEG[value.upper()]
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise NetworkError(f"{where}: node {node!r}: station {sid!r} phase = {value!r}: must be AB, BC, CA "
-                           "or an angle in degrees")
+        raise NetworkError(f"{where}: {what}phase = {value!r}: must be AB, BC, CA or an angle in degrees")
 
     def visit(node: Any, depth: int) -> dict[str, str]:
         """Add the node's constraint(s); return {station id: line} of every station below it."""
@@ -530,21 +543,24 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
             raise NetworkError(f"{where}: node {name!r}: unknown key(s) {sorted(unknown)}; allowed: name, limit_kw, "
                                "limit_a, children, stations")
         below: dict[str, str] = {}
-        for entry in node.get("stations") or []:
-            sid, phase = station_of(entry, name)
-            if sid in phases:
-                raise NetworkError(f"{where}: station {sid!r} appears twice (node {name!r})")
-            phases[sid] = phase_deg(phase, name, sid)
-            below[sid] = phase.upper() if isinstance(phase, str) else "single"
-        for child in node.get("children") or []:
-            below.update(visit(child, depth + 1))
+        for key in [k for k in node if k in ("stations", "children")]:   # in the file's order: station i is its i-th
+            for entry in listed(node, key, name):
+                if key == "children":
+                    below.update(visit(entry, depth + 1))
+                    continue
+                sid, phase = station_of(entry, name)
+                if sid in phases:
+                    raise NetworkError(f"{where}: station {sid!r} appears twice (node {name!r})")
+                phases[sid] = phase_deg(phase, f"node {name!r}: station {sid!r} ")
+                below[sid] = phase.upper() if isinstance(phase, str) else "single"
         limits = [k for k in ("limit_kw", "limit_a") if k in node]
         if len(limits) > 1:
             raise NetworkError(f"{where}: node {name!r}: give limit_kw or limit_a, not both")
         if limits:
             value = node[limits[0]]
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-                raise NetworkError(f"{where}: node {name!r}: {limits[0]} = {value!r}: must be a number > 0")
+                hint = " (YAML reads 4e1 as text: write 40 or 4.0e1)" if _is_float_text(value) else ""
+                raise NetworkError(f"{where}: node {name!r}: {limits[0]} = {value!r}: must be a finite number > 0{hint}")
             if limits[0] == "limit_kw":
                 b.add(name, b.current(list(below)), float(value), "kW")
             elif any(line in LINE_PHASES_DEG for line in below.values()):
@@ -559,6 +575,7 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
                 b.add(name, b.current(list(below)), float(value), "A")
         return below
 
+    phase_deg(default_phase, "top-level ")
     visit(data["root"], 0)
     if not b.rows:
         raise NetworkError(f"{where}: no node has limit_kw or limit_a: a network needs at least one limit (without "
@@ -566,8 +583,17 @@ def file_builder(path: str | Path, stations: Sequence[str]) -> _Builder:
     return b
 
 
+def _is_float_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 # ---------------------------------------------------------------------------------- resolve
 NETWORK_SPECS = ("area", "caltech", "jpl", "tree:B1,B2", "network:PATH")
+SITE_FIELDS = {"transformer_kw": "caltech", "jpl_first_transformer_kw": "jpl", "jpl_third_fourth_transformer_kw": "jpl"}
+"""EnvConfig fields that only the named built-in network reads."""
 
 
 def check_network_spec(spec: str) -> None:

@@ -16,7 +16,7 @@ from pev_env import ChargingCore, PEVChargeEnv, PEVChargeGymEnv, make_scenario
 from pev_env.config import EnvConfig
 from pev_env.meter import NetworkMeter
 from pev_env.metrics import METRIC_COLUMNS
-from pev_env.network import Network
+from pev_env.network import Network, site_network
 from pev_env.observation import N_OBS, OBS_INDEX
 from pev_env.scenario import Scenario
 
@@ -237,6 +237,42 @@ def test_network_file_with_kw_and_ampere_nodes_builds_the_expected_rows(tmp_path
     assert result.info["network_overload_pct"] == pytest.approx(100 * (lines.max() - 60) / 60, rel=1e-12)
 
 
+def test_network_file_numbers_stations_in_the_files_order(tmp_path) -> None:
+    """Station i of a scenario without ids is the file's i-th, in the order written: here the children first."""
+    from pev_env.network import file_builder, site_ids
+
+    path = tmp_path / "order.yaml"
+    path.write_text("root:\n  name: feeder\n  limit_kw: 50\n  children:\n    - {name: small, limit_kw: 5, "
+                    "stations: [s1]}\n  stations: [s0, s2]\n")
+    assert site_ids(file_builder(path, [])) == ["s1", "s0", "s2"]
+    net = site_network(EnvConfig(n_stations=3, network=f"network:{path}"))
+    assert net.names[0] == "small" and net.gain[0].tolist() == [1, 0, 0]
+
+
+def test_acn_caltech_network_runs_the_network_the_user_set() -> None:
+    def plant(**fields: object) -> tuple[str, float]:
+        config, _ = make_scenario("acn-caltech-network", 0, EnvConfig().with_overrides(fields))
+        return config.network, config.transformer_kw
+
+    assert plant() == ("caltech", 40.0) == plant(network="caltech")     # the scenario's 40 kW, not the 150 default
+    assert plant(transformer_kw=25) == ("caltech", 25.0)
+    assert plant(network="area")[0] == "area"
+
+
+def test_a_site_field_of_a_network_no_scenario_is_on_is_refused(tmp_path, capsys, caplog) -> None:
+    from experiments.cli.main import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["compare", "--scenarios", "seed", "--controllers", "llf", "--set", "env.jpl_first_transformer_kw=5",
+              "--dry-run"])
+    assert err.value.code == 2
+    assert ("compare.env.jpl_first_transformer_kw = 5.0: applies to network 'jpl' only; the run's scenarios are on "
+            "area") in capsys.readouterr().err
+    main(["compare", "--scenarios", "seed,acn-caltech-network", "--controllers", "llf", "--set",
+          "env.transformer_kw=25", "--dry-run"])
+    assert "applies to network 'caltech' only; not used by seed (area)" in caplog.text
+
+
 # ---- traces
 def test_compare_writes_the_network_traces_beside_the_unchanged_ones(tmp_path) -> None:
     from experiments.cli.main import main
@@ -277,7 +313,7 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
      "compare.scenarios: acn-caltech: network jpl: station 'CA-"),
     (["--set", "env.network=network:{missing}"], "none.yaml: cannot read (No such file or directory)"),
     (["--set", "env.network=network:{broken}"], "broken.yaml: not valid YAML: line 2, column 1: expected ',' or ']'"),
-    (["--set", "env.network=network:{negative}"], "negative.yaml': node 'panel': limit_kw = -3: must be a number > 0"),
+    (["--set", "env.network=network:{negative}"], "negative.yaml': node 'panel': limit_kw = -3: must be a finite number > 0"),
     (["--set", "env.network=network:{nolimit}"], "nolimit.yaml': no node has limit_kw or limit_a"),
     (["--set", "env.network=network:"], "compare.env.network = 'network:': needs the path of a network file"),
     (["--set", "env.network=network:{typo}"], "station entry {'id': 'a', 'phas': 'AB'}: unknown key(s) ['phas']"),
@@ -285,6 +321,10 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
     (["--set", "env.network=network:{twice}"],
      "twice.yaml: not valid YAML: line 3, column 3: duplicate key 'limit_kw' (first on line 2)"),
     (["--set", "env.network=network:{twice_json}"], "twice.json: not valid JSON: duplicate key 'limit_kw'"),
+    (["--set", "env.network=network:{string}"], "node 'feeder': stations = 'abcdef': must be a list (write [abcdef]"),
+    (["--set", "env.network=network:{null_id}"], "node 'feeder': station None: an id must be a non-empty string"),
+    (["--set", "env.network=network:{phase}"], "top-level phase = 'XY': must be AB, BC, CA or an angle in degrees"),
+    (["--set", "env.network=network:{text}"], "limit_kw = '4e1': must be a finite number > 0 (YAML reads 4e1 as text"),
     (["--set", "env.network=bogus"],
      "compare.env.network = 'bogus': must be one of area, caltech, jpl, tree:B1,B2, network:PATH"),
     (["--set", "env.transformer_kw=-1"], "compare.env.transformer_kw = -1.0: must be > 0"),
@@ -296,7 +336,12 @@ def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys
     files = {"missing": tmp_path / "none.yaml", "broken": tmp_path / "broken.yaml",
              "negative": tmp_path / "negative.yaml", "nolimit": tmp_path / "nolimit.yaml",
              "typo": tmp_path / "typo.yaml", "toplevel": tmp_path / "toplevel.yaml",
-             "twice": tmp_path / "twice.yaml", "twice_json": tmp_path / "twice.json"}
+             "twice": tmp_path / "twice.yaml", "twice_json": tmp_path / "twice.json",
+             **{name: tmp_path / f"{name}.yaml" for name in ("string", "null_id", "phase", "text")}}
+    files["string"].write_text("root: {name: feeder, limit_kw: 50, stations: abcdef}\n")
+    files["null_id"].write_text("root: {name: feeder, limit_kw: 50, stations: [{id: ~}, b, c, d, e, f]}\n")
+    files["phase"].write_text("phase: XY\nroot: {name: feeder, limit_kw: 50, stations: [{id: a, phase: AB}, b]}\n")
+    files["text"].write_text("root: {name: feeder, limit_kw: 4e1, stations: [a, b, c, d, e, f]}\n")
     files["broken"].write_text("root: [a, b\n")
     files["negative"].write_text("root: {name: panel, limit_kw: -3, stations: [x]}\n")
     files["nolimit"].write_text("root: {name: feeder, stations: [a, b, c, d, e, f]}\n")
@@ -323,3 +368,27 @@ def test_scale_checks_the_network_of_every_size(tmp_path, capsys) -> None:
     text = capsys.readouterr().err
     assert err.value.code == 2 and text.count("\n") == 1
     assert "scale.scenarios: synthetic-60: EnvConfig.network = 'caltech': has 54 stations" in text
+
+
+def test_scale_records_the_network_file_it_read(tmp_path) -> None:
+    import hashlib
+
+    from experiments.cli.main import main
+
+    path = tmp_path / "site.yaml"
+    path.write_text("root: {name: feeder, limit_kw: 20, stations: [a, b, c, d]}\n")
+    out = tmp_path / "out"
+    assert main(["scale", "--sizes", "4", "--steps", "1", "--controllers", "edf", "--set",
+                 f"env.network=network:{path}", "--out", str(out), "-q"]) == 0
+    record = json.loads((out / "scale.json").read_text())
+    assert record["network_files"] == {str(path.resolve()): hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_summary_names_the_network_each_scenario_ran_on(tmp_path) -> None:
+    from experiments.cli.main import main
+
+    out = tmp_path / "out"
+    assert main(["compare", "--scenarios", "seed,acn-caltech-network", "--controllers", "llf", "--seeds", "0",
+                 "--set", "env.transformer_kw=25", "--out", str(out), "-q", "--no-traces"]) == 0
+    headings = [line for line in (out / "summary.md").read_text().splitlines() if line.startswith("## ")]
+    assert headings == ["## seed", "## acn-caltech-network (network caltech, transformer 25 kW)"]

@@ -9,6 +9,7 @@ line turns them into exit code 2.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from experiments.commands.config import MAX_EPISODE_STEPS
 from experiments.controllers import registry
 from pev_env.config import EnvConfig
 from pev_env.scenario import Scenario
+
+log = logging.getLogger("experiments")
 
 Episode = tuple[str, EnvConfig, Scenario]
 """A scenario's name, and its plant and sessions as built with the run's first seed."""
@@ -41,7 +44,25 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
             raise ValueError(f"{section}.scenarios: {name}: {config.n_steps} control steps per episode; must be <= "
                              f"{MAX_EPISODE_STEPS}")
         built.append((name, config, scenario))
+    check_site_fields(section, env, built)
     return built
+
+
+def check_site_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
+    """A plant field that only one built-in network reads (`pev_env.network.SITE_FIELDS`, e.g. transformer_kw:
+    caltech) set by the user is refused when no scenario of the run is on that network (it would change the
+    rows' settings and nothing else), and named in a warning for the scenarios that do not read it."""
+    from pev_env.network import SITE_FIELDS
+
+    for field, network in SITE_FIELDS.items():
+        if not env.is_set(field):
+            continue
+        unused = {name: config.network for name, config, _ in built if config.network != network}
+        key = f"{section}.env.{field} = {getattr(env, field)!r}: applies to network {network!r} only"
+        if len(unused) == len(built):
+            raise ValueError(f"{key}; the run's scenarios are on {', '.join(sorted(set(unused.values())))}")
+        if unused:
+            log.warning("%s; not used by %s", key, ", ".join(f"{name} ({net})" for name, net in unused.items()))
 
 
 def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequence[Episode] = (),

@@ -60,7 +60,7 @@ from experiments.outputs.provenance import (code_checksum, differing_keys, envir
 from experiments.outputs.results import ResultsTable, read_rows, save_figure, write_csv, write_text
 from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
-from experiments.outputs.summary import failure_note, markdown
+from experiments.outputs.summary import failure_note, markdown, network_label
 from pev_env.network import network_files
 from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
 
@@ -334,7 +334,9 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             log.error("scenario files changed during the run: rows of %s may come from either version; run them "
                       "again with --overwrite (a --resume refuses them)", ", ".join(changed))
         metrics = _in_config_order(table.frame(), cfg)
-        text = (markdown(metrics, title=title, reference=cfg.reference_controller()) + rl_report.markdown(metrics)
+        plants = {fp: store.data.get(fp, {}).get("plant") for fp in sorted(set(metrics["plant_fingerprint"]))}
+        text = (markdown(metrics, title=title, reference=cfg.reference_controller(), networks=_networks(metrics, plants))
+                + rl_report.markdown(metrics)
                 + models_note(models, checksums))
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
@@ -347,7 +349,6 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         if cfg.plots:
             write_plots(cfg, out, metrics)
         wall = time.perf_counter() - start
-        plants = {fp: store.data.get(fp, {}).get("plant") for fp in sorted(set(metrics["plant_fingerprint"]))}
         info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
                 "env_set": sorted(cfg.env.user_set), "plants": plants,
                 "models": {n: {"path": str(p), "sha256": checksums[n]} for n, p in models.items()},
@@ -365,6 +366,14 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     print(f"{len(metrics)} rows in {out / METRICS}; wall time {wall:.1f} s"
           + (f"; {len(failures)} runs FAILED" if failures else ""))
     return 1 if failures or changed else 0
+
+
+def _networks(metrics: pd.DataFrame, plants: Mapping[str, Any]) -> dict[str, str]:
+    """Scenario -> the site network(s) its rows ran on, in words (none for the area limit)."""
+    labels: dict[str, set[str]] = {}
+    for scenario, fp in zip(metrics["scenario"], metrics["plant_fingerprint"]):
+        labels.setdefault(scenario, set()).add(network_label(plants.get(fp) or {}))
+    return {scenario: "; ".join(sorted(found - {""})) for scenario, found in labels.items() if found - {""}}
 
 
 def _episodes_of(metrics: pd.DataFrame, names: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:

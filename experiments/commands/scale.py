@@ -31,6 +31,7 @@ from experiments.controllers import registry
 from experiments.outputs.outdir import claim
 from experiments.outputs.provenance import environment_info, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text
+from pev_env.network import network_files
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
@@ -101,6 +102,7 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
         save_figure(fig, out / "scale.png")
         plots.close(fig)
     write_text(out / "scale.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
+                                               "network_files": network_files(cfg.env.network),
                                                "environment": environment_info()}, indent=2) + "\n")
     with pd.option_context("display.width", 200):
         print(frame.to_string(index=False))

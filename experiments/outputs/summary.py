@@ -3,7 +3,8 @@ against a reference controller, and marks for solver failures, as a markdown rep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,12 +91,26 @@ def troubled(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[(metrics[present].fillna(0) > 0).any(axis=1)]
 
 
-def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: set[tuple[str, str]]) -> list[str]:
+def network_label(plant: Mapping[str, Any]) -> str:
+    """The site network of a plant record (run.json `plants`) in words; '' for the area limit."""
+    spec = str(plant.get("network", "area"))
+    if spec == "caltech":
+        return f"caltech, transformer {plant['transformer_kw']:g} kW"
+    if spec == "jpl":
+        return f"jpl, transformers {plant['jpl_first_transformer_kw']:g} / {plant['jpl_third_fourth_transformer_kw']:g} kW"
+    if spec.startswith("network:"):
+        return f"file {spec[len('network:'):]}"
+    return "" if spec == "area" else spec
+
+
+def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: set[tuple[str, str]],
+            networks: Mapping[str, str]) -> list[str]:
     """One markdown table per scenario of a long table (scenario, controller, metric, n, mean, ci95)."""
     lines: list[str] = []
     for scenario, block in table.groupby("scenario", sort=False):
         shown = [c for c in columns if c in set(block["metric"])]
-        lines += [heading.format(scenario=scenario), "", "| controller | n | " + " | ".join(shown) + " |",
+        title = heading.format(scenario=scenario) + (f" (network {networks[scenario]})" if networks.get(scenario) else "")
+        lines += [title, "", "| controller | n | " + " | ".join(shown) + " |",
                   "|---|---:|" + "---:|" * len(shown)]
         for controller, rows in block.groupby("controller", sort=False):
             by_metric = rows.set_index("metric")
@@ -118,18 +133,21 @@ def failure_note(metrics: pd.DataFrame) -> str:
 
 
 def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
-             reference: str = "") -> str:
+             reference: str = "", networks: Mapping[str, str] | None = None) -> str:
     """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
-    `reference` ran, the paired per-seed differences against it; controllers with solver failures marked."""
+    `reference` ran, the paired per-seed differences against it; controllers with solver failures marked.
+    `networks`: scenario -> its site network in words (`network_label`), shown in its heading."""
+    networks = networks or {}
     table = summarise(metrics, columns)
     lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
              f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))})." if len(metrics) else "No rows.", ""]
     marked = {(r.scenario, r.controller) for r in troubled(metrics).itertuples()}
-    lines += _tables(table, columns, "## {scenario}", marked)
+    lines += _tables(table, columns, "## {scenario}", marked, networks)
     if reference and len(metrics) and reference in set(metrics["controller"]):
         lines += [f"Paired differences against {reference}: mean ± half-width of the 95% t interval of the per-seed "
                   f"differences (controller - {reference}) over the seeds both ran.", ""]
-        lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}", marked)
+        lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}", marked,
+                         networks)
     note = failure_note(metrics)
     if note:
         lines += [f"{FAILURE_MARK} {note}. See station_fallbacks, nonconverged_steps and "

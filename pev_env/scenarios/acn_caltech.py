@@ -77,9 +77,10 @@ class AcnCaltechFamily(ScenarioFamily):
         frame = _frame(args)
         days = _days(args, frame)
         day = days[seed % len(days)]
-        if _SOURCES[args].network and base.network == "area":
-            kw = base.transformer_kw if base.is_set("transformer_kw") else NETWORK_TRANSFORMER_KW
-            base = base.with_overrides({"network": "caltech", "transformer_kw": kw})
+        if _SOURCES[args].network and not base.is_set("network"):
+            base = base.with_overrides({"network": "caltech"})
+        if _SOURCES[args].network and base.network == "caltech" and not base.is_set("transformer_kw"):
+            base = base.with_overrides({"transformer_kw": NETWORK_TRANSFORMER_KW})
         return build_acn_day(frame, day, base, name=f"acn-caltech-{day}")
 
     def files(self, args: str) -> tuple[Path, ...]:
