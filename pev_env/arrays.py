@@ -18,6 +18,8 @@ def real_array(label: str, values: Any) -> np.ndarray:
     if kind == "O":
         if any(isinstance(v, (bool, np.bool_, complex, np.complexfloating)) for v in arr.reshape(-1)):
             kind = "c" if any(isinstance(v, (complex, np.complexfloating)) for v in arr.reshape(-1)) else "b"
+    if kind in "US" or kind == "O" and any(isinstance(v, (str, bytes)) for v in arr.reshape(-1)):
+        raise TypeError(f"{label} holds text ({values!r:.80}): must be real numbers")
     if kind in "cb":
         what = "complex" if kind == "c" else "boolean"
         raise TypeError(f"{label} holds {what} values ({values!r:.80}): must be real numbers")

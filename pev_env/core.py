@@ -29,7 +29,7 @@ from pev_env.config import EnvConfig
 from pev_env.meter import NetworkMeter
 from pev_env.network import Network, site_network
 from pev_env.observation import build_observations
-from pev_env.plant import check_consistent, plant_config
+from pev_env.plant import check_consistent, plant_config, unbound_area_limit
 from pev_env.reward import agent_rewards, station_rewards
 from pev_env.scenario import Scenario
 from pev_env.schedule import PlugSchedule, plug_schedule
@@ -97,6 +97,7 @@ class ChargingCore:
 
     def __init__(self, config: EnvConfig, scenario: Scenario) -> None:
         check_consistent(config, scenario)
+        config = unbound_area_limit(config)  # on a site network an unset P_ref never binds, as plant_config makes it
         self.config = config
         self.scenario = scenario
         self.schedule: PlugSchedule = plug_schedule(scenario)
@@ -285,7 +286,7 @@ class EpisodeSource:
         self._base = config
         self._rng = np.random.default_rng()
         if scenario is not None:
-            self.config = config or plant_config(scenario)
+            self.config = unbound_area_limit(config) if config else plant_config(scenario)
             check_consistent(self.config, scenario, type(self).__name__)
         else:
             self.config, scenario = self._generate(0)

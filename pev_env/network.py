@@ -80,12 +80,16 @@ class Network:
     def __post_init__(self) -> None:
         gain = np.asarray(self.gain, dtype=np.complex128)
         limit = np.asarray(self.limit, dtype=np.float64)
+        if isinstance(self.units, str) or any(u not in ("A", "kW") for u in self.units):
+            raise NetworkError(f"network {self.name}: units = {self.units!r}: must be a sequence of 'A' or 'kW', one "
+                               "per constraint")
         if gain.ndim != 2 or limit.shape != (gain.shape[0],) or len(self.names) != gain.shape[0] \
                 or len(self.units) != gain.shape[0]:
             raise NetworkError(f"network {self.name}: gain {gain.shape}, limit {limit.shape}, {len(self.names)} names "
                                f"and {len(self.units)} units must agree on the number of constraints")
         if not np.all(np.isfinite(gain)):
             raise NetworkError(f"network {self.name}: gains must be finite")
+
         bad = ~(np.isfinite(limit) & (limit > 0))
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
@@ -663,6 +667,6 @@ def site_network(config: Any, station_ids: Sequence[str] | None = None) -> Netwo
     elif len(station_ids) != n:
         raise NetworkError(f"network {spec}: {len(station_ids)} station ids for n_stations = {n}")
     network = builder.build(list(station_ids), config.voltage_v)
-    if config.P_ref < float(config.station_p_max.sum()):  # an area limit that can bind (set by the user)
+    if config.is_set("P_ref") and config.P_ref < float(config.station_p_max.sum()):  # an area limit that can bind
         network = network.with_rows(area_network(n, config.P_ref))
     return network

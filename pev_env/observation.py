@@ -29,7 +29,8 @@ OBS_FIELDS: tuple[ObsField, ...] = (
     ObsField("action_last", "kW", "power applied at this station in the last step"),
     ObsField("P_ref", "kW", "area power limit for this step"),
     ObsField("steps_to_departure", "steps", "departure - t of the plugged PEV, 0 when free"),
-    ObsField("network_headroom", "kW", "least (limit - load) / abs(gain) over its network constraints (< 0: exceeded)"),
+    ObsField("network_headroom", "kW", "least (limit - load) / abs(gain) over its network constraints (< 0: exceeded): "
+             "the constraints' room for this station alone, not capped by its rating `p_max`"),
 )
 OBS_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(OBS_FIELDS)}
 N_OBS: int = len(OBS_FIELDS)

@@ -48,3 +48,49 @@ def test_plant_and_scenario_refuse_complex() -> None:
     with pytest.raises(ValueError, match=r"Scenario.soc_init = .*must be real numbers"):
         Scenario(arrival=[0], departure=[2], soc_init=[1 + 1j], soc_target=[5.0], capacity=[10.0], station=[0],
                  n_stations=1, n_steps=4)
+
+
+def test_plant_refuses_text_actions() -> None:
+    config, scenario = make_scenario("seed", 0)
+    core = ChargingCore(config, scenario)
+    for text in (np.array(["1"] * config.n_stations), np.array(["1"] * config.n_stations, dtype=object)):
+        with pytest.raises(ValueError, match=r"requested_kw .*text"):
+            core.step(text)
+
+
+def test_nan_warm_prices_are_refused() -> None:
+    from pev_mpc.decentralised import solve_decentralised
+
+    problem = ChargingProblem(**PROBLEM)
+    with pytest.raises(ValueError, match=r"warm_prices = .*must be finite"):
+        solve_decentralised(problem, MPCSettings(), warm_prices=np.full(4, np.nan))
+
+
+def test_network_units_are_checked() -> None:
+    from pev_env.network import Network, NetworkError
+
+    with pytest.raises(NetworkError, match=r"units = \('MW',\): must be a sequence of 'A' or 'kW'"):
+        Network("mine", ("row",), np.ones((1, 2)), np.array([5.0]), ("MW",))
+    with pytest.raises(NetworkError, match=r"units = 'kW'"):
+        Network("mine", ("row",), np.ones((1, 2)), np.array([5.0]), "kW")
+
+
+def test_a_site_network_gets_the_same_plant_however_it_is_built() -> None:
+    """Built directly, as make_scenario builds it: an unset P_ref is no constraint on a site network."""
+    from pev_env.config import EnvConfig
+
+    derived, scenario = make_scenario("seed", 0, base=EnvConfig(network="caltech"))
+    direct = ChargingCore(EnvConfig(network="caltech"), scenario)
+    assert direct.config == derived and "area" not in direct.network.names
+    assert "area" in ChargingCore(EnvConfig(network="caltech", P_ref=20.0), scenario).network.names
+
+
+def test_a_policy_on_a_site_network_needs_the_scenario() -> None:
+    from pev_env.config import EnvConfig
+    from pev_mpc.policies import make_policy
+
+    config, scenario = make_scenario("acn-caltech", 0, base=EnvConfig(network="caltech", transformer_kw=40.0))
+    with pytest.raises(ValueError, match=r"LLF.reset: network 'caltech' places each station by the scenario's "
+                                         r"station ids: pass the scenario"):
+        make_policy("llf").reset(config)
+    make_policy("llf").reset(config, scenario)

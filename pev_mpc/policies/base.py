@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pev_env.network import Network, site_network
+from pev_env.network import Network, is_site, site_network
 from pev_env.observation import N_OBS, OBS_INDEX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,6 +92,9 @@ class Policy(ABC):
     def reset(self, config: EnvConfig, scenario: Scenario | None = None, seed: int | None = None) -> None:
         """Start an episode with plant parameters `config` (the scenario places the stations on a site
         network and gives OfflineOptimal its foresight); builds `network` unless config.network is 'area'."""
+        if scenario is None and is_site(config.network):
+            raise ValueError(f"{type(self).__name__}.reset: network {config.network!r} places each station by the "
+                             "scenario's station ids: pass the scenario, reset(config, scenario)")
         self.config = config
         self.network = None if config.network == "area" else site_network(
             config, scenario.station_ids if scenario is not None else None)
