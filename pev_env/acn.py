@@ -123,9 +123,11 @@ def _zoned(text: np.ndarray) -> np.ndarray:
 
 
 def _parse(text: pd.Series, utc: bool) -> pd.Series:
-    """ISO 8601 timestamps (fast), any other format pandas reads for the rest; NaT where unreadable."""
+    """ISO 8601 timestamps (fast), and for the rest the formats that name their month (ACN-Data's RFC 2822,
+    'Mon, 06 May 2019 14:55:16 GMT'); NaT otherwise: a numeric date such as 05/12/2019 is May 12 or
+    December 5 depending on the writer, and pandas would guess row by row."""
     stamps = pd.to_datetime(text, utc=utc, format="ISO8601", errors="coerce")
-    other = stamps.isna()
+    other = stamps.isna() & text.str.contains(r"[A-Za-z]{3}", regex=True)
     if other.any():
         stamps[other] = pd.to_datetime(text[other], utc=utc, format="mixed", errors="coerce")
     return stamps
@@ -142,7 +144,8 @@ def _timestamps(path: Path, text: pd.Series, column: str) -> tuple[pd.Series, in
     if naive.any():  # local time; an hour repeated in November is standard time, a skipped one in March moves on
         stamps[naive] = _parse(text[naive], utc=False).dt.tz_localize(
             TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool), nonexistent="shift_forward")
-    _refuse(path, stamps.isna(), column, text, "not a timestamp (e.g. 2019-05-06 07:55:16-07:00)")
+    _refuse(path, stamps.isna(), column, text, "not a timestamp in ISO 8601 (2019-05-06 07:55:16-07:00) or with the "
+            "month by name (Mon, 06 May 2019 14:55:16 GMT); a numeric date like 05/12/2019 is ambiguous")
     return stamps, int(naive.sum())
 
 

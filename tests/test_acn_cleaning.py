@@ -107,6 +107,8 @@ def test_duplicates_and_reversed_sessions_are_dropped_and_counted(tmp_path):
      r"line 2: requested_energy_kwh = 'abc': must be a finite number of kWh or empty$"),
     (",2019-05-06 12:00:00-07:00,5,4,CA-1,a,x,True", r"line 2: arrival = '': empty"),
     ("2019-05-06 10:00:00-07:00,tomorrow,5,4,CA-1,a,x,True", r"line 2: departure = 'tomorrow': not a timestamp"),
+    ("05/12/2019 10:00,05/12/2019 12:00,5,4,CA-1,a,x,True", r"line 2: arrival = '05/12/2019 10:00': not a timestamp in "
+                                                           r"ISO 8601 .*a numeric date like 05/12/2019 is ambiguous"),
     ("2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,,a,x,True", r"line 2: station_id = '': empty"),
     ("2019-05-06 10:00:00-07:00,2019-05-06 12:00:00-07:00,5,4,CA-1,a,x,True,extra",
      "more fields than the header"),
@@ -144,3 +146,10 @@ def test_the_data_report_is_recorded_in_run_json(tmp_path):
                  "--no-plots", "--no-traces", "-q"]) == 0
     report = json.loads((out / "run.json").read_text())["data_report"]
     assert report[spec][0]["impossible"]["sessions"][0]["session"] == "glitch"
+
+
+def test_a_timestamp_with_the_month_by_name_is_read(tmp_path):
+    """ACN-Data's API writes RFC 2822 (GMT); such a file reads the same as one in ISO 8601."""
+    rfc = _write(tmp_path, ['"Mon, 06 May 2019 17:00:00 GMT","Mon, 06 May 2019 19:00:00 GMT",5,4,CA-1,a,x,True'])
+    sessions = acn.load_acn_sessions(rfc)
+    assert str(sessions["arrival"].iloc[0]) == "2019-05-06 10:00:00-07:00"

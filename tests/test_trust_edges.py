@@ -206,3 +206,53 @@ def test_version_and_license(capsys) -> None:
     setup.read(ROOT / "setup.cfg")
     assert setup["metadata"]["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_a_resume_counts_the_episodes_already_there(tmp_path) -> None:
+    """acn-caltech repeats its 5 days: seed 5 after seed 0 is the same day, and is not run again on --resume."""
+    import json
+
+    args = ["compare", "--scenarios", "acn-caltech", "--controllers", "llf", "--out", str(tmp_path), "-q",
+            "--no-traces", "--no-plots"]
+    assert main([*args, "--seeds", "0,1"]) == 0
+    assert main([*args, "--seeds", "5,2", "--resume"]) == 0
+    assert pd.read_csv(tmp_path / "metrics.csv")["seed"].tolist() == [0, 1, 2]
+    notes = json.loads((tmp_path / "run.json").read_text())["repeated_episodes"]
+    assert notes == ["acn-caltech: the 4 seeds with the 2 of the results already there draw 3 distinct episode(s), "
+                     "each run once (seeds 0-2)"]
+
+
+def test_a_resume_after_the_plugin_changed_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    module = tmp_path / "edited_policy_7f3.py"
+    module.write_text("from pev_mpc.policies import EDF\n\nclass Mine(EDF):\n    pass\n")
+    args = ["compare", "--scenarios", "seed", "--controllers", "edited_policy_7f3:Mine", "--out", str(tmp_path / "out"),
+            "-q", "--no-traces", "--no-plots"]
+    assert main([*args, "--seeds", "0"]) == 0
+    module.write_text("from pev_mpc.policies import LLF\n\nclass Mine(LLF):\n    pass\n")
+    text = stops(capsys, *args, "--seeds", "0,1", "--resume")
+    assert "holds rows computed with other settings (edited_policy_7f3:Mine/seed: plugin_sha256: " in text
+
+
+def test_settings_that_no_scenario_uses_are_refused(tmp_path, capsys, caplog, no_episodes) -> None:
+    text = stops(capsys, "compare", "--scenarios", "acn-caltech", "--set", "env.total_time=600", "--dry-run")
+    assert "compare.env.total_time = 600.0: not used by acn-caltech (it sets total_time = 1440.0 itself)" in text
+    assert main(["compare", "--scenarios", "seed,seed-20", "--controllers", "edf", "--set", "env.n_pevs=12",
+                 "--dry-run"]) == 0
+    assert "compare.env.n_pevs = 12: not used by seed-20 (it sets n_pevs = 20 itself)" in caplog.text
+    config = tmp_path / "c.yaml"
+    config.write_text("compare:\n  env: {P_ref: 45}\n")
+    text = stops(capsys, "evaluate", "--config", str(config), "--dry-run")
+    assert "has no [evaluate] section (it has compare), so nothing in it applies to evaluate" in text
+
+
+def test_summary_reports_the_data_cleaning(tmp_path) -> None:
+    data = tmp_path / "site.csv"
+    data.write_text("arrival,departure,requested_energy (kWh),delivered_energy (kWh),station_id,session_id\n"
+                    + "2019-05-13 08:00:00-07:00,2019-05-13 12:00:00-07:00,10,9,CA-1,a\n" * 2
+                    + "2019-05-13 09:00:00-07:00,2019-05-13 13:00:00-07:00,10,9,CA-2,c\n")
+    out = tmp_path / "out"
+    assert main(["compare", "--scenarios", f"acn:{data}:2019-05-13", "--controllers", "edf", "--seeds", "0",
+                 "--out", str(out), "-q", "--no-traces", "--no-plots"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "**Data cleaning**" in summary and "left out 1 of 3 rows: 1 duplicates" in summary

@@ -48,7 +48,11 @@ def file_section(section: str, file: str | Path) -> dict[str, Any]:
     raw = read_mapping_file(file, "config file")
     others = {name for name in CONFIGS if name != section and isinstance(raw.get(name), Mapping)}
     if not isinstance(raw.get(section), Mapping):
-        return {k: v for k, v in raw.items() if k not in others}
+        flat = {k: v for k, v in raw.items() if k not in others}
+        if others and not flat:
+            raise ValueError(f"config file {file}: has no [{section}] section (it has {', '.join(sorted(others))}), so "
+                             f"nothing in it applies to {section}; allowed: a [{section}] section or flat keys")
+        return flat
     stray = [k for k in raw if k != section and k not in others]
     if stray:
         raise ValueError(f"config file {file}: top-level key {stray[0]!r} is outside the [{section}] section, which "

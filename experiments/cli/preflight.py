@@ -45,7 +45,24 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
                              f"{MAX_EPISODE_STEPS}")
         built.append((name, config, scenario))
     check_site_fields(section, env, built)
+    check_overridden_fields(section, env, built)
     return built
+
+
+def check_overridden_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
+    """A plant field the user set that a scenario sets itself (e.g. total_time and n_stations of a real day) is
+    refused when every scenario of the run does (it would change the rows' settings and nothing else), and named
+    in a warning for those that do in a mixed run."""
+    for field in sorted(env.user_set):
+        value = getattr(env, field)
+        replaced = {name: getattr(config, field) for name, config, _ in built if getattr(config, field) != value}
+        if not replaced:
+            continue
+        key = f"{section}.env.{field} = {value!r}: not used by " + ", ".join(
+            f"{name} (it sets {field} = {v!r:.40} itself)" for name, v in replaced.items())
+        if len(replaced) == len(built):
+            raise ValueError(key)
+        log.warning("%s", key)
 
 
 def check_site_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:

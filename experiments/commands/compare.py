@@ -48,7 +48,7 @@ import pandas as pd
 
 from experiments.outputs import plots
 
-from experiments.controllers import registry
+from experiments.controllers import policies_plugin, registry
 
 from experiments.commands.backends import open_backend
 from experiments.commands.config import CompareConfig
@@ -61,6 +61,7 @@ from experiments.outputs.results import ResultsTable, read_rows, save_figure, wr
 from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
 from experiments.outputs.summary import failure_note, markdown, network_label
+from pev_env.acn import report_line
 from pev_env.network import network_files
 from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
 
@@ -125,6 +126,8 @@ def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, st
         settings["mpc"] = cfg.mpc
     if controller in checksums:
         settings[f"{controller}_model_sha256"] = checksums[controller]
+    if registry.is_plugin(controller):
+        settings["plugin_sha256"] = policies_plugin.source_checksum(controller)
     return to_dict(settings)
 
 
@@ -276,9 +279,6 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
         models = resolve_models(cfg, out)
         checksums = model_checksums(models)
-        grid_keys, notes = grid(cfg.controllers, cfg.scenarios, cfg.seeds)
-        for note in notes:
-            log.warning("%s", note)
         labels = scenario_labels(cfg.scenarios)
         files = {spec: run_files(spec, cfg.env.network) for spec in cfg.scenarios}
         settings = {(c, labels[spec]): row_settings(cfg, c, checksums, files[spec])
@@ -289,6 +289,12 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         if rejected:
             table.save()  # the rows left out leave the file now, whether or not their keys run again
         done = table.done()
+        seeds_done: dict[str, set[int]] = {}
+        for _, label, seed in done:
+            seeds_done.setdefault(label, set()).add(int(seed))
+        grid_keys, notes = grid(cfg.controllers, cfg.scenarios, cfg.seeds, seeds_done)
+        for note in notes:
+            log.warning("%s", note)
         keys = [k for k in grid_keys if (k.controller, k.label, k.seed) not in done]
         if done:
             log.info("resume: %d runs already in %s, %d to go", len(done), table.path, len(keys))
@@ -340,6 +346,11 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 + models_note(models, checksums))
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
+        reports = scenario_data_reports(cfg.scenarios)
+        cleaned = [line for found in reports.values() for report in found if (line := report_line(report))]
+        if cleaned:
+            text += "\n**Data cleaning** (`data_report` in run.json lists every session):\n" + "".join(
+                f"- {line}\n" for line in cleaned)
         if changed:
             text += ("\n**Scenario files changed during the run**: the rows of " + ", ".join(changed) + " may come from "
                      "either version; run them again with --overwrite.\n")
@@ -357,7 +368,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "rerun_rows": rejected, "repeated_episodes": notes, "scenario_files_changed": changed,
                 "scenario_files": {spec: f for spec, f in files.items() if f},
                 "episodes": _episodes_of(metrics, episodes),
-                "data_report": scenario_data_reports(cfg.scenarios), "environment": environment_info()}
+                "data_report": reports, "environment": environment_info()}
         write_text(out / RUN, json.dumps(info, indent=2) + "\n")
     print(text)
     note = failure_note(metrics)

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -333,10 +333,13 @@ def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int]) -> tuple[list[RunKey], list[str]]:
+def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int],
+         done: Mapping[str, Iterable[int]] | None = None) -> tuple[list[RunKey], list[str]]:
     """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together), and
     one note per scenario whose seeds draw repeated episodes: each distinct episode runs once, under its first
-    seed (`pev_env.scenarios.scenario_episodes`), so repeats never pass for independent samples."""
+    seed (`pev_env.scenarios.scenario_episodes`), so repeats never pass for independent samples. `done`: label ->
+    the seeds of rows already in the results (`--resume`); they come first, so a new seed that draws one of their
+    episodes is not run again."""
     from pev_env.scenarios import scenario_episodes
 
     seeds, controllers = [int(s) for s in seeds], list(controllers)
@@ -344,14 +347,17 @@ def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[i
     keys: list[RunKey] = []
     notes: list[str] = []
     for spec, label in labels.items():
+        before = sorted({int(s) for s in (done or {}).get(label, ())})
+        asked = [*before, *(s for s in seeds if s not in before)]
         first: dict[int, int] = {}
-        for seed, episode in zip(seeds, scenario_episodes(spec, seeds)):
+        for seed, episode in zip(asked, scenario_episodes(spec, asked)):
             first.setdefault(episode, seed)
         kept = list(first.values())
-        if len(kept) < len(seeds):
-            notes.append(f"{label}: the {len(seeds)} seeds draw {len(kept)} distinct episode(s), each run once "
-                         f"(seeds {_ranges(kept)})")
-        keys += [RunKey(c, spec, seed, label) for seed in kept for c in controllers]
+        if len(kept) < len(asked):
+            earlier = f" with the {len(before)} of the results already there" if before else ""
+            notes.append(f"{label}: the {len(asked)} seeds{earlier} draw {len(kept)} distinct episode(s), each run "
+                         f"once (seeds {_ranges(kept)})")
+        keys += [RunKey(c, spec, seed, label) for seed in kept if seed in seeds for c in controllers]
     return keys, notes
 
 

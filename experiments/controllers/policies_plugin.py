@@ -67,6 +67,20 @@ def check_interface(cls: Any, name: str, key: str = "controller") -> None:
                          f"allowed: a class with {', '.join(METHODS)} and last_stats")
 
 
+def is_plugin(name: str) -> bool:
+    """True for an import path or a name of the entry-point group."""
+    return is_import_path(name) or name in entry_points()
+
+
+def source_checksum(name: str) -> str:
+    """sha256 of the source file of the module that defines the plug-in `name`'s class ('' when it has none):
+    part of a row's settings, so rows of an edited plug-in never pass for rows of the old one."""
+    from pev_env.files import file_sha256
+
+    path = getattr(sys.modules.get(load_class(name).__module__), "__file__", None)
+    return file_sha256(path) if path else ""
+
+
 def make(name: str, key: str = "controller") -> Any:
     """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
     try:

@@ -153,6 +153,14 @@ def check_scenario(name: str, key: str = "scenario") -> None:
     check(name, key)
 
 
+def is_plugin(name: str) -> bool:
+    """True for a controller brought by the user (an import path, or an entry point that no built-in or learned
+    controller shadows)."""
+    from pev_mpc.policies import POLICIES
+
+    return name not in POLICIES and not learned_base(name) and policies_plugin.is_plugin(name)
+
+
 def make_controller(name: str, models: Mapping[str, str | Path] | None = None, mpc: MPCSettings | None = None,
                     **settings: Any) -> Any:
     """A fresh controller. A learned one (`LEARNED_NEEDS`) loads its folder in `models` (absent: its shipped
