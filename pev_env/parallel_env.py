@@ -52,7 +52,7 @@ class PEVChargeEnv(ParallelEnv):
     | 7 | `action_last` | kW | power applied at this station in the last step |
     | 8 | `P_ref` | kW | area power limit for this step |
     | 9 | `steps_to_departure` | steps | departure - t of the plugged PEV, 0 when free |
-    | 10 | `network_headroom` | kW | least (limit - load) / abs(gain) over its network constraints (< 0: exceeded) |
+    | 10 | `network_headroom` | kW | least (limit - load) / abs(gain) over its network constraints (< 0: exceeded): the constraints' room for this station alone, not capped by its rating `p_max` |
 
     ## Global state (centralised training)
 

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from pev_env.arrays import real_array
 from pev_mpc.batch_qp import ActiveSetStations, BatchStations
 from pev_mpc.coordinator import AreaCoordinator, CoordinationResult, shift_prices
 from pev_mpc.network_coordinator import coordinate, shift_multipliers
@@ -74,10 +73,8 @@ def solve_decentralised(problem: ChargingProblem, settings: MPCSettings, warm_pr
     """
     start = time.perf_counter()
     problem.check_feasible()
-    if warm_prices is not None:
-        warm_prices = real_array("solve_decentralised: warm_prices", warm_prices)
-        if not np.all(np.isfinite(warm_prices)):
-            raise ValueError(f"solve_decentralised: warm_prices = {warm_prices!r:.80}: must be finite (or None)")
+    if warm_prices is not None and not np.all(np.isfinite(np.asarray(warm_prices, dtype=np.complex128))):
+        raise ValueError(f"solve_decentralised: warm_prices = {warm_prices!r:.80}: must be finite (or None)")
     pool = make_station_pool(problem, settings) if pool is None else pool
     if problem.network is not None:
         out = coordinate(pool, problem, settings, shift_multipliers(warm_prices, problem.network, problem.horizon))

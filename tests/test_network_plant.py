@@ -221,18 +221,18 @@ def test_network_file_with_kw_and_ampere_nodes_builds_the_expected_rows(tmp_path
     config = EnvConfig(n_stations=4, n_pevs=4, total_time=30.0, network=f"network:{path}")
     core = ChargingCore(config, scenario)
     net = core.network
-    assert net.names == ("panel I_a", "panel I_b", "panel I_c", "solo", "feeder", "area")
-    assert net.units == ("A", "A", "A", "kW", "kW", "kW")
-    np.testing.assert_array_equal(net.limit, [60, 60, 60, 10, 50, config.P_ref])
+    assert net.names == ("panel I_a", "panel I_b", "panel I_c", "solo", "feeder")   # P_ref unset: no area row
+    assert net.units == ("A", "A", "A", "kW", "kW")
+    np.testing.assert_array_equal(net.limit, [60, 60, 60, 10, 50])
     k = 1000 / 208.0
     ab, bc, ca = (k * np.exp(1j * np.deg2rad(a)) for a in (30, -90, 150))
-    want = np.array([[0, 0, ab, -ca], [0, bc, -ab, 0], [0, -bc, 0, ca], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]])
+    want = np.array([[0, 0, ab, -ca], [0, bc, -ab, 0], [0, -bc, 0, ca], [1, 0, 0, 0], [1, 1, 1, 1]])
     np.testing.assert_allclose(net.gain, want, atol=1e-12)
     result = core.step(np.array([5.0, 7.0, 11.0, 3.0]))  # s4, s2, s1, s3
     i_ab, i_bc, i_ca = 11 * ab, 7 * bc, 3 * ca
     lines = np.abs([i_ab - i_ca, i_bc - i_ab, i_ca - i_bc])
     np.testing.assert_allclose(result.info["network_load"][:3], lines, rtol=1e-12)
-    assert result.info["network_load"][3:].tolist() == [5.0, 26.0, 26.0]
+    assert result.info["network_load"][3:].tolist() == [5.0, 26.0]
     assert lines.max() > 60  # I_b (75.6 A) is the most over its limit (the kW rows are within theirs)
     assert result.info["network_overload_pct"] == pytest.approx(100 * (lines.max() - 60) / 60, rel=1e-12)
 
