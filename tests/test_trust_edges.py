@@ -255,4 +255,21 @@ def test_summary_reports_the_data_cleaning(tmp_path) -> None:
     assert main(["compare", "--scenarios", f"acn:{data}:2019-05-13", "--controllers", "edf", "--seeds", "0",
                  "--out", str(out), "-q", "--no-traces", "--no-plots"]) == 0
     summary = (out / "summary.md").read_text()
-    assert "**Data cleaning**" in summary and "left out 1 of 3 rows: 1 duplicates" in summary
+    assert "**Data** (what reading the files left out" in summary and "left out 1 of 3 rows: 1 duplicates" in summary
+
+
+def test_a_scenario_csv_s_likely_mistakes_are_named(tmp_path) -> None:
+    """Read as written, but named: a repeated row, a station index far above the others, Wh written as kWh."""
+    from pev_env.scenarios import data_report_notes, scenario_data_reports
+
+    data = tmp_path / "s.csv"
+    data.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
+                    + "0,10,0,10000,60000,0\n" * 2 + "2,12,0,10,60,30\n")
+    report = scenario_data_reports([f"csv:{data}"])[f"csv:{data}"][0]
+    assert report["identical_rows"] == {"count": 1, "first_lines": [2]}
+    assert report["stations_without_sessions"]["count"] == 29 and report["capacity_max_kwh"] == 60000.0
+    note, = data_report_notes({f"csv:{data}": [report]})
+    assert "1 rows repeat an earlier row exactly (first at lines 2)" in note and "up to 60000 kWh" in note
+    clean = tmp_path / "clean.csv"
+    clean.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n0,10,0,10,60,0\n")
+    assert data_report_notes(scenario_data_reports([f"csv:{clean}"])) == []

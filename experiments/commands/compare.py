@@ -61,9 +61,8 @@ from experiments.outputs.results import ResultsTable, read_rows, save_figure, wr
 from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
                                 scenario_labels)
 from experiments.outputs.summary import failure_note, markdown, network_label
-from pev_env.acn import report_line
 from pev_env.network import network_files
-from pev_env.scenarios import make_scenario, scenario_data_reports, scenario_files
+from pev_env.scenarios import data_report_notes, make_scenario, scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
 
@@ -347,9 +346,9 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
         reports = scenario_data_reports(cfg.scenarios)
-        cleaned = [line for found in reports.values() for report in found if (line := report_line(report))]
+        cleaned = data_report_notes(reports)
         if cleaned:
-            text += "\n**Data cleaning** (`data_report` in run.json lists every session):\n" + "".join(
+            text += "\n**Data** (what reading the files left out or read by a rule; `data_report` in run.json):\n" + "".join(
                 f"- {line}\n" for line in cleaned)
         if changed:
             text += ("\n**Scenario files changed during the run**: the rows of " + ", ".join(changed) + " may come from "

@@ -21,6 +21,7 @@ from pev_env.scenarios.registry import (
     FAMILIES,
     SCENARIO_NAMES,
     check_scenario,
+    data_report_notes,
     make_scenario,
     resolve,
     scenario_data_reports,
@@ -32,7 +33,8 @@ from pev_env.scenarios.registry import (
 )
 
 __all__ = [
-    "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "file_sha256", "make_scenario", "resolve",
+    "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "data_report_notes", "file_sha256",
+    "make_scenario", "resolve",
     "scenario_data_reports", "scenario_episodes", "scenario_files", "scenario_label", "scenario_names",
     "scenario_provenance",
 ]

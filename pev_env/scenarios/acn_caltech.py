@@ -89,6 +89,9 @@ class AcnCaltechFamily(ScenarioFamily):
     def data_report(self, args: str) -> list[dict[str, Any]]:
         return acn.data_report(list(_SOURCES[args].files))
 
+    def report_note(self, report: dict[str, Any]) -> str:
+        return acn.report_line(report)
+
     def episodes(self, args: str, seeds: Sequence[int]) -> list[int]:
         count = len(caltech_days(args))
         return [seed % count for seed in seeds]

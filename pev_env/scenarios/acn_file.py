@@ -74,3 +74,6 @@ class AcnFileFamily(ScenarioFamily):
 
     def data_report(self, args: tuple[Path, dt.date]) -> list[dict[str, Any]]:
         return acn.data_report(args[0])
+
+    def report_note(self, report: dict[str, Any]) -> str:
+        return acn.report_line(report)

@@ -46,6 +46,10 @@ class ScenarioFamily(ABC):
         for run.json); default: none."""
         return []
 
+    def report_note(self, report: dict[str, Any]) -> str:
+        """One line on a `data_report` entry for summary.md ('' when there is nothing to say); default: ''."""
+        return ""
+
     def episodes(self, args: Any, seeds: Sequence[int]) -> list[int]:
         """Which episode each seed draws (seeds with the same number draw the same episode); default: every
         seed its own, or one episode for all when the family is not `seeded`."""

@@ -10,6 +10,7 @@ total_time is set, else the last departure. The rest of the plant follows `pev_e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from pev_env.scenario import Scenario, read_sessions_csv
 from pev_env.scenarios.base import ScenarioFamily
 
 PREFIX = "csv:"
+PLAUSIBLE_KWH = 1000.0
+"""Capacities above this are named in the data report (a vehicle battery is far smaller)."""
 
 
 class CsvFileFamily(ScenarioFamily):
@@ -62,6 +65,35 @@ class CsvFileFamily(ScenarioFamily):
 
     def label(self, spec: str, args: Path) -> str:
         return f"csv-{site_name(args)}"
+
+    def data_report(self, args: Path) -> list[dict[str, Any]]:
+        """What a file may hold by mistake and is read as written: identical rows (each a PEV of its own),
+        station indices below the largest without a session (n_stations is the largest + 1 unless set), and
+        capacities above PLAUSIBLE_KWH (Wh written as kWh?)."""
+        fields = read_sessions_csv(args)
+        rows = np.column_stack([fields[f] for f in ("arrival", "departure", "soc_init", "soc_target", "capacity",
+                                                     "station")]) if fields["station"].size else np.zeros((0, 6))
+        _, first, counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
+        repeated = sorted(int(i) + 2 for i, c in zip(first, counts) if c > 1)  # file lines of the first copies
+        used = {int(s) for s in fields["station"] if s >= 0}
+        unused = sorted(set(range(max(used) + 1)) - used) if used else []
+        return [{"file": str(args), "rows": int(len(rows)), "identical_rows": {
+            "count": int((counts - 1).sum()), "first_lines": repeated[:20]},
+            "stations_without_sessions": {"count": len(unused), "stations": unused[:20]},
+            "capacity_max_kwh": float(fields["capacity"].max(initial=0.0))}]
+
+    def report_note(self, report: dict[str, Any]) -> str:
+        parts = []
+        if report["identical_rows"]["count"]:
+            parts.append(f"{report['identical_rows']['count']} rows repeat an earlier row exactly (first at lines "
+                         f"{', '.join(map(str, report['identical_rows']['first_lines']))}), each a PEV of its own")
+        if report["stations_without_sessions"]["count"]:
+            parts.append(f"{report['stations_without_sessions']['count']} station indices below the largest have no "
+                         f"session (e.g. {', '.join(map(str, report['stations_without_sessions']['stations'][:5]))}); "
+                         "n_stations is the largest index + 1 unless env.n_stations is set")
+        if report["capacity_max_kwh"] > PLAUSIBLE_KWH:
+            parts.append(f"capacities up to {report['capacity_max_kwh']:g} kWh (the file's energies are read as kWh)")
+        return f"Scenario CSV {report['file']!r}: " + "; ".join(parts) if parts else ""
 
     def files(self, args: Path) -> tuple[Path, ...]:
         return (args.expanduser().resolve(),)

@@ -5,7 +5,7 @@ A new family is one file with a `ScenarioFamily` subclass (`pev_env.scenarios.ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,12 @@ def _file_name(path: Path) -> str:
 def scenario_provenance(specs: Iterable[str]) -> dict[str, dict[str, str]]:
     """`scenario_files` of every spec that reads files, keyed by spec (for run.json)."""
     return {spec: files for spec in specs if (files := scenario_files(spec))}
+
+
+def data_report_notes(reports: Mapping[str, Sequence[dict[str, Any]]]) -> list[str]:
+    """One line per file of `scenario_data_reports` that has something to say (for summary.md)."""
+    return [note for spec, found in reports.items() for report in found
+            if (note := resolve(spec)[0].report_note(report))]
 
 
 def scenario_data_reports(specs: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
