@@ -273,3 +273,15 @@ def test_a_scenario_csv_s_likely_mistakes_are_named(tmp_path) -> None:
     clean = tmp_path / "clean.csv"
     clean.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n0,10,0,10,60,0\n")
     assert data_report_notes(scenario_data_reports([f"csv:{clean}"])) == []
+
+
+def test_tune_runs_a_repeated_episode_once(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "tune"
+    assert main(["tune", "--scenarios", "acn-caltech", "--seeds", "0,5", "--grid", "coordination.max_iterations=20",
+                 "--max-steps", "2", "--out", str(out), "-q"]) == 0
+    assert pd.read_csv(out / "tune.csv")["seed"].tolist() == [0]
+    record = json.loads((out / "tune.json").read_text())
+    assert record["repeated_episodes"] == ["acn-caltech: the 2 seeds draw 1 distinct episode(s), each run once (seeds 0)"]
+    assert list(record["scenario_files"]["acn-caltech"]) == ["pev_env/data/acn_caltech_sample.csv.gz"]

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -333,6 +333,17 @@ def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
     return labels
 
 
+def distinct_seeds(spec: str, seeds: Sequence[int]) -> list[int]:
+    """The first seed of each distinct episode of `spec` that `seeds` draw (`pev_env.scenarios.scenario_episodes`),
+    in their order."""
+    from pev_env.scenarios import scenario_episodes
+
+    first: dict[int, int] = {}
+    for seed, episode in zip(seeds, scenario_episodes(spec, list(seeds))):
+        first.setdefault(episode, int(seed))
+    return list(first.values())
+
+
 def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int],
          done: Mapping[str, Iterable[int]] | None = None) -> tuple[list[RunKey], list[str]]:
     """All keys, ordered scenario -> seed -> controller (so every seed finishes for all controllers together), and
@@ -340,8 +351,6 @@ def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[i
     seed (`pev_env.scenarios.scenario_episodes`), so repeats never pass for independent samples. `done`: label ->
     the seeds of rows already in the results (`--resume`); they come first, so a new seed that draws one of their
     episodes is not run again."""
-    from pev_env.scenarios import scenario_episodes
-
     seeds, controllers = [int(s) for s in seeds], list(controllers)
     labels = scenario_labels(scenarios)
     keys: list[RunKey] = []
@@ -349,10 +358,7 @@ def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[i
     for spec, label in labels.items():
         before = sorted({int(s) for s in (done or {}).get(label, ())})
         asked = [*before, *(s for s in seeds if s not in before)]
-        first: dict[int, int] = {}
-        for seed, episode in zip(asked, scenario_episodes(spec, asked)):
-            first.setdefault(episode, seed)
-        kept = list(first.values())
+        kept = distinct_seeds(spec, asked)
         if len(kept) < len(asked):
             earlier = f" with the {len(before)} of the results already there" if before else ""
             notes.append(f"{label}: the {len(asked)} seeds{earlier} draw {len(kept)} distinct episode(s), each run "

@@ -11,6 +11,7 @@ Pareto-optimal settings and the fastest one within 1e-3 gap and without area vio
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Mapping
 from functools import partial
@@ -23,11 +24,14 @@ import pandas as pd
 
 from experiments.commands.backends import map_in_order, open_backend
 from experiments.commands.config import TuneConfig, settings_grid
-from experiments.commands.runner import RunTimeout, run_episode, time_limit
+from experiments.commands.compare import run_files
+from experiments.commands.runner import RunTimeout, distinct_seeds, run_episode, time_limit
 from experiments.outputs import plots
 from experiments.outputs.outdir import claim
 from experiments.outputs.provenance import environment_info, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pev_env.config import EnvConfig
@@ -140,7 +144,12 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
 
 def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -> int:
     grid = cfg.grid
-    jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in cfg.seeds]
+    seeds = {sc: distinct_seeds(sc, cfg.seeds) for sc in cfg.scenarios}  # a repeated episode would weigh twice
+    repeated = [f"{sc}: the {len(cfg.seeds)} seeds draw {len(kept)} distinct episode(s), each run once (seeds "
+                f"{', '.join(map(str, kept))})" for sc, kept in seeds.items() if len(kept) < len(cfg.seeds)]
+    for note in repeated:
+        log.warning("%s", note)
+    jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in seeds[sc]]
     with open_backend(cfg) as backend:
         rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env,
                                              run_timeout=cfg.run_timeout), jobs,
@@ -162,7 +171,10 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
     best = ok.nsmallest(1, "step_time_median_ms") if len(ok) else per_setting.nsmallest(1, "gap_mean")
     write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
-                                              "best": best.to_dict("records"), "environment": environment_info()},
+                                              "best": best.to_dict("records"), "repeated_episodes": repeated,
+                                              "scenario_files": {sc: f for sc in cfg.scenarios
+                                                                 if (f := run_files(sc, cfg.env.network))},
+                                              "environment": environment_info()},
                                              indent=2, default=str) + "\n")
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
         print("Pareto-optimal settings (time per step vs mean relative gap):")
