@@ -14,6 +14,7 @@ from experiments.cli.main import build_parser, main
 from experiments.controllers.rl_model import reference_model
 from experiments.learning import rl_report
 from experiments.learning.learning_curves import main as curves_main
+from experiments.learning.rlstats import iqm_of_strata, stratified_bootstrap
 from experiments.learning.learning_curves import seed_curves
 
 EVAL = ["evaluate", "--scenarios", "seed", "--seeds", "0-1", "--controllers", "ppo,llf", "--jobs", "1", "-q",
@@ -36,13 +37,15 @@ def test_evaluate_runs_every_training_seed_and_reports_rl_statistics(two_seeds, 
     assert sorted(set(metrics["controller"])) == ["llf", "ppo@0", "ppo@1"] and len(metrics) == 6
     summary = (out / "summary.md").read_text()
     assert "## RL statistics" in summary
-    assert "| ppo | 2 × 2 = 4 |" in summary and "| llf | 2 |" in summary  # n: training seeds x days
+    # the two folders hold one model (copies): one training seed x 2 days, with a note
+    assert "| ppo | 1 × 2 = 2 |" in summary and "| llf | 2 |" in summary  # n: training seeds x days
+    assert "- ppo@1 runs the same model as ppo@0 (SHA-256 " in summary
     assert "Probability of improvement" in summary and "unmet_energy_kwh vs llf" in summary
     assert f"`ppo@1`: model `{two_seeds}/ppo-b`" in summary
     assert (out / "plots" / "performance_profiles.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     assert main([*EVAL, "--set", pattern, "--out", str(out), "--resume"]) == 0  # every row kept, none re-run
-    assert "2 × 2 = 4" in capsys.readouterr().out and len(pd.read_csv(out / "metrics.csv")) == 6
+    assert "1 × 2 = 2" in capsys.readouterr().out and len(pd.read_csv(out / "metrics.csv")) == 6
 
 
 @pytest.mark.parametrize("args, message", [
@@ -72,7 +75,7 @@ def _rows(controller: str, unmet: list[float], scenario: str = "s") -> list[dict
 def test_summary_groups_training_seeds_and_compares_with_the_baselines() -> None:
     metrics = pd.DataFrame(_rows("ppo@0", [5.0, 6]) + _rows("ppo@1", [7.0, 8]) + _rows("llf", [1.0, 9])
                            + _rows("mpc-decentralised", [0.0, 0]))
-    runs = rl_report.agent_runs(metrics)
+    runs, _ = rl_report.agent_runs(metrics)
     assert runs.groupby("agent", sort=False)["train_seed"].nunique().to_dict() == {
         "ppo": 2, "llf": 1, "mpc-decentralised": 1}
     text = rl_report.markdown(metrics)
@@ -83,9 +86,33 @@ def test_summary_groups_training_seeds_and_compares_with_the_baselines() -> None
     assert rl_report.markdown(metrics[~metrics["controller"].str.startswith("ppo")]) == ""  # no learned agent
 
 
+def test_equal_models_count_once_and_stale_rows_are_their_own_agent() -> None:
+    """Two folders of one model are one training seed; plain `ppo` rows (kept by a --resume) beside `ppo@i` rows
+    are not pooled with them."""
+    metrics = pd.DataFrame(_rows("ppo@0", [5.0, 6]) + _rows("ppo@1", [5.0, 6]) + _rows("ppo@2", [7.0, 8])
+                           + _rows("ppo", [1.0, 1]) + _rows("llf", [1.0, 9]))
+    runs, notes = rl_report.agent_runs(metrics, {"ppo@0": "a" * 64, "ppo@1": "a" * 64, "ppo@2": "b" * 64})
+    assert notes == [f"ppo@1 runs the same model as ppo@0 (SHA-256 {'a' * 12}): counted once"]
+    assert runs.groupby("agent", sort=False)["train_seed"].unique().map(list).to_dict() == {
+        "ppo": [0, 2], "ppo (one folder)": [0], "llf": [0]}
+    text = rl_report.markdown(metrics, {"ppo@0": "a" * 64, "ppo@1": "a" * 64, "ppo@2": "b" * 64})
+    assert "| ppo | 2 × 2 = 4 |" in text and "| ppo (one folder) | 1 × 2 = 2 |" in text and "counted once" in text
+
+
+def test_the_interval_of_copies_of_one_training_seed_is_that_of_one() -> None:
+    """Training seeds x days resampled as a crossed design: five identical training seeds are no more evidence
+    than one (pooled as independent runs the interval was 2.6 times narrower)."""
+    days = np.array([70.0, 95.0, 100.0, 120.0, 140.0])
+    one = stratified_bootstrap([days[None, :]], iqm_of_strata)
+    five = stratified_bootstrap([np.repeat(days[None, :], 5, axis=0)], iqm_of_strata)
+    pooled = stratified_bootstrap([np.tile(days, 5)], iqm_of_strata)
+    width = lambda i: float(i.high - i.low)  # noqa: E731
+    assert width(five) == pytest.approx(width(one), rel=0.1) and width(pooled) < 0.6 * width(one)
+
+
 def test_ratio_to_llf_and_profiles() -> None:
     metrics = pd.DataFrame(_rows("ppo", [2.0, 0.0, 3.0]) + _rows("llf", [1.0, 0.0, 0.0]))
-    ratio = rl_report.llf_ratio(rl_report.agent_runs(metrics))
+    ratio = rl_report.llf_ratio(rl_report.agent_runs(metrics)[0])
     assert ratio.tolist()[:3] == [2.0, 1.0, np.inf]
     unmet, violations = rl_report.profiles(metrics)
     assert unmet.target == rl_report.RATIO_TARGET and violations.target == rl_report.VIOLATION_TARGET

@@ -228,7 +228,8 @@ def trace_paths(out: Path, key: RunKey) -> TracePaths:
     return TracePaths(*(out / "traces" / f"{key.stem()}{tail}" for tail in tails))
 
 
-def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Path]:
+def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame,
+                checksums: Mapping[str, str] | None = None) -> list[Path]:
     """Bars with CIs from metrics; area power and SOC panels for the first seed of each scenario."""
     written: list[Path] = []
     if metrics.empty:
@@ -241,7 +242,7 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame) -> list[Pa
 
     save(plots.metric_bars(metrics), "violations_unmet.png")
     if rl_report.has_learned(metrics):
-        save(plots.performance_profiles(rl_report.profiles(metrics)), "performance_profiles.png")
+        save(plots.performance_profiles(rl_report.profiles(metrics, checksums)), "performance_profiles.png")
     for spec, scenario in scenario_labels(cfg.scenarios).items():
         seed = cfg.seeds[0]
         found = {c: trace_paths(out, RunKey(c, spec, seed, scenario)) for c in cfg.controllers}
@@ -341,7 +342,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         metrics = _in_config_order(table.frame(), cfg)
         plants = {fp: store.data.get(fp, {}).get("plant") for fp in sorted(set(metrics["plant_fingerprint"]))}
         text = (markdown(metrics, title=title, reference=cfg.reference_controller(), networks=_networks(metrics, plants))
-                + rl_report.markdown(metrics)
+                + rl_report.markdown(metrics, checksums)
                 + models_note(models, checksums))
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
@@ -357,7 +358,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             text += "\n**Failed runs** (see the log): " + ", ".join(f.key.stem() for f in failures) + "\n"
         write_text(out / SUMMARY, text)
         if cfg.plots:
-            write_plots(cfg, out, metrics)
+            write_plots(cfg, out, metrics, checksums)
         wall = time.perf_counter() - start
         info = {"command": argv if argv is not None else sys.argv, "config": to_dict(cfg),
                 "env_set": sorted(cfg.env.user_set), "plants": plants,

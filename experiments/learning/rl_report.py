@@ -3,14 +3,17 @@ probability of improvement over baselines and profiles (`experiments.learning.rl
 days.
 
 A learned controller run with several model folders has rows `ppo@0`, `ppo@1`, ... (`registry.learned_base`);
-here they are one *agent*, `ppo`, whose runs are its (training seed, evaluation day) pairs. Every other controller
-is an agent of one training seed. The tasks (strata of the bootstrap) are the scenarios. Every metric here is
-lower-is-better.
+here they are one *agent*, `ppo`, whose runs are its (training seed, evaluation day) pairs, resampled as a
+crossed design (`rlstats`: training seeds and days drawn independently). Two folders with the same model (equal
+SHA-256) are one training seed: the later is left out, with a note. Rows of a plain `ppo` (one folder, e.g. kept
+by a `--resume`) beside `ppo@i` rows are the agent `ppo (one folder)`, never pooled with them. Every other
+controller is an agent of one training seed. The tasks (strata of the bootstrap) are the scenarios. Every
+metric here is lower-is-better.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -32,12 +35,29 @@ VIOLATION_TARGET = 0.1
 """Target of the violation profile: at most 0.1 violation steps (area limit or network) per episode."""
 
 
-def agent_runs(metrics: pd.DataFrame) -> pd.DataFrame:
+ONE_FOLDER = " (one folder)"
+"""Suffix of the agent of a plain learned controller's rows beside training-seed rows of the same controller."""
+
+
+def agent_runs(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """`metrics` with `agent` (the controller, `ppo` for `ppo@1`) and `train_seed` (the folder index; 0 for a
-    controller run once)."""
-    base = metrics["controller"].map(lambda c: registry.learned_base(c) or c)
-    index = metrics["controller"].map(lambda c: int(c.partition(registry.TRAINING_SEED_MARK)[2] or 0))
-    return metrics.assign(agent=base, train_seed=index)
+    controller run once), without the rows of a training seed whose model (`checksums`: controller -> SHA-256)
+    equals an earlier one's; and a note per such folder."""
+    controllers = metrics["controller"].astype(str)
+    seeded = {registry.learned_base(c) for c in controllers if registry.TRAINING_SEED_MARK in c}
+    agent = controllers.map(lambda c: registry.learned_base(c) + ("" if registry.TRAINING_SEED_MARK in c else ONE_FOLDER)
+                            if registry.learned_base(c) in seeded else registry.learned_base(c) or c)
+    index = controllers.map(lambda c: int(c.partition(registry.TRAINING_SEED_MARK)[2] or 0))
+    notes, first, same = [], {}, set()
+    for c in sorted(set(controllers) & set(checksums or {}), key=lambda c: (registry.learned_base(c), c)):
+        if registry.TRAINING_SEED_MARK not in c:
+            continue
+        earlier = first.setdefault((registry.learned_base(c), checksums[c]), c)
+        if earlier != c:
+            same.add(c)
+            notes.append(f"{c} runs the same model as {earlier} (SHA-256 {checksums[c][:12]}): counted once")
+    keep = ~controllers.isin(same)
+    return metrics.assign(agent=agent, train_seed=index)[keep], notes
 
 
 def has_learned(metrics: pd.DataFrame) -> bool:
@@ -46,9 +66,16 @@ def has_learned(metrics: pd.DataFrame) -> bool:
 
 
 def strata(runs: pd.DataFrame, agent: str, metric: str, scenarios: Sequence[str]) -> list[np.ndarray]:
-    """The runs of `agent` on each of `scenarios`: one array of `metric` per scenario."""
+    """The runs of `agent` on each of `scenarios`: per scenario a grid (training seeds x days) of `metric` when
+    every pair ran (resampled as a crossed design), else the runs as one array."""
     mine = runs[runs["agent"] == agent]
-    return [mine.loc[mine["scenario"] == s, metric].to_numpy(float) for s in scenarios]
+    return [_grid(mine[mine["scenario"] == s], metric) for s in scenarios]
+
+
+def _grid(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    grid = rows.pivot_table(index="train_seed", columns="seed", values=metric, aggfunc="first")
+    complete = grid.size == len(rows) and not grid.isna().to_numpy().any()
+    return grid.to_numpy(float) if complete and len(rows) else rows[metric].to_numpy(float)
 
 
 def _interval(value: Interval, n: int) -> str:
@@ -57,8 +84,11 @@ def _interval(value: Interval, n: int) -> str:
 
 
 def _count(block: pd.DataFrame) -> str:
+    """'seeds × days = runs' for a learned agent (1 × 5 with one training seed: the interval is over days only),
+    the runs for any other."""
     seeds, days = block["train_seed"].nunique(), block["seed"].nunique()
-    return f"{seeds} × {days} = {len(block)}" if seeds > 1 else str(len(block))
+    learned = registry.learned_base(str(block["controller"].iloc[0])) != ""
+    return f"{seeds} × {days} = {len(block)}" if learned or seeds > 1 else str(len(block))
 
 
 def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str]:
@@ -68,8 +98,7 @@ def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str
         lines += [f"### {scenario}: IQM [95 % CI]", "", "| agent | n (training seeds × days) | "
                   + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
         for agent, rows in block.groupby("agent", sort=False):
-            cells = [_interval(stratified_bootstrap([rows[m].to_numpy(float)], iqm_of_strata), len(rows))
-                     for m in metrics]
+            cells = [_interval(stratified_bootstrap([_grid(rows, m)], iqm_of_strata), len(rows)) for m in metrics]
             lines.append(f"| {agent} | {_count(rows)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -101,17 +130,21 @@ def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
     return [*lines, ""]
 
 
-def markdown(metrics: pd.DataFrame) -> str:
-    """The RL statistics section of summary.md ('' when no learned controller has rows)."""
+def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) -> str:
+    """The RL statistics section of summary.md ('' when no learned controller has rows); `checksums`: learned
+    controller -> its model's SHA-256 (equal models count once)."""
     if not has_learned(metrics):
         return ""
-    runs = agent_runs(metrics)
+    runs, notes = agent_runs(metrics, checksums)
     lines = ["", "## RL statistics (IQM, stratified bootstrap, probability of improvement)", "",
              "Runs are training seeds × evaluation days (n); lower is better for every metric. IQM: mean of the "
              "middle 50 % of the runs; [low, high]: 95 % percentile interval of 2000 stratified bootstrap "
-             "resamples (runs resampled within each scenario, seed 0). P(agent better than baseline): the chance "
+             "resamples (within each scenario, training seeds and days drawn independently, seed 0); with one "
+             "training seed it is over evaluation days only and says nothing about another training run. "
+             "P(agent better than baseline): the chance "
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
-             "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", ""]
+             "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", "",
+             *(f"- {note}" for note in notes), *([""] if notes else [])]
     lines += iqm_tables(runs, counted(runs, METRICS))
     lines += improvement_table(runs, counted(runs, METRICS))
     return "\n".join(lines)
@@ -156,11 +189,11 @@ def llf_ratio(runs: pd.DataFrame) -> pd.Series:
     return ratio.mask((ref == 0) & (unmet <= 1e-9), 1.0)
 
 
-def profiles(metrics: pd.DataFrame) -> list[Profile]:
+def profiles(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) -> list[Profile]:
     """The unmet-energy profile (relative to LLF on the same episode when LLF ran, else in % of the energy
     asked) and the violation profile (the area limit or any network constraint), each over every agent's runs,
     scenarios as strata."""
-    runs = agent_runs(metrics)
+    runs, _ = agent_runs(metrics, checksums)
     found: list[Profile] = []
     if "llf" in set(runs["agent"]):
         runs = runs.assign(llf_ratio=llf_ratio(runs)).dropna(subset=["llf_ratio"])

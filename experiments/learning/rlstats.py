@@ -1,14 +1,18 @@
 """Aggregate statistics for few-run RL evaluations (Agarwal et al. 2021, "Deep RL at the edge of the statistical
 precipice"; the definitions of the archived `rliable` library), in numpy.
 
-Scores come as *strata*: one 1-D array of runs per task (here: per scenario, the runs are training seeds x
-evaluation days). Every function takes `lower_is_better` where the direction matters, so unmet energy and
-violation steps (lower is better) are never silently treated as rewards.
+Scores come as *strata*: one array of runs per task (here: per scenario). A 1-D array is runs that are
+independent; a 2-D array (training seeds x evaluation days, every pair run) is resampled as a crossed design,
+training seeds and days drawn with replacement independently and every pair of the draws kept, so that the runs
+of one day under several training seeds never pass for independent samples (with one training seed it is the
+1-D case). Every function takes `lower_is_better` where the direction matters, so unmet energy and violation
+steps (lower is better) are never silently treated as rewards.
 
 - `iqm`: interquartile mean, the mean of the middle 50 % of all runs of all tasks (`scipy.stats.trim_mean(x,
   0.25)` of the flattened scores).
 - `stratified_bootstrap`: percentile interval of any statistic, the runs of each stratum resampled with
-  replacement independently of the other strata (a fixed seed: the same call gives the same interval).
+  replacement (a grid by its rows and columns) independently of the other strata (a fixed seed: the same call
+  gives the same interval).
 - `probability_of_improvement`: P(X better than Y), Mann-Whitney style (ties count 1/2), averaged over tasks.
 - `performance_profile`: the fraction of runs whose score is within a threshold tau.
 """
@@ -41,7 +45,9 @@ class Interval(NamedTuple):
 
 
 def _strata(samples: Strata) -> list[np.ndarray]:
-    parts = [np.asarray(s, dtype=float).ravel() for s in samples]
+    """The strata as float arrays: a 2-D one (training seeds x days) kept as a grid, anything else flattened."""
+    parts = [np.asarray(s, dtype=float) for s in samples]
+    parts = [p if p.ndim == 2 else p.ravel() for p in parts]
     if not parts or any(p.size == 0 for p in parts):
         raise ValueError("every stratum needs at least one run")
     return parts
@@ -50,7 +56,7 @@ def _strata(samples: Strata) -> list[np.ndarray]:
 def iqm(scores: np.ndarray | Strata, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the 25 % trimmed mean along `axis` (a list of strata is flattened first)."""
     if isinstance(scores, (list, tuple)):
-        scores = np.concatenate(_strata(scores))
+        scores = np.concatenate([p.ravel() for p in _strata(scores)])
     return np.asarray(stats.trim_mean(np.asarray(scores, dtype=float), 0.25, axis=axis))
 
 
@@ -60,8 +66,17 @@ def iqm_of_strata(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def resample(parts: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """`n_boot` resamples of every stratum, drawn with replacement within that stratum: shape (n_boot, n_i)."""
-    return [p[rng.integers(0, p.size, size=(n_boot, p.size))] for p in parts]
+    """`n_boot` resamples of every stratum, drawn with replacement within that stratum: shape (n_boot, n_i).
+    A grid (s, d) draws s rows and d columns independently and keeps every pair: (n_boot, s * d)."""
+    out = []
+    for p in parts:
+        if p.ndim == 2:
+            rows = rng.integers(0, p.shape[0], size=(n_boot, p.shape[0]))
+            cols = rng.integers(0, p.shape[1], size=(n_boot, p.shape[1]))
+            out.append(p[rows[:, :, None], cols[:, None, :]].reshape(n_boot, p.size))
+        else:
+            out.append(p[rng.integers(0, p.size, size=(n_boot, p.size))])
+    return out
 
 
 def stratified_bootstrap(samples: Strata, statistic: Statistic = iqm_of_strata, n_boot: int = N_BOOT,
@@ -71,7 +86,7 @@ def stratified_bootstrap(samples: Strata, statistic: Statistic = iqm_of_strata, 
     if not 0 < level < 1:
         raise ValueError(f"level {level}: must be in (0, 1)")
     parts = _strata(samples)
-    point = np.asarray(statistic(parts), dtype=float)
+    point = np.asarray(statistic([p.ravel() for p in parts]), dtype=float)
     boot = np.asarray(statistic(resample(parts, n_boot, np.random.default_rng(seed))), dtype=float)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(boot, [tail, 100 - tail], axis=0)
