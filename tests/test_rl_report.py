@@ -180,3 +180,21 @@ def test_network_violations_are_what_the_summary_the_statistics_and_the_bars_cou
     legacy = metrics.drop(columns="network_violation_steps")  # rows written before site networks
     assert "area_violation_steps" in rl_report.markdown(legacy)
     assert "Area-limit" in plots.learning_curve(legacy.assign(timesteps=range(len(legacy)))).axes[1].get_ylabel()
+
+
+def test_evaluation_on_training_episodes_is_named(tmp_path) -> None:
+    """The shipped ppo trained on seed-20 seeds 1000-1099 and the acn-caltech-train days: evaluating there is
+    named in summary.md and run.json, not passed off as held out (seeds 0-4 of seed-20 are)."""
+    import json
+
+    from pev_env.scenarios import episode_names
+
+    assert episode_names("acn-caltech", [0]) == episode_names("acn-caltech-eval", [0]) == ["caltech-2019-05-06"]
+    assert episode_names("acn:caltech_2019-05-01_2019-08-31.csv.gz:2019-05-06", [3]) == ["caltech-2019-05-06"]
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--scenarios", "seed-20", "--seeds", "0,1000", "--controllers", "ppo,llf", "--out",
+                 str(out), "-q", "--no-traces", "--no-plots"]) == 0
+    summary = (out / "summary.md").read_text()
+    note = ("ppo: 1 of the 2 episodes of seed-20 are episodes its model was trained on (seed-20#1000): not held out")
+    assert "**Not held out**" in summary and note in summary
+    assert json.loads((out / "run.json").read_text())["not_held_out"] == [note]

@@ -40,7 +40,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -62,7 +62,8 @@ from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, Ep
                                 scenario_labels)
 from experiments.outputs.summary import failure_note, markdown, network_label
 from pev_env.network import network_files
-from pev_env.scenarios import data_report_notes, make_scenario, scenario_data_reports, scenario_files
+from pev_env.scenarios import (data_report_notes, episode_names, make_scenario, scenario_data_reports,
+                               scenario_files)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,32 @@ def models_note(models: Mapping[str, Path], checksums: Mapping[str, str]) -> str
     lines = [f"- `{name}`: model `{path}` (SHA-256 of model.json + model.safetensors `{checksums[name]}`)"
              for name, path in models.items()]
     return "\n**Learned models** behind the rows:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def training_overlap(models: Mapping[str, Path], scenarios: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    """One note per learned model and scenario of the run whose episodes include some its model trained on (the
+    scenarios and seeds of its model.json, `training.config`), named as `pev_env.scenarios.episode_names` names
+    them (a day is the same day under every scenario name): those rows are not held out."""
+    def names(spec: str, spec_seeds: Sequence[int]) -> set[str]:
+        try:
+            return set(episode_names(spec, list(spec_seeds)))
+        except ValueError:          # a scenario this version does not know: nothing to compare with
+            return set()
+
+    evaluated = {spec: names(spec, seeds) for spec in scenarios}
+    trained: dict[tuple[tuple[str, ...], tuple[int, ...]], set[str]] = {}
+    notes = []
+    for name, folder in models.items():
+        config = _read_json(Path(folder) / "model.json").get("training", {}).get("config", {})
+        key = (tuple(config.get("scenarios") or ()), tuple(int(s) for s in config.get("seeds") or ()))
+        if key not in trained:
+            trained[key] = set().union(*(names(spec, key[1]) for spec in key[0]))
+        for spec, found in evaluated.items():
+            seen = sorted(found & trained[key])
+            if seen:
+                notes.append(f"{name}: {len(seen)} of the {len(found)} episodes of {spec} are episodes its model was "
+                             f"trained on ({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): not held out")
+    return notes
 
 
 def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, str],
@@ -279,6 +306,9 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
     with claim(cfg.out, (METRICS, SUMMARY, RUN), overwrite=cfg.overwrite, resume=cfg.resume) as out:
         models = resolve_models(cfg, out)
         checksums = model_checksums(models)
+        overlap = training_overlap(models, cfg.scenarios, cfg.seeds)
+        for note in overlap:
+            log.warning("%s", note)
         labels = scenario_labels(cfg.scenarios)
         files = {spec: run_files(spec, cfg.env.network) for spec in cfg.scenarios}
         settings = {(c, labels[spec]): row_settings(cfg, c, checksums, files[spec])
@@ -346,6 +376,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 + models_note(models, checksums))
         if notes:
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
+        if overlap:
+            text += "\n**Not held out** (evaluation episodes a model trained on):\n" + "".join(f"- {n}\n" for n in overlap)
         reports = scenario_data_reports(cfg.scenarios)
         cleaned = data_report_notes(reports)
         if cleaned:
@@ -365,7 +397,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "models": {n: {"path": str(p), "sha256": checksums[n]} for n, p in models.items()},
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
-                "rerun_rows": rejected, "repeated_episodes": notes, "scenario_files_changed": changed,
+                "rerun_rows": rejected, "repeated_episodes": notes, "not_held_out": overlap,
+                "scenario_files_changed": changed,
                 "scenario_files": {spec: f for spec, f in files.items() if f},
                 "episodes": _episodes_of(metrics, episodes),
                 "data_report": reports, "environment": environment_info()}

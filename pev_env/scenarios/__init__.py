@@ -22,6 +22,7 @@ from pev_env.scenarios.registry import (
     SCENARIO_NAMES,
     check_scenario,
     data_report_notes,
+    episode_names,
     make_scenario,
     resolve,
     scenario_data_reports,
@@ -33,7 +34,7 @@ from pev_env.scenarios.registry import (
 )
 
 __all__ = [
-    "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "data_report_notes", "file_sha256",
+    "FAMILIES", "SCENARIO_NAMES", "ScenarioFamily", "check_scenario", "data_report_notes", "episode_names", "file_sha256",
     "make_scenario", "resolve",
     "scenario_data_reports", "scenario_episodes", "scenario_files", "scenario_label", "scenario_names",
     "scenario_provenance",

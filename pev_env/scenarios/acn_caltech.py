@@ -92,6 +92,10 @@ class AcnCaltechFamily(ScenarioFamily):
     def report_note(self, report: dict[str, Any]) -> str:
         return acn.report_line(report)
 
+    def episode_names(self, spec: str, args: str, seeds: Sequence[int]) -> list[str]:
+        days = caltech_days(args)
+        return [f"caltech-{days[seed % len(days)]}" for seed in seeds]
+
     def episodes(self, args: str, seeds: Sequence[int]) -> list[int]:
         count = len(caltech_days(args))
         return [seed % count for seed in seeds]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ class AcnFileFamily(ScenarioFamily):
     def build(self, args: tuple[Path, dt.date], seed: int, base: EnvConfig) -> tuple[EnvConfig, Scenario]:
         path, day = args
         return build_acn_day(path, day, base, name=self.label("", args))
+
+    def episode_names(self, spec: str, args: tuple[Path, dt.date], seeds: Sequence[int]) -> list[str]:
+        path, day = args
+        shipped = path.parent == acn.DATA_DIR and path.name.startswith("caltech")   # the days of acn-caltech-*
+        return [f"{'caltech' if shipped else acn.site_name(path)}-{day}"] * len(seeds)
 
     def label(self, spec: str, args: Any) -> str:
         path, day = args

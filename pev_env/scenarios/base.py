@@ -50,6 +50,11 @@ class ScenarioFamily(ABC):
         """One line on a `data_report` entry for summary.md ('' when there is nothing to say); default: ''."""
         return ""
 
+    def episode_names(self, spec: str, args: Any, seeds: Sequence[int]) -> list[str]:
+        """A name per seed of the episode it draws, for telling training episodes from evaluation ones; a day of
+        data is named by its site and day whatever scenario name draws it; default: '<label>#<episode>'."""
+        return [f"{self.label(spec, args)}#{episode}" for episode in self.episodes(args, seeds)]
+
     def episodes(self, args: Any, seeds: Sequence[int]) -> list[int]:
         """Which episode each seed draws (seeds with the same number draw the same episode); default: every
         seed its own, or one episode for all when the family is not `seeded`."""

@@ -84,6 +84,13 @@ def scenario_episodes(spec: str, seeds: Sequence[int]) -> list[int]:
     return family.episodes(args, seeds)
 
 
+def episode_names(spec: str, seeds: Sequence[int]) -> list[str]:
+    """A name per seed of the episode of `spec` it draws (`ScenarioFamily.episode_names`): equal names are the same
+    episode, also across scenario names (`acn-caltech` seed 0 and `acn-caltech-eval` seed 0 are one day)."""
+    family, args = resolve(spec)
+    return family.episode_names(spec, args, seeds)
+
+
 def scenario_files(spec: str) -> dict[str, str]:
     """Data files of `spec` -> their sha256 (provenance; {} for generated scenarios). A file shipped with the
     package is named by its path in the package (`pev_env/data/...`), so that the rows of the shipped
