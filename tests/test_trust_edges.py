@@ -285,3 +285,9 @@ def test_tune_runs_a_repeated_episode_once(tmp_path) -> None:
     record = json.loads((out / "tune.json").read_text())
     assert record["repeated_episodes"] == ["acn-caltech: the 2 seeds draw 1 distinct episode(s), each run once (seeds 0)"]
     assert list(record["scenario_files"]["acn-caltech"]) == ["pev_env/data/acn_caltech_sample.csv.gz"]
+
+
+def test_two_different_models_for_one_controller_are_refused(tmp_path, capsys, no_episodes) -> None:
+    text = stops(capsys, "compare", "--scenarios", "seed", "--controllers", "ppo", "--ppo-model", str(tmp_path / "a"),
+                 "--set", f"models.ppo={tmp_path / 'b'}", "--dry-run")
+    assert f"compare.ppo_model = '{tmp_path / 'a'}': give the model of ppo once: models.ppo = '{tmp_path / 'b'}'" in text

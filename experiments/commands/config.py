@@ -205,8 +205,12 @@ class CompareConfig(Execution, BasePlant, Output):
     def model_folders(self) -> dict[str, tuple[str, ...]]:
         """Learned controller -> the model folders given for it (('',): the shipped reference model); ValueError
         naming the key for a pattern that matches nothing or an empty entry."""
-        given = {**self.models, **{k: v for k, v in ((registry.PPO, self.ppo_model),
-                                                      (registry.MAPPO, self.mappo_model)) if v}}
+        options = {k: v for k, v in ((registry.PPO, self.ppo_model), (registry.MAPPO, self.mappo_model)) if v}
+        for name, folder in options.items():
+            if self.models.get(name) and str(self.models[name]) != str(folder):
+                _fail(self.section, f"{name}_model", folder, f"give the model of {name} once: models.{name} = "
+                      f"{str(self.models[name])!r} names another")
+        given = {**self.models, **options}
         return {name: model_folder_list(f"{self.section}.models.{name}", str(given.get(name, "")))
                 for name in registry.LEARNED_NEEDS}
 
