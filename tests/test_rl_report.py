@@ -134,6 +134,8 @@ def test_learning_curves_over_seeds(tmp_path, capsys) -> None:
     grid, curve, seeds = curves["a"]
     assert set(curves) == {"a", "b"} and seeds == 2 and len(grid) == 5
     assert np.allclose(curve.point, 2.0) and np.allclose(curve.low, 1.0) and np.allclose(curve.high, 3.0)
+    _, alone, _ = seed_curves([_log(1.0)], "unmet_energy_kwh", points=5, window=2)["a"]
+    assert np.allclose(alone.point, 1.0) and np.isnan(alone.low).all()  # one seed: no band, not one of width 0
     folders = []
     for i, level in enumerate((1.0, 2.0, 4.0)):
         (tmp_path / f"s{i}").mkdir()

@@ -62,7 +62,11 @@ def seed_curves(logs: Sequence[pd.DataFrame], metric: str, points: int = 60,
         def statistic(chosen: list[np.ndarray], values: np.ndarray = values) -> np.ndarray:
             return iqm(values[chosen[0].astype(int)], axis=-2)
 
-        curves[scenario] = (grid, stratified_bootstrap([np.arange(len(parts))], statistic), len(parts))
+        if len(parts) > 1:
+            curves[scenario] = (grid, stratified_bootstrap([np.arange(len(parts))], statistic), len(parts))
+        else:  # one seed has no spread over seeds: no band (NaN), rather than a band of width 0
+            none = np.full(points, np.nan)
+            curves[scenario] = (grid, Interval(values[0], none, none), 1)
     return curves
 
 
