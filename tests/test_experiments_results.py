@@ -80,6 +80,8 @@ def test_summary_table() -> None:
     table = summarise(frame, ["unmet_energy_kwh"])
     assert table.set_index("controller").loc["edf", "mean"] == pytest.approx(2.0)
     text = markdown(frame, ["unmet_energy_kwh"])
-    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
-    assert f"| edf | 3 | 2.00 ± {half:.2f} |" in text
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)   # 2.48 > the mean: the interval is shown clipped at 0
+    assert f"| edf | 3 | 2.00 [0, {2.0 + half:.2f}] |" in text
     assert "| llf | 1 | 5.00 |" in text
+    narrow = pd.DataFrame([_row("edf", "seed", s, v) for s, v in enumerate([10.0, 11.0, 12.0])])
+    assert f"| edf | 3 | 11.00 ± {half:.2f} |" in markdown(narrow, ["unmet_energy_kwh"])

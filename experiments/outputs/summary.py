@@ -20,6 +20,8 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "step_time_median_ms",
 )
 PAIRED_METRICS: tuple[str, ...] = SUMMARY_METRICS[:-1]
+NONNEGATIVE = frozenset(SUMMARY_METRICS)
+"""Metrics that cannot be below 0: their t-intervals are shown clipped at 0 (their paired differences are not)."""
 
 
 def counted(metrics: pd.DataFrame, columns: Sequence[str]) -> list[str]:
@@ -58,12 +60,17 @@ def summarise(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS) -
     return pd.DataFrame(records, columns=["scenario", "controller", "metric", "n", "mean", "ci95"])
 
 
-def _cell(mean: float, half: float) -> str:
+def _cell(mean: float, half: float, nonnegative: bool = False) -> str:
+    """'mean ± half'; for a `nonnegative` metric whose interval would reach below 0, 'mean [0, mean + half]'."""
     if not np.isfinite(mean):
         return "n/a"
     digits = 2 if abs(mean) < 1000 else 0
     text = f"{mean:.{digits}f}".removeprefix("-") if round(mean, digits) == 0 else f"{mean:.{digits}f}"
-    return text if not np.isfinite(half) else f"{text} ± {half:.{digits}f}"
+    if not np.isfinite(half):
+        return text
+    if nonnegative and mean - half < 0:
+        return f"{text} [0, {mean + half:.{digits}f}]"
+    return f"{text} ± {half:.{digits}f}"
 
 
 def paired(metrics: pd.DataFrame, reference: str, columns: Sequence[str] = PAIRED_METRICS) -> pd.DataFrame:
@@ -104,7 +111,7 @@ def network_label(plant: Mapping[str, Any]) -> str:
 
 
 def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: set[tuple[str, str]],
-            networks: Mapping[str, str]) -> list[str]:
+            networks: Mapping[str, str], nonnegative: frozenset[str] = frozenset()) -> list[str]:
     """One markdown table per scenario of a long table (scenario, controller, metric, n, mean, ci95)."""
     lines: list[str] = []
     for scenario, block in table.groupby("scenario", sort=False):
@@ -114,7 +121,7 @@ def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: s
                   "|---|---:|" + "---:|" * len(shown)]
         for controller, rows in block.groupby("controller", sort=False):
             by_metric = rows.set_index("metric")
-            cells = [_cell(by_metric.at[c, "mean"], by_metric.at[c, "ci95"]) for c in shown]
+            cells = [_cell(by_metric.at[c, "mean"], by_metric.at[c, "ci95"], c in nonnegative) for c in shown]
             mark = f" {FAILURE_MARK}" if (scenario, controller) in marked else ""
             lines.append(f"| {controller}{mark} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -140,9 +147,10 @@ def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, ti
     networks = networks or {}
     table = summarise(metrics, columns)
     lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
-             f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))})." if len(metrics) else "No rows.", ""]
+             f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))}); an interval that would reach "
+             "below 0, which these metrics cannot, is shown as [0, high]." if len(metrics) else "No rows.", ""]
     marked = {(r.scenario, r.controller) for r in troubled(metrics).itertuples()}
-    lines += _tables(table, columns, "## {scenario}", marked, networks)
+    lines += _tables(table, columns, "## {scenario}", marked, networks, NONNEGATIVE)
     if reference and len(metrics) and reference in set(metrics["controller"]):
         lines += [f"Paired differences against {reference}: mean ± half-width of the 95% t interval of the per-seed "
                   f"differences (controller - {reference}) over the seeds both ran.", ""]
