@@ -89,7 +89,6 @@ class Network:
                                f"and {len(self.units)} units must agree on the number of constraints")
         if not np.all(np.isfinite(gain)):
             raise NetworkError(f"network {self.name}: gains must be finite")
-
         bad = ~(np.isfinite(limit) & (limit > 0))
         if bad.any():
             j = int(np.flatnonzero(bad)[0])

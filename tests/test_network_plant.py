@@ -308,6 +308,22 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
 
 
 # ---- bad network input: exit 2 with one line, before anything runs
+BAD_FILES: dict[str, tuple[str, str | None]] = {  # name -> (file, its text; None: not written)
+    "missing": ("none.yaml", None),
+    "broken": ("broken.yaml", "root: [a, b\n"),
+    "negative": ("negative.yaml", "root: {name: panel, limit_kw: -3, stations: [x]}\n"),
+    "nolimit": ("nolimit.yaml", "root: {name: feeder, stations: [a, b, c, d, e, f]}\n"),
+    "typo": ("typo.yaml", "root: {name: feeder, limit_kw: 50, stations: [{id: a, phas: AB}, b, c, d, e, f]}\n"),
+    "toplevel": ("toplevel.yaml", "phases: AB\nroot: {name: feeder, limit_kw: 50, stations: [a, b, c, d, e, f]}\n"),
+    "twice": ("twice.yaml", "root:\n  limit_kw: 5\n  limit_kw: 500\n  stations: [a, b, c, d, e, f]\n"),
+    "twice_json": ("twice.json", '{"root": {"limit_kw": 5, "stations": ["a", "b", "c", "d", "e", "f"], "limit_kw": 500}}'),
+    "string": ("string.yaml", "root: {name: feeder, limit_kw: 50, stations: abcdef}\n"),
+    "null_id": ("null_id.yaml", "root: {name: feeder, limit_kw: 50, stations: [{id: ~}, b, c, d, e, f]}\n"),
+    "phase": ("phase.yaml", "phase: XY\nroot: {name: feeder, limit_kw: 50, stations: [{id: a, phase: AB}, b]}\n"),
+    "text": ("text.yaml", "root: {name: feeder, limit_kw: 4e1, stations: [a, b, c, d, e, f]}\n"),
+}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenarios", "acn-caltech", "--set", "env.network=jpl"],
      "compare.scenarios: acn-caltech: network jpl: station 'CA-"),
@@ -333,22 +349,10 @@ def test_episode_result_carries_every_caltech_constraint() -> None:
 def test_bad_network_input_exits_2_with_one_line(args, message, tmp_path, capsys) -> None:
     from experiments.cli.main import main
 
-    files = {"missing": tmp_path / "none.yaml", "broken": tmp_path / "broken.yaml",
-             "negative": tmp_path / "negative.yaml", "nolimit": tmp_path / "nolimit.yaml",
-             "typo": tmp_path / "typo.yaml", "toplevel": tmp_path / "toplevel.yaml",
-             "twice": tmp_path / "twice.yaml", "twice_json": tmp_path / "twice.json",
-             **{name: tmp_path / f"{name}.yaml" for name in ("string", "null_id", "phase", "text")}}
-    files["string"].write_text("root: {name: feeder, limit_kw: 50, stations: abcdef}\n")
-    files["null_id"].write_text("root: {name: feeder, limit_kw: 50, stations: [{id: ~}, b, c, d, e, f]}\n")
-    files["phase"].write_text("phase: XY\nroot: {name: feeder, limit_kw: 50, stations: [{id: a, phase: AB}, b]}\n")
-    files["text"].write_text("root: {name: feeder, limit_kw: 4e1, stations: [a, b, c, d, e, f]}\n")
-    files["broken"].write_text("root: [a, b\n")
-    files["negative"].write_text("root: {name: panel, limit_kw: -3, stations: [x]}\n")
-    files["nolimit"].write_text("root: {name: feeder, stations: [a, b, c, d, e, f]}\n")
-    files["typo"].write_text("root: {name: feeder, limit_kw: 50, stations: [{id: a, phas: AB}, b, c, d, e, f]}\n")
-    files["toplevel"].write_text("phases: AB\nroot: {name: feeder, limit_kw: 50, stations: [a, b, c, d, e, f]}\n")
-    files["twice"].write_text("root:\n  limit_kw: 5\n  limit_kw: 500\n  stations: [a, b, c, d, e, f]\n")
-    files["twice_json"].write_text('{"root": {"limit_kw": 5, "stations": ["a", "b", "c", "d", "e", "f"], "limit_kw": 500}}')
+    files = {name: tmp_path / file for name, (file, _) in BAD_FILES.items()}
+    for name, (_, text) in BAD_FILES.items():
+        if text is not None:
+            files[name].write_text(text)
     args = [a.format(**files) for a in args]
     with pytest.raises(SystemExit) as err:
         main(["compare", "--scenarios", "seed", "--controllers", "llf", "--seeds", "0", *args,

@@ -333,15 +333,22 @@ def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def distinct_seeds(spec: str, seeds: Sequence[int]) -> list[int]:
-    """The first seed of each distinct episode of `spec` that `seeds` draw (`pev_env.scenarios.scenario_episodes`),
-    in their order."""
+def distinct_seeds(spec: str, label: str, seeds: Sequence[int], before: Sequence[int] = ()) -> tuple[list[int], str]:
+    """The first seed of each distinct episode of `spec` that `before` (seeds of rows already there) and then
+    `seeds` draw (`pev_env.scenarios.scenario_episodes`), in that order, and a note naming `label` when some
+    repeat ('' when none does)."""
     from pev_env.scenarios import scenario_episodes
 
+    asked = [*before, *(s for s in seeds if s not in before)]
     first: dict[int, int] = {}
-    for seed, episode in zip(seeds, scenario_episodes(spec, list(seeds))):
+    for seed, episode in zip(asked, scenario_episodes(spec, asked)):
         first.setdefault(episode, int(seed))
-    return list(first.values())
+    kept = list(first.values())
+    if len(kept) == len(asked):
+        return kept, ""
+    earlier = f" with the {len(before)} of the results already there" if before else ""
+    return kept, (f"{label}: the {len(asked)} seeds{earlier} draw {len(kept)} distinct episode(s), each run once "
+                  f"(seeds {_ranges(kept)})")
 
 
 def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[int],
@@ -356,13 +363,8 @@ def grid(controllers: Iterable[str], scenarios: Iterable[str], seeds: Iterable[i
     keys: list[RunKey] = []
     notes: list[str] = []
     for spec, label in labels.items():
-        before = sorted({int(s) for s in (done or {}).get(label, ())})
-        asked = [*before, *(s for s in seeds if s not in before)]
-        kept = distinct_seeds(spec, asked)
-        if len(kept) < len(asked):
-            earlier = f" with the {len(before)} of the results already there" if before else ""
-            notes.append(f"{label}: the {len(asked)} seeds{earlier} draw {len(kept)} distinct episode(s), each run "
-                         f"once (seeds {_ranges(kept)})")
+        kept, note = distinct_seeds(spec, label, seeds, sorted({int(s) for s in (done or {}).get(label, ())}))
+        notes += [note] if note else []
         keys += [RunKey(c, spec, seed, label) for seed in kept if seed in seeds for c in controllers]
     return keys, notes
 

@@ -144,9 +144,9 @@ def tune(cfg: TuneConfig, argv: list[str] | None = None, progress: bool = True) 
 
 def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -> int:
     grid = cfg.grid
-    seeds = {sc: distinct_seeds(sc, cfg.seeds) for sc in cfg.scenarios}  # a repeated episode would weigh twice
-    repeated = [f"{sc}: the {len(cfg.seeds)} seeds draw {len(kept)} distinct episode(s), each run once (seeds "
-                f"{', '.join(map(str, kept))})" for sc, kept in seeds.items() if len(kept) < len(cfg.seeds)]
+    distinct = {sc: distinct_seeds(sc, sc, cfg.seeds) for sc in cfg.scenarios}  # a repeated episode would weigh twice
+    seeds = {sc: kept for sc, (kept, _) in distinct.items()}
+    repeated = [note for _, note in distinct.values() if note]
     for note in repeated:
         log.warning("%s", note)
     jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in seeds[sc]]

@@ -45,8 +45,14 @@ def agent_runs(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None
     equals an earlier one's; and a note per such folder."""
     controllers = metrics["controller"].astype(str)
     seeded = {registry.learned_base(c) for c in controllers if registry.TRAINING_SEED_MARK in c}
-    agent = controllers.map(lambda c: registry.learned_base(c) + ("" if registry.TRAINING_SEED_MARK in c else ONE_FOLDER)
-                            if registry.learned_base(c) in seeded else registry.learned_base(c) or c)
+
+    def agent_of(controller: str) -> str:
+        base = registry.learned_base(controller)
+        if not base:
+            return controller
+        return base + ONE_FOLDER if base in seeded and registry.TRAINING_SEED_MARK not in controller else base
+
+    agent = controllers.map(agent_of)
     index = controllers.map(lambda c: int(c.partition(registry.TRAINING_SEED_MARK)[2] or 0))
     notes, first, same = [], {}, set()
     for c in sorted(set(controllers) & set(checksums or {}), key=lambda c: (registry.learned_base(c), c)):

@@ -77,10 +77,11 @@ class AcnCaltechFamily(ScenarioFamily):
         frame = _frame(args)
         days = _days(args, frame)
         day = days[seed % len(days)]
-        if _SOURCES[args].network and not base.is_set("network"):
-            base = base.with_overrides({"network": "caltech"})
-        if _SOURCES[args].network and base.network == "caltech" and not base.is_set("transformer_kw"):
-            base = base.with_overrides({"transformer_kw": NETWORK_TRANSFORMER_KW})
+        if _SOURCES[args].network:
+            if not base.is_set("network"):
+                base = base.with_overrides({"network": "caltech"})
+            if base.network == "caltech" and not base.is_set("transformer_kw"):
+                base = base.with_overrides({"transformer_kw": NETWORK_TRANSFORMER_KW})
         return build_acn_day(frame, day, base, name=f"acn-caltech-{day}")
 
     def files(self, args: str) -> tuple[Path, ...]:
