@@ -14,6 +14,7 @@ their data (``acn:``) check it against those; ``station_p_min`` / ``station_p_ma
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Mapping
@@ -121,8 +122,9 @@ class EnvConfig:
 
     @property
     def user_set(self) -> frozenset[str]:
-        """The fields the user chose: named by `with_overrides` (even with the default value) or given to the
-        constructor with another value than the default; values a scenario derived (`derive`) are not."""
+        """The fields the user chose: named by `with_overrides` or given to the constructor (even with the default
+        value; a dataclasses.replace copy: the fields that differ from the default); values a scenario derived
+        (`derive`) are not."""
         chosen = self.__dict__.get("_chosen")  # None while __post_init__ validates
         return chosen if chosen is not None else _differing(self)
 
@@ -173,6 +175,21 @@ class EnvConfig:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(EnvConfig)}
+_dataclass_init = EnvConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_recording_choices(self: EnvConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass __init__, then every field passed counts as the user's choice (`user_set`), a default value
+    included: `EnvConfig(transformer_kw=150)` keeps 150 kW on a scenario that would set 40. dataclasses.replace
+    passes every field, so a call with all fields counts only those that differ from the default."""
+    _dataclass_init(self, *args, **kwargs)
+    given = frozenset(EnvConfig.field_names()[:len(args)]) | frozenset(kwargs)
+    if len(given) < len(_DEFAULTS):
+        object.__setattr__(self, "_chosen", self.user_set | given)
+
+
+EnvConfig.__init__ = _init_recording_choices  # type: ignore[method-assign]
 
 
 def _differing(cfg: EnvConfig) -> frozenset[str]:

@@ -200,7 +200,8 @@ class ChargingCore:
         load = self._meter.loads(applied, area)
         network_over = self._meter.overload_pct(load)
         remain = self._remaining(occ, plugged)
-        per_station = station_rewards(cfg.reward_weights, cfg.soc_ref, plugged, remain, local, overload > 0)
+        per_station = station_rewards(cfg.reward_weights, cfg.soc_ref, plugged, remain, local,
+                                      overload > 0 or network_over > 0)
         rewards = agent_rewards(per_station, cfg.shared_reward)
 
         self._requested[t], self._applied[t], self._local[t] = req, applied, local

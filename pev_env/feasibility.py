@@ -89,6 +89,11 @@ class FeasibilityLayer:
     def __call__(self, action: np.ndarray, obs: np.ndarray, config: Any) -> np.ndarray:
         """Powers (N,) kW for actions (N,) at observations (N, N_OBS) of a plant with constants `config`."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(f"action[{bad[0]}] = {a[bad[0]]}: a learned action must be finite "
+                             f"({bad.size} non-finite value(s) at stations {bad[:10].tolist()})")
         if self.mode == RAW:
             return action_to_kw(a, obs, config)
         o = np.asarray(obs, dtype=np.float64)

@@ -16,8 +16,9 @@ serve the PettingZoo/Gymnasium wrappers (`pev_env.wrappers`), the in-package tra
   only in how a station responds to prices.
 * `station_rewards`: the training reward, aligned with the evaluation metrics: energy delivered
   towards the target this step (`station_progress`; summed over an episode it is the requested energy minus the
-  unmet energy), minus a penalty on the power a station draws while the area is over P_ref (`overload_cost`,
-  which MAPPO-Lagrangian weights by a learned multiplier instead).
+  unmet energy), minus a penalty on the power a station draws while a shared limit is exceeded: the area limit
+  P_ref or any network constraint (`overload_cost`, scaled by `overload_fraction`; MAPPO-Lagrangian weights
+  the cost by a learned multiplier instead).
 * `laxity_log`, `safe_features` (SAFE_FEATURES): the extra inputs of the actors of the feasibility layer
   (`pev_env.feasibility`): LLF's key in a monotone transform, and the network headroom.
 """
@@ -173,9 +174,9 @@ class RewardWeights:
     """Weights of the training reward (dimensionless; energies in units of one full-power step)."""
 
     violation: float = 8.0
-    """Penalty per full-power step drawn while the area power exceeds P_ref."""
+    """Penalty per full-power step drawn while a shared limit is exceeded (P_ref or a network constraint)."""
     overload: float = 3.0
-    """Extra penalty per full-power step drawn, per unit of overload / P_ref."""
+    """Extra penalty per full-power step drawn, per unit of relative overload (`overload_fraction`)."""
 
     def __post_init__(self) -> None:
         for name in ("violation", "overload"):
@@ -183,20 +184,29 @@ class RewardWeights:
                 raise ValueError(f"RewardWeights.{name} = {getattr(self, name)!r}: must be >= 0")
 
 
-def station_rewards(obs: np.ndarray, applied_kw: np.ndarray, overload_kw: float, config: Any,
+def station_rewards(obs: np.ndarray, applied_kw: np.ndarray, overload: float, config: Any,
                     weights: RewardWeights = RewardWeights()) -> np.ndarray:
-    """(N,) training rewards for one step: progress - (violation + overload * overload/P_ref) * applied/p_max.
+    """(N,) training rewards for one step: progress - (violation + overload * `overload`) * applied/p_max.
 
     `obs` (N, N_OBS) is the observation the step acted on (its soc_remain is the energy still missing before
-    the step), `applied_kw` the powers the plant applied and `overload_kw` the area power above P_ref.
+    the step), `applied_kw` the powers the plant applied and `overload` the step's worst relative overload
+    of a shared limit (`overload_fraction`: the area limit or any network constraint; 0 when none is exceeded).
     Progress is the energy delivered towards the target, min(eta dt_h applied, soc_remain), divided by
     the energy of one full-power step eta dt_h p_max.
     """
     progress = station_progress(obs, applied_kw, config)
-    if overload_kw <= 0.0:
+    if overload <= 0.0:
         return progress
-    severity = weights.violation + weights.overload * overload_kw / max(config.P_ref, 1e-9)
+    severity = weights.violation + weights.overload * overload
     return progress - severity * overload_cost(obs, applied_kw, True)
+
+
+def overload_fraction(info: dict[str, Any], config: Any) -> float:
+    """The step's worst relative overload of a shared limit, from the plant's step info: the larger of the area
+    power above P_ref / P_ref and the largest (load - limit) / limit of a network constraint; 0 when none is
+    exceeded. On the `area` network the only constraint is the area limit, and its relative overload is used."""
+    area = info["area_overload_kw"] / max(config.P_ref, 1e-9)
+    return area if config.network == "area" else max(area, info["network_overload_pct"] / 100.0)
 
 
 def station_progress(obs: np.ndarray, applied_kw: np.ndarray, config: Any) -> np.ndarray:

@@ -127,7 +127,7 @@ class PEVChargeEnv(ParallelEnv):
         """Apply one action (requested kW, shape (1,)) per agent."""
         if not self.agents:
             raise RuntimeError("PEVChargeEnv.step: no live agents; call reset()")
-        result = self.core.step(self._requests(actions))
+        result = self.core.step(self.stacked_actions(actions))
         agents = self.agents
         done = result.terminated
         info = result.info
@@ -145,7 +145,9 @@ class PEVChargeEnv(ParallelEnv):
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
-    def _requests(self, actions: dict[str, Any]) -> np.ndarray:
+    def stacked_actions(self, actions: dict[str, Any], unit: str = "kW") -> np.ndarray:
+        """(N,) the actions of a dict agent -> action of shape (1,), in the order of `possible_agents`; a missing
+        or unknown agent, or an action that is not one number, is a ValueError naming it (`unit` for the message)."""
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions: got {type(actions).__name__}; expected a dict agent -> action of shape (1,)")
         if actions.keys() != self.action_spaces.keys():
@@ -156,9 +158,9 @@ class PEVChargeEnv(ParallelEnv):
         try:
             requests = np.array([actions[a] for a in self.possible_agents], dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"actions: every action must be a number or an array of shape (1,) kW ({exc})") from exc
+            raise ValueError(f"actions: every action must be a number or an array of shape (1,) {unit} ({exc})") from exc
         if requests.shape not in ((self.config.n_stations,), (self.config.n_stations, 1)):
-            raise ValueError(f"actions: stacked shape {requests.shape}; each action must have shape (1,) kW")
+            raise ValueError(f"actions: stacked shape {requests.shape}; each action must have shape (1,) {unit}")
         return requests.reshape(-1)
 
     def render(self) -> np.ndarray | str | None:

@@ -5,7 +5,8 @@ Per station i at step t (after the step is applied), with weights (w0, w1, w2):
 * remaining SOC: ``-w0 * soc_remain_i / soc_ref`` while a PEV is plugged (kWh / kWh);
 * local limit:   ``-w1`` when the station's request was outside [p_min, p_max] while
   plugged, or nonzero while free (the same flag as ``local_violation``);
-* area limit:    ``-w2`` at every plugged station when the area power exceeds P_ref.
+* shared limit:  ``-w2`` at every plugged station when a shared limit is exceeded: the area power above
+  P_ref, or on a network any constraint above its limit (the same steps as ``network_violation_steps``).
 
 ``shared_reward=True`` gives every agent the mean over stations of these rewards
 (the mean keeps the scale independent of the number of stations).
@@ -17,11 +18,11 @@ import numpy as np
 
 def station_rewards(
     weights: tuple[float, float, float], soc_ref: float, plugged: np.ndarray, soc_remain_kwh: np.ndarray,
-    local_violation: np.ndarray, area_violation: bool,
+    local_violation: np.ndarray, shared_violation: bool,
 ) -> np.ndarray:
     """(N,) float64 per-station rewards (see module doc)."""
     w0, w1, w2 = weights
-    penalty = w0 * soc_remain_kwh / soc_ref + w2 * float(area_violation)
+    penalty = w0 * soc_remain_kwh / soc_ref + w2 * float(shared_violation)
     return -(np.where(plugged, penalty, 0.0) + w1 * local_violation)
 
 

@@ -28,7 +28,7 @@ from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from pev_env.feasibility import FeasibilityLayer, action_bound, check_action_mode
-from pev_env.learning import AreaPrice, RewardWeights, input_names, policy_inputs, station_rewards
+from pev_env.learning import AreaPrice, RewardWeights, input_names, overload_fraction, policy_inputs, station_rewards
 
 ACTION_BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
 """The action of one learning station: a in [-1, 1] -> (a + 1) / 2 of its p_max (see `action_to_kw`)."""
@@ -96,10 +96,10 @@ class StationLearningWrapper(BaseParallelWrapper):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         agents, raw, cfg = list(self.env.possible_agents), self.inputs.raw, self.env.config
-        kw = self.inputs.kw(np.array([np.asarray(actions[a]).reshape(-1)[0] for a in agents]), cfg)
+        kw = self.inputs.kw(self.env.unwrapped.stacked_actions(actions, unit="in [-1, 1]"), cfg)
         obs, _, terminations, truncations, infos = self.env.step({a: np.array([k]) for a, k in zip(agents, kw)})
         applied = np.array([infos[a]["applied_kw"] for a in agents])
-        rewards = station_rewards(raw, applied, infos[agents[0]]["area_overload_kw"], cfg, self.weights)
+        rewards = station_rewards(raw, applied, overload_fraction(infos[agents[0]], cfg), cfg, self.weights)
         return self._features(obs), dict(zip(agents, rewards.tolist())), terminations, truncations, infos
 
     def _features(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -127,7 +127,7 @@ class StationLearningGymWrapper(gym.Wrapper):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         raw, cfg = self.inputs.raw, self.env.unwrapped.config
         obs, _, terminated, truncated, info = self.env.step(self.inputs.kw(action, cfg))
-        reward = station_rewards(raw, info["applied_kw"], info["area_overload_kw"], cfg, self.weights)
+        reward = station_rewards(raw, info["applied_kw"], overload_fraction(info, cfg), cfg, self.weights)
         return self._features(obs), float(reward.sum()), terminated, truncated, info
 
     def _features(self, obs: np.ndarray) -> np.ndarray:

@@ -100,3 +100,21 @@ def test_bad_files(tmp_path):
     (tmp_path / "bad.toml").write_text("p_max = -3.0\n")
     with pytest.raises(ValueError, match=r"EnvConfig\.p_max = -3\.0"):
         EnvConfig.from_file(tmp_path / "bad.toml")
+
+
+def test_a_field_given_to_the_constructor_is_the_users_choice_even_at_its_default() -> None:
+    """EnvConfig(transformer_kw=150) on acn-caltech-network used to run at the scenario's 40 kW, and
+    EnvConfig(network="area") on its Caltech network, because a default value counted as not chosen."""
+    import dataclasses
+
+    from pev_env import PEVChargeEnv, make_scenario
+
+    assert EnvConfig(transformer_kw=150.0).user_set == {"transformer_kw"} and EnvConfig().user_set == frozenset()
+    assert dataclasses.replace(EnvConfig(), xi=0.0).user_set == {"xi"}  # replace passes every field
+    config, _ = make_scenario("acn-caltech-network", 0, EnvConfig(transformer_kw=150.0))
+    assert (config.network, config.transformer_kw) == ("caltech", 150.0)
+    assert make_scenario("acn-caltech-network", 0, EnvConfig(network="area"))[0].network == "area"
+    assert make_scenario("acn-caltech-network", 0, EnvConfig())[0].transformer_kw == 40.0
+    env = PEVChargeEnv(scenario_name="acn-caltech-network", config=EnvConfig(transformer_kw=150.0))
+    env.reset(seed=0)
+    assert env.unwrapped.config.transformer_kw == 150.0

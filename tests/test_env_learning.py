@@ -16,7 +16,8 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from experiments.learning.rl import StationVecEnv
 from pev_env import PEVChargeEnv
 from pev_env.gym_env import PEVChargeGymEnv
-from pev_env.learning import N_FEATURES, input_names
+from pev_env.config import EnvConfig
+from pev_env.learning import N_FEATURES, input_names, station_progress
 from pev_env.wrappers import StationLearningGymWrapper, StationLearningWrapper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,13 +62,14 @@ def test_gymnasium_make_with_the_module_prefix_in_a_fresh_interpreter(tmp_path) 
     assert done.stdout.strip() == "(55,)"  # 5 stations x N_OBS = 11
 
 
-@pytest.mark.parametrize("price_alpha, action_mode", [(0.0, "raw"), (0.1, "raw"), (0.0, "safe")])
-def test_wrappers_match_the_trainers_array_path(price_alpha, action_mode) -> None:
+@pytest.mark.parametrize("scenario, price_alpha, action_mode", [
+    ("seed", 0.0, "raw"), ("seed", 0.1, "raw"), ("seed", 0.0, "safe"), ("acn-caltech-network", 0.0, "raw")])
+def test_wrappers_match_the_trainers_array_path(scenario, price_alpha, action_mode) -> None:
     """Same inputs (with the area price of price-informed agents, the safe inputs of a safe agent) and rewards as
-    `pev-experiments train` (StationVecEnv) for the same actions."""
-    vec = StationVecEnv(["seed"], [7], price_alpha, action_mode)
-    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"), price_alpha=price_alpha, action_mode=action_mode)
-    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"), price_alpha=price_alpha,
+    `pev-experiments train` (StationVecEnv) for the same actions, on the area limit and on a site network."""
+    vec = StationVecEnv([scenario], [7], price_alpha, action_mode)
+    pz = StationLearningWrapper(PEVChargeEnv(scenario_name=scenario), price_alpha=price_alpha, action_mode=action_mode)
+    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name=scenario), price_alpha=price_alpha,
                                         action_mode=action_mode)
     width = len(input_names(price_alpha, action_mode))
     first = vec.reset()
@@ -87,6 +89,8 @@ def test_wrappers_match_the_trainers_array_path(price_alpha, action_mode) -> Non
         assert gym_reward == pytest.approx(float(rewards.sum()), abs=1e-4)
         if action_mode != "raw":
             assert pz.unwrapped.core.episode_metrics()["area_violation_steps"] == 0
+    if scenario == "acn-caltech-network":  # random requests overload the network: the penalty counted it
+        assert pz.unwrapped.core.episode_metrics()["network_violation_steps"] > 0
     parallel_api_test(StationLearningWrapper(PEVChargeEnv(scenario_name="seed")), num_cycles=30)
 
 
@@ -118,3 +122,48 @@ def test_supersuit_sb3_training_gives_the_agent_the_harness_runs(tmp_path) -> No
 
     expected = action_to_kw(sb3_action.reshape(-1), env.inputs.raw, env.config)
     np.testing.assert_allclose(policy.act_array(env.inputs.raw), expected, atol=1e-5)
+
+
+def test_overloading_a_site_network_is_penalised_by_both_rewards() -> None:
+    """On acn-caltech-network P_ref never binds: the plant's w2 term and the training penalty must read the
+    network's constraints, on exactly the steps network_violation_steps counts."""
+    plain, unweighted = (PEVChargeEnv(scenario_name="acn-caltech-network", config=EnvConfig(reward_weights=w))
+                         for w in ((1.0, 2.0, 2.0), (1.0, 2.0, 0.0)))
+    learner = StationLearningWrapper(PEVChargeEnv(scenario_name="acn-caltech-network"))
+    for env in (plain, unweighted, learner):
+        env.reset(seed=2)
+    agents = plain.possible_agents
+    full = {a: np.array([6.6], np.float32) for a in agents}
+    env_penalised = learner_penalised = 0
+    while plain.agents:
+        raw = np.array(learner.inputs.raw, dtype=np.float64)
+        _, rewards, _, _, infos = plain.step(full)
+        _, without_w2, *_ = unweighted.step(full)
+        _, learned, _, _, l_infos = learner.step({a: np.array([1.0], np.float32) for a in agents})
+        assert infos[agents[0]]["area_overload_kw"] == 0.0
+        env_penalised += rewards[agents[0]] < without_w2[agents[0]] - 1e-12
+        progress = station_progress(raw, np.array([l_infos[a]["applied_kw"] for a in agents]), learner.env.config)
+        got = np.array([learned[a] for a in agents])
+        learner_penalised += bool((got < progress - 1e-9).any())
+        if l_infos[agents[0]]["network_overload_pct"] == 0:
+            np.testing.assert_allclose(got, progress, rtol=1e-6)
+    metrics = plain.unwrapped.core.episode_metrics()
+    assert env_penalised == metrics["network_violation_steps"] > 0 and metrics["area_violation_steps"] == 0
+    assert learner_penalised == learner.unwrapped.core.episode_metrics()["network_violation_steps"] > 0
+
+
+@pytest.mark.parametrize("action_mode", ["raw", "safe", "safe-rate", "residual"])
+def test_learning_wrappers_refuse_non_finite_actions_and_missing_agents(action_mode) -> None:
+    """A diverged policy (NaN actions) must not read as 'charges nothing': both wrappers raise, as the plant does."""
+    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="seed"), action_mode=action_mode)
+    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="seed"), action_mode=action_mode)
+    pz.reset(seed=0)
+    gym_env.reset(seed=0)
+    agents = pz.possible_agents
+    nan_one = {a: np.array([np.nan if i == 1 else 0.5], np.float32) for i, a in enumerate(agents)}
+    with pytest.raises(ValueError, match=r"action\[1\] = nan: a learned action must be finite"):
+        pz.step(nan_one)
+    with pytest.raises(ValueError, match=r"action\[0\] = nan"):
+        gym_env.step(np.full(len(agents), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"missing agents \['cs_3'\]"):
+        pz.step({a: np.array([0.0], np.float32) for a in agents if a != "cs_3"})

@@ -43,8 +43,8 @@ from experiments.outputs.outdir import claim, record
 from experiments.outputs.provenance import environment_info, file_checksum, to_dict
 from experiments.outputs.results import save_figure, write_csv
 from pev_env.feasibility import FeasibilityLayer, action_bound
-from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, policy_inputs, station_progress,
-                              station_rewards)
+from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, overload_fraction, policy_inputs,
+                              station_progress, station_rewards)
 
 if TYPE_CHECKING:
     from experiments.commands.config import TrainConfig
@@ -146,7 +146,7 @@ class StationVecEnv(VecEnv):
             exceeded = result.area_overload_kw > 0 or result.info["network_overload_pct"] > 0
             self.costs[sl] = overload_cost(plant.obs, result.applied_kw, exceeded)
             if self.multiplier is None:
-                rewards[sl] = station_rewards(plant.obs, result.applied_kw, result.area_overload_kw, cfg)
+                rewards[sl] = station_rewards(plant.obs, result.applied_kw, overload_fraction(result.info, cfg), cfg)
             else:
                 rewards[sl] = station_progress(plant.obs, result.applied_kw, cfg) - self.multiplier * self.costs[sl]
             plant.observe(result.observations)
