@@ -289,8 +289,9 @@ def test_an_interrupted_tune_overwrite_leaves_no_old_outputs(tmp_path, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tune, "map_in_order", interrupted)
-    assert main([*args, "--overwrite"]) == 130
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".written", "mine.png"]
+    assert main([*args, "--overwrite"]) == 130  # the new sweep's tune.json says it did not finish
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".written", "mine.png", "tune.json"]
+    assert json.loads((tmp_path / "tune.json").read_text())["status"].startswith("incomplete")
 
 
 # -- items 7 and 13: plug-ins that exit or hang are failed runs; SIGTERM leaves no lock ----------------------

@@ -78,7 +78,8 @@ def test_resume_refuses_to_mix_settings_and_names_the_keys(tmp_path, capsys) -> 
                               "--seeds", "0-1", "--resume", "--set", setting)
         assert code == 2 and "holds rows computed with other settings" in err and named in err
         assert (tmp_path / "metrics.csv").read_bytes() == before
-    # settings that do not touch the kept rows: edf's rows do not depend on the MPC settings
+    # settings that do not touch the kept rows: edf's rows do not depend on the MPC settings (the folder's
+    # mpc-centralised rows need them: a resume is not refused for MPC settings its own controllers do not read)
     assert run(tmp_path, "--controllers", "edf", "--seeds", "0-1", "--resume", "--set", "mpc.policy.horizon=6") == 0
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
 

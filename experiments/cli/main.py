@@ -203,8 +203,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if name.startswith("opt_") and value is not None:
             values[name[4:]] = value
     if isinstance(values.get("grid"), list):
-        values["grid"] = dict(_grid_item(item) for item in values["grid"])
+        values["grid"] = _grid(values["grid"])
     return values
+
+
+def _grid(items: list[str]) -> dict[str, list[str]]:
+    """The --grid options as SECTION.FIELD -> values; a field given twice is refused (one would be dropped)."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, values = _grid_item(item)
+        if key in grid:
+            raise ValueError(f"--grid {item!r}: {key} is already given ({key}={','.join(grid[key])}); "
+                             f"list every value once: --grid {key}=v1,v2,...")
+        grid[key] = values
+    return grid
 
 
 def _grid_item(item: str) -> tuple[str, list[str]]:

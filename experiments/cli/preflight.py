@@ -101,6 +101,29 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
             raise ValueError(f"{where}: on {name}: {exc}") from None
 
 
+def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any) -> None:
+    """An MPCSettings field the user set (`Section.given`) that no controller of the run reads is refused (it
+    would change the rows' settings and nothing else: e.g. `policy.foresight` without mpc-foresight, any
+    `mpc.*` with heuristics only); in a mixed run a warning names the MPC controllers that ignore it
+    (`ignores_setting` of each MPC policy, e.g. mpc-centralised ignores `coordination.*`). Not checked with
+    --resume: the settings must then match the folder's rows, whichever controllers this run adds."""
+    from pev_mpc.policies import POLICIES
+    from pev_mpc.settings import SECTIONS
+
+    readers = [c for c in controllers if c in registry.mpc_controllers()]
+    for part in SECTIONS:
+        for field in sorted(getattr(mpc, part).given):
+            key, value = f"{part}.{field}", getattr(getattr(mpc, part), field)
+            ignoring = [c for c in readers if POLICIES[c].ignores_setting(key)]
+            where = f"{section}.mpc.{key} = {value!r}"
+            if not readers:
+                raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)})")
+            if len(ignoring) == len(readers):
+                raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers")
+            if ignoring:
+                log.warning("%s: not read by %s", where, ", ".join(ignoring))
+
+
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
     """The model of a learned controller loads safely (`experiments.controllers.rl_model.load_model`; '' is the shipped
     reference model); a pickled Stable-Baselines3 zip passes only with `trust` and the rl extra (compare
@@ -155,6 +178,8 @@ def preflight(cfg: Any) -> None:
     for name in getattr(cfg, "controllers", ()):
         registry.check_available(name, f"{cfg.section}.controllers")
         check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), episodes, seeds[0])
+    if getattr(cfg, "mpc", None) is not None and not getattr(cfg, "resume", False):  # a resume's kept rows need them
+        check_unused_mpc_settings(cfg.section, cfg.controllers, cfg.mpc)
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)

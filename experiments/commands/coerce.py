@@ -179,7 +179,7 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError(f"{key} = {value!r}: must be a mapping of name -> value")
         inner = typing.get_args(tp)[1]
-        return {str(k): coerce(f"{key}.{k}", inner, v) for k, v in value.items()}
+        return {k: coerce(f"{key}.{k}", inner, v) for k, v in _dotted(value, inner).items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -193,3 +193,17 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
             raise ValueError(f"{key} = {value!r}: must be a string")
         return str(value)
     return value
+
+
+def _dotted(mapping: Mapping[str, Any], inner: Any) -> dict[str, Any]:
+    """`mapping` with nested sections written as dotted keys ({coordination: {method: x}} -> {coordination.method:
+    x}) when its values are not mappings themselves, as a tune grid's `section.field` keys."""
+    if typing.get_origin(inner) is Mapping:
+        return {str(k): v for k, v in mapping.items()}
+    flat: dict[str, Any] = {}
+    for k, v in mapping.items():
+        if isinstance(v, Mapping):
+            flat.update({f"{k}.{name}": item for name, item in _dotted(v, inner).items()})
+        else:
+            flat[str(k)] = v
+    return flat

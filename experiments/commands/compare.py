@@ -148,8 +148,8 @@ def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, st
                                 "package_version": package_version(), "code_sha256": code_checksum()}
     if files is not None:
         settings["scenario_files"] = dict(files)
-    if controller in registry.mpc_controllers():
-        settings["mpc"] = cfg.mpc
+    if controller in registry.mpc_controllers():  # as it runs: mpc-decentralised-tracking fixes its objective
+        settings["mpc"] = registry.make_controller(controller, mpc=cfg.mpc).settings
     if controller in checksums:
         settings[f"{controller}_model_sha256"] = checksums[controller]
     if registry.is_plugin(controller):

@@ -182,6 +182,8 @@ class CompareConfig(Execution, BasePlant, Output):
     goes on (0: no limit)."""
 
     def __post_init__(self) -> None:
+        from pev_mpc.policies import POLICIES
+
         self._check_output()
         self._at_least("run_timeout", 0)
         self._check_plant()
@@ -399,6 +401,8 @@ class TuneConfig(Execution, BasePlant, Output):
     goes on and ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
+        from pev_mpc.policies import POLICIES
+
         self._check_output()
         self._at_least("run_timeout", 0)
         self._check_plant()
@@ -411,6 +415,12 @@ class TuneConfig(Execution, BasePlant, Output):
         for name, values in grid.items():
             if not values:
                 _fail(self.section, f"grid.{name}", values, "must list at least one value")
+            if POLICIES["mpc-decentralised"].ignores_setting(name):
+                _fail(self.section, f"grid.{name}", list(values), "not read by mpc-decentralised, the controller tune "
+                      "sweeps")
+            if len(set(values)) < len(values):
+                _fail(self.section, f"grid.{name}", list(values), "lists a value twice (one setting would run twice "
+                      "under one label)")
             size *= len(values)
         if not grid or size > MAX_GRID:
             _fail(self.section, "grid", dict(self.grid), f"must combine 1 to {MAX_GRID} settings")
@@ -445,6 +455,8 @@ class ScaleConfig(Execution, BasePlant, Output):
     the command ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
+        from pev_mpc.policies import POLICIES
+
         self._check_output()
         self._at_least("run_timeout", 0)
         self._check_plant()

@@ -2,10 +2,12 @@
 
 For every setting of the grid (cartesian product) and every scenario x seed, the decentralised MPC runs a
 closed-loop episode; at every step the centralised QP of the same step's problem (same settings) is solved
-as the reference. Recorded per setting: relative objective gap to the centralised optimum (mean, max of
-|f_dec - f_cen| / max(|f_cen|, 1e-9)), area violations, unmet energy, coordination iterations, convergence
-rate and the decentralised solve time per step. Writes tune.csv and pareto.png (time vs gap); prints the
-Pareto-optimal settings and the fastest one within 1e-3 gap and without area violations.
+as the reference, on the plant's network. Recorded per run: relative objective gap to the centralised optimum
+(mean, max of |f_dec - f_cen| / max(|f_cen|, 1e-9)), network and area violations, unmet energy, coordination
+iterations, convergence rate and the decentralised solve time per step. Writes tune.csv, pareto.png (time vs
+gap) and tune.json; prints the Pareto-optimal settings and the fastest one within 1e-3 gap and without
+violations, naming the settings tied with it. A setting with a run over the run timeout is left out of both
+(it would be compared on fewer episodes).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 GAP_OK = 1e-3
 """Relative objective gap regarded as 'equal to the centralised optimum'."""
+TIME_TIE = 0.05
+"""Settings with the same results whose median step times differ by less than this fraction are tied."""
 
 
 class _GapProbe:
@@ -60,13 +64,11 @@ class _GapProbe:
     def act_array(self, obs: np.ndarray) -> np.ndarray:
         from pev_mpc.centralised import solve_centralised
         from pev_mpc.policies.base import Observed
-        from pev_mpc.policies.mpc import build_problem
 
         action = self.policy.act_array(obs)
         stats = self.policy.last_stats
-        settings = self.policy.settings
-        problem = build_problem(Observed(obs, self.config.P_ref), self.config.eta, self.config.dt_h, settings)
-        reference = solve_centralised(problem, settings).objective
+        problem = self.policy.problem(Observed(obs, self.config.P_ref))  # the step's problem, on the plant's network
+        reference = solve_centralised(problem, self.policy.settings).objective
         self.gaps.append(abs(float(stats["objective"]) - reference) / max(abs(reference), 1e-9))
         self.solve_s.append(float(stats["solve_time_s"]))
         self.converged.append(bool(stats.get("converged", True)))
@@ -92,6 +94,7 @@ def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: in
     times_ms = np.asarray(probe.solve_s) * 1e3
     return {
         "gap_mean": float(np.mean(probe.gaps)), "gap_max": float(np.max(probe.gaps)),
+        "network_violation_steps": row["network_violation_steps"],
         "area_violation_steps": row["area_violation_steps"], "area_overload_kwh": row["area_overload_kwh"],
         "unmet_energy_kwh": row["unmet_energy_kwh"], "iterations_mean": row["coordination_iterations_mean"],
         "converged_fraction": float(np.mean(probe.converged)),
@@ -127,6 +130,51 @@ def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
     return cfg, short
 
 
+def _record(out: Path, cfg: TuneConfig, argv: list[str] | None, repeated: list[str], **outcome: Any) -> None:
+    """tune.json: the command, the config, the data files and the outcome; written before the sweep too, so that
+    an interrupted sweep's tune.csv is never without its provenance."""
+    write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg), **outcome,
+                                              "repeated_episodes": repeated,
+                                              "scenario_files": {sc: f for sc in cfg.scenarios
+                                                                 if (f := run_files(sc, cfg.env.network))},
+                                              "environment": environment_info()},
+                                             indent=2, default=str) + "\n")
+
+
+def summarise(frame: pd.DataFrame, failed: pd.Index) -> pd.DataFrame:
+    """One row per setting (grid order): the means over its finished runs, `runs` and `failed_runs`. A setting
+    with a failed run is compared on fewer episodes than the others (its hard ones may be missing)."""
+    finished = frame.drop(index=failed)
+    per_setting = finished.groupby("setting", sort=False).agg(
+        gap_mean=("gap_mean", "mean"), gap_max=("gap_max", "max"),
+        network_violation_steps=("network_violation_steps", "sum"), area_violation_steps=("area_violation_steps", "sum"),
+        unmet_energy_kwh=("unmet_energy_kwh", "mean"), iterations_mean=("iterations_mean", "mean"),
+        step_time_median_ms=("step_time_median_ms", "median"))
+    counts = frame.groupby("setting", sort=False).size()
+    per_setting = per_setting.reindex(counts.index)
+    per_setting.insert(0, "runs", counts)
+    per_setting.insert(1, "failed_runs", frame.loc[failed, "setting"].value_counts().reindex(counts.index,
+                                                                                           fill_value=0))
+    return per_setting.reset_index()
+
+
+def best_setting(per_setting: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The fastest setting with gap <= GAP_OK and no violation (else the smallest gap), and the settings tied with
+    it: same unmet energy and mean iterations, median step time within TIME_TIE. Among tied settings the grid's
+    first is named, so the choice does not follow timing noise."""
+    ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["network_violation_steps"] == 0)
+                     & (per_setting["area_violation_steps"] == 0)]
+    pool = ok if len(ok) else per_setting.nsmallest(1, "gap_mean")
+    if not len(pool):
+        return pool, []
+    fastest = pool.loc[pool["step_time_median_ms"].idxmin()]
+    tied = pool[np.isclose(pool["unmet_energy_kwh"], fastest["unmet_energy_kwh"], rtol=1e-9, atol=1e-9)
+                & np.isclose(pool["iterations_mean"], fastest["iterations_mean"], rtol=1e-9, atol=1e-9)
+                & (pool["step_time_median_ms"] <= fastest["step_time_median_ms"] * (1 + TIME_TIE))]
+    best = tied.head(1)
+    return best, tied["setting"].iloc[1:].tolist()
+
+
 def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.Series:
     """True for rows not dominated in (x, y), both minimised."""
     xs, ys = frame[x].to_numpy(), frame[y].to_numpy()
@@ -150,6 +198,8 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     for note in repeated:
         log.warning("%s", note)
     jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in seeds[sc]]
+    _record(out, cfg, argv, repeated, status=f"incomplete: the sweep of {len(jobs)} runs did not finish; tune.csv "
+                                             "holds the runs that did")
     with open_backend(cfg) as backend:
         rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env,
                                              run_timeout=cfg.run_timeout), jobs,
@@ -159,28 +209,26 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     if failed.size == len(frame):
         print(f"every run went over the run timeout of {cfg.run_timeout:g} s; see {out / 'tune.csv'}", file=sys.stderr)
         return 1
-    per_setting = frame.groupby("setting", sort=False).agg(
-        gap_mean=("gap_mean", "mean"), gap_max=("gap_max", "max"), area_violation_steps=("area_violation_steps", "sum"),
-        unmet_energy_kwh=("unmet_energy_kwh", "mean"), iterations_mean=("iterations_mean", "mean"),
-        step_time_median_ms=("step_time_median_ms", "median")).reset_index()
-    front = pareto_front(per_setting, "step_time_median_ms", "gap_mean")
+    per_setting = summarise(frame, failed.index)
+    complete = per_setting[per_setting["failed_runs"] == 0]
+    front = pareto_front(complete, "step_time_median_ms", "gap_mean").reindex(per_setting.index, fill_value=False)
     fig = plots.pareto(per_setting, "step_time_median_ms", "gap_mean", "setting", front,
                        "Decentralised MPC: speed vs accuracy")
     save_figure(fig, out / "pareto.png")
     plots.close(fig)
-    ok = per_setting[(per_setting["gap_mean"] <= GAP_OK) & (per_setting["area_violation_steps"] == 0)]
-    best = ok.nsmallest(1, "step_time_median_ms") if len(ok) else per_setting.nsmallest(1, "gap_mean")
-    write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
-                                              "best": best.to_dict("records"), "repeated_episodes": repeated,
-                                              "scenario_files": {sc: f for sc in cfg.scenarios
-                                                                 if (f := run_files(sc, cfg.env.network))},
-                                              "environment": environment_info()},
-                                             indent=2, default=str) + "\n")
+    best, tied = best_setting(complete)
+    incomplete = per_setting.loc[per_setting["failed_runs"] > 0, "setting"].tolist()
+    _record(out, cfg, argv, repeated, status="complete", best=best.to_dict("records"), tied_with_best=tied,
+            incomplete_settings=incomplete)
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
         print("Pareto-optimal settings (time per step vs mean relative gap):")
         print(per_setting[front].sort_values("step_time_median_ms").to_string(index=False))
-        print(f"\nBest (fastest with gap <= {GAP_OK:g} and no area violations; else smallest gap):")
-        print(best.to_string(index=False))
+        print(f"\nBest (fastest with gap <= {GAP_OK:g} and no violation; else smallest gap; settings with a failed "
+              "run are left out):")
+        print(best.to_string(index=False) if len(best) else "none: every setting has a failed run")
+        if tied:
+            print(f"Tied with it (same unmet energy and iterations, step time within {TIME_TIE:.0%}: timing noise "
+                  f"decides between them, so the grid's first is named): {'; '.join(tied)}")
     print(f"wrote {out / 'tune.csv'} and {out / 'pareto.png'}")
     if failed.size:
         print(f"{failed.size} run(s) over the run timeout of {cfg.run_timeout:g} s (column failed of tune.csv)",

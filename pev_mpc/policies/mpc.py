@@ -19,7 +19,8 @@ the first move is scaled onto it exactly.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from dataclasses import fields
+from typing import Any, ClassVar
 
 import cvxpy as cp
 import numpy as np
@@ -37,7 +38,7 @@ from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
-from pev_mpc.settings import MAX_HORIZON, MPCSettings
+from pev_mpc.settings import MAX_HORIZON, MPCSettings, Objective
 from pev_mpc.solution import MPCSolution
 
 MAX_EXCHANGE_RATIO = 10.0
@@ -107,13 +108,22 @@ def safe_first_move(p0: np.ndarray, ob: Observed, eta: float, dt_h: float,
 class _RecedingHorizon(Policy):
     """Shared receding-horizon loop: build, solve, apply the first move."""
 
+    ignores: ClassVar[tuple[str, ...]] = ("policy.foresight", "policy.history")
+    """MPCSettings this policy never reads or sets itself (a section, or section.field): `ignores_setting`."""
+
+    @classmethod
+    def ignores_setting(cls, key: str) -> bool:
+        """True when the setting `key` (section.field) has no effect on this policy (the harness refuses or warns
+        about a setting that a controller of the run would ignore)."""
+        return any(key == name or key.startswith(name + ".") for name in cls.ignores)
+
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else MPCSettings()
 
     def _act(self, ob: Observed) -> tuple[np.ndarray, dict[str, Any]]:
         eta, dt_h = self.config.eta, self.config.dt_h
-        solution = self._solve(self._problem(ob))
+        solution = self._solve(self.problem(ob))
         info = {
             "iterations": solution.iterations,
             "converged": solution.converged,
@@ -124,7 +134,7 @@ class _RecedingHorizon(Policy):
         }
         return safe_first_move(solution.p[:ob.plugged.size, 0], ob, eta, dt_h, self.network), info
 
-    def _problem(self, ob: Observed) -> ChargingProblem:
+    def problem(self, ob: Observed) -> ChargingProblem:
         """This step's problem (its first N columns are the stations)."""
         return build_problem(ob, self.config.eta, self.config.dt_h, self.settings, self.network)
 
@@ -137,6 +147,7 @@ class DecentralisedMPC(_RecedingHorizon):
     """Stations solve their own QPs; the coordinator's prices are warm-started, shifted one step."""
 
     name = "mpc-decentralised"
+    ignores = ("centralised", "policy.foresight", "policy.history")
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
         self._prices: np.ndarray | None = None   # the last step's prices ...
@@ -161,6 +172,9 @@ class DecentralisedTrackingMPC(DecentralisedMPC):
     """The decentralised MPC with the reference objective: 'tracking' over the fixed horizon."""
 
     name = "mpc-decentralised-tracking"
+    ignores = (*DecentralisedMPC.ignores, "objective.name", "policy.horizon_to_departure", "policy.max_horizon",
+               *(f"objective.{f.name}" for f in fields(Objective)
+                 if "tracking" not in f.metadata.get("applies", ("tracking",))))  # the deadline weights
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         base = settings if settings is not None else MPCSettings()
@@ -179,6 +193,7 @@ class ForesightMPC(DecentralisedMPC):
     for several kWh delivered earlier at stations that load the binding row less (docs/FORMULATION.md)."""
 
     name = "mpc-foresight"
+    ignores = ("centralised", "policy.history")
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__(settings)
@@ -215,7 +230,7 @@ class ForesightMPC(DecentralisedMPC):
             self._schedule = plug_schedule(self._scenario)
         return coming_pevs(self._scenario, step, self.settings.foresight, busy_until, self._schedule)
 
-    def _problem(self, ob: Observed) -> ChargingProblem:
+    def problem(self, ob: Observed) -> ChargingProblem:
         step, self._step = self._step, self._step + 1
         busy_until = step + ob.departure_steps()
         coming = self.coming(step, busy_until)
@@ -231,6 +246,7 @@ class HistoryMPC(ForesightMPC):
     its own day out of the history (`pev_mpc.history.day_key`)."""
 
     name = "mpc-history"
+    ignores = ("centralised",)
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__(settings)
@@ -249,12 +265,12 @@ class HistoryMPC(ForesightMPC):
             self._read = key, ArrivalHistory.read(self.settings.history, ids, config)
         self._history = self._read[1].leaving_out(day_key(scenario))
 
-    def _problem(self, ob: Observed) -> ChargingProblem:
+    def problem(self, ob: Observed) -> ChargingProblem:
         departs = ob.departure_steps()
         began = ob.plugged & (~self._plugged | (departs >= self._departs))   # plugged in, or another PEV came
         self._seen += int(np.count_nonzero(began))
         self._plugged, self._departs = ob.plugged.copy(), departs
-        return super()._problem(ob)
+        return super().problem(ob)
 
     def coming(self, step: int, busy_until: np.ndarray) -> ComingPEVs:
         """The history's expected PEVs of the next `foresight` steps at the stations free by then, their energy
@@ -300,6 +316,7 @@ class CentralisedMPC(_RecedingHorizon):
     information as the decentralised MPC."""
 
     name = "mpc-centralised"
+    ignores = ("coordination", "stations", "policy.foresight", "policy.history")
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
         self._last: MPCSolution | None = None

@@ -1,0 +1,45 @@
+"""An MPC setting that no controller of a run reads is refused, named in a warning in a mixed run, and a row
+records the settings its controller ran with."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.cli.main import main
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--controllers", "llf,edf", "--set", "mpc.policy.horizon=12"],
+     "compare.mpc.policy.horizon = 12: no controller of the run reads MPC settings (llf, edf)"),
+    (["--controllers", "mpc-decentralised", "--set", "mpc.policy.foresight=12"],
+     "compare.mpc.policy.foresight = 12: not read by mpc-decentralised, the run's MPC controllers"),
+    (["--controllers", "mpc-centralised", "--set", "mpc.coordination.method=nesterov"],
+     "compare.mpc.coordination.method = 'nesterov': not read by mpc-centralised"),
+    (["--controllers", "mpc-decentralised-tracking", "--set", "mpc.objective.unmet_weight=5"],
+     "compare.mpc.objective.unmet_weight = 5.0: not read by mpc-decentralised-tracking"),
+])
+def test_an_mpc_setting_no_controller_of_the_run_reads_exits_2(args, message, tmp_path, capsys) -> None:
+    """Such a setting changed the rows' fingerprint and nothing else (docs/controllers.md: a setting never goes
+    unused without a word)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_mixed_run_warns_and_records_the_settings_each_controller_ran_with(tmp_path, caplog) -> None:
+    args = ["compare", "--scenarios", "seed", "--seeds", "0", "--controllers",
+            "mpc-decentralised,mpc-centralised,mpc-decentralised-tracking", "--set", "mpc.coordination.max_iterations=150",
+            "--set", "env.total_time=30", "-q", "--workers", "1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert "compare.mpc.coordination.max_iterations = 150: not read by mpc-centralised" in caplog.text
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    objectives = {value["mpc"]["objective"]["name"] for value in settings.values() if "mpc" in value}
+    assert objectives == {"deadline", "tracking"}  # the tracking row recorded 'deadline' before
+
+
+def test_tune_refuses_a_grid_of_settings_the_decentralised_mpc_does_not_read(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "--grid", "policy.foresight=0,48", "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "tune.grid.policy.foresight = [0, 48]: not read by mpc-decentralised" in capsys.readouterr().err
