@@ -12,19 +12,22 @@ Rules:
 * **File:** `resolve_file`: a bare file name that does not exist in the working directory but names a shipped
   file resolves to `pev_env/data`. Timestamps without a time zone are local site time (America/Los_Angeles;
   a repeated autumn hour is read as standard time, a skipped spring one moves forward) and counted in the
-  report. Refused in one line naming the file line, column and value: an empty or unreadable arrival or
-  departure or station_id, an energy that is text or not finite, a row with more fields than the header.
+  report; a zone is Z, GMT, UTC, +HH:MM, +HHMM or +HH. Refused in one line naming the file line, column
+  and value: an empty or unreadable arrival or departure or station_id, an energy that is text or not finite, a row with more fields than the header.
 * **Cleaning** (`REPORT_KINDS`): duplicates (same station, arrival, departure and energies: one kept),
   sessions departing before they arrive, and physically impossible ones (no stay, negative delivered
   energy, or an average above the largest rating with its tolerance, `MAX_SESSION_KW` = 371 kW) are left
   out of every day and of the rating inference; `data_report` lists them by kind with their session ids
   (run.json records it per scenario) and one warning line per file is logged when it is first read.
+  Kept as written and reported: session ids on more than one row, sessions overlapping at a station, and
+  ratings resting on one session (`rating_outliers`).
 * **Agents:** every station id of the kept sessions, sorted (so the spaces are the same on every day of a file).
 * **Day:** the sessions arriving on that local day (America/Los_Angeles); arrival step = floor(minutes
   since local midnight / sampling_time), departure step (exclusive) = floor(departure minutes /
-  sampling_time). Departures after midnight are kept: the episode lasts until the later of the next
-  midnight and the last departure (at most `pev_env.limits.MAX_STEPS`). Sessions shorter than one step
-  are dropped.
+  sampling_time), counting elapsed time (a daylight-saving day's 24 h end at 23:00 or 01:00 local time).
+  Departures after midnight are kept: the episode lasts until the later of 24 h and the last departure (at
+  most `pev_env.limits.MAX_STEPS`). Sessions shorter than one step are dropped; a day with no session left
+  to charge is refused. `day_rules` counts what these and the energy rules change (`DAY_RULES`).
 * **Energy:** the requested energy (the delivered energy when the request is missing or <= 0); the
   battery is not recorded, so capacity = clip(energy, battery_kwh, max_battery_kwh) (defaults: the
   EnvConfig fields acn_battery_kwh = 60 and acn_battery_max_kwh = 100 kWh) and target = min(energy,
@@ -39,7 +42,7 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -70,12 +73,22 @@ RATING_TOLERANCE = 0.06
 (ANSI C84.1 Range A) and the rounding of spec-sheet figures (32 A x 208 V = 6.656 kW is sold as 6.6)."""
 MAX_SESSION_KW = STANDARD_RATINGS_KW[-1] * (1.0 + RATING_TOLERANCE)
 """kW: a session averaging more than the largest rating with its tolerance (371 kW) is physically impossible."""
+OUTLIER_RATIO = 2.0
+"""`rating_outliers`: a station's fastest session averaging more than 2x its next-fastest, when it alone sets a
+higher rating, is named in the data report (a typo or a metering glitch would rate the station on every day)."""
 REPORT_KINDS = {
     "duplicate": "duplicates (same station, arrival, departure and energies as an earlier row)",
     "departure_before_arrival": "departing before they arrive",
     "impossible": f"physically impossible (no stay, negative delivered energy or above {MAX_SESSION_KW:.0f} kW)",
 }
 """Rows left out of every day and of the rating inference, reported by `data_report` (kind -> description)."""
+DAY_RULES = {
+    "shorter_than_step": "sessions shorter than one {sampling_time:g}-min step (dropped)",
+    "request_replaced": "requests missing or <= 0 (the delivered energy used)",
+    "no_energy": "sessions with no energy to charge (request and delivered energy missing or 0)",
+    "capped": "requests above acn_battery_max_kwh = {max_battery_kwh:g} kWh (capped to it)",
+}
+"""Rules of building a day that change its sessions, counted by `day_rules` (rule -> description)."""
 SPLITS = ("train", "eval")
 """Day split: `eval` = days of odd ISO weeks (the shipped week 2019-05-06 is ISO week 19), `train` = even."""
 
@@ -87,6 +100,8 @@ _COLUMNS = {  # clean name -> accepted spellings in the file
     "station_id": ("station_id",),
 }
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ZONE = r"(?:Z|GMT|UTC|[+-]\d{2}:?\d{2}|[T ]\d{2}(?::\d{2}){0,2}(?:\.\d+)?\s*[+-]\d{2})$"
+"""A timestamp's trailing time zone (`_zoned`)."""
 _NAMED = 5
 """Rows named per kind in a report line."""
 _CACHE: dict[tuple[str, int, int], tuple[pd.DataFrame, dict[str, Any]]] = {}
@@ -114,12 +129,10 @@ def _refuse(path: Path, bad: pd.Series, column: str, values: pd.Series, allowed:
         raise ValueError(f"ACN file {str(path)!r}: line {first + 2}: {column} = {str(values.iloc[first])!r}: {allowed}{more}")
 
 
-def _zoned(text: np.ndarray) -> np.ndarray:
-    """True where a timestamp ends with its time zone: Z, GMT, UTC, +HH:MM or +HHMM (vectorised)."""
-    named = np.strings.endswith(text, "Z") | np.strings.endswith(text, "GMT") | np.strings.endswith(text, "UTC")
-    colon = np.isin(np.strings.slice(text, -6, -5), ("+", "-")) & (np.strings.slice(text, -3, -2) == ":")
-    plain = np.isin(np.strings.slice(text, -5, -4), ("+", "-")) & np.strings.isdigit(np.strings.slice(text, -4, None))
-    return named | colon | plain
+def _zoned(text: pd.Series) -> np.ndarray:
+    """True where a timestamp ends with its time zone: Z, GMT, UTC, +HH:MM, +HHMM or +HH after the time
+    (PostgreSQL's `2019-05-07 08:00:00-07`; a date alone, 2019-05-07, has none)."""
+    return text.str.contains(_ZONE, regex=True).to_numpy(dtype=bool)
 
 
 def _parse(text: pd.Series, utc: bool) -> pd.Series:
@@ -133,20 +146,25 @@ def _parse(text: pd.Series, utc: bool) -> pd.Series:
     return stamps
 
 
-def _timestamps(path: Path, text: pd.Series, column: str) -> tuple[pd.Series, int]:
-    """Local timestamps of a column, and how many were written without a time zone (read as local time)."""
+def _timestamps(path: Path, text: pd.Series, column: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Local timestamps of a column, where they were written without a time zone (read as local time), and
+    where such a local time lies in the hour repeated when daylight saving time ends (read as standard time)."""
     text = text.astype("string").str.strip().fillna("")
     _refuse(path, text == "", column, text, "empty; every session needs an arrival and a departure")
-    naive = ~_zoned(text.to_numpy(dtype=str))
+    naive = ~_zoned(text)
+    repeated = np.zeros(len(text), dtype=bool)
     stamps = pd.Series(pd.NaT, index=text.index, dtype=f"datetime64[ns, {TIMEZONE}]")
     if (~naive).any():
         stamps[~naive] = _parse(text[~naive], utc=True).dt.tz_convert(TIMEZONE)
     if naive.any():  # local time; an hour repeated in November is standard time, a skipped one in March moves on
-        stamps[naive] = _parse(text[naive], utc=False).dt.tz_localize(
-            TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool), nonexistent="shift_forward")
+        local = _parse(text[naive], utc=False)
+        stamps[naive] = local.dt.tz_localize(TIMEZONE, ambiguous=np.zeros(int(naive.sum()), dtype=bool),
+                                             nonexistent="shift_forward")
+        repeated[naive] = (local.notna() & local.dt.tz_localize(TIMEZONE, ambiguous="NaT",
+                                                                nonexistent="shift_forward").isna()).to_numpy()
     _refuse(path, stamps.isna(), column, text, "not a timestamp in ISO 8601 (2019-05-06 07:55:16-07:00) or with the "
             "month by name (Mon, 06 May 2019 14:55:16 GMT); a numeric date like 05/12/2019 is ambiguous")
-    return stamps, int(naive.sum())
+    return stamps, naive, repeated
 
 
 def _energy(path: Path, text: pd.Series, column: str) -> pd.Series:
@@ -173,20 +191,22 @@ def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             f"{[s[0] for s in _COLUMNS.values()]}, found {list(raw.columns)}"
         )
     frame = raw.rename(columns=rename)
-    naive = 0
-    for col in ("arrival", "departure"):
-        frame[col], count = _timestamps(path, frame[col], col)
-        naive += count
+    naive, repeated = np.zeros((2, len(frame)), dtype=int), np.zeros((2, len(frame)), dtype=bool)
+    for i, col in enumerate(("arrival", "departure")):
+        frame[col], naive[i], repeated[i] = _timestamps(path, frame[col], col)
     for col in ("requested_energy_kwh", "delivered_energy_kwh"):
         frame[col] = _energy(path, frame[col], col)
     station = frame["station_id"].astype("string").str.strip().fillna("")
     _refuse(path, station == "", "station_id", station, "empty; every session needs its station")
     frame["station_id"] = station.astype(str)
-    return _clean(frame, path, naive)
+    return _clean(frame, path, naive, repeated)
 
 
-def _clean(frame: pd.DataFrame, path: Path, naive: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drop the rows of `REPORT_KINDS`, each counted once under its first kind; the kept sessions and the report."""
+def _clean(frame: pd.DataFrame, path: Path, naive: np.ndarray,
+           repeated: np.ndarray) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop the rows of `REPORT_KINDS`, each counted once under its first kind; the kept sessions and the report
+    (`data_report`). `naive` / `repeated`: (2, rows) masks of the arrivals and departures written without a time
+    zone / in the repeated hour of the end of daylight saving time."""
     lines = pd.Series([f"line {i + 2}" for i in range(len(frame))], index=frame.index)
     ids = frame["session_id"].fillna(lines) if "session_id" in frame else lines  # session id, else the file line
     power = session_powers(frame)
@@ -205,29 +225,77 @@ def _clean(frame: pd.DataFrame, path: Path, naive: int) -> tuple[pd.DataFrame, d
             {"session": i, "station": s, "average_kw": None if np.isnan(kw) else round(float(kw), 1)}
             for i, s, kw in zip(ids[mask], frame["station_id"][mask], power[mask], strict=True)]}
     report["kept"] = int((~dropped).sum())
-    report["naive_timestamps"] = {"count": naive, "read_as": TIMEZONE}
-    kept = frame[~dropped].sort_values("arrival", kind="stable").reset_index(drop=True)
-    return kept, report
+    report["naive_timestamps"] = {
+        "count": int(naive.sum()), "read_as": TIMEZONE, "repeated_hour": int(repeated.sum()),
+        "repeated_hour_reversed": int((repeated.any(axis=0) & kinds["departure_before_arrival"].to_numpy()).sum())}
+    kept = frame[~dropped]
+    report.update(_kept_checks(kept, ids[~dropped]))
+    return kept.sort_values("arrival", kind="stable").reset_index(drop=True), report
+
+
+def _named(ids: pd.Series, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The first `_NAMED` rows as {session, station, line} (file line)."""
+    return [{"session": i, "station": s, "line": int(n) + 2}
+            for i, s, n in zip(ids[:_NAMED], frame["station_id"][:_NAMED], frame.index[:_NAMED], strict=False)]
+
+
+def _kept_checks(kept: pd.DataFrame, ids: pd.Series) -> dict[str, Any]:
+    """What the kept rows (indexed by file row) may hold by mistake and are used as written: session ids on more than
+    one row, sessions starting before an earlier one at their station has left, and `rating_outliers`."""
+    session = kept["session_id"] if "session_id" in kept else pd.Series(pd.NA, index=kept.index)
+    shared = session.notna() & session.duplicated(keep=False)
+    by_station = kept.sort_values(["station_id", "arrival"], kind="stable")
+    earlier = by_station.groupby("station_id")["departure"].cummax().groupby(by_station["station_id"]).shift()
+    overlap = (by_station["arrival"] < earlier).reindex(kept.index)
+    outliers = rating_outliers(kept, ids)
+    return {"shared_session_ids": {"count": int(session[shared].nunique()), "rows": int(shared.sum()),
+                                   "sessions": _named(ids[shared], kept[shared])},
+            "station_overlaps": {"count": int(overlap.sum()), "sessions": _named(ids[overlap], kept[overlap])},
+            "rating_outliers": {"count": len(outliers), "stations": outliers[:_NAMED]}}
+
+
+def _examples(sessions: Sequence[Mapping[str, Any]], total: int, name: Callable[[Mapping[str, Any]], str]) -> str:
+    """`name(s)` of the first `_NAMED` sessions of a report entry of `total` rows, and how many more there are."""
+    return ", ".join(map(name, sessions[:_NAMED])) + (f", +{total - _NAMED} more" if total > _NAMED else "")
+
+
+def _at_line(session: Mapping[str, Any]) -> str:
+    return f"{session['session']} at {session['station']} line {session['line']}"
 
 
 def report_line(report: Mapping[str, Any]) -> str:
-    """One line summarising a file's data report ('' when nothing was dropped or read as local time)."""
-    parts = []
-    for kind in REPORT_KINDS:
-        entry = report[kind]
-        if entry["count"]:
-            named = ", ".join(f"{s['session']} at {s['station']}"
-                              + ("" if s["average_kw"] is None else f" {s['average_kw']:.4g} kW")
-                              for s in entry["sessions"][:_NAMED])
-            extra = f", +{entry['count'] - _NAMED} more" if entry["count"] > _NAMED else ""
-            parts.append(f"{entry['count']} {REPORT_KINDS[kind]} ({named}{extra})")
-    naive = report["naive_timestamps"]["count"]
-    if naive:
-        parts.append(f"read {naive} timestamps without a time zone as {TIMEZONE} time")
-    if not parts:
-        return ""
-    left_out = report["rows"] - report["kept"]
-    return f"ACN file {report['file']!r}: left out {left_out} of {report['rows']} rows: " + "; ".join(parts)
+    """One line summarising a file's data report ('' when it has nothing to say)."""
+    left = [f"{report[kind]['count']} {REPORT_KINDS[kind]} ("
+            + _examples(report[kind]["sessions"], report[kind]["count"], lambda s: f"{s['session']} at {s['station']}"
+                        + ("" if s["average_kw"] is None else f" {s['average_kw']:.4g} kW")) + ")"
+            for kind in REPORT_KINDS if report[kind]["count"]]
+    parts = [f"left out {report['rows'] - report['kept']} of {report['rows']} rows: " + "; ".join(left)] if left else []
+    naive = report["naive_timestamps"]
+    if naive["count"]:
+        repeated = (f" ({naive['repeated_hour']} in the hour repeated when daylight saving time ends, read as standard "
+                    f"time; {naive['repeated_hour_reversed']} of the sessions left out as departing before they "
+                    "arrive has such a timestamp)"
+                    if naive["repeated_hour"] else "")
+        parts.append(f"read {naive['count']} timestamps without a time zone as {TIMEZONE} time{repeated}")
+    shared, overlaps = report["shared_session_ids"], report["station_overlaps"]
+    if shared["count"]:
+        parts.append(f"{shared['count']} session ids on more than one row ({shared['rows']} rows: "
+                     f"{_examples(shared['sessions'], shared['rows'], _at_line)}), each row kept as a PEV of its own")
+    if overlaps["count"]:
+        parts.append(f"{overlaps['count']} sessions arrive before an earlier session at their station has left "
+                     f"({_examples(overlaps['sessions'], overlaps['count'], _at_line)}), kept: each waits until its "
+                     "station is free")
+    outliers = report["rating_outliers"]
+    if outliers["count"]:
+        parts.append(f"{outliers['count']} station ratings rest on one session averaging more than {OUTLIER_RATIO:g}x "
+                     "the station's next-fastest and apply on every day of the file unless env.p_max is set ("
+                     + ", ".join(f"{o['station']} {o['rating_kw']:g} kW from {o['session']} at {o['average_kw']:g} kW, "
+                                 f"next {o['next_kw']:g} kW" for o in outliers["stations"]) + ")")
+    rules = report.get("day_rules")
+    if rules and any(rules[k] for k in DAY_RULES):
+        parts.append(f"building its {rules['days']} days: " + ", ".join(
+            f"{rules[k]} {DAY_RULES[k].format(**rules)}" for k in DAY_RULES if rules[k]))
+    return f"ACN file {report['file']!r}: " + "; ".join(parts) if parts else ""
 
 
 def _cached(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -259,11 +327,22 @@ def _sessions(source: Source) -> pd.DataFrame:
     return pd.concat(frames).sort_values("arrival", kind="stable").reset_index(drop=True)
 
 
-def data_report(source: Source = None) -> list[dict[str, Any]]:
+def data_report(source: Source = None, sampling_time: float = 5.0,
+                max_battery_kwh: float = EnvConfig.acn_battery_max_kwh,
+                days: Sequence[dt.date] | None = None) -> list[dict[str, Any]]:
     """What reading the files of `source` left out and how it read them, one dict per file (for run.json):
-    `file`, `rows`, `kept`, each kind of `REPORT_KINDS` as {count, sessions: [{session, station,
-    average_kw}]}, and `naive_timestamps` {count, read_as}."""
-    return [_cached(p)[1] for p in _paths(source)]
+    `file`, `rows`, `kept`, each kind of `REPORT_KINDS` as {count, sessions: [{session, station, average_kw}]},
+    `naive_timestamps` {count, read_as, repeated_hour, repeated_hour_reversed}, the kept rows used as written
+    (`shared_session_ids` {count, rows, sessions}, `station_overlaps` {count, sessions}: [{session, station,
+    line}]; `rating_outliers` {count, stations}) and `day_rules` (`day_rules` of the sessions arriving on `days`,
+    default every day, at these settings)."""
+    reports = []
+    for path in _paths(source):
+        frame, report = _cached(path)
+        if days is not None:
+            frame = frame[frame["arrival"].dt.date.isin(days)]
+        reports.append({**report, "day_rules": day_rules(frame, sampling_time, max_battery_kwh)})
+    return reports
 
 
 def load_acn_sessions(path: Source = None) -> pd.DataFrame:
@@ -353,17 +432,18 @@ def day_sessions(
 
     Adds `arrival_step`, `departure_step` (exclusive; may pass the day's end), `energy_kwh` and
     `station` (index of station_id in `stations`; default: every station id of `frame`, sorted).
+    A day none of whose sessions can charge (each shorter than one step or without energy) raises ValueError.
     """
     _steps_per_day(sampling_time)
     chosen = _choose_day(frame, day, where)
-    midnight = pd.Timestamp(chosen).tz_localize(TIMEZONE)
-    out = frame[frame["arrival"].dt.date == chosen].copy()
-    minutes = {c: (out[c] - midnight).dt.total_seconds().to_numpy() / 60.0 for c in ("arrival", "departure")}
-    out["arrival_step"] = np.floor(minutes["arrival"] / sampling_time).astype(np.int64)
-    out["departure_step"] = np.floor(minutes["departure"] / sampling_time).astype(np.int64)
-    requested = out["requested_energy_kwh"]
-    out["energy_kwh"] = requested.where(requested > 0, out["delivered_energy_kwh"]).fillna(0.0).clip(lower=0.0)
-    out = out[out["departure_step"] > out["arrival_step"]].reset_index(drop=True)
+    out = _on_grid(frame[frame["arrival"].dt.date == chosen], sampling_time)
+    rules = _day_rules(out, np.inf)
+    if (rules["shorter_than_step"] | rules["no_energy"]).all():
+        why = [f"{int(rules[k].sum())} " + DAY_RULES[k].format(sampling_time=sampling_time)
+               for k in ("shorter_than_step", "no_energy") if rules[k].any()]
+        raise ValueError(f"ACN file {where}: day {chosen}: none of its {len(out)} sessions is left to charge: "
+                         f"{', '.join(why)}; the episode would be empty")
+    out = out[~rules["shorter_than_step"]].reset_index(drop=True)
     labels = pd.Index(all_stations(frame) if stations is None else list(stations))
     index = labels.get_indexer(out["station_id"])
     if (index < 0).any():
@@ -373,6 +453,37 @@ def day_sessions(
     out.attrs["stations"] = list(labels)
     out.attrs["day"] = chosen
     return out
+
+
+def _on_grid(sessions: pd.DataFrame, sampling_time: float) -> pd.DataFrame:
+    """A copy of `sessions` with `arrival_step`, `departure_step` (exclusive): floor(elapsed minutes since the local
+    midnight of the arrival day / sampling_time), and `energy_kwh` (the request, else the delivered energy; >= 0)."""
+    out = sessions.copy()
+    midnight = out["arrival"].dt.normalize()
+    for col in ("arrival", "departure"):
+        minutes = (out[col] - midnight).dt.total_seconds().to_numpy() / 60.0
+        out[f"{col}_step"] = np.floor(minutes / sampling_time).astype(np.int64)
+    requested = out["requested_energy_kwh"]
+    out["energy_kwh"] = requested.where(requested > 0, out["delivered_energy_kwh"]).fillna(0.0).clip(lower=0.0)
+    return out
+
+
+def _day_rules(grid: pd.DataFrame, max_battery_kwh: float) -> dict[str, pd.Series]:
+    """Masks of the sessions of `_on_grid` that each rule of `DAY_RULES` changes (a dropped session only under
+    shorter_than_step)."""
+    short = grid["departure_step"] <= grid["arrival_step"]
+    return {"shorter_than_step": short,
+            "request_replaced": ~(grid["requested_energy_kwh"] > 0) & ~short,
+            "no_energy": (grid["energy_kwh"] <= 0) & ~short,
+            "capped": (grid["energy_kwh"] > max_battery_kwh) & ~short}
+
+
+def day_rules(frame: pd.DataFrame, sampling_time: float, max_battery_kwh: float) -> dict[str, Any]:
+    """How many sessions of `frame` each rule of building a day (`DAY_RULES`) changes, with the settings used:
+    days, sampling_time, max_battery_kwh and one count per rule."""
+    rules = _day_rules(_on_grid(frame, sampling_time), max_battery_kwh)
+    return {"days": len(session_days(frame)), "sampling_time": float(sampling_time),
+            "max_battery_kwh": float(max_battery_kwh), **{k: int(m.sum()) for k, m in rules.items()}}
 
 
 def all_stations(frame: pd.DataFrame) -> list[str]:
@@ -396,16 +507,39 @@ def infer_ratings(frame: pd.DataFrame, stations: Sequence[str] | None = None) ->
     """
     stations = all_stations(frame) if stations is None else list(stations)
     peak = session_powers(frame).groupby(frame["station_id"]).max().reindex(stations).fillna(0.0).to_numpy()
-    covers = np.asarray(STANDARD_RATINGS_KW) * (1.0 + RATING_TOLERANCE)
-    index = np.searchsorted(covers, peak, side="left")
-    if (index >= len(covers)).any():
-        i = int(np.flatnonzero(index >= len(covers))[0])
+    index = _rating_index(peak)
+    if (index >= len(STANDARD_RATINGS_KW)).any():
+        i = int(np.flatnonzero(index >= len(STANDARD_RATINGS_KW))[0])
         raise ValueError(
             f"ACN station {stations[i]!r}: rating cannot be inferred: a session averages {peak[i]:.1f} kW, above the "
             f"largest standard rating {STANDARD_RATINGS_KW[-1]} kW (+{RATING_TOLERANCE:.0%}); set the ratings "
             "explicitly (ratings=... in Python, --set env.p_max=... on the command line)"
         )
     return np.asarray(STANDARD_RATINGS_KW)[index]
+
+
+def _rating_index(kw: np.ndarray) -> np.ndarray:
+    """Index in `STANDARD_RATINGS_KW` of the smallest rating covering each average kW (len(...) = none does)."""
+    return np.searchsorted(np.asarray(STANDARD_RATINGS_KW) * (1.0 + RATING_TOLERANCE), kw, side="left")
+
+
+def rating_outliers(frame: pd.DataFrame, ids: pd.Series) -> list[dict[str, Any]]:
+    """Stations whose inferred rating rests on one session (`OUTLIER_RATIO`): its average is more than 2x the
+    station's next-fastest session and rates the station higher than that one would. One dict per station:
+    station, rating_kw, session (`ids` entry), average_kw, next_kw."""
+    table = pd.DataFrame({"station": frame["station_id"], "kw": session_powers(frame), "session": ids}).dropna(
+        subset=["kw"]).sort_values(["station", "kw"], ascending=[True, False], kind="stable")
+    rank = table.groupby("station").cumcount()
+    top = table[rank == 0].set_index("station")
+    top["next_kw"] = table[rank == 1].set_index("station")["kw"]
+    top = top.dropna(subset=["next_kw"])
+    rating = _rating_index(top["kw"].to_numpy())
+    flagged = (top["kw"] > OUTLIER_RATIO * top["next_kw"]).to_numpy() & (rating > _rating_index(top["next_kw"].to_numpy()))
+    top = top[flagged]
+    return [{"station": station, "rating_kw": STANDARD_RATINGS_KW[i], "session": session,
+             "average_kw": round(float(kw), 1), "next_kw": round(float(next_kw), 1)}
+            for station, i, kw, session, next_kw in zip(top.index, rating[flagged], top["kw"], top["session"],
+                                                        top["next_kw"], strict=True)]
 
 
 def station_ratings(

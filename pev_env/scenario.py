@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,9 +30,17 @@ _INT_FIELDS = ("arrival", "departure", "station")
 _BOUND_FIELDS = ("p_min", "p_max")
 
 
-def _fail(field: str, index: int | None, value: Any, allowed: str) -> ValueError:
-    where = f"Scenario.{field}" if index is None else f"Scenario.{field}[{index}]"
-    return ValueError(f"{where} = {value!r}: {allowed}")
+class ScenarioFieldError(ValueError):
+    """A refused Scenario field: `field`, the PEV `index` (None: the whole field), `value` and what is `allowed`."""
+
+    def __init__(self, field: str, index: int | None, value: Any, allowed: str) -> None:
+        where = f"Scenario.{field}" if index is None else f"Scenario.{field}[{index}]"
+        super().__init__(f"{where} = {value!r}: {allowed}")
+        self.field, self.index, self.value, self.allowed = field, index, value, allowed
+
+
+def _fail(field: str, index: int | None, value: Any, allowed: str) -> ScenarioFieldError:
+    return ScenarioFieldError(field, index, value, allowed)
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -231,8 +240,8 @@ class Scenario:
 
         `fixed`: the optional fields `p_min`, `p_max`, `sampling_time`.
         """
-        return cls(**read_sessions_csv(path), n_stations=n_stations, n_steps=n_steps,
-                   name=name or Path(path).stem, **fixed)
+        return csv_scenario(path, read_sessions_csv(path), n_stations=n_stations, n_steps=n_steps,
+                            name=name or Path(path).stem, **fixed)
 
     @classmethod
     def from_acn(
@@ -269,9 +278,23 @@ def read_sessions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         )
     frame.columns = columns
     for col in CSV_COLUMNS:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
+        values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy()))
         if bad.size:
             raise ValueError(f"Scenario CSV {os.fspath(path)!r}: line {bad[0] + 2}: {col} = "
-                             f"{str(frame[col].iloc[bad[0]])!r}: must be a number")
+                             f"{str(frame[col].iloc[bad[0]])!r}: must be a finite number")
     return {f: frame[col].to_numpy() for col, f in zip(CSV_COLUMNS, _ARRAY_FIELDS, strict=True)}
+
+
+def csv_scenario(path: str | os.PathLike[str], fields: dict[str, np.ndarray], **scalars: Any) -> Scenario:
+    """`Scenario(**fields, **scalars)` of the sessions `read_sessions_csv(path)` returned; a refused session value is
+    named by its file line and column (row i of the file is PEV i), not by the field and PEV index."""
+    try:
+        return Scenario(**fields, **scalars)
+    except ScenarioFieldError as exc:
+        if exc.index is None or exc.field not in _ARRAY_FIELDS:
+            raise
+        column = dict(zip(_ARRAY_FIELDS, CSV_COLUMNS, strict=True))
+        allowed = re.sub(r"\b(\w+)\[\d+\]", lambda m: f"{column.get(m[1], m[1])} of the row", exc.allowed)
+        raise ValueError(f"Scenario CSV {os.fspath(path)!r}: line {exc.index + 2}: {column[exc.field]} = "
+                         f"{exc.value!r}: {allowed}") from None

@@ -88,7 +88,8 @@ def test_naive_timestamps_are_local_site_time(tmp_path):
                              "2019-05-06T17:00:00Z,2019-05-06T19:00:00.5Z,5,4,CA-4,d,x,True"])
     s = Scenario.from_acn(path)
     np.testing.assert_array_equal(s.arrival, [120] * 4)  # 10:00 local, not 10:00 UTC (03:00 local)
-    assert acn.data_report(path)[0]["naive_timestamps"] == {"count": 2, "read_as": "America/Los_Angeles"}
+    assert acn.data_report(path)[0]["naive_timestamps"] == {"count": 2, "read_as": "America/Los_Angeles", "repeated_hour": 0,
+                                                            "repeated_hour_reversed": 0}
 
 
 def test_duplicates_and_reversed_sessions_are_dropped_and_counted(tmp_path):
@@ -140,7 +141,8 @@ def test_the_data_report_is_recorded_in_run_json(tmp_path):
     from pev_env.scenarios import scenario_data_reports
 
     spec = f"acn:{_write(tmp_path, GLITCH)}:2021-05-07"
-    assert scenario_data_reports(["seed", spec]) == {spec: acn.data_report(tmp_path / "site.csv")}
+    assert scenario_data_reports(["seed", spec]) == {
+        spec: acn.data_report(tmp_path / "site.csv", days=[pd.Timestamp("2021-05-07").date()])}
     out = tmp_path / "out"
     assert main(["compare", "--scenarios", spec, "--controllers", "llf", "--seeds", "0", "--out", str(out),
                  "--no-plots", "--no-traces", "-q"]) == 0
@@ -153,3 +155,87 @@ def test_a_timestamp_with_the_month_by_name_is_read(tmp_path):
     rfc = _write(tmp_path, ['"Mon, 06 May 2019 17:00:00 GMT","Mon, 06 May 2019 19:00:00 GMT",5,4,CA-1,a,x,True'])
     sessions = acn.load_acn_sessions(rfc)
     assert str(sessions["arrival"].iloc[0]) == "2019-05-06 10:00:00-07:00"
+
+
+# ------------------------------------------------------------------------- used as written, reported
+BASE = "2019-05-07 {}-07:00,2019-05-07 {}-07:00,{},{},{},{},x,True"
+
+
+def test_a_rating_resting_on_one_session_is_named(tmp_path):
+    """One 40 kWh-in-1-h typo on 05-09 rates CA-314 at 50 kW on every day: named in the data note."""
+    path = _write(tmp_path, [BASE.format("08:00", "12:00", 10, 10, "CA-314", "a"),
+                             BASE.format("12:00", "15:00", 10, 9, "CA-314", "b"),
+                             BASE.format("09:00", "12:00", 10, 9, "CA-2", "c"),
+                             BASE.replace("05-07", "05-09").format("09:00", "10:00", 4, 40, "CA-314", "typo1")])
+    assert Scenario.from_acn(path, day="2019-05-07").p_max.tolist() == [6.6, 50.0]  # as before, now reported
+    (report,) = acn.data_report(path)
+    assert report["rating_outliers"]["stations"] == [{"station": "CA-314", "rating_kw": 50.0, "session": "typo1",
+                                                     "average_kw": 40.0, "next_kw": 3.0}]
+    assert ("1 station ratings rest on one session averaging more than 2x the station's next-fastest and apply on every "
+            "day of the file unless env.p_max is set (CA-314 50 kW from typo1 at 40 kW, next 3 kW)") in acn.report_line(report)
+    for shipped in (acn.SAMPLE_FILE, *acn.MONTH_FILES):  # the shipped ratings rest on no such session
+        assert acn.data_report(shipped)[0]["rating_outliers"]["count"] == 0
+
+
+def test_shared_session_ids_and_overlaps_at_a_station_are_reported(tmp_path):
+    path = _write(tmp_path, [BASE.format("08:00", "12:00", 10, 10, "CA-1", "s1"),
+                             BASE.format("08:00", "12:00", 12, 10, "CA-1", "s1"),  # not identical: kept
+                             BASE.format("13:00", "15:00", 5, 5, "CA-1", "s2")])
+    assert Scenario.from_acn(path).n_pevs == 3
+    (report,) = acn.data_report(path)
+    assert report["shared_session_ids"] == {"count": 1, "rows": 2, "sessions": [
+        {"session": "s1", "station": "CA-1", "line": 2}, {"session": "s1", "station": "CA-1", "line": 3}]}
+    assert report["station_overlaps"] == {"count": 1, "sessions": [{"session": "s1", "station": "CA-1", "line": 3}]}
+    line = acn.report_line(report)
+    assert ("1 session ids on more than one row (2 rows: s1 at CA-1 line 2, s1 at CA-1 line 3), each row kept as a PEV "
+            "of its own; 1 sessions arrive before an earlier session at their station has left (s1 at CA-1 line 3), "
+            "kept: each waits until its station is free") in line
+
+
+def test_the_rules_of_building_a_day_are_counted(tmp_path):
+    path = _write(tmp_path, [BASE.format("08:00", "12:00", -1, 10, "CA-1", "negative"),
+                             BASE.format("08:00", "12:00", "", 9, "CA-2", "missing"),
+                             BASE.format("08:00", "12:00", 150, 90, "CA-3", "large"),
+                             BASE.format("08:00", "08:03", 1, 0.1, "CA-4", "short"),
+                             BASE.format("08:00", "12:00", 0, 0, "CA-5", "empty")])
+    assert Scenario.from_acn(path).n_pevs == 4
+    (report,) = acn.data_report(path)
+    assert report["day_rules"] == {"days": 1, "sampling_time": 5.0, "max_battery_kwh": 100.0, "shorter_than_step": 1,
+                                   "request_replaced": 3, "no_energy": 1, "capped": 1}
+    assert ("building its 1 days: 1 sessions shorter than one 5-min step (dropped), 3 requests missing or <= 0 (the "
+            "delivered energy used), 1 sessions with no energy to charge (request and delivered energy missing or 0), "
+            "1 requests above acn_battery_max_kwh = 100 kWh (capped to it)") in acn.report_line(report)
+    assert acn.data_report(path, sampling_time=1.0, max_battery_kwh=200.0)[0]["day_rules"]["capped"] == 0
+
+
+def test_a_day_with_nothing_to_charge_is_refused(tmp_path):
+    path = _write(tmp_path, [BASE.format("08:00", "08:03", 1, 0.1, "CA-1", "short"),
+                             BASE.format("08:00", "12:00", 0, 0, "CA-2", "empty"),
+                             BASE.replace("05-07", "05-08").format("08:00", "12:00", 5, 5, "CA-1", "ok")])
+    with pytest.raises(ValueError, match=r"^ACN file '.*site.csv': day 2019-05-07: none of its 2 sessions is left to "
+                                         r"charge: 1 sessions shorter than one 5-min step \(dropped\), 1 sessions with "
+                                         r"no energy .*; the episode would be empty$"):
+        make_scenario(f"acn:{path}:2019-05-07", 0)
+    assert Scenario.from_acn(path, day="2019-05-07", sampling_time=1.0).n_pevs == 2  # 3 min are 3 steps of 1 min
+
+
+def test_two_digit_utc_offsets_are_read(tmp_path):
+    """PostgreSQL writes -07 for -07:00; it was read as local time and crashed ('Already tz-aware')."""
+    path = _write(tmp_path, ["2019-05-07 08:00:00-07,2019-05-07 12:00:00-07,10,10,CA-1,a,x,True",
+                             "2019-05-07 09:00:00,2019-05-07T12-07,10,10,CA-2,b,x,True",
+                             "2019-05-07 09:00:00.5 +05,2019-05-07 12:00:00+0530,10,10,CA-3,c,x,True"])
+    sessions = acn.load_acn_sessions(path)
+    assert [str(t) for t in sessions["arrival"]] == ["2019-05-06 21:00:00.500000-07:00", "2019-05-07 08:00:00-07:00",
+                                                     "2019-05-07 09:00:00-07:00"]
+    assert str(sessions["departure"].iloc[2]) == "2019-05-07 12:00:00-07:00"  # T12-07: 12:00 at -07
+    assert acn.data_report(path)[0]["naive_timestamps"]["count"] == 1
+
+
+def test_a_zone_less_time_in_the_repeated_dst_hour_is_noted(tmp_path):
+    path = _write(tmp_path, ["2019-11-03 01:40:00,2019-11-03 01:20:00,5,1,CA-1,n2,x,True",  # 01:40 PDT - 01:20 PST?
+                             "2019-11-03 08:00:00,2019-11-03 12:00:00,5,5,CA-2,n3,x,True"])
+    (report,) = acn.data_report(path)
+    assert report["naive_timestamps"] == {"count": 4, "read_as": acn.TIMEZONE, "repeated_hour": 2,
+                                          "repeated_hour_reversed": 1}
+    assert ("(2 in the hour repeated when daylight saving time ends, read as standard time; 1 of the sessions left out "
+            "as departing before they arrive has such a timestamp)") in acn.report_line(report)

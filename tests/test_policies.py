@@ -256,6 +256,16 @@ def test_offline_plan_serves_the_early_deadline_first():
     np.testing.assert_allclose(plan, [[10, 0]] * 2 + [[0, 10]] * 4, atol=1e-6)
 
 
+def test_offline_plan_of_an_episode_without_pevs_is_all_zeros():
+    """No PEV, no plugged cell: the plan is zeros (an empty LP made scipy's linprog raise)."""
+    config = EnvConfig(n_stations=3, total_time=30.0)
+    empty = np.zeros(0)
+    scenario = Scenario(arrival=empty.astype(int), departure=empty.astype(int), soc_init=empty, soc_target=empty,
+                        capacity=empty, station=empty.astype(int), n_stations=3, n_steps=6)
+    plan, unmet = offline_plan(config, scenario, plug_schedule(scenario).station_pev)
+    assert unmet == 0.0 and plan.shape == (6, 3) and not plan.any()
+
+
 def test_an_inaccurate_offline_plan_is_counted_once_in_the_results(monkeypatch):
     """A cone stage that Clarabel ends 'inaccurate' is not printed but reported: the first step of the
     episode is not converged (nonconverged_steps 1), the others are."""

@@ -136,10 +136,10 @@ def test_csv_columns_checked(tmp_path):
 def test_csv_values_validated(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(",".join(CSV_COLUMNS) + "\n3,2,0,1,2,-1\n")
-    with pytest.raises(ValueError, match=r"Scenario\.departure\[0\] = 2: must be > arrival\[0\] = 3"):
+    with pytest.raises(ValueError, match=r"line 2: departure_step = 2: must be > arrival_step of the row = 3"):
         Scenario.from_csv(path, n_stations=1, n_steps=4)
     path.write_text(",".join(CSV_COLUMNS) + "\n0,2,-1,1,2,-1\n")
-    with pytest.raises(ValueError, match=r"Scenario\.soc_init\[0\] = -1\.0"):
+    with pytest.raises(ValueError, match=r"line 2: soc_init_kwh = -1\.0: must be finite and >= 0 kWh"):
         Scenario.from_csv(path, n_stations=1, n_steps=4)
 
 

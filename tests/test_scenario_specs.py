@@ -144,6 +144,26 @@ def test_spec_errors(spec, pattern, jpl_file, csv_file, tmp_path):
         make_scenario(spec, 0)
 
 
+CSV_HEADER = "arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
+
+
+@pytest.mark.parametrize(("row", "pattern"), [
+    ("0,10,0,5,60,inf", r"line 3: station = 'inf': must be a finite number$"),
+    ("0,10,0,5,60,-inf", r"line 3: station = '-inf': must be a finite number$"),
+    ("0,inf,0,5,60,0", r"line 3: departure_step = 'inf': must be a finite number$"),
+    ("-inf,10,0,5,60,0", r"line 3: arrival_step = '-inf': must be a finite number$"),
+    ("40,35,0,5,60,0", r"line 3: departure_step = 35: must be > arrival_step of the row = 40 and <= n_steps = 35$"),
+    ("0,10,0,70,60,0", r"line 3: soc_target_kwh = 70.0: must be <= capacity_kwh of the row = 60.0 kWh$"),
+    ("0,10,0,5,60,1.5", r"line 3: station = 1.5: must be a finite integer"),
+    ("0,10,0,5,60,100000", r"line 3: station = 100000: must be -1 \(first free\) or in \[0, 100000\)"),
+])
+def test_scenario_csv_errors_name_the_file_line_and_column(tmp_path, row, pattern):
+    path = tmp_path / "s.csv"
+    path.write_text(CSV_HEADER + "0,10,0,5,60,0\n" + row + "\n")
+    with pytest.raises(ValueError, match=rf"^Scenario CSV '{path}': {pattern}"):
+        make_scenario(f"csv:{path}", 0)
+
+
 def test_nearest_days_not_all_days():
     with pytest.raises(ValueError) as info:
         make_scenario(f"acn:{acn.MONTH_FILES[0]}:2018-05-06", 0)

@@ -378,7 +378,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
         if overlap:
             text += "\n**Not held out** (evaluation episodes a model trained on):\n" + "".join(f"- {n}\n" for n in overlap)
-        reports = scenario_data_reports(cfg.scenarios)
+        reports = scenario_data_reports(cfg.scenarios, cfg.env)
         cleaned = data_report_notes(reports)
         if cleaned:
             text += "\n**Data** (what reading the files left out or read by a rule; `data_report` in run.json):\n" + "".join(

@@ -87,8 +87,9 @@ class AcnCaltechFamily(ScenarioFamily):
     def files(self, args: str) -> tuple[Path, ...]:
         return _SOURCES[args].files
 
-    def data_report(self, args: str) -> list[dict[str, Any]]:
-        return acn.data_report(list(_SOURCES[args].files))
+    def data_report(self, args: str, base: EnvConfig) -> list[dict[str, Any]]:
+        return acn.data_report(list(_SOURCES[args].files), base.sampling_time, base.acn_battery_max_kwh,
+                               days=caltech_days(args))
 
     def report_note(self, report: dict[str, Any]) -> str:
         return acn.report_line(report)

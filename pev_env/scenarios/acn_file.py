@@ -78,8 +78,9 @@ class AcnFileFamily(ScenarioFamily):
     def files(self, args: tuple[Path, dt.date]) -> tuple[Path, ...]:
         return (args[0],)
 
-    def data_report(self, args: tuple[Path, dt.date]) -> list[dict[str, Any]]:
-        return acn.data_report(args[0])
+    def data_report(self, args: tuple[Path, dt.date], base: EnvConfig) -> list[dict[str, Any]]:
+        path, day = args
+        return acn.data_report(path, base.sampling_time, base.acn_battery_max_kwh, days=(day,))
 
     def report_note(self, report: dict[str, Any]) -> str:
         return acn.report_line(report)

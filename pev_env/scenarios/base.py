@@ -41,9 +41,9 @@ class ScenarioFamily(ABC):
         """Data files the scenario is read from (for provenance); default: none."""
         return ()
 
-    def data_report(self, args: Any) -> list[dict[str, Any]]:
+    def data_report(self, args: Any, base: EnvConfig) -> list[dict[str, Any]]:
         """What reading the data files left out or read by a rule, one dict per file (`pev_env.acn.data_report`;
-        for run.json); default: none."""
+        for run.json), with `base`'s settings (sampling time, battery sizes); default: none."""
         return []
 
     def report_note(self, report: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from pev_env.acn import site_name
 from pev_env.config import EnvConfig
 from pev_env.limits import MAX_STATIONS
 from pev_env.plant import plant_config
-from pev_env.scenario import Scenario, read_sessions_csv
+from pev_env.scenario import Scenario, csv_scenario, read_sessions_csv
 from pev_env.scenarios.base import ScenarioFamily
 
 PREFIX = "csv:"
@@ -46,8 +46,9 @@ class CsvFileFamily(ScenarioFamily):
         fields = read_sessions_csv(args)
         stations, departures = fields["station"], fields["departure"]
         if stations.size and np.max(stations) >= MAX_STATIONS:
-            raise ValueError(f"Scenario CSV {str(args)!r}: station = {int(np.max(stations))}: must be -1 (first free) or "
-                             f"in [0, {MAX_STATIONS}) (at most {MAX_STATIONS} stations)")
+            row = int(np.argmax(stations))
+            raise ValueError(f"Scenario CSV {str(args)!r}: line {row + 2}: station = {stations[row]:g}: must be -1 (first "
+                             f"free) or in [0, {MAX_STATIONS}) (at most {MAX_STATIONS} stations)")
         if base.is_set("n_stations"):
             n_stations = base.n_stations
         elif (stations >= 0).any():
@@ -59,14 +60,14 @@ class CsvFileFamily(ScenarioFamily):
             raise ValueError(f"Scenario CSV {str(args)!r}: station = -1 (first free station) in every row, so the file "
                              "does not say how many stations there are; set env.n_stations (e.g. --set env.n_stations=6)")
         n_steps = base.n_steps if base.is_set("total_time") else max(int(departures.max(initial=1)), 1)
-        scenario = Scenario(**fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),
-                            sampling_time=base.sampling_time)
+        scenario = csv_scenario(args, fields, n_stations=n_stations, n_steps=n_steps, name=self.label("", args),
+                                sampling_time=base.sampling_time)
         return plant_config(scenario, base), scenario
 
     def label(self, spec: str, args: Path) -> str:
         return f"csv-{site_name(args)}"
 
-    def data_report(self, args: Path) -> list[dict[str, Any]]:
+    def data_report(self, args: Path, base: EnvConfig) -> list[dict[str, Any]]:
         """What a file may hold by mistake and is read as written: identical rows (each a PEV of its own),
         station indices below the largest without a session (n_stations is the largest + 1 unless set), and
         capacities above PLAUSIBLE_KWH (Wh written as kWh?)."""

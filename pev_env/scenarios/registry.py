@@ -117,12 +117,13 @@ def data_report_notes(reports: Mapping[str, Sequence[dict[str, Any]]]) -> list[s
             if (note := resolve(spec)[0].report_note(report))]
 
 
-def scenario_data_reports(specs: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+def scenario_data_reports(specs: Iterable[str], base: EnvConfig | None = None) -> dict[str, list[dict[str, Any]]]:
     """The data report of every spec that reads session files, keyed by spec (for run.json's `data_report`):
-    per file the rows read and kept, and the rows left out by kind with their ids (`pev_env.acn.REPORT_KINDS`)."""
+    per file the rows read and kept, the rows left out by kind with their ids (`pev_env.acn.REPORT_KINDS`) and
+    the rules of building its days at `base`'s settings (default: EnvConfig())."""
     reports = {}
     for spec in specs:
         family, args = resolve(spec)
-        if report := family.data_report(args):
+        if report := family.data_report(args, base or EnvConfig()):
             reports[spec] = report
     return reports

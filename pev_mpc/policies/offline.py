@@ -83,6 +83,8 @@ def offline_solution(config: EnvConfig, scenario: Scenario, station_pev: np.ndar
     n_cells, m, n_steps = steps.size, scenario.n_pevs, scenario.n_steps
     gain = config.eta * config.dt_h
     req = scenario.energy_requested
+    if n_cells == 0:  # no PEV is ever plugged (e.g. an episode without PEVs): nothing to plan
+        return np.zeros(station_pev.shape), float(req.sum()), True
     low, high = config.station_p_min[stations], config.station_p_max[stations]  # per cell
     forced = np.bincount(pev, weights=low, minlength=m) * gain
     floors = np.bincount(steps, weights=low, minlength=n_steps)
