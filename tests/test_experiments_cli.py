@@ -112,6 +112,11 @@ def test_scale_writes_csv_and_plot(tmp_path) -> None:
     assert skipped["skipped"].str.contains("centralised_max").all()
     assert (frame.dropna(subset=["step_time_median_ms"])["step_time_median_ms"] > 0).all()
     assert (out / "scale.png").exists()
+    assert (frame["network"] == "area").all()
+    n_steps = 48  # the base plant's 240 min at 5 min: timing starts after a quarter of it, step 12 + the warm-up
+    assert frame.dropna(subset=["first_timed_step"])["first_timed_step"].eq(n_steps // 4 + 1).all()
+    assert main(["scale", "--sizes", "3", "--steps", "46", "--controllers", "llf", "--out", str(out / "long"), "-q"]) == 0
+    assert pd.read_csv(out / "long" / "scale.csv")["first_timed_step"].tolist() == [2]  # 46 + the warm-up fit from 1
 
 
 def test_scale_mpc_setting_reaches_the_controller(tmp_path, monkeypatch) -> None:

@@ -1,8 +1,9 @@
 """`scale`: time per control step and memory against the number of stations (synthetic-N scenarios).
 
 For every size N and controller, the plant runs to a quarter of the episode with 0 kW requests (so
-about as many PEVs are plugged as in mid-episode), then the controller acts once (warm-up, untimed)
-and `steps` timed steps. Memory: `peak_traced_mb` is the peak of Python/numpy allocations during one
+about as many PEVs are plugged as in mid-episode; earlier when `steps` would not fit after it, and the row's
+`first_timed_step` says where timing began), then the controller acts once (warm-up, untimed) and `steps`
+timed steps. Each row names the base plant's `network`; the plot shows the median over the seeds. Memory: `peak_traced_mb` is the peak of Python/numpy allocations during one
 extra step (tracemalloc; solver-internal C allocations are not seen); `max_rss_mb` is the process's peak
 resident set so far (sizes run in increasing order). The centralised MPC is skipped above
 `centralised_max` stations and the row says so.
@@ -56,19 +57,20 @@ def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvCon
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    first = max(min(start, config.n_steps - steps - 1), 0)  # where time_control_steps starts timing
     ms = times * 1e3
     iterations = [s.get("iterations", np.nan) for s in stats]
     return {"step_time_median_ms": float(np.median(ms)), "step_time_p95_ms": float(np.percentile(ms, 95)),
             "iterations_mean": float(np.nanmean(iterations)) if stats else float("nan"),
             "peak_traced_mb": peak / 2**20,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "n_pevs": scenario.n_pevs, "skipped": ""}
+            "n_pevs": scenario.n_pevs, "first_timed_step": first + 1, "skipped": ""}
 
 
 def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
     """The row of one (n_stations, controller, seed) job (what the backends run)."""
     n, controller, seed = job
-    row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": seed}
+    row: dict[str, Any] = {"controller": controller, "n_stations": n, "seed": seed, "network": cfg.env.network}
     if controller == CENTRALISED and n > cfg.centralised_max:
         row["skipped"] = f"n_stations > centralised_max = {cfg.centralised_max}"
         return row
@@ -95,8 +97,10 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
     frame = pd.DataFrame(rows)
     timed_out = frame["skipped"].fillna("").str.contains(RunTimeout.MARK, regex=False)
     done = frame[frame["skipped"].fillna("") == ""]
-    if not done.empty:
-        fig = plots.loglog(done, "n_stations", {"step_time_median_ms": "Median time per control step (ms)",
+    if not done.empty:  # one point per controller and size: the median over the seeds
+        columns = ["step_time_median_ms", "peak_traced_mb"]
+        fig = plots.loglog(done.groupby(["controller", "n_stations"], sort=False, as_index=False)[columns].median(),
+                           "n_stations", {"step_time_median_ms": "Median time per control step (ms)",
                                                 "peak_traced_mb": "Peak traced memory per step (MB)"},
                            "controller", "Scaling with the number of stations")
         save_figure(fig, out / "scale.png")
