@@ -47,7 +47,7 @@ class CsvFileFamily(ScenarioFamily):
         stations, departures = fields["station"], fields["departure"]
         if stations.size and np.max(stations) >= MAX_STATIONS:
             row = int(np.argmax(stations))
-            raise ValueError(f"Scenario CSV {str(args)!r}: line {row + 2}: station = {stations[row]:g}: must be -1 (first "
+            raise ValueError(f"Scenario CSV {str(args)!r}: line {row + 2}: station = {int(stations[row])}: must be -1 (first "
                              f"free) or in [0, {MAX_STATIONS}) (at most {MAX_STATIONS} stations)")
         if base.is_set("n_stations"):
             n_stations = base.n_stations
