@@ -3,7 +3,8 @@
 Definitions:
 
 * ``energy_requested_kwh``: sum over PEVs of (target - soc_init)+.
-* ``energy_delivered_kwh``: energy stored in the batteries, sum of (soc - soc_init).
+* ``energy_delivered_kwh``: energy stored in the batteries, sum of (soc - soc_init): charging beyond the target
+  (up to the capacity) included, so it can exceed ``energy_requested_kwh``.
 * ``unmet_energy_kwh``: sum over PEVs of (target - SOC at departure)+; a PEV still plugged
   uses its current SOC, a PEV never plugged counts its whole need.
 * ``pevs_fully_served``: PEVs whose unmet energy is within 1e-3 kWh.

@@ -70,9 +70,10 @@ class PEVChargeEnv(ParallelEnv):
     ## Episode end
 
     After ``config.n_steps`` steps every agent is truncated and ``agents`` becomes empty.
-    ``infos[agent]`` carries the raw step quantities (t, requested_kw, applied_kw,
-    local_violation of the station; area_power_kw, area_overload_kw of the area;
-    network_overload_pct, the largest relative overload of a network constraint, 0 when none).
+    ``infos[agent]`` carries the raw step quantities of the Gymnasium env's ``info``, per agent: t,
+    requested_kw, applied_kw, local_violation and station_reward (its own reward, unshared) of the station;
+    area_power_kw, area_overload_kw, area_violation of the area; network_load (a tuple, one load per constraint
+    of the site network) and network_overload_pct (the largest relative overload of a constraint, 0 when none).
 
     ## Arguments
 
@@ -132,11 +133,12 @@ class PEVChargeEnv(ParallelEnv):
         done = result.terminated
         info = result.info
         t, area, overload = info["t"], result.area_power_kw, result.area_overload_kw
-        network = info["network_overload_pct"]
-        infos = {a: {"t": t, "requested_kw": r, "applied_kw": p, "local_violation": v, "area_power_kw": area,
-                     "area_overload_kw": overload, "network_overload_pct": network}
-                 for a, r, p, v in zip(agents, info["requested_kw"].tolist(), result.applied_kw.tolist(),
-                                       result.local_violation.tolist())}
+        network, load = info["network_overload_pct"], tuple(info["network_load"].tolist())
+        infos = {a: {"t": t, "requested_kw": r, "applied_kw": p, "local_violation": v, "station_reward": w,
+                     "area_power_kw": area, "area_overload_kw": overload, "area_violation": bool(info["area_violation"]),
+                     "network_load": load, "network_overload_pct": network}
+                 for a, r, p, v, w in zip(agents, info["requested_kw"].tolist(), result.applied_kw.tolist(),
+                                          result.local_violation.tolist(), info["station_rewards"].tolist())}
         observations = dict(zip(agents, result.observations))
         rewards = dict(zip(agents, result.rewards.tolist()))
         terminations = dict.fromkeys(agents, False)

@@ -76,6 +76,11 @@ def test_reset_seed_reproducible_and_matches_make_scenario():
 
 
 def test_episode_end_and_infos():
+    """The per-agent infos carry every quantity of the Gymnasium env's info (station_rewards as each agent's own
+    station_reward), and the episode ends truncated, not terminated."""
+    gym_env = PEVChargeGymEnv()
+    gym_env.reset(seed=0)
+    gym_keys = {k.replace("station_rewards", "station_reward") for k in gym_env.step(gym_env.action_space.sample())[4]}
     env = PEVChargeEnv()
     env.reset(seed=0)
     n_steps = env.config.n_steps
@@ -87,6 +92,10 @@ def test_episode_end_and_infos():
         assert info["t"] == t and info["requested_kw"] == 30.0 and info["applied_kw"] in (0.0, 22.0)
         assert info["area_power_kw"] == pytest.approx(sum(i["applied_kw"] for i in infos.values()))
         assert info["area_overload_kw"] == pytest.approx(max(info["area_power_kw"] - 31.5, 0.0))
+        assert info["area_violation"] == (info["area_overload_kw"] > 0) and info["network_load"] == (
+            pytest.approx(info["area_power_kw"]),)                     # the area network: one constraint, P_ref
+        assert set(info) == gym_keys
+        assert np.mean([i["station_reward"] for i in infos.values()]) == pytest.approx(rewards["cs_0"])
     assert env.agents == [] and env.core.done
     assert env.core.episode_metrics()["local_violation_steps"] == 6 * n_steps  # 30 kW always out of bounds
     with pytest.raises(RuntimeError, match="call reset"):

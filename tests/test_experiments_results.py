@@ -85,3 +85,18 @@ def test_summary_table() -> None:
     assert "| llf | 1 | 5.00 |" in text
     narrow = pd.DataFrame([_row("edf", "seed", s, v) for s, v in enumerate([10.0, 11.0, 12.0])])
     assert f"| edf | 3 | 11.00 ± {half:.2f} |" in markdown(narrow, ["unmet_energy_kwh"])
+
+
+def test_paired_differences_mark_a_controller_that_exceeded_a_shared_limit() -> None:
+    """A plug-in overloading the network delivers 180 kWh more than the offline optimum: its paired row is marked
+    and a note says its energy is not comparable; a controller within the limits is not marked."""
+    rows = [{"controller": c, "scenario": "acn-caltech-network", "seed": 0, "unmet_energy_kwh": u,
+             "area_violation_steps": 0, "network_violation_steps": v}
+            for c, u, v in (("offline-optimal", 200.0, 0), ("overload:Plugin", 20.07, 146), ("llf", 210.0, 0))]
+    text = markdown(pd.DataFrame(rows), ["unmet_energy_kwh", "network_violation_steps"], reference="offline-optimal")
+    paired = text.split("minus offline-optimal")[1]
+    assert "| overload:Plugin ‡ | 1 | -179.93 | 0.00 | 146.00 |" in paired and "| llf | 1 | 10.00 | 0.00 | 0.00 |" in paired
+    assert ("‡ exceeded a shared limit (the area limit or a site-network constraint): its energy is not comparable "
+            "with that of a controller that kept the limits (overload:Plugin on acn-caltech-network in 146 steps).")\
+        in text
+    assert "‡" not in text.split("minus offline-optimal")[0]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from experiments.commands.config import TrainConfig
 from experiments.controllers.rl_model import LearnedPolicy
-from experiments.learning.rl import StationVecEnv, _acn_days, train
+from experiments.learning.rl import StationVecEnv, _acn_days, train, training_info
 from pev_env.learning import (N_FEATURES, RewardWeights, action_to_kw, station_features,
                                     station_rewards)
 from pev_env.core import ChargingCore
@@ -129,6 +129,31 @@ def test_acn_days_record_which_evaluation_seeds_are_held_out() -> None:
     assert _acn_days(TrainConfig(scenarios=("seed",))) is None
     days = _acn_days(TrainConfig(scenarios=("seed", "acn-caltech"), seeds=(1000, 1001, 1007)))
     assert days == {"acn_days_trained": [0, 1, 2], "acn_seeds_held_out": [3, 4]}
+
+
+def test_model_json_records_the_plants_that_trained_and_whether_the_default_evaluation_is_held_out(tmp_path) -> None:
+    """`training.config.env` is the base plant (area limit, 6 stations): `plants` names the Caltech network that
+    trained, under the plant fingerprint a compare row of that episode has; `held_out` says the default
+    evaluation draws the two training days (it advised evaluating on them before)."""
+    from experiments.cli.main import main
+
+    cfg = TrainConfig(scenarios=("acn-caltech-network",), seeds=(0, 1), out=str(tmp_path / "m"))
+    env = StationVecEnv(cfg.scenarios, cfg.seeds, base=cfg.env)
+    info = training_info(cfg, ["test"], env, 0, 0.0)
+    assert info["config"]["env"]["network"] == "area"
+    [(key, plant)] = info["plants"]["acn-caltech-network"].items()
+    assert plant == {"network": "caltech", "transformer_kw": 40.0, "n_stations": 42, "p_max": 6.6,
+                     "P_ref": pytest.approx(277.2), "seeds": [0]}
+    assert main(["compare", "--scenarios", "acn-caltech-network", "--seeds", "0", "--controllers", "llf", "--out",
+                 str(tmp_path / "c"), "-q", "--no-traces", "--no-plots"]) == 0
+    assert list(json.loads((tmp_path / "c" / "run.json").read_text())["plants"]) == [key]
+    assert info["training_episodes"] == {"acn-caltech-network": ["caltech-2019-05-06", "caltech-2019-05-07"]}
+    assert info["held_out"].startswith("the default evaluation (seed, seed-20, acn-caltech, acn-caltech-network "
+                                       "seeds 0-4) draws 2 training episode(s) (caltech-2019-05-06, "
+                                       "caltech-2019-05-07): evaluate on other seeds or days")
+    default = training_info(TrainConfig(), ["test"], env, 0, 0.0)["held_out"]
+    assert default.startswith("the default evaluation (seed, seed-20, acn-caltech, acn-caltech-network seeds 0-4) "
+                              "draws none of `training_episodes`: held out")
 
 
 def test_short_training_policy_runs_on_held_out_days(tmp_path) -> None:

@@ -39,3 +39,28 @@ def test_bad_plugins_are_exit_2_naming_them(tmp_path, capsys, name, problem) -> 
         main(["compare", *FAST, "--controllers", name, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and problem in err and name in err
+
+
+def test_editing_a_helper_module_of_a_plugin_changes_its_checksum_and_a_resume_refuses(tmp_path, monkeypatch,
+                                                                                       capsys) -> None:
+    """plugin_sha256 hashes the plug-in's module and the modules of the user's it imports (here from the working
+    directory), not installed packages: an edited helper makes the rows there stale."""
+    from experiments.controllers.policies_plugin import source_checksum
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helper_9c1.py").write_text("SHARE = 0.5\n")
+    (tmp_path / "uses_helper_9c1.py").write_text(
+        "from helper_9c1 import SHARE\nfrom pev_mpc.policies import EDF\n\nclass Mine(EDF):\n    share = SHARE\n")
+    name = "uses_helper_9c1:Mine"
+    args = ["compare", *FAST, "--no-traces", "--controllers", name, "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    before = source_checksum(name)
+    (tmp_path / "helper_9c1.py").write_text("SHARE = 0.25\n")
+    assert source_checksum(name) != before
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--resume"])
+    assert stop.value.code == 2
+    assert f"holds rows computed with other settings ({name}/seed: plugin_sha256" in capsys.readouterr().err
+    from experiments.controllers.policies_plugin import source_files
+
+    assert list(source_files("uses_helper_9c1")) == ["plug-in:helper_9c1.py", "plug-in:uses_helper_9c1.py"]

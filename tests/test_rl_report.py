@@ -200,3 +200,31 @@ def test_evaluation_on_training_episodes_is_named(tmp_path) -> None:
     note = ("ppo: 1 of the 2 episodes of seed-20 are episodes its model was trained on (seed-20#1000): not held out")
     assert "**Not held out**" in summary and note in summary
     assert json.loads((out / "run.json").read_text())["not_held_out"] == [note]
+
+
+def test_a_model_without_training_episodes_is_of_unknown_held_out_status(tmp_path) -> None:
+    """A model saved by the user's own trainer (`describe(..., training={})`) records no training episodes: summary.md
+    and run.json say its held-out status is unknown rather than listing no overlap as if held out."""
+    import json
+
+    model = tmp_path / "mine"
+    shutil.copytree(reference_model("ppo"), model)
+    description = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**description, "training": {}}))
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--scenarios", "seed", "--seeds", "0", "--controllers", "ppo", "--set",
+                 f"models.ppo={model}", "--out", str(out), "-q", "--no-traces", "--no-plots"]) == 0
+    note = (f"ppo: {model / 'model.json'} records no training episodes (training.config.scenarios and seeds): "
+            "held-out status unknown")
+    assert f"**Held-out status unknown**:\n- {note}" in (out / "summary.md").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["not_held_out"] == [] and run["held_out_unknown"] == [note]
+
+
+def test_probability_of_improvement_of_one_run_has_no_interval() -> None:
+    """One run each of ppo and llf: the bootstrap cannot vary, so no '1.00 [1.00, 1.00]' but the point and n."""
+    rows = [{"controller": c, "scenario": "seed", "seed": 0, "unmet_energy_kwh": u, "network_violation_steps": 0}
+            for c, u in (("ppo", 1.0), ("llf", 2.0))]
+    stats = rl_report.markdown(pd.DataFrame(rows))
+    assert "| ppo | 1.00 (n = 1, no interval) | 0.50 (n = 1, no interval) |" in stats
+    assert "[1.00, 1.00]" not in stats

@@ -58,12 +58,11 @@ from experiments.outputs.outdir import claim, clear
 from experiments.outputs.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
                                     to_dict)
 from experiments.outputs.results import ResultsTable, read_rows, save_figure, write_csv, write_text
-from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
-                                scenario_labels)
+from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, episode_set, grid,
+                                run_grid, scenario_labels)
 from experiments.outputs.summary import failure_note, markdown, network_label
 from pev_env.network import network_files
-from pev_env.scenarios import (data_report_notes, episode_names, make_scenario, scenario_data_reports,
-                               scenario_files)
+from pev_env.scenarios import data_report_notes, make_scenario, scenario_data_reports, scenario_files
 
 log = logging.getLogger(__name__)
 
@@ -112,30 +111,38 @@ def models_note(models: Mapping[str, Path], checksums: Mapping[str, str]) -> str
     return "\n**Learned models** behind the rows:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
+def _trained_on(folder: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The training scenarios and seeds a model.json records (`training.config`; empty when it records none)."""
+    config = _read_json(Path(folder) / "model.json").get("training", {}).get("config", {})
+    config = config if isinstance(config, dict) else {}
+    return tuple(config.get("scenarios") or ()), tuple(int(s) for s in config.get("seeds") or ())
+
+
 def training_overlap(models: Mapping[str, Path], scenarios: Sequence[str], seeds: Sequence[int]) -> list[str]:
     """One note per learned model and scenario of the run whose episodes include some its model trained on (the
     scenarios and seeds of its model.json, `training.config`), named as `pev_env.scenarios.episode_names` names
     them (a day is the same day under every scenario name): those rows are not held out."""
-    def names(spec: str, spec_seeds: Sequence[int]) -> set[str]:
-        try:
-            return set(episode_names(spec, list(spec_seeds)))
-        except ValueError:          # a scenario this version does not know: nothing to compare with
-            return set()
-
-    evaluated = {spec: names(spec, seeds) for spec in scenarios}
+    evaluated = {spec: episode_set([spec], seeds) for spec in scenarios}
     trained: dict[tuple[tuple[str, ...], tuple[int, ...]], set[str]] = {}
     notes = []
     for name, folder in models.items():
-        config = _read_json(Path(folder) / "model.json").get("training", {}).get("config", {})
-        key = (tuple(config.get("scenarios") or ()), tuple(int(s) for s in config.get("seeds") or ()))
+        key = _trained_on(folder)
         if key not in trained:
-            trained[key] = set().union(*(names(spec, key[1]) for spec in key[0]))
+            trained[key] = episode_set(*key)
         for spec, found in evaluated.items():
             seen = sorted(found & trained[key])
             if seen:
                 notes.append(f"{name}: {len(seen)} of the {len(found)} episodes of {spec} are episodes its model was "
                              f"trained on ({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): not held out")
     return notes
+
+
+def held_out_unknown(models: Mapping[str, Path]) -> list[str]:
+    """One note per learned model whose model.json records no training episodes (no `training.config` scenarios
+    and seeds, as a model saved by the user's own trainer or converted from a zip): whether its rows are held
+    out is unknown."""
+    return [f"{name}: {Path(folder) / 'model.json'} records no training episodes (training.config.scenarios and "
+            "seeds): held-out status unknown" for name, folder in models.items() if not all(_trained_on(folder))]
 
 
 def row_settings(cfg: CompareConfig, controller: str, checksums: Mapping[str, str],
@@ -307,7 +314,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         models = resolve_models(cfg, out)
         checksums = model_checksums(models)
         overlap = training_overlap(models, cfg.scenarios, cfg.seeds)
-        for note in overlap:
+        unknown = held_out_unknown(models)
+        for note in overlap + unknown:
             log.warning("%s", note)
         labels = scenario_labels(cfg.scenarios)
         files = {spec: run_files(spec, cfg.env.network) for spec in cfg.scenarios}
@@ -378,6 +386,8 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
             text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
         if overlap:
             text += "\n**Not held out** (evaluation episodes a model trained on):\n" + "".join(f"- {n}\n" for n in overlap)
+        if unknown:
+            text += "\n**Held-out status unknown**:\n" + "".join(f"- {n}\n" for n in unknown)
         reports = scenario_data_reports(cfg.scenarios, cfg.env)
         cleaned = data_report_notes(reports)
         if cleaned:
@@ -398,6 +408,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                 "rows": {c: sorted(set(metrics[c].tolist())) for c in ("controller", "scenario", "seed")},
                 "wall_time_s": round(wall, 2), "failures": [f.key.stem() for f in failures],
                 "rerun_rows": rejected, "repeated_episodes": notes, "not_held_out": overlap,
+                "held_out_unknown": unknown,
                 "scenario_files_changed": changed,
                 "scenario_files": {spec: f for spec, f in files.items() if f},
                 "episodes": _episodes_of(metrics, episodes),

@@ -19,10 +19,15 @@ named like an installed package never shadows it). On Ray workers the module mus
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import os
+import site
 import sys
+import sysconfig
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 ENTRY_POINT_GROUP = "pev_mpc.policies"
@@ -73,12 +78,48 @@ def is_plugin(name: str) -> bool:
 
 
 def source_checksum(name: str) -> str:
-    """sha256 of the source file of the module that defines the plug-in `name`'s class ('' when it has none):
-    part of a row's settings, so rows of an edited plug-in never pass for rows of the old one."""
-    from pev_env.files import file_sha256
+    """sha256 of the relative names and bytes of the plug-in `name`'s `source_files` ('' when its class has no
+    source file): part of a row's settings, so rows of an edited plug-in, or of an edited module of the user's that
+    it imports, never pass for rows of the old one."""
+    files = source_files(load_class(name).__module__)
+    digest = hashlib.sha256()
+    for label, path in files.items():
+        digest.update(f"{label}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest() if files else ""
 
-    path = getattr(sys.modules.get(load_class(name).__module__), "__file__", None)
-    return file_sha256(path) if path else ""
+
+def source_files(module: str) -> dict[str, Path]:
+    """The source files of the plug-in module `module`, sorted by their relative names: its own file and every
+    module file loaded (sys.modules) from under its folder or the working directory, outside the installed
+    packages (site-packages, the standard library) and this package's; {} when the module has no file."""
+    found = getattr(sys.modules.get(module), "__file__", None)
+    if not found:
+        return {}
+    own = os.path.abspath(found)
+    roots = {"plug-in": os.path.dirname(own), "cwd": os.getcwd()}
+    installed = _installed_folders()
+    files = {}
+    for loaded in list(sys.modules.values()):
+        name = getattr(loaded, "__file__", None)
+        path = os.path.abspath(name) if isinstance(name, str) else ""
+        root = next((r for r, folder in roots.items() if path.startswith(folder + os.sep)), None)
+        if root and os.path.isfile(path) and (path == own or not any(path.startswith(f) for f in installed)):
+            files[f"{root}:{Path(os.path.relpath(path, roots[root])).as_posix()}"] = Path(path)
+    return dict(sorted(files.items()))
+
+
+def _installed_folders() -> set[str]:
+    """The folders of installed code, as given and resolved, each ending in a separator: the interpreter's
+    library and site-packages folders and those of this package (`provenance.SOURCE_PACKAGES`)."""
+    from experiments.outputs.provenance import SOURCE_PACKAGES
+
+    paths = sysconfig.get_paths()
+    folders = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
+    folders += [*site.getsitepackages(), site.getusersitepackages()]
+    specs = [importlib.util.find_spec(package) for package in SOURCE_PACKAGES]
+    folders += [os.path.dirname(spec.origin) for spec in specs if spec and spec.origin]
+    return {os.path.join(resolved(f), "") for f in folders for resolved in (os.path.abspath, os.path.realpath)}
 
 
 def make(name: str, key: str = "controller") -> Any:

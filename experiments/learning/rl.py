@@ -12,8 +12,10 @@ which `LearnedPolicy` runs with the same features and action mapping (numpy only
 
 Held-out evaluation: training draws scenario seeds from TrainConfig.seeds (default 1000..1099) and, for real
 data, the days of `acn-caltech-train`; the comparison uses seeds 0..4 and the days of `acn-caltech` /
-`acn-caltech-eval`, which training never sees (recorded under `training` in model.json). If the training
-scenarios list `acn-caltech` itself (day = seed % 5), `held_out_days` records which of its days training used.
+`acn-caltech-eval`. model.json records under `training` the episodes training draws (`training_episodes`) and
+whether the default evaluation draws any of them (`held_out`); if the training scenarios list `acn-caltech` itself
+(day = seed % 5), `held_out_days` records which of its days training used. `plants` records the plants that
+trained (the scenarios derive them from the base plant `config.env`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
+from experiments.commands.config import DEFAULT_EVAL_SEEDS, DEFAULT_SCENARIOS
+from experiments.commands.runner import episode_set, plant_fields
 from experiments.controllers.registry import LEARNED_ALGOS, learned_name
 from experiments.controllers.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
 from experiments.learning.torch_threads import single_thread_torch
@@ -65,6 +69,8 @@ class _CoreSlot:
     def __init__(self, name: str, seeds: Any, offset: int, price_alpha: float = 0.0, action_mode: str = "raw",
                  base: EnvConfig | None = None) -> None:
         self.name, self._seeds, self.mode, self.base = name, seeds, action_mode, base
+        self.ran: dict[str, dict[str, Any]] = {}
+        """The plants this slot built: plant fingerprint -> `plant_fields` and the seeds drawn on it."""
         self.price = AreaPrice(price_alpha) if price_alpha > 0 else None
         self.reset()
         self.slice = slice(offset, offset + self.config.n_stations)
@@ -79,6 +85,10 @@ class _CoreSlot:
             raise ValueError(f"train.scenarios: {self.name!r} changes its number of stations between seeds "
                              f"({self.config.n_stations} -> {config.n_stations}); allowed: fixed-size scenarios")
         self.config, self.core = config, ChargingCore(config, scenario)
+        key, fields = plant_fields(config)
+        seeds = self.ran.setdefault(key, {**fields, "seeds": []})["seeds"]
+        if self.seed not in seeds:
+            seeds.append(self.seed)
         self.layer = FeasibilityLayer(self.mode, self.core.network)
         if self.price is not None:
             self.price.reset()
@@ -287,20 +297,37 @@ class _TrainingLog(BaseCallback):
 
 def training_info(cfg: TrainConfig, argv: list[str] | None, env: StationVecEnv, samples: int,
                   start: float) -> dict[str, Any]:
-    """The `training` record of model.json: command, configuration, held-out data, reward, time, versions."""
+    """The `training` record of model.json: command, configuration (`config.env` is the base plant), the plants that
+    ran (per scenario: plant fingerprint -> `plant_fields` and seeds), the episodes `config.scenarios` x
+    `config.seeds` draw and what that means for held-out evaluation, reward, time, versions."""
+    episodes = {spec: sorted(episode_set([spec], cfg.seeds)) for spec in cfg.scenarios}
     return {
         "command": argv if argv is not None else sys.argv,
         "config": to_dict(cfg),
         "action_mode": cfg.action_mode,
         "stations_per_sample_batch": env.num_envs,
         "samples_trained": int(samples),
-        "held_out": "training uses scenario seeds `config.seeds`; evaluate on other seeds (default 0..4) and on "
-                    "acn-caltech / acn-caltech-eval days",
+        "plants": {plant.name: {key: {**fields, "seeds": sorted(fields["seeds"])} for key, fields in plant.ran.items()}
+                   for plant in env.plants},
+        "training_episodes": episodes,
+        "held_out": held_out_advice(set().union(*episodes.values())),
         "held_out_days": _acn_days(cfg),
         "training_reward": {"doc": station_rewards.__doc__.splitlines()[0], **asdict(RewardWeights())},
         "wall_time_s": round(time.perf_counter() - start, 2),
         "environment": environment_info(),
     }
+
+
+def held_out_advice(trained: set[str]) -> str:
+    """The `held_out` line of model.json: whether the default evaluation (DEFAULT_SCENARIOS x DEFAULT_EVAL_SEEDS)
+    draws any of the `trained` episodes."""
+    default = f"{', '.join(DEFAULT_SCENARIOS)} seeds {DEFAULT_EVAL_SEEDS[0]}-{DEFAULT_EVAL_SEEDS[-1]}"
+    seen = sorted(episode_set(DEFAULT_SCENARIOS, DEFAULT_EVAL_SEEDS) & trained)
+    rule = "compare/evaluate list rows on a training episode under not_held_out (run.json, summary.md)"
+    if not seen:
+        return f"the default evaluation ({default}) draws none of `training_episodes`: held out; {rule}"
+    return (f"the default evaluation ({default}) draws {len(seen)} training episode(s) "
+            f"({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): evaluate on other seeds or days; {rule}")
 
 
 def _batch_size(wanted: int, buffer: int) -> int:

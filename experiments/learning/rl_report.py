@@ -85,8 +85,12 @@ def _grid(rows: pd.DataFrame, metric: str) -> np.ndarray:
 
 
 def _interval(value: Interval, n: int) -> str:
+    """'point [low, high]'; with `n` (the fewest runs a resampled stratum has) below 2 the bootstrap cannot vary:
+    'point (n = 1, no interval)'."""
     point = float(value.point)
-    return f"{point:.2f}" if n < 2 else f"{point:.2f} [{float(value.low):.2f}, {float(value.high):.2f}]"
+    if n < 2:
+        return f"{point:.2f} (n = {n}, no interval)"
+    return f"{point:.2f} [{float(value.low):.2f}, {float(value.high):.2f}]"
 
 
 def _count(block: pd.DataFrame) -> str:
@@ -129,9 +133,9 @@ def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
                 if agent == baseline or not both:
                     cells.append("—")
                     continue
-                poi = probability_of_improvement(strata(runs, agent, metric, both),
-                                                 strata(runs, baseline, metric, both), lower_is_better=True)
-                cells.append(_interval(poi, 2))
+                mine, theirs = strata(runs, agent, metric, both), strata(runs, baseline, metric, both)
+                poi = probability_of_improvement(mine, theirs, lower_is_better=True)
+                cells.append(_interval(poi, min(part.size for part in mine + theirs)))
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 

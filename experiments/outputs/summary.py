@@ -31,6 +31,8 @@ def counted(metrics: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     return ["area_violation_steps" if fallback and c == "network_violation_steps" else c for c in columns]
 """Metrics compared seed by seed against the reference (step times are not paired quantities)."""
 FAILURE_MARK = "⚠"
+EXCEEDED_MARK = "‡"
+"""Marks a controller of the paired differences that exceeded a shared limit: its energy is not comparable."""
 TROUBLE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps")
 
 
@@ -98,6 +100,16 @@ def troubled(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[(metrics[present].fillna(0) > 0).any(axis=1)]
 
 
+def exceeded(metrics: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """(scenario, controller) -> its steps above a shared limit (the area limit or a site-network constraint,
+    `counted` network_violation_steps) summed over its rows, where there are any."""
+    [column] = counted(metrics, ["network_violation_steps"])
+    if metrics.empty or column not in metrics:
+        return {}
+    steps = metrics.groupby(["scenario", "controller"], sort=False)[column].sum()
+    return {key: int(n) for key, n in steps.items() if n > 0}
+
+
 def network_label(plant: Mapping[str, Any]) -> str:
     """The site network of a plant record (run.json `plants`) in words; '' for the area limit."""
     spec = str(plant.get("network", "area"))
@@ -110,9 +122,10 @@ def network_label(plant: Mapping[str, Any]) -> str:
     return "" if spec == "area" else spec
 
 
-def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: set[tuple[str, str]],
+def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marks: Mapping[tuple[str, str], str],
             networks: Mapping[str, str], nonnegative: frozenset[str] = frozenset()) -> list[str]:
-    """One markdown table per scenario of a long table (scenario, controller, metric, n, mean, ci95)."""
+    """One markdown table per scenario of a long table (scenario, controller, metric, n, mean, ci95); `marks`:
+    (scenario, controller) -> the marks after its name."""
     lines: list[str] = []
     for scenario, block in table.groupby("scenario", sort=False):
         shown = [c for c in columns if c in set(block["metric"])]
@@ -122,8 +135,7 @@ def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marked: s
         for controller, rows in block.groupby("controller", sort=False):
             by_metric = rows.set_index("metric")
             cells = [_cell(by_metric.at[c, "mean"], by_metric.at[c, "ci95"], c in nonnegative) for c in shown]
-            mark = f" {FAILURE_MARK}" if (scenario, controller) in marked else ""
-            lines.append(f"| {controller}{mark} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
+            lines.append(f"| {controller}{marks.get((scenario, controller), '')} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -142,20 +154,27 @@ def failure_note(metrics: pd.DataFrame) -> str:
 def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
              reference: str = "", networks: Mapping[str, str] | None = None) -> str:
     """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
-    `reference` ran, the paired per-seed differences against it; controllers with solver failures marked.
+    `reference` ran, the paired per-seed differences against it, where a controller that exceeded a shared limit
+    is marked EXCEEDED_MARK with a note; controllers with solver failures marked FAILURE_MARK.
     `networks`: scenario -> its site network in words (`network_label`), shown in its heading."""
     networks = networks or {}
     table = summarise(metrics, columns)
     lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
              f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))}); an interval that would reach "
              "below 0, which these metrics cannot, is shown as [0, high]." if len(metrics) else "No rows.", ""]
-    marked = {(r.scenario, r.controller) for r in troubled(metrics).itertuples()}
-    lines += _tables(table, columns, "## {scenario}", marked, networks, NONNEGATIVE)
+    marks = {(r.scenario, r.controller): f" {FAILURE_MARK}" for r in troubled(metrics).itertuples()}
+    lines += _tables(table, columns, "## {scenario}", marks, networks, NONNEGATIVE)
     if reference and len(metrics) and reference in set(metrics["controller"]):
+        over = exceeded(metrics)
         lines += [f"Paired differences against {reference}: mean ± half-width of the 95% t interval of the per-seed "
                   f"differences (controller - {reference}) over the seeds both ran.", ""]
-        lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}", marked,
-                         networks)
+        lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}",
+                         {**marks, **{key: marks.get(key, "") + f" {EXCEEDED_MARK}" for key in over}}, networks)
+        if over:
+            lines += [f"{EXCEEDED_MARK} exceeded a shared limit (the area limit or a site-network constraint): its "
+                      f"energy is not comparable with that of a controller that kept the limits ("
+                      + "; ".join(f"{c}{' (the reference)' if c == reference else ''} on {s} in {n} steps"
+                                  for (s, c), n in over.items()) + ").", ""]
     note = failure_note(metrics)
     if note:
         lines += [f"{FAILURE_MARK} {note}. See station_fallbacks, nonconverged_steps and "
