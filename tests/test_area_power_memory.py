@@ -113,7 +113,7 @@ def test_huge_specs_are_refused_in_one_line(tmp_path):
         make_scenario(f"csv:{path}", 0)
     path.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
                     "0,10,0,1e300,1e300,0\n")
-    with pytest.raises(ValueError, match=r"Scenario.capacity\[0\] = 1e\+300: must be > 0 and <= 1000000.0 kWh"):
+    with pytest.raises(ValueError, match=r"line 2: capacity_kwh = 1e\+300: must be > 0 and <= 1000000.0 kWh"):
         make_scenario(f"csv:{path}", 0)
     with pytest.raises(ValueError, match=rf"Scenario.n_steps = 200000000000: must be an integer in \[1, {MAX_STEPS}\]"):
         make_scenario("seed", 0, EnvConfig(total_time=1e12))  # before the seed's PEVs are drawn
