@@ -55,11 +55,11 @@ from experiments.commands.config import CompareConfig
 from experiments.errors import UsageError
 from experiments.learning import rl_report
 from experiments.outputs.outdir import claim, clear
-from experiments.outputs.provenance import (code_checksum, differing_keys, environment_info, fingerprint, package_version,
-                                    to_dict)
+from experiments.outputs.provenance import (code_checksum, differing_keys, environment_info, episode_set, fingerprint,
+                                            package_version, to_dict)
 from experiments.outputs.results import ResultsTable, read_rows, save_figure, write_csv, write_text
-from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, episode_set, grid,
-                                run_grid, scenario_labels)
+from experiments.commands.runner import (CONTROLLER_COLUMNS, FAILURE_COLUMNS, EpisodeResult, RunKey, grid, run_grid,
+                                scenario_labels)
 from experiments.outputs.summary import failure_note, markdown, network_label
 from pev_env.network import network_files
 from pev_env.scenarios import data_report_notes, make_scenario, scenario_data_reports, scenario_files

@@ -23,8 +23,7 @@ from pev_env.config import EnvConfig
 from pev_env.feasibility import ACTION_MODES
 from pev_mpc.settings import MPCSettings
 
-DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech", "acn-caltech-network")
-DEFAULT_EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+DEFAULT_SCENARIOS, DEFAULT_EVAL_SEEDS = registry.DEFAULT_SCENARIOS, registry.DEFAULT_EVAL_SEEDS
 TRAIN_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech-train")
 """The training scenarios: the real days are those of the training split, so `acn-caltech` and
 `acn-caltech-eval` evaluate on days training never saw."""

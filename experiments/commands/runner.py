@@ -29,9 +29,8 @@ from tqdm import tqdm
 from experiments.commands.backends import Backend, LocalBackend
 from experiments.controllers import registry
 from experiments.controllers.registry import Models
-from experiments.outputs.provenance import fingerprint
+from experiments.outputs.provenance import plant_record
 from pev_env.metrics import CONTROLLER_COLUMNS
-from pev_env.network import network_files
 from pev_env.observation import OBS_INDEX
 
 if TYPE_CHECKING:
@@ -208,24 +207,6 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
                          plant=plant_record(config), episode=scenario.name)
 
 
-def plant_record(config: Any) -> dict[str, Any]:
-    """What identifies the plant that ran (its plant fingerprint): the EnvConfig fields, and the sha256 of a
-    network file it read (`network_files`), so that an edited file is another plant."""
-    files = network_files(config.network)
-    return {**config.as_dict(), **({"network_files": files} if files else {})}
-
-
-PLANT_FIELDS: tuple[str, ...] = ("network", "transformer_kw", "n_stations", "p_max", "P_ref")
-"""The plant fields a model.json names beside its plant fingerprint (transformer_kw: the caltech network's)."""
-
-
-def plant_fields(config: Any) -> tuple[str, dict[str, Any]]:
-    """The plant fingerprint of `config` (as metrics.csv and the `plants` of run.json key it: `plant_record`) and
-    its PLANT_FIELDS."""
-    record = plant_record(config)
-    return fingerprint({"plant": record}), {name: record[name] for name in PLANT_FIELDS}
-
-
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,
                        steps: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Seconds per act and `last_stats` for `steps` steps from `start_step` (earlier steps request 0 kW).
@@ -343,18 +324,6 @@ def scenario_labels(specs: Iterable[str]) -> dict[str, str]:
         where = "\0".join(str(p) for p in family.files(args)) or spec
         labels[spec] = f"{labels[spec]}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
     return labels
-
-
-def episode_set(specs: Iterable[str], seeds: Sequence[int]) -> set[str]:
-    """The names of the episodes that `specs` x `seeds` draw (`pev_env.scenarios.episode_names`: a day is the same
-    day under every scenario name); a scenario this version does not know adds none."""
-    from pev_env.scenarios import episode_names
-
-    found: set[str] = set()
-    for spec in specs:
-        with contextlib.suppress(ValueError):
-            found.update(episode_names(spec, list(seeds)))
-    return found
 
 
 def distinct_seeds(spec: str, label: str, seeds: Sequence[int], before: Sequence[int] = ()) -> tuple[list[int], str]:

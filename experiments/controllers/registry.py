@@ -58,6 +58,10 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     MAPPO + "-safe",
     MAPPO_LAGRANGIAN,
 )
+DEFAULT_SCENARIOS: tuple[str, ...] = ("seed", "seed-20", "acn-caltech", "acn-caltech-network")
+"""The scenarios of the default comparison (`compare`, `evaluate`)."""
+DEFAULT_EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""The seeds of the default comparison."""
 LEARNED_NEEDS: dict[str, tuple[str, ...]] = {name: ("safetensors",) for name in LEARNED_NAMES}
 """Modules each learned controller needs at run time (torch is needed for training only)."""
 TRAINING_SEED_MARK = "@"

@@ -38,13 +38,11 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from tqdm import tqdm
 
-from experiments.commands.config import DEFAULT_EVAL_SEEDS, DEFAULT_SCENARIOS
-from experiments.commands.runner import episode_set, plant_fields
-from experiments.controllers.registry import LEARNED_ALGOS, learned_name
+from experiments.controllers.registry import DEFAULT_EVAL_SEEDS, DEFAULT_SCENARIOS, LEARNED_ALGOS, learned_name
 from experiments.controllers.rl_model import DESCRIPTION_FILE, WEIGHTS_FILE, save_model
 from experiments.learning.torch_threads import single_thread_torch
 from experiments.outputs.outdir import claim, record
-from experiments.outputs.provenance import environment_info, file_checksum, to_dict
+from experiments.outputs.provenance import environment_info, episode_set, file_checksum, plant_fields, to_dict
 from experiments.outputs.results import save_figure, write_csv
 from pev_env.feasibility import FeasibilityLayer, action_bound
 from pev_env.learning import (AreaPrice, RewardWeights, input_names, overload_cost, overload_fraction, policy_inputs,

@@ -3,6 +3,7 @@ fingerprint (a short hash recorded in every row of metrics.csv)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -10,7 +11,7 @@ import importlib.util
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,35 @@ def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
         elif a != b:
             out.append(f"{prefix}{key}: {a} -> {b}")
     return out
+
+
+def plant_record(config: Any) -> dict[str, Any]:
+    """What identifies the plant that ran (its plant fingerprint): the EnvConfig fields, and the sha256 of a
+    network file it read (`network_files`), so that an edited file is another plant."""
+    from pev_env.network import network_files
+
+    files = network_files(config.network)
+    return {**config.as_dict(), **({"network_files": files} if files else {})}
+
+
+PLANT_FIELDS: tuple[str, ...] = ("network", "transformer_kw", "n_stations", "p_max", "P_ref")
+"""The plant fields a model.json names beside its plant fingerprint (transformer_kw: the caltech network's)."""
+
+
+def plant_fields(config: Any) -> tuple[str, dict[str, Any]]:
+    """The plant fingerprint of `config` (as metrics.csv and the `plants` of run.json key it: `plant_record`) and
+    its PLANT_FIELDS."""
+    record = plant_record(config)
+    return fingerprint({"plant": record}), {name: record[name] for name in PLANT_FIELDS}
+
+
+def episode_set(specs: Iterable[str], seeds: Sequence[int]) -> set[str]:
+    """The names of the episodes that `specs` x `seeds` draw (`pev_env.scenarios.episode_names`: a day is the same
+    day under every scenario name); a scenario this version does not know adds none."""
+    from pev_env.scenarios import episode_names
+
+    found: set[str] = set()
+    for spec in specs:
+        with contextlib.suppress(ValueError):
+            found.update(episode_names(spec, list(seeds)))
+    return found
