@@ -228,3 +228,27 @@ def test_probability_of_improvement_of_one_run_has_no_interval() -> None:
     stats = rl_report.markdown(pd.DataFrame(rows))
     assert "| ppo | 1.00 (n = 1, no interval) | 0.50 (n = 1, no interval) |" in stats
     assert "[1.00, 1.00]" not in stats
+
+
+def test_refresh_rewrites_only_the_rl_statistics_of_a_finished_folder(two_seeds, capsys) -> None:
+    """Statistics that changed are recomputed from the rows as run; the rest of summary.md stays as it was."""
+    from experiments.learning.refresh_statistics import main as refresh_main
+
+    out = two_seeds / "ev"
+    assert main([*EVAL, "--set", f"models.ppo={two_seeds}/ppo-*", "--out", str(out)]) == 0
+    summary = (out / "summary.md").read_text()
+    start = summary.index("\n## RL statistics")
+    stale = summary[:start] + "\n## RL statistics\n\nan old bootstrap: 1.0 [0.9, 1.1]\n\n" + summary[
+        summary.index("**Learned models**"):]
+    (out / "summary.md").write_text(stale)
+    (out / "plots" / "performance_profiles.png").unlink()
+    assert refresh_main([str(out)]) == 0
+    again = (out / "summary.md").read_text()
+    assert "an old bootstrap" not in again and "recomputed from metrics.csv" in again
+    head, tail = summary[:start], summary[summary.index("**Learned models**"):]
+    assert again.startswith(head) and again.endswith(tail)
+    assert again[start:].startswith(summary[start:summary.index("**Learned models**")].rstrip())  # same statistics
+    assert (out / "plots" / "performance_profiles.png").exists()
+    with pytest.raises(SystemExit) as exit_:
+        refresh_main([str(two_seeds)])
+    assert exit_.value.code == 2 and "not a results folder" in capsys.readouterr().err

@@ -150,7 +150,8 @@ def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) 
              "Runs are training seeds × evaluation days (n); lower is better for every metric. IQM: mean of the "
              "middle 50 % of the runs; [low, high]: 95 % percentile interval of 2000 stratified bootstrap "
              "resamples (within each scenario, training seeds and days drawn independently, seed 0); with one "
-             "training seed it is over evaluation days only and says nothing about another training run. "
+             "training seed it is over evaluation days only and says nothing about another training run. At n = 5 "
+             "runs such a 95 % interval holds the true value in about 90 % of draws (IQM), 83 % (mean). "
              "P(agent better than baseline): the chance "
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", "",
