@@ -291,6 +291,25 @@ def test_compare_writes_the_network_traces_beside_the_unchanged_ones(tmp_path) -
                                                           "linear": True, "column": "load_0"}]}
 
 
+def test_a_network_scenarios_plot_shows_its_constraints_not_p_ref(tmp_path) -> None:
+    """On acn-caltech-network P_ref (277 kW) is no limit: the plot of a network scenario is the most loaded
+    constraint against its limit, so an overloading controller shows as above it."""
+    from experiments.cli.main import main
+    from experiments.commands.compare import RunKey, trace_paths, worst_load
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--scenarios", "seed,acn-caltech-network", "--seeds", "0", "--controllers",
+                 "uncontrolled,llf", "--jobs", "1", "--out", str(out), "-q"]) == 0
+    plotted = sorted(p.name for p in (out / "plots").glob("*_*.png") if not p.name.startswith("soc"))
+    assert plotted == ["area_power_seed.png", "network_load_acn-caltech-network.png", "violations_unmet.png"]
+    metrics = pd.read_csv(out / "metrics.csv").set_index(["controller", "scenario"])
+    for controller in ("uncontrolled", "llf"):
+        load = worst_load(trace_paths(out, RunKey(controller, "acn-caltech-network", 0, "acn-caltech-network")))
+        over = int((load["load_pct"] > 100.0 + 1e-6).sum())
+        assert over == metrics.loc[(controller, "acn-caltech-network"), "network_violation_steps"]
+    assert over == 0 < int(metrics.loc[("uncontrolled", "acn-caltech-network"), "network_violation_steps"])
+
+
 def test_episode_result_carries_every_caltech_constraint() -> None:
     from experiments.commands.runner import run_episode
     from experiments.controllers.registry import make_controller

@@ -264,7 +264,8 @@ def trace_paths(out: Path, key: RunKey) -> TracePaths:
 
 def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame,
                 checksums: Mapping[str, str] | None = None) -> list[Path]:
-    """Bars with CIs from metrics; area power and SOC panels for the first seed of each scenario."""
+    """Bars with CIs from metrics; area power against P_ref (on a network: the most loaded constraint against its
+    limit) and SOC panels for the first seed of each scenario."""
     written: list[Path] = []
     if metrics.empty:
         return written
@@ -283,14 +284,28 @@ def write_plots(cfg: CompareConfig, out: Path, metrics: pd.DataFrame,
         found = {c: p for c, p in found.items() if p.power.exists() and p.soc.exists()}
         if not found:
             continue
-        power = {c: pd.read_csv(p.power) for c, p in found.items()}
-        save(plots.area_power(power, f"Area power against P_ref ({scenario}, seed {seed})"),
-             f"area_power_{scenario}.png")
+        config, episode = make_scenario(spec, seed, base=cfg.env)
+        if config.network != "area":  # its constraints are the limits (P_ref one of them only when set)
+            save(plots.network_load({c: worst_load(p) for c, p in found.items()},
+                                    f"Most loaded network constraint ({scenario}, seed {seed})"),
+                 f"network_load_{scenario}.png")
+        else:
+            power = {c: pd.read_csv(p.power) for c, p in found.items()}
+            save(plots.area_power(power, f"Area power against P_ref ({scenario}, seed {seed})"),
+                 f"area_power_{scenario}.png")
         soc = {c: pd.read_csv(p.soc) for c, p in found.items()}
-        _, episode = make_scenario(spec, seed, base=cfg.env)
         save(plots.pev_energy(soc, episode.soc_target - episode.soc_init,
                               f"Energy per PEV: delivered vs requested ({scenario}, seed {seed})"), f"soc_{scenario}.png")
     return written
+
+
+def worst_load(paths: TracePaths) -> pd.DataFrame:
+    """time_min and load_pct, the largest 100 load / limit over a run's network constraints at each step."""
+    loads = pd.read_csv(paths.network)
+    constraints = json.loads(paths.constraints.read_text())["constraints"]
+    limits = pd.Series({c["column"]: c["limit"] for c in constraints})
+    pct = 100.0 * loads[limits.index] / limits
+    return pd.DataFrame({"time_min": loads["time_min"], "load_pct": pct.max(axis=1)})
 
 
 def _in_config_order(metrics: pd.DataFrame, cfg: CompareConfig) -> pd.DataFrame:

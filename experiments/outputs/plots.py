@@ -51,9 +51,23 @@ def area_power(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
             ax.fill_between(trace["time_min"], trace["P_ref_kw"], trace["area_power_kw"], where=over,
                             step="post", color="tab:red", alpha=0.35, label="above limit")
         ax.set_title(controller, fontsize=10)
-    handles, labels = _legend_entries(axes)
-    fig.legend(handles, labels, loc="upper right", fontsize=9)
-    return _finish_panels(fig, axes, "Power (kW)", title)
+    return _finish_panels(fig, axes, "Power (kW)", title, legend=True)
+
+
+def network_load(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
+    """The most loaded network constraint in % of its limit over one episode, one panel per controller
+    (`traces`: columns time_min and load_pct, the largest 100 load / limit over the constraints at each step;
+    `constraint`: its name), the limit at 100 % and the steps above it shaded."""
+    fig, axes = _grid(len(traces))
+    for ax, (controller, trace) in zip(axes.flat, traces.items()):
+        ax.step(trace["time_min"], trace["load_pct"], where="post", lw=1.2, label="most loaded constraint")
+        ax.axhline(100.0, ls="--", color="k", lw=1.0, label="its limit (100 %)")
+        over = trace["load_pct"] > 100.0 + 1e-6
+        if over.any():
+            ax.fill_between(trace["time_min"], 100.0, trace["load_pct"], where=over, step="post", color="tab:red",
+                            alpha=0.35, label="above limit")
+        ax.set_title(controller, fontsize=10)
+    return _finish_panels(fig, axes, "Load (% of limit)", title, legend=True)
 
 
 def _legend_entries(axes: np.ndarray) -> tuple[list, list]:
@@ -129,8 +143,9 @@ def pev_energy(socs: Mapping[str, pd.DataFrame], requested_kwh: np.ndarray, titl
 
 
 def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str,
-                   xlabel: str | None = "Time (min)") -> plt.Figure:
-    """Grid lines, `xlabel` on the bottom row (None: as set), `ylabel` on the left column, title, tight layout."""
+                   xlabel: str | None = "Time (min)", legend: bool = False) -> plt.Figure:
+    """Grid lines, `xlabel` on the bottom row (None: as set), `ylabel` on the left column, title, tight layout;
+    with `legend` the panels' entries in one row below them (never over a curve or the title)."""
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     for ax in axes[-1] if xlabel else ():
@@ -138,7 +153,12 @@ def _finish_panels(fig: plt.Figure, axes: np.ndarray, ylabel: str, title: str,
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
-    fig.tight_layout()
+    bottom = 0.0
+    if legend:
+        handles, labels = _legend_entries(axes)
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+        bottom = 0.45 / fig.get_figheight()  # inches of the legend row, as a fraction of the figure
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
     return fig
 
 
