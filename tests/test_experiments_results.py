@@ -100,3 +100,15 @@ def test_paired_differences_mark_a_controller_that_exceeded_a_shared_limit() -> 
             "with that of a controller that kept the limits (overload:Plugin on acn-caltech-network in 146 steps).")\
         in text
     assert "‡" not in text.split("minus offline-optimal")[0]
+
+
+def test_scenarios_that_ran_the_same_days_are_named_in_the_summary() -> None:
+    from experiments.commands.compare import shared_days
+
+    episodes = {"acn-caltech": {"0": "acn-caltech-2019-05-06", "1": "acn-caltech-2019-05-07"},
+                "acn-caltech-network": {"0": "acn-caltech-2019-05-06", "1": "acn-caltech-2019-05-07"},
+                "seed": {"0": "seed-0"}}
+    (note,) = shared_days(episodes)
+    assert note.startswith("acn-caltech and acn-caltech-network share 2 episode(s) (acn-caltech-2019-05-06, "
+                           "acn-caltech-2019-05-07): statistics pooled over scenarios count them once per scenario")
+    assert shared_days({"seed": {"0": "seed-0"}, "seed-20": {"0": "seed-20-0"}}) == []

@@ -397,8 +397,10 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         text = (markdown(metrics, title=title, reference=cfg.reference_controller(), networks=_networks(metrics, plants))
                 + rl_report.markdown(metrics, checksums)
                 + models_note(models, checksums))
-        if notes:
-            text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in notes)
+        shared = shared_days(_episodes_of(metrics, episodes))
+        if notes or shared:
+            text += "\n**Repeated episodes** (n counts distinct episodes):\n" + "".join(f"- {n}\n" for n in
+                                                                                   [*notes, *shared])
         if overlap:
             text += "\n**Not held out** (evaluation episodes a model trained on):\n" + "".join(f"- {n}\n" for n in overlap)
         if unknown:
@@ -444,6 +446,22 @@ def _networks(metrics: pd.DataFrame, plants: Mapping[str, Any]) -> dict[str, str
     for scenario, fp in zip(metrics["scenario"], metrics["plant_fingerprint"]):
         labels.setdefault(scenario, set()).add(network_label(plants.get(fp) or {}))
     return {scenario: "; ".join(sorted(found - {""})) for scenario, found in labels.items() if found - {""}}
+
+
+def shared_days(episodes: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """A note per group of scenarios whose rows ran the same episodes (`acn-caltech` and `acn-caltech-network`: one
+    week on two plants): the statistics that pool scenarios (probability of improvement, performance profiles)
+    count such days once per scenario, as if they were independent."""
+    labels = sorted(episodes)
+    notes = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            common = set(episodes[a].values()) & set(episodes[b].values())
+            if common:
+                notes.append(f"{a} and {b} share {len(common)} episode(s) ({', '.join(sorted(common)[:3])}"
+                             f"{', ...' if len(common) > 3 else ''}): statistics pooled over scenarios count them "
+                             "once per scenario, so their intervals are narrower than independent days would give")
+    return notes
 
 
 def _episodes_of(metrics: pd.DataFrame, names: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
