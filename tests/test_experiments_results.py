@@ -112,3 +112,17 @@ def test_scenarios_that_ran_the_same_days_are_named_in_the_summary() -> None:
     assert note.startswith("acn-caltech and acn-caltech-network share 2 episode(s) (acn-caltech-2019-05-06, "
                            "acn-caltech-2019-05-07): statistics pooled over scenarios count them once per scenario")
     assert shared_days({"seed": {"0": "seed-0"}, "seed-20": {"0": "seed-20-0"}}) == []
+
+
+def test_controllers_that_read_the_future_are_marked_as_bounds() -> None:
+    """offline-optimal and mpc-foresight read the episode's future sessions; mpc-history (a forecast from other
+    days) and the causal controllers are not marked."""
+    from experiments.outputs.summary import NONCAUSAL_MARK, markdown
+
+    rows = [{"controller": c, "scenario": "seed", "seed": s, "unmet_energy_kwh": 1.0 + s, "network_violation_steps": 0}
+            for c in ("llf", "mpc-history", "mpc-foresight", "offline-optimal") for s in (0, 1)]
+    text = markdown(pd.DataFrame(rows), columns=("unmet_energy_kwh",), reference="offline-optimal")
+    assert f"| mpc-foresight {NONCAUSAL_MARK} |" in text and f"| offline-optimal {NONCAUSAL_MARK} |" in text
+    assert "| llf |" in text and "| mpc-history |" in text
+    assert (f"{NONCAUSAL_MARK} reads the episode's future sessions (mpc-foresight, offline-optimal): a bound"
+            in text)

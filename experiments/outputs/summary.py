@@ -33,6 +33,8 @@ def counted(metrics: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 FAILURE_MARK = "⚠"
 EXCEEDED_MARK = "‡"
 """Marks a controller of the paired differences that exceeded a shared limit: its energy is not comparable."""
+NONCAUSAL_MARK = "°"
+"""Marks a controller that reads the episode's future sessions (`pev_mpc` Policy.causal False): a bound."""
 TROUBLE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps")
 
 
@@ -151,6 +153,14 @@ def failure_note(metrics: pd.DataFrame) -> str:
             + ", ".join(f"{r.controller}/{r.scenario}/{r.seed}" for r in bad.itertuples()))
 
 
+def noncausal(metrics: pd.DataFrame) -> list[str]:
+    """The controllers of `metrics` (in run order) that read the episode's future sessions (Policy.causal)."""
+    from pev_mpc.policies import POLICIES
+
+    names = dict.fromkeys(metrics["controller"]) if len(metrics) else {}
+    return [c for c in names if not getattr(POLICIES.get(c), "causal", True)]
+
+
 def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
              reference: str = "", networks: Mapping[str, str] | None = None) -> str:
     """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
@@ -163,6 +173,10 @@ def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, ti
              f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))}); an interval that would reach "
              "below 0, which these metrics cannot, is shown as [0, high]." if len(metrics) else "No rows.", ""]
     marks = {(r.scenario, r.controller): f" {FAILURE_MARK}" for r in troubled(metrics).itertuples()}
+    bounds = noncausal(metrics)
+    for key in set(zip(metrics["scenario"], metrics["controller"])) if len(metrics) else ():
+        if key[1] in bounds:
+            marks[key] = f" {NONCAUSAL_MARK}" + marks.get(key, "")
     lines += _tables(table, columns, "## {scenario}", marks, networks, NONNEGATIVE)
     if reference and len(metrics) and reference in set(metrics["controller"]):
         over = exceeded(metrics)
@@ -175,6 +189,9 @@ def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, ti
                       f"energy is not comparable with that of a controller that kept the limits ("
                       + "; ".join(f"{c}{' (the reference)' if c == reference else ''} on {s} in {n} steps"
                                   for (s, c), n in over.items()) + ").", ""]
+    if bounds:
+        lines += [f"{NONCAUSAL_MARK} reads the episode's future sessions ({', '.join(bounds)}): a bound on what knowing "
+                  "them is worth, not a controller a site can run.", ""]
     note = failure_note(metrics)
     if note:
         lines += [f"{FAILURE_MARK} {note}. See station_fallbacks, nonconverged_steps and "

@@ -81,6 +81,9 @@ class Policy(ABC):
     """Base class: validation, timing, the PettingZoo dict form, ``last_stats``."""
 
     name: str = "policy"
+    causal: bool = True
+    """False for a policy that reads the episode's future sessions from the scenario (a bound, not a controller a
+    site can run: offline-optimal, mpc-foresight); results mark it."""
 
     def __init__(self) -> None:
         self.config: EnvConfig | None = None

@@ -193,6 +193,7 @@ class ForesightMPC(DecentralisedMPC):
     for several kWh delivered earlier at stations that load the binding row less (docs/FORMULATION.md)."""
 
     name = "mpc-foresight"
+    causal = False
     ignores = ("centralised", "policy.history")
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
@@ -246,6 +247,7 @@ class HistoryMPC(ForesightMPC):
     its own day out of the history (`pev_mpc.history.day_key`)."""
 
     name = "mpc-history"
+    causal = True  # its forecast comes from the site's other days, not from the episode
     ignores = ("centralised",)
 
     def __init__(self, settings: MPCSettings | None = None) -> None:

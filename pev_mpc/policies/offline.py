@@ -200,6 +200,7 @@ class OfflineOptimal(Policy):
     """Replays the whole-episode LP (SOCP) plan (needs the scenario at reset: perfect foresight)."""
 
     name = "offline-optimal"
+    causal = False
 
     def _reset(self, config: EnvConfig, scenario: Scenario | None, seed: int | None) -> None:
         if scenario is None:
