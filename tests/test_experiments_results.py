@@ -121,8 +121,26 @@ def test_controllers_that_read_the_future_are_marked_as_bounds() -> None:
 
     rows = [{"controller": c, "scenario": "seed", "seed": s, "unmet_energy_kwh": 1.0 + s, "network_violation_steps": 0}
             for c in ("llf", "mpc-history", "mpc-foresight", "offline-optimal") for s in (0, 1)]
-    text = markdown(pd.DataFrame(rows), columns=("unmet_energy_kwh",), reference="offline-optimal")
+    from experiments.controllers.registry import is_causal
+
+    bounds = [c for c in ("llf", "mpc-history", "mpc-foresight", "offline-optimal") if not is_causal(c)]
+    text = markdown(pd.DataFrame(rows), columns=("unmet_energy_kwh",), reference="offline-optimal", bounds=bounds)
     assert f"| mpc-foresight {NONCAUSAL_MARK} |" in text and f"| offline-optimal {NONCAUSAL_MARK} |" in text
     assert "| llf |" in text and "| mpc-history |" in text
     assert (f"{NONCAUSAL_MARK} reads the episode's future sessions (mpc-foresight, offline-optimal): a bound"
             in text)
+
+
+def test_a_plugin_that_reads_the_future_says_so_and_is_marked(tmp_path, monkeypatch) -> None:
+    """A plug-in subclassing the offline optimum (causal = False inherited) or declaring causal = False is marked as
+    a bound; one that declares causal = True is taken at its word."""
+    from experiments.cli.main import main
+
+    (tmp_path / "peek.py").write_text("from pev_mpc.policies.offline import OfflineOptimal\n"
+                                      "class Peek(OfflineOptimal):\n    name = 'peek'\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "llf,peek:Peek", "--jobs", "1",
+                 "--no-plots", "--no-traces", "-q", "--out", str(tmp_path / "out")]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| peek:Peek ° |" in summary and "| llf |" in summary
+

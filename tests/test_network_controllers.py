@@ -365,3 +365,23 @@ def test_centralised_mpc_falls_back_to_its_shifted_plan_where_the_solver_fails(c
     np.testing.assert_array_equal(policy._last.p[:, :last.shape[1] - 1] <= last[:, 1:] + 1e-12, True)
     network = site_network(config, scenario.station_ids)
     assert np.all(network.loads(applied) <= network.limit)
+
+
+def test_a_heuristic_of_ones_own_is_a_sort_key_that_keeps_the_network() -> None:
+    """docs/extending.md: a SortedRule subclass with `_order` is filled in that order up to every constraint."""
+    from pev_mpc.policies.heuristics import SortedRule
+
+    class LargestNeedFirst(SortedRule):
+        name = "largest-need"
+
+        def _order(self, ob):
+            return np.argsort(-ob.soc_remain, kind="stable")
+
+    config, scenario = make_scenario("acn-caltech-network", 1)
+    core, policy = ChargingCore(config, scenario), LargestNeedFirst()
+    policy.reset(config, scenario, 1)
+    obs = core.reset()
+    while not core.done:
+        obs = core.step(policy.act_array(obs)).observations
+    metrics = core.episode_metrics()
+    assert metrics["network_violation_steps"] == 0 and metrics["energy_delivered_kwh"] > 0

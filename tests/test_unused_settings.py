@@ -11,7 +11,8 @@ from experiments.cli.main import main
 
 @pytest.mark.parametrize("args, message", [
     (["--controllers", "llf,edf", "--set", "mpc.policy.horizon=12"],
-     "compare.mpc.policy.horizon = 12: no controller of the run reads MPC settings (llf, edf)"),
+     "compare.mpc.policy.horizon = 12: no controller of the run reads MPC settings (llf, edf; a plug-in never "
+     "receives them)"),
     (["--controllers", "mpc-decentralised", "--set", "mpc.policy.foresight=12"],
      "compare.mpc.policy.foresight = 12: not read by mpc-decentralised, the run's MPC controllers"),
     (["--controllers", "mpc-centralised", "--set", "mpc.coordination.method=nesterov"],
@@ -43,3 +44,13 @@ def test_tune_refuses_a_grid_of_settings_the_decentralised_mpc_does_not_read(tmp
         main(["tune", "--grid", "policy.foresight=0,48", "--dry-run", "--out", str(tmp_path)])
     assert exit_.value.code == 2
     assert "tune.grid.policy.foresight = [0, 48]: not read by mpc-decentralised" in capsys.readouterr().err
+
+
+def test_mpc_settings_beside_a_plugin_warn_that_it_does_not_receive_them(tmp_path, monkeypatch, caplog) -> None:
+    (tmp_path / "mine.py").write_text("from pev_mpc.policies.mpc import DecentralisedMPC\n"
+                                      "class Mine(DecentralisedMPC):\n    name = 'mine'\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised,mine:Mine",
+                 "--set", "mpc.policy.horizon=12", "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    assert "compare.mpc (policy.horizon): not passed to the plug-ins mine:Mine" in caplog.text
+

@@ -51,11 +51,9 @@ _COMMON: tuple[tuple[str, str, str], ...] = (
 
 def controllers_help() -> str:
     """Help of --controllers: every name of the registry (policies, learned controllers, installed plug-ins)."""
-    from experiments.controllers.registry import TRAINING_SEED_MARK, controller_names
-    from pev_mpc.policies import POLICIES
+    from experiments.controllers.registry import TRAINING_SEED_MARK, controller_names, is_causal
 
-    names = [f"{n} (reads the future: a bound)" if not getattr(POLICIES.get(n), "causal", True) else n
-             for n in controller_names()]
+    names = [n if is_causal(n) else f"{n} (reads the future: a bound)" for n in controller_names()]
     return (f"comma-separated controllers: {', '.join(names)}, or your own policy classes as "
             f"module:ClassName (a module in the working directory or installed); a learned controller given several model folders (--set "
             f"models.ppo=DIR1,DIR2 or a glob) runs once per folder as ppo{TRAINING_SEED_MARK}0, "

@@ -125,6 +125,18 @@ def check_available(name: str, key: str = "controller") -> None:
         raise ImportError(f"{key}: {name} needs {', '.join(missing)}, not installed; {INSTALL_HINT}")
 
 
+def is_causal(name: str) -> bool:
+    """False for a controller whose class sets `causal = False` (it reads the episode's future sessions: a bound,
+    e.g. offline-optimal, mpc-foresight, or a plug-in that says so); learned controllers are causal."""
+    from pev_mpc.policies import POLICIES
+
+    if name in POLICIES:
+        return bool(getattr(POLICIES[name], "causal", True))
+    if policies_plugin.is_plugin(name):
+        return bool(getattr(policies_plugin.load_class(name), "causal", True))
+    return True
+
+
 def mpc_controllers() -> tuple[str, ...]:
     """Names of the controllers configured by `MPCSettings` (their factories take `settings`)."""
     from pev_mpc.policies import POLICIES

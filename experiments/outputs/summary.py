@@ -34,7 +34,7 @@ FAILURE_MARK = "⚠"
 EXCEEDED_MARK = "‡"
 """Marks a controller of the paired differences that exceeded a shared limit: its energy is not comparable."""
 NONCAUSAL_MARK = "°"
-"""Marks a controller that reads the episode's future sessions (`pev_mpc` Policy.causal False): a bound."""
+"""Marks a controller that reads the episode's future sessions (Policy.causal False): a bound."""
 TROUBLE_COLUMNS: tuple[str, ...] = ("station_fallbacks", "nonconverged_steps")
 
 
@@ -153,27 +153,20 @@ def failure_note(metrics: pd.DataFrame) -> str:
             + ", ".join(f"{r.controller}/{r.scenario}/{r.seed}" for r in bad.itertuples()))
 
 
-def noncausal(metrics: pd.DataFrame) -> list[str]:
-    """The controllers of `metrics` (in run order) that read the episode's future sessions (Policy.causal)."""
-    from pev_mpc.policies import POLICIES
-
-    names = dict.fromkeys(metrics["controller"]) if len(metrics) else {}
-    return [c for c in names if not getattr(POLICIES.get(c), "causal", True)]
-
-
 def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
-             reference: str = "", networks: Mapping[str, str] | None = None) -> str:
+             reference: str = "", networks: Mapping[str, str] | None = None, bounds: Sequence[str] = ()) -> str:
     """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
     `reference` ran, the paired per-seed differences against it, where a controller that exceeded a shared limit
     is marked EXCEEDED_MARK with a note; controllers with solver failures marked FAILURE_MARK.
-    `networks`: scenario -> its site network in words (`network_label`), shown in its heading."""
+    `networks`: scenario -> its site network in words (`network_label`), shown in its heading; `bounds`: the
+    controllers that read the episode's future sessions (`registry.is_causal` False), marked NONCAUSAL_MARK."""
     networks = networks or {}
     table = summarise(metrics, columns)
     lines = [f"# {title}", "", "Mean ± half-width of the 95% t confidence interval over seeds "
              f"(seeds: {', '.join(str(s) for s in sorted(metrics['seed'].unique()))}); an interval that would reach "
              "below 0, which these metrics cannot, is shown as [0, high]." if len(metrics) else "No rows.", ""]
     marks = {(r.scenario, r.controller): f" {FAILURE_MARK}" for r in troubled(metrics).itertuples()}
-    bounds = noncausal(metrics)
+    bounds = [c for c in dict.fromkeys(metrics["controller"]) if c in bounds] if len(metrics) else []
     for key in set(zip(metrics["scenario"], metrics["controller"])) if len(metrics) else ():
         if key[1] in bounds:
             marks[key] = f" {NONCAUSAL_MARK}" + marks.get(key, "")

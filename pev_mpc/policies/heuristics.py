@@ -75,8 +75,10 @@ class Uncontrolled(_LimitRule):
         return extra
 
 
-class _SortedRule(_LimitRule):
-    """Stations served in the order of a sort key (:meth:`_order`), each up to what the limits allow."""
+class SortedRule(_LimitRule):
+    """Stations served in the order of a sort key (:meth:`_order`), each up to what the limits allow (on a network:
+    the largest rate that keeps every constraint, in that order). A heuristic of your own is a subclass with
+    `name` and `_order`."""
 
     @abstractmethod
     def _order(self, ob: Observed) -> np.ndarray:
@@ -89,7 +91,7 @@ class _SortedRule(_LimitRule):
         return sorted_fill(network, floor, extra, self._order(ob))
 
 
-class EDF(_SortedRule):
+class EDF(SortedRule):
     """Earliest deadline first: fewest steps to departure served first, up to the limits."""
 
     name = "edf"
@@ -98,7 +100,7 @@ class EDF(_SortedRule):
         return np.argsort(ob.steps_to_departure, kind="stable")
 
 
-class LLF(_SortedRule):
+class LLF(SortedRule):
     """Least laxity first: laxity = steps to departure - steps needed at p_max; up to the limits."""
 
     name = "llf"
