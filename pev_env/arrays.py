@@ -11,6 +11,15 @@ from typing import Any
 import numpy as np
 
 
+def require_finite(label: str, values: np.ndarray, rule: str) -> None:
+    """ValueError naming the first non-finite entry of the per-station `values` (`label[i] = v: rule`), how many
+    there are and at which stations."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"{label}[{bad[0]}] = {values[bad[0]]}: {rule} ({bad.size} non-finite value(s) at stations "
+                         f"{bad[:10].tolist()})")
+
+
 def real_array(label: str, values: Any) -> np.ndarray:
     """`values` as a float64 array; TypeError naming `label` for complex, boolean or non-numeric input."""
     arr = np.asarray(values)

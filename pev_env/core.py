@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pev_env import metrics
-from pev_env.arrays import real_array
+from pev_env.arrays import real_array, require_finite
 from pev_env.config import EnvConfig
 from pev_env.meter import NetworkMeter
 from pev_env.network import Network, site_network
@@ -226,11 +226,7 @@ class ChargingCore:
                              f"not complex or boolean), shape ({n},) kW ({exc})") from exc
         if req.shape != (n,):
             raise ValueError(f"requested_kw has shape {req.shape}: expected ({n},), one kW value per station")
-        finite = np.isfinite(req)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise ValueError(f"requested_kw[{bad[0]}] = {req[bad[0]]}: must be finite kW "
-                             f"({bad.size} non-finite value(s) at stations {bad[:10].tolist()})")
+        require_finite("requested_kw", req, "must be finite kW")
         return req
 
     def _observe(self, applied_last: np.ndarray, area_power: float) -> np.ndarray:

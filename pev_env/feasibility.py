@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pev_env.allocation import priority_fill, sorted_fill
+from pev_env.arrays import require_finite
 from pev_env.learning import action_to_kw, laxity_log, need_kw
 from pev_env.network import Network
 from pev_env.observation import OBS_INDEX
@@ -89,11 +90,7 @@ class FeasibilityLayer:
     def __call__(self, action: np.ndarray, obs: np.ndarray, config: Any) -> np.ndarray:
         """Powers (N,) kW for actions (N,) at observations (N, N_OBS) of a plant with constants `config`."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        finite = np.isfinite(a)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise ValueError(f"action[{bad[0]}] = {a[bad[0]]}: a learned action must be finite "
-                             f"({bad.size} non-finite value(s) at stations {bad[:10].tolist()})")
+        require_finite("action", a, "a learned action must be finite")
         if self.mode == RAW:
             return action_to_kw(a, obs, config)
         o = np.asarray(obs, dtype=np.float64)

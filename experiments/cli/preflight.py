@@ -112,22 +112,21 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
 
     readers = [c for c in controllers if c in registry.mpc_controllers()]
     plugins = [c for c in controllers if registry.is_plugin(c)]
-    given = [f"{part}.{field}" for part in SECTIONS for field in sorted(getattr(mpc, part).given)]
+    given = {f"{part}.{field}": getattr(getattr(mpc, part), field)
+             for part in SECTIONS for field in sorted(getattr(mpc, part).given)}
     if plugins and given:
         log.warning("%s.mpc (%s): not passed to the plug-ins %s (a plug-in is built without arguments: give it its "
                     "MPCSettings in its __init__)", section, ", ".join(given), ", ".join(plugins))
-    for part in SECTIONS:
-        for field in sorted(getattr(mpc, part).given):
-            key, value = f"{part}.{field}", getattr(getattr(mpc, part), field)
-            ignoring = [c for c in readers if POLICIES[c].ignores_setting(key)]
-            where = f"{section}.mpc.{key} = {value!r}"
-            if not readers:
-                raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)}; "
-                                 "a plug-in never receives them)")
-            if len(ignoring) == len(readers):
-                raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers")
-            if ignoring:
-                log.warning("%s: not read by %s", where, ", ".join(ignoring))
+    for key, value in given.items():
+        ignoring = [c for c in readers if POLICIES[c].ignores_setting(key)]
+        where = f"{section}.mpc.{key} = {value!r}"
+        if not readers:
+            raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)}; "
+                             "a plug-in never receives them)")
+        if len(ignoring) == len(readers):
+            raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers")
+        if ignoring:
+            log.warning("%s: not read by %s", where, ", ".join(ignoring))
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:

@@ -394,8 +394,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
                       "again with --overwrite (a --resume refuses them)", ", ".join(changed))
         metrics = _in_config_order(table.frame(), cfg)
         plants = {fp: store.data.get(fp, {}).get("plant") for fp in sorted(set(metrics["plant_fingerprint"]))}
-        bounds = [c for c in dict.fromkeys(metrics["controller"])
-                  if not registry.is_causal(registry.learned_base(c) or c)]
+        bounds = [c for c in dict.fromkeys(metrics["controller"]) if not registry.is_causal(c)]
         text = (markdown(metrics, title=title, reference=cfg.reference_controller(), networks=_networks(metrics, plants),
                          bounds=bounds)
                 + rl_report.markdown(metrics, checksums)

@@ -181,8 +181,6 @@ class CompareConfig(Execution, BasePlant, Output):
     goes on (0: no limit)."""
 
     def __post_init__(self) -> None:
-        from pev_mpc.policies import POLICIES
-
         self._check_output()
         self._at_least("run_timeout", 0)
         self._check_plant()
@@ -454,8 +452,6 @@ class ScaleConfig(Execution, BasePlant, Output):
     the command ends with exit code 1 (0: no limit)."""
 
     def __post_init__(self) -> None:
-        from pev_mpc.policies import POLICIES
-
         self._check_output()
         self._at_least("run_timeout", 0)
         self._check_plant()

@@ -207,6 +207,12 @@ def run_episode(policy: Any, config: Any, scenario: Any, seed: int, key: RunKey 
                          plant=plant_record(config), episode=scenario.name)
 
 
+def warm_up_step(start_step: int, n_steps: int, steps: int) -> int:
+    """The step of the untimed warm-up act of `time_control_steps`: `start_step`, earlier when `steps` timed steps
+    and the warm-up would not fit after it (timing starts one step later)."""
+    return max(min(start_step, n_steps - steps - 1), 0)
+
+
 def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start_step: int,
                        steps: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Seconds per act and `last_stats` for `steps` steps from `start_step` (earlier steps request 0 kW).
@@ -219,7 +225,7 @@ def time_control_steps(policy: Any, config: Any, scenario: Any, seed: int, start
     policy.reset(config, scenario, seed)
     obs = core.reset()
     zeros = np.zeros(config.n_stations)
-    for _ in range(min(start_step, config.n_steps - steps - 1)):
+    for _ in range(warm_up_step(start_step, config.n_steps, steps)):
         obs = core.step(zeros).observations
     times: list[float] = []
     stats: list[dict[str, Any]] = []

@@ -3,9 +3,9 @@
 For every size N and controller, the plant runs to a quarter of the episode with 0 kW requests (so
 about as many PEVs are plugged as in mid-episode; earlier when `steps` would not fit after it, and the row's
 `first_timed_step` says where timing began), then the controller acts once (warm-up, untimed) and `steps`
-timed steps. Each row names the base plant's `network`; the plot shows the median over the seeds. Memory: `peak_traced_mb` is the peak of Python/numpy allocations during one
-extra step (tracemalloc; solver-internal C allocations are not seen); `max_rss_mb` is the process's peak
-resident set so far (sizes run in increasing order). The centralised MPC is skipped above
+timed steps. Each row names the base plant's `network`; the plot shows the median over the seeds. Memory:
+`peak_traced_mb` is the peak of Python/numpy allocations during one extra step (tracemalloc; solver-internal
+C allocations are not seen); `max_rss_mb` is the process's peak resident set so far (sizes run in increasing order). The centralised MPC is skipped above
 `centralised_max` stations and the row says so.
 """
 
@@ -27,7 +27,7 @@ from experiments.outputs import plots
 from experiments.commands.backends import map_in_order, open_backend
 from experiments.commands.config import ScaleConfig
 from experiments.commands.runner import RunTimeout, time_limit
-from experiments.commands.runner import time_control_steps
+from experiments.commands.runner import time_control_steps, warm_up_step
 from experiments.controllers import registry
 from experiments.outputs.outdir import claim
 from experiments.outputs.provenance import environment_info, to_dict
@@ -57,14 +57,14 @@ def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvCon
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    first = max(min(start, config.n_steps - steps - 1), 0)  # where time_control_steps starts timing
     ms = times * 1e3
     iterations = [s.get("iterations", np.nan) for s in stats]
     return {"step_time_median_ms": float(np.median(ms)), "step_time_p95_ms": float(np.percentile(ms, 95)),
             "iterations_mean": float(np.nanmean(iterations)) if stats else float("nan"),
             "peak_traced_mb": peak / 2**20,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "n_pevs": scenario.n_pevs, "first_timed_step": first + 1, "skipped": ""}
+            "n_pevs": scenario.n_pevs, "first_timed_step": warm_up_step(start, config.n_steps, steps) + 1,
+            "skipped": ""}
 
 
 def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:

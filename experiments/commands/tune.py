@@ -130,15 +130,18 @@ def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
     return cfg, short
 
 
-def _record(out: Path, cfg: TuneConfig, argv: list[str] | None, repeated: list[str], **outcome: Any) -> None:
-    """tune.json: the command, the config, the data files and the outcome; written before the sweep too, so that
-    an interrupted sweep's tune.csv is never without its provenance."""
-    write_text(out / "tune.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg), **outcome,
-                                              "repeated_episodes": repeated,
-                                              "scenario_files": {sc: f for sc in cfg.scenarios
-                                                                 if (f := run_files(sc, cfg.env.network))},
-                                              "environment": environment_info()},
-                                             indent=2, default=str) + "\n")
+def _provenance(cfg: TuneConfig, argv: list[str] | None, repeated: list[str]) -> dict[str, Any]:
+    """What tune.json records besides the outcome: the command, the config, the repeated episodes, the data files'
+    sha256 and the environment."""
+    return {"command": argv or sys.argv, "config": to_dict(cfg), "repeated_episodes": repeated,
+            "scenario_files": {sc: f for sc in cfg.scenarios if (f := run_files(sc, cfg.env.network))},
+            "environment": environment_info()}
+
+
+def _record(out: Path, provenance: Mapping[str, Any], **outcome: Any) -> None:
+    """tune.json: `provenance` and the outcome; written before the sweep too, so that an interrupted sweep's
+    tune.csv is never without its provenance."""
+    write_text(out / "tune.json", json.dumps({**provenance, **outcome}, indent=2, default=str) + "\n")
 
 
 def summarise(frame: pd.DataFrame, failed: pd.Index) -> pd.DataFrame:
@@ -198,8 +201,9 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     for note in repeated:
         log.warning("%s", note)
     jobs = [(s, sc, sd) for s in settings_grid(grid) for sc in cfg.scenarios for sd in seeds[sc]]
-    _record(out, cfg, argv, repeated, status=f"incomplete: the sweep of {len(jobs)} runs did not finish; tune.csv "
-                                             "holds the runs that did")
+    provenance = _provenance(cfg, argv, repeated)
+    _record(out, provenance, status=f"incomplete: the sweep of {len(jobs)} runs did not finish; tune.csv holds the "
+                                    "runs that did")
     with open_backend(cfg) as backend:
         rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env,
                                              run_timeout=cfg.run_timeout), jobs,
@@ -218,7 +222,7 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     plots.close(fig)
     best, tied = best_setting(complete)
     incomplete = per_setting.loc[per_setting["failed_runs"] > 0, "setting"].tolist()
-    _record(out, cfg, argv, repeated, status="complete", best=best.to_dict("records"), tied_with_best=tied,
+    _record(out, provenance, status="complete", best=best.to_dict("records"), tied_with_best=tied,
             incomplete_settings=incomplete)
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
         print("Pareto-optimal settings (time per step vs mean relative gap):")

@@ -3,9 +3,9 @@
     python -m experiments.learning.refresh_statistics results/learned/area results/learned/network-40
 
 The rows (metrics.csv) stay as they were run; the "RL statistics" section of summary.md (`rl_report.markdown`)
-and plots/performance_profiles.png (when the folder has plots) are rewritten with this version's statistics, and the section says so. Use it
-when the statistics change (e.g. the crossed bootstrap over training seeds and days) and a rerun would only
-repeat the same episodes. The folder is locked while it is rewritten.
+and plots/performance_profiles.png (when the folder has plots) are rewritten with this version's statistics, and
+the section says so. Use it when the statistics change (e.g. the crossed bootstrap over training seeds and days)
+and a rerun would only repeat the same episodes. The folder is locked while it is rewritten.
 """
 
 from __future__ import annotations

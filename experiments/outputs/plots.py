@@ -56,8 +56,8 @@ def area_power(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
 
 def network_load(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
     """The most loaded network constraint in % of its limit over one episode, one panel per controller
-    (`traces`: columns time_min and load_pct, the largest 100 load / limit over the constraints at each step;
-    `constraint`: its name), the limit at 100 % and the steps above it shaded."""
+    (`traces`: columns time_min and load_pct, the largest 100 load / limit over the constraints at each step),
+    the limit at 100 % and the steps above it shaded."""
     fig, axes = _grid(len(traces))
     for ax, (controller, trace) in zip(axes.flat, traces.items()):
         ax.step(trace["time_min"], trace["load_pct"], where="post", lw=1.2, label="most loaded constraint")

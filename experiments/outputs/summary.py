@@ -137,7 +137,8 @@ def _tables(table: pd.DataFrame, columns: Sequence[str], heading: str, marks: Ma
         for controller, rows in block.groupby("controller", sort=False):
             by_metric = rows.set_index("metric")
             cells = [_cell(by_metric.at[c, "mean"], by_metric.at[c, "ci95"], c in nonnegative) for c in shown]
-            lines.append(f"| {controller}{marks.get((scenario, controller), '')} | {int(rows['n'].max())} | " + " | ".join(cells) + " |")
+            lines.append(f"| {controller}{marks.get((scenario, controller), '')} | {int(rows['n'].max())} | "
+                         + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -167,9 +168,8 @@ def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, ti
              "below 0, which these metrics cannot, is shown as [0, high]." if len(metrics) else "No rows.", ""]
     marks = {(r.scenario, r.controller): f" {FAILURE_MARK}" for r in troubled(metrics).itertuples()}
     bounds = [c for c in dict.fromkeys(metrics["controller"]) if c in bounds] if len(metrics) else []
-    for key in set(zip(metrics["scenario"], metrics["controller"])) if len(metrics) else ():
-        if key[1] in bounds:
-            marks[key] = f" {NONCAUSAL_MARK}" + marks.get(key, "")
+    marks.update({(s, c): f" {NONCAUSAL_MARK}" + marks.get((s, c), "")
+                  for s, c in zip(metrics["scenario"], metrics["controller"]) if c in bounds})
     lines += _tables(table, columns, "## {scenario}", marks, networks, NONNEGATIVE)
     if reference and len(metrics) and reference in set(metrics["controller"]):
         over = exceeded(metrics)
