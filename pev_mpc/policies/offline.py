@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import cvxpy as cp
@@ -74,59 +75,91 @@ def offline_solution(config: EnvConfig, scenario: Scenario, station_pev: np.ndar
                      network: Network | None = None) -> tuple[np.ndarray, float, bool]:
     """offline_plan's plan and unmet energy, and whether the solver reported them accurate (False: Clarabel
     ended a cone stage with its 'inaccurate' status; the HiGHS LPs are exact or raise)."""
+    cells = _cells(config, scenario, station_pev)
+    n_cells, m = cells.steps.size, scenario.n_pevs
+    if n_cells == 0:  # no PEV is ever plugged (e.g. an episode without PEVs): nothing to plan
+        return np.zeros(station_pev.shape), float(cells.req.sum()), True
+    if network is not None and not network.is_linear:
+        x, u_star, accurate = _socp_plan(cone_episode(config, scenario, station_pev, network, cells))
+        return _place(x, cells, station_pev, config, network), u_star, accurate
+    energy = sp.csr_matrix((np.full(n_cells, cells.gain), (cells.pev, np.arange(n_cells))), shape=(m, n_cells + m))
+    if network is not None:
+        row, cell, gain, coupling_limit = _network_rows(network, config, station_pev, cells)
+        coupling = sp.csr_matrix((np.abs(gain), (row, cell)), shape=(coupling_limit.size, n_cells + m))
+    else:
+        coupling = sp.csr_matrix((np.ones(n_cells), (cells.steps, np.arange(n_cells))),
+                                 shape=(scenario.n_steps, n_cells + m))
+        floors = np.bincount(cells.steps, weights=cells.low, minlength=scenario.n_steps)
+        coupling_limit = np.maximum(config.P_ref, floors)
+    unmet = sp.hstack([sp.csr_matrix((m, n_cells)), sp.identity(m, format="csr")], format="csr")
+    a_ub = sp.vstack([coupling, energy, -energy - unmet], format="csr")
+    b_ub = np.concatenate([coupling_limit, np.maximum(cells.req, cells.forced), -cells.req])
+    bounds = np.concatenate([np.column_stack([cells.low, cells.high]), np.tile([[0.0, np.inf]], (m, 1))])
+    c_unmet = np.concatenate([np.zeros(n_cells), np.ones(m)])
+
+    best = _solve(c_unmet, a_ub, b_ub, bounds, "minimise unmet energy")
+    u_star = float(best.fun)
+    c_early = np.concatenate([cells.steps + 1.0, np.zeros(m)])
+    a_fix = sp.vstack([a_ub, sp.csr_matrix(c_unmet)], format="csr")
+    b_fix = np.append(b_ub, u_star * (1.0 + UNMET_REL_TOL) + UNMET_REL_TOL)
+    plan_x = _solve(c_early, a_fix, b_fix, bounds, "earliest charging at optimal unmet").x
+    return _place(plan_x[:n_cells], cells, station_pev, config, network), u_star, True
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The plugged (step, station) cells of an episode's plug schedule, in row-major order, and its PEVs."""
+
+    steps: np.ndarray
+    """int (cells,): each cell's step."""
+    stations: np.ndarray
+    """int (cells,): each cell's station."""
+    pev: np.ndarray
+    """int (cells,): the PEV plugged in each cell."""
+    low: np.ndarray
+    """kW (cells,): the station's p_min."""
+    high: np.ndarray
+    """kW (cells,): the station's p_max."""
+    req: np.ndarray
+    """kWh (M,): each PEV's requested energy, (target - soc_init)+."""
+    forced: np.ndarray
+    """kWh (M,): the p_min energy the plant applies to each PEV anyway."""
+    gain: float
+    """kWh per kW of a cell: eta dt_h."""
+
+
+def _cells(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray) -> Cells:
     if scenario.n_stations != config.n_stations:
         raise ValueError(
             f"scenario.n_stations = {scenario.n_stations}: must equal config.n_stations = {config.n_stations}"
         )
     steps, stations = np.nonzero(station_pev >= 0)
     pev = station_pev[steps, stations]
-    n_cells, m, n_steps = steps.size, scenario.n_pevs, scenario.n_steps
+    low, high = config.station_p_min[stations], config.station_p_max[stations]
     gain = config.eta * config.dt_h
-    req = scenario.energy_requested
-    if n_cells == 0:  # no PEV is ever plugged (e.g. an episode without PEVs): nothing to plan
-        return np.zeros(station_pev.shape), float(req.sum()), True
-    low, high = config.station_p_min[stations], config.station_p_max[stations]  # per cell
-    forced = np.bincount(pev, weights=low, minlength=m) * gain
-    floors = np.bincount(steps, weights=low, minlength=n_steps)
-    cells = np.arange(n_cells)
-
-    energy = sp.csr_matrix((np.full(n_cells, gain), (pev, cells)), shape=(m, n_cells + m))
-    if network is not None:
-        floor = np.where(station_pev >= 0, config.station_p_min, 0.0)
-        limits = np.maximum(network.limit[:, None], network.loads(floor.T))  # (J, n_steps)
-        g = network.gain[:, stations]  # (J, cells)
-        j, cell = np.nonzero(g)
-        used, row = np.unique(j * n_steps + steps[cell], return_inverse=True)  # constraint (j, t) of each nonzero
-        if not network.is_linear:
-            x, u_star, accurate = _socp_plan(g[j, cell], row, cell, limits.ravel()[used], steps, energy[:, :n_cells],
-                                             req, forced, low, high)
-            return _place(x, steps, stations, low, high, station_pev, config, network), u_star, accurate
-        coupling = sp.csr_matrix((np.abs(g[j, cell]), (row, cell)), shape=(used.size, n_cells + m))
-        coupling_limit = limits.ravel()[used]
-    else:
-        coupling = sp.csr_matrix((np.ones(n_cells), (steps, cells)), shape=(n_steps, n_cells + m))
-        coupling_limit = np.maximum(config.P_ref, floors)
-    unmet = sp.hstack([sp.csr_matrix((m, n_cells)), sp.identity(m, format="csr")], format="csr")
-    a_ub = sp.vstack([coupling, energy, -energy - unmet], format="csr")
-    b_ub = np.concatenate([coupling_limit, np.maximum(req, forced), -req])
-    bounds = np.concatenate([np.column_stack([low, high]), np.tile([[0.0, np.inf]], (m, 1))])
-    c_unmet = np.concatenate([np.zeros(n_cells), np.ones(m)])
-
-    best = _solve(c_unmet, a_ub, b_ub, bounds, "minimise unmet energy")
-    u_star = float(best.fun)
-    c_early = np.concatenate([steps + 1.0, np.zeros(m)])
-    a_fix = sp.vstack([a_ub, sp.csr_matrix(c_unmet)], format="csr")
-    b_fix = np.append(b_ub, u_star * (1.0 + UNMET_REL_TOL) + UNMET_REL_TOL)
-    plan_x = _solve(c_early, a_fix, b_fix, bounds, "earliest charging at optimal unmet").x
-    return _place(plan_x[:n_cells], steps, stations, low, high, station_pev, config, network), u_star, True
+    forced = np.bincount(pev, weights=low, minlength=scenario.n_pevs) * gain
+    return Cells(steps, stations, pev, low, high, scenario.energy_requested, forced, gain)
 
 
-def _place(x: np.ndarray, steps: np.ndarray, stations: np.ndarray, low: np.ndarray, high: np.ndarray,
-           station_pev: np.ndarray, config: EnvConfig, network: Network | None) -> np.ndarray:
+def _network_rows(network: Network, config: EnvConfig, station_pev: np.ndarray,
+                  cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The network rows (constraint j, step t) that plugged cells load: each nonzero's row and cell, its
+    (complex) gain, and each row's limit (A; raised to the floors' load where the floors alone exceed it)."""
+    n_steps = station_pev.shape[0]
+    floor = np.where(station_pev >= 0, config.station_p_min, 0.0)
+    limits = np.maximum(network.limit[:, None], network.loads(floor.T))  # (J, n_steps)
+    g = network.gain[:, cells.stations]  # (J, cells)
+    j, cell = np.nonzero(g)
+    used, row = np.unique(j * n_steps + cells.steps[cell], return_inverse=True)  # constraint (j, t) of each nonzero
+    return row, cell, g[j, cell], limits.ravel()[used]
+
+
+def _place(x: np.ndarray, cells: Cells, station_pev: np.ndarray, config: EnvConfig,
+           network: Network | None) -> np.ndarray:
     """The (n_steps, n_stations) plan of the cells' powers x, clipped to the bounds and scaled per step
     onto the area limit (network None) or the network."""
     plan = np.zeros(station_pev.shape)
-    plan[steps, stations] = np.clip(x, low, high)
+    plan[cells.steps, cells.stations] = np.clip(x, cells.low, cells.high)
     plugged = station_pev >= 0
     if network is None:
         return _within_area(plan, plugged, config)
@@ -134,34 +167,60 @@ def _place(x: np.ndarray, steps: np.ndarray, stations: np.ndarray, low: np.ndarr
     return scale_into_network(network, floor.T, (plan - floor).T).T
 
 
-def _socp_plan(gain: np.ndarray, row: np.ndarray, cell: np.ndarray, limit: np.ndarray, steps: np.ndarray,
-               energy: sp.csr_matrix, req: np.ndarray, forced: np.ndarray, low: np.ndarray,
-               high: np.ndarray) -> tuple[np.ndarray, float]:
-    """The two stages on a network with cones, as SOCPs (Clarabel): cell powers x (kW) of the
-    earliest plan at the optimal unmet energy, and that unmet energy (kWh). The cones: the complex
-    `gain` of each nonzero (cone `row`, `cell`), cone limits `limit`; `energy` (M, cells) maps cell
-    powers to the PEVs' energies."""
-    n_cells, n_steps = steps.size, int(steps.max(initial=0)) + 1
+@dataclass(frozen=True)
+class ConeEpisode:
+    """A whole episode on a network with cones as a cvxpy model: the powers `x` (kW) of the plugged cells
+    (`cells`, row-major), the unmet energy `u` (kWh) per PEV, and the constraints binding them (bounds,
+    unmet and no charging past the target, and one cone per network row and step)."""
+
+    x: cp.Expression
+    u: cp.Variable
+    constraints: list[cp.Constraint]
+    cells: Cells
+
+
+def cone_episode(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray, network: Network,
+                 cells: Cells | None = None, shared: cp.Expression | None = None) -> ConeEpisode:
+    """The offline optimum's model of one episode on `network` (the plug schedule's `station_pev`), for its
+    stages here and for bounds built on several episodes (benchmarks/causal_bound.py): `shared` gives the powers
+    of the first cells (another episode's variables), the others are new variables."""
+    cells = cells or _cells(config, scenario, station_pev)
+    n_cells, m = cells.steps.size, scenario.n_pevs
+    row, cell, gain, limit = _network_rows(network, config, station_pev, cells)
     shape = (limit.size, n_cells)
     re = sp.csr_matrix((gain.real, (row, cell)), shape=shape)
     im = sp.csr_matrix((gain.imag, (row, cell)), shape=shape)
-    x, u = cp.Variable(n_cells), cp.Variable(req.size, nonneg=True)
+    energy = sp.csr_matrix((np.full(n_cells, cells.gain), (cells.pev, np.arange(n_cells))), shape=(m, n_cells))
+    if shared is None or shared.size == 0:
+        x = cp.Variable(n_cells)
+    else:
+        x = cp.hstack([shared, cp.Variable(n_cells - shared.size)]) if shared.size < n_cells else shared
+    u = cp.Variable(m, nonneg=True)
     delivered = energy @ x
-    constraints = [x >= low, x <= high, u >= req - delivered, delivered <= np.maximum(req, forced),
+    constraints = [x >= cells.low, x <= cells.high, u >= cells.req - delivered,
+                   delivered <= np.maximum(cells.req, cells.forced),
                    cp.SOC(limit, cp.vstack([re @ x, im @ x]), axis=0)]
+    return ConeEpisode(x, u, constraints, cells)
+
+
+def _socp_plan(model: ConeEpisode) -> tuple[np.ndarray, float, bool]:
+    """The two stages on a network with cones, as SOCPs (Clarabel): cell powers x (kW) of the earliest plan
+    at the optimal unmet energy, that unmet energy (kWh), and whether both stages were accurate."""
+    x, u, constraints, steps = model.x, model.u, model.constraints, model.cells.steps
+    n_steps = int(steps.max(initial=0)) + 1
     stage = cp.Problem(cp.Minimize(cp.sum(u)), constraints)
-    accurate = _solve_socp(stage, "unmet")
+    accurate = solve_socp(stage, "unmet")
     u_star, plan = float(stage.value), np.asarray(x.value, dtype=np.float64)
     early = cp.Problem(cp.Minimize((steps + 1.0) / n_steps @ x),
                        constraints + [cp.sum(u) <= u_star * (1.0 + SOCP_UNMET_REL_TOL) + SOCP_UNMET_REL_TOL])
     try:
-        accurate = _solve_socp(early, "early") and accurate
+        accurate = solve_socp(early, "early") and accurate
     except RuntimeError:      # the tie-break only orders optimal plans: keep the first stage's, reported inaccurate
         return plan, u_star, False
     return np.asarray(x.value, dtype=np.float64), u_star, accurate
 
 
-def _solve_socp(problem: cp.Problem, stage: str) -> bool:
+def solve_socp(problem: cp.Problem, stage: str) -> bool:
     """Solve one cone stage; True if Clarabel reports it optimal, False if only 'inaccurate' or solved on a
     second try with _CLARABEL_RETRY after Clarabel failed (then reported in the results, not printed); raises
     RuntimeError on any other status or a second failure."""

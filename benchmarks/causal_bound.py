@@ -1,0 +1,177 @@
+"""A lower bound on the worst gap of any causal controller: one real day and days that agree with it until a step.
+
+    python benchmarks/causal_bound.py --seed 33 [--transformer-kw 40] [--hours 8-15] [--futures 6] [--mpc]
+
+The offline optimum knows the whole day; a causal controller decides at each step on the sessions that have
+arrived. Take the day D (`acn-caltech-eval` seed `--seed` on the Caltech network) and days D_k that agree with it
+until a splice hour h: D's sessions that arrive before h, then the sessions of another real day of the site (one of
+`--futures` days drawn from `acn-caltech-train`, which holds no day of `acn-caltech-eval`) that arrive from h on, at
+the stations D's PEVs have left by then (those at a station still busy are left out). Until tau_k, the first step at
+which an arrival of D or of D_k's other day is seen, a controller cannot tell D_k from D, so it must apply the same
+powers on both. The smallest worst relative gap that plans with these equalities can reach,
+
+    z* = min over plans of max over s in {D, D_1, ..., D_K} of (U_s - U*_s) / U*_s,   plans equal on D and D_k before tau_k,
+
+(U_s a plan's unmet energy on day s, U*_s the offline optimum of day s alone) is a lower bound on the worst
+relative gap over these days of ANY causal controller, the MPCs included: if z* > 3 %, none leaves at most 3 %
+more than the optimum on every one of them. The bound grows with the days one adds. Every day is solved with
+the offline optimum's model of an episode (`pev_mpc.policies.offline.cone_episode`, exact cones, Clarabel).
+
+With `--mpc` the decentralised MPC also runs every day in closed loop and its gaps are printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+from tqdm import tqdm
+
+from pev_env.config import EnvConfig
+from pev_env.core import ChargingCore
+from pev_env.network import Network, site_network
+from pev_env.plant import plant_config
+from pev_env.scenario import Scenario
+from pev_env.scenarios import make_scenario
+from pev_env.schedule import plug_schedule
+from pev_mpc.policies import make_policy
+from pev_mpc.policies.offline import ConeEpisode, cone_episode, offline_solution, solve_socp
+
+_FIELDS = ("arrival", "departure", "soc_init", "soc_target", "capacity", "station")
+
+
+def splice(day: Scenario, other: Scenario, step: int) -> tuple[Scenario, int]:
+    """`day`'s sessions arriving before `step`, then `other`'s arriving from `step` on at stations that `day`'s
+    earlier PEVs have left by their arrival; and tau, the first step at which the two days' arrivals differ."""
+    before, after = day.arrival < step, other.arrival >= step
+    busy_until = np.zeros(day.n_stations, dtype=np.int64)
+    np.maximum.at(busy_until, day.station[before], day.departure[before])
+    after &= other.arrival >= busy_until[other.station]
+    fields = {f: np.concatenate([getattr(day, f)[before], getattr(other, f)[after]]) for f in _FIELDS}
+    n_steps = int(fields["departure"].max())
+    spliced = Scenario(**fields, n_stations=day.n_stations, n_steps=n_steps, name=f"{day.name}|{other.name}@{step}",
+                       p_min=day.p_min, p_max=day.p_max, sampling_time=day.sampling_time, station_ids=day.station_ids)
+    tau = int(min(day.arrival[~before].min(initial=n_steps), other.arrival[after].min(initial=n_steps)))
+    return spliced, tau
+
+
+@dataclass
+class Day:
+    """One day's offline model and optimum U*, kWh."""
+
+    scenario: Scenario
+    model: ConeEpisode
+    optimum: float
+
+
+def day_model(config: EnvConfig, network: Network, scenario: Scenario, first: Day | None = None,
+              tau: int = 0) -> Day:
+    """`scenario`'s offline model and optimum on `network`; with `first` (D), its powers before step `tau` are
+    D's (the two days must plug the same PEVs until then)."""
+    station_pev = plug_schedule(scenario).station_pev
+    _, optimum, _ = offline_solution(config, scenario, station_pev, network)
+    shared = None
+    if first is not None:
+        cells = first.model.cells
+        count = int(np.count_nonzero(cells.steps < tau))
+        if not np.array_equal(station_pev[:tau], plug_schedule(first.scenario).station_pev[:tau]):
+            raise RuntimeError(f"{scenario.name} is plugged differently from D before tau = {tau}")
+        shared = first.model.x[:count]
+    return Day(scenario, cone_episode(config, scenario, station_pev, network, shared=shared), optimum)
+
+
+def causal_bound(days: list[Day]) -> tuple[float, list[float]] | None:
+    """z* over `days` (days[0] is D; the others share its powers before their tau: `day_model`) and each day's
+    unmet energy in the bound's plan, kWh; None if Clarabel fails on it."""
+    z = cp.Variable()
+    constraints = [c for day in days for c in day.model.constraints]
+    constraints += [cp.sum(day.model.u) <= day.optimum * (1 + z) for day in days]
+    try:
+        solve_socp(cp.Problem(cp.Minimize(z), constraints), "unmet")
+    except RuntimeError:
+        return None
+    return float(z.value), [float(np.sum(day.model.u.value)) for day in days]
+
+
+def site_day(base: EnvConfig, scenario: Scenario, first: Day | None = None, tau: int = 0) -> Day:
+    """day_model on the plant of `scenario` over `base` and its site network."""
+    config = plant_config(scenario, base)
+    return day_model(config, site_network(config, scenario.station_ids), scenario, first, tau)
+
+
+def closed_loop_unmet(config: EnvConfig, scenario: Scenario, controller: str) -> float:
+    """Unmet energy (kWh) of `controller` in closed loop on `scenario` with the plant `config`."""
+    policy, core = make_policy(controller), ChargingCore(config, scenario)
+    policy.reset(config, scenario, 0)
+    obs = core.reset()
+    while not core.done:
+        obs = core.step(policy.act_array(obs)).observations
+    return float(core.episode_metrics()["unmet_energy_kwh"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=33, help="acn-caltech-eval seed of the day D")
+    parser.add_argument("--transformer-kw", type=float, default=40.0)
+    parser.add_argument("--hours", default="8-15", help="splice hours, an inclusive range H1-H2 (local time)")
+    parser.add_argument("--futures", type=int, default=6, help="other days drawn from acn-caltech-train")
+    parser.add_argument("--draw", type=int, default=0, help="seed of the draw of the other days")
+    parser.add_argument("--joint", type=int, default=6, help="spliced days with the largest pair bounds solved jointly")
+    parser.add_argument("--mpc", action="store_true", help="also run mpc-decentralised on D and the joint days")
+    args = parser.parse_args()
+    base = EnvConfig(network="caltech", transformer_kw=args.transformer_kw)
+    config, scenario = make_scenario("acn-caltech-eval", args.seed, base)
+    per_hour = round(60 / config.sampling_time)
+    first, last = (int(h) for h in args.hours.split("-"))
+    picks = np.random.default_rng(args.draw).choice(87, size=args.futures, replace=False)
+    futures = [make_scenario("acn-caltech-train", int(k), base)[1] for k in picks]
+    start = time.perf_counter()
+    d = site_day(base, scenario)
+    rows, failed = [], []                          # (pair bound, day, tau, other day's date, splice hour)
+    pairs = [(hour, other) for hour in range(first, last + 1) for other in futures]
+    for hour, other in tqdm(pairs, desc="pairs", leave=False):
+        spliced, tau = splice(scenario, other, hour * per_hour)
+        day = site_day(base, spliced, d, tau)
+        pair = causal_bound([d, day])
+        if pair is None:
+            failed.append(spliced.name)
+            continue
+        rows.append((pair[0], day, tau, other.name.removeprefix("acn-caltech-"), hour))
+    rows.sort(key=lambda row: -row[0])
+    joint = rows[:args.joint]
+    result = causal_bound([d] + [row[1] for row in joint])
+    if result is None:
+        raise SystemExit("Clarabel failed on the joint problem: try a smaller --joint")
+    z, unmet = result
+    print(f"D = {scenario.name} (acn-caltech-eval seed {args.seed}) on caltech at {args.transformer_kw:g} kW: "
+          f"{len(rows)} spliced days (hours {first}-{last} x {args.futures} days of acn-caltech-train, draw "
+          f"{args.draw}), {time.perf_counter() - start:.0f} s")
+    clock = lambda step: f"{step // per_hour:02d}:{step % per_hour * config.sampling_time:02.0f}"
+    if failed:
+        print(f"Clarabel failed on {len(failed)} pairs, left out: {', '.join(failed)}")
+    print(f"largest bound of a pair (D, D_k): {rows[0][0]:+.2%}; of the {len(joint)} largest together: {z:+.2%}")
+    header = "| day | other day from | its arrivals seen from | optimum kWh | pair bound | joint plan kWh | joint gap |"
+    print(header + (" mpc-decentralised kWh | its gap |" if args.mpc else ""))
+    print("|---" * (header.count("|") - 1 + (2 if args.mpc else 0)) + "|")
+    labels = [("D", "-", "-", "-")] + [("D_k", f"{date} {hour:02d}:00", clock(tau), f"{bound:+.2%}")
+                                       for bound, _, tau, date, hour in joint]
+    mpc_gaps = []
+    for day, (kind, other, seen, pair), plan in zip([d] + [row[1] for row in joint], labels, unmet):
+        line = (f"| {kind} | {other} | {seen} | {day.optimum:.2f} | {pair} | {plan:.2f} | "
+                f"{(plan - day.optimum) / day.optimum:+.2%} |")
+        if args.mpc:
+            mpc = closed_loop_unmet(plant_config(day.scenario, base), day.scenario, "mpc-decentralised")
+            mpc_gaps.append((mpc - day.optimum) / day.optimum)
+            line += f" {mpc:.2f} | {mpc_gaps[-1]:+.2%} |"
+        print(line)
+    print(f"causal bound z* = {z:+.2%}: every causal controller leaves at least this much more than the optimum on "
+          f"one of these {len(joint) + 1} days")
+    if args.mpc:
+        print(f"mpc-decentralised on them: worst gap {max(mpc_gaps):+.2%} (on D {mpc_gaps[0]:+.2%})")
+
+
+if __name__ == "__main__":
+    main()
