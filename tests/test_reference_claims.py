@@ -122,8 +122,16 @@ def test_documented_metric_columns_and_fields_are_the_codes() -> None:
     assert documented.split(", ") == list(core.pev_table().columns)
 
 
-def test_documented_plot_files_are_the_ones_compare_writes() -> None:
+def test_documented_output_files_are_the_ones_compare_writes() -> None:
+    from experiments.commands.compare import trace_paths
+    from experiments.commands.runner import RunKey
+
     text = (ROOT / "docs" / "experiments.md").read_text()
+    traces = _section(text, "  - `traces/`:", "  - `plots/`:")
+    paths = trace_paths(Path("out"), RunKey("llf", "seed", 0, "seed"))
+    assert f"`{paths.power.name.replace('seed_seed0_llf', 'SCENARIO_seedS_CONTROLLER')}`" in traces
+    for path in paths[1:]:
+        assert f"`...{path.name.removeprefix('seed_seed0_llf')}`" in traces, path.name
     plots = _section(text, "  - `plots/`:", "  - `run.json`")
     for name in sorted({p.name for p in (ROOT / "results" / "reference" / "plots").glob("*.png")}):
         pattern = re.sub(r"_(seed|seed-20|acn-caltech|acn-caltech-network)\.png$", "_SCENARIO.png", name)
