@@ -97,6 +97,9 @@ def test_figures_quoted_in_the_prose_are_the_reference_run() -> None:
     median = {c: _rows(c, "acn-caltech")["step_time_median_ms"].mean() for c in (dec, "mpc-centralised")}
     for page in (readme, results):
         assert f"about {median['mpc-centralised'] / median[dec]:.0f} times faster" in page
+    both = [_rows(c, s).set_index("seed")["unmet_energy_kwh"] for c in (dec, "mpc-centralised") for s in SCENARIOS]
+    gap = max((both[i] - both[i + len(SCENARIOS)]).abs().max() for i in range(len(SCENARIOS)))
+    assert gap < 1e-3 and f"{gap:.1e} on one network day".replace("e-0", "e-") in results  # "equal": within 0.001 kWh
     inaccurate = METRICS.groupby(["controller", "scenario"])["nonconverged_steps"].sum()["mpc-centralised"]
     assert f"{inaccurate[NETWORK]} of its steps on the network week, {inaccurate['acn-caltech']} on\n  `acn-caltech` " \
            f"and {inaccurate['seed-20']} on `seed-20`" in readme
