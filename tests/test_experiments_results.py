@@ -102,6 +102,18 @@ def test_paired_differences_mark_a_controller_that_exceeded_a_shared_limit() -> 
     assert "‡" not in text.split("minus offline-optimal")[0]
 
 
+def test_without_a_reference_the_controller_that_exceeded_a_limit_is_marked_in_the_first_tables() -> None:
+    """`--controllers llf,ppo` has no offline optimum, so no paired differences: the controller that broke the
+    limit is marked where its energy is shown, with the note (before, nothing said it was not comparable)."""
+    rows = [{"controller": c, "scenario": "seed", "seed": 0, "unmet_energy_kwh": u, "area_violation_steps": v,
+             "network_violation_steps": v} for c, u, v in (("llf", 60.0, 0), ("ppo", 40.0, 12))]
+    text = markdown(pd.DataFrame(rows), ["unmet_energy_kwh", "network_violation_steps"], reference="offline-optimal")
+    assert "minus offline-optimal" not in text
+    assert "| ppo ‡ | 1 | 40.00 | 12.00 |" in text and "| llf | 1 | 60.00 | 0.00 |" in text
+    assert "its energy is not comparable with that of a controller that kept the limits (ppo on seed in 12 steps)." \
+        in text
+
+
 def test_scenarios_that_ran_the_same_days_are_named_in_the_summary() -> None:
     from experiments.commands.compare import shared_days
 

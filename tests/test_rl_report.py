@@ -252,3 +252,15 @@ def test_refresh_rewrites_only_the_rl_statistics_of_a_finished_folder(two_seeds,
     with pytest.raises(SystemExit) as exit_:
         refresh_main([str(two_seeds)])
     assert exit_.value.code == 2 and "not a results folder" in capsys.readouterr().err
+
+
+def test_round_off_between_equal_controllers_is_a_tie_in_the_probability_of_improvement() -> None:
+    """An agent that leaves LLF's energy unmet up to 1e-8 kWh (solver round-off) on every day is no better and
+    no worse than LLF: P = 0.50, not 0.40 (the round-off decided the 5 same-day pairs of the 25)."""
+    llf = np.array([67.1, 60.4, 72.5, 68.9, 70.2])
+    rows = [{"controller": c, "scenario": "seed", "seed": seed, "unmet_energy_kwh": value + noise,
+             "network_violation_steps": 0.0}
+            for c, noise in (("llf", 0.0), ("ppo", 1e-8)) for seed, value in enumerate(llf)]
+    runs, _ = rl_report.agent_runs(pd.DataFrame(rows))
+    (row,) = [line for line in rl_report.improvement_table(runs, baselines=("llf",)) if line.startswith("| ppo |")]
+    assert row.startswith("| ppo | 0.50 [")

@@ -62,6 +62,11 @@ def test_iqm_interval_holds_the_population_iqm() -> None:
 def test_probability_of_improvement_tiny_cases() -> None:
     assert probability_of_improvement([np.array([1.0, 2])], [np.array([0.0, 0])]).point == 1.0
     assert probability_of_improvement([np.array([1.0])], [np.array([1.0])]).point == 0.5  # a tie counts 1/2
+    # values at most `tie` apart are a tie, either way round; beyond it the lower wins
+    assert probability_of_improvement([np.array([1.0, 1.0])], [np.array([1.0 + 1e-8, 1.0 - 1e-8])],
+                                      lower_is_better=True, tie=1e-3).point == 0.5
+    assert probability_of_improvement([np.array([1.0])], [np.array([1.002])], lower_is_better=True,
+                                      tie=1e-3).point == 1.0
     # lower is better: 1 beats 2, 3 loses to 2 -> 1/2
     assert probability_of_improvement([np.array([1.0, 3])], [np.array([2.0])], lower_is_better=True).point == 0.5
     # averaged over tasks: 1 on the first, 0 on the second

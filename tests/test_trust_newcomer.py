@@ -91,6 +91,56 @@ def test_pev_energy_and_learning_curve_are_labelled(tmp_path) -> None:
     plots.close(fig)
 
 
+def _shaded_area(ax) -> float:
+    """Area under the "above limit" fills of a panel (shoelace over their polygons), in x units x y units."""
+    total = 0.0
+    for collection in ax.collections:
+        if collection.get_label() == "above limit":
+            for path in collection.get_paths():
+                x, y = path.vertices.T
+                total += 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    return total
+
+
+@pytest.mark.parametrize("kind", ["area_power", "network_load"])
+def test_every_step_above_the_limit_is_shaded_over_its_whole_length(kind) -> None:
+    """A single step above the limit, a run of two and the episode's last step: each shaded for its 5 minutes
+    (a `where=` mask shaded none of the single ones and one step less of each run)."""
+    value = np.array([10.0, 40.0, 10.0, 10.0, 40.0, 40.0, 10.0, 10.0, 10.0, 40.0])
+    time_min = 5.0 * np.arange(len(value))
+    if kind == "area_power":
+        fig = plots.area_power({"c": pd.DataFrame({"time_min": time_min, "area_power_kw": value,
+                                                   "P_ref_kw": np.full(len(value), 30.0)})}, "t")
+    else:
+        fig = plots.network_load({"c": pd.DataFrame({"time_min": time_min, "load_pct": value + 70.0})}, "t")
+    try:
+        ax = fig.axes[0]
+        assert _shaded_area(ax) == pytest.approx(4 * 10.0 * 5.0)  # 4 steps, 10 over the limit, 5 min each
+        assert max(line.get_xdata().max() for line in ax.lines) == pytest.approx(50.0)  # the last step drawn
+    finally:
+        plots.close(fig)
+
+
+def test_performance_profile_legend_covers_no_panel() -> None:
+    """15 agents with long names (the default comparison's): the legend right of the panels, not over them."""
+    from experiments.learning.rl_report import Profile
+    from experiments.learning.rlstats import Interval
+
+    taus = np.linspace(0.0, 100.0, 50)
+    curve = Interval(taus / 100.0, taus / 110.0, np.minimum(taus / 90.0, 1.0))
+    names = [f"controller-with-a-long-name-{i}" for i in range(15)]
+    profile = Profile("threshold", taus, dict.fromkeys(names, curve), 10.0, "symlog")
+    fig = plots.performance_profiles([profile, profile])
+    try:
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        for ax in fig.axes:
+            assert ax.get_window_extent().x1 <= box.x0 + 1
+    finally:
+        plots.close(fig)
+
+
 def test_progress_moves_within_an_episode_run_in_this_process() -> None:
     from experiments.commands import runner
     from pev_env.scenarios import make_scenario

@@ -93,25 +93,26 @@ def stratified_bootstrap(samples: Strata, statistic: Statistic = iqm_of_strata, 
     return Interval(point[()], low, high)  # [()]: a scalar statistic gives numpy scalars, like the bounds
 
 
-def _better(x: np.ndarray, y: np.ndarray, lower_is_better: bool) -> np.ndarray:
-    """Mann-Whitney U / (m n) over the last axes: P(x better than y) + P(tie) / 2."""
+def _better(x: np.ndarray, y: np.ndarray, lower_is_better: bool, tie: float = 0.0) -> np.ndarray:
+    """Mann-Whitney U / (m n) over the last axes: P(x better than y) + P(tie) / 2, values at most `tie` apart
+    tied."""
     diff = x[..., :, None] - y[..., None, :]
     if lower_is_better:
         diff = -diff
-    return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
+    return ((diff > tie) + 0.5 * (np.abs(diff) <= tie)).mean(axis=(-2, -1))
 
 
 def probability_of_improvement(x: Strata, y: Strata, lower_is_better: bool = False, n_boot: int = N_BOOT,
-                               level: float = 0.95, seed: int = SEED) -> Interval:
+                               level: float = 0.95, seed: int = SEED, tie: float = 0.0) -> Interval:
     """P(X > Y) averaged over tasks (`x[t]`, `y[t]` the runs of both algorithms on task t; "better" means lower
-    when `lower_is_better`), with the stratified bootstrap interval (the runs of X and of Y resampled within each
-    task independently)."""
+    when `lower_is_better`; values at most `tie` apart are a tie, counted 1/2), with the stratified bootstrap
+    interval (the runs of X and of Y resampled within each task independently)."""
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} tasks, y {len(y)}")
     tasks = len(x)
 
     def statistic(parts: list[np.ndarray]) -> np.ndarray:
-        return np.mean([_better(parts[t], parts[tasks + t], lower_is_better) for t in range(tasks)], axis=0)
+        return np.mean([_better(parts[t], parts[tasks + t], lower_is_better, tie) for t in range(tasks)], axis=0)
 
     return stratified_bootstrap([*x, *y], statistic, n_boot, level, seed)
 

@@ -40,16 +40,32 @@ def _grid(n: int, width: float = 4.2, height: float = 2.6) -> tuple[plt.Figure, 
     return fig, axes
 
 
+def _held(time_min: Any, *values: Any) -> tuple[np.ndarray, ...]:
+    """`time_min` and `values` as float arrays with the last sample held for one more step, so a `step="post"`
+    drawing shows the last step as long as the others (a trace's row is the start of its step)."""
+    t = np.asarray(time_min, dtype=float)
+    end = [2 * t[-1] - t[-2]] if len(t) > 1 else []
+    return (np.r_[t, end], *(np.r_[np.asarray(v, dtype=float), np.asarray(v, dtype=float)[-1:][:len(end)]]
+                             for v in values))
+
+
+def _against_limit(ax: plt.Axes, time_min: Any, value: Any, limit: Any, labels: tuple[str, str]) -> None:
+    """`value` and `limit` (labels) as steps, every step above the limit shaded over its whole length (a single
+    step too: a `where=` mask shades only between two samples above it)."""
+    t, value, limit = _held(time_min, value, limit)
+    ax.step(t, value, where="post", lw=1.2, label=labels[0])
+    ax.step(t, limit, where="post", lw=1.0, ls="--", color="k", label=labels[1])
+    over = value > limit + 1e-6
+    if over.any():
+        ax.fill_between(t, limit, np.where(over, value, limit), step="post", color="tab:red", alpha=0.35,
+                        label="above limit")
+
+
 def area_power(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
     """Area power against P_ref over one episode, one panel per controller."""
     fig, axes = _grid(len(traces))
     for ax, (controller, trace) in zip(axes.flat, traces.items()):
-        ax.step(trace["time_min"], trace["area_power_kw"], where="post", lw=1.2, label="area power")
-        ax.step(trace["time_min"], trace["P_ref_kw"], where="post", lw=1.0, ls="--", color="k", label="P_ref")
-        over = trace["area_power_kw"] > trace["P_ref_kw"] + 1e-6
-        if over.any():
-            ax.fill_between(trace["time_min"], trace["P_ref_kw"], trace["area_power_kw"], where=over,
-                            step="post", color="tab:red", alpha=0.35, label="above limit")
+        _against_limit(ax, trace["time_min"], trace["area_power_kw"], trace["P_ref_kw"], ("area power", "P_ref"))
         ax.set_title(controller, fontsize=10)
     return _finish_panels(fig, axes, "Power (kW)", title, legend=True)
 
@@ -60,12 +76,8 @@ def network_load(traces: Mapping[str, pd.DataFrame], title: str) -> plt.Figure:
     the limit at 100 % and the steps above it shaded."""
     fig, axes = _grid(len(traces))
     for ax, (controller, trace) in zip(axes.flat, traces.items()):
-        ax.step(trace["time_min"], trace["load_pct"], where="post", lw=1.2, label="most loaded constraint")
-        ax.axhline(100.0, ls="--", color="k", lw=1.0, label="its limit (100 %)")
-        over = trace["load_pct"] > 100.0 + 1e-6
-        if over.any():
-            ax.fill_between(trace["time_min"], 100.0, trace["load_pct"], where=over, step="post", color="tab:red",
-                            alpha=0.35, label="above limit")
+        _against_limit(ax, trace["time_min"], trace["load_pct"], np.full(len(trace), 100.0),
+                       ("most loaded constraint", "its limit (100 %)"))
         ax.set_title(controller, fontsize=10)
     return _finish_panels(fig, axes, "Load (% of limit)", title, legend=True)
 
@@ -90,18 +102,19 @@ def distinct_colors(n: int) -> list[tuple[float, ...]]:
 def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_kwh", "network_violation_steps"),
                 title: str = "Unmet energy and limit violations") -> plt.Figure:
     """Grouped bars (scenario groups, one bar per controller, each controller its own colour) with 95%
-    t-interval error bars; the metrics are non-negative, so an interval never reaches below 0. The legend is
-    below the panels, never over the bars. Violations as the rows count them (`summary.counted`)."""
+    t-interval error bars; the metrics are non-negative, so an interval never reaches below 0. One panel a row (at
+    most 12 in wide, so the text stays legible when the figure is shrunk to a page); the legend is below the
+    panels, never over the bars. Violations as the rows count them (`summary.counted`)."""
     columns = counted(metrics, columns)
     controllers = list(dict.fromkeys(metrics["controller"]))
     scenarios = list(dict.fromkeys(metrics["scenario"]))
     panel = float(np.clip(1.5 + 0.3 * len(controllers) * len(scenarios), 4.5, 12.0))
-    legend_rows = math.ceil(len(controllers) / 4)
-    fig, axes = plt.subplots(1, len(columns), figsize=(panel * len(columns), 3.6 + 0.25 * legend_rows),
+    ncol = min(len(controllers), 5)
+    fig, axes = plt.subplots(len(columns), 1, figsize=(panel, 2.8 * len(columns) + 0.6 + 0.2 * len(controllers) / ncol),
                              squeeze=False)
     width = 0.8 / max(len(controllers), 1)
     colors = distinct_colors(len(controllers))
-    for ax, col in zip(axes[0], columns):
+    for ax, col in zip(axes[:, 0], columns):
         for i, controller in enumerate(controllers):
             stats = [mean_ci(metrics.loc[(metrics["controller"] == controller) & (metrics["scenario"] == s), col])
                      for s in scenarios]
@@ -117,8 +130,9 @@ def metric_bars(metrics: pd.DataFrame, columns: Sequence[str] = ("unmet_energy_k
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{title} (mean, 95% CI)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(controllers), 4), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, min(0.45, 0.07 * legend_rows + 0.02), 1, 1))
+    legend = fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    fig.canvas.draw()  # the legend's height as drawn: the panels start above it
+    fig.tight_layout(rect=(0, legend.get_window_extent().height / fig.bbox.height, 1, 1))
     return fig
 
 
@@ -252,9 +266,10 @@ def performance_profiles(profiles: Sequence[Any], title: str = "Performance prof
         ax.set_ylabel("fraction of runs ≤ τ")
         ax.grid(alpha=0.3, which="both")
     handles, labels = _legend_entries(axes)
-    fig.legend(handles, labels, loc="center right", fontsize=8)
+    legend = fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{title} (runs = training seeds × days; bands: 95 % stratified bootstrap)")
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    fig.canvas.draw()  # the legend's width as drawn: the panels end left of it, never under it
+    fig.tight_layout(rect=(0, 0, 1 - legend.get_window_extent().width / fig.bbox.width, 1))
     return fig
 
 

@@ -157,8 +157,9 @@ def failure_note(metrics: pd.DataFrame) -> str:
 def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, title: str = "Summary",
              reference: str = "", networks: Mapping[str, str] | None = None, bounds: Sequence[str] = ()) -> str:
     """One markdown table per scenario: rows = controllers (in run order), cells = mean ± 95% CI; then, if
-    `reference` ran, the paired per-seed differences against it, where a controller that exceeded a shared limit
-    is marked EXCEEDED_MARK with a note; controllers with solver failures marked FAILURE_MARK.
+    `reference` ran, the paired per-seed differences against it; a controller that exceeded a shared limit is
+    marked EXCEEDED_MARK with a note (in the paired differences, or without them in the first tables); controllers
+    with solver failures marked FAILURE_MARK.
     `networks`: scenario -> its site network in words (`network_label`), shown in its heading; `bounds`: the
     controllers that read the episode's future sessions (`registry.is_causal` False), marked NONCAUSAL_MARK."""
     networks = networks or {}
@@ -170,18 +171,20 @@ def markdown(metrics: pd.DataFrame, columns: Sequence[str] = SUMMARY_METRICS, ti
     bounds = [c for c in dict.fromkeys(metrics["controller"]) if c in bounds] if len(metrics) else []
     marks.update({(s, c): f" {NONCAUSAL_MARK}" + marks.get((s, c), "")
                   for s, c in zip(metrics["scenario"], metrics["controller"]) if c in bounds})
-    lines += _tables(table, columns, "## {scenario}", marks, networks, NONNEGATIVE)
-    if reference and len(metrics) and reference in set(metrics["controller"]):
-        over = exceeded(metrics)
+    over = exceeded(metrics)
+    over_marks = {**marks, **{key: marks.get(key, "") + f" {EXCEEDED_MARK}" for key in over}}
+    has_pairs = bool(reference and len(metrics) and reference in set(metrics["controller"]))
+    lines += _tables(table, columns, "## {scenario}", marks if has_pairs else over_marks, networks, NONNEGATIVE)
+    if has_pairs:
         lines += [f"Paired differences against {reference}: mean ± half-width of the 95% t interval of the per-seed "
                   f"differences (controller - {reference}) over the seeds both ran.", ""]
         lines += _tables(paired(metrics, reference), PAIRED_METRICS, f"## {{scenario}}: minus {reference}",
-                         {**marks, **{key: marks.get(key, "") + f" {EXCEEDED_MARK}" for key in over}}, networks)
-        if over:
-            lines += [f"{EXCEEDED_MARK} exceeded a shared limit (the area limit or a site-network constraint): its "
-                      f"energy is not comparable with that of a controller that kept the limits ("
-                      + "; ".join(f"{c}{' (the reference)' if c == reference else ''} on {s} in {n} steps"
-                                  for (s, c), n in over.items()) + ").", ""]
+                         over_marks, networks)
+    if over:
+        lines += [f"{EXCEEDED_MARK} exceeded a shared limit (the area limit or a site-network constraint): its "
+                  f"energy is not comparable with that of a controller that kept the limits ("
+                  + "; ".join(f"{c}{' (the reference)' if has_pairs and c == reference else ''} on {s} in {n} steps"
+                              for (s, c), n in over.items()) + ").", ""]
     if bounds:
         lines += [f"{NONCAUSAL_MARK} reads the episode's future sessions ({', '.join(bounds)}): a bound on what knowing "
                   "them is worth, not a controller a site can run.", ""]
