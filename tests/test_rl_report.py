@@ -2,6 +2,7 @@
 profiles, learning curves over seeds and the generated --controllers help."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -108,6 +109,26 @@ def test_the_interval_of_copies_of_one_training_seed_is_that_of_one() -> None:
     pooled = stratified_bootstrap([np.tile(days, 5)], iqm_of_strata)
     width = lambda i: float(i.high - i.low)  # noqa: E731
     assert width(five) == pytest.approx(width(one), rel=0.1) and width(pooled) < 0.6 * width(one)
+
+
+def test_a_missing_run_never_turns_the_grid_into_independent_runs() -> None:
+    """Five training seeds x five days with one run missing (a failed run): the statistics keep a crossed grid (the
+    days every training seed ran) and name the run left out; they used to resample the 24 runs as independent,
+    an interval 2.5 times narrower than that of the full grid."""
+    days = [70.0, 95.0, 100.0, 120.0, 140.0]
+    rows = [r for s in range(5) for r in _rows(f"ppo@{s}", days)]
+    full = pd.DataFrame(rows)
+    missing = pd.DataFrame([r for r in rows if (r["controller"], r["seed"]) != ("ppo@1", 2)])
+    runs = rl_report.agent_runs(missing)[0]
+    assert rl_report._grid(runs, "unmet_energy_kwh").shape == (5, 4)
+    def width(text: str) -> float:
+        low, high = re.search(r"\| ppo \| [^|]+ \| [0-9.]+ \[([0-9.]+), ([0-9.]+)\]", text).groups()
+        return float(high) - float(low)
+
+    text = rl_report.markdown(missing)
+    assert "| ppo | 5 × 4 = 20 |" in text
+    assert "ppo on s: 4 of 24 runs left out of its statistics" in text
+    assert width(text) > 0.6 * width(rl_report.markdown(full))
 
 
 def test_ratio_to_llf_and_profiles() -> None:

@@ -79,9 +79,35 @@ def strata(runs: pd.DataFrame, agent: str, metric: str, scenarios: Sequence[str]
 
 
 def _grid(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    grid = rows.pivot_table(index="train_seed", columns="seed", values=metric, aggfunc="first")
-    complete = grid.size == len(rows) and not grid.isna().to_numpy().any()
-    return grid.to_numpy(float) if complete and len(rows) else rows[metric].to_numpy(float)
+    """The crossed grid (training seeds x days) of `metric` over `rows` (`crossed`)."""
+    return crossed(rows.pivot_table(index="train_seed", columns="seed", values=metric, aggfunc="first")).to_numpy(
+        float)
+
+
+def crossed(grid: pd.DataFrame) -> pd.DataFrame:
+    """The largest complete part of a grid (training seeds x days, NaN where a pair did not run): every training
+    seed on the days all of them ran, the training seeds that ran every day, or the training seed with the most
+    days; runs outside it are left out (`left_out`) rather than resampled as independent runs, which would make
+    the interval of a grid with one failed run as narrow as that of seeds x days independent days."""
+    ran = grid.notna()
+    parts = [grid.loc[:, ran.all(axis=0)], grid.loc[ran.all(axis=1), :]]
+    if len(grid):
+        best = ran.sum(axis=1).idxmax()
+        parts.append(grid.loc[[best], ran.loc[best]])
+    return max(parts, key=lambda part: part.size)
+
+
+def left_out(runs: pd.DataFrame) -> list[str]:
+    """A note per agent and scenario whose runs do not all form a crossed grid (`crossed`): which were left out."""
+    notes = []
+    for (scenario, agent), rows in runs.groupby(["scenario", "agent"], sort=False):
+        kept = crossed(rows.pivot_table(index="train_seed", columns="seed", values="unmet_energy_kwh",
+                                        aggfunc="first"))
+        if kept.size < len(rows):
+            notes.append(f"{agent} on {scenario}: {len(rows) - kept.size} of {len(rows)} runs left out of its "
+                         f"statistics (not every training seed ran every day; kept {kept.shape[0]} training "
+                         f"seed(s) × {kept.shape[1]} day(s), the largest complete crossed grid)")
+    return notes
 
 
 def _interval(value: Interval, n: int) -> str:
@@ -93,12 +119,13 @@ def _interval(value: Interval, n: int) -> str:
     return f"{point:.2f} [{float(value.low):.2f}, {float(value.high):.2f}]"
 
 
-def _count(block: pd.DataFrame) -> str:
-    """'seeds × days = runs' for a learned agent (1 × 5 with one training seed: the interval is over days only),
-    the runs for any other."""
-    seeds, days = block["train_seed"].nunique(), block["seed"].nunique()
+def _count(block: pd.DataFrame, metric: str) -> str:
+    """'seeds × days = runs' of the crossed grid of `metric` for a learned agent (1 × 5 with one training seed: the
+    interval is over days only), the runs for any other."""
+    grid = _grid(block, metric)
+    (seeds, days), runs = grid.shape, grid.size
     learned = registry.learned_base(str(block["controller"].iloc[0])) != ""
-    return f"{seeds} × {days} = {len(block)}" if learned or seeds > 1 else str(len(block))
+    return f"{seeds} × {days} = {runs}" if learned or seeds > 1 else str(runs)
 
 
 def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str]:
@@ -108,8 +135,9 @@ def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str
         lines += [f"### {scenario}: IQM [95 % CI]", "", "| agent | n (training seeds × days) | "
                   + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
         for agent, rows in block.groupby("agent", sort=False):
-            cells = [_interval(stratified_bootstrap([_grid(rows, m)], iqm_of_strata), len(rows)) for m in metrics]
-            lines.append(f"| {agent} | {_count(rows)} | " + " | ".join(cells) + " |")
+            grids = [_grid(rows, m) for m in metrics]
+            cells = [_interval(stratified_bootstrap([grid], iqm_of_strata), grid.size) for grid in grids]
+            lines.append(f"| {agent} | {_count(rows, metrics[0])} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -146,6 +174,7 @@ def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) 
     if not has_learned(metrics):
         return ""
     runs, notes = agent_runs(metrics, checksums)
+    notes += left_out(runs)
     lines = ["", "## RL statistics (IQM, stratified bootstrap, probability of improvement)", "",
              "Runs are training seeds × evaluation days (n); lower is better for every metric. IQM: mean of the "
              "middle 50 % of the runs; [low, high]: 95 % percentile interval of 2000 stratified bootstrap "
