@@ -39,7 +39,8 @@ def test_evaluate_runs_every_training_seed_and_reports_rl_statistics(two_seeds, 
     summary = (out / "summary.md").read_text()
     assert "## RL statistics" in summary
     # the two folders hold one model (copies): one training seed x 2 days, with a note
-    assert "| ppo | 1 × 2 = 2 |" in summary and "| llf | 2 |" in summary  # n: training seeds x days
+    # n: training seeds x days; the shipped ppo exceeds the area limit on these days (1 step): marked
+    assert "| ppo ‡ | 1 × 2 = 2 |" in summary and "| llf | 2 |" in summary
     assert "- ppo@1 runs the same model as ppo@0 (SHA-256 " in summary
     assert "Probability of improvement" in summary and "unmet_energy_kwh vs llf" in summary
     assert f"`ppo@1`: model `{two_seeds}/ppo-b`" in summary
@@ -129,6 +130,19 @@ def test_a_missing_run_never_turns_the_grid_into_independent_runs() -> None:
     assert "| ppo | 5 × 4 = 20 |" in text
     assert "ppo on s: 4 of 24 runs left out of its statistics" in text
     assert width(text) > 0.6 * width(rl_report.markdown(full))
+
+
+def test_limit_breakers_and_bounds_are_marked_in_the_rl_statistics() -> None:
+    """An agent that exceeded a shared limit leaves less energy unmet; its IQM and P(better than LLF) = 1 are
+    marked ‡ and the offline optimum's ° as in the paired differences (they were shown unmarked)."""
+    breaker = [{**r, "area_violation_steps": 40} for r in _rows("ppo", [1.0, 2])]
+    metrics = pd.DataFrame(breaker + _rows("ppo-safe", [6.0, 7]) + _rows("llf", [5.0, 9])
+                           + _rows("offline-optimal", [4.0, 5]))
+    lines = rl_report.markdown(metrics).splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ppo") or line.startswith("| offline")] == [
+        "| ppo ‡", "| ppo-safe", "| offline-optimal °"] * 2
+    assert any(line.startswith("‡ exceeded a shared limit") and "ppo on s" in line for line in lines)
+    assert any(line.startswith("° reads the episode's future sessions (offline-optimal on s)") for line in lines)
 
 
 def test_ratio_to_llf_and_profiles() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.controllers import registry
-from experiments.outputs.summary import counted
+from experiments.outputs.summary import EXCEEDED_MARK, NONCAUSAL_MARK, counted, exceeded
 from experiments.learning.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
                                  stratified_bootstrap)
 
@@ -128,8 +128,40 @@ def _count(block: pd.DataFrame, metric: str) -> str:
     return f"{seeds} × {days} = {runs}" if learned or seeds > 1 else str(runs)
 
 
-def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str]:
-    """One markdown table per scenario: agent, n (training seeds x days), IQM [95 % CI] of each metric."""
+def agent_marks(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(scenario, agent) -> the marks after its name, as in the paired differences of summary.md: NONCAUSAL_MARK
+    when it reads the episode's future (`registry.is_causal`), EXCEEDED_MARK when a run exceeded a shared limit
+    (`summary.exceeded`), so an IQM or a probability of improvement of a limit-breaker or a bound never reads as
+    that of a controller that kept the limits."""
+    agent = dict(zip(runs["controller"], runs["agent"]))
+    marks = {(s, agent[c]): f" {NONCAUSAL_MARK}" for s, c in zip(runs["scenario"], runs["controller"])
+             if not registry.is_causal(c)}
+    for scenario, controller in exceeded(runs):
+        key = (scenario, agent[controller])
+        if EXCEEDED_MARK not in marks.get(key, ""):
+            marks[key] = marks.get(key, "") + f" {EXCEEDED_MARK}"
+    return marks
+
+
+def mark_notes(marks: Mapping[tuple[str, str], str]) -> list[str]:
+    """The lines that explain the marks of `agent_marks` ([] when none is set)."""
+    def named(mark: str) -> str:
+        return ", ".join(dict.fromkeys(f"{a} on {s}" for (s, a), m in marks.items() if mark in m))
+
+    lines = [f"{EXCEEDED_MARK} exceeded a shared limit (the area limit or a site-network constraint) in some run "
+             f"({named(EXCEEDED_MARK)}): its unmet energy, and a probability of improvement on it, are not comparable "
+             "with those of a controller that kept the limits."] if named(EXCEEDED_MARK) else []
+    if named(NONCAUSAL_MARK):
+        lines.append(f"{NONCAUSAL_MARK} reads the episode's future sessions ({named(NONCAUSAL_MARK)}): a bound, not "
+                     "a controller a site can run.")
+    return [part for line in lines for part in (line, "")]
+
+
+def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
+               marks: Mapping[tuple[str, str], str] | None = None) -> list[str]:
+    """One markdown table per scenario: agent (with its `agent_marks`), n (training seeds x days), IQM [95 % CI] of
+    each metric."""
+    marks = marks or {}
     lines: list[str] = []
     for scenario, block in runs.groupby("scenario", sort=False):
         lines += [f"### {scenario}: IQM [95 % CI]", "", "| agent | n (training seeds × days) | "
@@ -137,15 +169,16 @@ def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str
         for agent, rows in block.groupby("agent", sort=False):
             grids = [_grid(rows, m) for m in metrics]
             cells = [_interval(stratified_bootstrap([grid], iqm_of_strata), grid.size) for grid in grids]
-            lines.append(f"| {agent} | {_count(rows, metrics[0])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {agent}{marks.get((scenario, agent), '')} | {_count(rows, metrics[0])} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
 
-def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
-                      baselines: Sequence[str] = BASELINES) -> list[str]:
+def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, baselines: Sequence[str] = BASELINES,
+                      marks: Mapping[tuple[str, str], str] | None = None) -> list[str]:
     """Markdown table: P(agent better than baseline) [95 % CI] per metric and baseline, averaged over the
-    scenarios both ran; [] when no baseline ran."""
+    scenarios both ran, an agent marked as on any scenario (`agent_marks`); [] when no baseline ran."""
+    marks = marks or {}
     present = [b for b in baselines if b in set(runs["agent"])]
     if not present:
         return []
@@ -164,7 +197,9 @@ def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
                 mine, theirs = strata(runs, agent, metric, both), strata(runs, baseline, metric, both)
                 poi = probability_of_improvement(mine, theirs, lower_is_better=True)
                 cells.append(_interval(poi, min(part.size for part in mine + theirs)))
-        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+        shown = "".join(f" {m}" for m in (NONCAUSAL_MARK, EXCEEDED_MARK)
+                        if any(a == agent and m in ms for (_, a), ms in marks.items()))
+        lines.append(f"| {agent}{shown} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -185,9 +220,10 @@ def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) 
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", "",
              *(f"- {note}" for note in notes), *([""] if notes else [])]
-    lines += iqm_tables(runs, counted(runs, METRICS))
-    lines += improvement_table(runs, counted(runs, METRICS))
-    return "\n".join(lines)
+    marks = agent_marks(runs)
+    lines += iqm_tables(runs, counted(runs, METRICS), marks)
+    lines += improvement_table(runs, counted(runs, METRICS), marks=marks)
+    return "\n".join([*lines, *mark_notes(marks)])
 
 
 class Profile(NamedTuple):
