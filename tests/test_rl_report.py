@@ -2,6 +2,7 @@
 profiles, learning curves over seeds and the generated --controllers help."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -138,7 +139,7 @@ def test_limit_breakers_and_bounds_are_marked_in_the_rl_statistics() -> None:
     breaker = [{**r, "area_violation_steps": 40} for r in _rows("ppo", [1.0, 2])]
     metrics = pd.DataFrame(breaker + _rows("ppo-safe", [6.0, 7]) + _rows("llf", [5.0, 9])
                            + _rows("offline-optimal", [4.0, 5]))
-    lines = rl_report.markdown(metrics).splitlines()
+    lines = rl_report.markdown(metrics, bounds=["offline-optimal"]).splitlines()
     assert [line.split(" | ")[0] for line in lines if line.startswith("| ppo") or line.startswith("| offline")] == [
         "| ppo ‡", "| ppo-safe", "| offline-optimal °"] * 2
     assert any(line.startswith("‡ exceeded a shared limit") and "ppo on s" in line for line in lines)
@@ -222,7 +223,6 @@ def test_network_violations_are_what_the_summary_the_statistics_and_the_bars_cou
 def test_evaluation_on_training_episodes_is_named(tmp_path) -> None:
     """The shipped ppo trained on seed-20 seeds 1000-1099 and the acn-caltech-train days: evaluating there is
     named in summary.md and run.json, not passed off as held out (seeds 0-4 of seed-20 are)."""
-    import json
 
     from pev_env.scenarios import episode_names
 
@@ -287,3 +287,19 @@ def test_refresh_rewrites_only_the_rl_statistics_of_a_finished_folder(two_seeds,
     with pytest.raises(SystemExit) as exit_:
         refresh_main([str(two_seeds)])
     assert exit_.value.code == 2 and "not a results folder" in capsys.readouterr().err
+
+
+def test_refresh_keeps_the_marks_without_importing_a_plug_in(tmp_path) -> None:
+    """A folder with a plug-in bound that is not importable where the statistics are refreshed: its ° comes from the
+    summary compare wrote (the class loaded then), and a limit-breaker's ‡ from the rows."""
+    from experiments.learning.refresh_statistics import main as refresh_main
+
+    rows = ([{**r, "area_violation_steps": 3} for r in _rows("ppo", [1.0, 2])] + _rows("llf", [5.0, 9])
+            + _rows("gone_module:Bound", [4.0, 5]))
+    pd.DataFrame(rows).to_csv(tmp_path / "metrics.csv", index=False)
+    (tmp_path / "run.json").write_text(json.dumps({"models": {}}))
+    (tmp_path / "summary.md").write_text("# Controller comparison\n\n| controller | n |\n|---|---:|\n"
+                                         "| gone_module:Bound ° | 2 |\n\n## RL statistics\n\nold\n")
+    assert refresh_main([str(tmp_path)]) == 0
+    section = (tmp_path / "summary.md").read_text().split("## RL statistics")[1]
+    assert "| gone_module:Bound ° | 2 |" in section and "| ppo ‡ | 1 × 2 = 2 |" in section

@@ -128,14 +128,14 @@ def _count(block: pd.DataFrame, metric: str) -> str:
     return f"{seeds} × {days} = {runs}" if learned or seeds > 1 else str(runs)
 
 
-def agent_marks(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+def agent_marks(runs: pd.DataFrame, bounds: Sequence[str] = ()) -> dict[tuple[str, str], str]:
     """(scenario, agent) -> the marks after its name, as in the paired differences of summary.md: NONCAUSAL_MARK
-    when it reads the episode's future (`registry.is_causal`), EXCEEDED_MARK when a run exceeded a shared limit
-    (`summary.exceeded`), so an IQM or a probability of improvement of a limit-breaker or a bound never reads as
-    that of a controller that kept the limits."""
+    for the `bounds` (the controllers that read the episode's future, `registry.is_causal` False), EXCEEDED_MARK
+    when a run exceeded a shared limit (`summary.exceeded`), so an IQM or a probability of improvement of a
+    limit-breaker or a bound never reads as that of a controller that kept the limits."""
     agent = dict(zip(runs["controller"], runs["agent"]))
     marks = {(s, agent[c]): f" {NONCAUSAL_MARK}" for s, c in zip(runs["scenario"], runs["controller"])
-             if not registry.is_causal(c)}
+             if c in bounds}
     for scenario, controller in exceeded(runs):
         key = (scenario, agent[controller])
         if EXCEEDED_MARK not in marks.get(key, ""):
@@ -203,9 +203,9 @@ def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, base
     return [*lines, ""]
 
 
-def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) -> str:
+def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None, bounds: Sequence[str] = ()) -> str:
     """The RL statistics section of summary.md ('' when no learned controller has rows); `checksums`: learned
-    controller -> its model's SHA-256 (equal models count once)."""
+    controller -> its model's SHA-256 (equal models count once); `bounds`: the controllers that read the future."""
     if not has_learned(metrics):
         return ""
     runs, notes = agent_runs(metrics, checksums)
@@ -220,7 +220,7 @@ def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) 
              "that a random run of the agent has a lower value than a random run of the baseline (ties 1/2), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", "",
              *(f"- {note}" for note in notes), *([""] if notes else [])]
-    marks = agent_marks(runs)
+    marks = agent_marks(runs, bounds)
     lines += iqm_tables(runs, counted(runs, METRICS), marks)
     lines += improvement_table(runs, counted(runs, METRICS), marks=marks)
     return "\n".join([*lines, *mark_notes(marks)])
