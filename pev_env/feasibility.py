@@ -86,22 +86,27 @@ class FeasibilityLayer:
     def __init__(self, mode: str, network: Network) -> None:
         self.mode = check_action_mode(mode)
         self.network = network
+        self.asked_kw = np.zeros(0)
+        """(N,) kW the last actions asked for before the layer: the requests of a rate (raw, safe-rate), the power
+        that finishes each PEV (capped at p_max) for a score; minus the returned powers: what the layer withheld."""
 
     def __call__(self, action: np.ndarray, obs: np.ndarray, config: Any) -> np.ndarray:
         """Powers (N,) kW for actions (N,) at observations (N, N_OBS) of a plant with constants `config`."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         require_finite("action", a, "a learned action must be finite")
         if self.mode == RAW:
-            return action_to_kw(a, obs, config)
+            self.asked_kw = action_to_kw(a, obs, config)
+            return self.asked_kw
         o = np.asarray(obs, dtype=np.float64)
         plugged = o[:, OBS_INDEX["plugged"]] > 0.5
         floor = np.where(plugged, o[:, OBS_INDEX["p_min"]], 0.0)
         if self.mode == SAFE_RATE:
-            request = action_to_kw(a, obs, config)
-            if feasible(self.network, request):
-                return request
-            return fill_in_order(self.network, floor, np.maximum(request - floor, 0.0), a)
+            self.asked_kw = action_to_kw(a, obs, config)
+            if feasible(self.network, self.asked_kw):
+                return self.asked_kw
+            return fill_in_order(self.network, floor, np.maximum(self.asked_kw - floor, 0.0), a)
         a = np.clip(a, -SCORE_BOUND, SCORE_BOUND)
         score = a - laxity_log(obs, config.eta, config.dt_h) if self.mode == RESIDUAL else a
         extra = np.maximum(need_kw(obs, config) - floor, 0.0)
+        self.asked_kw = floor + extra
         return fill_in_order(self.network, floor, extra, score)

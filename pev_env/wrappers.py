@@ -15,7 +15,9 @@ the trainer does.
 
 `action_mode` (`pev_env.feasibility.ACTION_MODES`): `raw` (default) maps a to kW as above; `safe`, `safe-rate` and
 `residual` pass the actions through the feasibility layer (`FeasibilityLayer`) on the plant's network, so no step
-exceeds the area limit or a network constraint; their agents also observe `pev_env.learning.SAFE_FEATURES`.
+exceeds the area limit or a network constraint; their agents also observe `pev_env.learning.SAFE_FEATURES`. The
+step infos hold `layer_asked_kw`, what the actions asked for before the layer, beside `requested_kw`, what it
+granted (the plant's request): their difference is what the layer withheld.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class _Inputs:
             raise RuntimeError("step: call reset() first")
         return self.layer(np.asarray(action, dtype=np.float64).reshape(-1), self.raw, config)
 
+    def asked_kw(self) -> np.ndarray:
+        """(N,) kW the last actions asked for before the feasibility layer (`FeasibilityLayer.asked_kw`)."""
+        return self.layer.asked_kw
+
 
 class StationLearningWrapper(BaseParallelWrapper):
     """PettingZoo: station features in, a in [-1, 1] out, the training reward of `pev_env.learning` per agent."""
@@ -98,6 +104,8 @@ class StationLearningWrapper(BaseParallelWrapper):
         agents, raw, cfg = list(self.env.possible_agents), self.inputs.raw, self.env.config
         kw = self.inputs.kw(self.env.unwrapped.stacked_actions(actions, unit="in [-1, 1]"), cfg)
         obs, _, terminations, truncations, infos = self.env.step({a: np.array([k]) for a, k in zip(agents, kw)})
+        for agent, asked in zip(agents, self.inputs.asked_kw()):
+            infos[agent]["layer_asked_kw"] = float(asked)
         applied = np.array([infos[a]["applied_kw"] for a in agents])
         rewards = station_rewards(raw, applied, overload_fraction(infos[agents[0]], cfg), cfg, self.weights)
         return self._features(obs), dict(zip(agents, rewards.tolist())), terminations, truncations, infos
@@ -127,6 +135,7 @@ class StationLearningGymWrapper(gym.Wrapper):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         raw, cfg = self.inputs.raw, self.env.unwrapped.config
         obs, _, terminated, truncated, info = self.env.step(self.inputs.kw(action, cfg))
+        info = {**info, "layer_asked_kw": self.inputs.asked_kw()}
         reward = station_rewards(raw, info["applied_kw"], overload_fraction(info, cfg), cfg, self.weights)
         return self._features(obs), float(reward.sum()), terminated, truncated, info
 

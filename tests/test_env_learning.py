@@ -167,3 +167,26 @@ def test_learning_wrappers_refuse_non_finite_actions_and_missing_agents(action_m
         gym_env.step(np.full(len(agents), np.nan, np.float32))
     with pytest.raises(ValueError, match=r"missing agents \['cs_3'\]"):
         pz.step({a: np.array([0.0], np.float32) for a in agents if a != "cs_3"})
+
+
+@pytest.mark.parametrize("action_mode", ["raw", "safe-rate", "safe"])
+def test_what_the_feasibility_layer_withheld_is_in_the_step_infos(action_mode) -> None:
+    """Full-power actions on the Caltech network: the infos of both wrappers say what the actions asked for before
+    the layer (`layer_asked_kw`) beside what the plant was sent (`requested_kw`); the layer withholds some of it
+    on a network it would overload, nothing in raw mode."""
+    pz = StationLearningWrapper(PEVChargeEnv(scenario_name="acn-caltech-network"), action_mode=action_mode)
+    gym_env = StationLearningGymWrapper(PEVChargeGymEnv(scenario_name="acn-caltech-network"), action_mode=action_mode)
+    pz.reset(seed=2)
+    gym_env.reset(seed=2)
+    agents, high = pz.possible_agents, float(pz.action_space("cs_0").high[0])
+    withheld = 0.0
+    for _ in range(150):
+        _, _, _, _, infos = pz.step({a: np.array([high], np.float32) for a in agents})
+        _, _, _, _, info = gym_env.step(np.full(len(agents), high, np.float32))
+        asked = np.array([infos[a]["layer_asked_kw"] for a in agents])
+        sent = np.array([infos[a]["requested_kw"] for a in agents])
+        np.testing.assert_array_equal(info["layer_asked_kw"], asked)
+        np.testing.assert_array_equal(info["requested_kw"], sent)
+        assert (asked >= sent - 1e-9).all()
+        withheld += float((asked - sent).sum())
+    assert (withheld == 0.0) if action_mode == "raw" else withheld > 1.0

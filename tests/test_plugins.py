@@ -64,3 +64,35 @@ def test_editing_a_helper_module_of_a_plugin_changes_its_checksum_and_a_resume_r
     from experiments.controllers.policies_plugin import source_files
 
     assert list(source_files("uses_helper_9c1")) == ["plug-in:helper_9c1.py", "plug-in:uses_helper_9c1.py"]
+
+
+def test_a_file_the_plugin_reads_is_part_of_its_checksum_and_a_resume_refuses(tmp_path, monkeypatch,
+                                                                              capsys) -> None:
+    """A learned plug-in reads its weights from a file (here at import and when built): retrained weights made a
+    --resume keep the rows of the old ones as the plug-in's; the files it read are now hashed with its source, and
+    the files a library reads while the plug-in imports it are not."""
+    from experiments.controllers.policies_plugin import source_checksum, source_files
+
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "runs" / "weights_4d2.txt"
+    weights.parent.mkdir()
+    weights.write_text("0.5\n")
+    (tmp_path / "scale_4d2.txt").write_text("1.0\n")
+    (tmp_path / "reads_weights_4d2.py").write_text(
+        "from pathlib import Path\nfrom pev_mpc.policies import EDF\n\n"
+        f"SHARE = float(Path({str(weights)!r}).read_text())\n\n"
+        "class Mine(EDF):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.scale = float(open('scale_4d2.txt').read())\n")
+    name = "reads_weights_4d2:Mine"
+    args = ["compare", *FAST, "--no-traces", "--controllers", name, "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert list(source_files("reads_weights_4d2")) == [
+        "plug-in:reads_weights_4d2.py", "plug-in:runs/weights_4d2.txt", "plug-in:scale_4d2.txt"]
+    before = source_checksum(name)
+    assert main([*args, "--resume"]) == 0  # nothing changed: the rows are kept
+    weights.write_text("0.25\n")
+    assert source_checksum(name) != before
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--resume"])
+    assert stop.value.code == 2
+    assert f"holds rows computed with other settings ({name}/seed: plugin_sha256" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 profiles, learning curves over seeds and the generated --controllers help."""
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 import numpy as np
@@ -38,7 +40,8 @@ def test_evaluate_runs_every_training_seed_and_reports_rl_statistics(two_seeds, 
     summary = (out / "summary.md").read_text()
     assert "## RL statistics" in summary
     # the two folders hold one model (copies): one training seed x 2 days, with a note
-    assert "| ppo | 1 × 2 = 2 |" in summary and "| llf | 2 |" in summary  # n: training seeds x days
+    # n: training seeds x days; the shipped ppo exceeds the area limit on these days (1 step): marked
+    assert "| ppo ‡ | 1 × 2 = 2 |" in summary and "| llf | 2 |" in summary
     assert "- ppo@1 runs the same model as ppo@0 (SHA-256 " in summary
     assert "Probability of improvement" in summary and "unmet_energy_kwh vs llf" in summary
     assert f"`ppo@1`: model `{two_seeds}/ppo-b`" in summary
@@ -108,6 +111,39 @@ def test_the_interval_of_copies_of_one_training_seed_is_that_of_one() -> None:
     pooled = stratified_bootstrap([np.tile(days, 5)], iqm_of_strata)
     width = lambda i: float(i.high - i.low)  # noqa: E731
     assert width(five) == pytest.approx(width(one), rel=0.1) and width(pooled) < 0.6 * width(one)
+
+
+def test_a_missing_run_never_turns_the_grid_into_independent_runs() -> None:
+    """Five training seeds x five days with one run missing (a failed run): the statistics keep a crossed grid (the
+    days every training seed ran) and name the run left out; they used to resample the 24 runs as independent,
+    an interval 2.5 times narrower than that of the full grid."""
+    days = [70.0, 95.0, 100.0, 120.0, 140.0]
+    rows = [r for s in range(5) for r in _rows(f"ppo@{s}", days)]
+    full = pd.DataFrame(rows)
+    missing = pd.DataFrame([r for r in rows if (r["controller"], r["seed"]) != ("ppo@1", 2)])
+    runs = rl_report.agent_runs(missing)[0]
+    assert rl_report._grid(runs, "unmet_energy_kwh").shape == (5, 4)
+    def width(text: str) -> float:
+        low, high = re.search(r"\| ppo \| [^|]+ \| [0-9.]+ \[([0-9.]+), ([0-9.]+)\]", text).groups()
+        return float(high) - float(low)
+
+    text = rl_report.markdown(missing)
+    assert "| ppo | 5 × 4 = 20 |" in text
+    assert "ppo on s: 4 of 24 runs left out of its statistics" in text
+    assert width(text) > 0.6 * width(rl_report.markdown(full))
+
+
+def test_limit_breakers_and_bounds_are_marked_in_the_rl_statistics() -> None:
+    """An agent that exceeded a shared limit leaves less energy unmet; its IQM and P(better than LLF) = 1 are
+    marked ‡ and the offline optimum's ° as in the paired differences (they were shown unmarked)."""
+    breaker = [{**r, "area_violation_steps": 40} for r in _rows("ppo", [1.0, 2])]
+    metrics = pd.DataFrame(breaker + _rows("ppo-safe", [6.0, 7]) + _rows("llf", [5.0, 9])
+                           + _rows("offline-optimal", [4.0, 5]))
+    lines = rl_report.markdown(metrics, bounds=["offline-optimal"]).splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ppo") or line.startswith("| offline")] == [
+        "| ppo ‡", "| ppo-safe", "| offline-optimal °"] * 2
+    assert any(line.startswith("‡ exceeded a shared limit") and "ppo on s" in line for line in lines)
+    assert any(line.startswith("° reads the episode's future sessions (offline-optimal on s)") for line in lines)
 
 
 def test_ratio_to_llf_and_profiles() -> None:
@@ -187,7 +223,6 @@ def test_network_violations_are_what_the_summary_the_statistics_and_the_bars_cou
 def test_evaluation_on_training_episodes_is_named(tmp_path) -> None:
     """The shipped ppo trained on seed-20 seeds 1000-1099 and the acn-caltech-train days: evaluating there is
     named in summary.md and run.json, not passed off as held out (seeds 0-4 of seed-20 are)."""
-    import json
 
     from pev_env.scenarios import episode_names
 
@@ -264,3 +299,19 @@ def test_round_off_between_equal_controllers_is_a_tie_in_the_probability_of_impr
     runs, _ = rl_report.agent_runs(pd.DataFrame(rows))
     (row,) = [line for line in rl_report.improvement_table(runs, baselines=("llf",)) if line.startswith("| ppo |")]
     assert row.startswith("| ppo | 0.50 [")
+
+
+def test_refresh_keeps_the_marks_without_importing_a_plug_in(tmp_path) -> None:
+    """A folder with a plug-in bound that is not importable where the statistics are refreshed: its ° comes from the
+    summary compare wrote (the class loaded then), and a limit-breaker's ‡ from the rows."""
+    from experiments.learning.refresh_statistics import main as refresh_main
+
+    rows = ([{**r, "area_violation_steps": 3} for r in _rows("ppo", [1.0, 2])] + _rows("llf", [5.0, 9])
+            + _rows("gone_module:Bound", [4.0, 5]))
+    pd.DataFrame(rows).to_csv(tmp_path / "metrics.csv", index=False)
+    (tmp_path / "run.json").write_text(json.dumps({"models": {}}))
+    (tmp_path / "summary.md").write_text("# Controller comparison\n\n| controller | n |\n|---|---:|\n"
+                                         "| gone_module:Bound ° | 2 |\n\n## RL statistics\n\nold\n")
+    assert refresh_main([str(tmp_path)]) == 0
+    section = (tmp_path / "summary.md").read_text().split("## RL statistics")[1]
+    assert "| gone_module:Bound ° | 2 |" in section and "| ppo ‡ | 1 × 2 = 2 |" in section

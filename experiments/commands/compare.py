@@ -397,7 +397,7 @@ def compare(cfg: CompareConfig, argv: list[str] | None = None, progress: bool = 
         bounds = [c for c in dict.fromkeys(metrics["controller"]) if not registry.is_causal(c)]
         text = (markdown(metrics, title=title, reference=cfg.reference_controller(), networks=_networks(metrics, plants),
                          bounds=bounds)
-                + rl_report.markdown(metrics, checksums)
+                + rl_report.markdown(metrics, checksums, bounds)
                 + models_note(models, checksums))
         shared = shared_days(_episodes_of(metrics, episodes))
         if notes or shared:

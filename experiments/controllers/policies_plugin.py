@@ -26,12 +26,58 @@ import os
 import site
 import sys
 import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ENTRY_POINT_GROUP = "pev_mpc.policies"
 METHODS: tuple[str, ...] = ("reset", "act", "act_array")
+
+_READ: dict[str, set[str]] = {}
+"""Module -> the files opened for reading while it was imported as a plug-in or its class was built (weights,
+tables): part of `source_checksum` with the module files."""
+_RECORDING: list[tuple[set[str], set[str]]] = []
+"""(files read, installed folders) of the open `recording_reads` blocks (innermost last)."""
+_HOOKED: list[bool] = []
+"""[True] once the audit hook is installed (it cannot be removed: installed once, idle outside the blocks)."""
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook: inside `recording_reads`, the path of every file the user's code opens for reading: the
+    innermost frame outside the installed code must be the user's, not an import of another module (a library's
+    own files read while the plug-in imports it are not the plug-in's)."""
+    if event != "open" or not _RECORDING or isinstance(args[0], int) or not isinstance(args[1], str):
+        return
+    if set(args[1]) & set("wax+"):
+        return
+    found, installed = _RECORDING[-1]
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib"):
+            return
+        if not name.startswith("<") and not any(os.path.abspath(name).startswith(f) for f in installed):
+            found.add(os.path.abspath(os.fsdecode(os.fspath(args[0]))))
+            return
+        frame = frame.f_back
+
+
+@contextmanager
+def recording_reads(module: str) -> Iterator[None]:
+    """Record the files opened for reading inside the block as read by the plug-in module `module` (`_READ`)."""
+    installed = _installed_folders()
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    found: set[str] = set()
+    _RECORDING.append((found, installed))
+    try:
+        yield
+    finally:
+        _RECORDING.pop()
+        _READ.setdefault(module, set()).update(found)
 
 
 def is_import_path(name: str) -> bool:
@@ -51,11 +97,14 @@ def load_class(name: str, key: str = "controller") -> type:
             module, _, attr = name.partition(":")
             if "" not in sys.path and os.getcwd() not in sys.path:
                 sys.path.append(os.getcwd())  # the user's module beside them; appended: never shadows a package
-            found: Any = importlib.import_module(module)
+            with recording_reads(module):
+                found: Any = importlib.import_module(module)
             for part in attr.split("."):
                 found = getattr(found, part)
         else:
-            found = entry_points()[name].load()
+            point = entry_points()[name]
+            with recording_reads(point.module):
+                found = point.load()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module does at import is its error
         raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
                          f"package.module:ClassName importable here, or an entry point of group "
@@ -79,8 +128,8 @@ def is_plugin(name: str) -> bool:
 
 def source_checksum(name: str) -> str:
     """sha256 of the relative names and bytes of the plug-in `name`'s `source_files` ('' when its class has no
-    source file): part of a row's settings, so rows of an edited plug-in, or of an edited module of the user's that
-    it imports, never pass for rows of the old one."""
+    source file): part of a row's settings, so rows of an edited plug-in, of an edited module of the user's that
+    it imports, or of a file it read when imported or built (its weights), never pass for rows of the old one."""
     files = source_files(load_class(name).__module__)
     digest = hashlib.sha256()
     for label, path in files.items():
@@ -90,22 +139,26 @@ def source_checksum(name: str) -> str:
 
 
 def source_files(module: str) -> dict[str, Path]:
-    """The source files of the plug-in module `module`, sorted by their relative names: its own file and every
-    module file loaded (sys.modules) from under its folder or the working directory, outside the installed
-    packages (site-packages, the standard library) and this package's; {} when the module has no file."""
+    """The source files of the plug-in module `module`, sorted by their relative names: its own file, every
+    module file loaded (sys.modules) from under its folder or the working directory, and every file its code read
+    while imported or built (`_READ`, wherever it lies), outside the installed packages
+    (site-packages, the standard library) and this package's; {} when the module has no file."""
     found = getattr(sys.modules.get(module), "__file__", None)
     if not found:
         return {}
     own = os.path.abspath(found)
     roots = {"plug-in": os.path.dirname(own), "cwd": os.getcwd()}
     installed = _installed_folders()
+    loaded = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
+    read = sorted(_READ.get(module, ()))
     files = {}
-    for loaded in list(sys.modules.values()):
-        name = getattr(loaded, "__file__", None)
-        path = os.path.abspath(name) if isinstance(name, str) else ""
+    for path in [os.path.abspath(p) for p in loaded if isinstance(p, str)] + read:
         root = next((r for r, folder in roots.items() if path.startswith(folder + os.sep)), None)
-        if root and os.path.isfile(path) and (path == own or not any(path.startswith(f) for f in installed)):
-            files[f"{root}:{Path(os.path.relpath(path, roots[root])).as_posix()}"] = Path(path)
+        if not (root or path in read) or not os.path.isfile(path):
+            continue
+        if path == own or not any(path.startswith(f) for f in installed):
+            label = f"{root}:{Path(os.path.relpath(path, roots[root])).as_posix()}" if root else f"file:{path}"
+            files[label] = Path(path)
     return dict(sorted(files.items()))
 
 
@@ -124,8 +177,10 @@ def _installed_folders() -> set[str]:
 
 def make(name: str, key: str = "controller") -> Any:
     """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
+    cls = load_class(name, key)
     try:
-        policy = load_class(name, key)()
+        with recording_reads(cls.__module__):
+            policy = cls()
     except (TypeError, SystemExit) as exc:
         raise ValueError(f"{key}: {name!r} cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):

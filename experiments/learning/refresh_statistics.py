@@ -33,6 +33,7 @@ def refresh(folder: Path) -> None:
     from experiments.outputs.outdir import claim
     from experiments.outputs.provenance import code_checksum
     from experiments.outputs.results import save_figure, write_text
+    from experiments.outputs.summary import NONCAUSAL_MARK
 
     with claim(folder, ()):
         try:
@@ -48,7 +49,8 @@ def refresh(folder: Path) -> None:
         checksums = {name: model["sha256"] for name, model in models.items()}
         stamp = (f"\n\n_This section was recomputed from metrics.csv by `python -m experiments.learning."
                  f"refresh_statistics` (code {code_checksum()[:12]}); the rows are as they were run._\n\n")
-        write_text(folder / "summary.md", summary[:start] + rl_report.markdown(metrics, checksums) + stamp
+        bounds = [c for c in dict.fromkeys(metrics["controller"]) if f"| {c} {NONCAUSAL_MARK}" in summary]
+        write_text(folder / "summary.md", summary[:start] + rl_report.markdown(metrics, checksums, bounds) + stamp
                    + (summary[end:] if end >= 0 else ""))
         if (folder / "plots").is_dir():  # a run with --no-plots has none
             fig = plots.performance_profiles(rl_report.profiles(metrics, checksums))

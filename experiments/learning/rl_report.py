@@ -22,7 +22,7 @@ import pandas as pd
 from pev_env.metrics import SERVED_TOL_KWH
 
 from experiments.controllers import registry
-from experiments.outputs.summary import counted
+from experiments.outputs.summary import EXCEEDED_MARK, NONCAUSAL_MARK, counted, exceeded
 from experiments.learning.rlstats import (Interval, iqm_of_strata, performance_profile, probability_of_improvement,
                                  stratified_bootstrap)
 
@@ -85,9 +85,35 @@ def strata(runs: pd.DataFrame, agent: str, metric: str, scenarios: Sequence[str]
 
 
 def _grid(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    grid = rows.pivot_table(index="train_seed", columns="seed", values=metric, aggfunc="first")
-    complete = grid.size == len(rows) and not grid.isna().to_numpy().any()
-    return grid.to_numpy(float) if complete and len(rows) else rows[metric].to_numpy(float)
+    """The crossed grid (training seeds x days) of `metric` over `rows` (`crossed`)."""
+    return crossed(rows.pivot_table(index="train_seed", columns="seed", values=metric, aggfunc="first")).to_numpy(
+        float)
+
+
+def crossed(grid: pd.DataFrame) -> pd.DataFrame:
+    """The largest complete part of a grid (training seeds x days, NaN where a pair did not run): every training
+    seed on the days all of them ran, the training seeds that ran every day, or the training seed with the most
+    days; runs outside it are left out (`left_out`) rather than resampled as independent runs, which would make
+    the interval of a grid with one failed run as narrow as that of seeds x days independent days."""
+    ran = grid.notna()
+    parts = [grid.loc[:, ran.all(axis=0)], grid.loc[ran.all(axis=1), :]]
+    if len(grid):
+        best = ran.sum(axis=1).idxmax()
+        parts.append(grid.loc[[best], ran.loc[best]])
+    return max(parts, key=lambda part: part.size)
+
+
+def left_out(runs: pd.DataFrame) -> list[str]:
+    """A note per agent and scenario whose runs do not all form a crossed grid (`crossed`): which were left out."""
+    notes = []
+    for (scenario, agent), rows in runs.groupby(["scenario", "agent"], sort=False):
+        kept = crossed(rows.pivot_table(index="train_seed", columns="seed", values="unmet_energy_kwh",
+                                        aggfunc="first"))
+        if kept.size < len(rows):
+            notes.append(f"{agent} on {scenario}: {len(rows) - kept.size} of {len(rows)} runs left out of its "
+                         f"statistics (not every training seed ran every day; kept {kept.shape[0]} training "
+                         f"seed(s) × {kept.shape[1]} day(s), the largest complete crossed grid)")
+    return notes
 
 
 def _interval(value: Interval, n: int) -> str:
@@ -99,31 +125,66 @@ def _interval(value: Interval, n: int) -> str:
     return f"{point:.2f} [{float(value.low):.2f}, {float(value.high):.2f}]"
 
 
-def _count(block: pd.DataFrame) -> str:
-    """'seeds × days = runs' for a learned agent (1 × 5 with one training seed: the interval is over days only),
-    the runs for any other."""
-    seeds, days = block["train_seed"].nunique(), block["seed"].nunique()
+def _count(block: pd.DataFrame, metric: str) -> str:
+    """'seeds × days = runs' of the crossed grid of `metric` for a learned agent (1 × 5 with one training seed: the
+    interval is over days only), the runs for any other."""
+    grid = _grid(block, metric)
+    (seeds, days), runs = grid.shape, grid.size
     learned = registry.learned_base(str(block["controller"].iloc[0])) != ""
-    return f"{seeds} × {days} = {len(block)}" if learned or seeds > 1 else str(len(block))
+    return f"{seeds} × {days} = {runs}" if learned or seeds > 1 else str(runs)
 
 
-def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> list[str]:
-    """One markdown table per scenario: agent, n (training seeds x days), IQM [95 % CI] of each metric."""
+def agent_marks(runs: pd.DataFrame, bounds: Sequence[str] = ()) -> dict[tuple[str, str], str]:
+    """(scenario, agent) -> the marks after its name, as in the paired differences of summary.md: NONCAUSAL_MARK
+    for the `bounds` (the controllers that read the episode's future, `registry.is_causal` False), EXCEEDED_MARK
+    when a run exceeded a shared limit (`summary.exceeded`), so an IQM or a probability of improvement of a
+    limit-breaker or a bound never reads as that of a controller that kept the limits."""
+    agent = dict(zip(runs["controller"], runs["agent"]))
+    marks = {(s, agent[c]): f" {NONCAUSAL_MARK}" for s, c in zip(runs["scenario"], runs["controller"])
+             if c in bounds}
+    for scenario, controller in exceeded(runs):
+        key = (scenario, agent[controller])
+        if EXCEEDED_MARK not in marks.get(key, ""):
+            marks[key] = marks.get(key, "") + f" {EXCEEDED_MARK}"
+    return marks
+
+
+def mark_notes(marks: Mapping[tuple[str, str], str]) -> list[str]:
+    """The lines that explain the marks of `agent_marks` ([] when none is set)."""
+    def named(mark: str) -> str:
+        return ", ".join(dict.fromkeys(f"{a} on {s}" for (s, a), m in marks.items() if mark in m))
+
+    lines = [f"{EXCEEDED_MARK} exceeded a shared limit (the area limit or a site-network constraint) in some run "
+             f"({named(EXCEEDED_MARK)}): its unmet energy, and a probability of improvement on it, are not comparable "
+             "with those of a controller that kept the limits."] if named(EXCEEDED_MARK) else []
+    if named(NONCAUSAL_MARK):
+        lines.append(f"{NONCAUSAL_MARK} reads the episode's future sessions ({named(NONCAUSAL_MARK)}): a bound, not "
+                     "a controller a site can run.")
+    return [part for line in lines for part in (line, "")]
+
+
+def iqm_tables(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
+               marks: Mapping[tuple[str, str], str] | None = None) -> list[str]:
+    """One markdown table per scenario: agent (with its `agent_marks`), n (training seeds x days), IQM [95 % CI] of
+    each metric."""
+    marks = marks or {}
     lines: list[str] = []
     for scenario, block in runs.groupby("scenario", sort=False):
         lines += [f"### {scenario}: IQM [95 % CI]", "", "| agent | n (training seeds × days) | "
                   + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
         for agent, rows in block.groupby("agent", sort=False):
-            cells = [_interval(stratified_bootstrap([_grid(rows, m)], iqm_of_strata), len(rows)) for m in metrics]
-            lines.append(f"| {agent} | {_count(rows)} | " + " | ".join(cells) + " |")
+            grids = [_grid(rows, m) for m in metrics]
+            cells = [_interval(stratified_bootstrap([grid], iqm_of_strata), grid.size) for grid in grids]
+            lines.append(f"| {agent}{marks.get((scenario, agent), '')} | {_count(rows, metrics[0])} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
 
-def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
-                      baselines: Sequence[str] = BASELINES) -> list[str]:
+def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, baselines: Sequence[str] = BASELINES,
+                      marks: Mapping[tuple[str, str], str] | None = None) -> list[str]:
     """Markdown table: P(agent better than baseline) [95 % CI] per metric and baseline, averaged over the
-    scenarios both ran; [] when no baseline ran."""
+    scenarios both ran, an agent marked as on any scenario (`agent_marks`); [] when no baseline ran."""
+    marks = marks or {}
     present = [b for b in baselines if b in set(runs["agent"])]
     if not present:
         return []
@@ -142,16 +203,19 @@ def improvement_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS,
                 mine, theirs = strata(runs, agent, metric, both), strata(runs, baseline, metric, both)
                 poi = probability_of_improvement(mine, theirs, lower_is_better=True, tie=TIES.get(metric, 0.0))
                 cells.append(_interval(poi, min(part.size for part in mine + theirs)))
-        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+        shown = "".join(f" {m}" for m in (NONCAUSAL_MARK, EXCEEDED_MARK)
+                        if any(a == agent and m in ms for (_, a), ms in marks.items()))
+        lines.append(f"| {agent}{shown} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
-def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) -> str:
+def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None, bounds: Sequence[str] = ()) -> str:
     """The RL statistics section of summary.md ('' when no learned controller has rows); `checksums`: learned
-    controller -> its model's SHA-256 (equal models count once)."""
+    controller -> its model's SHA-256 (equal models count once); `bounds`: the controllers that read the future."""
     if not has_learned(metrics):
         return ""
     runs, notes = agent_runs(metrics, checksums)
+    notes += left_out(runs)
     lines = ["", "## RL statistics (IQM, stratified bootstrap, probability of improvement)", "",
              "Runs are training seeds × evaluation days (n); lower is better for every metric. IQM: mean of the "
              "middle 50 % of the runs; [low, high]: 95 % percentile interval of 2000 stratified bootstrap "
@@ -163,9 +227,10 @@ def markdown(metrics: pd.DataFrame, checksums: Mapping[str, str] | None = None) 
              f"energies at most {TIES['unmet_energy_kwh']:g} kWh apart are a tie), "
              "averaged over the scenarios both ran. docs/RL_STATISTICS.md tells how to read them.", "",
              *(f"- {note}" for note in notes), *([""] if notes else [])]
-    lines += iqm_tables(runs, counted(runs, METRICS))
-    lines += improvement_table(runs, counted(runs, METRICS))
-    return "\n".join(lines)
+    marks = agent_marks(runs, bounds)
+    lines += iqm_tables(runs, counted(runs, METRICS), marks)
+    lines += improvement_table(runs, counted(runs, METRICS), marks=marks)
+    return "\n".join([*lines, *mark_notes(marks)])
 
 
 class Profile(NamedTuple):
