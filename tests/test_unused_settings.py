@@ -54,3 +54,33 @@ def test_mpc_settings_beside_a_plugin_warn_that_it_does_not_receive_them(tmp_pat
                  "--set", "mpc.policy.horizon=12", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     assert "compare.mpc (policy.horizon): not passed to the plug-ins mine:Mine" in caplog.text
 
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.coordination.method=gradient"],
+     "compare.mpc.coordination.method = 'gradient': not read by mpc-decentralised, the run's MPC controllers, on the "
+     "run's site networks (caltech: model-market exchanges read only coordination.max_iterations, "
+     "coordination.gap_tol)"),
+    ("compare", ["--controllers", "mpc-decentralised,mpc-centralised", "--set", "mpc.coordination.model_after=3"],
+     "compare.mpc.coordination.model_after = 3: not read by mpc-decentralised, mpc-centralised"),
+    ("tune", ["--grid", "coordination.method=newton,nesterov"],
+     "tune.grid.coordination.method = ['newton', 'nesterov']: not read by mpc-decentralised"),
+])
+def test_a_coordination_setting_the_network_coordinator_does_not_read_exits_2(command, args, message, tmp_path,
+                                                                              capsys) -> None:
+    """On a site network the decentralised MPC coordinates by model-market exchanges, which read max_iterations
+    and gap_tol only: coordination.method=gradient ran the same rows as newton under another fingerprint."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--scenarios", "acn-caltech-network", "--seeds", "0", *args, "--dry-run", "--out",
+              str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_coordination_setting_read_on_some_scenarios_only_warns(tmp_path, caplog) -> None:
+    assert main(["compare", "--scenarios", "seed,acn-caltech-network", "--seeds", "0", "--controllers",
+                 "mpc-decentralised", "--set", "mpc.coordination.method=nesterov", "--dry-run", "--out",
+                 str(tmp_path)]) == 0
+    assert "not read by mpc-decentralised on acn-caltech-network (a site network" in caplog.text
+    assert main(["compare", "--scenarios", "acn-caltech-network", "--seeds", "0", "--controllers",
+                 "mpc-decentralised", "--set", "mpc.coordination.max_iterations=3", "--dry-run", "--out",
+                 str(tmp_path)]) == 0

@@ -101,13 +101,31 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
             raise ValueError(f"{where}: on {name}: {exc}") from None
 
 
-def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any) -> None:
+def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode]) -> tuple[list[str], list[str]]:
+    """The `controllers` that ignore the MPC setting `key` on every scenario of `episodes` (`ignores_setting`;
+    on a site network also what its coordination does not read, e.g. `coordination.method`), and
+    'controller on scenarios' for those that ignore it on some scenarios only."""
+    from pev_mpc.policies import POLICIES
+
+    networked = [name for name, config, _ in episodes if config.network != "area"]
+    ignoring, partly = [], []
+    for c in controllers:
+        on_network = bool(networked) and POLICIES[c].ignores_setting(key, network=True)
+        if POLICIES[c].ignores_setting(key) or on_network and len(networked) == len(episodes):
+            ignoring.append(c)
+        elif on_network:
+            partly.append(f"{c} on {', '.join(networked)} (a site network: its coordination there does not read it)")
+    return ignoring, partly
+
+
+def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any,
+                              episodes: Sequence[Episode] = ()) -> None:
     """An MPCSettings field the user set (`Section.given`) that no controller of the run reads is refused (it
     would change the rows' settings and nothing else: e.g. `policy.foresight` without mpc-foresight, any
-    `mpc.*` with heuristics only); in a mixed run a warning names the MPC controllers that ignore it
+    `mpc.*` with heuristics only, `coordination.method` of the decentralised MPC when every scenario of
+    `episodes` is on a site network); in a mixed run a warning names the MPC controllers that ignore it
     (`ignores_setting` of each MPC policy, e.g. mpc-centralised ignores `coordination.*`). Not checked with
     --resume: the settings must then match the folder's rows, whichever controllers this run adds."""
-    from pev_mpc.policies import POLICIES
     from pev_mpc.settings import SECTIONS
 
     readers = [c for c in controllers if c in registry.mpc_controllers()]
@@ -118,15 +136,40 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
         log.warning("%s.mpc (%s): not passed to the plug-ins %s (a plug-in is built without arguments: give it its "
                     "MPCSettings in its __init__)", section, ", ".join(given), ", ".join(plugins))
     for key, value in given.items():
-        ignoring = [c for c in readers if POLICIES[c].ignores_setting(key)]
+        ignoring, partly = _unread(readers, key, episodes)
         where = f"{section}.mpc.{key} = {value!r}"
         if not readers:
             raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)}; "
                              "a plug-in never receives them)")
         if len(ignoring) == len(readers):
-            raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers")
+            raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers"
+                             f"{_network_note(key, episodes)}")
+        if ignoring or partly:
+            log.warning("%s: not read by %s", where, "; ".join([*ignoring, *partly]))
+
+
+def _network_note(key: str, episodes: Sequence[Episode]) -> str:
+    """Why a coordination setting is not read when every scenario is on a site network ('' otherwise)."""
+    from pev_mpc.network_coordinator import READS
+
+    if not key.startswith("coordination.") or not episodes or any(c.network == "area" for _, c, _ in episodes):
+        return ""
+    return (f", on the run's site networks ({', '.join(sorted({c.network for _, c, _ in episodes}))}: model-market "
+            f"exchanges read only {', '.join(READS)})")
+
+
+def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> None:
+    """A tune grid field that the decentralised MPC does not read on the run's scenarios (e.g.
+    `coordination.method` when every scenario is on a site network) is refused: its settings would give the same
+    rows under different labels; on some of the scenarios only, a warning names them."""
+    for key, values in grid.items():
+        ignoring, partly = _unread(["mpc-decentralised"], key, episodes)
+        where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
-            log.warning("%s: not read by %s", where, ", ".join(ignoring))
+            raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
+                             f"{_network_note(key, episodes)}")
+        if partly:
+            log.warning("%s: not read by %s", where, "; ".join(partly))
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
@@ -184,7 +227,9 @@ def preflight(cfg: Any) -> None:
         registry.check_available(name, f"{cfg.section}.controllers")
         check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), episodes, seeds[0])
     if getattr(cfg, "mpc", None) is not None and not getattr(cfg, "resume", False):  # a resume's kept rows need them
-        check_unused_mpc_settings(cfg.section, cfg.controllers, cfg.mpc)
+        check_unused_mpc_settings(cfg.section, cfg.controllers, cfg.mpc, episodes)
+    if cfg.section == "tune":
+        check_unused_grid(cfg.section, cfg.grid, episodes)
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)
