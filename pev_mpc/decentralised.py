@@ -30,6 +30,24 @@ def station_solver(problem: ChargingProblem, settings: MPCSettings) -> str:
 POOLS: dict[str, type] = {"separable": SeparableStations, "active_set": ActiveSetStations, "batch": BatchStations,
                           "osqp": OSQPStations}
 """Resolved station solver (station_solver) -> its StationPool class."""
+SOLVER_READS: dict[str, tuple[str, ...]] = {
+    "separable": (),
+    "batch": ("station_tol", "station_max_iter", "station_time_limit_s"),
+    "active_set": ("station_tol", "station_max_iter", "active_set_max_sweeps", "station_time_limit_s"),
+    "osqp": ("station_tol", "station_time_limit_s"),
+}
+"""Resolved station solver -> the `stations` fields it reads ('separable' is closed form: none; 'batch' and
+'active_set' hand a station that fails to its own OSQP QP, which reads station_tol and station_time_limit_s)."""
+
+
+def unread_station_settings(settings: MPCSettings) -> tuple[str, ...]:
+    """The `stations.<field>` settings that the station solver of `settings` never reads, with 'auto' resolved as
+    on every plant (`station_solver`: the deadline objective's QPs are separable, p_min being >= 0)."""
+    solver = settings.station_solver
+    if solver == "auto":
+        solver = "separable" if settings.objective.name == "deadline" else "active_set"
+    return tuple(f"stations.{name}" for name in ("station_tol", "station_max_iter", "active_set_max_sweeps",
+                                                 "station_time_limit_s") if name not in SOLVER_READS[solver])
 
 
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:

@@ -221,14 +221,17 @@ class Stations(Section):
     'batch': all station QPs in one vectorised interior-point solve (separable, exact);
     'osqp': one StationQP (OSQP) per station."""
     station_tol: float = 1e-9
-    """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel)."""
+    """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel). This and
+    the fields below are read by the solvers named (`pev_mpc.decentralised.SOLVER_READS`), never by 'separable'
+    (closed form; what 'auto' is with the deadline objective)."""
     station_max_iter: int = 80
-    """Interior-point iteration cap for the batched station solve."""
+    """Interior-point iteration cap for the batched station solve ('batch', 'active_set')."""
     active_set_max_sweeps: int = 30
     """Cap on active-set sweeps per round ('active_set'); stations still unsettled are solved by the
     interior point (station_max_iter)."""
     station_time_limit_s: float = 0.0
-    """OSQP time limit per station solve (0 = none); a timeout is handled as a failure."""
+    """OSQP time limit per station solve (0 = none; 'osqp', and the OSQP last resort of 'batch' and
+    'active_set'); a timeout is handled as a failure."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -84,3 +84,31 @@ def test_a_coordination_setting_read_on_some_scenarios_only_warns(tmp_path, capl
     assert main(["compare", "--scenarios", "acn-caltech-network", "--seeds", "0", "--controllers",
                  "mpc-decentralised", "--set", "mpc.coordination.max_iterations=3", "--dry-run", "--out",
                  str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_tol=0.01"],
+     "compare.mpc.stations.station_tol = 0.01: not read by mpc-decentralised, the run's MPC controllers (read by the "
+     "station solvers batch, active_set, osqp only"),
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=batch", "--set",
+                 "mpc.stations.active_set_max_sweeps=3"],
+     "compare.mpc.stations.active_set_max_sweeps = 3: not read by mpc-decentralised"),
+    ("tune", ["--grid", "stations.station_time_limit_s=1,5"],
+     "tune.grid.stations.station_time_limit_s = [1.0, 5.0]: not read by mpc-decentralised"),
+])
+def test_a_station_setting_the_closed_form_stations_do_not_read_exits_2(command, args, message, tmp_path,
+                                                                        capsys) -> None:
+    """The default station solver of the deadline objective is closed form: station_tol=0.01 ran the same rows as
+    the default under another fingerprint."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=osqp", "--set",
+     "mpc.stations.station_tol=1e-6"],
+    ["--controllers", "mpc-decentralised-tracking", "--set", "mpc.stations.station_max_iter=40"],
+])
+def test_a_station_setting_the_run_s_station_solver_reads_is_accepted(args, tmp_path) -> None:
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)]) == 0

@@ -101,17 +101,21 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
             raise ValueError(f"{where}: on {name}: {exc}") from None
 
 
-def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode]) -> tuple[list[str], list[str]]:
+def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
+            settings: Sequence[Any]) -> tuple[list[str], list[str]]:
     """The `controllers` that ignore the MPC setting `key` on every scenario of `episodes` (`ignores_setting`;
-    on a site network also what its coordination does not read, e.g. `coordination.method`), and
+    on a site network also what its coordination does not read, e.g. `coordination.method`; with every one of
+    `settings`, what their station solver does not read, e.g. `stations.station_tol` of the closed form), and
     'controller on scenarios' for those that ignore it on some scenarios only."""
+    from pev_mpc.decentralised import unread_station_settings
     from pev_mpc.policies import POLICIES
 
     networked = [name for name, config, _ in episodes if config.network != "area"]
     ignoring, partly = [], []
     for c in controllers:
         on_network = bool(networked) and POLICIES[c].ignores_setting(key, network=True)
-        if POLICIES[c].ignores_setting(key) or on_network and len(networked) == len(episodes):
+        solver = all(key in unread_station_settings(registry.make_controller(c, mpc=s).settings) for s in settings)
+        if POLICIES[c].ignores_setting(key) or solver or on_network and len(networked) == len(episodes):
             ignoring.append(c)
         elif on_network:
             partly.append(f"{c} on {', '.join(networked)} (a site network: its coordination there does not read it)")
@@ -136,14 +140,14 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
         log.warning("%s.mpc (%s): not passed to the plug-ins %s (a plug-in is built without arguments: give it its "
                     "MPCSettings in its __init__)", section, ", ".join(given), ", ".join(plugins))
     for key, value in given.items():
-        ignoring, partly = _unread(readers, key, episodes)
+        ignoring, partly = _unread(readers, key, episodes, [mpc])
         where = f"{section}.mpc.{key} = {value!r}"
         if not readers:
             raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)}; "
                              "a plug-in never receives them)")
         if len(ignoring) == len(readers):
             raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers"
-                             f"{_network_note(key, episodes)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}")
         if ignoring or partly:
             log.warning("%s: not read by %s", where, "; ".join([*ignoring, *partly]))
 
@@ -158,16 +162,32 @@ def _network_note(key: str, episodes: Sequence[Episode]) -> str:
             f"exchanges read only {', '.join(READS)})")
 
 
+def _solver_note(key: str) -> str:
+    """Which station solvers read a `stations` setting ('' for another key)."""
+    from pev_mpc.decentralised import SOLVER_READS
+
+    name = key.partition(".")[2]
+    if not key.startswith("stations.") or name == "station_solver":
+        return ""
+    readers = [solver for solver, reads in SOLVER_READS.items() if name in reads]
+    return (f" (read by the station solvers {', '.join(readers)} only; station_solver 'auto' is the closed-form "
+            "'separable' with the deadline objective)")
+
+
 def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> None:
     """A tune grid field that the decentralised MPC does not read on the run's scenarios (e.g.
-    `coordination.method` when every scenario is on a site network) is refused: its settings would give the same
+    `coordination.method` when every scenario is on a site network) or with any of the grid's settings (e.g.
+    `stations.station_tol` of the closed-form station solver) is refused: its settings would give the same
     rows under different labels; on some of the scenarios only, a warning names them."""
+    from experiments.commands.config import settings_grid
+
+    combinations = settings_grid(grid)
     for key, values in grid.items():
-        ignoring, partly = _unread(["mpc-decentralised"], key, episodes)
+        ignoring, partly = _unread(["mpc-decentralised"], key, episodes, combinations)
         where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
             raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
-                             f"{_network_note(key, episodes)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}")
         if partly:
             log.warning("%s: not read by %s", where, "; ".join(partly))
 
