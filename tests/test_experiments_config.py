@@ -223,6 +223,10 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
         ({"mpc.objective.terminal_weight": "inf"}, r"compare.mpc.objective.terminal_weight = 'inf': must be a finite "),
         ({"mpc.stations.station_tol": "nan"}, r"compare.mpc.stations.station_tol = 'nan': must be a finite number"),
+        ({"env.p_max": "6.6,x"}, r"compare.env.p_max = 'x': must be a number$"),  # no 'or None': p_max is never None
+        ({"env.p_max": "none"}, r"compare.env.p_max = 'none': must be a number$"),
+        ({"mpc.coordination.model_after": "x"}, r"compare.mpc.coordination.model_after = 'x': must be an integer or "
+                                                r"None$"),
         ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),
         ({"seeds": "5000000000"}, r"compare.seeds = '5000000000': seeds must be <= 4294967295"),
         ({"env.total_time": "1e9"}, r"compare.env = 'total_time / sampling_time = 200000000 steps': must be <= "
