@@ -282,6 +282,10 @@ def test_bad_values_name_key_and_allowed(overrides, message) -> None:
 def test_other_sections_validate() -> None:
     with pytest.raises(ValueError, match=r"train.gamma = 1.5: must be in \(0, 1\]"):
         load_config(TrainConfig, None, {"gamma": "1.5"})
+    with pytest.raises(ValueError, match=r"train.lagrange_lr = 3.0: applies to algo 'mappo-lagrangian' only, not "
+                                         r"'ippo'"):  # ippo never read it, and model.json recorded it
+        load_config(TrainConfig, None, {"lagrange_lr": "3"})
+    assert load_config(TrainConfig, None, {"algo": "mappo-lagrangian", "cost_limit": "0.1"}).cost_limit == 0.1
     with pytest.raises(ValueError, match=r"scale.sizes = \(0,\)"):
         load_config(ScaleConfig, None, {"sizes": "0"})
 
