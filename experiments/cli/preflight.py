@@ -46,7 +46,36 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
         built.append((name, config, scenario))
     check_site_fields(section, env, built)
     check_overridden_fields(section, env, built)
+    check_generation_fields(section, env, built)
     return built
+
+
+def check_generation_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
+    """A field the user set that only scenario generation reads (`pev_env.scenarios.base.GENERATION_FIELDS`, e.g.
+    area_limit_fraction, charge_time_desired) is refused when no scenario of the run reads it (it would change the
+    rows' plant fingerprint and nothing else), and named in a warning for those that do not in a mixed run."""
+    from pev_env.scenarios.base import GENERATION_FIELDS
+    from pev_env.scenarios.registry import generation_fields_read
+
+    for field in (f for f in GENERATION_FIELDS if env.is_set(f)):
+        unused = [name for name, config, _ in built if field not in generation_fields_read(name, config)]
+        if not unused:
+            continue
+        key = (f"{section}.env.{field} = {getattr(env, field)!r}: not read by {', '.join(unused)} "
+               f"({_GENERATION_READERS[field]})")
+        if len(unused) == len(built):
+            raise ValueError(key)
+        log.warning("%s", key)
+
+
+_GENERATION_READERS: dict[str, str] = {
+    "area_limit_fraction": "read where P_ref is computed: synthetic-N, acn-caltech*, acn:, csv: with P_ref not set and "
+                           "not on a site network",
+    "acn_battery_kwh": "read by ACN data only: acn-caltech*, acn:",
+    **{name: "read by the seed generator only: seed, seed-20, seed-30" for name in
+       ("charge_time_desired", "initial_charge_max", "charge_duration_tolerance", "random_start_coeff")},
+}
+"""Which scenarios read each scenario-generation field (the error's 'what is allowed')."""
 
 
 def check_overridden_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
