@@ -161,8 +161,10 @@ class Coordination(Section):
     method: str = "newton"
     """Price update: 'newton' (dual Newton with locally reported price sensitivities, default),
     'smoothed-newton' ('newton' until smoothing_after steps were rejected, then a barrier continuation
-    on log-barrier-smoothed station QPs followed by 'newton'; pools that cannot smooth, e.g. 'osqp',
-    just continue with 'newton'), 'nesterov' (accelerated projected gradient) or 'gradient'."""
+    on log-barrier-smoothed station QPs followed by 'newton'; the station solvers that cannot smooth,
+    'separable' (what 'auto' is with the deadline objective) and 'osqp', run Newton alone, without the
+    model market, and the harness refuses it there), 'nesterov' (accelerated projected gradient) or
+    'gradient'."""
     max_iterations: int = 200
     """Cap on coordination rounds per control step."""
     primal_tol_kw: float = 1e-4

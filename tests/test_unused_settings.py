@@ -112,3 +112,31 @@ def test_a_station_setting_the_closed_form_stations_do_not_read_exits_2(command,
 ])
 def test_a_station_setting_the_run_s_station_solver_reads_is_accepted(args, tmp_path) -> None:
     assert main(["compare", "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "mpc.coordination.method=smoothed-newton"],
+     "compare.mpc.coordination.method = 'smoothed-newton': not read by mpc-decentralised, the run's MPC controllers "
+     "('smoothed-newton' smooths with the station solvers active_set and batch only"),
+    (["--set", "mpc.coordination.method=gradient", "--set", "mpc.coordination.gap_tol=1e-5"],
+     "compare.mpc.coordination.gap_tol = 1e-05: not read by mpc-decentralised"),
+    (["--set", "mpc.stations.station_solver=osqp", "--set", "mpc.coordination.model_after=3"],
+     "compare.mpc.coordination.model_after = 3: not read by mpc-decentralised"),
+])
+def test_a_coordination_setting_the_area_coordinator_does_not_read_exits_2(args, message, tmp_path, capsys) -> None:
+    """With the default (closed-form) stations 'smoothed-newton' ran Newton alone, the rows of model_after=None;
+    gradient never reads gap_tol; OSQP stations never enter the model market."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised", *args,
+              "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_smoothed_newton_with_stations_that_smooth_is_accepted(tmp_path, caplog) -> None:
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised", "--set",
+                 "mpc.coordination.method=smoothed-newton", "--set", "mpc.stations.station_solver=batch", "--dry-run",
+                 "--out", str(tmp_path)]) == 0
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers",
+                 "mpc-decentralised,mpc-decentralised-tracking", "--set", "mpc.coordination.method=smoothed-newton",
+                 "--dry-run", "--out", str(tmp_path)]) == 0
+    assert "coordination.method = 'smoothed-newton': not read by mpc-decentralised" in caplog.text

@@ -132,22 +132,32 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
 
 def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
             settings: Sequence[Any]) -> tuple[list[str], list[str]]:
-    """The `controllers` that ignore the MPC setting `key` on every scenario of `episodes` (`ignores_setting`;
-    on a site network also what its coordination does not read, e.g. `coordination.method`; with every one of
-    `settings`, what their station solver does not read, e.g. `stations.station_tol` of the closed form), and
-    'controller on scenarios' for those that ignore it on some scenarios only."""
-    from pev_mpc.decentralised import unread_station_settings
+    """The `controllers` that never read the MPC setting `key` on the scenarios of `episodes` with any of
+    `settings` (`ignores_setting`, on a site network also what its coordination does not read; what the station
+    solver of the settings does not read, `unread_station_settings`; under the area limit what the area coordinator
+    does not read with them, `unread_coordination_settings`), and 'controller on scenarios' for those that do not
+    read it on some of the scenarios."""
+    from pev_mpc.decentralised import unread_coordination_settings, unread_station_settings
     from pev_mpc.policies import POLICIES
 
-    networked = [name for name, config, _ in episodes if config.network != "area"]
+    on_network = {name: config.network != "area" for name, config, _ in episodes}
+    places = set(on_network.values()) or {False}
     ignoring, partly = [], []
     for c in controllers:
-        on_network = bool(networked) and POLICIES[c].ignores_setting(key, network=True)
-        solver = all(key in unread_station_settings(registry.make_controller(c, mpc=s).settings) for s in settings)
-        if POLICIES[c].ignores_setting(key) or solver or on_network and len(networked) == len(episodes):
+        runs = [registry.make_controller(c, mpc=s).settings for s in settings]  # as the policy runs them
+
+        def reads(network: bool) -> bool:
+            return not POLICIES[c].ignores_setting(key, network) and any(  # noqa: B023 (used at once)
+                key not in unread_station_settings(r) and (network or key not in unread_coordination_settings(r))
+                for r in runs)
+
+        unread = {network for network in places if not reads(network)}
+        if unread == places:
             ignoring.append(c)
-        elif on_network:
-            partly.append(f"{c} on {', '.join(networked)} (a site network: its coordination there does not read it)")
+        elif unread:
+            names = [name for name, network in on_network.items() if network in unread]
+            partly.append(f"{c} on {', '.join(names)} ({'a site network' if True in unread else 'the area limit'}: "
+                          "its coordination there does not read it)")
     return ignoring, partly
 
 
@@ -176,7 +186,7 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
                              "a plug-in never receives them)")
         if len(ignoring) == len(readers):
             raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers"
-                             f"{_network_note(key, episodes)}{_solver_note(key)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
         if ignoring or partly:
             log.warning("%s: not read by %s", where, "; ".join([*ignoring, *partly]))
 
@@ -189,6 +199,28 @@ def _network_note(key: str, episodes: Sequence[Episode]) -> str:
         return ""
     return (f", on the run's site networks ({', '.join(sorted({c.network for _, c, _ in episodes}))}: model-market "
             f"exchanges read only {', '.join(READS)})")
+
+
+_AREA_NOTES: dict[str, str] = {
+    "smoothed-newton": " ('smoothed-newton' smooths with the station solvers active_set and batch only, and is "
+                       "Newton alone, without the model market, with the others; station_solver 'auto' is the "
+                       "closed-form 'separable' with the deadline objective)",
+    "model": " (the model market needs stations whose replies carry bids or report their QPs, not 'osqp'; "
+             "model_rounds needs model_after)",
+    "gap_tol": " ('gradient' and 'nesterov' stop on the price step, price_tol, not on the dual gap)",
+}
+"""Why the area coordinator does not read a coordination setting (`unread_coordination_settings`)."""
+
+
+def _area_note(key: str, episodes: Sequence[Episode]) -> str:
+    """Why the area coordinator does not read the coordination setting `key` ('' for another key, or when every
+    scenario is on a site network: `_network_note`)."""
+    name = key.partition(".")[2]
+    if not key.startswith("coordination.") or episodes and all(c.network != "area" for _, c, _ in episodes):
+        return ""
+    if name == "method" or name == "smoothing_after" or name.startswith("barrier_"):
+        return _AREA_NOTES["smoothed-newton"]
+    return _AREA_NOTES.get("model" if name.startswith("model_") else name, "")
 
 
 def _solver_note(key: str) -> str:
@@ -216,7 +248,7 @@ def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> N
         where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
             raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
-                             f"{_network_note(key, episodes)}{_solver_note(key)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
         if partly:
             log.warning("%s: not read by %s", where, "; ".join(partly))
 
