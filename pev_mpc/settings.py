@@ -166,7 +166,9 @@ class Coordination(Section):
     model market, and the harness refuses it there), 'nesterov' (accelerated projected gradient) or
     'gradient'."""
     max_iterations: int = 200
-    """Cap on coordination rounds per control step."""
+    """Cap on coordination rounds per control step. On a site network a step also stops after 12 model
+    exchanges (`network_coordinator.MAX_EXCHANGES`), 13 rounds without lost replies, so a larger cap changes
+    nothing there."""
     primal_tol_kw: float = 1e-4
     """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
     is zero) is below this value and ..."""
