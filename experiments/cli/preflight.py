@@ -144,9 +144,8 @@ def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
     places = set(on_network.values()) or {False}
     ignoring, partly = [], []
     for c in controllers:
-        runs = [registry.make_controller(c, mpc=s).settings for s in settings]  # as the policy runs them
-
         def reads(network: bool) -> bool:
+            runs = (registry.make_controller(c, mpc=s).settings for s in settings)  # as the policy runs them
             return not POLICIES[c].ignores_setting(key, network) and any(  # noqa: B023 (used at once)
                 key not in unread_station_settings(r) and (network or key not in unread_coordination_settings(r))
                 for r in runs)
