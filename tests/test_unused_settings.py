@@ -140,3 +140,14 @@ def test_smoothed_newton_with_stations_that_smooth_is_accepted(tmp_path, caplog)
                  "mpc-decentralised,mpc-decentralised-tracking", "--set", "mpc.coordination.method=smoothed-newton",
                  "--dry-run", "--out", str(tmp_path)]) == 0
     assert "coordination.method = 'smoothed-newton': not read by mpc-decentralised" in caplog.text
+
+
+def test_max_horizon_without_horizon_to_departure_exits_2(tmp_path, capsys) -> None:
+    """The horizon is then `horizon`: max_horizon=96 ran the rows of the default under another fingerprint."""
+    args = ["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised,mpc-centralised",
+            "--set", "mpc.policy.horizon_to_departure=false", "--dry-run", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--set", "mpc.policy.max_horizon=96"])
+    assert exit_.value.code == 2
+    assert "compare.mpc.policy.max_horizon = 96: not read by mpc-decentralised, mpc-centralised" in capsys.readouterr().err
+    assert main(args) == 0

@@ -134,11 +134,12 @@ def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
             settings: Sequence[Any]) -> tuple[list[str], list[str]]:
     """The `controllers` that never read the MPC setting `key` on the scenarios of `episodes` with any of
     `settings` (`ignores_setting`, on a site network also what its coordination does not read; what the station
-    solver of the settings does not read, `unread_station_settings`; under the area limit what the area coordinator
-    does not read with them, `unread_coordination_settings`), and 'controller on scenarios' for those that do not
-    read it on some of the scenarios."""
+    solver and the policy do not read with the settings, `unread_station_settings`, `unread_policy_settings`;
+    under the area limit what the area coordinator does not read with them, `unread_coordination_settings`), and
+    'controller on scenarios' for those that do not read it on some of the scenarios."""
     from pev_mpc.decentralised import unread_coordination_settings, unread_station_settings
     from pev_mpc.policies import POLICIES
+    from pev_mpc.policies.mpc import unread_policy_settings
 
     on_network = {name: config.network != "area" for name, config, _ in episodes}
     places = set(on_network.values()) or {False}
@@ -147,8 +148,8 @@ def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
         def reads(network: bool) -> bool:
             runs = (registry.make_controller(c, mpc=s).settings for s in settings)  # as the policy runs them
             return not POLICIES[c].ignores_setting(key, network) and any(  # noqa: B023 (used at once)
-                key not in unread_station_settings(r) and (network or key not in unread_coordination_settings(r))
-                for r in runs)
+                key not in (*unread_station_settings(r), *unread_policy_settings(r))
+                and (network or key not in unread_coordination_settings(r)) for r in runs)
 
         unread = {network for network in places if not reads(network)}
         if unread == places:

@@ -47,6 +47,12 @@ MAX_EXCHANGE_RATIO = 10.0
 (a cone whose gains span half a turn has none)."""
 
 
+def unread_policy_settings(settings: MPCSettings) -> tuple[str, ...]:
+    """The `policy.<field>` settings `build_problem` never reads with `settings`: max_horizon without
+    horizon_to_departure (the horizon is then `horizon`)."""
+    return () if settings.horizon_to_departure else ("policy.max_horizon",)
+
+
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
                   network: Network | None = None, latest: int = 0) -> ChargingProblem:
     """The MPC problem seen from one step's observations (vectorised over stations), on `network`
