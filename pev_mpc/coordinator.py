@@ -2,10 +2,13 @@
 
 It broadcasts prices lambda (H,) to the stations, receives their plans (and, for the dual
 Newton update, each station's local price sensitivity -dp_i/dlambda summed over stations),
-and updates lambda >= 0 until the area residual is within tolerance or the iteration cap is
-reached. A step that Newton has not settled in model_after rounds goes on by model-market exchanges
-where the replies carry bids, else by one clearing of the station QPs reported once
-(pev_mpc.area_market). The applied plans are always projected onto the area limit.
+and updates lambda >= 0 until the area residual is within primal_tol_kw and the dual gap of the applied
+plans is certified below gap_tol ('newton', 'smoothed-newton') or the price step is below price_tol
+('gradient', 'nesterov'), or max_iterations rounds; a step stopped by the cap is reported not converged. A
+step that Newton has not settled in model_after rounds goes on by model-market exchanges where the replies
+carry bids, else, where the stations can report their QPs, by one clearing of the QPs reported once
+(pev_mpc.area_market); OSQP stations do neither (Newton alone). The applied plans are always projected onto
+the area limit. A site network is coordinated by `pev_mpc.network_coordinator` instead.
 
 The state of a step is one immutable value (`area_state.AreaState`) that each phase takes and returns:
 `area_state.ask` (one round), `area_state.certify`, `area_newton.newton`, `area_market.model_market`,

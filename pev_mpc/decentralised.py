@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from pev_mpc.objective import objective_value, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.separable_qp import SeparableStations, separable
-from pev_mpc.settings import MPCSettings
+from pev_mpc.settings import SMOOTHED, Coordination, MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations
 
@@ -30,6 +31,48 @@ def station_solver(problem: ChargingProblem, settings: MPCSettings) -> str:
 POOLS: dict[str, type] = {"separable": SeparableStations, "active_set": ActiveSetStations, "batch": BatchStations,
                           "osqp": OSQPStations}
 """Resolved station solver (station_solver) -> its StationPool class."""
+SOLVER_READS: dict[str, tuple[str, ...]] = {
+    "separable": (),
+    "batch": ("station_tol", "station_max_iter", "station_time_limit_s"),
+    "active_set": ("station_tol", "station_max_iter", "active_set_max_sweeps", "station_time_limit_s"),
+    "osqp": ("station_tol", "station_time_limit_s"),
+}
+"""Resolved station solver -> the `stations` fields it reads ('separable' is closed form: none; 'batch' and
+'active_set' hand a station that fails to its own OSQP QP, which reads station_tol and station_time_limit_s)."""
+
+
+def _resolved_solver(settings: MPCSettings) -> str:
+    """settings.station_solver with 'auto' resolved as on every plant (`station_solver`: the deadline objective's
+    QPs are separable, p_min being >= 0)."""
+    solver = settings.station_solver
+    if solver == "auto":
+        solver = "separable" if settings.objective.name == "deadline" else "active_set"
+    return solver
+
+
+def unread_station_settings(settings: MPCSettings) -> tuple[str, ...]:
+    """The `stations.<field>` settings that the station solver of `settings` never reads."""
+    solver = _resolved_solver(settings)
+    return tuple(f"stations.{name}" for name in ("station_tol", "station_max_iter", "active_set_max_sweeps",
+                                                 "station_time_limit_s") if name not in SOLVER_READS[solver])
+
+
+def unread_coordination_settings(settings: MPCSettings) -> tuple[str, ...]:
+    """The `coordination.<field>` settings that the area coordinator never reads with `settings`
+    (`coordinator.price_update` on the capabilities of the resolved station solver): 'smoothed-newton' and its
+    fields where the stations cannot smooth (it is then Newton alone, without the model market), model_after and
+    model_rounds where the replies neither carry bids nor report the QPs ('osqp'), model_rounds with model_after
+    None, gap_tol with 'gradient' / 'nesterov' (they stop on the price step)."""
+    can = POOLS[_resolved_solver(settings)].capabilities
+    method = settings.coordination.method
+    smoothed = [f"coordination.{f.name}" for f in fields(Coordination) if f.metadata.get("applies") == SMOOTHED["applies"]]
+    unread = {
+        "smoothed-newton": ["coordination.method", *smoothed] if not can.barrier else [],
+        "newton": (["coordination.model_after", "coordination.model_rounds"] if not (can.bids or can.reports) else
+                   ["coordination.model_rounds"] if settings.model_after is None else []),
+        "gradient": ["coordination.gap_tol"], "nesterov": ["coordination.gap_tol"],
+    }
+    return tuple(unread[method])
 
 
 def make_station_pool(problem: ChargingProblem, settings: MPCSettings) -> StationPool:

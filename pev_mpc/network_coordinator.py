@@ -49,6 +49,9 @@ from pev_mpc.settings import MPCSettings
 
 MAX_EXCHANGES = 12
 """Model exchanges after which a step stops unconverged (each is one round)."""
+READS: tuple[str, ...] = ("coordination.max_iterations", "coordination.gap_tol")
+"""The coordination settings (MPCSettings `section.field`) this coordinator reads: the other coordination fields
+(the area coordinator's method, tolerances, model-market schedule and warm start) have no effect on a network."""
 GAP_FLOOR = 1e-5
 """Relative dual gap certified at the least (MPCSettings.gap_tol when larger): the interior-point
 clearing of the model gives multipliers to about 1e-6 relative on degenerate phasor networks, and the

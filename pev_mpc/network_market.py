@@ -274,8 +274,9 @@ def _step_blocks(k: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def polish(model: SeparableStations, network: Network, y: np.ndarray) -> np.ndarray:
     """The interior point's multipliers y refined by up to POLISH_STEPS Newton steps on the model's dual,
-    on the entries it left nonzero (the active set it found): each step is kept only if it raises the
-    dual value, so the result is never worse than y. A linear network's multipliers are returned as they are
+    on the entries it left nonzero (the active set it found; entries below _ACTIVE of the largest are set to
+    zero first): each step is kept only if it raises the dual value, so the result is never worse than y with
+    those entries zeroed. A linear network's multipliers are returned as they are
     (an interior point's multipliers of linear rows are accurate; the cones' degeneracy is what needs it)."""
     if network.is_linear:
         return y

@@ -161,10 +161,14 @@ class Coordination(Section):
     method: str = "newton"
     """Price update: 'newton' (dual Newton with locally reported price sensitivities, default),
     'smoothed-newton' ('newton' until smoothing_after steps were rejected, then a barrier continuation
-    on log-barrier-smoothed station QPs followed by 'newton'; pools that cannot smooth, e.g. 'osqp',
-    just continue with 'newton'), 'nesterov' (accelerated projected gradient) or 'gradient'."""
+    on log-barrier-smoothed station QPs followed by 'newton'; the station solvers that cannot smooth,
+    'separable' (what 'auto' is with the deadline objective) and 'osqp', run Newton alone, without the
+    model market, and the harness refuses it there), 'nesterov' (accelerated projected gradient) or
+    'gradient'."""
     max_iterations: int = 200
-    """Cap on coordination rounds per control step."""
+    """Cap on coordination rounds per control step. On a site network a step also stops after 12 model
+    exchanges (`network_coordinator.MAX_EXCHANGES`), 13 rounds without lost replies, so a larger cap changes
+    nothing there."""
     primal_tol_kw: float = 1e-4
     """Stop when the area residual (sum_i p_i - P_ref, kW; only its positive part where the price
     is zero) is below this value and ..."""
@@ -221,14 +225,17 @@ class Stations(Section):
     'batch': all station QPs in one vectorised interior-point solve (separable, exact);
     'osqp': one StationQP (OSQP) per station."""
     station_tol: float = 1e-9
-    """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel)."""
+    """Station QP tolerance (interior point: KKT residual and complementarity; OSQP: eps_abs/eps_rel). This and
+    the fields below are read by the solvers named (`pev_mpc.decentralised.SOLVER_READS`), never by 'separable'
+    (closed form; what 'auto' is with the deadline objective)."""
     station_max_iter: int = 80
-    """Interior-point iteration cap for the batched station solve."""
+    """Interior-point iteration cap for the batched station solve ('batch', 'active_set')."""
     active_set_max_sweeps: int = 30
     """Cap on active-set sweeps per round ('active_set'); stations still unsettled are solved by the
     interior point (station_max_iter)."""
     station_time_limit_s: float = 0.0
-    """OSQP time limit per station solve (0 = none); a timeout is handled as a failure."""
+    """OSQP time limit per station solve (0 = none; 'osqp', and the OSQP last resort of 'batch' and
+    'active_set'); a timeout is handled as a failure."""
 
 
 @dataclass(frozen=True, eq=False)

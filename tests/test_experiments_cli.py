@@ -274,6 +274,24 @@ def test_tune_and_scale_record_and_use_the_env(tmp_path) -> None:
     assert json.loads((scale_out / "scale.json").read_text())["config"]["env"]["soc_max"] == 48.0
 
 
+@pytest.mark.parametrize("set_p_ref", [False, True])
+def test_tune_and_scale_record_the_plants_that_ran(set_p_ref, tmp_path) -> None:
+    """synthetic-N recomputes P_ref unless it is set, even to its default (31.5): the two runs had the same
+    `config` in tune.json / scale.json, so only `env_set` and `plants` tell which plant ran."""
+    extra = ["--set", "env.P_ref=31.5"] if set_p_ref else []
+    tune_out, scale_out = tmp_path / "tune", tmp_path / "scale"
+    assert main(["tune", "--scenarios", "synthetic-5", "--grid", "policy.horizon=6", "--max-steps", "3", "--workers",
+                 "1", *extra, "--out", str(tune_out), "-q"]) == 0
+    assert main(["scale", "--sizes", "5", "--steps", "1", "--controllers", "edf", *extra, "--out", str(scale_out),
+                 "-q"]) == 0
+    for out, name in ((tune_out, "tune"), (scale_out, "scale")):
+        record = json.loads((out / f"{name}.json").read_text())
+        rows = pd.read_csv(out / f"{name}.csv")
+        assert record["env_set"] == (["P_ref"] if set_p_ref else [])
+        assert set(rows["plant_fingerprint"]) == set(record["plants"])
+        assert ({plant["P_ref"] for plant in record["plants"].values()} == {31.5}) == set_p_ref
+
+
 def test_run_function_with_env_pickles() -> None:
     import pickle
     from functools import partial

@@ -184,6 +184,30 @@ def test_dotted_grid_of_tune_is_typed() -> None:
     assert load_config(TuneConfig, None, {"grid.policy.horizon": "12,24"}).grid == {"policy.horizon": (12, 24)}
 
 
+def test_dotted_keys_and_tables_of_one_file_are_merged_in_any_order(tmp_path) -> None:
+    """TOML puts a section's own keys before its sub-tables: "env.xi" then [compare.env] dropped xi; in YAML
+    `mpc.policy.horizon` before `mpc: {objective: ...}` dropped the horizon (the defaults ran)."""
+    toml = tmp_path / "c.toml"
+    toml.write_text('[compare]\n"env.xi" = 0.05\n"mpc.policy.horizon" = 12\n[compare.env]\nP_ref = 20\n'
+                    '[compare.mpc.objective]\nunmet_weight = 50\n')
+    yml = tmp_path / "c.yaml"
+    yml.write_text("compare:\n  mpc.policy.horizon: 12\n  env.xi: 0.05\n  mpc: {objective: {unmet_weight: 50}}\n"
+                   "  env: {P_ref: 20}\n")
+    for file in (toml, yml):
+        cfg = load_config(CompareConfig, file)
+        assert (cfg.env.xi, cfg.env.P_ref, cfg.mpc.policy.horizon, cfg.mpc.objective.unmet_weight) == (0.05, 20, 12, 50)
+    cfg = load_config(CompareConfig, yml, {"mpc.policy.horizon": "6", "env.P_ref": "25"})  # --set still wins
+    assert (cfg.env.xi, cfg.env.P_ref, cfg.mpc.policy.horizon) == (0.05, 25, 6)
+
+
+def test_a_value_given_twice_in_one_file_is_refused(tmp_path) -> None:
+    yml = tmp_path / "c.yaml"
+    yml.write_text("compare:\n  mpc: {policy: {horizon: 12}}\n  mpc.policy.horizon: 24\n")
+    with pytest.raises(ValueError, match=r"compare.mpc.policy.horizon is given twice \(in a table and as a dotted "
+                                         r"key\); allowed: once"):
+        load_config(CompareConfig, yml)
+
+
 def test_file_then_overrides(tmp_path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('[compare]\nscenarios = ["seed"]\nseeds = "0-2"\ncontrollers = ["edf", "llf"]\nworkers = 2\n')
@@ -223,6 +247,10 @@ def test_file_then_overrides(tmp_path) -> None:
         ({"seeds.first": "4"}, r"compare: unknown key 'seeds.first'; dotted keys set one item of: env, models, mpc"),
         ({"mpc.objective.terminal_weight": "inf"}, r"compare.mpc.objective.terminal_weight = 'inf': must be a finite "),
         ({"mpc.stations.station_tol": "nan"}, r"compare.mpc.stations.station_tol = 'nan': must be a finite number"),
+        ({"env.p_max": "6.6,x"}, r"compare.env.p_max = 'x': must be a number$"),  # no 'or None': p_max is never None
+        ({"env.p_max": "none"}, r"compare.env.p_max = 'none': must be a number$"),
+        ({"mpc.coordination.model_after": "x"}, r"compare.mpc.coordination.model_after = 'x': must be an integer or "
+                                                r"None$"),
         ({"seeds": "0-99999999"}, r"compare.seeds = '0-99999999': at most 100000 seeds per run"),
         ({"seeds": "5000000000"}, r"compare.seeds = '5000000000': seeds must be <= 4294967295"),
         ({"env.total_time": "1e9"}, r"compare.env = 'total_time / sampling_time = 200000000 steps': must be <= "
@@ -254,6 +282,10 @@ def test_bad_values_name_key_and_allowed(overrides, message) -> None:
 def test_other_sections_validate() -> None:
     with pytest.raises(ValueError, match=r"train.gamma = 1.5: must be in \(0, 1\]"):
         load_config(TrainConfig, None, {"gamma": "1.5"})
+    with pytest.raises(ValueError, match=r"train.lagrange_lr = 3.0: applies to algo 'mappo-lagrangian' only, not "
+                                         r"'ippo'"):  # ippo never read it, and model.json recorded it
+        load_config(TrainConfig, None, {"lagrange_lr": "3"})
+    assert load_config(TrainConfig, None, {"algo": "mappo-lagrangian", "cost_limit": "0.1"}).cost_limit == 0.1
     with pytest.raises(ValueError, match=r"scale.sizes = \(0,\)"):
         load_config(ScaleConfig, None, {"sizes": "0"})
 

@@ -276,3 +276,55 @@ def test_environment_from_a_spec(jpl_file):
     env = PEVChargeEnv(scenario_name=f"acn:{jpl_file}:2019-05-03")
     env.reset(seed=0)
     assert env.action_space("cs_3").high[0] == pytest.approx(50.0)
+
+
+GENERATION_VALUES = {"area_limit_fraction": 0.5, "acn_battery_kwh": 20.0, "charge_time_desired": 40.0,
+                     "initial_charge_max": 0.1, "charge_duration_tolerance": 0.6, "random_start_coeff": 0.0}
+"""A value of every scenario-generation field (pev_env.scenarios.base.GENERATION_FIELDS) other than its default."""
+
+
+def _episode(spec: str, base: EnvConfig, field: str) -> tuple[dict, tuple]:
+    config, scenario = make_scenario(spec, 0, base=base)
+    plant = {k: v for k, v in config.as_dict().items() if k != field}
+    arrays = tuple(np.asarray(getattr(scenario, name)).tolist() for name in
+                   ("arrival", "departure", "soc_init", "soc_target", "capacity", "station"))
+    return plant, arrays
+
+
+@pytest.mark.parametrize("spec", ["seed", "seed-20", "synthetic-20", "acn-caltech", "acn-caltech-network",
+                                  "acn:caltech_2019-05-01_2019-08-31.csv.gz:2019-05-06", "csv", "seed+P_ref",
+                                  "synthetic-20+P_ref"])
+def test_a_scenario_reads_exactly_the_generation_fields_it_declares(spec, tmp_path) -> None:
+    """The preflight refuses a generation field that no scenario of the run reads (`generation_fields_read`): it
+    must be read exactly where declared, or a field with an effect would be refused, or one without accepted."""
+    from pev_env.scenarios.base import GENERATION_FIELDS
+    from pev_env.scenarios.registry import generation_fields_read
+
+    assert set(GENERATION_VALUES) == set(GENERATION_FIELDS)
+    spec, _, p_ref = spec.partition("+")
+    if spec == "csv":
+        path = tmp_path / "s.csv"
+        path.write_text("arrival_step,departure_step,soc_init_kwh,soc_target_kwh,capacity_kwh,station\n"
+                        "0,10,0,30,60,0\n2,12,5,40,60,1\n")
+        spec = f"csv:{path}"
+    base = EnvConfig().with_overrides({"P_ref": 31.5} if p_ref else {})
+    for field, value in GENERATION_VALUES.items():
+        changed = _episode(spec, base.with_overrides({field: value}), field) != _episode(spec, base, field)
+        assert changed == (field in generation_fields_read(spec, make_scenario(spec, 0, base=base)[0])), field
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenarios", "seed", "--set", "env.area_limit_fraction=0.5"],
+     "compare.env.area_limit_fraction = 0.5: not read by seed (read where P_ref is computed"),
+    (["--scenarios", "acn-caltech", "--set", "env.charge_time_desired=50"],
+     "compare.env.charge_time_desired = 50.0: not read by acn-caltech (read by the seed generator only"),
+    (["--scenarios", "acn-caltech", "--set", "env.P_ref=30", "--set", "env.area_limit_fraction=0.5"],
+     "compare.env.area_limit_fraction = 0.5: not read by acn-caltech"),
+])
+def test_a_generation_field_no_scenario_of_the_run_reads_exits_2(args, message, tmp_path, capsys) -> None:
+    """Such a field changed the rows' plant fingerprint and nothing else (area_limit_fraction on seed: same rows)."""
+    from experiments.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--seeds", "0", "--controllers", "edf", *args, "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -54,3 +54,100 @@ def test_mpc_settings_beside_a_plugin_warn_that_it_does_not_receive_them(tmp_pat
                  "--set", "mpc.policy.horizon=12", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     assert "compare.mpc (policy.horizon): not passed to the plug-ins mine:Mine" in caplog.text
 
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.coordination.method=gradient"],
+     "compare.mpc.coordination.method = 'gradient': not read by mpc-decentralised, the run's MPC controllers, on the "
+     "run's site networks (caltech: model-market exchanges read only coordination.max_iterations, "
+     "coordination.gap_tol)"),
+    ("compare", ["--controllers", "mpc-decentralised,mpc-centralised", "--set", "mpc.coordination.model_after=3"],
+     "compare.mpc.coordination.model_after = 3: not read by mpc-decentralised, mpc-centralised"),
+    ("tune", ["--grid", "coordination.method=newton,nesterov"],
+     "tune.grid.coordination.method = ['newton', 'nesterov']: not read by mpc-decentralised"),
+])
+def test_a_coordination_setting_the_network_coordinator_does_not_read_exits_2(command, args, message, tmp_path,
+                                                                              capsys) -> None:
+    """On a site network the decentralised MPC coordinates by model-market exchanges, which read max_iterations
+    and gap_tol only: coordination.method=gradient ran the same rows as newton under another fingerprint."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--scenarios", "acn-caltech-network", "--seeds", "0", *args, "--dry-run", "--out",
+              str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_coordination_setting_read_on_some_scenarios_only_warns(tmp_path, caplog) -> None:
+    assert main(["compare", "--scenarios", "seed,acn-caltech-network", "--seeds", "0", "--controllers",
+                 "mpc-decentralised", "--set", "mpc.coordination.method=nesterov", "--dry-run", "--out",
+                 str(tmp_path)]) == 0
+    assert "not read by mpc-decentralised on acn-caltech-network (a site network" in caplog.text
+    assert main(["compare", "--scenarios", "acn-caltech-network", "--seeds", "0", "--controllers",
+                 "mpc-decentralised", "--set", "mpc.coordination.max_iterations=3", "--dry-run", "--out",
+                 str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_tol=0.01"],
+     "compare.mpc.stations.station_tol = 0.01: not read by mpc-decentralised, the run's MPC controllers (read by the "
+     "station solvers batch, active_set, osqp only"),
+    ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=batch", "--set",
+                 "mpc.stations.active_set_max_sweeps=3"],
+     "compare.mpc.stations.active_set_max_sweeps = 3: not read by mpc-decentralised"),
+    ("tune", ["--grid", "stations.station_time_limit_s=1,5"],
+     "tune.grid.stations.station_time_limit_s = [1.0, 5.0]: not read by mpc-decentralised"),
+])
+def test_a_station_setting_the_closed_form_stations_do_not_read_exits_2(command, args, message, tmp_path,
+                                                                        capsys) -> None:
+    """The default station solver of the deadline objective is closed form: station_tol=0.01 ran the same rows as
+    the default under another fingerprint."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=osqp", "--set",
+     "mpc.stations.station_tol=1e-6"],
+    ["--controllers", "mpc-decentralised-tracking", "--set", "mpc.stations.station_max_iter=40"],
+])
+def test_a_station_setting_the_run_s_station_solver_reads_is_accepted(args, tmp_path) -> None:
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "mpc.coordination.method=smoothed-newton"],
+     "compare.mpc.coordination.method = 'smoothed-newton': not read by mpc-decentralised, the run's MPC controllers "
+     "('smoothed-newton' smooths with the station solvers active_set and batch only"),
+    (["--set", "mpc.coordination.method=gradient", "--set", "mpc.coordination.gap_tol=1e-5"],
+     "compare.mpc.coordination.gap_tol = 1e-05: not read by mpc-decentralised"),
+    (["--set", "mpc.stations.station_solver=osqp", "--set", "mpc.coordination.model_after=3"],
+     "compare.mpc.coordination.model_after = 3: not read by mpc-decentralised"),
+])
+def test_a_coordination_setting_the_area_coordinator_does_not_read_exits_2(args, message, tmp_path, capsys) -> None:
+    """With the default (closed-form) stations 'smoothed-newton' ran Newton alone, the rows of model_after=None;
+    gradient never reads gap_tol; OSQP stations never enter the model market."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised", *args,
+              "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_smoothed_newton_with_stations_that_smooth_is_accepted(tmp_path, caplog) -> None:
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised", "--set",
+                 "mpc.coordination.method=smoothed-newton", "--set", "mpc.stations.station_solver=batch", "--dry-run",
+                 "--out", str(tmp_path)]) == 0
+    assert main(["compare", "--scenarios", "seed", "--seeds", "0", "--controllers",
+                 "mpc-decentralised,mpc-decentralised-tracking", "--set", "mpc.coordination.method=smoothed-newton",
+                 "--dry-run", "--out", str(tmp_path)]) == 0
+    assert "coordination.method = 'smoothed-newton': not read by mpc-decentralised" in caplog.text
+
+
+def test_max_horizon_without_horizon_to_departure_exits_2(tmp_path, capsys) -> None:
+    """The horizon is then `horizon`: max_horizon=96 ran the rows of the default under another fingerprint."""
+    args = ["compare", "--scenarios", "seed", "--seeds", "0", "--controllers", "mpc-decentralised,mpc-centralised",
+            "--set", "mpc.policy.horizon_to_departure=false", "--dry-run", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--set", "mpc.policy.max_horizon=96"])
+    assert exit_.value.code == 2
+    assert "compare.mpc.policy.max_horizon = 96: not read by mpc-decentralised, mpc-centralised" in capsys.readouterr().err
+    assert main(args) == 0

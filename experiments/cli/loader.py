@@ -26,12 +26,18 @@ def _nested(tp: Any) -> bool:
 
 
 def _merge(section: str, data: dict[str, Any], items: Mapping[str, Any], hints: Mapping[str, Any]) -> None:
-    """Update `data` with `items`; a dotted key `field.name` sets one item of the nested field `field`."""
+    """Update `data` with `items`; a dotted key `field.name` sets one item of the nested field `field`. Within
+    `items` (one source) a table and dotted keys of the same field are merged, in any order: in TOML the
+    `[compare]` keys (`"env.xi" = 0.05`) come before the `[compare.env]` table."""
+    tables: set[str] = set()
     for key, value in items.items():
         head, dot, name = key.partition(".")
         if not dot:
-            data[key] = value
+            same_source = key in tables and isinstance(value, Mapping) and isinstance(data.get(key), Mapping)
+            data[key] = {**data[key], **value} if same_source else value
+            tables.add(key)
             continue
+        tables.add(head)
         if not _nested(hints.get(head)) or not name:
             nested = [k for k, tp in hints.items() if _nested(tp)]
             raise ValueError(f"{section}: unknown key {key!r}; dotted keys set one item of: "
@@ -42,9 +48,29 @@ def _merge(section: str, data: dict[str, Any], items: Mapping[str, Any], hints: 
         data[head] = {**base, name: value}
 
 
+def _leaves(prefix: str, value: Any) -> list[str]:
+    """The dotted paths of the values in `value` under `prefix` (`{policy: {horizon: 6}}` and `policy.horizon: 6`
+    are both 'policy.horizon')."""
+    if not isinstance(value, Mapping):
+        return [prefix]
+    return [leaf for key, item in value.items() for leaf in _leaves(f"{prefix}.{key}", item)]
+
+
+def _once(section: str, file: str | Path, keys: Mapping[str, Any]) -> dict[str, Any]:
+    """`keys` of a config file's section; a value given twice, once in a nested table and once as a dotted key
+    (`mpc: {policy: {horizon: 12}}` and `mpc.policy.horizon: 24`), is refused: one of the two would be dropped."""
+    seen: set[str] = set()
+    for leaf in (leaf for key, value in keys.items() for leaf in _leaves(f"{section}.{key}", value)):
+        if leaf in seen:
+            raise ValueError(f"config file {file}: {leaf} is given twice (in a table and as a dotted key); allowed: "
+                             "once")
+        seen.add(leaf)
+    return dict(keys)
+
+
 def file_section(section: str, file: str | Path) -> dict[str, Any]:
     """The keys of `section` in a config file: its `[section]` table, or the whole file when it has none
-    (other commands' sections are left out either way)."""
+    (other commands' sections are left out either way); a value given twice is refused (`_once`)."""
     raw = read_mapping_file(file, "config file")
     others = {name for name in CONFIGS if name != section and isinstance(raw.get(name), Mapping)}
     if not isinstance(raw.get(section), Mapping):
@@ -52,12 +78,12 @@ def file_section(section: str, file: str | Path) -> dict[str, Any]:
         if others and not flat:
             raise ValueError(f"config file {file}: has no [{section}] section (it has {', '.join(sorted(others))}), so "
                              f"nothing in it applies to {section}; allowed: a [{section}] section or flat keys")
-        return flat
+        return _once(section, file, flat)
     stray = [k for k in raw if k != section and k not in others]
     if stray:
         raise ValueError(f"config file {file}: top-level key {stray[0]!r} is outside the [{section}] section, which "
                          f"would ignore it; allowed beside [{section}]: other commands' sections")
-    return dict(raw[section])
+    return _once(section, file, raw[section])
 
 
 def base_env_config(section: str, env: Any, env_file: str) -> EnvConfig:

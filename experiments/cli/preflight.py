@@ -46,7 +46,36 @@ def check_scenarios(section: str, scenarios: tuple[str, ...], seed: int, env: En
         built.append((name, config, scenario))
     check_site_fields(section, env, built)
     check_overridden_fields(section, env, built)
+    check_generation_fields(section, env, built)
     return built
+
+
+def check_generation_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
+    """A field the user set that only scenario generation reads (`pev_env.scenarios.base.GENERATION_FIELDS`, e.g.
+    area_limit_fraction, charge_time_desired) is refused when no scenario of the run reads it (it would change the
+    rows' plant fingerprint and nothing else), and named in a warning for those that do not in a mixed run."""
+    from pev_env.scenarios.base import GENERATION_FIELDS
+    from pev_env.scenarios.registry import generation_fields_read
+
+    for field in (f for f in GENERATION_FIELDS if env.is_set(f)):
+        unused = [name for name, config, _ in built if field not in generation_fields_read(name, config)]
+        if not unused:
+            continue
+        key = (f"{section}.env.{field} = {getattr(env, field)!r}: not read by {', '.join(unused)} "
+               f"({_GENERATION_READERS[field]})")
+        if len(unused) == len(built):
+            raise ValueError(key)
+        log.warning("%s", key)
+
+
+_GENERATION_READERS: dict[str, str] = {
+    "area_limit_fraction": "read where P_ref is computed: synthetic-N, acn-caltech*, acn:, csv: with P_ref not set and "
+                           "not on a site network",
+    "acn_battery_kwh": "read by ACN data only: acn-caltech*, acn:",
+    **{name: "read by the seed generator only: seed, seed-20, seed-30" for name in
+       ("charge_time_desired", "initial_charge_max", "charge_duration_tolerance", "random_start_coeff")},
+}
+"""Which scenarios read each scenario-generation field (the error's 'what is allowed')."""
 
 
 def check_overridden_fields(section: str, env: EnvConfig, built: Sequence[Episode]) -> None:
@@ -101,13 +130,45 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
             raise ValueError(f"{where}: on {name}: {exc}") from None
 
 
-def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any) -> None:
+def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
+            settings: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """The `controllers` that never read the MPC setting `key` on the scenarios of `episodes` with any of
+    `settings` (`ignores_setting`, on a site network also what its coordination does not read; what the station
+    solver and the policy do not read with the settings, `unread_station_settings`, `unread_policy_settings`;
+    under the area limit what the area coordinator does not read with them, `unread_coordination_settings`), and
+    'controller on scenarios' for those that do not read it on some of the scenarios."""
+    from pev_mpc.decentralised import unread_coordination_settings, unread_station_settings
+    from pev_mpc.policies import POLICIES
+    from pev_mpc.policies.mpc import unread_policy_settings
+
+    on_network = {name: config.network != "area" for name, config, _ in episodes}
+    places = set(on_network.values()) or {False}
+    ignoring, partly = [], []
+    for c in controllers:
+        def reads(network: bool) -> bool:
+            runs = (registry.make_controller(c, mpc=s).settings for s in settings)  # as the policy runs them
+            return not POLICIES[c].ignores_setting(key, network) and any(  # noqa: B023 (used at once)
+                key not in (*unread_station_settings(r), *unread_policy_settings(r))
+                and (network or key not in unread_coordination_settings(r)) for r in runs)
+
+        unread = {network for network in places if not reads(network)}
+        if unread == places:
+            ignoring.append(c)
+        elif unread:
+            names = [name for name, network in on_network.items() if network in unread]
+            partly.append(f"{c} on {', '.join(names)} ({'a site network' if True in unread else 'the area limit'}: "
+                          "its coordination there does not read it)")
+    return ignoring, partly
+
+
+def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any,
+                              episodes: Sequence[Episode] = ()) -> None:
     """An MPCSettings field the user set (`Section.given`) that no controller of the run reads is refused (it
     would change the rows' settings and nothing else: e.g. `policy.foresight` without mpc-foresight, any
-    `mpc.*` with heuristics only); in a mixed run a warning names the MPC controllers that ignore it
+    `mpc.*` with heuristics only, `coordination.method` of the decentralised MPC when every scenario of
+    `episodes` is on a site network); in a mixed run a warning names the MPC controllers that ignore it
     (`ignores_setting` of each MPC policy, e.g. mpc-centralised ignores `coordination.*`). Not checked with
     --resume: the settings must then match the folder's rows, whichever controllers this run adds."""
-    from pev_mpc.policies import POLICIES
     from pev_mpc.settings import SECTIONS
 
     readers = [c for c in controllers if c in registry.mpc_controllers()]
@@ -118,15 +179,78 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
         log.warning("%s.mpc (%s): not passed to the plug-ins %s (a plug-in is built without arguments: give it its "
                     "MPCSettings in its __init__)", section, ", ".join(given), ", ".join(plugins))
     for key, value in given.items():
-        ignoring = [c for c in readers if POLICIES[c].ignores_setting(key)]
+        ignoring, partly = _unread(readers, key, episodes, [mpc])
         where = f"{section}.mpc.{key} = {value!r}"
         if not readers:
             raise ValueError(f"{where}: no controller of the run reads MPC settings ({', '.join(controllers)}; "
                              "a plug-in never receives them)")
         if len(ignoring) == len(readers):
-            raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers")
+            raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers"
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
+        if ignoring or partly:
+            log.warning("%s: not read by %s", where, "; ".join([*ignoring, *partly]))
+
+
+def _network_note(key: str, episodes: Sequence[Episode]) -> str:
+    """Why a coordination setting is not read when every scenario is on a site network ('' otherwise)."""
+    from pev_mpc.network_coordinator import READS
+
+    if not key.startswith("coordination.") or not episodes or any(c.network == "area" for _, c, _ in episodes):
+        return ""
+    return (f", on the run's site networks ({', '.join(sorted({c.network for _, c, _ in episodes}))}: model-market "
+            f"exchanges read only {', '.join(READS)})")
+
+
+_AREA_NOTES: dict[str, str] = {
+    "smoothed-newton": " ('smoothed-newton' smooths with the station solvers active_set and batch only, and is "
+                       "Newton alone, without the model market, with the others; station_solver 'auto' is the "
+                       "closed-form 'separable' with the deadline objective)",
+    "model": " (the model market needs stations whose replies carry bids or report their QPs, not 'osqp'; "
+             "model_rounds needs model_after)",
+    "gap_tol": " ('gradient' and 'nesterov' stop on the price step, price_tol, not on the dual gap)",
+}
+"""Why the area coordinator does not read a coordination setting (`unread_coordination_settings`)."""
+
+
+def _area_note(key: str, episodes: Sequence[Episode]) -> str:
+    """Why the area coordinator does not read the coordination setting `key` ('' for another key, or when every
+    scenario is on a site network: `_network_note`)."""
+    name = key.partition(".")[2]
+    if not key.startswith("coordination.") or episodes and all(c.network != "area" for _, c, _ in episodes):
+        return ""
+    if name == "method" or name == "smoothing_after" or name.startswith("barrier_"):
+        return _AREA_NOTES["smoothed-newton"]
+    return _AREA_NOTES.get("model" if name.startswith("model_") else name, "")
+
+
+def _solver_note(key: str) -> str:
+    """Which station solvers read a `stations` setting ('' for another key)."""
+    from pev_mpc.decentralised import SOLVER_READS
+
+    name = key.partition(".")[2]
+    if not key.startswith("stations.") or name == "station_solver":
+        return ""
+    readers = [solver for solver, reads in SOLVER_READS.items() if name in reads]
+    return (f" (read by the station solvers {', '.join(readers)} only; station_solver 'auto' is the closed-form "
+            "'separable' with the deadline objective)")
+
+
+def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> None:
+    """A tune grid field that the decentralised MPC does not read on the run's scenarios (e.g.
+    `coordination.method` when every scenario is on a site network) or with any of the grid's settings (e.g.
+    `stations.station_tol` of the closed-form station solver) is refused: its settings would give the same
+    rows under different labels; on some of the scenarios only, a warning names them."""
+    from experiments.commands.config import settings_grid
+
+    combinations = settings_grid(grid)
+    for key, values in grid.items():
+        ignoring, partly = _unread(["mpc-decentralised"], key, episodes, combinations)
+        where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
-            log.warning("%s: not read by %s", where, ", ".join(ignoring))
+            raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
+        if partly:
+            log.warning("%s: not read by %s", where, "; ".join(partly))
 
 
 def check_model(section: str, controller: str, path: str, trust: bool) -> None:
@@ -184,7 +308,9 @@ def preflight(cfg: Any) -> None:
         registry.check_available(name, f"{cfg.section}.controllers")
         check_mpc_settings(cfg.section, name, getattr(cfg, "mpc", None), episodes, seeds[0])
     if getattr(cfg, "mpc", None) is not None and not getattr(cfg, "resume", False):  # a resume's kept rows need them
-        check_unused_mpc_settings(cfg.section, cfg.controllers, cfg.mpc)
+        check_unused_mpc_settings(cfg.section, cfg.controllers, cfg.mpc, episodes)
+    if cfg.section == "tune":
+        check_unused_grid(cfg.section, cfg.grid, episodes)
     for name, path in (cfg.model_paths().items() if hasattr(cfg, "model_paths") else ()):
         if name in cfg.controllers:
             check_model(cfg.section, name, path, cfg.trust_model)

@@ -169,12 +169,13 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         return tuple(coerce(key, inner, v) for v in _items(value))
     if origin in (typing.Union, types.UnionType):  # e.g. float | None: 'none' -> None, else the other type
         (inner, *_rest) = [t for t in typing.get_args(tp) if t is not type(None)]
-        if value is None or str(value).lower() == "none":
+        optional = type(None) in typing.get_args(tp)
+        if optional and (value is None or str(value).lower() == "none"):
             return None
         try:
             return coerce(key, inner, value)
         except ValueError as error:
-            raise ValueError(f"{error} or None") from None
+            raise ValueError(f"{error} or None" if optional else str(error)) from None
     if origin is Mapping:
         if not isinstance(value, Mapping):
             raise ValueError(f"{key} = {value!r}: must be a mapping of name -> value")

@@ -31,6 +31,8 @@ TRAIN_SEEDS: tuple[int, ...] = tuple(range(1000, 1100))
 """The training seeds of the reference models, disjoint from the evaluation seeds 0..4."""
 TRAIN_ALGOS: tuple[str, ...] = ("ippo", "mappo", "mappo-lagrangian")
 """ippo (SB3), mappo (TorchRL, overload penalty in the reward), mappo-lagrangian (TorchRL, learned multiplier)."""
+LAGRANGIAN_FIELDS: tuple[str, ...] = ("lagrange_lr", "lagrange_init", "cost_limit")
+"""The TrainConfig fields that only mappo-lagrangian reads (another algo refuses a value other than the default)."""
 MAX_EPISODE_STEPS = 100_000
 """Most control steps per episode (about a year at 5 min), checked before anything is allocated."""
 MAX_GRID = 10_000
@@ -337,8 +339,11 @@ class TrainConfig(BasePlant, Output):
         if self.action_mode not in ACTION_MODES:
             _fail(self.section, "action_mode", self.action_mode, f"allowed values: {', '.join(ACTION_MODES)}")
         self._check_plant()
-        for key in ("lagrange_lr", "lagrange_init", "cost_limit"):
+        for key in LAGRANGIAN_FIELDS:
             self._at_least(key, 0)
+            if self.algo != "mappo-lagrangian" and getattr(self, key) != getattr(TrainConfig, key):
+                _fail(self.section, key, getattr(self, key), f"applies to algo 'mappo-lagrangian' only, not "
+                      f"{self.algo!r} (it would be recorded in model.json and change nothing)")
         if not self.out:
             object.__setattr__(self, "out", str(Path("results") / self.algo))
         self._check_output()

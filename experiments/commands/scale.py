@@ -30,7 +30,7 @@ from experiments.commands.runner import RunTimeout, time_limit
 from experiments.commands.runner import time_control_steps, warm_up_step
 from experiments.controllers import registry
 from experiments.outputs.outdir import claim
-from experiments.outputs.provenance import environment_info, to_dict
+from experiments.outputs.provenance import environment_info, plant_entry, split_plants, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text
 from pev_env.network import network_files
 
@@ -44,7 +44,8 @@ CENTRALISED = "mpc-centralised"
 def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvConfig | None = None,
             mpc: MPCSettings | None = None) -> dict[str, Any]:
     """Timing and memory of `controller` on synthetic-<n_stations> built on the base plant `env`
-    (None: the EnvConfig defaults), MPC controllers with the settings `mpc` (None: the defaults)."""
+    (None: the EnvConfig defaults), MPC controllers with the settings `mpc` (None: the defaults), and the plant
+    that ran (`plant_fingerprint`, `plant`)."""
     from pev_env.scenarios import make_scenario
 
     config, scenario = make_scenario(f"synthetic-{n_stations}", seed, base=env)
@@ -64,7 +65,7 @@ def measure(controller: str, n_stations: int, seed: int, steps: int, env: EnvCon
             "peak_traced_mb": peak / 2**20,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "n_pevs": scenario.n_pevs, "first_timed_step": warm_up_step(start, config.n_steps, steps) + 1,
-            "skipped": ""}
+            "skipped": "", **dict(zip(("plant_fingerprint", "plant"), plant_entry(config)))}
 
 
 def _measure_job(job: tuple[int, str, int], cfg: ScaleConfig) -> dict[str, Any]:
@@ -93,7 +94,9 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
     jobs = [(n, c, seed) for n in sorted(cfg.sizes) for c in cfg.controllers for seed in cfg.seeds]
     with open_backend(cfg) as backend:
         rows = map_in_order(backend, partial(_measure_job, cfg=cfg), jobs,
-                            lambda done: write_csv(out / "scale.csv", pd.DataFrame(done)), "scale", progress)
+                            lambda done: write_csv(out / "scale.csv", pd.DataFrame(split_plants(done)[0])), "scale",
+                            progress)
+    rows, plants = split_plants(rows)
     frame = pd.DataFrame(rows)
     timed_out = frame["skipped"].fillna("").str.contains(RunTimeout.MARK, regex=False)
     done = frame[frame["skipped"].fillna("") == ""]
@@ -106,6 +109,7 @@ def _measure_all(cfg: ScaleConfig, out: Path, argv: list[str] | None, progress: 
         save_figure(fig, out / "scale.png")
         plots.close(fig)
     write_text(out / "scale.json", json.dumps({"command": argv or sys.argv, "config": to_dict(cfg),
+                                               "env_set": sorted(cfg.env.user_set), "plants": plants,
                                                "network_files": network_files(cfg.env.network),
                                                "environment": environment_info()}, indent=2) + "\n")
     with pd.option_context("display.width", 200):

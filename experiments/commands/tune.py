@@ -30,7 +30,7 @@ from experiments.commands.compare import run_files
 from experiments.commands.runner import RunTimeout, distinct_seeds, run_episode, time_limit
 from experiments.outputs import plots
 from experiments.outputs.outdir import claim
-from experiments.outputs.provenance import environment_info, to_dict
+from experiments.outputs.provenance import environment_info, plant_entry, split_plants, to_dict
 from experiments.outputs.results import save_figure, write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _label(settings: Any, grid: Mapping[str, Any]) -> str:
 def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: int,
                      env: EnvConfig | None = None) -> dict[str, Any]:
     """Closed-loop metrics of the decentralised MPC with `settings` on one scenario x seed, built on the
-    base plant `env` (None: the EnvConfig defaults)."""
+    base plant `env` (None: the EnvConfig defaults), and the plant that ran (`plant_fingerprint`, `plant`)."""
     from pev_env.scenarios import make_scenario
     from pev_mpc.policies.mpc import DecentralisedMPC
 
@@ -99,6 +99,7 @@ def evaluate_setting(settings: Any, scenario_name: str, seed: int, max_steps: in
         "unmet_energy_kwh": row["unmet_energy_kwh"], "iterations_mean": row["coordination_iterations_mean"],
         "converged_fraction": float(np.mean(probe.converged)),
         "step_time_median_ms": float(np.median(times_ms)), "step_time_p95_ms": float(np.percentile(times_ms, 95)),
+        **dict(zip(("plant_fingerprint", "plant"), plant_entry(config))),
     }
 
 
@@ -131,9 +132,11 @@ def _truncate(config: Any, scenario: Any, max_steps: int) -> tuple[Any, Any]:
 
 
 def _provenance(cfg: TuneConfig, argv: list[str] | None, repeated: list[str]) -> dict[str, Any]:
-    """What tune.json records besides the outcome: the command, the config, the repeated episodes, the data files'
-    sha256 and the environment."""
-    return {"command": argv or sys.argv, "config": to_dict(cfg), "repeated_episodes": repeated,
+    """What tune.json records besides the outcome: the command, the config and the plant fields set in it
+    (`env_set`: a scenario recomputes P_ref unless it is set, even to its default), the repeated episodes, the
+    data files' sha256 and the environment."""
+    return {"command": argv or sys.argv, "config": to_dict(cfg), "env_set": sorted(cfg.env.user_set),
+            "repeated_episodes": repeated,
             "scenario_files": {sc: f for sc in cfg.scenarios if (f := run_files(sc, cfg.env.network))},
             "environment": environment_info()}
 
@@ -207,7 +210,10 @@ def _sweep(cfg: TuneConfig, out: Path, argv: list[str] | None, progress: bool) -
     with open_backend(cfg) as backend:
         rows = map_in_order(backend, partial(_tune_row, grid=grid, max_steps=cfg.max_steps, env=cfg.env,
                                              run_timeout=cfg.run_timeout), jobs,
-                            lambda done: write_csv(out / "tune.csv", pd.DataFrame(done)), "tune", progress)
+                            lambda done: write_csv(out / "tune.csv", pd.DataFrame(split_plants(done)[0])), "tune",
+                            progress)
+    rows, plants = split_plants(rows)
+    provenance = {**provenance, "plants": plants}
     frame = pd.DataFrame(rows)
     failed = frame.pop("failed").dropna() if "failed" in frame else pd.Series(dtype=str)
     if failed.size == len(frame):

@@ -113,11 +113,30 @@ PLANT_FIELDS: tuple[str, ...] = ("network", "transformer_kw", "n_stations", "p_m
 """The plant fields a model.json names beside its plant fingerprint (transformer_kw: the caltech network's)."""
 
 
-def plant_fields(config: Any) -> tuple[str, dict[str, Any]]:
-    """The plant fingerprint of `config` (as metrics.csv and the `plants` of run.json key it: `plant_record`) and
-    its PLANT_FIELDS."""
+def plant_entry(config: Any) -> tuple[str, dict[str, Any]]:
+    """The plant fingerprint of `config` (as metrics.csv and the `plants` of run.json key it) and its
+    `plant_record`."""
     record = plant_record(config)
-    return fingerprint({"plant": record}), {name: record[name] for name in PLANT_FIELDS}
+    return fingerprint({"plant": record}), record
+
+
+def plant_fields(config: Any) -> tuple[str, dict[str, Any]]:
+    """The plant fingerprint of `config` (`plant_entry`) and its PLANT_FIELDS."""
+    key, record = plant_entry(config)
+    return key, {name: record[name] for name in PLANT_FIELDS}
+
+
+def split_plants(rows: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows that carry their plant record under `plant` (beside `plant_fingerprint`) -> the rows without it, and
+    plant fingerprint -> record (the `plants` of tune.json / scale.json); a row without a plant is kept as is."""
+    kept, plants = [], {}
+    for row in rows:
+        row = dict(row)
+        record = row.pop("plant", None)
+        if record is not None:
+            plants[row["plant_fingerprint"]] = record
+        kept.append(row)
+    return kept, dict(sorted(plants.items()))
 
 
 def episode_set(specs: Iterable[str], seeds: Sequence[int]) -> set[str]:

@@ -69,6 +69,7 @@ class AcnCaltechFamily(ScenarioFamily):
     """The shipped Caltech days (module doc)."""
 
     names = tuple(_SOURCES)
+    generation_reads = ("area_limit_fraction", "acn_battery_kwh")
 
     def parse(self, spec: str) -> str | None:
         return spec if spec in _SOURCES else None

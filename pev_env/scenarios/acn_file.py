@@ -49,6 +49,7 @@ class AcnFileFamily(ScenarioFamily):
 
     patterns = ("acn:PATH:YYYY-MM-DD",)
     seeded = False
+    generation_reads = ("area_limit_fraction", "acn_battery_kwh")
 
     def parse(self, spec: str) -> tuple[Path, dt.date] | None:
         if not spec.startswith(PREFIX):

@@ -11,6 +11,12 @@ from pev_env.config import EnvConfig
 from pev_env.scenario import Scenario
 
 
+GENERATION_FIELDS: tuple[str, ...] = ("area_limit_fraction", "acn_battery_kwh", "charge_time_desired",
+                                       "initial_charge_max", "charge_duration_tolerance", "random_start_coeff")
+"""EnvConfig fields read only while a scenario is built (its sessions, or its binding P_ref), never by the plant
+or a controller: a family that does not read one ignores it (`ScenarioFamily.generation_reads`)."""
+
+
 class ScenarioFamily(ABC):
     """One family of scenarios (one file per family, registered in `pev_env.scenarios.registry`)."""
 
@@ -20,6 +26,8 @@ class ScenarioFamily(ABC):
     """How its parsed specs are written (for help and errors), e.g. 'synthetic-N (N >= 1)'."""
     seeded: bool = True
     """False: the seed is not used (every seed draws the same episode)."""
+    generation_reads: tuple[str, ...] = ()
+    """The fields of GENERATION_FIELDS that building this family's scenarios reads (`generation_fields_read`)."""
 
     @abstractmethod
     def parse(self, spec: str) -> Any | None:

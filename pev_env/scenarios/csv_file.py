@@ -31,6 +31,7 @@ class CsvFileFamily(ScenarioFamily):
 
     patterns = ("csv:PATH",)
     seeded = False
+    generation_reads = ("area_limit_fraction",)
 
     def parse(self, spec: str) -> Path | None:
         if not spec.startswith(PREFIX):

@@ -53,6 +53,17 @@ def check_scenario(spec: str, key: str = "scenario") -> None:
         raise ValueError(f"{key}: {exc}") from None
 
 
+def generation_fields_read(spec: str, config: EnvConfig) -> tuple[str, ...]:
+    """The GENERATION_FIELDS that building `spec` read for the plant `config` it derived: the family's
+    `generation_reads`, without area_limit_fraction where P_ref was not computed from it (set by the user, or a
+    site network's P_ref that never binds: `pev_env.plant.binding_area_limit`)."""
+    from pev_env.network import is_site
+
+    family, _ = resolve(spec)
+    binding = not config.is_set("P_ref") and not is_site(config.network)
+    return tuple(f for f in family.generation_reads if f != "area_limit_fraction" or binding)
+
+
 def make_scenario(spec: str, seed: int, base: EnvConfig | None = None) -> tuple[EnvConfig, Scenario]:
     """The config and the scenario named by `spec` (a name or a file spec), drawn with `seed` (int >= 0).
 

@@ -15,6 +15,7 @@ class SeedFamily(ScenarioFamily):
     """The seed's proportional schedule on the base plant (seed-20/30 fix stations, PEVs and episode)."""
 
     names = ("seed", *_VARIANTS)
+    generation_reads = ("charge_time_desired", "initial_charge_max", "charge_duration_tolerance", "random_start_coeff")
 
     def parse(self, spec: str) -> str | None:
         return spec if spec in self.names else None

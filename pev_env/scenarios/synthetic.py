@@ -18,6 +18,8 @@ _PATTERN = re.compile(r"synthetic-([1-9][0-9]*)")
 class SyntheticFamily(ScenarioFamily):
     """Random sessions for scaling studies, on the base plant's p_max, episode and battery size."""
 
+    generation_reads = ("area_limit_fraction",)
+
     patterns = ("synthetic-N (N >= 1)",)
 
     def parse(self, spec: str) -> int | None:

@@ -34,16 +34,23 @@ from pev_mpc.decentralised import solve_decentralised
 from pev_mpc.foresight import ComingPEVs, coming_pevs, with_coming
 from pev_mpc.history import ArrivalHistory, day_key, station_names
 from pev_mpc.network_allocation import scale_into_network
+from pev_mpc.network_coordinator import READS as NETWORK_READS
 from pev_mpc.policies.allocation import scale_to_budget
 from pev_mpc.policies.base import Observed, Policy
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem
-from pev_mpc.settings import MAX_HORIZON, MPCSettings, Objective
+from pev_mpc.settings import MAX_HORIZON, Coordination, MPCSettings, Objective
 from pev_mpc.solution import MPCSolution
 
 MAX_EXCHANGE_RATIO = 10.0
 """`mpc-foresight` / `mpc-history`: the largest Network.exchange_ratio the early-delivery bonus is divided by
 (a cone whose gains span half a turn has none)."""
+
+
+def unread_policy_settings(settings: MPCSettings) -> tuple[str, ...]:
+    """The `policy.<field>` settings `build_problem` never reads with `settings`: max_horizon without
+    horizon_to_departure (the horizon is then `horizon`)."""
+    return () if settings.horizon_to_departure else ("policy.max_horizon",)
 
 
 def build_problem(ob: Observed, eta: float, dt_h: float, settings: MPCSettings,
@@ -110,12 +117,15 @@ class _RecedingHorizon(Policy):
 
     ignores: ClassVar[tuple[str, ...]] = ("policy.foresight", "policy.history")
     """MPCSettings this policy never reads or sets itself (a section, or section.field): `ignores_setting`."""
+    network_ignores: ClassVar[tuple[str, ...]] = ()
+    """MPCSettings it does not read on a site network (`Policy.network`) besides `ignores`."""
 
     @classmethod
-    def ignores_setting(cls, key: str) -> bool:
-        """True when the setting `key` (section.field) has no effect on this policy (the harness refuses or warns
-        about a setting that a controller of the run would ignore)."""
-        return any(key == name or key.startswith(name + ".") for name in cls.ignores)
+    def ignores_setting(cls, key: str, network: bool = False) -> bool:
+        """True when the setting `key` (section.field) has no effect on this policy, on a site network when
+        `network` (the harness refuses or warns about a setting that a controller of the run would ignore)."""
+        names = (*cls.ignores, *cls.network_ignores) if network else cls.ignores
+        return any(key == name or key.startswith(name + ".") for name in names)
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__()
@@ -148,6 +158,10 @@ class DecentralisedMPC(_RecedingHorizon):
 
     name = "mpc-decentralised"
     ignores = ("centralised", "policy.foresight", "policy.history")
+    network_ignores = tuple(key for key in (f"coordination.{f.name}" for f in fields(Coordination))
+                            if key not in NETWORK_READS)
+    """On a site network the coordination is by model-market exchanges (`pev_mpc.network_coordinator`), which
+    read only its READS of the coordination section."""
 
     def _reset(self, config: Any, scenario: Any, seed: int | None) -> None:
         self._prices: np.ndarray | None = None   # the last step's prices ...
