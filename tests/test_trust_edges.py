@@ -65,9 +65,9 @@ def stops(capsys, *argv: str) -> str:
     (["--ray-address", "bogus"], "compare.ray_address = 'bogus': must be empty (a local Ray instance), auto"),
 ])
 def test_bad_values_stop_before_any_work(tmp_path, capsys, no_episodes, args, message) -> None:
-    start = time.perf_counter()
+    """Refused before any episode (no_episodes) and before the output folder is made."""
     assert message in stops(capsys, "compare", *FAST, "--out", str(tmp_path / "out"), *args)
-    assert time.perf_counter() - start < 5 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_out_that_is_a_file_or_cannot_be_written(tmp_path, capsys, no_episodes) -> None:
