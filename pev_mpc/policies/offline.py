@@ -182,24 +182,30 @@ class ConeEpisode:
 def cone_episode(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray, network: Network,
                  cells: Cells | None = None, shared: cp.Expression | None = None) -> ConeEpisode:
     """The offline optimum's model of one episode on `network` (the plug schedule's `station_pev`), for its
-    stages here and for bounds built on several episodes (benchmarks/causal_bound.py): `shared` gives the powers
-    of the first cells (another episode's variables), the others are new variables."""
+    stages here and for bounds built on several episodes (benchmarks/causal_bound.py). `shared`: the powers of
+    the cells of the episode's first steps, another episode's variables, whose bounds and cones that episode's
+    model holds (a row of one step holds only cells of that step); the other cells are new variables."""
     cells = cells or _cells(config, scenario, station_pev)
     n_cells, m = cells.steps.size, scenario.n_pevs
+    k = 0 if shared is None else shared.size
     row, cell, gain, limit = _network_rows(network, config, station_pev, cells)
+    if k:
+        keep = cell >= k
+        used, row = np.unique(row[keep], return_inverse=True)
+        cell, gain, limit = cell[keep], gain[keep], limit[used]
     shape = (limit.size, n_cells)
     re = sp.csr_matrix((gain.real, (row, cell)), shape=shape)
     im = sp.csr_matrix((gain.imag, (row, cell)), shape=shape)
     energy = sp.csr_matrix((np.full(n_cells, cells.gain), (cells.pev, np.arange(n_cells))), shape=(m, n_cells))
-    if shared is None or shared.size == 0:
-        x = cp.Variable(n_cells)
-    else:
-        x = cp.hstack([shared, cp.Variable(n_cells - shared.size)]) if shared.size < n_cells else shared
+    fresh = cp.Variable(n_cells - k) if k < n_cells else None
+    x = shared if fresh is None else fresh if not k else cp.hstack([shared, fresh])
     u = cp.Variable(m, nonneg=True)
     delivered = energy @ x
-    constraints = [x >= cells.low, x <= cells.high, u >= cells.req - delivered,
-                   delivered <= np.maximum(cells.req, cells.forced),
-                   cp.SOC(limit, cp.vstack([re @ x, im @ x]), axis=0)]
+    constraints = [u >= cells.req - delivered, delivered <= np.maximum(cells.req, cells.forced)]
+    if fresh is not None:
+        constraints += [fresh >= cells.low[k:], fresh <= cells.high[k:]]
+    if limit.size:
+        constraints.append(cp.SOC(limit, cp.vstack([re @ x, im @ x]), axis=0))
     return ConeEpisode(x, u, constraints, cells)
 
 
