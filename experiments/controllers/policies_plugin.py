@@ -65,8 +65,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 @contextmanager
-def recording_reads(module: str) -> Iterator[None]:
-    """Record the files opened for reading inside the block as read by the plug-in module `module` (`_READ`)."""
+def recording_reads() -> Iterator[set[str]]:
+    """The files the user's code opens for reading inside the block (`_audit`), in the set it yields."""
     installed = _installed_folders()
     if not _HOOKED:
         sys.addaudithook(_audit)
@@ -74,10 +74,15 @@ def recording_reads(module: str) -> Iterator[None]:
     found: set[str] = set()
     _RECORDING.append((found, installed))
     try:
-        yield
+        yield found
     finally:
         _RECORDING.pop()
-        _READ.setdefault(module, set()).update(found)
+
+
+def _record(cls: Any, read: set[str]) -> None:
+    """`read` as read by the plug-in class `cls`, under the module that defines it (`_READ`, as `source_checksum`
+    looks it up; a class that a package re-exports is not defined in the module its name is imported from)."""
+    _READ.setdefault(getattr(cls, "__module__", ""), set()).update(read)
 
 
 def is_import_path(name: str) -> bool:
@@ -97,19 +102,20 @@ def load_class(name: str, key: str = "controller") -> type:
             module, _, attr = name.partition(":")
             if "" not in sys.path and os.getcwd() not in sys.path:
                 sys.path.append(os.getcwd())  # the user's module beside them; appended: never shadows a package
-            with recording_reads(module):
+            with recording_reads() as read:
                 found: Any = importlib.import_module(module)
             for part in attr.split("."):
                 found = getattr(found, part)
         else:
             point = entry_points()[name]
-            with recording_reads(point.module):
+            with recording_reads() as read:
                 found = point.load()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module does at import is its error
         raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
                          f"package.module:ClassName importable here, or an entry point of group "
                          f"{ENTRY_POINT_GROUP!r}") from None
     check_interface(found, name, key)
+    _record(found, read)
     return found
 
 
@@ -179,8 +185,9 @@ def make(name: str, key: str = "controller") -> Any:
     """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
     cls = load_class(name, key)
     try:
-        with recording_reads(cls.__module__):
+        with recording_reads() as read:
             policy = cls()
+        _record(cls, read)
     except (TypeError, SystemExit) as exc:
         raise ValueError(f"{key}: {name!r} cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):
