@@ -188,3 +188,13 @@ def test_the_reported_market_reads_the_settings_the_preflight_says_it_reads(chan
     assert ("centralised.centralised_solver" not in unread_centralised_settings(settings)) == market
     sweeps = "stations.active_set_max_sweeps" not in unread_station_settings(settings)
     assert sweeps == (market or settings.objective.name == "tracking")
+
+
+def test_tune_s_default_grid_on_a_site_network_says_it_is_the_default(tmp_path, capsys) -> None:
+    """No --grid on acn-caltech-network: the refusal named a grid the user never gave (coordination.method of the
+    default grid); it now says the default grid is for the area limit and to give --grid."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "--scenarios", "acn-caltech-network", "--seeds", "0", "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert ("it is in tune's default grid, which is for the area limit: give --grid with the fields read here"
+            in capsys.readouterr().err)

@@ -261,17 +261,20 @@ def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> N
     """A tune grid field that the decentralised MPC does not read on the run's scenarios (e.g.
     `coordination.method` when every scenario is on a site network) or with any of the grid's settings (e.g.
     `stations.station_tol` of the closed-form station solver) is refused: its settings would give the same
-    rows under different labels; on some of the scenarios only, a warning names them."""
-    from experiments.commands.config import settings_grid
+    rows under different labels; on some of the scenarios only, a warning names them. The refusal of a field of
+    the default grid (`DEFAULT_GRID`, no --grid given) says so."""
+    from experiments.commands.config import DEFAULT_GRID, settings_grid, typed_grid
 
     combinations = settings_grid(grid)
+    default = (f"; it is in tune's default grid, which is for the area limit: give --grid with the fields read "
+               "here" if dict(grid) == typed_grid(DEFAULT_GRID) else "")
     for key, values in grid.items():
         ignoring, partly = _unread(["mpc-decentralised"], key, episodes, combinations)
         where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
             raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
                              f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}"
-                             f"{_centralised_note(key)}")
+                             f"{_centralised_note(key)}{default}")
         if partly:
             log.warning("%s: not read by %s", where, "; ".join(partly))
 
