@@ -14,7 +14,7 @@ from pev_mpc.objective import objective_value, station_costs
 from pev_mpc.pool import StationPool
 from pev_mpc.problem import ChargingProblem, InfeasibleProblemError
 from pev_mpc.separable_qp import SeparableStations, separable
-from pev_mpc.settings import SMOOTHED, Coordination, MPCSettings
+from pev_mpc.settings import SMOOTHED, Centralised, Coordination, MPCSettings
 from pev_mpc.solution import MPCSolution
 from pev_mpc.station_qp import OSQPStations
 
@@ -38,7 +38,8 @@ SOLVER_READS: dict[str, tuple[str, ...]] = {
     "osqp": ("station_tol", "station_time_limit_s"),
 }
 """Resolved station solver -> the `stations` fields it reads ('separable' is closed form: none; 'batch' and
-'active_set' hand a station that fails to its own OSQP QP, which reads station_tol and station_time_limit_s)."""
+'active_set' hand a station that fails to its own OSQP QP, which reads station_tol and station_time_limit_s). Under
+the area limit the reported market also reads those of 'active_set' (`reported_market`)."""
 
 
 def _resolved_solver(settings: MPCSettings) -> str:
@@ -50,11 +51,30 @@ def _resolved_solver(settings: MPCSettings) -> str:
     return solver
 
 
-def unread_station_settings(settings: MPCSettings) -> tuple[str, ...]:
-    """The `stations.<field>` settings that the station solver of `settings` never reads."""
-    solver = _resolved_solver(settings)
+def reported_market(settings: MPCSettings) -> bool:
+    """Whether the area coordinator clears the market of the reported station QPs with `settings`
+    (`area_market.clear_reported`: 'newton' with model_after, stations that report their QPs and carry no bids,
+    'batch' and 'active_set'); it solves them by the centralised QP and an `ActiveSetStations` model."""
+    can = POOLS[_resolved_solver(settings)].capabilities
+    return (settings.coordination.method == "newton" and settings.model_after is not None and can.reports
+            and not can.bids)
+
+
+def unread_station_settings(settings: MPCSettings, network: bool = False) -> tuple[str, ...]:
+    """The `stations.<field>` settings that the station solver of `settings` never reads, nor (under the area
+    limit, not `network`) the reported market's active-set model of the stations (`reported_market`)."""
+    reads = {*SOLVER_READS[_resolved_solver(settings)],
+             *(SOLVER_READS["active_set"] if not network and reported_market(settings) else ())}
     return tuple(f"stations.{name}" for name in ("station_tol", "station_max_iter", "active_set_max_sweeps",
-                                                 "station_time_limit_s") if name not in SOLVER_READS[solver])
+                                                 "station_time_limit_s") if name not in reads)
+
+
+def unread_centralised_settings(settings: MPCSettings, network: bool = False) -> tuple[str, ...]:
+    """The `centralised.<field>` settings the decentralised MPC never reads with `settings`: it solves the
+    centralised QP of the stations' reported QPs in the area's reported market (`reported_market`) and, on a site
+    network (`network`), where the replies carry no bids (`network_coordinator.clear_model`)."""
+    reads = (not POOLS[_resolved_solver(settings)].capabilities.bids) if network else reported_market(settings)
+    return () if reads else tuple(f"centralised.{f.name}" for f in fields(Centralised))
 
 
 def unread_coordination_settings(settings: MPCSettings) -> tuple[str, ...]:

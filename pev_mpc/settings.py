@@ -231,8 +231,9 @@ class Stations(Section):
     station_max_iter: int = 80
     """Interior-point iteration cap for the batched station solve ('batch', 'active_set')."""
     active_set_max_sweeps: int = 30
-    """Cap on active-set sweeps per round ('active_set'); stations still unsettled are solved by the
-    interior point (station_max_iter)."""
+    """Cap on active-set sweeps per round ('active_set', and the active-set model of the reported market of
+    'batch': `pev_mpc.decentralised.reported_market`); stations still unsettled are solved by the interior point
+    (station_max_iter)."""
     station_time_limit_s: float = 0.0
     """OSQP time limit per station solve (0 = none; 'osqp', and the OSQP last resort of 'batch' and
     'active_set'); a timeout is handled as a failure."""
@@ -243,7 +244,8 @@ class Centralised(Section):
     """How the centralised MPC solves the coupled QP."""
 
     centralised_solver: str = "CLARABEL"
-    """Solver of the coupled QP: 'CLARABEL' or 'OSQP' (eps 1e-8 and polishing)."""
+    """Solver of the coupled QP: 'CLARABEL' or 'OSQP' (eps 1e-8 and polishing); also of the decentralised MPC's
+    centralised QP of the reported station QPs (`pev_mpc.decentralised.unread_centralised_settings`)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -96,3 +96,51 @@ def test_a_file_the_plugin_reads_is_part_of_its_checksum_and_a_resume_refuses(tm
         main([*args, "--resume"])
     assert stop.value.code == 2
     assert f"holds rows computed with other settings ({name}/seed: plugin_sha256" in capsys.readouterr().err
+
+
+def test_the_weights_a_re_exported_plugin_class_reads_at_import_are_part_of_its_checksum(tmp_path,
+                                                                                         monkeypatch) -> None:
+    """`pkg:Mine` with Mine defined in pkg.impl (re-exported by pkg/__init__.py, as an entry point often names
+    it): the files read while importing pkg were recorded under 'pkg' and looked up under 'pkg.impl', so
+    retrained weights kept the checksum of the old ones."""
+    from experiments.controllers.policies_plugin import make, source_checksum, source_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights_7e1.txt").write_text("0.5\n")
+    (tmp_path / "pkg_7e1").mkdir()
+    (tmp_path / "pkg_7e1" / "__init__.py").write_text("from .impl import Mine\n")
+    (tmp_path / "pkg_7e1" / "impl.py").write_text(
+        "from pathlib import Path\nfrom pev_mpc.policies import EDF\n\n"
+        "SHARE = float(Path('weights_7e1.txt').read_text())\n\nclass Mine(EDF):\n    pass\n")
+    make("pkg_7e1:Mine")
+    assert "cwd:weights_7e1.txt" in source_files("pkg_7e1.impl")
+    before = source_checksum("pkg_7e1:Mine")
+    (tmp_path / "weights_7e1.txt").write_text("0.25\n")
+    assert source_checksum("pkg_7e1:Mine") != before
+
+
+def test_the_weights_an_installed_plugin_reads_are_part_of_its_checksum(tmp_path, monkeypatch) -> None:
+    """A plug-in installed in site-packages (an entry point's package, `pip install .`): every frame of its code
+    was installed code, so the weights its class read when built were never recorded; its own package's frames
+    are now the user's wherever it is installed (and only the frames below `make` count: a caller outside the
+    installed code, this test or the `pev-experiments` script, made any file read there count)."""
+    import os
+
+    from experiments.controllers import policies_plugin
+
+    site = tmp_path / "site-packages"
+    (site / "installed_3b8").mkdir(parents=True)
+    weights = tmp_path / "weights_3b8.txt"
+    weights.write_text("0.5\n")
+    (site / "installed_3b8" / "__init__.py").write_text(
+        "from pev_mpc.policies import EDF\n\nclass Mine(EDF):\n    def __init__(self):\n        super().__init__()\n"
+        f"        self.share = float(open({str(weights)!r}).read())\n")
+    monkeypatch.syspath_prepend(str(site))
+    installed = {*policies_plugin._installed_folders(), str(site) + os.sep,
+                 os.path.dirname(os.path.abspath(__file__)) + os.sep}  # this test calls as installed code would
+    monkeypatch.setattr(policies_plugin, "_installed_folders", lambda: installed)
+    policies_plugin.make("installed_3b8:Mine")
+    assert f"file:{weights}" in policies_plugin.source_files("installed_3b8")
+    before = policies_plugin.source_checksum("installed_3b8:Mine")
+    weights.write_text("0.25\n")
+    assert policies_plugin.source_checksum("installed_3b8:Mine") != before

@@ -91,7 +91,7 @@ def test_a_coordination_setting_read_on_some_scenarios_only_warns(tmp_path, capl
      "compare.mpc.stations.station_tol = 0.01: not read by mpc-decentralised, the run's MPC controllers (read by the "
      "station solvers batch, active_set, osqp only"),
     ("compare", ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=batch", "--set",
-                 "mpc.stations.active_set_max_sweeps=3"],
+                 "mpc.coordination.model_after=none", "--set", "mpc.stations.active_set_max_sweeps=3"],
      "compare.mpc.stations.active_set_max_sweeps = 3: not read by mpc-decentralised"),
     ("tune", ["--grid", "stations.station_time_limit_s=1,5"],
      "tune.grid.stations.station_time_limit_s = [1.0, 5.0]: not read by mpc-decentralised"),
@@ -109,8 +109,16 @@ def test_a_station_setting_the_closed_form_stations_do_not_read_exits_2(command,
     ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=osqp", "--set",
      "mpc.stations.station_tol=1e-6"],
     ["--controllers", "mpc-decentralised-tracking", "--set", "mpc.stations.station_max_iter=40"],
+    ["--controllers", "mpc-decentralised", "--set", "mpc.stations.station_solver=batch", "--set",
+     "mpc.stations.active_set_max_sweeps=3"],
+    ["--controllers", "mpc-decentralised-tracking", "--set", "mpc.centralised.centralised_solver=OSQP"],
+    ["--controllers", "mpc-foresight", "--set", "mpc.stations.station_solver=active_set", "--set",
+     "mpc.centralised.centralised_solver=OSQP"],
 ])
 def test_a_station_setting_the_run_s_station_solver_reads_is_accepted(args, tmp_path) -> None:
+    """The reported market of 'batch' and 'active_set' stations (newton with model_after) clears the centralised
+    QP of the stations' QPs with centralised_solver and models them by the active set (active_set_max_sweeps):
+    both were refused as unread, though they changed the rows (`test_the_reported_market_reads_...`)."""
     assert main(["compare", "--scenarios", "seed", "--seeds", "0", *args, "--dry-run", "--out", str(tmp_path)]) == 0
 
 
@@ -151,3 +159,42 @@ def test_max_horizon_without_horizon_to_departure_exits_2(tmp_path, capsys) -> N
     assert exit_.value.code == 2
     assert "compare.mpc.policy.max_horizon = 96: not read by mpc-decentralised, mpc-centralised" in capsys.readouterr().err
     assert main(args) == 0
+
+
+@pytest.mark.parametrize("changes", [{"station_solver": "batch"}, {"objective": "tracking"},
+                                     {"station_solver": "batch", "model_after": None}, {}])
+def test_the_reported_market_reads_the_settings_the_preflight_says_it_reads(changes, monkeypatch) -> None:
+    """What `unread_station_settings` / `unread_centralised_settings` say the area coordinator reads is what it
+    builds on a short seed episode (the market after one Newton round unless model_after is None): the reported
+    market's active-set model of the stations (active_set_max_sweeps with 'batch') and its centralised QP
+    (centralised_solver)."""
+    from experiments.commands.runner import run_episode
+    from pev_env.config import EnvConfig
+    from pev_env.scenarios import make_scenario
+    from pev_mpc import area_market
+    from pev_mpc.decentralised import reported_market, unread_centralised_settings, unread_station_settings
+    from pev_mpc.policies.mpc import DecentralisedMPC
+    from pev_mpc.settings import MPCSettings
+
+    built: list[str] = []
+    model, centralised = area_market.ActiveSetStations, area_market.solve_centralised
+    monkeypatch.setattr(area_market, "ActiveSetStations", lambda *a: built.append("model") or model(*a))
+    monkeypatch.setattr(area_market, "solve_centralised", lambda *a, **k: built.append("qp") or centralised(*a, **k))
+    settings = MPCSettings().replace(**{"model_after": 1, **changes})
+    config, scenario = make_scenario("seed", 0, base=EnvConfig.from_mapping({"total_time": 60}))
+    run_episode(DecentralisedMPC(settings), config, scenario, 0)
+    market = reported_market(settings)
+    assert ("model" in built) == ("qp" in built) == market == (changes != {} and changes.get("model_after", 1) == 1)
+    assert ("centralised.centralised_solver" not in unread_centralised_settings(settings)) == market
+    sweeps = "stations.active_set_max_sweeps" not in unread_station_settings(settings)
+    assert sweeps == (market or settings.objective.name == "tracking")
+
+
+def test_tune_s_default_grid_on_a_site_network_says_it_is_the_default(tmp_path, capsys) -> None:
+    """No --grid on acn-caltech-network: the refusal named a grid the user never gave (coordination.method of the
+    default grid); it now says the default grid is for the area limit and to give --grid."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "--scenarios", "acn-caltech-network", "--seeds", "0", "--dry-run", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert ("it is in tune's default grid, which is for the area limit: give --grid with the fields read here"
+            in capsys.readouterr().err)

@@ -133,23 +133,23 @@ def check_mpc_settings(section: str, controller: str, mpc: Any, episodes: Sequen
 def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
             settings: Sequence[Any]) -> tuple[list[str], list[str]]:
     """The `controllers` that never read the MPC setting `key` on the scenarios of `episodes` with any of
-    `settings` (`ignores_setting`, on a site network also what its coordination does not read; what the station
-    solver and the policy do not read with the settings, `unread_station_settings`, `unread_policy_settings`;
-    under the area limit what the area coordinator does not read with them, `unread_coordination_settings`), and
-    'controller on scenarios' for those that do not read it on some of the scenarios."""
-    from pev_mpc.decentralised import unread_coordination_settings, unread_station_settings
+    `settings` (`ignores_setting`, on a site network also what its coordination does not read; what the policy
+    does not read with the settings, `unread_policy_settings`, and the decentralised MPCs' stations and
+    coordination, `_unread_decentralised`), and 'controller on scenarios' for those that do not read it on some
+    of the scenarios."""
     from pev_mpc.policies import POLICIES
-    from pev_mpc.policies.mpc import unread_policy_settings
+    from pev_mpc.policies.mpc import DecentralisedMPC, unread_policy_settings
 
     on_network = {name: config.network != "area" for name, config, _ in episodes}
     places = set(on_network.values()) or {False}
     ignoring, partly = [], []
     for c in controllers:
         def reads(network: bool) -> bool:
-            runs = (registry.make_controller(c, mpc=s).settings for s in settings)  # as the policy runs them
+            runs = (registry.make_controller(c, mpc=s) for s in settings)  # as the policy runs them
             return not POLICIES[c].ignores_setting(key, network) and any(  # noqa: B023 (used at once)
-                key not in (*unread_station_settings(r), *unread_policy_settings(r))
-                and (network or key not in unread_coordination_settings(r)) for r in runs)
+                key not in (*unread_policy_settings(r.settings),
+                            *(_unread_decentralised(r.settings, network) if isinstance(r, DecentralisedMPC) else ()))
+                for r in runs)
 
         unread = {network for network in places if not reads(network)}
         if unread == places:
@@ -159,6 +159,16 @@ def _unread(controllers: Sequence[str], key: str, episodes: Sequence[Episode],
             partly.append(f"{c} on {', '.join(names)} ({'a site network' if True in unread else 'the area limit'}: "
                           "its coordination there does not read it)")
     return ignoring, partly
+
+
+def _unread_decentralised(settings: Any, network: bool) -> tuple[str, ...]:
+    """The settings the decentralised MPC's stations and coordination never read with `settings` (on a site
+    network when `network`): `unread_station_settings`, `unread_centralised_settings` and, under the area limit,
+    `unread_coordination_settings`."""
+    from pev_mpc.decentralised import unread_centralised_settings, unread_coordination_settings, unread_station_settings
+
+    return (*unread_station_settings(settings, network), *unread_centralised_settings(settings, network),
+            *(() if network else unread_coordination_settings(settings)))
 
 
 def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any,
@@ -186,7 +196,8 @@ def check_unused_mpc_settings(section: str, controllers: Sequence[str], mpc: Any
                              "a plug-in never receives them)")
         if len(ignoring) == len(readers):
             raise ValueError(f"{where}: not read by {', '.join(ignoring)}, the run's MPC controllers"
-                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}"
+                             f"{_centralised_note(key)}")
         if ignoring or partly:
             log.warning("%s: not read by %s", where, "; ".join([*ignoring, *partly]))
 
@@ -231,24 +242,39 @@ def _solver_note(key: str) -> str:
     if not key.startswith("stations.") or name == "station_solver":
         return ""
     readers = [solver for solver, reads in SOLVER_READS.items() if name in reads]
-    return (f" (read by the station solvers {', '.join(readers)} only; station_solver 'auto' is the closed-form "
-            "'separable' with the deadline objective)")
+    market = "" if "batch" in readers else (", and with 'batch' under the area limit by the reported market of "
+                                            "'newton' with model_after, which models the stations by 'active_set'")
+    return (f" (read by the station solvers {', '.join(readers)} only{market}; station_solver 'auto' is the "
+            "closed-form 'separable' with the deadline objective)")
+
+
+def _centralised_note(key: str) -> str:
+    """When the decentralised MPC reads a `centralised` setting ('' for another key)."""
+    if not key.startswith("centralised."):
+        return ""
+    return (" (the decentralised MPC reads it where it solves the centralised QP of the stations' reported QPs: "
+            "station solvers 'batch' and 'active_set' under the area limit with 'newton' and model_after, and every "
+            "station solver but 'separable' on a site network)")
 
 
 def check_unused_grid(section: str, grid: Any, episodes: Sequence[Episode]) -> None:
     """A tune grid field that the decentralised MPC does not read on the run's scenarios (e.g.
     `coordination.method` when every scenario is on a site network) or with any of the grid's settings (e.g.
     `stations.station_tol` of the closed-form station solver) is refused: its settings would give the same
-    rows under different labels; on some of the scenarios only, a warning names them."""
-    from experiments.commands.config import settings_grid
+    rows under different labels; on some of the scenarios only, a warning names them. The refusal of a field of
+    the default grid (`DEFAULT_GRID`, no --grid given) says so."""
+    from experiments.commands.config import DEFAULT_GRID, settings_grid, typed_grid
 
     combinations = settings_grid(grid)
+    default = (f"; it is in tune's default grid, which is for the area limit: give --grid with the fields read "
+               "here" if dict(grid) == typed_grid(DEFAULT_GRID) else "")
     for key, values in grid.items():
         ignoring, partly = _unread(["mpc-decentralised"], key, episodes, combinations)
         where = f"{section}.grid.{key} = {list(values)!r}"
         if ignoring:
             raise ValueError(f"{where}: not read by mpc-decentralised, the controller tune sweeps"
-                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}")
+                             f"{_network_note(key, episodes)}{_solver_note(key)}{_area_note(key, episodes)}"
+                             f"{_centralised_note(key)}{default}")
         if partly:
             log.warning("%s: not read by %s", where, "; ".join(partly))
 

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 ENTRY_POINT_GROUP = "pev_mpc.policies"
@@ -38,46 +39,69 @@ METHODS: tuple[str, ...] = ("reset", "act", "act_array")
 _READ: dict[str, set[str]] = {}
 """Module -> the files opened for reading while it was imported as a plug-in or its class was built (weights,
 tables): part of `source_checksum` with the module files."""
-_RECORDING: list[tuple[set[str], set[str]]] = []
-"""(files read, installed folders) of the open `recording_reads` blocks (innermost last)."""
+_RECORDING: list[tuple[set[str], set[str], str, FrameType]] = []
+"""(files read, installed folders, the plug-in's package folder, the frame that opened the block) of the open
+`recording_reads` blocks (innermost last)."""
 _HOOKED: list[bool] = []
 """[True] once the audit hook is installed (it cannot be removed: installed once, idle outside the blocks)."""
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     """Audit hook: inside `recording_reads`, the path of every file the user's code opens for reading: the
-    innermost frame outside the installed code must be the user's, not an import of another module (a library's
-    own files read while the plug-in imports it are not the plug-in's)."""
+    innermost frame outside the installed code (or inside the plug-in's own package, installed or not), below the
+    frame that opened the block (not the caller's: a test, a console script), must be the user's, not an import of
+    another module (a library's own files read while the plug-in imports it are not the plug-in's)."""
     if event != "open" or not _RECORDING or isinstance(args[0], int) or not isinstance(args[1], str):
         return
     if set(args[1]) & set("wax+"):
         return
-    found, installed = _RECORDING[-1]
+    found, installed, own, entry = _RECORDING[-1]
     frame = sys._getframe(1)
-    while frame is not None:
+    while frame is not None and frame is not entry:
         name = frame.f_code.co_filename
         if name.startswith("<frozen importlib"):
             return
-        if not name.startswith("<") and not any(os.path.abspath(name).startswith(f) for f in installed):
+        path = os.path.abspath(name)
+        mine = bool(own) and path.startswith(own)
+        if not name.startswith("<") and (mine or not any(path.startswith(f) for f in installed)):
             found.add(os.path.abspath(os.fsdecode(os.fspath(args[0]))))
             return
         frame = frame.f_back
 
 
 @contextmanager
-def recording_reads(module: str) -> Iterator[None]:
-    """Record the files opened for reading inside the block as read by the plug-in module `module` (`_READ`)."""
+def recording_reads(module: str, entry: FrameType) -> Iterator[set[str]]:
+    """The files the user's code (that of the plug-in module `module`'s package included, `_package_folder`)
+    opens for reading inside the block that the frame `entry` opens (`_audit`), in the set it yields."""
     installed = _installed_folders()
     if not _HOOKED:
         sys.addaudithook(_audit)
         _HOOKED.append(True)
     found: set[str] = set()
-    _RECORDING.append((found, installed))
+    _RECORDING.append((found, installed, _package_folder(module), entry))
     try:
-        yield
+        yield found
     finally:
         _RECORDING.pop()
-        _READ.setdefault(module, set()).update(found)
+
+
+def _package_folder(module: str) -> str:
+    """The folder (with a separator) of the top-level package of `module`, or the file of a top-level module: the
+    plug-in's own code, where it is installed too (an entry point's package); '' when not found."""
+    try:
+        spec = importlib.util.find_spec(module.partition(".")[0])
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return ""
+    origin = os.path.abspath(spec.origin)
+    return os.path.join(os.path.dirname(origin), "") if spec.submodule_search_locations is not None else origin
+
+
+def _record(cls: Any, read: set[str]) -> None:
+    """`read` as read by the plug-in class `cls`, under the module that defines it (`_READ`, as `source_checksum`
+    looks it up; a class that a package re-exports is not defined in the module its name is imported from)."""
+    _READ.setdefault(getattr(cls, "__module__", ""), set()).update(read)
 
 
 def is_import_path(name: str) -> bool:
@@ -97,19 +121,20 @@ def load_class(name: str, key: str = "controller") -> type:
             module, _, attr = name.partition(":")
             if "" not in sys.path and os.getcwd() not in sys.path:
                 sys.path.append(os.getcwd())  # the user's module beside them; appended: never shadows a package
-            with recording_reads(module):
+            with recording_reads(module, sys._getframe()) as read:
                 found: Any = importlib.import_module(module)
             for part in attr.split("."):
                 found = getattr(found, part)
         else:
             point = entry_points()[name]
-            with recording_reads(point.module):
+            with recording_reads(point.module, sys._getframe()) as read:
                 found = point.load()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module does at import is its error
         raise ValueError(f"{key}: cannot load policy {name!r} ({type(exc).__name__}: {exc}); allowed: "
                          f"package.module:ClassName importable here, or an entry point of group "
                          f"{ENTRY_POINT_GROUP!r}") from None
     check_interface(found, name, key)
+    _record(found, read)
     return found
 
 
@@ -140,9 +165,9 @@ def source_checksum(name: str) -> str:
 
 def source_files(module: str) -> dict[str, Path]:
     """The source files of the plug-in module `module`, sorted by their relative names: its own file, every
-    module file loaded (sys.modules) from under its folder or the working directory, and every file its code read
-    while imported or built (`_READ`, wherever it lies), outside the installed packages
-    (site-packages, the standard library) and this package's; {} when the module has no file."""
+    module file loaded (sys.modules) from under its folder or the working directory, outside the installed
+    packages (site-packages, the standard library) and this package's, and every file its code read while
+    imported or built (`_READ`, wherever it lies); {} when the module has no file."""
     found = getattr(sys.modules.get(module), "__file__", None)
     if not found:
         return {}
@@ -156,7 +181,7 @@ def source_files(module: str) -> dict[str, Path]:
         root = next((r for r, folder in roots.items() if path.startswith(folder + os.sep)), None)
         if not (root or path in read) or not os.path.isfile(path):
             continue
-        if path == own or not any(path.startswith(f) for f in installed):
+        if path == own or path in read or not any(path.startswith(f) for f in installed):
             label = f"{root}:{Path(os.path.relpath(path, roots[root])).as_posix()}" if root else f"file:{path}"
             files[label] = Path(path)
     return dict(sorted(files.items()))
@@ -179,8 +204,9 @@ def make(name: str, key: str = "controller") -> Any:
     """A fresh instance of the plug-in `name`, with its `last_stats` checked; ValueError naming `key` otherwise."""
     cls = load_class(name, key)
     try:
-        with recording_reads(cls.__module__):
+        with recording_reads(cls.__module__, sys._getframe()) as read:
             policy = cls()
+        _record(cls, read)
     except (TypeError, SystemExit) as exc:
         raise ValueError(f"{key}: {name!r} cannot be made without arguments ({type(exc).__name__}: {exc})") from None
     if not hasattr(policy, "last_stats"):

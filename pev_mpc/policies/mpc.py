@@ -157,7 +157,7 @@ class DecentralisedMPC(_RecedingHorizon):
     """Stations solve their own QPs; the coordinator's prices are warm-started, shifted one step."""
 
     name = "mpc-decentralised"
-    ignores = ("centralised", "policy.foresight", "policy.history")
+    ignores = ("policy.foresight", "policy.history")
     network_ignores = tuple(key for key in (f"coordination.{f.name}" for f in fields(Coordination))
                             if key not in NETWORK_READS)
     """On a site network the coordination is by model-market exchanges (`pev_mpc.network_coordinator`), which
@@ -208,7 +208,7 @@ class ForesightMPC(DecentralisedMPC):
 
     name = "mpc-foresight"
     causal = False
-    ignores = ("centralised", "policy.history")
+    ignores = ("policy.history",)
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__(settings)
@@ -262,7 +262,7 @@ class HistoryMPC(ForesightMPC):
 
     name = "mpc-history"
     causal = True  # its forecast comes from the site's other days, not from the episode
-    ignores = ("centralised",)
+    ignores = ()
 
     def __init__(self, settings: MPCSettings | None = None) -> None:
         super().__init__(settings)
