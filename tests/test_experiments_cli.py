@@ -26,7 +26,7 @@ def test_compare_writes_every_output(tmp_path, capsys) -> None:
     assert (metrics.loc[metrics["controller"] == "edf", "area_violation_steps"] == 0).all()
     summary = (out / "summary.md").read_text()
     assert "| edf | 2 |" in summary and "## seed" in summary
-    assert "| uncontrolled | 2 |" in capsys.readouterr().out  # the table is printed
+    assert "| uncontrolled ‡ | 2 |" in capsys.readouterr().out  # the table is printed, the limit-breaker marked
     trace = pd.read_csv(out / "traces" / "seed_seed0_edf.csv")
     assert {"area_power_kw", "P_ref_kw", "price", "p_0_kw", "p_5_kw"} <= set(trace.columns)
     assert (out / "traces" / "seed_seed0_edf_soc.csv").exists()

@@ -63,6 +63,7 @@ def stops(capsys, *argv: str) -> str:
     (["--set", "env.total_time=1e9"], "must be <= 100000 control steps per episode"),
     (["--seeds", "0-99999999", "--controllers", "bogus"], "compare.seeds = '0-99999999': at most 100000 seeds"),
     (["--ray-address", "bogus"], "compare.ray_address = 'bogus': must be empty (a local Ray instance), auto"),
+    (["--set", "env.xi=0.1", "--set", "env.xi=0.2"], "--set 'env.xi' is given twice ('0.1' and '0.2'): give each key"),
 ])
 def test_bad_values_stop_before_any_work(tmp_path, capsys, no_episodes, args, message) -> None:
     """Refused before any episode (no_episodes) and before the output folder is made."""

@@ -125,11 +125,15 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: Mapping
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:
-    """`["key=value", ...]` (the --set option) -> dict; a missing '=' is an error naming the item."""
+    """`["key=value", ...]` (the --set option) -> dict; a missing '=' or a key given twice is an error naming it
+    (the last would win silently)."""
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: must be KEY=VALUE")
+        if key.strip() in out:
+            raise ValueError(f"--set {key.strip()!r} is given twice ({out[key.strip()]!r} and {value.strip()!r}): "
+                             "give each key once")
         out[key.strip()] = value.strip()
     return out
