@@ -15,7 +15,8 @@ powers on both. The smallest worst relative gap that plans with these equalities
 (U_s a plan's unmet energy on day s, U*_s the offline optimum of day s alone) is a lower bound on the worst
 relative gap over these days of ANY causal controller, the MPCs included: if z* > 3 %, none leaves at most 3 %
 more than the optimum on every one of them. The bound grows with the days one adds. Every day is solved with
-the offline optimum's model of an episode (`pev_mpc.policies.offline.cone_episode`, exact cones, Clarabel).
+the offline optimum's model of an episode (`pev_mpc.policies.offline.cone_episode`, exact cones, Clarabel),
+its optimum U*_s by the offline optimum's first stage (`least_unmet`).
 Each pair (D, D_k) is solved first; then the `--joint` spliced days of the largest pair bounds together, halved
 until Clarabel solves them accurately (a pair or a joint set it ends 'inaccurate' gives no bound and is left out,
 named).
@@ -42,7 +43,7 @@ from pev_env.scenario import Scenario
 from pev_env.scenarios import make_scenario
 from pev_env.schedule import plug_schedule
 from pev_mpc.policies import make_policy
-from pev_mpc.policies.offline import ConeEpisode, cone_episode, offline_solution
+from pev_mpc.policies.offline import ConeEpisode, cone_episode, least_unmet
 
 TOLERANCES = dict(tol_gap_abs=1e-5, tol_gap_rel=1e-5, tol_feas=1e-6)
 """Clarabel's tolerances for the bound: z* to about 1e-5 (0.001 %); at the offline optimum's 1e-7 it ends
@@ -67,27 +68,27 @@ def splice(day: Scenario, other: Scenario, step: int) -> tuple[Scenario, int]:
 
 @dataclass
 class Day:
-    """One day's offline model and optimum U*, kWh."""
+    """One day's plug schedule, offline model and optimum U*, kWh."""
 
     scenario: Scenario
+    station_pev: np.ndarray
     model: ConeEpisode
     optimum: float
 
 
 def day_model(config: EnvConfig, network: Network, scenario: Scenario, first: Day | None = None,
               tau: int = 0) -> Day:
-    """`scenario`'s offline model and optimum on `network`; with `first` (D), its powers before step `tau` are
-    D's (the two days must plug the same PEVs until then)."""
+    """`scenario`'s offline model and optimum on `network` (the offline optimum's first stage); with `first` (D),
+    its powers before step `tau` are D's (the two days must plug the same PEVs until then)."""
     station_pev = plug_schedule(scenario).station_pev
-    _, optimum, _ = offline_solution(config, scenario, station_pev, network)
-    shared = None
-    if first is not None:
-        cells = first.model.cells
-        count = int(np.count_nonzero(cells.steps < tau))
-        if not np.array_equal(station_pev[:tau], plug_schedule(first.scenario).station_pev[:tau]):
-            raise RuntimeError(f"{scenario.name} is plugged differently from D before tau = {tau}")
-        shared = first.model.x[:count]
-    return Day(scenario, cone_episode(config, scenario, station_pev, network, shared=shared), optimum)
+    own = cone_episode(config, scenario, station_pev, network)
+    optimum, _ = least_unmet(own)
+    if first is None:
+        return Day(scenario, station_pev, own, optimum)
+    if not np.array_equal(station_pev[:tau], first.station_pev[:tau]):
+        raise RuntimeError(f"{scenario.name} is plugged differently from D before tau = {tau}")
+    shared = first.model.x[:int(np.count_nonzero(first.model.cells.steps < tau))]
+    return Day(scenario, station_pev, cone_episode(config, scenario, station_pev, network, own.cells, shared), optimum)
 
 
 def causal_bound(days: list[Day]) -> tuple[float, list[float], bool] | None:

@@ -271,8 +271,8 @@ def test_an_inaccurate_offline_plan_is_counted_once_in_the_results(monkeypatch):
     episode is not converged (nonconverged_steps 1), the others are."""
     import pev_mpc.policies.offline as offline
 
-    solve = offline.solve_socp
-    monkeypatch.setattr(offline, "solve_socp", lambda problem, stage: solve(problem, stage) and False)
+    solve = offline._solve_socp
+    monkeypatch.setattr(offline, "_solve_socp", lambda problem, stage: solve(problem, stage) and False)
     config, scenario = make_scenario("acn-caltech-network", 0, EnvConfig(network="caltech", transformer_kw=40.0))
     policy = OfflineOptimal()
     policy.reset(config, scenario, 0)  # three-phase: the cone program (an LP would be HiGHS, exact or raising)

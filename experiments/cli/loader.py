@@ -129,11 +129,10 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
     (the last would win silently)."""
     out: dict[str, str] = {}
     for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
             raise ValueError(f"--set {item!r}: must be KEY=VALUE")
-        if key.strip() in out:
-            raise ValueError(f"--set {key.strip()!r} is given twice ({out[key.strip()]!r} and {value.strip()!r}): "
-                             "give each key once")
-        out[key.strip()] = value.strip()
+        if key in out:
+            raise ValueError(f"--set {key!r} is given twice ({out[key]!r} and {value!r}): give each key once")
+        out[key] = value
     return out

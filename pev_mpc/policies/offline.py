@@ -82,7 +82,7 @@ def offline_solution(config: EnvConfig, scenario: Scenario, station_pev: np.ndar
     if network is not None and not network.is_linear:
         x, u_star, accurate = _socp_plan(cone_episode(config, scenario, station_pev, network, cells))
         return _place(x, cells, station_pev, config, network), u_star, accurate
-    energy = sp.csr_matrix((np.full(n_cells, cells.gain), (cells.pev, np.arange(n_cells))), shape=(m, n_cells + m))
+    energy = cells.energy(n_cells + m)
     if network is not None:
         row, cell, gain, coupling_limit = _network_rows(network, config, station_pev, cells)
         coupling = sp.csr_matrix((np.abs(gain), (row, cell)), shape=(coupling_limit.size, n_cells + m))
@@ -126,6 +126,12 @@ class Cells:
     """kWh (M,): the p_min energy the plant applies to each PEV anyway."""
     gain: float
     """kWh per kW of a cell: eta dt_h."""
+
+    def energy(self, columns: int) -> sp.csr_matrix:
+        """(M, columns) map of the cells' powers (the first columns) to the PEVs' energies, kWh."""
+        n_cells = self.steps.size
+        return sp.csr_matrix((np.full(n_cells, self.gain), (self.pev, np.arange(n_cells))),
+                             shape=(self.req.size, columns))
 
 
 def _cells(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray) -> Cells:
@@ -196,7 +202,7 @@ def cone_episode(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
     shape = (limit.size, n_cells)
     re = sp.csr_matrix((gain.real, (row, cell)), shape=shape)
     im = sp.csr_matrix((gain.imag, (row, cell)), shape=shape)
-    energy = sp.csr_matrix((np.full(n_cells, cells.gain), (cells.pev, np.arange(n_cells))), shape=(m, n_cells))
+    energy = cells.energy(n_cells)
     fresh = cp.Variable(n_cells - k) if k < n_cells else None
     x = shared if fresh is None else fresh if not k else cp.hstack([shared, fresh])
     u = cp.Variable(m, nonneg=True)
@@ -209,24 +215,31 @@ def cone_episode(config: EnvConfig, scenario: Scenario, station_pev: np.ndarray,
     return ConeEpisode(x, u, constraints, cells)
 
 
+def least_unmet(model: ConeEpisode) -> tuple[float, bool]:
+    """The first stage on `model` (Clarabel): the least unmet energy (kWh), and whether Clarabel reported it
+    accurate; `model.x` holds the plan."""
+    stage = cp.Problem(cp.Minimize(cp.sum(model.u)), model.constraints)
+    accurate = _solve_socp(stage, "unmet")
+    return float(stage.value), accurate
+
+
 def _socp_plan(model: ConeEpisode) -> tuple[np.ndarray, float, bool]:
     """The two stages on a network with cones, as SOCPs (Clarabel): cell powers x (kW) of the earliest plan
     at the optimal unmet energy, that unmet energy (kWh), and whether both stages were accurate."""
     x, u, constraints, steps = model.x, model.u, model.constraints, model.cells.steps
     n_steps = int(steps.max(initial=0)) + 1
-    stage = cp.Problem(cp.Minimize(cp.sum(u)), constraints)
-    accurate = solve_socp(stage, "unmet")
-    u_star, plan = float(stage.value), np.asarray(x.value, dtype=np.float64)
+    u_star, accurate = least_unmet(model)
+    plan = np.asarray(x.value, dtype=np.float64)
     early = cp.Problem(cp.Minimize((steps + 1.0) / n_steps @ x),
                        constraints + [cp.sum(u) <= u_star * (1.0 + SOCP_UNMET_REL_TOL) + SOCP_UNMET_REL_TOL])
     try:
-        accurate = solve_socp(early, "early") and accurate
+        accurate = _solve_socp(early, "early") and accurate
     except RuntimeError:      # the tie-break only orders optimal plans: keep the first stage's, reported inaccurate
         return plan, u_star, False
     return np.asarray(x.value, dtype=np.float64), u_star, accurate
 
 
-def solve_socp(problem: cp.Problem, stage: str) -> bool:
+def _solve_socp(problem: cp.Problem, stage: str) -> bool:
     """Solve one cone stage; True if Clarabel reports it optimal, False if only 'inaccurate' or solved on a
     second try with _CLARABEL_RETRY after Clarabel failed (then reported in the results, not printed); raises
     RuntimeError on any other status or a second failure."""
