@@ -125,21 +125,32 @@ def closed_loop_unmet(config: EnvConfig, scenario: Scenario, controller: str) ->
     return float(core.episode_metrics()["unmet_energy_kwh"])
 
 
-def main() -> None:
+def hour_range(text: str) -> tuple[int, int]:
+    """--hours 'H1-H2' -> (H1, H2), 0 <= H1 <= H2 <= 23 (argparse reports a ValueError as exit 2, one line)."""
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and int(first) <= int(last) <= 23):
+        raise ValueError(text)
+    return int(first), int(last)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=33, help="acn-caltech-eval seed of the day D")
     parser.add_argument("--transformer-kw", type=float, default=40.0)
-    parser.add_argument("--hours", default="6-17", help="splice hours, an inclusive range H1-H2 (local time)")
+    parser.add_argument("--hours", type=hour_range, default="6-17", help="splice hours, an inclusive range H1-H2 (local time)")
     parser.add_argument("--futures", type=int, default=15, help="other days drawn from acn-caltech-train")
     parser.add_argument("--draw", type=int, default=0, help="seed of the draw of the other days")
     parser.add_argument("--joint", type=int, default=30, help="spliced days with the largest pair bounds solved "
                         "jointly (halved until Clarabel solves them accurately)")
     parser.add_argument("--mpc", action="store_true", help="also run mpc-decentralised on D and the joint days")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not 1 <= args.futures <= 87 or args.joint < 1:
+        parser.error(f"--futures {args.futures} / --joint {args.joint}: allowed 1-87 other days (acn-caltech-train "
+                     "has 87) and a joint set of at least 1")
     base = EnvConfig(network="caltech", transformer_kw=args.transformer_kw)
     config, scenario = make_scenario("acn-caltech-eval", args.seed, base)
     per_hour = round(60 / config.sampling_time)
-    first, last = (int(h) for h in args.hours.split("-"))
+    first, last = args.hours
     picks = np.random.default_rng(args.draw).choice(87, size=args.futures, replace=False)
     futures = [make_scenario("acn-caltech-train", int(k), base)[1] for k in picks]
     start = time.perf_counter()

@@ -86,3 +86,14 @@ def test_splice_keeps_the_day_before_the_step_and_the_other_days_free_stations_a
     # station 0 is busy until 6: other's PEV arriving there at 4 is left out; its own PEVs at 1 follow each other
     assert spliced.arrival.tolist() == [0, 1, 4, 7] and spliced.station.tolist() == [0, 2, 1, 1]
     assert tau == 1 and spliced.n_steps == 8
+
+
+@pytest.mark.parametrize("argv, message", [(["--hours", "9-8"], "--hours: invalid hour_range value: '9-8'"),
+                                           (["--hours", "6-24"], "invalid hour_range value: '6-24'"),
+                                           (["--futures", "88"], "--futures 88 / --joint 30: allowed 1-87"),
+                                           (["--joint", "0"], "--futures 15 / --joint 0: allowed 1-87")])
+def test_bad_arguments_exit_2_with_one_line(bound, capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as stop:
+        bound.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and message in err[-1]
